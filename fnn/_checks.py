@@ -1,0 +1,82 @@
+"""Argument validation shared by every public function.
+
+Checks run at trace time on what is visible then (shapes, dtypes, Python numbers) and,
+for concrete arrays only, on values (e.g. class targets in range). Every error names the
+argument, what was expected and what was received.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(x: Any) -> bool:
+    """True when `x` holds values now (not a tracer inside jit/grad/vmap)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_floating(name: str, x: Any) -> None:
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        raise TypeError(f"{name} must have a floating dtype, got {jnp.result_type(x)}")
+
+
+def check_integer(name: str, x: Any) -> None:
+    if not jnp.issubdtype(jnp.result_type(x), jnp.integer):
+        raise TypeError(f"{name} must have an integer dtype (class indices), got {jnp.result_type(x)}")
+
+
+def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
+    if jnp.shape(a) != jnp.shape(b):
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape (no silent broadcasting), "
+            f"got {name_a} {tuple(jnp.shape(a))} and {name_b} {tuple(jnp.shape(b))}")
+
+
+def check_ndim(name: str, x: Any, allowed: tuple[int, ...]) -> None:
+    if jnp.ndim(x) not in allowed:
+        raise ValueError(f"{name} must have ndim in {allowed}, got shape {tuple(jnp.shape(x))}")
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Closed interval [low, high] on a Python number."""
+    if not (low <= value <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def check_positive(name: str, value: float, *, strict: bool = True) -> None:
+    if not (value > 0 if strict else value >= 0):
+        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {value}")
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def check_classes_in_range(name: str, target: Any, num_classes: int, ignore_index: int | None = None) -> None:
+    """Value check on concrete integer targets: each in [0, num_classes) or == ignore_index."""
+    if not is_concrete(target):
+        return
+    t = np.asarray(target)
+    if ignore_index is not None:
+        t = t[t != ignore_index]
+    if t.size and (t.min() < 0 or t.max() >= num_classes):
+        bad = t[(t < 0) | (t >= num_classes)][0]
+        raise ValueError(f"{name} values must be in [0, {num_classes}), got {int(bad)}")
+
+
+def check_key(name: str, key: Any, who: str) -> None:
+    if key is None:
+        raise ValueError(f"{who} needs a PRNG key ({name}=jax.random.key(...)) when training, got None")
+
+
+def reduce(loss: jax.Array, reduction: str) -> jax.Array:
+    """Apply a PyTorch-style reduction ('mean' of an empty array is NaN, as in torch)."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return jnp.sum(loss)
+    return jnp.mean(loss)
