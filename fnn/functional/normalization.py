@@ -1,0 +1,222 @@
+"""Batch normalization (BatchNorm1d semantics) and layer normalization, with manual backwards.
+
+Contract (shared/SEMANTICS.md 1.4, rules BN-1..BN-8):
+
+- `batch_norm` takes input (N, C) or (N, C, L); statistics are per channel over N (and L),
+  n = N·L. It returns `(output, new_running_mean, new_running_var)`; the caller keeps the
+  buffers (and `num_batches_tracked`, which this function never increments).
+- Batch statistics are used when `training=True`, and also in eval when the buffers are
+  None (track_running_stats=False, BN-5); then the returned buffers are None too.
+  Normalization uses the biased variance (÷n); the running update uses the unbiased one
+  (÷(n−1)), BN-2. In eval with buffers, the running statistics are used and returned
+  unchanged (BN-4).
+- `momentum=None` means a cumulative average (BN-3): m = 1/(num_batches_tracked + 1), where
+  `num_batches_tracked` is the count of batches seen BEFORE this one (so the first batch,
+  count 0, replaces the initial buffers). It is then required; any integer scalar or array.
+- Whenever batch statistics are used and n == 1, a ValueError is raised (BN-7). Like
+  torch's BatchNorm1d module this includes eval with track_running_stats=False, which also
+  normalizes with batch statistics; eval with buffers and N = 1 is fine.
+- The running-statistics update is wrapped in `stop_gradient`: buffers carry no gradient.
+
+`layer_norm` follows torch.nn.functional.layer_norm: normalize over the trailing dims given
+by `normalized_shape` (int or tuple) with the biased variance; weight/bias have that shape.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from fnn._checks import check_floating, check_ndim, check_positive, check_range, check_same_shape
+
+
+def _check_param(name: str, p: Any, shape: tuple[int, ...], why: str) -> None:
+    if p is None:
+        return
+    check_floating(name, p)
+    if tuple(jnp.shape(p)) != shape:
+        raise ValueError(f"{name} must have shape {shape} ({why}), got {tuple(jnp.shape(p))}")
+
+
+def _bn_setup(input: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any,
+              training: bool, momentum: float | None, eps: float) -> tuple[tuple[int, ...], int, bool]:
+    """Validate batch_norm arguments; return (reduction axes, n, use_batch_stats)."""
+    check_floating("input", input)
+    check_ndim("input", input, (2, 3))
+    shape = tuple(jnp.shape(input))
+    c = (shape[1],)
+    why = f"one per channel of input {shape}"
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must both be arrays or both be None "
+                         f"(track_running_stats=False), got running_mean "
+                         f"{'None' if running_mean is None else 'an array'} and running_var "
+                         f"{'None' if running_var is None else 'an array'}")
+    for name, p in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        _check_param(name, p, c, why)
+    if momentum is not None:
+        check_range("momentum", momentum, 0.0, 1.0)
+    check_positive("eps", eps, strict=False)
+    axes = (0,) if len(shape) == 2 else (0, 2)
+    n = shape[0] * (1 if len(shape) == 2 else shape[2])
+    use_batch_stats = bool(training) or running_mean is None
+    if use_batch_stats and n == 1:
+        raise ValueError("Expected more than 1 value per channel when training, "
+                         f"got input size {shape}")
+    return axes, n, use_batch_stats
+
+
+def _per_channel(v: jax.Array, ndim: int) -> jax.Array:
+    """Reshape a (C,) vector to broadcast against (N, C) or (N, C, L)."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _bn_stats(input: Any, running_mean: Any, running_var: Any, axes: tuple[int, ...],
+              use_batch_stats: bool) -> tuple[jax.Array, jax.Array]:
+    """(mean, variance) per channel used to normalize: batch (biased var, BN-1) or running (BN-4)."""
+    x = jnp.asarray(input)
+    if use_batch_stats:
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - _per_channel(mean, x.ndim)), axis=axes)
+        return mean, var
+    return jnp.asarray(running_mean, x.dtype), jnp.asarray(running_var, x.dtype)
+
+
+def batch_norm(input: jax.Array, running_mean: jax.Array | None, running_var: jax.Array | None,
+               weight: jax.Array | None = None, bias: jax.Array | None = None,
+               training: bool = False, momentum: float | None = 0.1, eps: float = 1e-5,
+               num_batches_tracked: jax.Array | int | None = None
+               ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    """BatchNorm1d forward (BN-1..BN-7); returns (output, new_running_mean, new_running_var).
+
+    `training` and the None-ness of the buffers are static (Python) choices. With
+    `momentum=None`, `num_batches_tracked` is the number of batches seen before this one
+    and the update uses m = 1/(num_batches_tracked + 1) (BN-3).
+    """
+    axes, n, use_batch_stats = _bn_setup(input, running_mean, running_var, weight, bias,
+                                         training, momentum, eps)
+    x = jnp.asarray(input)
+    mean, var = _bn_stats(x, running_mean, running_var, axes, use_batch_stats)
+    y = (x - _per_channel(mean, x.ndim)) * _per_channel(jax.lax.rsqrt(var + eps), x.ndim)
+    if weight is not None:
+        y = y * _per_channel(jnp.asarray(weight), x.ndim)
+    if bias is not None:
+        y = y + _per_channel(jnp.asarray(bias), x.ndim)
+
+    if not training or running_mean is None:
+        return y, running_mean, running_var  # BN-4 (unchanged) / BN-5 (no buffers)
+    if momentum is None:
+        if num_batches_tracked is None:
+            raise ValueError("num_batches_tracked (the count of batches before this one) is "
+                             "required when momentum is None (cumulative average, BN-3), got None")
+        m = 1.0 / (jnp.asarray(num_batches_tracked) + 1.0)
+    else:
+        m = momentum
+    rm, rv = jnp.asarray(running_mean), jnp.asarray(running_var)
+    # The buffers are state, not a function of the parameters: no gradient flows into them.
+    batch_mean = jax.lax.stop_gradient(mean)
+    unbiased_var = jax.lax.stop_gradient(var) * (n / (n - 1))  # BN-2: unbiased in the update
+    new_rm = ((1 - m) * rm + m * batch_mean).astype(rm.dtype)
+    new_rv = ((1 - m) * rv + m * unbiased_var).astype(rv.dtype)
+    return y, new_rm, new_rv
+
+
+def batch_norm_backward(grad_output: jax.Array, input: jax.Array,
+                        running_mean: jax.Array | None, running_var: jax.Array | None,
+                        weight: jax.Array | None = None, bias: jax.Array | None = None,
+                        training: bool = False, momentum: float | None = 0.1, eps: float = 1e-5,
+                        num_batches_tracked: jax.Array | int | None = None
+                        ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    """Gradients (grad_input, grad_weight, grad_bias) of `batch_norm`'s output (BN-8).
+
+    Sums Σ and means run over the statistics axes (N, and L for 3-D input), r = 1/√(σ² + eps),
+    x̂ = (x − μ)·r, y = γ·x̂ + β, dy = grad_output:
+      dβ = Σ dy,   dγ = Σ dy·x̂.
+    Batch statistics (training, or no buffers): μ and σ² depend on x, with
+      ∂μ/∂x_i = 1/n and ∂σ²/∂x_i = 2(x_i − μ)/n, so
+      dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂)).
+    Running statistics (eval with buffers): μ, σ² are constants, so dx = γ·r·dy.
+    γ = 1 when weight is None; grad_weight / grad_bias are None when weight / bias are.
+    """
+    axes, _, use_batch_stats = _bn_setup(input, running_mean, running_var, weight, bias,
+                                         training, momentum, eps)
+    check_same_shape("grad_output", grad_output, "input", input)
+    x, dy = jnp.asarray(input), jnp.asarray(grad_output)
+    mean, var = _bn_stats(x, running_mean, running_var, axes, use_batch_stats)
+    r = _per_channel(jax.lax.rsqrt(var + eps), x.ndim)
+    x_hat = (x - _per_channel(mean, x.ndim)) * r
+    gamma = 1.0 if weight is None else _per_channel(jnp.asarray(weight), x.ndim)
+    if use_batch_stats:
+        dy_mean = jnp.mean(dy, axis=axes, keepdims=True)
+        dyx_mean = jnp.mean(dy * x_hat, axis=axes, keepdims=True)
+        grad_input = gamma * r * (dy - dy_mean - x_hat * dyx_mean)
+    else:
+        grad_input = gamma * r * dy
+    grad_weight = None if weight is None else jnp.sum(dy * x_hat, axis=axes)
+    grad_bias = None if bias is None else jnp.sum(dy, axis=axes)
+    return grad_input, grad_weight, grad_bias
+
+
+def _ln_setup(input: Any, normalized_shape: int | Sequence[int], weight: Any, bias: Any,
+              eps: float) -> tuple[int, ...]:
+    """Validate layer_norm arguments; return the normalized (trailing) axes."""
+    check_floating("input", input)
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not ns or not all(isinstance(d, int) and not isinstance(d, bool) for d in ns):
+        raise ValueError("normalized_shape must be an int or a non-empty sequence of ints, "
+                         f"got {normalized_shape!r}")
+    shape = tuple(jnp.shape(input))
+    if len(shape) < len(ns) or shape[len(shape) - len(ns):] != ns:
+        raise ValueError(f"Given normalized_shape={list(ns)}, expected input with shape "
+                         f"[*, {', '.join(map(str, ns))}], but got input of size {shape}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        _check_param(name, p, ns, "normalized_shape")
+    check_positive("eps", eps, strict=False)
+    return tuple(range(len(shape) - len(ns), len(shape)))
+
+
+def _ln_normalize(x: jax.Array, axes: tuple[int, ...], eps: float) -> tuple[jax.Array, jax.Array]:
+    """(x̂, r) with biased variance over `axes`, keepdims."""
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    r = jax.lax.rsqrt(var + eps)
+    return (x - mean) * r, r
+
+
+def layer_norm(input: jax.Array, normalized_shape: int | Sequence[int],
+               weight: jax.Array | None = None, bias: jax.Array | None = None,
+               eps: float = 1e-5) -> jax.Array:
+    """y = γ·(x − μ)/√(σ² + eps) + β, statistics over the trailing `normalized_shape` dims."""
+    axes = _ln_setup(input, normalized_shape, weight, bias, eps)
+    x_hat, _ = _ln_normalize(jnp.asarray(input), axes, eps)
+    y = x_hat
+    if weight is not None:
+        y = y * jnp.asarray(weight)
+    if bias is not None:
+        y = y + jnp.asarray(bias)
+    return y
+
+
+def layer_norm_backward(grad_output: jax.Array, input: jax.Array,
+                        normalized_shape: int | Sequence[int],
+                        weight: jax.Array | None = None, bias: jax.Array | None = None,
+                        eps: float = 1e-5) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    """Gradients (grad_input, grad_weight, grad_bias) of `layer_norm`.
+
+    Per sample, over the D normalized elements: x̂ = (x − μ)·r, r = 1/√(σ² + eps), y = γ⊙x̂ + β.
+    With g = dy⊙γ (the gradient reaching x̂), and ∂μ/∂x_i = 1/D, ∂σ²/∂x_i = 2(x_i − μ)/D:
+      dx = r·(g − mean(g) − x̂·mean(g⊙x̂))   (means over the normalized dims),
+      dγ = Σ_samples dy⊙x̂,   dβ = Σ_samples dy   (sums over the leading dims).
+    """
+    axes = _ln_setup(input, normalized_shape, weight, bias, eps)
+    check_same_shape("grad_output", grad_output, "input", input)
+    x, dy = jnp.asarray(input), jnp.asarray(grad_output)
+    x_hat, r = _ln_normalize(x, axes, eps)
+    g = dy if weight is None else dy * jnp.asarray(weight)
+    grad_input = r * (g - jnp.mean(g, axis=axes, keepdims=True)
+                      - x_hat * jnp.mean(g * x_hat, axis=axes, keepdims=True))
+    lead = tuple(range(x.ndim - len(axes)))
+    grad_weight = None if weight is None else jnp.sum(dy * x_hat, axis=lead)
+    grad_bias = None if bias is None else jnp.sum(dy, axis=lead)
+    return grad_input, grad_weight, grad_bias

@@ -1,0 +1,316 @@
+"""batch_norm / layer_norm: torch golden values (SEMANTICS.md 2.3), rules BN-1..BN-8,
+manual backward vs jax.vjp in float64, jit, and bad input."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnn.functional.normalization import (
+    batch_norm, batch_norm_backward, layer_norm, layer_norm_backward)
+
+X1 = [[1, 2, 0], [3, -1, 0], [2, 0, 1], [6, 3, -1]]
+X2 = [[0, 1, 2], [2, 1, -2]]
+TOL = dict(rtol=1e-8, atol=1e-9)  # goldens are printed to 10 significant digits
+
+
+def _fresh(c=3, dtype=jnp.float64):
+    """BatchNorm1d(c) init: γ = 1, β = 0, running_mean = 0, running_var = 1 (BN-1, BN-2)."""
+    return dict(running_mean=jnp.zeros(c, dtype), running_var=jnp.ones(c, dtype),
+                weight=jnp.ones(c, dtype), bias=jnp.zeros(c, dtype))
+
+
+def _x(a):
+    return jnp.asarray(a, jnp.float64)
+
+
+# ---------------------------------------------------------------- golden values (2.3)
+
+def test_golden_train_output_and_running_stats(x64):
+    p = _fresh()
+    y1, rm, rv = batch_norm(_x(X1), **p, training=True)
+    # BN-1: golden train y1
+    np.testing.assert_allclose(y1, [[-1.06904344, 0.6324542671, 0],
+                                    [-1.1e-16, -1.264908534, 0],
+                                    [-0.5345217202, -0.6324542671, 1.41419942],
+                                    [1.603565161, 1.264908534, -1.41419942]], **TOL)
+    # BN-2: unbiased variance in the update, momentum 0.1
+    np.testing.assert_allclose(rm, [0.3, 0.1, 0], **TOL)
+    np.testing.assert_allclose(rv, [1.366666667, 1.233333333, 0.9666666667], **TOL)
+    _, rm, rv = batch_norm(_x(X2), rm, rv, p["weight"], p["bias"], training=True)
+    np.testing.assert_allclose(rm, [0.37, 0.19, 0], **TOL)  # BN-2 after x2
+    np.testing.assert_allclose(rv, [1.43, 1.11, 1.67], **TOL)
+    # BN-4: eval uses the running stats and leaves them unchanged
+    y, rm_eval, rv_eval = batch_norm(_x(X2), rm, rv, p["weight"], p["bias"], training=False)
+    np.testing.assert_allclose(y, [[-0.3094084619, 0.7688145134, 1.547641831],
+                                   [1.36306971, 0.7688145134, -1.547641831]], **TOL)
+    assert rm_eval is rm and rv_eval is rv
+
+
+def test_golden_momentum_none_cumulative_average(x64):
+    # BN-3: m = 1/(num_batches_tracked + 1) with the count BEFORE the batch; the first batch
+    # (count 0) replaces the initial buffers.
+    p = _fresh()
+    _, rm, rv = batch_norm(_x(X1), **p, training=True, momentum=None, num_batches_tracked=0)
+    np.testing.assert_allclose(rm, np.mean(X1, axis=0), **TOL)
+    np.testing.assert_allclose(rv, np.var(X1, axis=0, ddof=1), **TOL)
+    _, rm, rv = batch_norm(_x(X2), rm, rv, p["weight"], p["bias"], training=True,
+                           momentum=None, num_batches_tracked=jnp.asarray(1, jnp.int64))
+    np.testing.assert_allclose(rm, [2, 1, 0], **TOL)
+    np.testing.assert_allclose(rv, [3.333333333, 1.666666667, 4.333333333], **TOL)
+
+
+def test_momentum_none_requires_num_batches_tracked():
+    p = _fresh(dtype=jnp.float32)
+    with pytest.raises(ValueError, match="num_batches_tracked.*required when momentum is None"):
+        batch_norm(jnp.asarray(X1, jnp.float32), **p, training=True, momentum=None)
+
+
+def test_golden_backward(x64):
+    # BN-8 on a fresh BN(3) in training mode with x1
+    dy = _x([[1, 0, -1], [0.5, 2, 0], [0, -1, 1], [2, 0, 0.5]])
+    dx, dgamma, dbeta = batch_norm_backward(dy, _x(X1), **_fresh(), training=True)
+    np.testing.assert_allclose(dx, [[0.3722553253, 0.03162195441, -1.590974348],
+                                    [-0.2004456451, 0.7273239251, -0.1767749276],
+                                    [-0.31498645, -0.9803033551, 0.8838817086],
+                                    [0.1431767698, 0.2213574756, 0.8838675669]], **TOL)
+    np.testing.assert_allclose(dgamma, [2.138086881, -1.897362801, 0.7070997102], **TOL)
+    np.testing.assert_allclose(dbeta, [3.5, 1, 0.5], **TOL)
+
+
+# ---------------------------------------------------------------- running stats, modes
+
+def test_running_stats_over_several_steps(x64):
+    # BN-2 for five batches against a plain numpy loop of the same rule
+    keys = jax.random.split(jax.random.key(0), 5)
+    p = _fresh(4)
+    rm, rv = p["running_mean"], p["running_var"]
+    ref_m, ref_v = np.zeros(4), np.ones(4)
+    for t, k in enumerate(keys):
+        x = jax.random.normal(k, (6, 4), jnp.float64) * (t + 1) + t
+        _, rm, rv = batch_norm(x, rm, rv, p["weight"], p["bias"], training=True, momentum=0.3)
+        xn = np.asarray(x)
+        ref_m = 0.7 * ref_m + 0.3 * xn.mean(0)
+        ref_v = 0.7 * ref_v + 0.3 * xn.var(0, ddof=1)
+    np.testing.assert_allclose(rm, ref_m, rtol=1e-12)
+    np.testing.assert_allclose(rv, ref_v, rtol=1e-12)
+
+
+def test_track_running_stats_false_uses_batch_stats_in_train_and_eval(x64):
+    # BN-5: no buffers, batch statistics in both modes, buffers come back as None
+    x = _x(X1)
+    y_train, rm, rv = batch_norm(x, None, None, training=True)
+    y_eval, rm_e, rv_e = batch_norm(x, None, None, training=False)
+    assert rm is None and rv is None and rm_e is None and rv_e is None
+    y_ref, _, _ = batch_norm(x, **_fresh(), training=True)
+    np.testing.assert_allclose(y_train, y_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(y_eval, y_ref, rtol=1e-12, atol=1e-15)
+
+
+def test_affine_false(x64):
+    # BN-6: weight/bias None equals γ = 1, β = 0; their gradients come back as None
+    x, dy = _x(X1), _x(np.arange(12.0).reshape(4, 3) - 5)
+    p = _fresh()
+    y_none, _, _ = batch_norm(x, p["running_mean"], p["running_var"], training=True)
+    y_aff, _, _ = batch_norm(x, **p, training=True)
+    np.testing.assert_allclose(y_none, y_aff, rtol=1e-15)
+    dx, dw, db = batch_norm_backward(dy, x, p["running_mean"], p["running_var"], training=True)
+    assert dw is None and db is None
+    np.testing.assert_allclose(dx, batch_norm_backward(dy, x, **p, training=True)[0], rtol=1e-15)
+    _, dw, db = batch_norm_backward(dy, x, None, None, weight=p["weight"])
+    assert dw is not None and db is None
+
+
+def test_three_dim_input_equals_flattened_two_dim(x64):
+    # (N, C, L): statistics over N and L with n = N·L, i.e. the same as (N·L, C)
+    kx, kw, kb = jax.random.split(jax.random.key(1), 3)
+    x = jax.random.normal(kx, (3, 4, 5), jnp.float64)
+    w, b = jax.random.normal(kw, (4,), jnp.float64), jax.random.normal(kb, (4,), jnp.float64)
+    flat = jnp.transpose(x, (0, 2, 1)).reshape(15, 4)
+    rm0, rv0 = jnp.zeros(4), jnp.ones(4)
+    y3, rm3, rv3 = batch_norm(x, rm0, rv0, w, b, training=True)
+    y2, rm2, rv2 = batch_norm(flat, rm0, rv0, w, b, training=True)
+    np.testing.assert_allclose(jnp.transpose(y3, (0, 2, 1)).reshape(15, 4), y2, rtol=1e-12)
+    np.testing.assert_allclose(rm3, rm2, rtol=1e-12)
+    np.testing.assert_allclose(rv3, rv2, rtol=1e-12)  # unbiased with n = 15
+    np.testing.assert_allclose(rv3, 0.9 + 0.1 * np.var(np.asarray(flat), 0, ddof=1), rtol=1e-12)
+    y3e, _, _ = batch_norm(x, rm3, rv3, w, b)
+    y2e, _, _ = batch_norm(flat, rm3, rv3, w, b)
+    np.testing.assert_allclose(jnp.transpose(y3e, (0, 2, 1)).reshape(15, 4), y2e, rtol=1e-12)
+
+
+def test_running_update_carries_no_gradient(x64):
+    p = _fresh()
+    def buffers(x):
+        _, rm, rv = batch_norm(x, **p, training=True)
+        return jnp.sum(rm) + jnp.sum(rv)
+
+    g = jax.grad(buffers)(_x(X1))
+    np.testing.assert_array_equal(g, np.zeros((4, 3)))
+
+
+def test_dtypes_are_kept():
+    x = jnp.asarray(X1, jnp.float32)
+    p = _fresh(dtype=jnp.float32)
+    y, rm, rv = batch_norm(x, **p, training=True, momentum=None, num_batches_tracked=3)
+    assert y.dtype == rm.dtype == rv.dtype == jnp.float32
+    assert layer_norm(x, 3).dtype == jnp.float32
+
+
+# ---------------------------------------------------------------- BN-7
+
+def test_training_with_one_value_per_channel_raises():
+    p = _fresh(dtype=jnp.float32)
+    msg = "Expected more than 1 value per channel when training, got input size"
+    with pytest.raises(ValueError, match=msg):  # BN-7, n = N = 1
+        batch_norm(jnp.ones((1, 3)), **p, training=True)
+    with pytest.raises(ValueError, match=msg):  # BN-7, n = N·L = 1
+        batch_norm(jnp.ones((1, 3, 1)), **p, training=True)
+    with pytest.raises(ValueError, match=msg):
+        batch_norm_backward(jnp.ones((1, 3)), jnp.ones((1, 3)), **p, training=True)
+    # torch's module also normalizes with batch stats in eval when it has no buffers (BN-5)
+    with pytest.raises(ValueError, match=msg):
+        batch_norm(jnp.ones((1, 3)), None, None, training=False)
+
+
+def test_one_sample_is_fine_in_eval_and_with_length():
+    # BN-7: eval with N = 1 uses the running stats; (1, C, 2) has n = 2
+    p = _fresh(dtype=jnp.float32)
+    y, _, _ = batch_norm(jnp.full((1, 3), 2.0), **p, training=False)
+    np.testing.assert_allclose(y, np.full((1, 3), 2.0 / np.sqrt(1 + 1e-5)), rtol=1e-6)
+    y, _, _ = batch_norm(jnp.asarray([[[0.0, 2.0]] * 3]), **p, training=True)
+    np.testing.assert_allclose(y, np.tile([-1.0, 1.0], (1, 3, 1)), rtol=1e-4)
+
+
+# ---------------------------------------------------------------- manual vs jax.vjp
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 6)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("track", [True, False])
+def test_batch_norm_backward_matches_vjp(x64, shape, training, affine, track):
+    ks = jax.random.split(jax.random.key(hash((shape, training, affine, track)) % 2**31), 6)
+    c = shape[1]
+    x = jax.random.normal(ks[0], shape, jnp.float64) * 2 + 0.5
+    dy = jax.random.normal(ks[1], shape, jnp.float64)
+    w = jax.random.normal(ks[2], (c,), jnp.float64) if affine else None
+    b = jax.random.normal(ks[3], (c,), jnp.float64) if affine else None
+    rm = jax.random.normal(ks[4], (c,), jnp.float64) if track else None
+    rv = jax.random.uniform(ks[5], (c,), jnp.float64, 0.5, 2.0) if track else None
+
+    def f(x, w, b):
+        return batch_norm(x, rm, rv, w, b, training=training)[0]
+
+    _, vjp = jax.vjp(f, x, w, b)
+    expected = vjp(dy)
+    got = batch_norm_backward(dy, x, rm, rv, w, b, training=training)
+    for e, g in zip(expected, got):
+        if e is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,normalized_shape", [
+    ((4, 5), 5), ((4, 5), (5,)), ((2, 3, 4), (3, 4)), ((2, 3, 4), [4]), ((3, 4), (3, 4))])
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_backward_matches_vjp(x64, shape, normalized_shape, affine):
+    ks = jax.random.split(jax.random.key(len(shape) * 10 + int(affine)), 4)
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    x = jax.random.normal(ks[0], shape, jnp.float64) * 3 - 1
+    dy = jax.random.normal(ks[1], shape, jnp.float64)
+    w = jax.random.normal(ks[2], ns, jnp.float64) if affine else None
+    b = jax.random.normal(ks[3], ns, jnp.float64) if affine else None
+    _, vjp = jax.vjp(lambda x, w, b: layer_norm(x, normalized_shape, w, b), x, w, b)
+    for e, g in zip(vjp(dy), layer_norm_backward(dy, x, normalized_shape, w, b)):
+        if e is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_layer_norm_values(x64):
+    # torch semantics: biased variance over the trailing dims, then γ·x̂ + β
+    x = np.arange(24.0).reshape(2, 3, 4) ** 1.5
+    w, b = np.linspace(0.5, 2, 12).reshape(3, 4), np.linspace(-1, 1, 12).reshape(3, 4)
+    mu = x.mean(axis=(1, 2), keepdims=True)
+    var = x.var(axis=(1, 2), keepdims=True)
+    expected = (x - mu) / np.sqrt(var + 1e-3) * w + b
+    np.testing.assert_allclose(layer_norm(_x(x), (3, 4), _x(w), _x(b), eps=1e-3), expected,
+                               rtol=1e-12)
+
+
+# ---------------------------------------------------------------- jit
+
+def test_jit_equals_eager():
+    kx, kd = jax.random.split(jax.random.key(3))
+    x = jax.random.normal(kx, (6, 3, 2))
+    dy = jax.random.normal(kd, (6, 3, 2))
+    p = _fresh(dtype=jnp.float32)
+    for training in (True, False):
+        def f(x, running_mean, running_var, weight, bias):
+            return batch_norm(x, running_mean, running_var, weight, bias, training=training)
+
+        for a, b in zip(jax.jit(f)(x, **p), f(x, **p)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        def g(dy, x, running_mean, running_var, weight, bias):
+            return batch_norm_backward(dy, x, running_mean, running_var, weight, bias,
+                                       training=training)
+
+        for a, b in zip(jax.jit(g)(dy, x, **p), g(dy, x, **p)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # traced num_batches_tracked with momentum=None
+    h = lambda x, n: batch_norm(x, **p, training=True, momentum=None, num_batches_tracked=n)
+    for a, b in zip(jax.jit(h)(x, jnp.asarray(2)), h(x, 2)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    ln = lambda x: layer_norm(x, (3, 2))
+    np.testing.assert_allclose(jax.jit(ln)(x), ln(x), rtol=1e-6, atol=1e-6)
+    lnb = lambda dy, x: layer_norm_backward(dy, x, 2)[0]
+    np.testing.assert_allclose(jax.jit(lnb)(dy, x), lnb(dy, x), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_batch_norm_bad_input():
+    p = _fresh(dtype=jnp.float32)
+    x = jnp.ones((4, 3))
+    with pytest.raises(ValueError, match=r"input must have ndim in \(2, 3\), got shape \(3,\)"):
+        batch_norm(jnp.ones(3), **p)
+    with pytest.raises(ValueError, match="input must have ndim"):
+        batch_norm(jnp.ones((2, 3, 4, 5)), **p)
+    with pytest.raises(TypeError, match="input must have a floating dtype, got int32"):
+        batch_norm(jnp.ones((4, 3), jnp.int32), **p)
+    with pytest.raises(ValueError, match=r"running_mean must have shape \(3,\).*got \(4,\)"):
+        batch_norm(x, jnp.zeros(4), p["running_var"])
+    with pytest.raises(ValueError, match=r"running_var must have shape \(3,\).*got \(3, 1\)"):
+        batch_norm(x, p["running_mean"], jnp.ones((3, 1)))
+    with pytest.raises(ValueError, match=r"weight must have shape \(3,\).*got \(2,\)"):
+        batch_norm(x, None, None, weight=jnp.ones(2))
+    with pytest.raises(ValueError, match=r"bias must have shape \(3,\).*got \(1,\)"):
+        batch_norm(x, None, None, bias=jnp.ones(1))
+    with pytest.raises(ValueError, match="must both be arrays or both be None"):
+        batch_norm(x, p["running_mean"], None)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0.0, 1.0\], got 1.5"):
+        batch_norm(x, **p, training=True, momentum=1.5)
+    with pytest.raises(ValueError, match="eps must be >= 0, got -1"):
+        batch_norm(x, **p, eps=-1)
+    with pytest.raises(ValueError, match="grad_output and input must have the same shape"):
+        batch_norm_backward(jnp.ones((4, 2)), x, **p)
+
+
+def test_layer_norm_bad_input():
+    x = jnp.ones((2, 3, 4))
+    with pytest.raises(ValueError, match=r"Given normalized_shape=\[3\], expected input with "
+                                         r"shape \[\*, 3\], but got input of size \(2, 3, 4\)"):
+        layer_norm(x, 3)
+    with pytest.raises(ValueError, match="expected input with shape"):
+        layer_norm(x, (5, 2, 3, 4))
+    with pytest.raises(ValueError, match="normalized_shape must be an int or a non-empty"):
+        layer_norm(x, ())
+    with pytest.raises(ValueError, match="normalized_shape must be an int or a non-empty"):
+        layer_norm(x, (4.0,))
+    with pytest.raises(ValueError, match=r"weight must have shape \(3, 4\).*got \(4,\)"):
+        layer_norm(x, (3, 4), weight=jnp.ones(4))
+    with pytest.raises(TypeError, match="input must have a floating dtype"):
+        layer_norm(jnp.ones((2, 3), jnp.int32), 3)
+    with pytest.raises(ValueError, match="grad_output and input must have the same shape"):
+        layer_norm_backward(jnp.ones((2, 3)), x, 4)
