@@ -1,0 +1,154 @@
+"""Initializers equal in distribution to torch.nn.init (SEMANTICS.md 1.1, INIT-1..5, LIN-1).
+
+Every initializer is a pure function with one interchangeable signature,
+`init(key, shape, <hyperparameters>, dtype=jnp.float32) -> array`. The deterministic ones
+(`constant`, `zeros`, `ones`) accept and ignore `key`, which may be None, so any of them can
+be passed where an initializer is expected. Random ones need a key (typed `jax.random.key`
+or legacy `PRNGKey`) and a floating dtype; the same key gives the same values.
+
+Fans follow PyTorch's (out, in, *kernel) layout (INIT-1): fan_in = shape[1]·receptive field,
+fan_out = shape[0]·receptive field, receptive field = product of dims ≥ 2. The normals are
+**untruncated**, as in torch; `jax.nn.initializers.{glorot,he,lecun}_normal` truncate at ±2σ
+and assume an (in, out) layout (the JAX trap of 1.1), so they are not used here.
+A zero-element shape gives an empty array (torch warns and leaves the tensor as is).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from fnn._checks import check_positive, is_concrete
+
+Shape = int | Sequence[int]
+_LINEAR = ("linear", "conv1d", "conv2d", "conv3d",
+           "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid")
+
+
+def _shape(shape: Shape) -> tuple[int, ...]:
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise ValueError(f"shape must be an int or a sequence of non-negative ints, got {shape!r}")
+    return dims
+
+
+def _random_args(who: str, key: Any, shape: Shape, dtype: Any) -> tuple[int, ...]:
+    if key is None:
+        raise ValueError(f"{who} needs a PRNG key (key=jax.random.key(...)), got None")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{who}: dtype must be a floating dtype, got {jnp.dtype(dtype)}")
+    return _shape(shape)
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """Recommended gain (INIT-2): linear/conv*/sigmoid 1, tanh 5/3, relu √2,
+    leaky_relu √(2/(1+a²)) with a = param (0.01 when None), selu 3/4."""
+    if nonlinearity in _LINEAR:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            slope = 0.01
+        elif isinstance(param, (int, float)) and not isinstance(param, bool):
+            slope = param
+        else:
+            raise ValueError(f"negative_slope {param!r} not a valid number")
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity == "selu":
+        return 3.0 / 4  # torch's choice for self-normalizing networks
+    raise ValueError(f"Unsupported nonlinearity {nonlinearity!r}; expected one of "
+                     f"{list(_LINEAR) + ['tanh', 'relu', 'leaky_relu', 'selu']}")
+
+
+def calculate_fans(shape: Shape) -> tuple[int, int]:
+    """(fan_in, fan_out) for a weight of shape (out, in, *kernel) (INIT-1)."""
+    dims = _shape(shape)
+    if len(dims) < 2:
+        raise ValueError("Fan in and fan out can not be computed for a shape with fewer than "
+                         f"2 dimensions, got shape {dims}")
+    receptive = math.prod(dims[2:])
+    return dims[1] * receptive, dims[0] * receptive
+
+
+def constant(key: Any, shape: Shape, val: float, dtype: Any = jnp.float32) -> jax.Array:
+    """Array filled with `val` (INIT-5); `key` is ignored and may be None."""
+    return jnp.full(_shape(shape), val, dtype)
+
+
+def zeros(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
+    """Array of zeros; `key` is ignored and may be None."""
+    return jnp.zeros(_shape(shape), dtype)
+
+
+def ones(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
+    """Array of ones; `key` is ignored and may be None."""
+    return jnp.ones(_shape(shape), dtype)
+
+
+def uniform(key: Any, shape: Shape, a: float = 0.0, b: float = 1.0,
+            dtype: Any = jnp.float32) -> jax.Array:
+    """U(a, b) (jax draws from [a, b))."""
+    dims = _random_args("uniform", key, shape, dtype)
+    if is_concrete(a) and is_concrete(b) and a > b:
+        raise ValueError(f"uniform needs a <= b, got a={a} and b={b}")
+    return jax.random.uniform(key, dims, dtype, minval=a, maxval=b)
+
+
+def normal(key: Any, shape: Shape, mean: float = 0.0, std: float = 1.0,
+           dtype: Any = jnp.float32) -> jax.Array:
+    """N(mean, std²), untruncated."""
+    dims = _random_args("normal", key, shape, dtype)
+    if is_concrete(std):
+        check_positive("std", std, strict=False)
+    return (mean + std * jax.random.normal(key, dims, dtype)).astype(dtype)
+
+
+def xavier_uniform(key: Any, shape: Shape, gain: float = 1.0,
+                   dtype: Any = jnp.float32) -> jax.Array:
+    """U(−b, b), b = gain·√(6/(fan_in + fan_out)) (INIT-3)."""
+    dims = _random_args("xavier_uniform", key, shape, dtype)
+    fan_in, fan_out = calculate_fans(dims)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
+    return jax.random.uniform(key, dims, dtype, minval=-bound, maxval=bound)
+
+
+def xavier_normal(key: Any, shape: Shape, gain: float = 1.0,
+                  dtype: Any = jnp.float32) -> jax.Array:
+    """N(0, σ²), σ = gain·√(2/(fan_in + fan_out)), untruncated (INIT-3)."""
+    dims = _random_args("xavier_normal", key, shape, dtype)
+    fan_in, fan_out = calculate_fans(dims)
+    std = gain * math.sqrt(2.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
+    return (std * jax.random.normal(key, dims, dtype)).astype(dtype)
+
+
+def _kaiming_std(who: str, dims: tuple[int, ...], a: float, mode: str, nonlinearity: str) -> float:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"{who}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    gain = calculate_gain(nonlinearity, a)
+    fan_in, fan_out = calculate_fans(dims)
+    fan = fan_in if mode == "fan_in" else fan_out
+    return gain / math.sqrt(fan) if fan else 0.0  # fan 0 only for an empty array
+
+
+def kaiming_uniform(key: Any, shape: Shape, a: float = 0, mode: str = "fan_in",
+                    nonlinearity: str = "leaky_relu", dtype: Any = jnp.float32) -> jax.Array:
+    """U(−b, b), b = gain·√(3/fan), gain = calculate_gain(nonlinearity, a) (INIT-4).
+
+    The defaults give gain √2; `a=math.sqrt(5)` is torch's Linear weight init, b = 1/√in (LIN-1).
+    """
+    dims = _random_args("kaiming_uniform", key, shape, dtype)
+    bound = math.sqrt(3.0) * _kaiming_std("kaiming_uniform", dims, a, mode, nonlinearity)
+    return jax.random.uniform(key, dims, dtype, minval=-bound, maxval=bound)
+
+
+def kaiming_normal(key: Any, shape: Shape, a: float = 0, mode: str = "fan_in",
+                   nonlinearity: str = "leaky_relu", dtype: Any = jnp.float32) -> jax.Array:
+    """N(0, σ²), σ = gain/√fan, untruncated (INIT-4)."""
+    dims = _random_args("kaiming_normal", key, shape, dtype)
+    std = _kaiming_std("kaiming_normal", dims, a, mode, nonlinearity)
+    return (std * jax.random.normal(key, dims, dtype)).astype(dtype)
