@@ -1,0 +1,30 @@
+"""fnn.optim: torch.optim's optimizers and schedulers as optax-shaped pure transforms.
+
+    opt = fnn.optim.sgd(lr=0.1, momentum=0.9, weight_decay=1e-4)
+    opt_state = opt.init(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    params = fnn.optim.apply_updates(params, updates)
+
+Defaults equal torch.optim's, except that weight decay skips leaves with ndim < 2 unless
+`weight_decay_mask` says otherwise (WD-1). `lr` is a number or a schedule step -> lr, with
+step = number of updates already done, from 0. See base.py for the state contract.
+"""
+from fnn.optim.adagrad import adagrad, scale_by_adagrad
+from fnn.optim.adam import adam, adamw, scale_by_adam
+from fnn.optim.base import (GradientTransformation, add_decayed_weights, apply_updates, chain,
+                            default_weight_decay_mask, scale, scale_by_learning_rate)
+from fnn.optim.clip import clip_by_global_norm, clip_grad_norm, global_norm
+from fnn.optim.rmsprop import rmsprop, scale_by_rms, trace
+from fnn.optim.schedules import (cosine_annealing_lr, exponential_lr, linear_lr, multistep_lr,
+                                 step_lr, warmup_cosine)
+from fnn.optim.sgd import scale_by_sgd_momentum, sgd
+
+__all__ = [
+    "GradientTransformation", "chain", "apply_updates", "scale", "scale_by_learning_rate",
+    "add_decayed_weights", "default_weight_decay_mask",
+    "sgd", "adagrad", "rmsprop", "adam", "adamw",
+    "scale_by_sgd_momentum", "scale_by_adagrad", "scale_by_rms", "trace", "scale_by_adam",
+    "clip_grad_norm", "clip_by_global_norm", "global_norm",
+    "step_lr", "multistep_lr", "exponential_lr", "linear_lr", "cosine_annealing_lr",
+    "warmup_cosine",
+]

@@ -1,0 +1,196 @@
+"""Gradient transformations: the optax shape, without optax.
+
+A `GradientTransformation` is a pair of pure functions
+
+    init(params) -> state
+    update(grads, state, params=None) -> (updates, new_state)
+
+and `apply_updates(params, updates)` adds the updates to the parameters. Optimizers are
+`chain`s of small transforms; their last link multiplies by -lr, so `updates` is the
+step itself (θ_new = θ + updates).
+
+State structures, shapes and dtypes are fixed by `init` (step counters are int32 scalars,
+buffers are zeros_like(params)), and every `update` returns a state of exactly that
+type, so a jitted step traces once and never recompiles. Every step count counts the
+updates already done, from 0, like torch's scheduler epoch counter: the first update
+sees step 0 (the rule texts' t = step + 1).
+
+Weight decay masks (WD-1): torch decays every parameter of a group, biases included; fnn
+by default decays only leaves with ndim >= 2 (the course's rule: no decay for biases and
+norm scales). `weight_decay_mask` is a pytree of bools shaped like params, or a function
+params -> such a pytree; `lambda p: jax.tree.map(lambda _: True, p)` gives torch's
+behaviour exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn._checks import check_positive
+
+PyTree = Any
+Schedule = Callable[[Any], Any]
+InitFn = Callable[[PyTree], PyTree]
+UpdateFn = Callable[..., tuple[PyTree, PyTree]]
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientTransformation:
+    """`init(params) -> state`, `update(grads, state, params=None) -> (updates, state)`.
+
+    `hyperparams` exposes the arguments an optimizer was built with (read-only); it
+    takes no part in equality or hashing, so the object can be a static jit argument.
+    """
+    init: InitFn
+    update: UpdateFn
+    hyperparams: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hyperparams", MappingProxyType(dict(self.hyperparams)))
+
+
+class StepState(NamedTuple):
+    """State of a transform that only needs to know how many updates it has done."""
+    step: jax.Array
+
+
+def init_step() -> jax.Array:
+    return jnp.zeros((), jnp.int32)
+
+
+def check_tree_match(grads: PyTree, reference: PyTree, what: str) -> None:
+    """Trace-time check that grads has the structure of the params/state they update."""
+    tg, tr = jax.tree.structure(grads), jax.tree.structure(reference)
+    if tg != tr:
+        raise ValueError(f"grads must have the same tree structure as {what}, "
+                         f"got grads {tg} and {what} {tr}")
+
+
+def check_lr(lr: float | Schedule) -> float | Schedule:
+    """A learning rate is a number >= 0 or a schedule step -> lr (not checked here)."""
+    if callable(lr):
+        return lr
+    check_positive("lr", lr, strict=False)
+    return float(lr)
+
+
+def check_half_open(name: str, value: float, low: float = 0.0, high: float = 1.0) -> None:
+    if not (low <= value < high):
+        raise ValueError(f"{name} must be in [{low}, {high}), got {value}")
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply `transforms` in order; the state is the tuple of their states."""
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(grads, state, params=None):
+        if len(state) != len(transforms):
+            raise ValueError(f"state must have one entry per chained transform "
+                             f"({len(transforms)}), got {len(state)}")
+        if params is not None:
+            check_tree_match(grads, params, "params")
+        new_state = []
+        for t, s in zip(transforms, state):
+            grads, s = t.update(grads, s, params)
+            new_state.append(s)
+        return grads, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
+    """θ + u per leaf, keeping each parameter's dtype (so the train step never retraces)."""
+    check_tree_match(updates, params, "params")
+    return jax.tree.map(lambda p, u: (p + u).astype(jnp.result_type(p)), params, updates)
+
+
+def with_hyperparams(t: GradientTransformation, **hyperparams: Any) -> GradientTransformation:
+    return dataclasses.replace(t, hyperparams=hyperparams)
+
+
+def scale(factor: float) -> GradientTransformation:
+    """u ← factor·u (scale(-1) is `maximize`: torch negates the gradient first)."""
+    def update(grads, state, params=None):
+        return jax.tree.map(lambda g: g * jnp.asarray(factor, jnp.result_type(g)), grads), state
+
+    return GradientTransformation(lambda params: (), update, {"factor": factor})
+
+
+def scale_by_learning_rate(lr: float | Schedule) -> GradientTransformation:
+    """u ← −lr(step)·u. Every optimizer ends with this link, so its state always carries
+    the int32 count of updates done (`state[-1].step`), even when lr is a plain number."""
+    lr = check_lr(lr)
+
+    def update(grads, state, params=None):
+        value = lr(state.step) if callable(lr) else lr
+        new = jax.tree.map(lambda g: -jnp.asarray(value, jnp.result_type(g)) * g, grads)
+        return new, StepState(state.step + 1)
+
+    return GradientTransformation(lambda params: StepState(init_step()), update, {"lr": lr})
+
+
+def default_weight_decay_mask(params: PyTree) -> PyTree:
+    """WD-1 (fnn's default, not torch's): decay only leaves with ndim >= 2."""
+    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def resolve_mask(mask: PyTree | Callable[[PyTree], PyTree] | None, params: PyTree) -> PyTree:
+    if mask is None:
+        mask = default_weight_decay_mask
+    mask = mask(params) if callable(mask) else mask
+    try:
+        return jax.tree.map(lambda m, p: m, mask, params)
+    except ValueError as e:
+        raise ValueError(
+            f"weight_decay_mask must have the tree structure of params, got mask "
+            f"{jax.tree.structure(mask)} and params {jax.tree.structure(params)}") from e
+
+
+def add_decayed_weights(weight_decay: float, mask: PyTree | Callable | None = None
+                        ) -> GradientTransformation:
+    """u ← u + λ·θ on the leaves where mask is True (coupled L2 before the optimizer's
+    math, SGD-1/ADAG-1/RMS-1/ADAM-1; placed after the Adam scaling and before
+    scale_by_learning_rate it is AdamW's decoupled θ·(1 − lr·λ), ADAMW-1).
+
+    Python-bool mask leaves are resolved at trace time (unmasked leaves cost nothing);
+    array-valued mask leaves go through jnp.where.
+    """
+    check_positive("weight_decay", weight_decay, strict=False)
+
+    def update(grads, state, params=None):
+        if params is None:
+            raise ValueError("add_decayed_weights needs params: call update(grads, state, params)")
+        check_tree_match(grads, params, "params")
+
+        def decay(g, p, m):
+            d = g + jnp.asarray(weight_decay, jnp.result_type(g)) * p.astype(jnp.result_type(g))
+            if isinstance(m, (bool, np.bool_)):
+                return d if m else g
+            return jnp.where(m, d, g)
+
+        return jax.tree.map(decay, grads, params, resolve_mask(mask, params)), state
+
+    return GradientTransformation(lambda params: (), update,
+                                  {"weight_decay": weight_decay, "mask": mask})
+
+
+def optimizer(name: str, transforms: list[GradientTransformation], **hyperparams: Any
+              ) -> GradientTransformation:
+    """Chain the transforms and label the result with its torch-named hyperparameters."""
+    return with_hyperparams(chain(*transforms), name=name, **hyperparams)
+
+
+def decay_and_maximize(weight_decay: float, mask: Any, maximize: bool
+                       ) -> list[GradientTransformation]:
+    """torch's prologue for every optimizer: g ← −g if maximize, then g ← g + λθ."""
+    out = [scale(-1.0)] if maximize else []
+    if weight_decay != 0:
+        out.append(add_decayed_weights(weight_decay, mask))
+    return out

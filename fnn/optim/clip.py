@@ -1,0 +1,58 @@
+"""Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_ (CLIP-1).
+
+    total = ‖concat(all leaves)‖_p   (p = norm_type; max |g| for inf)
+    g ← g·min(1, max_norm/(total + 1e-6))
+
+`clip_grad_norm` is the function (returns the clipped grads and the pre-clip total);
+`clip_by_global_norm` is the same as a chainable, stateless transform, e.g.
+`chain(clip_by_global_norm(1.0), sgd(0.1))`. The 1e-6 is torch's, so even a gradient
+already at the max norm shrinks by a hair (CLIP-1's golden value shows it).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnn._checks import check_positive
+from fnn.optim.base import GradientTransformation
+
+
+def _check_clip_args(max_norm: float, norm_type: float) -> None:
+    check_positive("max_norm", max_norm)
+    check_positive("norm_type", norm_type)
+
+
+def global_norm(grads: Any, norm_type: float = 2.0) -> jax.Array:
+    """‖concat(leaves)‖_p, 0 for no leaves (torch takes per-leaf norms first; equal up to rounding)."""
+    leaves = jax.tree.leaves(grads)
+    if not leaves:
+        return jnp.zeros(())
+    dtype = jnp.result_type(*leaves)
+    if math.isinf(norm_type):
+        return jnp.max(jnp.stack([jnp.max(jnp.abs(g), initial=0).astype(dtype) for g in leaves]))
+    sums = [jnp.sum(jnp.abs(g.astype(dtype)) ** norm_type) for g in leaves]
+    return jnp.sum(jnp.stack(sums)) ** (1 / norm_type)
+
+
+def clip_grad_norm(grads: Any, max_norm: float, norm_type: float = 2.0
+                   ) -> tuple[Any, jax.Array]:
+    """Return (grads·min(1, max_norm/(total + 1e-6)), total); nothing is modified in place."""
+    _check_clip_args(max_norm, norm_type)
+    total = global_norm(grads, norm_type)
+    coef = jnp.minimum(max_norm / (total + 1e-6), 1.0)
+    clipped = jax.tree.map(lambda g: g * coef.astype(jnp.result_type(g)), grads)
+    return clipped, total
+
+
+def clip_by_global_norm(max_norm: float, norm_type: float = 2.0) -> GradientTransformation:
+    """CLIP-1 as a stateless transform."""
+    _check_clip_args(max_norm, norm_type)
+
+    def update(grads, state, params=None):
+        return clip_grad_norm(grads, max_norm, norm_type)[0], state
+
+    return GradientTransformation(lambda params: (), update,
+                                  {"max_norm": max_norm, "norm_type": norm_type})

@@ -1,0 +1,117 @@
+"""Learning-rate schedules: closed forms of torch.optim.lr_scheduler (SCHED-1).
+
+A schedule is a pure function `step -> lr`, where step is the number of optimizer updates
+already done, counting from 0 like torch's scheduler epoch counter (`last_epoch` after
+`step` has been called that many times). Pass one as `lr=` to any optimizer: the first
+update uses schedule(0). step may be a Python int or a traced int32 array; the result is a
+jnp scalar. Each schedule exposes its arguments as `schedule.hyperparams`.
+
+Torch defines most schedulers recursively; the closed forms below are what torch's own
+`_get_closed_form_lr` gives, and equal the recursions up to rounding.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Sequence
+
+import jax.numpy as jnp
+
+from fnn._checks import check_positive, check_range
+
+Schedule = Callable[[Any], Any]
+
+
+def _schedule(fn: Schedule, **hyperparams: Any) -> Schedule:
+    fn.hyperparams = hyperparams
+    return fn
+
+
+def _check_int(name: str, value: Any, low: int, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}{why}, got {value!r}")
+
+
+def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
+    """StepLR: lr·γ^⌊step/step_size⌋."""
+    check_positive("lr", lr, strict=False)
+    _check_int("step_size", step_size, 1)
+    check_positive("gamma", gamma)
+    return _schedule(lambda step: lr * gamma ** (jnp.asarray(step) // step_size),
+                     lr=lr, step_size=step_size, gamma=gamma)
+
+
+def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
+    """MultiStepLR: lr·γ^(number of milestones ≤ step); a repeated milestone counts twice,
+    as in torch (whose milestones are a Counter). Milestones may come unsorted."""
+    check_positive("lr", lr, strict=False)
+    for m in milestones:
+        _check_int("milestones", m, 0)
+    check_positive("gamma", gamma)
+    ms = jnp.asarray(sorted(milestones), jnp.int32).reshape(-1)
+    return _schedule(lambda step: lr * gamma ** jnp.sum(jnp.asarray(step) >= ms),
+                     lr=lr, milestones=tuple(milestones), gamma=gamma)
+
+
+def exponential_lr(lr: float, gamma: float) -> Schedule:
+    """ExponentialLR: lr·γ^step."""
+    check_positive("lr", lr, strict=False)
+    check_positive("gamma", gamma)
+    return _schedule(lambda step: lr * gamma ** jnp.asarray(step), lr=lr, gamma=gamma)
+
+
+def linear_lr(lr: float, start_factor: float = 1 / 3, end_factor: float = 1.0,
+              total_iters: int = 5) -> Schedule:
+    """LinearLR (warm-up): lr·(s + (e − s)·min(step, total_iters)/total_iters)."""
+    check_positive("lr", lr, strict=False)
+    if not 0 < start_factor <= 1:
+        raise ValueError(f"start_factor must be in (0, 1], got {start_factor}")
+    check_range("end_factor", end_factor, 0.0, 1.0)
+    _check_int("total_iters", total_iters, 1)
+
+    def fn(step):
+        frac = jnp.minimum(jnp.asarray(step), total_iters) / total_iters
+        return lr * (start_factor + (end_factor - start_factor) * frac)
+
+    return _schedule(fn, lr=lr, start_factor=start_factor, end_factor=end_factor,
+                     total_iters=total_iters)
+
+
+def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule:
+    """CosineAnnealingLR: η_min + (lr − η_min)·(1 + cos(π·step/T_max))/2. Periodic past
+    T_max (it rises again, as torch's does; optax clamps), SCHED-1."""
+    check_positive("lr", lr, strict=False)
+    _check_int("T_max", T_max, 1)
+    check_positive("eta_min", eta_min, strict=False)
+    return _schedule(
+        lambda step: eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * jnp.asarray(step) / T_max)) / 2,
+        lr=lr, T_max=T_max, eta_min=eta_min)
+
+
+def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float = 0.0
+                  ) -> Schedule:
+    """Linear warm-up from 0 to lr over warmup_steps, then one cosine half-period down to
+    eta_min at total_steps, then eta_min for ever (not periodic, unlike cosine_annealing_lr):
+
+        step < W:       lr·step/W
+        W ≤ step ≤ T:   η_min + (lr − η_min)·(1 + cos(π·(step − W)/(T − W)))/2
+        step > T:       η_min
+
+    The convention of HuggingFace's cosine schedule with warm-up and optax's
+    warmup_cosine_decay_schedule(0, lr, W, T, η_min): the first update (step 0) has lr 0
+    when W > 0, and total_steps counts the warm-up steps too.
+    """
+    check_positive("lr", lr, strict=False)
+    _check_int("warmup_steps", warmup_steps, 0)
+    _check_int("total_steps", total_steps, warmup_steps + 1, " (more than warmup_steps)")
+    check_positive("eta_min", eta_min, strict=False)
+
+    def fn(step):
+        step = jnp.asarray(step)
+        warm = lr * step / max(warmup_steps, 1)
+        progress = jnp.clip((step - warmup_steps) / (total_steps - warmup_steps), 0.0, 1.0)
+        cos = eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * progress)) / 2
+        return jnp.where(step < warmup_steps, warm, cos)
+
+    return _schedule(fn, lr=lr, warmup_steps=warmup_steps, total_steps=total_steps,
+                     eta_min=eta_min)

@@ -1,0 +1,71 @@
+"""SGD with torch's momentum, dampening and Nesterov rules (SGD-1).
+
+    g ← −g if maximize;  g ← g + λθ (masked, WD-1)
+    if μ ≠ 0:  b ← g at the first update (an undampened copy), else b ← μ·b + (1−τ)·g
+               g ← g + μ·b if nesterov else b
+    θ ← θ − lr·g
+
+The first-update copy is a `jnp.where` on the int32 step count, so the state (step,
+momentum_buffer = zeros_like(params)) has the same structure before and after the first
+step and a jitted update never retraces. Optax's sgd matches only when τ = 0.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fnn._checks import check_positive
+from fnn.optim.base import (GradientTransformation, Schedule, check_lr, check_tree_match,
+                            decay_and_maximize, init_step, optimizer, scale_by_learning_rate)
+
+
+class SgdMomentumState(NamedTuple):
+    step: jax.Array             # int32, updates already done
+    momentum_buffer: Any        # pytree like params
+
+
+def scale_by_sgd_momentum(momentum: float, dampening: float = 0.0, nesterov: bool = False
+                          ) -> GradientTransformation:
+    """The momentum part of SGD-1 (without the −lr)."""
+    def init(params):
+        return SgdMomentumState(init_step(), jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        check_tree_match(grads, state.momentum_buffer, "the optimizer state's momentum_buffer")
+        first = state.step == 0
+
+        def buffer(g, b):
+            g = g.astype(b.dtype)
+            return jnp.where(first, g, momentum * b + (1 - dampening) * g)
+
+        bufs = jax.tree.map(buffer, grads, state.momentum_buffer)
+        if nesterov:
+            out = jax.tree.map(lambda g, b: g + momentum * b.astype(jnp.result_type(g)), grads, bufs)
+        else:
+            out = bufs
+        return out, SgdMomentumState(state.step + 1, bufs)
+
+    return GradientTransformation(init, update, {"momentum": momentum, "dampening": dampening,
+                                                 "nesterov": nesterov})
+
+
+def sgd(lr: float | Schedule = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+        weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+        weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
+    """torch.optim.SGD as a pure transform. `lr` is a number or a schedule step -> lr
+    (step = updates already done, from 0). `weight_decay_mask` defaults to ndim >= 2."""
+    lr = check_lr(lr)
+    check_positive("momentum", momentum, strict=False)
+    check_positive("weight_decay", weight_decay, strict=False)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("nesterov=True requires momentum > 0 and dampening = 0, "
+                         f"got momentum={momentum}, dampening={dampening}")
+    transforms = decay_and_maximize(weight_decay, weight_decay_mask, maximize)
+    if momentum != 0:
+        transforms.append(scale_by_sgd_momentum(momentum, dampening, nesterov))
+    transforms.append(scale_by_learning_rate(lr))
+    return optimizer("sgd", transforms, lr=lr, momentum=momentum, dampening=dampening,
+                     weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                     weight_decay_mask=weight_decay_mask)

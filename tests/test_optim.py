@@ -1,0 +1,342 @@
+"""fnn.optim optimizers, transforms and clipping against SEMANTICS.md 1.6 / 2.2."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnn.optim as optim
+
+ALL = lambda p: jax.tree.map(lambda _: True, p)   # noqa: E731  torch's mask: decay everything
+
+# 2.2: loss(w) = Σ(0.5·c·w² + d·w), grad = c·w + d
+C = [1.0, 2.0, 3.0]
+D = [0.1, -0.2, 0.3]
+W0 = [1.0, -2.0, 0.5]
+
+GOLDEN = [
+    # (rule, optimizer, w after steps 1 | 2 | 3) — torch 2.13 float64, SEMANTICS.md 2.2
+    ("SGD-1", optim.sgd(lr=0.1),
+     [[0.89, -1.58, 0.32], [0.791, -1.244, 0.194], [0.7019, -0.9752, 0.1058]]),
+    ("SGD-1", optim.sgd(lr=0.1, momentum=0.9),
+     [[0.89, -1.58, 0.32], [0.692, -0.866, 0.032], [0.4346, -0.0302, -0.2668]]),
+    ("SGD-1", optim.sgd(lr=0.1, momentum=0.9, dampening=0.5),
+     [[0.89, -1.58, 0.32], [0.7415, -1.034, 0.095], [0.565775, -0.4292, -0.13675]]),
+    ("SGD-1", optim.sgd(lr=0.1, momentum=0.9, nesterov=True),
+     [[0.791, -1.202, 0.158], [0.53261, -0.36704, -0.13486], [0.2600531, 0.3275392, -0.3089038]]),
+    ("SGD-1 WD-1", optim.sgd(lr=0.1, momentum=0.9, weight_decay=0.1, weight_decay_mask=ALL),
+     [[0.88, -1.56, 0.315], [0.6652, -0.8164, 0.02085], [0.388708, 0.044284, -0.2803485]]),
+    ("ADAG-1", optim.adagrad(lr=0.1),
+     [[0.9, -1.9, 0.4], [0.8327327206, -1.831034483, 0.33598156],
+      [0.7795852579, -1.775610151, 0.2872397744]]),
+    ("ADAG-1 WD-1", optim.adagrad(lr=0.1, lr_decay=0.1, initial_accumulator_value=0.5,
+                                  weight_decay=0.1, weight_decay_mask=ALL),
+     [[0.913845021, -1.901266836, 0.406590671], [0.8573368851, -1.838973964, 0.3503292632],
+      [0.8151709173, -1.792884805, 0.3101859988]]),
+    ("RMS-1", optim.rmsprop(lr=0.01),
+     [[0.9000000091, -1.900000002, 0.4000000056], [0.8325478263, -1.830852953, 0.3357918208],
+      [0.779111444, -1.775138247, 0.2867691843]]),
+    ("RMS-1", optim.rmsprop(lr=0.01, momentum=0.9),
+     [[0.9000000091, -1.900000002, 0.4000000056], [0.7425478345, -1.740852955, 0.2457918258],
+      [0.5512432576, -1.543735919, 0.06624990401]]),
+    ("RMS-1", optim.rmsprop(lr=0.01, centered=True),
+     [[0.8994962277, -1.899496221, 0.3994962241], [0.8313830053, -1.829660325, 0.3346833592],
+      [0.7771783747, -1.773119776, 0.2850098634]]),
+    ("RMS-1", optim.rmsprop(lr=0.01, eps=0.1),
+     [[0.9476190476, -1.919230769, 0.4357142857], [0.9059652022, -1.859941327, 0.3885334602],
+      [0.8701949589, -1.810855281, 0.3500383565]]),
+    ("ADAM-1", optim.adam(lr=0.1),
+     [[0.9000000009, -1.9, 0.4000000006], [0.8003611628, -1.800156845, 0.3008827137],
+      [0.7013824462, -1.700586601, 0.2035416273]]),
+    ("ADAM-1 WD-1", optim.adam(lr=0.1, weight_decay=0.1, weight_decay_mask=ALL),
+     [[0.9000000008, -1.9, 0.4000000005], [0.8003653058, -1.80015728, 0.3008903059],
+      [0.701398914, -1.700588257, 0.2035742057]]),
+    ("ADAM-1", optim.adam(lr=0.1, eps=0.1),
+     [[0.9083333333, -1.902325581, 0.4052631579], [0.8172833576, -1.804853381, 0.311697042],
+      [0.7271011774, -1.707694789, 0.2200831056]]),
+    ("ADAMW-1 WD-1", optim.adamw(lr=0.1, weight_decay_mask=ALL),
+     [[0.8990000009, -1.898, 0.3995000006], [0.798467137, -1.79626268, 0.2999902353],
+      [0.6987040424, -1.694906697, 0.2023701313]]),
+    ("ADAMW-1 WD-1", optim.adamw(lr=0.1, weight_decay=0.5, weight_decay_mask=ALL),
+     [[0.8500000009, -1.8, 0.3750000006], [0.7081470944, -1.610385111, 0.2575214959],
+      [0.5745680718, -1.430921259, 0.1484544746]]),
+]
+
+
+def run_quadratic(opt, steps=3, jit=False):
+    c, d = jnp.asarray(C), jnp.asarray(D)
+    w = jnp.asarray(W0)
+    state = opt.init(w)
+    update = jax.jit(opt.update) if jit else opt.update
+    out = []
+    for _ in range(steps):
+        updates, state = update(c * w + d, state, w)
+        w = optim.apply_updates(w, updates)
+        out.append(np.asarray(w))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("rule,opt,expected", GOLDEN, ids=[f"{g[0]}-{i}" for i, g in enumerate(GOLDEN)])
+def test_golden_trajectories(x64, rule, opt, expected):
+    # Values from SEMANTICS.md 2.2 for the rule named in `rule` (all three steps).
+    np.testing.assert_allclose(run_quadratic(opt), expected, rtol=1e-9, atol=1e-10)
+
+
+def test_golden_trajectory_under_jit(x64):
+    # ADAM-1 row of 2.2, now through a jitted update.
+    np.testing.assert_allclose(run_quadratic(optim.adam(lr=0.1), jit=True)[-1],
+                               [0.7013824462, -1.700586601, 0.2035416273], rtol=1e-9)
+
+
+def test_amsgrad_shrinking_gradients(x64):
+    # ADAM-2: v_max ← max(v_max, v) on the raw v; denominator √v_max/√(1−β2ᵗ) + eps.
+    lr, b1, b2, eps = 0.1, 0.9, 0.5, 1e-8   # fast-forgetting v, so v < v_max soon
+    grads = [np.array([1.0, -2.0]), np.array([0.1, -0.2]), np.array([0.01, 0.5]),
+             np.array([0.001, -0.01])]
+    theta = np.array([0.5, 0.5])
+    m = v = vmax = np.zeros(2)
+    expected = []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vmax = np.maximum(vmax, v)
+        theta = theta - (lr / (1 - b1 ** t)) * m / (np.sqrt(vmax) / np.sqrt(1 - b2 ** t) + eps)
+        expected.append(theta)
+
+    def run(opt):
+        p, out = jnp.array([0.5, 0.5]), []
+        s = opt.init(p)
+        for g in grads:
+            u, s = opt.update(jnp.asarray(g), s, p)
+            p = optim.apply_updates(p, u)
+            out.append(np.asarray(p))
+        return np.stack(out)
+
+    np.testing.assert_allclose(run(optim.adam(lr=lr, betas=(b1, b2), amsgrad=True)), expected, rtol=1e-12)
+    # With shrinking gradients v falls below v_max, so plain Adam takes different steps.
+    assert np.abs(run(optim.adam(lr=lr, betas=(b1, b2)))[-1] - expected[-1]).max() > 1e-3
+    np.testing.assert_allclose(run(optim.adamw(lr=lr, betas=(b1, b2), weight_decay=0, amsgrad=True)), expected,
+                               rtol=1e-12)
+
+
+MAXIMIZABLE = [
+    lambda **k: optim.sgd(lr=0.1, momentum=0.9, weight_decay=0.1, **k),
+    lambda **k: optim.sgd(lr=0.1, momentum=0.9, nesterov=True, **k),
+    lambda **k: optim.adagrad(lr=0.1, lr_decay=0.1, weight_decay=0.1, **k),
+    lambda **k: optim.rmsprop(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1, **k),
+    lambda **k: optim.adam(lr=0.1, weight_decay=0.1, amsgrad=True, **k),
+    lambda **k: optim.adamw(lr=0.1, weight_decay=0.1, **k),
+]
+
+
+@pytest.mark.parametrize("make", MAXIMIZABLE)
+def test_maximize_negates_gradient_before_decay(x64, make):
+    # 1.6: maximize → g ← −g, applied first, so weight decay still shrinks θ (as torch).
+    c, d = jnp.asarray(C), jnp.asarray(D)
+    up, down = make(maximize=True, weight_decay_mask=ALL), make(weight_decay_mask=ALL)
+    wu = wd = jnp.asarray(W0)
+    su, sd = up.init(wu), down.init(wd)
+    for _ in range(3):
+        uu, su = up.update(c * wu + d, su, wu)
+        ud, sd = down.update(-(c * wd + d), sd, wd)
+        wu, wd = optim.apply_updates(wu, uu), optim.apply_updates(wd, ud)
+    np.testing.assert_allclose(wu, wd, rtol=1e-13)
+    assert up.hyperparams["maximize"] is True
+
+
+def test_maximize_sgd_ascends(x64):
+    # SGD-1 with maximize: θ ← θ + lr·g.
+    opt = optim.sgd(lr=0.5, maximize=True)
+    u, _ = opt.update(jnp.array([2.0, -4.0]), opt.init(jnp.zeros(2)), jnp.zeros(2))
+    np.testing.assert_allclose(u, [1.0, -2.0])
+
+
+def test_default_mask_skips_1d_leaves_and_all_true_is_torch():
+    # WD-1: fnn decays only ndim >= 2 by default; the all-True mask decays biases too (torch).
+    params = {"weight": jnp.ones((2, 3)), "bias": jnp.ones(2), "scale": jnp.ones(())}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    default = optim.sgd(lr=1.0, weight_decay=0.5)
+    u, _ = default.update(zeros, default.init(params), params)
+    np.testing.assert_allclose(u["weight"], -0.5 * np.ones((2, 3)))
+    np.testing.assert_allclose(u["bias"], np.zeros(2))
+    np.testing.assert_allclose(u["scale"], 0.0)
+    torch_like = optim.sgd(lr=1.0, weight_decay=0.5, weight_decay_mask=ALL)
+    u, _ = torch_like.update(zeros, torch_like.init(params), params)
+    for leaf in jax.tree.leaves(u):
+        np.testing.assert_allclose(leaf, -0.5 * np.ones_like(leaf))
+    # an explicit pytree of bools works too
+    explicit = optim.sgd(lr=1.0, weight_decay=0.5,
+                         weight_decay_mask={"weight": False, "bias": True, "scale": False})
+    u, _ = explicit.update(zeros, explicit.init(params), params)
+    np.testing.assert_allclose(u["weight"], np.zeros((2, 3)))
+    np.testing.assert_allclose(u["bias"], -0.5 * np.ones(2))
+
+
+def test_adamw_default_mask_decouples_only_matrices():
+    # ADAMW-1 with WD-1: with zero grads the Adam step is 0, leaving θ·(1 − lr·λ) on matrices.
+    params = {"weight": jnp.full((2, 2), 2.0), "bias": jnp.full((2,), 2.0)}
+    opt = optim.adamw(lr=0.1, weight_decay=0.5)
+    u, _ = opt.update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)
+    new = optim.apply_updates(params, u)
+    np.testing.assert_allclose(new["weight"], 2.0 * (1 - 0.1 * 0.5) * np.ones((2, 2)), rtol=1e-6)
+    np.testing.assert_allclose(new["bias"], [2.0, 2.0])
+
+
+def test_chain_threads_updates_and_state():
+    grads = {"a": jnp.array([3.0]), "b": jnp.array([4.0])}
+    params = jax.tree.map(jnp.zeros_like, grads)
+    opt = optim.chain(optim.clip_by_global_norm(1.0), optim.sgd(lr=0.1, momentum=0.9))
+    state = opt.init(params)
+    assert isinstance(state, tuple) and len(state) == 2
+    u, state = opt.update(grads, state, params)
+    clipped, total = optim.clip_grad_norm(grads, 1.0)
+    np.testing.assert_allclose(total, 5.0)
+    for k in grads:   # first momentum step is the undampened copy (SGD-1): u = −lr·clipped
+        np.testing.assert_allclose(u[k], -0.1 * clipped[k], rtol=1e-6)
+    # the inner optimizer's own state advanced
+    assert int(jax.tree.leaves(state[1])[0]) == 1
+
+
+def test_hyperparams_exposed_and_read_only():
+    opt = optim.adam(lr=0.01, betas=(0.8, 0.99), amsgrad=True)
+    assert opt.hyperparams["name"] == "adam"
+    assert (opt.hyperparams["lr"], opt.hyperparams["betas"], opt.hyperparams["eps"]) == \
+        (0.01, (0.8, 0.99), 1e-8)
+    assert optim.adamw().hyperparams["weight_decay"] == 1e-2      # ADAMW-1 default
+    assert optim.sgd().hyperparams["lr"] == 1e-3                   # SGD-1 default
+    assert optim.adagrad().hyperparams["eps"] == 1e-10             # ADAG-1 default
+    assert optim.rmsprop().hyperparams["alpha"] == 0.99            # RMS-1 default
+    with pytest.raises(TypeError):
+        opt.hyperparams["lr"] = 1.0
+    hash(opt)   # usable as a static jit argument
+
+
+RETRACE = [
+    optim.sgd(lr=0.1, momentum=0.9, dampening=0.5, weight_decay=0.1),
+    optim.sgd(lr=0.1, momentum=0.9, nesterov=True),
+    optim.sgd(lr=optim.step_lr(0.1, step_size=1, gamma=0.5)),
+    optim.adagrad(lr_decay=0.1, weight_decay=0.1),
+    optim.rmsprop(momentum=0.9, centered=True),
+    optim.adam(amsgrad=True, weight_decay=0.1),
+    optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=3)),
+    optim.chain(optim.clip_by_global_norm(1.0), optim.adam()),
+]
+
+
+@pytest.mark.parametrize("opt", RETRACE)
+def test_jitted_step_traces_once(opt):
+    # State structures and dtypes are fixed at init, so steps 2 and 3 reuse the trace
+    # (SGD-1's first-step copy is a where on the int32 step, not a state change).
+    traces = 0
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+
+    @jax.jit
+    def step(params, state):
+        nonlocal traces
+        traces += 1
+        grads = jax.tree.map(lambda p: p * 0.5 + 0.1, params)
+        updates, state = opt.update(grads, state, params)
+        return optim.apply_updates(params, updates), state
+
+    state0 = opt.init(params)
+    state = state0
+    for _ in range(3):
+        params, state = step(params, state)
+    assert traces == 1
+    assert jax.tree.structure(state) == jax.tree.structure(state0)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(state0)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+    steps = [x for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
+    assert steps and all(int(s) == 3 for s in steps)
+
+
+def test_clip_grad_norm_golden():
+    # CLIP-1: [3, 4] with max_norm 1 → [0.59999988, 0.79999984], total 5 (torch float32).
+    clipped, total = optim.clip_grad_norm(jnp.array([3.0, 4.0]), 1.0)
+    np.testing.assert_allclose(clipped, [0.59999988, 0.79999984], rtol=2e-7)
+    np.testing.assert_allclose(total, 5.0)
+    assert clipped.dtype == jnp.float32
+
+
+def test_clip_grad_norm_global_over_leaves_and_no_op_below_max(x64):
+    # CLIP-1: the norm is over the concatenation of all leaves; coef is capped at 1.
+    grads = {"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}
+    clipped, total = optim.clip_grad_norm(grads, 10.0)
+    np.testing.assert_allclose(total, 5.0)
+    np.testing.assert_array_equal(clipped["a"], grads["a"])
+    clipped, total = optim.clip_grad_norm(grads, 2.5)
+    np.testing.assert_allclose(clipped["b"], [[4.0 * 2.5 / (5.0 + 1e-6)]], rtol=1e-14)
+    _, inf_total = optim.clip_grad_norm(grads, 1.0, norm_type=float("inf"))
+    np.testing.assert_allclose(inf_total, 4.0)
+    state = ()
+    u, _ = optim.clip_by_global_norm(2.5).update(grads, state)
+    np.testing.assert_allclose(u["a"], clipped["a"])
+
+
+def test_apply_updates_keeps_param_dtype():
+    params = {"w": jnp.ones(2, jnp.bfloat16)}
+    new = optim.apply_updates(params, {"w": jnp.full(2, 0.5, jnp.float32)})
+    assert new["w"].dtype == jnp.bfloat16
+
+
+BAD = [
+    (lambda: optim.sgd(lr=-0.1), "lr must be >= 0, got -0.1"),
+    (lambda: optim.sgd(momentum=-0.5), "momentum must be >= 0, got -0.5"),
+    (lambda: optim.sgd(weight_decay=-1), "weight_decay must be >= 0, got -1"),
+    (lambda: optim.sgd(nesterov=True), "nesterov=True requires momentum > 0.*momentum=0"),
+    (lambda: optim.sgd(momentum=0.9, dampening=0.1, nesterov=True), "dampening=0.1"),
+    (lambda: optim.adagrad(lr=-1), "lr must be >= 0, got -1"),
+    (lambda: optim.adagrad(lr_decay=-0.1), "lr_decay must be >= 0, got -0.1"),
+    (lambda: optim.adagrad(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
+    (lambda: optim.adagrad(initial_accumulator_value=-1), "initial_accumulator_value must be >= 0, got -1"),
+    (lambda: optim.adagrad(eps=0), "eps must be > 0, got 0"),
+    (lambda: optim.rmsprop(alpha=1.0), r"alpha must be in \[0.0, 1.0\), got 1.0"),
+    (lambda: optim.rmsprop(alpha=-0.1), r"alpha must be in \[0.0, 1.0\), got -0.1"),
+    (lambda: optim.rmsprop(eps=-1e-8), "eps must be > 0, got -1e-08"),
+    (lambda: optim.rmsprop(momentum=-0.9), "momentum must be >= 0, got -0.9"),
+    (lambda: optim.rmsprop(weight_decay=-1), "weight_decay must be >= 0, got -1"),
+    (lambda: optim.rmsprop(lr=-1), "lr must be >= 0, got -1"),
+    (lambda: optim.adam(betas=(1.0, 0.999)), r"betas\[0\] must be in \[0.0, 1.0\), got 1.0"),
+    (lambda: optim.adam(betas=(0.9, -0.1)), r"betas\[1\] must be in \[0.0, 1.0\), got -0.1"),
+    (lambda: optim.adam(betas=(0.9,)), r"betas must be a pair"),
+    (lambda: optim.adam(eps=0.0), "eps must be > 0, got 0.0"),
+    (lambda: optim.adam(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
+    (lambda: optim.adam(lr=-1e-3), "lr must be >= 0, got -0.001"),
+    (lambda: optim.adamw(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
+    (lambda: optim.adamw(betas=(0.9, 1.5)), r"betas\[1\] must be in \[0.0, 1.0\), got 1.5"),
+    (lambda: optim.clip_grad_norm(jnp.ones(2), 0.0), "max_norm must be > 0, got 0.0"),
+    (lambda: optim.clip_by_global_norm(-1.0), "max_norm must be > 0, got -1.0"),
+    (lambda: optim.add_decayed_weights(-0.1), "weight_decay must be >= 0, got -0.1"),
+]
+
+
+@pytest.mark.parametrize("make,match", BAD, ids=[m for _, m in BAD])
+def test_bad_arguments_raise_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("opt", [optim.sgd(momentum=0.9), optim.sgd(), optim.adagrad(),
+                                 optim.rmsprop(), optim.adam(), optim.adamw()])
+def test_update_with_mismatched_grad_tree_raises(opt):
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    state = opt.init(params)
+    with pytest.raises(ValueError, match="grads must have the same tree structure as params"):
+        opt.update({"w": jnp.ones((2, 2))}, state, params)
+
+
+@pytest.mark.parametrize("opt", [optim.sgd(momentum=0.9), optim.adagrad(), optim.rmsprop(),
+                                 optim.adam()])
+def test_mismatched_grad_tree_caught_against_state_without_params(opt):
+    state = opt.init({"w": jnp.ones((2, 2)), "b": jnp.ones(2)})
+    with pytest.raises(ValueError, match="grads must have the same tree structure as the optimizer state"):
+        opt.update({"w": jnp.ones((2, 2))}, state)
+
+
+def test_weight_decay_needs_params_and_a_matching_mask():
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    opt = optim.adamw()
+    with pytest.raises(ValueError, match="add_decayed_weights needs params"):
+        opt.update(params, opt.init(params))
+    opt = optim.sgd(weight_decay=0.1, weight_decay_mask={"w": True})
+    with pytest.raises(ValueError, match="weight_decay_mask must have the tree structure of params"):
+        opt.update(params, opt.init(params), params)
