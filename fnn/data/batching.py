@@ -1,0 +1,73 @@
+"""Mini-batches over (x, y) arrays, shuffled by a JAX PRNG key.
+
+`batches(x, y, batch_size, key=..., shuffle=True, drop_last=False)` follows
+torch.utils.data.DataLoader: each epoch visits every example once in a random order
+(the order is `epoch_permutation(key, len(x))`, so the same key gives the same order),
+in `num_batches(len(x), batch_size, drop_last)` batches; the last batch is smaller
+unless `drop_last=True`, which drops it. With ``shuffle=False`` the order is 0..n-1 and
+`key` is ignored (as torch ignores a generator then). Shuffling without a key is an
+error: there is no global RNG. The caller splits its key once per epoch.
+
+`batches` yields slices of the inputs (numpy in, numpy out; jax in, jax out) and is
+for host-side loops. For a compiled epoch the trainer takes `epoch_permutation` and
+`num_batches` to gather device-resident batches and `lax.scan` over them.
+"""
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import numpy as np
+
+from fnn._checks import check_positive
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool):
+        raise TypeError(f"batch_size must be an int, got {batch_size!r}")
+    try:
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        raise TypeError(f"batch_size must be an int, got {batch_size!r}") from None
+    check_positive("batch_size", batch_size)
+    return batch_size
+
+
+def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Number of batches in an epoch of `n` examples (floor with drop_last, else ceil)."""
+    batch_size = _check_batch_size(batch_size)
+    check_positive("n", n, strict=False)
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def epoch_permutation(key: jax.Array, n: int) -> jax.Array:
+    """A random permutation of 0..n-1 (int32) determined by `key`; jit-able for static n."""
+    check_positive("n", n, strict=False)
+    return jax.random.permutation(key, n)
+
+
+def batches(x: Any, y: Any, batch_size: int, *, key: jax.Array | None = None,
+            shuffle: bool = True, drop_last: bool = False) -> Iterator[tuple[Any, Any]]:
+    """Yield (xb, yb) mini-batches covering one epoch; see the module docstring."""
+    # Validate here, not inside the generator, so errors surface at the call.
+    batch_size = _check_batch_size(batch_size)
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got x {len(x)} and y {len(y)}")
+    if shuffle and key is None:
+        raise ValueError("batches needs a PRNG key (key=jax.random.key(...)) when shuffle=True, got None")
+    n = len(x)
+    order = np.asarray(epoch_permutation(key, n)) if shuffle else None
+    return _iterate(x, y, n, batch_size, order, drop_last)
+
+
+def _iterate(x: Any, y: Any, n: int, batch_size: int, order: np.ndarray | None,
+             drop_last: bool) -> Iterator[tuple[Any, Any]]:
+    for b in range(num_batches(n, batch_size, drop_last)):
+        s = slice(b * batch_size, min((b + 1) * batch_size, n))
+        if order is None:
+            yield x[s], y[s]
+        else:
+            idx = order[s]
+            yield x[idx], y[idx]

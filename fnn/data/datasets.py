@@ -1,0 +1,129 @@
+"""MNIST (bundled with fnn) and Fashion-MNIST (found on disk), plus normalisation.
+
+Both loaders return ``(images, labels)`` as numpy arrays: images uint8 of shape
+(N, 28, 28), labels **int32** of shape (N,), N = 60000 for ``split='train'`` and 10000
+for ``split='test'``. Labels are int32 rather than the file's uint8 because int32 is
+JAX's default integer, what the class-index losses expect, and safe for arithmetic
+(uint8 wraps at 256).
+
+`mnist` reads the four original IDX files shipped inside the package
+(``fnn/data/mnist``) through importlib.resources and checks each file's sha256 against
+``fnn/data/mnist/SHA256SUMS`` before decoding it. The verified arrays are cached for the
+life of the process and returned **read-only**, so repeated calls are cheap and no caller
+can corrupt another's data; copy (or `normalize`) before writing.
+
+`fashion_mnist` reads the same four file names from the first directory that holds
+the split's two files, searching in order: the `root` argument (if given), the
+``$FNN_DATA_DIR`` environment variable (if set), then Debian's
+``/usr/share/datasets/fashion-mnist``. If none does, FileNotFoundError lists every
+directory it looked in. Nothing is downloaded.
+
+`normalize` maps raw pixels (0..255) to float32 ``(pixel/255 - mean) / std``.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn._checks import check_positive
+from fnn.data.idx import parse_idx, read_idx
+
+# Mean and std of pixel/255 over the 60000 MNIST training images (the standard values).
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+# Computed once as the mean and population std (ddof=0) of pixel/255 over all
+# 60000 x 28 x 28 Fashion-MNIST training pixels, in float64: 0.286040597, 0.353024245.
+FASHION_MNIST_MEAN = 0.2860
+FASHION_MNIST_STD = 0.3530
+
+FASHION_MNIST_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_MNIST_CACHE: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _split_files(split: str) -> tuple[str, str]:
+    if split not in _FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return _FILES[split]
+
+
+def _bundled_mnist() -> Any:
+    """Directory (an importlib.resources Traversable) holding the bundled MNIST files."""
+    return importlib.resources.files("fnn.data").joinpath("mnist")
+
+
+def _pair(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check decoded IDX arrays are an MNIST-shaped image/label pair; labels to int32."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"{where}: images must be uint8 of shape (N, 28, 28), got {images.dtype} {images.shape}")
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise ValueError(f"{where}: labels must be uint8 of shape (N,), got {labels.dtype} {labels.shape}")
+    if len(images) != len(labels):
+        raise ValueError(f"{where}: {len(images)} images but {len(labels)} labels")
+    return images, labels.astype(np.int32)
+
+
+def mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """The bundled MNIST split as (images uint8 (N, 28, 28), labels int32 (N,)), read-only."""
+    names = _split_files(split)
+    where = _bundled_mnist()
+    cache_key = (str(where), split)
+    if cache_key not in _MNIST_CACHE:
+        sums = {}
+        for line in where.joinpath("SHA256SUMS").read_text().splitlines():
+            if line.strip():
+                digest, name = line.split()
+                sums[name.lstrip("*")] = digest
+        arrays = []
+        for name in names:
+            raw = where.joinpath(name).read_bytes()
+            actual = hashlib.sha256(raw).hexdigest()
+            if sums.get(name) != actual:
+                raise ValueError(f"{where.joinpath(name)}: sha256 mismatch, expected {sums.get(name)}, "
+                                 f"found {actual} (the bundled file is damaged; reinstall fnn)")
+            arrays.append(parse_idx(raw, str(where.joinpath(name))))
+        images, labels = _pair(*arrays, where=f"{where} ({split})")
+        images.flags.writeable = False
+        labels.flags.writeable = False
+        _MNIST_CACHE[cache_key] = (images, labels)
+    return _MNIST_CACHE[cache_key]
+
+
+def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST split as (images uint8 (N, 28, 28), labels int32 (N,)) from disk."""
+    names = _split_files(split)
+    candidates = []
+    if root is not None:
+        candidates.append(Path(root))
+    if os.environ.get("FNN_DATA_DIR"):
+        candidates.append(Path(os.environ["FNN_DATA_DIR"]))
+    candidates.append(Path(FASHION_MNIST_DEFAULT_DIR))
+    for d in candidates:
+        if all((d / n).is_file() for n in names):
+            return _pair(*(read_idx(d / n) for n in names), where=f"{d} ({split})")
+    looked = "\n  ".join(str(d) for d in candidates)
+    raise FileNotFoundError(
+        f"Fashion-MNIST {split} files {names[0]}, {names[1]} not found; looked in:\n  {looked}\n"
+        "Pass root=..., or set FNN_DATA_DIR to the directory holding them.")
+
+
+def normalize(images: Any, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> Any:
+    """float32 ``(images/255 - mean)/std``; numpy in, numpy out; jax in, jax out."""
+    check_positive("std", std)
+    xp = jnp if isinstance(images, jax.Array) else np
+    x = xp.asarray(images, dtype=xp.float32)
+    # Fold the three constants into one multiply-add, computed in float64 then cast.
+    scale = np.float32(1.0 / (255.0 * std))
+    shift = np.float32(mean / std)
+    return x * scale - shift
