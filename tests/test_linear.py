@@ -1,0 +1,99 @@
+"""fnn.functional.linear: linear and flatten, manual backward vs jax.vjp, shapes and errors."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnn.functional.linear import flatten, flatten_backward, linear, linear_backward
+
+
+def _rand(seed, shape):
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape))
+
+
+@pytest.mark.parametrize("xshape", [(5, 3), (3,), (2, 4, 3)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_backward_matches_vjp(x64, xshape, with_bias):
+    x, w = _rand(0, xshape), _rand(1, (4, 3))
+    b = _rand(2, (4,)) if with_bias else None
+    g = _rand(3, xshape[:-1] + (4,))
+    gx, gw, gb = linear_backward(g, x, w, b)
+    if with_bias:
+        ex, ew, eb = jax.vjp(linear, x, w, b)[1](g)
+        np.testing.assert_allclose(gb, eb, rtol=1e-12)
+    else:
+        ex, ew = jax.vjp(lambda x, w: linear(x, w), x, w)[1](g)
+        assert gb is None  # the backward convention: None for an optional input passed as None
+    np.testing.assert_allclose(gx, ex, rtol=1e-12)
+    np.testing.assert_allclose(gw, ew, rtol=1e-12)
+
+
+def test_linear_forward_is_x_wt_plus_b(x64):
+    # LIN-1: y = x W^T + b with W of shape (out, in)
+    x, w, b = _rand(0, (5, 3)), _rand(1, (4, 3)), _rand(2, (4,))
+    y = linear(x, w, b)
+    assert y.shape == (5, 4)
+    np.testing.assert_allclose(y, np.asarray(x) @ np.asarray(w).T + np.asarray(b), rtol=1e-12)
+    np.testing.assert_allclose(linear(x, w), np.asarray(x) @ np.asarray(w).T, rtol=1e-12)  # LIN-2
+
+
+def test_linear_jit_equals_eager():
+    x, w, b = _rand(0, (5, 3)).astype(jnp.float32), _rand(1, (4, 3)).astype(jnp.float32), jnp.ones(4)
+    np.testing.assert_allclose(jax.jit(linear)(x, w, b), linear(x, w, b), rtol=1e-6)
+    for a, e in zip(jax.jit(linear_backward)(jnp.ones((5, 4)), x, w, b), linear_backward(jnp.ones((5, 4)), x, w, b)):
+        np.testing.assert_allclose(a, e, rtol=1e-6)
+
+
+def test_linear_bad_shapes_rejected():
+    x, w = jnp.ones((5, 3)), jnp.ones((4, 2))
+    with pytest.raises(ValueError, match=r"input shape \(5, 3\) and weight shape \(4, 2\)"):
+        linear(x, w)
+    with pytest.raises(ValueError, match=r"bias must have shape \(out_features,\) = \(4,\) .* got bias shape \(3,\)"):
+        linear(jnp.ones((5, 2)), w, jnp.ones(3))
+    with pytest.raises(ValueError, match=r"weight must have shape \(out_features, in_features\), got shape \(2,\)"):
+        linear(jnp.ones((5, 2)), jnp.ones(2))
+    with pytest.raises(TypeError, match="input must have a floating dtype, got int32"):
+        linear(jnp.ones((5, 2), jnp.int32), w)
+    with pytest.raises(ValueError, match=r"grad_output must have the output's shape \(5, 4\), got \(5, 3\)"):
+        linear_backward(jnp.ones((5, 3)), jnp.ones((5, 2)), w)
+
+
+@pytest.mark.parametrize("shape,start,end,expected", [
+    ((2, 3, 4, 5), 1, -1, (2, 60)),  # FLAT-1: dim 0 kept
+    ((2, 3, 4, 5), 0, -1, (120,)),
+    ((2, 3, 4, 5), 1, 2, (2, 12, 5)),
+    ((2, 3, 4, 5), -3, -2, (2, 12, 5)),
+    ((2, 3, 4, 5), 2, 2, (2, 3, 4, 5)),
+    ((7,), 0, -1, (7,)),
+    ((), 0, -1, (1,)),  # torch: a 0-d input flattens to shape (1,)
+])
+def test_flatten_shapes_and_backward(x64, shape, start, end, expected):
+    x = _rand(0, shape)
+    y = flatten(x, start, end)
+    assert y.shape == expected
+    np.testing.assert_array_equal(np.asarray(y).reshape(-1), np.asarray(x).reshape(-1))  # no permutation
+    g = _rand(1, expected)
+    (e,) = jax.vjp(lambda x: flatten(x, start, end), x)[1](g)
+    np.testing.assert_array_equal(flatten_backward(g, x, start, end), e)
+
+
+def test_flatten_default_keeps_batch_dim_under_jit():
+    x = jnp.ones((2, 3, 4))
+    assert jax.jit(flatten)(x).shape == (2, 12)  # FLAT-1
+    np.testing.assert_array_equal(jax.jit(flatten_backward)(jnp.ones((2, 12)), x), np.ones((2, 3, 4)))
+
+
+def test_flatten_bad_dims_rejected():
+    x = jnp.ones((2, 3, 4))
+    with pytest.raises(ValueError, match=r"start_dim must be in \[-3, 2\] for input of shape \(2, 3, 4\), got 3"):
+        flatten(x, 3)
+    with pytest.raises(ValueError, match=r"end_dim must be in \[-3, 2\] .* got -4"):
+        flatten(x, 0, -4)
+    with pytest.raises(ValueError, match="start_dim cannot come after end_dim, got start_dim=2 and end_dim=1"):
+        flatten(x, 2, 1)
+    with pytest.raises(TypeError, match="start_dim must be a Python int, got 1.5"):
+        flatten(x, 1.5)
+    with pytest.raises(ValueError, match=r"start_dim must be in \[-1, 0\] for input of shape \(\), got 1"):
+        flatten(jnp.float32(1.0))
+    with pytest.raises(ValueError, match=r"grad_output must have the output's shape \(2, 12\), got \(24,\)"):
+        flatten_backward(jnp.ones(24), x)
