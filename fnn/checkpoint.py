@@ -266,14 +266,13 @@ def _restore(node: dict, like: Any, path: str, entries: dict, file: str) -> Any:
         return node.get("v")
     if t == "namedtuple" or t == "dict":
         names = node["fields"] if t == "namedtuple" else node["k"]
-        want = list(like._fields) if t == "namedtuple" else list(like)
-        if set(names) != set(want):
+        children = like._asdict() if t == "namedtuple" else like
+        if set(names) != set(children):
             what = "fields" if t == "namedtuple" else "keys"
-            raise ValueError(f"{where}: expected {what} {want}, found {names}")
+            raise ValueError(f"{where}: expected {what} {list(children)}, found {names}")
         how = "field" if t == "namedtuple" else "key"
         stored = dict(zip(names, node["v"]))
-        values = {k: _restore(stored[k], like[i] if t == "namedtuple" else like[k], _join(path, k, how), entries, file)
-                  for i, k in enumerate(want)}
+        values = {k: _restore(stored[k], v, _join(path, k, how), entries, file) for k, v in children.items()}
         return type(like)(**values) if t == "namedtuple" else values
     # list or tuple
     if len(node["v"]) != len(like):

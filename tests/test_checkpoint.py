@@ -222,3 +222,6 @@ def test_unsupported_leaves_are_rejected_with_their_path(tmp_path):
     with pytest.raises(TypeError, match="<root>: object arrays cannot be saved"):
         checkpoint.save(tmp_path / "ckpt", np.array([None]))
     assert os.listdir(tmp_path) == []
+    checkpoint.save(tmp_path / "ckpt", {"w": [1, 2]})
+    with pytest.raises(TypeError, match=re.escape("like w: cannot restore into a set")):
+        checkpoint.load(tmp_path / "ckpt", like={"w": {1, 2}})
