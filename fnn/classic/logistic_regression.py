@@ -1,0 +1,77 @@
+"""Binary logistic regression with BCE-with-logits and a hand-written gradient (LOGREG-1).
+
+Model: z = X w + b, p(y = 1 | x) = sigmoid(z); labels y in {0, 1}.
+Loss:  L = (1/N) sum_n [log(1 + e^{z_n}) - y_n z_n]   (BCEWithLogits, 'mean'; BCEL-1),
+which equals BCE(sigmoid(z), y) away from saturation but never takes log(0).
+Gradient (see `logistic_regression_loss_backward`): X^T (sigmoid(z) - y) / N.
+Params start at 0 (the loss is convex, so no random init is needed) and are
+{'weight': (d,), 'bias': ()}. Training is full-batch gradient descent, or minibatch SGD
+when batch_size is given (then `key` is required); see `fnn.classic._sgd`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnn.classic._sgd import fit_sgd
+from fnn.classic._validate import as_binary_labels, as_features
+
+
+def _logits(params: dict, X: jax.Array) -> jax.Array:
+    return X @ params["weight"] + params["bias"]
+
+
+def logistic_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean binary cross-entropy with logits of X w + b against y."""
+    z = _logits(params, X)
+    # log(1 + e^z) - y z, with log(1 + e^z) = max(z, 0) + log1p(e^{-|z|}) so nothing overflows
+    return jnp.mean(jnp.maximum(z, 0) + jnp.log1p(jnp.exp(-jnp.abs(z))) - y * z)
+
+
+def logistic_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax.Array,
+                                      y: jax.Array) -> dict:
+    """Gradient of `logistic_regression_loss` with respect to params (X, y are data).
+
+    d/dz [log(1 + e^z) - y z] = e^z / (1 + e^z) - y = sigmoid(z) - y, so with the mean,
+        dL/dz = (sigmoid(z) - y) / N,  dL/dw = X^T dL/dz,  dL/db = sum(dL/dz).
+    """
+    dz = grad_output * (jax.nn.sigmoid(_logits(params, X)) - y) / X.shape[0]
+    return {"weight": X.T @ dz, "bias": jnp.sum(dz)}
+
+
+def _step(params: dict, X: jax.Array, y: jax.Array):
+    loss = logistic_regression_loss(params, X, y)
+    acc = jnp.mean(((_logits(params, X) >= 0) == (y == 1)).astype(X.dtype))
+    return loss, acc, logistic_regression_loss_backward(1.0, params, X, y)
+
+
+def logistic_regression_fit(X: Any, y: Any, *, lr: float = 0.1, epochs: int = 100,
+                            key: Any = None, batch_size: int | None = None) -> tuple[dict, dict]:
+    """Fit X (N, d), y (N,) in {0, 1}. Returns (params, history {'loss', 'accuracy'}: (epochs,))."""
+    X = as_features(X)
+    y = as_binary_labels(X, y)
+    params = {"weight": jnp.zeros(X.shape[1], X.dtype), "bias": jnp.zeros((), X.dtype)}
+    return fit_sgd(_step, params, X, y, lr=lr, epochs=epochs, batch_size=batch_size, key=key,
+                   who="logistic_regression_fit")
+
+
+def logistic_regression_predict_proba(params: dict, X: Any) -> jax.Array:
+    """p(y = 1 | x) = sigmoid(X w + b), shape (N,)."""
+    return _proba(params, as_features(X, params))
+
+
+def logistic_regression_predict(params: dict, X: Any) -> jax.Array:
+    """Labels int32 (N,): 1 where X w + b >= 0, i.e. where the probability is >= 1/2."""
+    return _predict(params, as_features(X, params))
+
+
+@jax.jit
+def _proba(params: dict, X: jax.Array) -> jax.Array:
+    return jax.nn.sigmoid(_logits(params, X))
+
+
+@jax.jit
+def _predict(params: dict, X: jax.Array) -> jax.Array:
+    return (_logits(params, X) >= 0).astype(jnp.int32)
