@@ -2,7 +2,8 @@
 
 Model: z = X w + b, p(y = 1 | x) = sigmoid(z); labels y in {0, 1}.
 Loss:  L = (1/N) sum_n [log(1 + e^{z_n}) - y_n z_n]   (BCEWithLogits, 'mean'; BCEL-1),
-which equals BCE(sigmoid(z), y) away from saturation but never takes log(0).
+which equals BCE(sigmoid(z), y) away from saturation but never takes log(0); it is
+computed by `F.binary_cross_entropy_with_logits`.
 Gradient (see `logistic_regression_loss_backward`): X^T (sigmoid(z) - y) / N.
 Params start at 0 (the loss is convex, so no random init is needed) and are
 {'weight': (d,), 'bias': ()}. Training is full-batch gradient descent, or minibatch SGD
@@ -15,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from fnn import functional as F
 from fnn.classic._sgd import fit_sgd
 from fnn.classic._validate import as_binary_labels, as_features
 
@@ -25,9 +27,7 @@ def _logits(params: dict, X: jax.Array) -> jax.Array:
 
 def logistic_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Array:
     """Mean binary cross-entropy with logits of X w + b against y."""
-    z = _logits(params, X)
-    # log(1 + e^z) - y z, with log(1 + e^z) = max(z, 0) + log1p(e^{-|z|}) so nothing overflows
-    return jnp.mean(jnp.maximum(z, 0) + jnp.log1p(jnp.exp(-jnp.abs(z))) - y * z)
+    return F.binary_cross_entropy_with_logits(_logits(params, X), y)
 
 
 def logistic_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax.Array,
@@ -37,7 +37,7 @@ def logistic_regression_loss_backward(grad_output: jax.Array, params: dict, X: j
     d/dz [log(1 + e^z) - y z] = e^z / (1 + e^z) - y = sigmoid(z) - y, so with the mean,
         dL/dz = (sigmoid(z) - y) / N,  dL/dw = X^T dL/dz,  dL/db = sum(dL/dz).
     """
-    dz = grad_output * (jax.nn.sigmoid(_logits(params, X)) - y) / X.shape[0]
+    dz = grad_output * (F.sigmoid(_logits(params, X)) - y) / X.shape[0]
     return {"weight": X.T @ dz, "bias": jnp.sum(dz)}
 
 
@@ -69,7 +69,7 @@ def logistic_regression_predict(params: dict, X: Any) -> jax.Array:
 
 @jax.jit
 def _proba(params: dict, X: jax.Array) -> jax.Array:
-    return jax.nn.sigmoid(_logits(params, X))
+    return F.sigmoid(_logits(params, X))
 
 
 @jax.jit

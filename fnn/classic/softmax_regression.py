@@ -1,7 +1,7 @@
 """Softmax (multinomial logistic) regression with a hand-written gradient (SOFTREG-1).
 
 Model: z = X W^T + b with W (C, d), b (C,) (torch.nn.Linear's layout); p = softmax(z).
-Loss:  L = (1/N) sum_n [logsumexp(z_n) - z_{n, y_n}]   (cross-entropy, 'mean'; CE-1).
+Loss:  L = (1/N) sum_n [logsumexp(z_n) - z_{n, y_n}]   (`F.cross_entropy`, 'mean'; CE-1).
 Gradient (see `softmax_regression_loss_backward`): dL/dz = (softmax(z) - onehot(y)) / N.
 Params start at 0 (convex loss) as {'weight': (C, d), 'bias': (C,)}. Training is
 full-batch gradient descent, or minibatch SGD when batch_size is given (then `key` is
@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from fnn import functional as F
 from fnn.classic._sgd import fit_sgd
 from fnn.classic._validate import as_class_labels, as_features, check_count
 
@@ -25,9 +26,7 @@ def _logits(params: dict, X: jax.Array) -> jax.Array:
 
 def softmax_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Array:
     """Mean cross-entropy of the logits X W^T + b against integer labels y."""
-    z = _logits(params, X)
-    picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
-    return jnp.mean(jax.nn.logsumexp(z, axis=1) - picked)
+    return F.cross_entropy(_logits(params, X), y)
 
 
 def softmax_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax.Array,
@@ -39,7 +38,7 @@ def softmax_regression_loss_backward(grad_output: jax.Array, params: dict, X: ja
         dL/dW = G^T X (C, d),  dL/db = sum_n G_n (C,).
     """
     z = _logits(params, X)
-    g = grad_output * (jax.nn.softmax(z, axis=1) - jax.nn.one_hot(y, z.shape[1], dtype=z.dtype))
+    g = grad_output * (F.softmax(z, dim=1) - jax.nn.one_hot(y, z.shape[1], dtype=z.dtype))
     g = g / X.shape[0]
     return {"weight": g.T @ X, "bias": jnp.sum(g, axis=0)}
 
@@ -77,7 +76,7 @@ def softmax_regression_predict(params: dict, X: Any) -> jax.Array:
 
 @jax.jit
 def _proba(params: dict, X: jax.Array) -> jax.Array:
-    return jax.nn.softmax(_logits(params, X), axis=1)
+    return F.softmax(_logits(params, X), dim=1)
 
 
 @jax.jit
