@@ -19,3 +19,4 @@ from fnn.functional.losses import (
     nll_loss_backward, smooth_l1_loss, smooth_l1_loss_backward)
 from fnn.functional.normalization import (
     batch_norm, batch_norm_backward, layer_norm, layer_norm_backward)
+from fnn.functional.backward import backward_of

@@ -1,0 +1,12 @@
+"""fnn.nn: immutable, hashable layer specs with pure init / apply / backward."""
+from fnn.nn.activations import (
+    ELU, Abs, LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh)
+from fnn.nn.base import Elementwise, Layer
+from fnn.nn.dropout import Dropout
+from fnn.nn.linear import Flatten, Linear
+from fnn.nn.normalization import BatchNorm1d, LayerNorm
+from fnn.nn.sequential import Sequential, num_params
+
+__all__ = ["Layer", "Elementwise", "Linear", "Flatten", "ReLU", "LeakyReLU", "PReLU", "ELU",
+           "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax", "Abs", "Maxout", "Dropout",
+           "BatchNorm1d", "LayerNorm", "Sequential", "num_params"]

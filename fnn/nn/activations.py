@@ -1,0 +1,138 @@
+"""Activation layers: thin specs over fnn.functional, torch.nn names and defaults.
+
+Only PReLU has parameters (``weight`` of shape (num_parameters,), init 0.25, ACT-3).
+Softmax and LogSoftmax default to ``dim=-1`` (torch's ``dim=None`` is a deprecated
+implicit choice; fnn makes it explicit).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from fnn import functional as F
+from fnn.nn.base import Elementwise, Layer
+
+
+@dataclass(frozen=True)
+class ReLU(Elementwise):
+    def _forward(self, x):
+        return F.relu(x)
+
+    def _backward(self, x, g):
+        return F.relu_backward(g, x)
+
+
+@dataclass(frozen=True)
+class LeakyReLU(Elementwise):
+    negative_slope: float = 0.01
+
+    def _forward(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+    def _backward(self, x, g):
+        return F.leaky_relu_backward(g, x, self.negative_slope)
+
+
+@dataclass(frozen=True)
+class ELU(Elementwise):
+    alpha: float = 1.0
+
+    def _forward(self, x):
+        return F.elu(x, self.alpha)
+
+    def _backward(self, x, g):
+        return F.elu_backward(g, x, self.alpha)
+
+
+@dataclass(frozen=True)
+class Sigmoid(Elementwise):
+    def _forward(self, x):
+        return F.sigmoid(x)
+
+    def _backward(self, x, g):
+        return F.sigmoid_backward(g, x)
+
+
+@dataclass(frozen=True)
+class Tanh(Elementwise):
+    def _forward(self, x):
+        return F.tanh(x)
+
+    def _backward(self, x, g):
+        return F.tanh_backward(g, x)
+
+
+@dataclass(frozen=True)
+class Softplus(Elementwise):
+    beta: float = 1.0
+    threshold: float = 20.0
+
+    def _forward(self, x):
+        return F.softplus(x, self.beta, self.threshold)
+
+    def _backward(self, x, g):
+        return F.softplus_backward(g, x, self.beta, self.threshold)
+
+
+@dataclass(frozen=True)
+class Softmax(Elementwise):
+    dim: int = -1
+
+    def _forward(self, x):
+        return F.softmax(x, self.dim)
+
+    def _backward(self, x, g):
+        return F.softmax_backward(g, x, self.dim)
+
+
+@dataclass(frozen=True)
+class LogSoftmax(Elementwise):
+    dim: int = -1
+
+    def _forward(self, x):
+        return F.log_softmax(x, self.dim)
+
+    def _backward(self, x, g):
+        return F.log_softmax_backward(g, x, self.dim)
+
+
+@dataclass(frozen=True)
+class Abs(Elementwise):
+    def _forward(self, x):
+        return F.abs(x)
+
+    def _backward(self, x, g):
+        return F.abs_backward(g, x)
+
+
+@dataclass(frozen=True)
+class Maxout(Elementwise):
+    """Channel dim 1 of size out·pieces is grouped into `pieces` contiguous candidates (ACT-8)."""
+    pieces: int
+
+    def _forward(self, x):
+        return F.maxout(x, self.pieces)
+
+    def _backward(self, x, g):
+        return F.maxout_backward(g, x, self.pieces)
+
+
+@dataclass(frozen=True)
+class PReLU(Layer):
+    """PReLU(num_parameters=1, init=0.25): weight (num_parameters,), per channel on dim 1."""
+    num_parameters: int = 1
+    init_value: float = 0.25
+
+    def init(self, key):
+        if self.num_parameters < 1:
+            raise ValueError(f"num_parameters must be >= 1, got {self.num_parameters}")
+        return {"weight": jnp.full((self.num_parameters,), self.init_value, jnp.float32)}, {}
+
+    def apply(self, params, state, x, *, key=None, train):
+        return F.prelu(x, params["weight"]), state
+
+    def backward(self, params, state, x, grad_y, *, key=None, train):
+        grad_x, grad_w = F.prelu_backward(grad_y, x, params["weight"])
+        return {"weight": grad_w}, grad_x

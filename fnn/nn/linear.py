@@ -1,0 +1,54 @@
+"""Linear and Flatten layers (LIN-1, LIN-2, FLAT-1)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+
+from fnn import functional as F
+from fnn import init as initializers
+from fnn.nn.base import Elementwise, Layer
+
+
+@dataclass(frozen=True)
+class Linear(Layer):
+    """y = x Wᵀ + b with W (out, in). Default init is PyTorch's (LIN-1):
+    W = kaiming_uniform(a=√5) = U(±1/√in), b = U(±1/√in) (bound 0 when in = 0)."""
+    in_features: int
+    out_features: int
+    bias: bool = True
+
+    def init(self, key):
+        if self.in_features < 0 or self.out_features < 0:
+            raise ValueError(f"Linear features must be >= 0, got in_features={self.in_features}, "
+                             f"out_features={self.out_features}")
+        k_w, k_b = jax.random.split(key)
+        shape = (self.out_features, self.in_features)
+        params = {"weight": initializers.kaiming_uniform(k_w, shape, a=math.sqrt(5))}
+        if self.bias:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            params["bias"] = initializers.uniform(k_b, (self.out_features,), -bound, bound)
+        return params, {}
+
+    def apply(self, params, state, x, *, key=None, train):
+        return F.linear(x, params["weight"], params.get("bias")), state
+
+    def backward(self, params, state, x, grad_y, *, key=None, train):
+        grad_x, grad_w, grad_b = F.linear_backward(grad_y, x, params["weight"], params.get("bias"))
+        grads = {"weight": grad_w}
+        if self.bias:
+            grads["bias"] = grad_b
+        return grads, grad_x
+
+
+@dataclass(frozen=True)
+class Flatten(Elementwise):
+    start_dim: int = 1
+    end_dim: int = -1
+
+    def _forward(self, x):
+        return F.flatten(x, self.start_dim, self.end_dim)
+
+    def _backward(self, x, g):
+        return F.flatten_backward(g, x, self.start_dim, self.end_dim)

@@ -1,0 +1,92 @@
+"""BatchNorm1d and LayerNorm layers (BN-1..8).
+
+BatchNorm1d state holds ``running_mean``, ``running_var`` (float32) and
+``num_batches_tracked`` (int32: fnn keeps x64 off, so the counter is int32 where PyTorch
+uses int64; ``load_state_dict`` casts). ``track_running_stats=False`` gives no state and
+batch statistics in both modes (BN-5); ``affine=False`` gives no params (BN-6).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+from fnn import functional as F
+from fnn.nn.base import Layer
+
+
+@dataclass(frozen=True)
+class BatchNorm1d(Layer):
+    num_features: int
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+    def init(self, key):
+        c = self.num_features
+        params = {"weight": jnp.ones((c,), jnp.float32), "bias": jnp.zeros((c,), jnp.float32)} if self.affine else {}
+        state = {}
+        if self.track_running_stats:
+            state = {"running_mean": jnp.zeros((c,), jnp.float32),
+                     "running_var": jnp.ones((c,), jnp.float32),
+                     "num_batches_tracked": jnp.zeros((), jnp.int32)}
+        return params, state
+
+    def _call_args(self, params, state, train):
+        """Arguments of F.batch_norm for this mode: batch stats when training or untracked."""
+        use_batch = train or not self.track_running_stats
+        return dict(running_mean=state.get("running_mean"), running_var=state.get("running_var"),
+                    weight=params.get("weight"), bias=params.get("bias"), training=use_batch,
+                    momentum=self.momentum, eps=self.eps,
+                    num_batches_tracked=state.get("num_batches_tracked"))
+
+    def apply(self, params, state, x, *, key=None, train):
+        y, mean, var = F.batch_norm(x, **self._call_args(params, state, train))
+        if not (train and self.track_running_stats):
+            return y, state
+        return y, {"running_mean": mean, "running_var": var,
+                   "num_batches_tracked": state["num_batches_tracked"] + 1}
+
+    def backward(self, params, state, x, grad_y, *, key=None, train):
+        grad_x, grad_w, grad_b = F.batch_norm_backward(grad_y, x, **self._call_args(params, state, train))
+        return ({"weight": grad_w, "bias": grad_b} if self.affine else {}), grad_x
+
+
+@dataclass(frozen=True)
+class LayerNorm(Layer):
+    normalized_shape: int | tuple[int, ...]
+    eps: float = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+
+    def __post_init__(self):
+        # A list (as torch accepts) would make the spec unhashable; store a tuple.
+        if not isinstance(self.normalized_shape, int):
+            object.__setattr__(self, "normalized_shape", tuple(self.normalized_shape))
+
+    @property
+    def _shape(self) -> tuple[int, ...]:
+        s = self.normalized_shape
+        return (s,) if isinstance(s, int) else s
+
+    def init(self, key):
+        if not self.elementwise_affine:
+            return {}, {}
+        params = {"weight": jnp.ones(self._shape, jnp.float32)}
+        if self.bias:
+            params["bias"] = jnp.zeros(self._shape, jnp.float32)
+        return params, {}
+
+    def apply(self, params, state, x, *, key=None, train):
+        return F.layer_norm(x, self._shape, params.get("weight"), params.get("bias"), self.eps), state
+
+    def backward(self, params, state, x, grad_y, *, key=None, train):
+        grad_x, grad_w, grad_b = F.layer_norm_backward(
+            grad_y, x, self._shape, params.get("weight"), params.get("bias"), self.eps)
+        grads = {}
+        if "weight" in params:
+            grads["weight"] = grad_w
+        if "bias" in params:
+            grads["bias"] = grad_b
+        return grads, grad_x

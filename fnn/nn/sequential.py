@@ -1,0 +1,95 @@
+"""Sequential: a layer made of layers, with full manual backpropagation.
+
+params and state are tuples with one entry per layer. A given key is split into one key
+per layer (the same split in forward and backward, so Dropout masks agree). The manual
+backward caches each layer's input during the forward and then runs the layers'
+``backward`` in reverse; each layer recomputes its own cheap internals (BatchNorm
+statistics, the dropout mask), which XLA merges with the forward's under jit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+
+from fnn.nn.base import Layer
+
+
+@dataclass(frozen=True, init=False)
+class Sequential(Layer):
+    layers: tuple[Layer, ...]
+
+    def __init__(self, *layers: Layer):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential layer {i} must be an fnn.nn layer, got {type(layer).__name__}")
+        object.__setattr__(self, "layers", tuple(layers))
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Layer:
+        return self.layers[i]
+
+    def _keys(self, key: jax.Array | None) -> tuple[Any, ...]:
+        if key is None:
+            return (None,) * len(self.layers)
+        return tuple(jax.random.split(key, len(self.layers)))
+
+    def _check_tree(self, name: str, tree: Any) -> None:
+        if not isinstance(tree, tuple) or len(tree) != len(self.layers):
+            got = f"{type(tree).__name__} of length {len(tree)}" if isinstance(tree, (tuple, list)) else type(tree).__name__
+            raise ValueError(f"Sequential {name} must be a tuple with one entry per layer "
+                             f"({len(self.layers)}), got {got}")
+
+    def init(self, key: jax.Array) -> tuple[tuple, tuple]:
+        pairs = [layer.init(k) for layer, k in zip(self.layers, jax.random.split(key, len(self.layers)))]
+        return tuple(p for p, _ in pairs), tuple(s for _, s in pairs)
+
+    def apply(self, params, state, x, *, key=None, train):
+        y, new_state, _ = self._forward(params, state, x, key, train)
+        return y, new_state
+
+    def _forward(self, params, state, x, key, train):
+        self._check_tree("params", params)
+        self._check_tree("state", state)
+        inputs, new_state = [], []
+        for layer, p, s, k in zip(self.layers, params, state, self._keys(key)):
+            inputs.append(x)
+            x, s_new = layer.apply(p, s, x, key=k, train=train)
+            new_state.append(s_new)
+        return x, tuple(new_state), inputs
+
+    def apply_vjp(self, params, state, x, *, key=None, train):
+        y, new_state, inputs = self._forward(params, state, x, key, train)
+        keys = self._keys(key)
+
+        def pullback(grad_y):
+            grads = [None] * len(self.layers)
+            for i in reversed(range(len(self.layers))):
+                grads[i], grad_y = self.layers[i].backward(
+                    params[i], state[i], inputs[i], grad_y, key=keys[i], train=train)
+            return tuple(grads), grad_y
+
+        return y, new_state, pullback
+
+    def backward(self, params, state, x, grad_y, *, key=None, train):
+        _, _, pullback = self.apply_vjp(params, state, x, key=key, train=train)
+        return pullback(grad_y)
+
+    def named_arrays(self, params, state, prefix=""):
+        self._check_tree("params", params)
+        self._check_tree("state", state)
+        for i, (layer, p, s) in enumerate(zip(self.layers, params, state)):
+            yield from layer.named_arrays(p, s, f"{prefix}{i}.")
+
+    def _unflatten(self, loaded, like_params, like_state, prefix=""):
+        pairs = [layer._unflatten(loaded, p, s, f"{prefix}{i}.")
+                 for i, (layer, p, s) in enumerate(zip(self.layers, like_params, like_state))]
+        return tuple(p for p, _ in pairs), tuple(s for _, s in pairs)
+
+
+def num_params(tree: Any) -> int:
+    """Total number of scalars in a pytree of arrays (e.g. a model's params)."""
+    return sum(int(leaf.size) for leaf in jax.tree.leaves(tree))

@@ -1,0 +1,231 @@
+"""fnn.nn: every layer's manual backward equals jax.vjp (float64), state handling,
+PyTorch-style state_dict, immutability, jit and retrace behaviour, bad input."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnn import nn
+
+KEY = jax.random.key(0)
+
+LAYERS = [
+    (nn.Linear(5, 3), (4, 5)),
+    (nn.Linear(5, 3, bias=False), (2, 7, 5)),
+    (nn.Flatten(), (4, 2, 3)),
+    (nn.ReLU(), (4, 6)),
+    (nn.LeakyReLU(0.2), (4, 6)),
+    (nn.PReLU(), (4, 6)),
+    (nn.PReLU(3), (4, 3, 5)),
+    (nn.ELU(0.5), (4, 6)),
+    (nn.Sigmoid(), (4, 6)),
+    (nn.Tanh(), (4, 6)),
+    (nn.Softplus(beta=2.0, threshold=1.0), (4, 6)),
+    (nn.Softmax(dim=1), (4, 6)),
+    (nn.LogSoftmax(dim=-1), (4, 6)),
+    (nn.Abs(), (4, 6)),
+    (nn.Maxout(3), (4, 6)),
+    (nn.Dropout(0.3), (8, 6)),
+    (nn.BatchNorm1d(6), (8, 6)),
+    (nn.BatchNorm1d(3, affine=False), (5, 3, 4)),
+    (nn.BatchNorm1d(6, track_running_stats=False), (8, 6)),
+    (nn.BatchNorm1d(6, momentum=None), (8, 6)),
+    (nn.LayerNorm(6), (4, 6)),
+    (nn.LayerNorm((3, 4), bias=False), (2, 3, 4)),
+    (nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.25),
+                   nn.Linear(8, 4), nn.Tanh()), (6, 3, 4)),
+]
+
+
+def _to64(tree):
+    return jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("layer,shape", LAYERS, ids=[repr(l)[:40] for l, _ in LAYERS])
+def test_manual_backward_matches_vjp(x64, layer, shape, train):
+    params, state = _to64(layer.init(KEY))
+    # Perturb params away from their init (e.g. BN's γ=1, β=0) so every term is exercised.
+    params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(7), p.shape, p.dtype), params)
+    x = jax.random.normal(jax.random.key(1), shape, jnp.float64)
+    key = jax.random.key(2)
+    f = lambda p, x: layer.apply(p, state, x, key=key, train=train)[0]
+    y, vjp = jax.vjp(f, params, x)
+    v = jax.random.normal(jax.random.key(3), y.shape, jnp.float64)
+    want_p, want_x = vjp(v)
+    got_p, got_x = layer.backward(params, state, x, v, key=key, train=train)
+    assert jax.tree.structure(got_p) == jax.tree.structure(want_p)
+    np.testing.assert_allclose(got_x, want_x, rtol=1e-10, atol=1e-12)
+    for g, w in zip(jax.tree.leaves(got_p), jax.tree.leaves(want_p)):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_apply_vjp_returns_forward_and_pullback(x64):
+    model = LAYERS[-1][0]
+    params, state = _to64(model.init(KEY))
+    x = jax.random.normal(KEY, (6, 3, 4), jnp.float64)
+    y, new_state, pullback = model.apply_vjp(params, state, x, key=KEY, train=True)
+    y2, state2 = model.apply(params, state, x, key=KEY, train=True)
+    np.testing.assert_array_equal(y, y2)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), new_state, state2))
+    g = jnp.ones_like(y)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.allclose(a, b)), pullback(g),
+                                     model.backward(params, state, x, g, key=KEY, train=True)))
+
+
+def test_linear_default_init_is_torch_LIN1():
+    # LIN-1: W ~ U(-1/sqrt(in), 1/sqrt(in)), b the same; LIN-2: bias=False has no bias.
+    params, state = nn.Linear(400, 300).init(KEY)
+    bound = 1 / np.sqrt(400)
+    assert params["weight"].shape == (300, 400) and params["bias"].shape == (300,)
+    assert float(jnp.max(jnp.abs(params["weight"]))) <= bound
+    assert float(jnp.max(jnp.abs(params["weight"]))) > 0.99 * bound
+    np.testing.assert_allclose(float(jnp.std(params["weight"])), bound / np.sqrt(3), rtol=0.02)
+    assert float(jnp.max(jnp.abs(params["bias"]))) <= bound
+    assert set(nn.Linear(4, 2, bias=False).init(KEY)[0]) == {"weight"} and state == {}
+
+
+def test_batchnorm_layer_running_stats_BN2_BN4():
+    # SEMANTICS 2.3: running stats after x1, x2 (BN-2), then eval (BN-4) leaves them unchanged.
+    bn = nn.BatchNorm1d(3)
+    params, state = bn.init(KEY)
+    x1 = jnp.array([[1, 2, 0], [3, -1, 0], [2, 0, 1], [6, 3, -1]], jnp.float32)
+    x2 = jnp.array([[0, 1, 2], [2, 1, -2]], jnp.float32)
+    _, state = bn.apply(params, state, x1, train=True)
+    assert int(state["num_batches_tracked"]) == 1
+    _, state = bn.apply(params, state, x2, train=True)
+    np.testing.assert_allclose(state["running_mean"], [0.37, 0.19, 0], atol=1e-6)
+    np.testing.assert_allclose(state["running_var"], [1.43, 1.11, 1.67], rtol=1e-6)
+    assert int(state["num_batches_tracked"]) == 2 and state["num_batches_tracked"].dtype == jnp.int32
+    y, state_eval = bn.apply(params, state, x2, train=False)
+    np.testing.assert_allclose(y, [[-0.3094084619, 0.7688145134, 1.547641831],
+                                   [1.36306971, 0.7688145134, -1.547641831]], rtol=1e-5)
+    assert state_eval is state
+
+
+def test_batchnorm_momentum_none_cumulative_BN3():
+    bn = nn.BatchNorm1d(3, momentum=None)
+    params, state = bn.init(KEY)
+    for x in ([[1, 2, 0], [3, -1, 0], [2, 0, 1], [6, 3, -1]], [[0, 1, 2], [2, 1, -2]]):
+        _, state = bn.apply(params, state, jnp.array(x, jnp.float32), train=True)
+    np.testing.assert_allclose(state["running_mean"], [2, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(state["running_var"], [3.333333333, 1.666666667, 4.333333333], rtol=1e-6)
+
+
+def test_batchnorm_training_one_value_per_channel_BN7():
+    bn = nn.BatchNorm1d(3)
+    params, state = bn.init(KEY)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        bn.apply(params, state, jnp.ones((1, 3)), train=True)
+    y, _ = bn.apply(params, state, jnp.ones((1, 3)), train=False)  # eval with N = 1 is fine
+    assert y.shape == (1, 3)
+
+
+def test_dropout_layer_needs_key_in_training_only():
+    layer = nn.Dropout(0.5)
+    x = jnp.ones((4, 4))
+    with pytest.raises(ValueError, match="key"):
+        layer.apply({}, {}, x, train=True)
+    with pytest.raises(ValueError, match="key"):
+        nn.Sequential(nn.Linear(4, 4), layer).apply(*nn.Sequential(nn.Linear(4, 4), layer).init(KEY), x, train=True)
+    np.testing.assert_array_equal(layer.apply({}, {}, x, train=False)[0], x)
+    with pytest.raises(ValueError, match="between 0"):
+        nn.Dropout(1.5)
+
+
+def test_sequential_dropout_same_key_same_mask():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5))
+    params, state = model.init(KEY)
+    x = jnp.ones((4, 8))
+    a = model.apply(params, state, x, key=jax.random.key(5), train=True)[0]
+    b = model.apply(params, state, x, key=jax.random.key(5), train=True)[0]
+    c = model.apply(params, state, x, key=jax.random.key(6), train=True)[0]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_layers_are_immutable_and_hashable():
+    layer = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.LayerNorm([3]))
+    assert hash(layer) == hash(nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.LayerNorm((3,))))
+    assert layer == nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.LayerNorm((3,)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        layer.layers[0].in_features = 5
+
+
+def test_state_dict_names_and_round_trip():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2, bias=False))
+    params, state = model.init(KEY)
+    flat = model.state_dict(params, state)
+    assert list(flat) == ["1.weight", "1.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var",
+                          "2.num_batches_tracked", "4.weight"]
+    assert all(isinstance(v, np.ndarray) for v in flat.values())
+    # torch stores num_batches_tracked as int64: loading casts to fnn's int32 counter.
+    flat["2.num_batches_tracked"] = np.array(7, np.int64)
+    p2, s2 = model.load_state_dict(flat)
+    assert s2[2]["num_batches_tracked"].dtype == jnp.int32 and int(s2[2]["num_batches_tracked"]) == 7
+    x = jax.random.normal(KEY, (5, 2, 2))
+    np.testing.assert_array_equal(model.apply(params, state, x, train=False)[0],
+                                  model.apply(p2, s2, x, train=False)[0])
+
+
+def test_load_state_dict_errors_name_the_entry():
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    flat = model.state_dict(*model.init(KEY))
+    missing = dict(flat)
+    del missing["1.running_var"]
+    with pytest.raises(KeyError, match="1.running_var"):
+        model.load_state_dict(missing)
+    bad = dict(flat, **{"0.weight": np.zeros((3, 5), np.float32)})
+    with pytest.raises(ValueError, match=r"0.weight.*\(3, 4\).*\(3, 5\)"):
+        model.load_state_dict(bad)
+    with pytest.raises(KeyError, match="2.weight"):
+        model.load_state_dict(dict(flat, **{"2.weight": np.zeros(3)}))
+
+
+def test_load_torch_state_dict_gives_identical_outputs():
+    torch = pytest.importorskip("torch")
+    tm = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.BatchNorm1d(5), torch.nn.PReLU(),
+                             torch.nn.Linear(5, 3), torch.nn.LayerNorm(3))
+    tm.train()
+    tm(torch.randn(16, 6))  # move the running stats away from their init
+    tm.eval()
+    model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.PReLU(), nn.Linear(5, 3), nn.LayerNorm(3))
+    params, state = model.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+    np.testing.assert_allclose(model.apply(params, state, jnp.asarray(x), train=False)[0],
+                               tm(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_rejects_bad_layers_and_trees():
+    with pytest.raises(TypeError, match="layer 1"):
+        nn.Sequential(nn.ReLU(), lambda x: x)
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    params, state = model.init(KEY)
+    with pytest.raises(ValueError, match="one entry per layer"):
+        model.apply(params[:1], state, jnp.ones((1, 2)), train=False)
+
+
+def test_num_params():
+    model = nn.Sequential(nn.Linear(784, 512), nn.BatchNorm1d(512), nn.Linear(512, 10))
+    assert nn.num_params(model.init(KEY)[0]) == 784 * 512 + 512 + 2 * 512 + 512 * 10 + 10
+
+
+def test_jit_equals_eager_and_second_call_does_not_retrace():
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3))
+    params, state = model.init(KEY)
+    traces = []
+
+    def step(params, state, x, key):
+        traces.append(1)
+        return model.apply(params, state, x, key=key, train=True)
+
+    jitted = jax.jit(step)
+    x = jax.random.normal(KEY, (10, 6))
+    y1, s1 = jitted(params, state, x, jax.random.key(1))
+    y_eager, _ = step(params, state, x, jax.random.key(1))
+    np.testing.assert_allclose(y1, y_eager, rtol=1e-5, atol=1e-6)
+    y2, s2 = jitted(params, s1, x, jax.random.key(2))
+    assert len(traces) == 2  # one trace for jit, one eager call; the second jitted call reused the trace
+    assert int(s2[1]["num_batches_tracked"]) == 2
