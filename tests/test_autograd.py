@@ -152,6 +152,7 @@ def test_reused_node_gets_the_sum():  # SCAL-1: accumulation (+=)
     y = x * x + x  # x used three times: dy/dx = 2x + 1
     y.backward()
     assert x.grad == 7.0
+    assert y.op == "+" and y._prev == y.inputs and y.inputs[1] is x  # SCAL-1 field names
 
 
 def test_backward_twice_accumulates_into_leaves_and_zero_grad_clears():
