@@ -1,0 +1,257 @@
+"""Training: jitted steps, whole epochs as one lax.scan, evaluation and ``fit``.
+
+- ``make_train_step(model, loss_fn, optimizer, grad)`` -> a jitted pure step
+  ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
+  ``grad='autodiff'`` differentiates the forward with ``jax.value_and_grad``;
+  ``grad='manual'`` runs the forward once with ``model.apply_vjp`` and backpropagates the
+  loss's hand-derived backward (``fnn.functional.backward_of``) through the layers'.
+- ``make_train_epoch`` compiles a whole epoch: the dataset stays on the device, a key
+  shuffles it, and ``lax.scan`` runs one step per batch, gathering each batch by index.
+  Shapes are static, so the last partial batch is dropped (``drop_last``); each epoch
+  reshuffles, so every sample is still used over the run.
+- ``evaluate`` runs eval mode over all samples (the last batch padded and masked).
+- ``fit`` loops epochs with a progress bar, history, per-epoch atomic checkpoints and
+  bit-identical resume: epoch e always uses ``fold_in(key, e)``, so a resumed run draws
+  exactly the keys of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import checkpoint as ckpt
+from fnn import optim
+from fnn.functional import cross_entropy
+from fnn.functional.backward import backward_of
+
+Metrics = dict[str, jax.Array]
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+class FitResult(NamedTuple):
+    params: Any
+    state: Any
+    opt_state: Any
+    history: list[dict[str, float]]
+
+
+def _correct(y: jax.Array, target: jax.Array) -> jax.Array:
+    """Per-sample 0/1 correctness for class targets (argmax over dim 1); zeros otherwise."""
+    if y.ndim >= 2 and jnp.issubdtype(target.dtype, jnp.integer):
+        return (jnp.argmax(y, axis=1) == target).astype(jnp.float32)
+    return jnp.zeros(target.shape[:1], jnp.float32)
+
+
+def _loss_and_grads(model, loss_fn: Callable, grad: str):
+    """(params, state, key, x, y) -> (loss, output, new_state, grads) for the chosen source."""
+    if grad == "autodiff":
+        def compute(params, state, key, x, y):
+            def objective(p):
+                out, new_state = model.apply(p, state, x, key=key, train=True)
+                return loss_fn(out, y), (out, new_state)
+            (loss, (out, new_state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+            return loss, out, new_state, grads
+    elif grad == "manual":
+        loss_backward = backward_of(loss_fn)
+
+        def compute(params, state, key, x, y):
+            out, new_state, pullback = model.apply_vjp(params, state, x, key=key, train=True)
+            loss = loss_fn(out, y)
+            grads, _ = pullback(loss_backward(jnp.ones((), loss.dtype), out, y))
+            return loss, out, new_state, grads
+    else:
+        raise ValueError(f"grad must be 'autodiff' or 'manual', got {grad!r}")
+    return compute
+
+
+def _raw_step(model, loss_fn, optimizer, grad):
+    compute = _loss_and_grads(model, loss_fn, grad)
+
+    def step(params, state, opt_state, key, x, y):
+        loss, out, new_state, grads = compute(params, state, key, x, y)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optim.apply_updates(params, updates)
+        return params, new_state, opt_state, {"loss": loss, "accuracy": jnp.mean(_correct(out, y))}
+
+    return step
+
+
+def make_train_step(model, loss_fn: Callable, optimizer, grad: str = "autodiff") -> Callable:
+    """A jitted pure step ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``."""
+    return jax.jit(_raw_step(model, loss_fn, optimizer, grad))
+
+
+def make_train_epoch(model, loss_fn: Callable, optimizer, batch_size: int, grad: str = "autodiff") -> Callable:
+    """A jitted epoch ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``
+    where x, y hold the whole training set and metrics holds per-step ``loss``/``accuracy``
+    arrays of length ``len(x) // batch_size``."""
+    step = _raw_step(model, loss_fn, optimizer, grad)
+
+    def epoch(params, state, opt_state, key, x, y):
+        n_batches = x.shape[0] // batch_size
+        k_perm, k_steps = jax.random.split(key)
+        order = jax.random.permutation(k_perm, x.shape[0])[: n_batches * batch_size]
+        batches = order.reshape(n_batches, batch_size)
+        step_keys = jax.random.split(k_steps, n_batches)
+
+        def body(carry, inputs):
+            idx, k = inputs
+            params, state, opt_state, metrics = step(*carry, k, x[idx], y[idx])
+            return (params, state, opt_state), metrics
+
+        (params, state, opt_state), metrics = jax.lax.scan(body, (params, state, opt_state), (batches, step_keys))
+        return params, state, opt_state, metrics
+
+    return jax.jit(epoch, donate_argnums=(0, 1, 2))
+
+
+@functools.lru_cache(maxsize=32)
+def _eval_fn(model, loss_fn, batch_size):
+    """One compiled evaluator per (model, loss, batch size): fit calls it every epoch."""
+    def run(params, state, x, y):
+        n = x.shape[0]
+        n_batches = -(-n // batch_size)
+        pad = n_batches * batch_size - n
+        xp = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(n_batches, batch_size, *x.shape[1:])
+        yp = jnp.pad(y, [(0, pad)] + [(0, 0)] * (y.ndim - 1)).reshape(n_batches, batch_size, *y.shape[1:])
+        mask = (jnp.arange(n_batches * batch_size) < n).reshape(n_batches, batch_size).astype(jnp.float32)
+
+        def body(totals, inputs):
+            xb, yb, m = inputs
+            out, _ = model.apply(params, state, xb, train=False)
+            per_sample = loss_fn(out, yb, reduction="none").reshape(batch_size, -1).mean(axis=1)
+            return (totals[0] + jnp.sum(per_sample * m), totals[1] + jnp.sum(_correct(out, yb) * m)), None
+
+        (loss_sum, correct), _ = jax.lax.scan(body, (jnp.zeros(()), jnp.zeros(())), (xp, yp, mask))
+        return loss_sum / n, correct / n
+
+    return jax.jit(run)
+
+
+def evaluate(model, params: Any, state: Any, data: tuple[Any, Any], batch_size: int = 1000, *,
+             loss_fn: Callable = cross_entropy) -> dict[str, float]:
+    """Mean per-sample loss and accuracy over ``data = (x, y)`` in eval mode.
+    ``loss_fn`` must accept ``reduction='none'`` (every fnn.functional loss does)."""
+    x, y = (jnp.asarray(a) for a in data)
+    _check_data("data", x, y, batch_size=1)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    loss, acc = _eval_fn(model, loss_fn, min(batch_size, x.shape[0]))(params, state, x, y)
+    return {"loss": float(loss), "accuracy": float(acc)}
+
+
+def _check_data(name: str, x, y, batch_size: int) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name}: x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+    if batch_size > x.shape[0]:
+        raise ValueError(f"{name}: batch_size {batch_size} exceeds the number of samples {x.shape[0]}")
+
+
+def _check_classes(model, params, state, x, y) -> None:
+    """Before compiling: integer labels must index the model's output classes."""
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        return
+    out = jax.eval_shape(lambda p, s, xb: model.apply(p, s, xb, train=False)[0], params, state, x[:2])
+    if len(out.shape) >= 2:
+        classes, top, low = out.shape[1], int(jnp.max(y)), int(jnp.min(y))
+        if top >= classes or low < 0:
+            raise ValueError(f"labels must be in [0, {classes}) for a model with {classes} outputs, "
+                             f"got labels in [{low}, {top}]")
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when it is a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + text.ljust(100)[:100])
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epochs: int, batch_size: int,
+        key: jax.Array, eval_data: tuple[Any, Any] | None = None, grad: str = "autodiff",
+        params: Any = None, state: Any = None, progress: bool = True, checkpoint_dir: str | None = None,
+        resume: bool = False) -> FitResult:
+    """Train ``model`` for ``epochs`` epochs; see the module docstring for the contract.
+
+    ``history`` has one dict per epoch: ``epoch`` (1-based), ``train_loss``,
+    ``train_accuracy`` (means over the epoch's steps), ``test_loss`` and ``test_accuracy``
+    (when ``eval_data`` is given) and ``seconds`` (wall time of the epoch, compile
+    included for the first). A non-finite loss raises ``FloatingPointError`` naming the
+    epoch and step, before that epoch's checkpoint is written.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if grad not in ("autodiff", "manual"):
+        raise ValueError(f"grad must be 'autodiff' or 'manual', got {grad!r}")
+    x, y = (jnp.asarray(a) for a in train_data)
+    _check_data("train_data", x, y, batch_size)
+    if eval_data is not None:
+        eval_data = tuple(jnp.asarray(a) for a in eval_data)
+        _check_data("eval_data", *eval_data, batch_size=1)
+    key_init, key_train = jax.random.split(key)
+    if params is None or state is None:
+        init_params, init_state = model.init(key_init)
+        params = init_params if params is None else params
+        state = init_state if state is None else state
+    _check_classes(model, params, state, x, y)
+    opt_state = optimizer.init(params)
+    history: list[dict[str, float]] = []
+    start = 0
+    path = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
+    if resume:
+        if path is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        if os.path.exists(path):
+            like = {"params": params, "state": state, "opt_state": opt_state, "key": key_train}
+            tree, meta = ckpt.load(path, like=like)
+            params, state, opt_state = tree["params"], tree["state"], tree["opt_state"]
+            key_train = tree["key"]  # the run's own key, so resuming cannot change the draws
+            history, start = list(meta["history"]), int(meta["epoch"])
+    if path:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+
+    # The epoch donates its carry buffers: copy so the caller's arrays stay valid.
+    params, state, opt_state = jax.tree.map(jnp.array, (params, state, opt_state))
+    run_epoch = make_train_epoch(model, loss_fn, optimizer, batch_size, grad)
+    bar = _Progress(progress)
+    for epoch in range(start, epochs):
+        bar.show(f"epoch {epoch + 1}/{epochs} training ...")
+        t0 = time.perf_counter()
+        params, state, opt_state, metrics = run_epoch(params, state, opt_state,
+                                                      jax.random.fold_in(key_train, epoch), x, y)
+        losses = np.asarray(metrics["loss"])
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            bar.done()
+            raise FloatingPointError(f"non-finite training loss {losses[bad[0]]} at epoch {epoch + 1}, "
+                                     f"step {int(bad[0]) + 1}; the last good checkpoint is kept")
+        record = {"epoch": epoch + 1, "train_loss": float(losses.mean()),
+                  "train_accuracy": float(np.asarray(metrics["accuracy"]).mean())}
+        if eval_data is not None:
+            result = evaluate(model, params, state, eval_data, loss_fn=loss_fn)
+            record.update(test_loss=result["loss"], test_accuracy=result["accuracy"])
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        bar.show(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if path:
+            ckpt.save(path, {"params": params, "state": state, "opt_state": opt_state, "key": key_train},
+                      metadata={"epoch": epoch + 1, "history": history})
+    bar.done()
+    return FitResult(params, state, opt_state, history)
