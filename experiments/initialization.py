@@ -1,0 +1,208 @@
+"""Initialization: does the signal survive 12 layers, and does the network then train?
+
+Course claim (the constant-variance derivation): for y = W x with independent zero-mean
+weights, Var(y) = fan_in · Var(w) · E[x²]. Keeping Var constant through depth needs
+Var(w) = 1/fan_in for linear/tanh-like units (Xavier: 2/(fan_in+fan_out), the same here
+where fan_in = fan_out) and Var(w) = 2/fan_in for ReLU, which zeroes half its input
+(Kaiming/He). N(0, 1) makes the signal explode (×√fan_in per layer, tanh saturates), a
+too-small variance makes it vanish, and a constant init makes every unit of a layer
+identical, so a layer is effectively one unit wide.
+
+Part 1 pushes a batch of Gaussian inputs through 12 Linear(256, 256)+activation layers
+and records each layer's activation mean, std, and the spread across units. Part 2
+trains a 12-hidden-layer MLP on MNIST under each scheme and logs the per-step loss.
+Weights are written with fnn.init functions into the model's params tuple; biases are 0.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import common
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fnn
+from fnn import data, init, models, nn, optim, train
+import fnn.functional as F
+
+NAME = "initialization"
+WIDTH, DEPTH = 256, 12
+ACTIVATIONS = {"tanh": nn.Tanh(), "relu": nn.ReLU()}
+# scheme -> weight initializer (key, shape) -> array; the variance each one sets is in the label.
+SCHEMES = {
+    "constant 0.01": lambda k, s: init.constant(k, s, 0.01),
+    "N(0, 1)": lambda k, s: init.normal(k, s, 0.0, 1.0),
+    "Xavier (1/fan)": lambda k, s: init.xavier_normal(k, s),
+    "Kaiming (2/fan_in)": lambda k, s: init.kaiming_normal(k, s, nonlinearity="relu"),
+}
+
+
+def reinit(model: nn.Sequential, params: tuple, weight_init, key: jax.Array) -> tuple:
+    """A copy of ``params`` with every Linear's weight drawn by ``weight_init`` and bias 0."""
+    keys = jax.random.split(key, len(model.layers))
+    out = []
+    for layer, p, k in zip(model.layers, params, keys):
+        if isinstance(layer, nn.Linear):
+            p = {"weight": weight_init(k, p["weight"].shape), "bias": init.zeros(None, p["bias"].shape)}
+        out.append(p)
+    return tuple(out)
+
+
+def layer_statistics(activation: nn.Layer, weight_init, x: jax.Array, key: jax.Array) -> dict:
+    """Per-layer mean, std and across-unit spread of the activations of a plain deep stack."""
+    layers = []
+    for _ in range(DEPTH):
+        layers += [nn.Linear(WIDTH, WIDTH), activation]
+    model = nn.Sequential(*layers)
+    k_model, k_init = jax.random.split(key)
+    params, state = model.init(k_model)
+    params = reinit(model, params, weight_init, k_init)
+    means, stds, spreads = [], [], []
+    h = x
+    for i, (layer, p, s) in enumerate(zip(model.layers, params, state)):
+        h, _ = layer.apply(p, s, h, train=False)
+        if i % 2 == 1:  # after each activation
+            means.append(float(jnp.mean(h)))
+            stds.append(float(jnp.std(h)))
+            # std across the units of one sample, averaged over samples: 0 means every
+            # unit computes the same thing (the symmetry a constant init never breaks).
+            spreads.append(float(jnp.mean(jnp.std(h, axis=1))))
+    return {"mean": means, "std": stds, "unit_spread": spreads}
+
+
+def train_curve(run_epoch, optimizer, params, state, x, y, epochs, key):
+    """Per-step training losses (fit keeps per-epoch means only); NaN stays in the record.
+    ``run_epoch`` is one compiled ``train.make_train_epoch``, shared by every scheme."""
+    opt_state = optimizer.init(params)
+    losses = []
+    for e in range(epochs):
+        params, state, opt_state, metrics = run_epoch(params, state, opt_state, jax.random.fold_in(key, e), x, y)
+        losses.extend(np.asarray(metrics["loss"]).tolist())
+        if not np.isfinite(losses[-1]):
+            break
+    return params, state, losses
+
+
+
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` steps (shorter at the start), NaN-propagating."""
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    n = np.arange(1, len(values) + 1)
+    lo = np.maximum(n - window, 0)
+    return (c[n] - c[lo]) / (n - lo)
+
+
+def plot(results: dict, out: str) -> None:
+    plt = common.pyplot()
+    if plt is None:
+        return
+    stats, curves = results["forward_statistics"], results["training"]["step_losses"]
+    colors = dict(zip(SCHEMES, ["tab:gray", "tab:red", "tab:blue", "tab:green"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    layers = np.arange(1, DEPTH + 1)
+    for ax, act_name in zip(axes, ACTIVATIONS):
+        for scheme in SCHEMES:
+            s = stats[f"{scheme} | {act_name}"]
+            label = scheme
+            if max(s["unit_spread"]) == 0:
+                label += " (all units identical)"
+            ax.semilogy(layers, s["std"], "o-", color=colors[scheme], label=label)
+        ax.axhline(results["input_std"], color="k", ls="--", lw=0.8, label="input std")
+        ax.set_title(f"{act_name}: activation std after each of {DEPTH} Linear({WIDTH},{WIDTH})+{act_name}")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("std of activations (log scale)")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    common.save_figure(fig, out, "activation_std.png")
+
+    window = 25
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, act_name in zip(axes, ACTIVATIONS):
+        for scheme in SCHEMES:
+            losses = np.asarray(curves[f"{scheme} | {act_name}"], dtype=float)
+            finite = np.isfinite(losses)
+            peak = losses[finite].max()
+            label = f"{scheme} (step-1 loss {losses[0]:.3g}" + (f", peak {peak:.2g})" if peak > 50 else ")")
+            if not finite.all():
+                label = f"{scheme} (step-1 loss {losses[0]:.2g}, NaN from step {np.flatnonzero(~finite)[0] + 1})"
+            ax.semilogy(np.arange(1, len(losses) + 1), running_mean(losses, window), color=colors[scheme],
+                        label=label, lw=1.2)
+        ax.set_ylim(1e-2, 50)
+        ax.set_title(f"{act_name}: MNIST training loss, {DEPTH} hidden layers")
+        ax.set_xlabel("step (batch of 128)")
+        ax.set_ylabel(f"train cross-entropy, {window}-step running mean (log)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    common.save_figure(fig, out, "training_loss.png")
+
+
+def main() -> None:
+    args = common.parse_args(NAME, __doc__.splitlines()[0])
+    t_start = time.perf_counter()
+    key = jax.random.key(0)
+    k_x, k_stats, k_train = jax.random.split(key, 3)
+
+    # Part 1: forward statistics on N(0, 1) inputs.
+    x = jax.random.normal(k_x, (256 if args.quick else 1024, WIDTH))
+    stats = {}
+    rows = []
+    for act_name, act in ACTIVATIONS.items():
+        for scheme, w_init in SCHEMES.items():
+            s = layer_statistics(act, w_init, x, k_stats)
+            stats[f"{scheme} | {act_name}"] = s
+            rows.append({"activation": act_name, "init": scheme, "std L1": s["std"][0],
+                         "std L6": s["std"][5], "std L12": s["std"][-1], "mean L12": s["mean"][-1],
+                         "unit spread L12": s["unit_spread"][-1]})
+    print(f"Activation statistics through {DEPTH} Linear({WIDTH},{WIDTH})+activation layers "
+          f"(input std {float(jnp.std(x)):.3f}):")
+    common.print_table(rows)
+
+    # Part 2: short MNIST training of a deep MLP under each scheme.
+    xs, ys = data.mnist("train")
+    xt, yt = data.mnist("test")
+    n_train, n_test, epochs = (2048, 512, 1) if args.quick else (60000, 10000, 3)
+    xs, ys = data.normalize(xs[:n_train]), ys[:n_train]
+    xt, yt = data.normalize(xt[:n_test]), yt[:n_test]
+    xs, ys, xt, yt = (jnp.asarray(a) for a in (xs, ys, xt, yt))
+    lr, momentum, batch_size = 0.01, 0.9, 128
+    curves, train_rows = {}, []
+    for act_name, act in ACTIVATIONS.items():
+        model = models.mlp(hidden=(WIDTH,) * DEPTH, batch_norm=False, dropout=0.0, activation=act)
+        optimizer = optim.sgd(lr=lr, momentum=momentum)
+        run_epoch = train.make_train_epoch(model, F.cross_entropy, optimizer, batch_size)
+        for scheme, w_init in SCHEMES.items():
+            k_model, k_init, k_fit = jax.random.split(k_train, 3)
+            params, state = model.init(k_model)
+            params = reinit(model, params, w_init, k_init)
+            t0 = time.perf_counter()
+            params, state, losses = train_curve(run_epoch, optimizer, params, state,
+                                                xs, ys, epochs, k_fit)
+            finite = bool(np.all(np.isfinite(losses)))
+            test = train.evaluate(model, params, state, (xt, yt)) if finite else {"loss": math.nan, "accuracy": math.nan}
+            curves[f"{scheme} | {act_name}"] = losses
+            bad = int(np.flatnonzero(~np.isfinite(losses))[0]) + 1 if not finite else None
+            train_rows.append({"activation": act_name, "init": scheme, "first loss": losses[0],
+                               "final train loss": float(np.mean(losses[-50:])) if finite else math.nan,
+                               "test acc": test["accuracy"], "diverged at step": bad or "-",
+                               "seconds": time.perf_counter() - t0})
+    print(f"\nMNIST, MLP 784-({WIDTH} x {DEPTH} hidden)-10, SGD lr {lr} momentum {momentum}, "
+          f"batch {batch_size}, {epochs} epoch(s), {n_train} train / {n_test} test:")
+    common.print_table(train_rows)
+
+    wall = time.perf_counter() - t_start
+    results = {
+        "quick": args.quick, "depth": DEPTH, "width": WIDTH, "input_std": float(jnp.std(x)),
+        "forward_statistics": stats, "forward_table": rows,
+        "training": {"lr": lr, "momentum": momentum, "batch_size": batch_size, "epochs": epochs,
+                     "n_train": n_train, "n_test": n_test, "table": train_rows, "step_losses": curves},
+        "wall_seconds": wall}
+    common.save_json(args.out, results)
+
+    plot(results, args.out)
+    print(f"wall time: {wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

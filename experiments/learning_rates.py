@@ -1,0 +1,118 @@
+"""Learning rate: too small crawls, about right converges, too big diverges.
+
+Course claim: gradient descent has three regimes in the step size. Too small and the loss
+falls, but slowly; about right and it converges fast; too big and each step overshoots
+the valley, so the loss oscillates or blows up (to inf/NaN). Plain SGD (no momentum) on an
+MLP 784-512-512-10 without batch norm or dropout, MNIST, the same key for every lr.
+Per-step losses come from ``fnn.train.make_train_epoch``; a diverging run is stopped at
+its first non-finite loss. The same diverging lr is also run through ``fnn.train.fit``,
+which raises FloatingPointError naming the epoch and step: the script records its message.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import common
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import data, models, optim, train
+import fnn.functional as F
+
+NAME = "learning_rates"
+LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+REGIMES = {1e-4: "too small", 1e-1: "about right", 10.0: "too big"}  # the three drawn bold
+
+
+def run(model, lr, train_data, test_data, epochs, batch_size, key):
+    """Per-step losses for plain SGD at ``lr``; stops at the first non-finite loss."""
+    opt = optim.sgd(lr=lr)
+    run_epoch = train.make_train_epoch(model, F.cross_entropy, opt, batch_size)
+    k_init, k_train = jax.random.split(key)
+    params, state = model.init(k_init)
+    opt_state = opt.init(params)
+    losses = []
+    for e in range(epochs):
+        params, state, opt_state, metrics = run_epoch(params, state, opt_state, jax.random.fold_in(k_train, e),
+                                                      *train_data)
+        step_losses = np.asarray(metrics["loss"], dtype=float)
+        bad = np.flatnonzero(~np.isfinite(step_losses))
+        if bad.size:
+            losses.extend(step_losses[: bad[0] + 1].tolist())
+            return losses, len(losses), None
+        losses.extend(step_losses.tolist())
+    return losses, None, train.evaluate(model, params, state, test_data)
+
+
+def main() -> None:
+    args = common.parse_args(NAME, __doc__.splitlines()[0])
+    t_start = time.perf_counter()
+    xs, ys = data.mnist("train")
+    xt, yt = data.mnist("test")
+    n_train, n_test, epochs = (2048, 512, 1) if args.quick else (60000, 10000, 3)
+    train_data = (jnp.asarray(data.normalize(xs[:n_train])), jnp.asarray(ys[:n_train]))
+    test_data = (jnp.asarray(data.normalize(xt[:n_test])), jnp.asarray(yt[:n_test]))
+    model = models.mlp(batch_norm=False, dropout=0.0)
+    batch_size, key = 128, jax.random.key(0)
+    lrs = list(REGIMES) if args.quick else LRS
+
+    curves, rows = {}, []
+    for lr in lrs:
+        t0 = time.perf_counter()
+        losses, diverged_at, test = run(model, lr, train_data, test_data, epochs, batch_size, key)
+        curves[lr] = losses
+        finite = np.asarray(losses)[np.isfinite(losses)]
+        rows.append({"lr": lr, "regime": REGIMES.get(lr, ""), "first loss": losses[0],
+                     "loss at step 100": losses[99] if len(losses) > 99 else math.nan,
+                     "final loss (last 50 steps)": float(np.mean(losses[-50:])) if diverged_at is None else math.nan,
+                     "max finite loss": float(finite.max()) if finite.size else math.nan,
+                     "diverged at step": diverged_at or "-",
+                     "test acc": test["accuracy"] if test else math.nan, "seconds": time.perf_counter() - t0})
+    print(f"Plain SGD, MNIST MLP 784-512-512-10 (no BN/dropout), batch {batch_size}, {epochs} epoch(s), "
+          f"{n_train} train / {n_test} test:")
+    common.print_table(rows)
+
+    # The same divergence through fit: it raises instead of training on NaN.
+    big = max(REGIMES)
+    try:
+        train.fit(model, F.cross_entropy, optim.sgd(lr=big), train_data, epochs=epochs, batch_size=batch_size,
+                  key=key, progress=False)
+        fit_error = None
+    except FloatingPointError as err:
+        fit_error = str(err)
+    print(f"\nfit at lr {big}: " + (f"FloatingPointError: {fit_error}" if fit_error else "no error raised"))
+
+    wall = time.perf_counter() - t_start
+    common.save_json(args.out, {"quick": args.quick, "epochs": epochs, "batch_size": batch_size,
+                                "n_train": n_train, "n_test": n_test, "table": rows,
+                                "step_losses": {str(lr): c for lr, c in curves.items()},
+                                "fit_error_at_big_lr": fit_error, "wall_seconds": wall})
+
+    plt = common.pyplot()
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        colors = {1e-4: "tab:blue", 1e-1: "tab:green", 10.0: "tab:red"}
+        for lr, losses in curves.items():
+            losses = np.asarray(losses, dtype=float)
+            steps = np.arange(1, len(losses) + 1)
+            label = f"lr {lr:g}" + (f" ({REGIMES[lr]})" if lr in REGIMES else "")
+            if not np.all(np.isfinite(losses)):
+                label += f": non-finite at step {len(losses)}"
+            bold = lr in REGIMES
+            ax.semilogy(steps, np.where(np.isfinite(losses), losses, np.nan), lw=1.4 if bold else 0.7,
+                        alpha=1.0 if bold else 0.45, color=colors.get(lr), label=label)
+            if not np.isfinite(losses[-1]):
+                ax.axvline(len(losses), color=colors.get(lr, "k"), ls=":", lw=1)
+        ax.set_xlabel("step (batch of 128)")
+        ax.set_ylabel("training cross-entropy per step (log)")
+        ax.set_title("Plain SGD on an MNIST MLP: three learning-rate regimes")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=8)
+        common.save_figure(fig, args.out, "loss_vs_step.png")
+    print(f"wall time: {wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
