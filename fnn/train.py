@@ -13,6 +13,11 @@
 - ``fit`` loops epochs with a progress bar, history, per-epoch atomic checkpoints and
   bit-identical resume: epoch e always uses ``fold_in(key, e)``, so a resumed run draws
   exactly the keys of an uninterrupted one.
+- ``mesh=`` (a ``jax.sharding.Mesh`` with a ``'data'`` axis) makes all of the above data
+  parallel (``fnn.distributed``): the same step function, jitted with params, state,
+  optimizer state and keys replicated and each batch sharded along ``'data'``. The global
+  ``batch_size`` must divide by the data-axis size. Without a mesh the single-device code
+  is unchanged.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import checkpoint as ckpt
-from fnn import optim
+from fnn import distributed, optim
 from fnn.functional import cross_entropy
 from fnn.functional.backward import backward_of
 
@@ -83,16 +88,51 @@ def _raw_step(model, loss_fn, optimizer, grad):
     return step
 
 
-def make_train_step(model, loss_fn: Callable, optimizer, grad: str = "autodiff") -> Callable:
-    """A jitted pure step ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``."""
-    return jax.jit(_raw_step(model, loss_fn, optimizer, grad))
+def make_train_step(model, loss_fn: Callable, optimizer, grad: str = "autodiff", *,
+                    mesh: jax.sharding.Mesh | None = None) -> Callable:
+    """A jitted pure step ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
+
+    With ``mesh`` the same step is jitted with ``in_shardings``: params, state, opt_state and
+    key replicated, the batch ``x, y`` sharded along ``'data'``; outputs replicated. A batch
+    whose length does not divide by the data-axis size raises before compiling.
+    """
+    if mesh is None:
+        return jax.jit(_raw_step(model, loss_fn, optimizer, grad))
+    distributed.data_axis_size(mesh)
+    rep, data = distributed.replicated(mesh), distributed.batch_sharding(mesh)
+    sharded = jax.jit(_raw_step(model, loss_fn, optimizer, grad), in_shardings=(rep, rep, rep, rep, data, data),
+                      out_shardings=rep)
+
+    @functools.wraps(sharded)
+    def checked(params, state, opt_state, key, x, y):
+        distributed.check_batch_size(jnp.shape(x)[0], mesh)
+        return sharded(params, state, opt_state, key, x, y)
+
+    checked.lower = sharded.lower  # so callers can inspect the compiled shardings
+    return checked
 
 
-def make_train_epoch(model, loss_fn: Callable, optimizer, batch_size: int, grad: str = "autodiff") -> Callable:
+def make_train_epoch(model, loss_fn: Callable, optimizer, batch_size: int, grad: str = "autodiff", *,
+                     mesh: jax.sharding.Mesh | None = None) -> Callable:
     """A jitted epoch ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``
     where x, y hold the whole training set and metrics holds per-step ``loss``/``accuracy``
-    arrays of length ``len(x) // batch_size``."""
+    arrays of length ``len(x) // batch_size``.
+
+    With ``mesh``, the carry and key must be replicated on it and x, y placed by
+    ``fnn.distributed.put_dataset`` (``fit`` does both); each step's indices and batch are
+    constrained to ``P('data')``, so with a replicated dataset every device gathers only its
+    own rows, locally.
+    """
     step = _raw_step(model, loss_fn, optimizer, grad)
+    if mesh is None:
+        def shard(a):
+            return a
+    else:
+        distributed.check_batch_size(batch_size, mesh)
+        data = distributed.batch_sharding(mesh)
+
+        def shard(a):
+            return jax.lax.with_sharding_constraint(a, data)
 
     def epoch(params, state, opt_state, key, x, y):
         n_batches = x.shape[0] // batch_size
@@ -103,13 +143,17 @@ def make_train_epoch(model, loss_fn: Callable, optimizer, batch_size: int, grad:
 
         def body(carry, inputs):
             idx, k = inputs
-            params, state, opt_state, metrics = step(*carry, k, x[idx], y[idx])
+            idx = shard(idx)
+            params, state, opt_state, metrics = step(*carry, k, shard(x[idx]), shard(y[idx]))
             return (params, state, opt_state), metrics
 
         (params, state, opt_state), metrics = jax.lax.scan(body, (params, state, opt_state), (batches, step_keys))
         return params, state, opt_state, metrics
 
-    return jax.jit(epoch, donate_argnums=(0, 1, 2))
+    if mesh is None:
+        return jax.jit(epoch, donate_argnums=(0, 1, 2))
+    rep = distributed.replicated(mesh)
+    return jax.jit(epoch, out_shardings=rep, donate_argnums=(0, 1, 2))
 
 
 @functools.lru_cache(maxsize=32)
@@ -185,7 +229,7 @@ class _Progress:
 def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epochs: int, batch_size: int,
         key: jax.Array, eval_data: tuple[Any, Any] | None = None, grad: str = "autodiff",
         params: Any = None, state: Any = None, progress: bool = True, checkpoint_dir: str | None = None,
-        resume: bool = False) -> FitResult:
+        resume: bool = False, mesh: jax.sharding.Mesh | None = None) -> FitResult:
     """Train ``model`` for ``epochs`` epochs; see the module docstring for the contract.
 
     ``history`` has one dict per epoch: ``epoch`` (1-based), ``train_loss``,
@@ -193,6 +237,13 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
     (when ``eval_data`` is given) and ``seconds`` (wall time of the epoch, compile
     included for the first). A non-finite loss raises ``FloatingPointError`` naming the
     epoch and step, before that epoch's checkpoint is written.
+
+    With ``mesh`` (see ``fnn.distributed``) training is data parallel and equals the
+    one-device run up to float summation order. Under ``jax.distributed`` every process
+    calls ``fit`` with the same arguments except ``train_data`` / ``eval_data``, which are
+    that process's own shard (equal lengths; global arrays are accepted too); the run then
+    equals one process training on the shards concatenated in process order. Only process
+    0 writes checkpoints (``checkpoint_dir`` must be shared for ``resume``).
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -200,17 +251,25 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if grad not in ("autodiff", "manual"):
         raise ValueError(f"grad must be 'autodiff' or 'manual', got {grad!r}")
+    if mesh is not None:
+        distributed.check_batch_size(batch_size, mesh)
     x, y = (jnp.asarray(a) for a in train_data)
+    local_x, local_y = x, y  # this process's rows, for the value checks below
+    if mesh is not None:
+        x, y = distributed.put_dataset(x, y, mesh)
     _check_data("train_data", x, y, batch_size)
     if eval_data is not None:
         eval_data = tuple(jnp.asarray(a) for a in eval_data)
+        if mesh is not None:
+            eval_data = distributed.put_dataset(*eval_data, mesh)
         _check_data("eval_data", *eval_data, batch_size=1)
     key_init, key_train = jax.random.split(key)
     if params is None or state is None:
         init_params, init_state = model.init(key_init)
         params = init_params if params is None else params
         state = init_state if state is None else state
-    _check_classes(model, params, state, x, y)
+    if not distributed.is_global(local_y):
+        _check_classes(model, params, state, local_x, local_y)
     opt_state = optimizer.init(params)
     history: list[dict[str, float]] = []
     start = 0
@@ -229,7 +288,9 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
 
     # The epoch donates its carry buffers: copy so the caller's arrays stay valid.
     params, state, opt_state = jax.tree.map(jnp.array, (params, state, opt_state))
-    run_epoch = make_train_epoch(model, loss_fn, optimizer, batch_size, grad)
+    if mesh is not None:
+        params, state, opt_state, key_train = distributed.replicate((params, state, opt_state, key_train), mesh)
+    run_epoch = make_train_epoch(model, loss_fn, optimizer, batch_size, grad, mesh=mesh)
     bar = _Progress(progress)
     for epoch in range(start, epochs):
         bar.show(f"epoch {epoch + 1}/{epochs} training ...")
@@ -250,7 +311,7 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
         bar.show(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if path:
+        if path and jax.process_index() == 0:
             ckpt.save(path, {"params": params, "state": state, "opt_state": opt_state, "key": key_train},
                       metadata={"epoch": epoch + 1, "history": history})
     bar.done()

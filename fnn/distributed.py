@@ -1,0 +1,211 @@
+"""Data parallelism with JAX's own SPMD partitioner: meshes, shardings, global arrays.
+
+fnn writes no communication code. A ``jax.sharding.Mesh`` with a ``'data'`` axis tells
+``fnn.train`` to run the *same* step function under ``jax.jit`` with
+
+- params, state, optimizer state and keys **replicated** (``PartitionSpec()``);
+- each batch **sharded** along ``'data'`` (``PartitionSpec('data')``): device i of the
+  data axis holds rows ``[i*B/n, (i+1)*B/n)`` of the global batch of size ``B``.
+
+Because the program is the one-device program, every reduction over the batch (the loss
+mean, BatchNorm's batch statistics, the gradient sum) is over the *global* batch: XLA
+inserts the all-reduces. Random bits (dropout masks) depend only on the key and the
+global shape, so they are the same bits as on one device (``jax_threefry_partitionable``
+lets each device draw only its slice). Results equal the one-device run up to float
+summation order.
+
+Where the dataset lives (``put_dataset``):
+
+- one process: the whole dataset is **replicated** on every device; each step gathers
+  its batch with indices sharded along ``'data'``, so each device gathers only its own
+  rows from local memory — no data communication at all. Costs one dataset copy per device.
+- several processes (``jax.distributed.initialize``): each process passes only **its own
+  shard** of the data (equal sizes); the global array is their concatenation in mesh order
+  (process order for ``jax.make_mesh``), sharded along ``'data'``. The epoch still draws
+  one global permutation, so training equals one process training on the concatenated
+  dataset with the same key; the SPMD partitioner moves each batch's rows to their devices.
+
+``benchmark_devices`` times epochs on 1, 2, 4 host devices, each in a fresh subprocess
+with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (the flag must be set before
+jax initialises its backend, hence the subprocess); ``python -m fnn.distributed`` is that
+subprocess.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def data_mesh(num_devices: int | None = None, devices: Sequence[Any] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``'data'`` over ``devices`` (default: the first
+    ``num_devices`` of ``jax.devices()``, all of them when None) — every process's devices
+    under ``jax.distributed``."""
+    if devices is None:
+        available = jax.devices()
+        n = len(available) if num_devices is None else num_devices
+        if not 1 <= n <= len(available):
+            raise ValueError(f"num_devices must be in [1, {len(available)}] (the devices jax sees), got {n}")
+        devices = available[:n]
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def data_axis_size(mesh: Any) -> int:
+    """The size of the mesh's ``'data'`` axis; a clear error for anything else."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+    if DATA_AXIS not in mesh.shape:
+        raise ValueError(f"mesh must have a {DATA_AXIS!r} axis to shard batches along, "
+                         f"got axes {tuple(mesh.axis_names)} with sizes {dict(mesh.shape)}")
+    return int(mesh.shape[DATA_AXIS])
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> int:
+    """The data-axis size, after checking the global batch splits evenly over it."""
+    n = data_axis_size(mesh)
+    if batch_size % n:
+        raise ValueError(f"global batch_size {batch_size} is not divisible by the mesh's {DATA_AXIS!r} axis "
+                         f"size {n}: every device needs the same number of samples")
+    return n
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Every leaf replicated on every device of ``mesh`` (all processes pass the same values)."""
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    # device_put cannot target other processes' devices: build each global array from
+    # this process's copy (typed keys travel as their raw key data).
+    def one(leaf: Any) -> jax.Array:
+        if is_global(leaf):
+            return jax.jit(lambda a: a, out_shardings=sharding)(leaf)
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(one, tree)
+
+
+def is_global(a: Any) -> bool:
+    """True for a jax.Array spanning devices of other processes (built by the caller)."""
+    return isinstance(a, jax.Array) and not a.is_fully_addressable
+
+
+def put_dataset(x: Any, y: Any, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
+    """Place a training/evaluation set for ``mesh`` (see the module docstring).
+
+    One process: ``x``, ``y`` are the whole dataset, replicated. Several processes: they
+    are this process's shard (numpy or local arrays, the same length in every process),
+    assembled with ``jax.make_array_from_process_local_data``; global arrays pass through.
+    """
+    data_axis_size(mesh)
+    if is_global(x) and is_global(y):
+        return x, y
+    if jax.process_count() == 1:
+        return replicate(x, mesh), replicate(y, mesh)
+    sharding = batch_sharding(mesh)
+    local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"process {jax.process_index()}: local x and y must have the same length, "
+                         f"got {x.shape[0]} and {y.shape[0]}")
+    if x.shape[0] % local_devices:
+        raise ValueError(f"process {jax.process_index()}: local shard of {x.shape[0]} samples is not divisible "
+                         f"by its {local_devices} devices on the {DATA_AXIS!r} axis")
+    return (jax.make_array_from_process_local_data(sharding, x),
+            jax.make_array_from_process_local_data(sharding, y))
+
+
+def local_shard(n: int, process_index: int | None = None, process_count: int | None = None) -> slice:
+    """The contiguous rows ``[start, stop)`` of an ``n``-sample dataset that a process
+    loads, so the processes' shards concatenate back to the dataset in process order.
+    ``n`` must divide evenly (drop the remainder first)."""
+    i = jax.process_index() if process_index is None else process_index
+    count = jax.process_count() if process_count is None else process_count
+    if n % count:
+        raise ValueError(f"dataset of {n} samples does not split evenly over {count} processes")
+    size = n // count
+    return slice(i * size, (i + 1) * size)
+
+
+# -- benchmark: 1, 2, 4 host devices, each in a fresh process --------------------------
+
+def time_epochs(num_devices: int, *, n: int = 60000, features: int = 784, classes: int = 10,
+                hidden: tuple[int, ...] = (512, 512), batch_size: int = 128, epochs: int = 3,
+                grad: str = "autodiff", seed: int = 0) -> dict[str, Any]:
+    """Seconds per epoch (best of ``epochs`` after a compile epoch) of ``fnn.models.mlp``
+    with SGD on synthetic MNIST-shaped data, over a ``num_devices`` data mesh (None: the
+    single-device path with no mesh at all)."""
+    import time
+
+    from fnn import models, optim
+    from fnn.functional import cross_entropy
+    from fnn.train import make_train_epoch
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    y = rng.integers(0, classes, size=n).astype(np.int32)
+    model = models.mlp(features, hidden, classes)
+    opt = optim.sgd(lr=0.01, momentum=0.9)
+    mesh = None if num_devices is None else data_mesh(num_devices)
+    params, state = model.init(jax.random.key(seed))
+    carry = (params, state, opt.init(params))
+    if mesh is None:
+        x, y = jax.device_put(x), jax.device_put(y)
+    else:
+        carry, (x, y) = replicate(carry, mesh), put_dataset(x, y, mesh)
+    epoch = make_train_epoch(model, cross_entropy, opt, batch_size, grad, mesh=mesh)
+    times = []
+    for e in range(epochs + 1):
+        t0 = time.perf_counter()
+        *carry, metrics = epoch(*carry, jax.random.key(e), x, y)
+        jax.block_until_ready((carry, metrics))
+        times.append(time.perf_counter() - t0)
+    return {"devices": num_devices or 1, "mesh": mesh is not None, "backend": jax.default_backend(),
+            "device_kind": jax.devices()[0].device_kind, "batch_size": batch_size, "samples": n,
+            "compile_and_first_epoch_s": times[0], "epoch_s": min(times[1:]),
+            "final_loss": float(np.asarray(metrics["loss"])[-1])}
+
+
+def benchmark_devices(counts: Sequence[int] = (1, 2, 4), timeout: float = 900, **kwargs: Any) -> list[dict[str, Any]]:
+    """One row per device count from ``time_epochs``, each in a fresh subprocess with
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (CPU host devices; on a GPU or
+    TPU machine the flag is ignored and N real accelerators are used, so N must not exceed
+    them). kwargs go to ``time_epochs`` (JSON-serialisable values only)."""
+    rows = []
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for count in counts:
+        flags = os.environ.get("XLA_FLAGS", "")
+        env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip(),
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        done = subprocess.run([sys.executable, "-m", "fnn.distributed", json.dumps({"num_devices": count, **kwargs})],
+                              env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode:
+            raise RuntimeError(f"benchmark on {count} devices failed:\n{done.stderr[-2000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {"num_devices": len(jax.devices())}
+    if "hidden" in args:
+        args["hidden"] = tuple(args["hidden"])
+    print(json.dumps(time_epochs(**args)))
