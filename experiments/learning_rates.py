@@ -85,33 +85,47 @@ def main() -> None:
     print(f"\nfit at lr {big}: " + (f"FloatingPointError: {fit_error}" if fit_error else "no error raised"))
 
     wall = time.perf_counter() - t_start
-    common.save_json(args.out, {"quick": args.quick, "epochs": epochs, "batch_size": batch_size,
+    results = {"quick": args.quick, "epochs": epochs, "batch_size": batch_size,
                                 "n_train": n_train, "n_test": n_test, "table": rows,
                                 "step_losses": {str(lr): c for lr, c in curves.items()},
-                                "fit_error_at_big_lr": fit_error, "wall_seconds": wall})
+                                "fit_error_at_big_lr": fit_error, "wall_seconds": wall}
+    common.save_json(args.out, results)
 
-    plt = common.pyplot()
-    if plt is not None:
-        fig, ax = plt.subplots(figsize=(8, 4.8))
-        colors = {1e-4: "tab:blue", 1e-1: "tab:green", 10.0: "tab:red"}
-        for lr, losses in curves.items():
-            losses = np.asarray(losses, dtype=float)
-            steps = np.arange(1, len(losses) + 1)
-            label = f"lr {lr:g}" + (f" ({REGIMES[lr]})" if lr in REGIMES else "")
-            if not np.all(np.isfinite(losses)):
-                label += f": non-finite at step {len(losses)}"
-            bold = lr in REGIMES
-            ax.semilogy(steps, np.where(np.isfinite(losses), losses, np.nan), lw=1.4 if bold else 0.7,
-                        alpha=1.0 if bold else 0.45, color=colors.get(lr), label=label)
-            if not np.isfinite(losses[-1]):
-                ax.axvline(len(losses), color=colors.get(lr, "k"), ls=":", lw=1)
-        ax.set_xlabel("step (batch of 128)")
-        ax.set_ylabel("training cross-entropy per step (log)")
-        ax.set_title("Plain SGD on an MNIST MLP: three learning-rate regimes")
-        ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=8)
-        common.save_figure(fig, args.out, "loss_vs_step.png")
+    plot(results, args.out)
     print(f"wall time: {wall:.1f} s")
+
+
+def plot(results: dict, out: str) -> None:
+    plt = common.pyplot()
+    if plt is None:
+        return
+    regimes = {str(k): v for k, v in REGIMES.items()}
+    palette = {"0.0001": "tab:blue", "0.001": "tab:cyan", "0.01": "tab:olive", "0.1": "tab:green",
+               "1.0": "tab:orange", "10.0": "tab:red"}
+    fig, (ax_all, ax_zoom) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for lr, losses in results["step_losses"].items():
+        losses = np.asarray(losses, dtype=float)
+        steps = np.arange(1, len(losses) + 1)
+        finite = np.isfinite(losses)
+        label = f"lr {float(lr):g}" + (f" ({regimes[lr]})" if lr in regimes else "")
+        if not finite.all():
+            label += f": inf/NaN at step {np.flatnonzero(~finite)[0] + 1}"
+        bold = lr in regimes
+        kw = dict(color=palette.get(lr), lw=1.6 if bold else 0.8, alpha=1.0 if bold else 0.6, label=label)
+        y = np.where(finite, losses, np.nan)
+        ax_all.loglog(steps, y, **kw)
+        ax_zoom.semilogy(steps[:40], y[:40], marker=".", **kw)
+    ax_all.set_ylim(0.01, 30)
+    ax_all.set_title("whole run (diverging runs leave the top of the plot)")
+    ax_all.set_xlabel("step (batch of 128, log scale)")
+    ax_zoom.set_title("first 40 steps: a too-big lr blows up")
+    ax_zoom.set_xlabel("step (batch of 128)")
+    for ax in (ax_all, ax_zoom):
+        ax.set_ylabel("training cross-entropy per step (log)")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Plain SGD on an MNIST MLP (784-512-512-10): three learning-rate regimes")
+    common.save_figure(fig, out, "loss_vs_step.png")
 
 
 if __name__ == "__main__":
