@@ -185,16 +185,19 @@ def time_epochs(num_devices: int, *, n: int = 60000, features: int = 784, classe
             "final_loss": float(np.asarray(metrics["loss"])[-1])}
 
 
-def benchmark_devices(counts: Sequence[int] = (1, 2, 4), timeout: float = 900, **kwargs: Any) -> list[dict[str, Any]]:
+def benchmark_devices(counts: Sequence[int | None] = (None, 1, 2, 4), timeout: float = 900, **kwargs: Any) -> list[dict[str, Any]]:
     """One row per device count from ``time_epochs``, each in a fresh subprocess with
     ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (CPU host devices; on a GPU or
     TPU machine the flag is ignored and N real accelerators are used, so N must not exceed
-    them). kwargs go to ``time_epochs`` (JSON-serialisable values only)."""
+    them). ``None`` is the plain single-device path without a mesh, the baseline. kwargs go
+    to ``time_epochs`` (JSON-serialisable values only)."""
     rows = []
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for count in counts:
         flags = os.environ.get("XLA_FLAGS", "")
-        env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip(),
+        if count is not None:
+            flags = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+        env = {**os.environ, "XLA_FLAGS": flags,
                "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         done = subprocess.run([sys.executable, "-m", "fnn.distributed", json.dumps({"num_devices": count, **kwargs})],
                               env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -23,7 +23,7 @@ from fnn import functional as F  # noqa: E402
 from fnn.train import fit, make_train_epoch, make_train_step  # noqa: E402
 
 STEPS = 4
-FIT = dict(epochs=2, batch_size=32, seed=0, progress=False)  # no jax call at import: see process()
+FIT = dict(epochs=1, batch_size=32, seed=0, progress=False)  # no jax call at import: see process()
 
 
 def fit_data():
