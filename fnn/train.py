@@ -94,7 +94,8 @@ def make_train_step(model, loss_fn: Callable, optimizer, grad: str = "autodiff",
 
     With ``mesh`` the same step is jitted with ``in_shardings``: params, state, opt_state and
     key replicated, the batch ``x, y`` sharded along ``'data'``; outputs replicated. A batch
-    whose length does not divide by the data-axis size raises before compiling.
+    whose length does not divide by the data-axis size raises before compiling. Under
+    ``jax.distributed`` pass global arrays (``fnn.distributed.replicate`` / ``put_dataset``).
     """
     if mesh is None:
         return jax.jit(_raw_step(model, loss_fn, optimizer, grad))
