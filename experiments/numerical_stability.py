@@ -67,6 +67,29 @@ def per_row_grad(loss, *args):
     return jax.grad(lambda a: jnp.sum(loss(a, *args[1:])))(args[0])
 
 
+@jax.jit
+def softmax_side(x, t):
+    """Every softmax quantity in one compiled call (as in training, where losses are jitted)."""
+    forms = (("naive", naive_ce), ("log_of_softmax", log_of_softmax_ce), ("stable", stable_ce))
+    return {"ce": {name: fn(x, t) for name, fn in forms},
+            "ce_grad": {name: per_row_grad(fn, x, t) for name, fn in forms},
+            "manual": F.cross_entropy_backward(jnp.ones(x.shape[0]), x, t, reduction="none"),
+            "naive_softmax": naive_softmax(x), "stable_softmax": F.softmax(x, dim=1)}
+
+
+@jax.jit
+def bce_side(z, y):
+    """BCE on sigmoid vs with logits at logit z: losses, jax.grad, manual chains, and at −z."""
+    ones = jnp.ones_like(z)
+    return {"bce": {"on_sigmoid": bce_on_sigmoid(z, y), "with_logits": bce_with_logits(z, y)},
+            "bce_grad": {"on_sigmoid": per_row_grad(bce_on_sigmoid, z, y),
+                         "with_logits": per_row_grad(bce_with_logits, z, y)},
+            "bce_manual": F.sigmoid_backward(
+                F.binary_cross_entropy_backward(ones, F.sigmoid(z), y, reduction="none"), z),
+            "bcel_manual": F.binary_cross_entropy_with_logits_backward(ones, z, y, reduction="none"),
+            "right": {"on_sigmoid": bce_on_sigmoid(-z, y), "with_logits": bce_with_logits(-z, y)}}
+
+
 def first_bad(scales: np.ndarray, values: np.ndarray, bad) -> float | None:
     hits = np.flatnonzero(bad(values))
     return float(scales[hits[0]]) if hits.size else None
@@ -87,19 +110,16 @@ def main() -> None:
     # ----- softmax cross-entropy
     x = jnp.asarray(scales[:, None] * DIRECTION[None, :], jnp.float32)
     t = jnp.full((len(scales),), TARGET, jnp.int32)
-    ce = {name: np.asarray(fn(x, t)) for name, fn in
-          (("naive", naive_ce), ("log_of_softmax", log_of_softmax_ce), ("stable", stable_ce))}
-    ce_grad = {name: np.asarray(per_row_grad(fn, x, t)) for name, fn in
-               (("naive", naive_ce), ("log_of_softmax", log_of_softmax_ce), ("stable", stable_ce))}
-    manual = np.asarray(F.cross_entropy_backward(jnp.ones(len(scales)), x, t, reduction="none"))
+    out = jax.tree.map(np.asarray, softmax_side(x, t))
+    ce, ce_grad, manual = out["ce"], out["ce_grad"], out["manual"]
     ce_manual_vs_jax = float(np.max(np.abs(manual - ce_grad["stable"])))
     # float64 reference: logsumexp(x) − x_t in numpy, from the same float32 logits
     x64 = np.asarray(x, np.float64)
     m = x64.max(axis=1)
     exact = m + np.log(np.exp(x64 - m[:, None]).sum(axis=1)) - x64[:, TARGET]
     ce_rel_err = float(np.max(np.abs(ce["stable"] - exact) / exact))
-    naive_sm_nan = first_bad(scales, np.asarray(naive_softmax(x)), lambda v: np.isnan(v).any(axis=1))
-    pmax_naive, pmax_stable = np.asarray(naive_softmax(x))[:, 0], np.asarray(F.softmax(x, dim=1))[:, 0]
+    naive_sm_nan = first_bad(scales, out["naive_softmax"], lambda v: np.isnan(v).any(axis=1))
+    pmax_naive, pmax_stable = out["naive_softmax"][:, 0], out["stable_softmax"][:, 0]
     thresholds = {
         # 1/Σ exp(x) is subnormal (flushed to 0 on CPU) just before Σ exp(x) itself overflows.
         "naive_softmax_first_wrong": first_bad(scales, np.abs(pmax_naive - pmax_stable), lambda v: ~(v < 1e-3)),
@@ -115,13 +135,8 @@ def main() -> None:
     # ----- binary cross-entropy, label 1, logit z = −s (confidently wrong)
     z = jnp.asarray(-scales, jnp.float32)
     y = jnp.ones_like(z)
-    bce = {"on_sigmoid": np.asarray(bce_on_sigmoid(z, y)), "with_logits": np.asarray(bce_with_logits(z, y))}
-    bce_grad = {"on_sigmoid": np.asarray(per_row_grad(bce_on_sigmoid, z, y)),
-                "with_logits": np.asarray(per_row_grad(bce_with_logits, z, y))}
-    ones = jnp.ones_like(z)
-    bce_manual = np.asarray(F.sigmoid_backward(
-        F.binary_cross_entropy_backward(ones, F.sigmoid(z), y, reduction="none"), z))
-    bcel_manual = np.asarray(F.binary_cross_entropy_with_logits_backward(ones, z, y, reduction="none"))
+    out = jax.tree.map(np.asarray, bce_side(z, y))
+    bce, bce_grad, bce_manual, bcel_manual = out["bce"], out["bce_grad"], out["bce_manual"], out["bcel_manual"]
     bce_manual_vs_jax = float(max(np.max(np.abs(bce_manual - bce_grad["on_sigmoid"])),
                                   np.max(np.abs(bcel_manual - bce_grad["with_logits"]))))
     exact_bce = np.logaddexp(0.0, scales.astype(np.float64))  # softplus(s) = −log σ(−s)
@@ -134,7 +149,7 @@ def main() -> None:
         "bcel_grad_min_abs": float(np.min(np.abs(bce_grad["with_logits"][scales >= 10]))),
     }
     # The confidently right side too (z = +s): σ(s) rounds to 1 in float32, so BCE on it is 0.
-    right = {"on_sigmoid": np.asarray(bce_on_sigmoid(-z, y)), "with_logits": np.asarray(bce_with_logits(-z, y))}
+    right = out["right"]
     bce_thresholds["bce_right_first_exactly_0"] = first_bad(scales, right["on_sigmoid"], lambda v: v == 0.0)
     bce_thresholds["bcel_right_first_exactly_0"] = first_bad(scales, right["with_logits"], lambda v: v == 0.0)
 
