@@ -1,0 +1,544 @@
+"""Training throughput of the MNIST MLP: fnn (autodiff and manual gradients) against a
+hand-written pure-JAX ``lax.scan`` epoch and PyTorch eager on the CPU.
+
+The model is ``784-512-512-10`` with BatchNorm1d, ReLU and Dropout(0.2), trained with
+cross-entropy and SGD (lr 0.01, momentum 0.9, weight decay 1e-4 on the weight matrices
+only, fnn's default mask; the PyTorch row uses parameter groups to do the same work).
+Every row trains on the same 60k MNIST training images (``fnn.data``, normalized,
+float32 (60000, 784)) and drops the last partial batch.
+
+Measured per row (implementation x batch size):
+- samples/s: ``(n // batch) * batch`` divided by the wall time of the fastest timed
+  epoch (each one ``block_until_ready``; the first call, compile + one epoch, is not
+  timed). The whole sweep runs ``--rounds`` times, rows interleaved, and each row keeps
+  its best epoch and its fastest compile, so a burst of load from other processes on
+  the shared cores slows one round, not one row; the medians are in results.json.
+- compile s (JAX rows): wall time of ``jitted_epoch.lower(...).compile()`` (tracing,
+  lowering and XLA compile of the whole epoch; the jitted call then reuses the
+  executable). ``recompiles`` counts XLA compiles (``jax.monitoring`` events) during the
+  first call and the timed epochs (should be 0). PyTorch eager has no compile step.
+- peak RSS: each row runs in its own subprocess and its ``ru_maxrss`` (via ``os.wait4``)
+  is that process's whole peak (interpreter, framework, data). The full-run target is
+  measured on ``python -m fnn train --epochs 1 --no-progress`` the same way.
+- PyTorch eager: ``nn.Sequential`` of the same layers, ``torch.optim.SGD`` with weight
+  decay in a parameter group of the matrices only, a plain loop over shuffled
+  minibatches. Two rows, ``torch.set_num_threads(n)`` with n = all cores and n = 1; the
+  faster is the one the targets compare against. The torch subprocesses run without
+  ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` and with ``OMP_WAIT_POLICY=PASSIVE``
+  (unless set): on cores shared with other processes, spinning OpenMP workers waste
+  their slices waiting for preempted peers (10x slower here without it).
+- GFLOP/s: samples/s times the matmul FLOPs of one training sample,
+  2 * (3 * (784*512 + 512*512 + 512*10) - 784*512) = 3.21 MFLOP (forward, weight
+  gradient and input gradient of each Linear, minus the first layer's input gradient,
+  which nothing uses and XLA removes); elementwise work is not counted. The peak is the
+  best of several jitted float32 square matmuls.
+
+``--quick`` runs 2048 samples, batch 128, one timed epoch and one single-thread torch row
+in this process (no subprocesses, so RSS is the process peak so far) and skips the
+command-line run; it prints the target lines but judges none of them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import common
+
+NAME = "benchmark_training"
+IN, H, OUT = 784, 512, 10
+FLOPS_PER_SAMPLE = 2 * (3 * (IN * H + H * H + H * OUT) - IN * H)
+LR, MOMENTUM, WEIGHT_DECAY, P_DROP, BN_MOMENTUM, BN_EPS = 0.01, 0.9, 1e-4, 0.2, 0.1, 1e-5
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax")
+
+
+def _options(parser) -> None:
+    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per row and round (default 3, quick 1)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="sweeps over all rows, interleaved; each row keeps its best epoch (default 2, quick 1)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 1024 (quick: 128)")
+    parser.add_argument("--samples", type=int, default=None, help="training samples (default 60000, quick 2048)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager rows")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one row's spec
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------- compile accounting
+
+_COMPILE = {"events": 0, "seconds": 0.0, "listening": False}
+
+
+def _listen_for_compiles() -> None:
+    """Count XLA compiles and sum their durations, from jax.monitoring's events."""
+    if _COMPILE["listening"]:
+        return
+    import jax
+
+    def on_duration(event: str, duration: float, **_: object) -> None:
+        if event.endswith("/backend_compile_duration"):
+            _COMPILE["seconds"] += duration
+            _COMPILE["events"] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    _COMPILE["listening"] = True
+
+
+# ---------------------------------------------------------------- the JAX rows
+
+def fnn_epoch(batch_size: int, grad: str):
+    import jax
+    from fnn import functional as F
+    from fnn import models, optim, train
+    model = models.mlp(IN, (H, H), OUT, batch_norm=True, dropout=P_DROP)
+    opt = optim.sgd(lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    params, state = model.init(jax.random.key(0))
+    run = train.make_train_epoch(model, F.cross_entropy, opt, batch_size, grad)
+    return run, (params, state, opt.init(params))
+
+
+def reference_epoch(batch_size: int):
+    """The same model, loss and optimizer written directly in JAX: dict parameters,
+    ``x @ W.T + b``, batch norm with running statistics, inverted dropout, log-softmax
+    cross-entropy, torch-style SGD with momentum and weight decay on the matrices, and
+    one ``lax.scan`` over batches gathered by a shuffled index."""
+    import jax
+    import jax.numpy as jnp
+
+    def init(key):
+        params, state = {}, {}
+        for i, (k, fan_in, fan_out) in enumerate(zip(jax.random.split(key, 3), (IN, H, H), (H, H, OUT))):
+            kw, kb = jax.random.split(k)
+            bound = 1.0 / fan_in ** 0.5
+            params[f"w{i}"] = jax.random.uniform(kw, (fan_out, fan_in), jnp.float32, -bound, bound)
+            params[f"b{i}"] = jax.random.uniform(kb, (fan_out,), jnp.float32, -bound, bound)
+        for i in (0, 1):
+            params[f"gamma{i}"], params[f"beta{i}"] = jnp.ones(H), jnp.zeros(H)
+            state[f"mean{i}"], state[f"var{i}"] = jnp.zeros(H), jnp.ones(H)
+        return params, state
+
+    def forward(params, state, key, x):
+        keys = jax.random.split(key, 2)
+        h, new_state = x, {}
+        for i in (0, 1):
+            h = h @ params[f"w{i}"].T + params[f"b{i}"]
+            mean = jnp.mean(h, axis=0)
+            var = jnp.mean(jnp.square(h - mean), axis=0)
+            n = h.shape[0]
+            new_state[f"mean{i}"] = (1 - BN_MOMENTUM) * state[f"mean{i}"] + BN_MOMENTUM * jax.lax.stop_gradient(mean)
+            new_state[f"var{i}"] = ((1 - BN_MOMENTUM) * state[f"var{i}"]
+                                    + BN_MOMENTUM * jax.lax.stop_gradient(var) * (n / (n - 1)))
+            h = (h - mean) * jax.lax.rsqrt(var + BN_EPS) * params[f"gamma{i}"] + params[f"beta{i}"]
+            h = jnp.where(h > 0, h, 0.0)
+            keep = jax.random.bernoulli(keys[i], 1.0 - P_DROP, h.shape)
+            h = jnp.where(keep, h / (1.0 - P_DROP), 0.0)
+        return h @ params["w2"].T + params["b2"], new_state
+
+    def objective(params, state, key, x, y):
+        logits, new_state = forward(params, state, key, x)
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1)), (logits, new_state)
+
+    def epoch(params, state, buf, key, x, y):
+        n_batches = x.shape[0] // batch_size
+        k_perm, k_steps = jax.random.split(key)
+        order = jax.random.permutation(k_perm, x.shape[0])[: n_batches * batch_size]
+
+        def body(carry, inputs):
+            params, state, buf = carry
+            idx, k = inputs
+            xb, yb = x[idx], y[idx]
+            (loss, (logits, state)), g = jax.value_and_grad(objective, has_aux=True)(params, state, k, xb, yb)
+            g = {n: g[n] + WEIGHT_DECAY * params[n] if params[n].ndim >= 2 else g[n] for n in g}
+            buf = {n: MOMENTUM * buf[n] + g[n] for n in g}  # zero start = torch's first-step buf = g
+            params = {n: params[n] - LR * buf[n] for n in params}
+            acc = jnp.mean((jnp.argmax(logits, axis=1) == yb).astype(jnp.float32))
+            return (params, state, buf), {"loss": loss, "accuracy": acc}
+
+        (params, state, buf), metrics = jax.lax.scan(
+            body, (params, state, buf),
+            (order.reshape(n_batches, batch_size), jax.random.split(k_steps, n_batches)))
+        return params, state, buf, metrics
+
+    params, state = init(jax.random.key(0))
+    return jax.jit(epoch, donate_argnums=(0, 1, 2)), (params, state, jax.tree.map(jnp.zeros_like, params))
+
+
+def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    _listen_for_compiles()
+    if impl == "pure-jax":
+        run, carry = reference_epoch(batch_size)
+    else:
+        run, carry = fnn_epoch(batch_size, impl.split("-")[1])
+    x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+    keys = [jax.random.fold_in(jax.random.key(1), e) for e in range(epochs + 1)]
+    jax.block_until_ready((x, y, carry, keys))
+
+    # Ahead-of-time: trace + lower + XLA compile, timed alone; jit's call then reuses it.
+    before = dict(_COMPILE)
+    t0, c0 = time.perf_counter(), time.process_time()
+    run.lower(*carry, keys[0], x, y).compile()
+    compile_s, compile_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    xla_s = _COMPILE["seconds"] - before["seconds"]
+    before = dict(_COMPILE)
+    t0 = time.perf_counter()
+    *carry, metrics = run(*carry, keys[0], x, y)
+    jax.block_until_ready((carry, metrics))
+    first_call = time.perf_counter() - t0
+    compiles_first = _COMPILE["events"] - before["events"]
+
+    after_first, times = _COMPILE["events"], []
+    for key in keys[1:]:
+        t0 = time.perf_counter()
+        *carry, metrics = run(*carry, key, x, y)
+        jax.block_until_ready((carry, metrics))
+        times.append(time.perf_counter() - t0)
+    loss = np.asarray(metrics["loss"])
+    return {"compile_s": compile_s, "compile_cpu_s": compile_cpu_s, "xla_compile_s": xla_s,
+            "first_call_s": first_call, "compiles_in_first_call": compiles_first,
+            "recompiles": compiles_first + _COMPILE["events"] - after_first, "epoch_s": times,
+            "final_loss": float(loss[-1]), "loss_finite": bool(np.all(np.isfinite(loss)))}
+
+
+# ---------------------------------------------------------------- the PyTorch row
+
+def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int, threads: int) -> dict:
+    import torch
+    from torch import nn
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(IN, H), nn.BatchNorm1d(H), nn.ReLU(), nn.Dropout(P_DROP),
+                          nn.Linear(H, H), nn.BatchNorm1d(H), nn.ReLU(), nn.Dropout(P_DROP),
+                          nn.Linear(H, OUT))
+    model.train()
+    params = list(model.parameters())
+    opt = torch.optim.SGD([{"params": [p for p in params if p.ndim >= 2], "weight_decay": WEIGHT_DECAY},
+                           {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
+                          lr=LR, momentum=MOMENTUM)
+    x, y = torch.from_numpy(np.ascontiguousarray(x_np)), torch.from_numpy(y_np.astype(np.int64))
+    n_batches = x.shape[0] // batch_size
+    gen = torch.Generator().manual_seed(1)
+
+    def epoch(steps: int = n_batches):
+        order = torch.randperm(x.shape[0], generator=gen)[: n_batches * batch_size].view(n_batches, batch_size)
+        losses, accs = torch.empty(steps), torch.empty(steps)
+        for i in range(steps):
+            xb, yb = x[order[i]], y[order[i]]
+            out = model(xb)
+            loss = nn.functional.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                losses[i], accs[i] = loss, (out.argmax(1) == yb).float().mean()
+        return losses
+
+    t0 = time.perf_counter()
+    epoch(min(n_batches, 50))  # warm-up steps (allocator, thread pool, kernels): not timed
+    first_call, times = time.perf_counter() - t0, []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        losses = epoch()
+        times.append(time.perf_counter() - t0)
+    return {"compile_s": None, "first_call_s": first_call, "recompiles": None, "epoch_s": times,
+            "final_loss": float(losses[-1]), "loss_finite": bool(torch.isfinite(losses).all()),
+            "torch_version": torch.__version__, "torch_threads": threads,
+            "env_in_row": {v: os.environ.get(v) for v in OPENBLAS_VARS + ("OMP_WAIT_POLICY",)}}
+
+
+# ---------------------------------------------------------------- matmul peak
+
+def run_matmul_peak(sizes: tuple[int, ...], repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    mm = jax.jit(jnp.matmul)
+    best = {}
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(n), (n, n), jnp.float32)
+        b = jax.random.normal(jax.random.key(n + 1), (n, n), jnp.float32)
+        mm(a, b).block_until_ready()
+        t = min(_timed(lambda: mm(a, b).block_until_ready()) for _ in range(repeats))
+        best[str(n)] = 2 * n ** 3 / t / 1e9
+    return {"gflops_by_size": best, "peak_gflops": max(best.values())}
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- rows and processes
+
+def run_row(spec: dict, x: np.ndarray | None = None, y: np.ndarray | None = None) -> dict:
+    if spec["impl"] == "matmul":
+        return run_matmul_peak(tuple(spec["sizes"]), spec["repeats"])
+    if x is None:
+        x, y = np.load(spec["x"]), np.load(spec["y"])
+    if spec["impl"].startswith("torch"):
+        return run_torch_row(spec["batch"], x, y, spec["epochs"], spec["threads"])
+    return run_jax_row(spec["impl"], spec["batch"], x, y, spec["epochs"])
+
+
+def wait_rss(argv: list[str], env: dict | None = None, stdout=None) -> tuple[int, float, float]:
+    """Run argv to completion; (exit code, its own peak RSS in MB, wall seconds)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=str(common.ROOT), env=env, stdout=stdout, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024, time.perf_counter() - t0
+
+
+def run_isolated(spec: dict, out: str, env: dict | None = None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = dict(spec, result=os.path.join(tmp, "row.json"))
+        spec_path = os.path.join(tmp, "spec.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
+        code, rss, _ = wait_rss([sys.executable, os.path.abspath(__file__), "--worker", spec_path, "--out", out],
+                                env=env)
+        if code != 0:
+            raise RuntimeError(f"benchmark row {spec['impl']} batch {spec.get('batch')} exited with {code}")
+        with open(spec["result"]) as f:
+            row = json.load(f)
+    row["peak_rss_mb"], row["rss_scope"] = rss, "own subprocess"
+    return row
+
+
+def torch_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+def cli_run(out: str) -> dict:
+    """Peak RSS and wall time of ``python -m fnn train --epochs 1`` (the full MNIST run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = os.path.join(tmp, "log.txt")
+        argv = [sys.executable, "-m", "fnn", "train", "--epochs", "1", "--out", os.path.join(tmp, "run"),
+                "--no-progress"]
+        with open(log_path, "w") as log:
+            code, rss, wall = wait_rss(argv, stdout=log)
+        with open(log_path) as f:
+            lines = f.read().strip().splitlines()
+    return {"command": "python -m fnn train --epochs 1 --out DIR --no-progress", "exit_code": code,
+            "peak_rss_mb": rss, "wall_s": wall, "last_line": lines[-1] if lines else ""}
+
+
+def load_data(samples: int) -> tuple[np.ndarray, np.ndarray]:
+    from fnn import data
+    images, labels = data.mnist("train")
+    x = np.asarray(data.normalize(images[:samples])).reshape(-1, IN).astype(np.float32)
+    return x, np.asarray(labels[:samples], dtype=np.int32)
+
+
+# ---------------------------------------------------------------- report
+
+def merge_rounds(runs: list[dict]) -> dict:
+    """One row from its rounds: every epoch time, the fastest compile, the largest RSS."""
+    row = dict(runs[-1])
+    row["epoch_s"] = [t for r in runs for t in r["epoch_s"]]
+    row["epoch_s_by_round"] = [r["epoch_s"] for r in runs]
+    row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    if row.get("compile_s") is not None:
+        row["compile_s_by_round"] = [r["compile_s"] for r in runs]
+        best = min(range(len(runs)), key=lambda i: runs[i]["compile_s"])
+        row["compile_s"], row["compile_cpu_s"] = runs[best]["compile_s"], runs[best]["compile_cpu_s"]
+        row["recompiles"] = max(r["recompiles"] for r in runs)
+    return row
+
+
+def summarize(rows: list[dict], peak: float) -> None:
+    for r in rows:
+        used = r["samples_used"]
+        r["samples_per_s"] = used / min(r["epoch_s"])
+        r["samples_per_s_median"] = used / statistics.median(r["epoch_s"])
+        r["gflops"] = r["samples_per_s"] * FLOPS_PER_SAMPLE / 1e9
+        r["pct_of_peak"] = 100 * r["gflops"] / peak
+
+
+def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
+    by = {(r["impl"], r["batch"]): r for r in rows}
+    checks = []
+
+    def add(name, value, target, ok, unit="x"):
+        checks.append({"check": name, "value": value, "target": target, "pass": bool(ok), "unit": unit})
+
+    for b in sorted({r["batch"] for r in rows}):
+        ref, auto, man = (by.get((i, b)) for i in ("pure-jax", "fnn-autodiff", "fnn-manual"))
+        torch_rows = [r for r in rows if r["batch"] == b and r["impl"].startswith("torch")]
+        tor = max(torch_rows, key=lambda r: r["samples_per_s"]) if torch_rows else None
+        for impl, row in (("autodiff", auto), ("manual", man)):
+            if row and ref:
+                v = row["samples_per_s"] / ref["samples_per_s"]
+                add(f"fnn {impl} / pure-JAX @{b}", v, ">= 0.95", v >= 0.95)
+            if row and tor:
+                v = row["samples_per_s"] / tor["samples_per_s"]
+                add(f"fnn {impl} / {tor['impl']} (fastest torch) @{b}", v, ">= 1.3" if b == 128 else "(info)",
+                    v >= 1.3)
+        if auto and man:
+            v = man["samples_per_s"] / auto["samples_per_s"]
+            add(f"fnn manual / autodiff @{b}", v, ">= 0.9", v >= 0.9)
+        if b == 1024:
+            for row in (auto, man, ref):
+                if row:
+                    target = ">= 75" if row["impl"].startswith("fnn") else "(info)"
+                    add(f"{row['impl']} % of matmul peak @{b}", row["pct_of_peak"], target, row["pct_of_peak"] >= 75, "%")
+    for r in rows:
+        if r["impl"].startswith("fnn"):
+            add(f"{r['impl']} compile s @{r['batch']}", r["compile_s"], "<= 2", r["compile_s"] <= 2, "s")
+            add(f"{r['impl']} recompiles @{r['batch']}", r["recompiles"], "== 0", r["recompiles"] == 0, "")
+    if cli is not None:
+        add("fnn train --epochs 1 peak RSS MB", cli["peak_rss_mb"], "<= 1536",
+            cli["exit_code"] == 0 and cli["peak_rss_mb"] <= 1536, "MB")
+    return checks
+
+
+def plot(rows: list[dict], peak: float, out: str) -> None:
+    """Samples/s per implementation, one panel per batch size, against the matmul peak."""
+    plt = common.pyplot()
+    if plt is None:
+        return
+    batches = sorted({r["batch"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
+    colors = {"fnn-autodiff": "tab:blue", "fnn-manual": "tab:cyan", "pure-jax": "tab:green"}
+    for ax, b in zip(axes[0], batches):
+        sel = [r for r in rows if r["batch"] == b]
+        names = [r["impl"] for r in sel]
+        bars = ax.bar(names, [r["samples_per_s"] for r in sel],
+                      color=[colors.get(n, "tab:orange") for n in names])
+        ax.bar_label(bars, labels=[f"{r['samples_per_s']:.0f}\n{r['pct_of_peak']:.0f}%" for r in sel], fontsize=8)
+        ax.axhline(peak * 1e9 / FLOPS_PER_SAMPLE, color="k", ls="--", lw=1,
+                   label=f"matmul peak ({peak:.0f} GFLOP/s)")
+        ax.set(title=f"batch {b}", ylabel="training samples / s (best epoch)", xlabel="implementation")
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.set_ylim(0, max(peak * 1e9 / FLOPS_PER_SAMPLE, max(r["samples_per_s"] for r in sel)) * 1.15)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle("MNIST MLP 784-512-512-10 training throughput on the CPU\n"
+                 "(bar labels: samples/s and % of the float32 matmul peak)", fontsize=10)
+    common.save_figure(fig, out, "throughput.png")
+
+
+def main() -> None:
+    args = common.parse_args(NAME, __doc__.split("\n")[0], _options)
+    if args.worker:
+        with open(args.worker) as f:
+            spec = json.load(f)
+        row = run_row(spec)
+        with open(spec["result"], "w") as f:
+            json.dump(row, f)
+        return
+
+    epochs = args.epochs or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 2)
+    samples = args.samples or (2048 if args.quick else 60000)
+    batch_sizes = args.batch_sizes or ([128] if args.quick else [128, 1024])
+    with_torch = not args.no_torch and torch_available()
+    isolate = not args.quick
+    blas_env = {v: os.environ[v] for v in OPENBLAS_VARS if v in os.environ}
+    print(f"{NAME}: {samples} MNIST training samples, {rounds} round(s) of {epochs} timed epoch(s), "
+          f"batch sizes {batch_sizes}, "
+          f"{_cores()} cores, load average {os.getloadavg()[0]:.2f}; torch: "
+          f"{'yes' if with_torch else 'skipped (' + ('--no-torch' if args.no_torch else 'not installed') + ')'}")
+    if blas_env:
+        print(f"OPENBLAS settings in the environment {blas_env}: removed for the torch rows only")
+
+    t_start = time.perf_counter()
+    x, y = load_data(samples)
+    tmp = tempfile.TemporaryDirectory()
+    x_path, y_path = os.path.join(tmp.name, "x.npy"), os.path.join(tmp.name, "y.npy")
+    if isolate:
+        np.save(x_path, x)
+        np.save(y_path, y)
+
+    # The torch rows' environment: no OPENBLAS overrides, and passive OpenMP waiting when
+    # several threads share busy cores (spinning workers then wait on each other's
+    # preempted threads: 10x slower here under load), unless the user chose a policy.
+    torch_env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+    torch_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    torch_threads = [1] if args.quick else sorted({_cores(), 1}, reverse=True)
+
+    def execute(spec: dict, env: dict | None = None) -> dict:
+        if isolate:
+            return run_isolated(dict(spec, x=x_path, y=y_path), args.out, env)
+        row = run_row(spec, x, y)
+        row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        row["rss_scope"] = "whole process so far (--quick runs in-process)"
+        return row
+
+    specs = []
+    for b in batch_sizes:
+        specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in JAX_IMPLS]
+        if with_torch:
+            specs += [{"impl": f"torch-{t}t", "batch": b, "epochs": epochs, "threads": t} for t in torch_threads]
+    runs: dict[tuple, list[dict]] = {}
+    matmuls = []
+    for rnd in range(rounds):
+        matmuls.append(execute({"impl": "matmul", "sizes": [512] if args.quick else [1024, 2048, 3072],
+                                "repeats": 3 if args.quick else 7}))
+        for spec in specs:
+            row = execute(spec, torch_env if spec["impl"].startswith("torch") else None)
+            runs.setdefault((spec["impl"], spec["batch"]), []).append(row)
+            print(f"  round {rnd + 1}  {spec['impl']:13s} batch {spec['batch']:5d}: "
+                  f"best epoch {min(row['epoch_s']):.2f} s, load {os.getloadavg()[0]:.1f}")
+    matmul = max(matmuls, key=lambda m: m["peak_gflops"])
+    matmul["peak_gflops_by_round"] = [m["peak_gflops"] for m in matmuls]
+    peak = matmul["peak_gflops"]
+    print(f"float32 matmul peak: {peak:.1f} GFLOP/s  (by size: "
+          + ", ".join(f"{n}: {g:.1f}" for n, g in matmul["gflops_by_size"].items()) + ")")
+
+    rows = []
+    for (impl, b), row_runs in runs.items():
+        row = merge_rounds(row_runs)
+        row.update(impl=impl, batch=b, samples_used=(samples // b) * b)
+        rows.append(row)
+    summarize(rows, peak)
+    cli = None if args.quick else cli_run(args.out)
+    tmp.cleanup()
+
+    table = [{"impl": r["impl"], "batch": r["batch"], "samples/s": round(r["samples_per_s"]),
+              "compile s": "-" if r["compile_s"] is None else round(r["compile_s"], 2),
+              "compile CPU s": "-" if r["compile_s"] is None else round(r["compile_cpu_s"], 2),
+              "recompiles": "-" if r["recompiles"] is None else r["recompiles"],
+              "peak RSS MB": round(r["peak_rss_mb"]), "GFLOP/s": round(r["gflops"], 1),
+              "% of peak": round(r["pct_of_peak"], 1), "final loss": round(r["final_loss"], 3)}
+             for r in rows]
+    print()
+    common.print_table(table)
+    if cli is not None:
+        print(f"\n{cli['command']}: peak RSS {cli['peak_rss_mb']:.0f} MB, {cli['wall_s']:.1f} s, "
+              f"exit {cli['exit_code']}, last line: {cli['last_line']}")
+    plot(rows, peak, args.out)
+    checks = check_targets(rows, cli)
+    print()
+    for c in checks:
+        verdict = "info" if c["target"] == "(info)" else ("PASS" if c["pass"] else "MISS")
+        if args.quick and verdict != "info":
+            verdict = "(quick: not judged)"
+        print(f"{c['check']:42s} {c['value']:9.3f}{c['unit']:2s} target {c['target']:8s} {verdict}")
+    wall = time.perf_counter() - t_start
+    print(f"\nwall time {wall:.1f} s, load average at the end {os.getloadavg()[0]:.2f}")
+
+    results = {"config": {"samples": samples, "timed_epochs": epochs, "rounds": rounds, "batch_sizes": batch_sizes, "quick": args.quick,
+                          "cores": _cores(), "flops_per_sample": FLOPS_PER_SAMPLE, "data": "fnn.data.mnist train, normalized",
+                          "openblas_env_removed_for_torch": blas_env, "torch": with_torch,
+                          "torch_env_omp_wait_policy": torch_env["OMP_WAIT_POLICY"] if isolate else None},
+               "matmul": matmul, "rows": rows, "cli_run": cli, "checks": checks, "wall_s": wall,
+               "load_average": os.getloadavg()}
+    print(f"results: {common.save_json(args.out, results)}")
+
+
+if __name__ == "__main__":
+    main()
