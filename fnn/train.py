@@ -13,6 +13,13 @@
 - ``fit`` loops epochs with a progress bar, history, per-epoch atomic checkpoints and
   bit-identical resume: epoch e always uses ``fold_in(key, e)``, so a resumed run draws
   exactly the keys of an uninterrupted one.
+- A loss is any ``loss_fn(output, target) -> scalar``. ``evaluate`` (and so ``fit`` with
+  ``eval_data``) also calls it with ``reduction='none'`` for per-sample losses, and
+  ``grad='manual'`` needs its hand-derived backward: the fnn.functional losses have both;
+  a custom loss sets ``loss_fn.backward = f(grad_output, output, target)``
+  (``fnn.functional.backward_of``).
+- Building the same step or epoch twice (same model, loss, optimizer, options) returns
+  the same compiled function, so it does not compile again.
 - ``mesh=`` (a ``jax.sharding.Mesh`` with a ``'data'`` axis) makes all of the above data
   parallel (``fnn.distributed``): the same step function, jitted with params, state,
   optimizer state and keys replicated and each batch sharded along ``'data'``. The global
@@ -88,6 +95,24 @@ def _raw_step(model, loss_fn, optimizer, grad):
     return step
 
 
+def _memoized(build: Callable) -> Callable:
+    """Return the same compiled function for the same (hashable) arguments, so that
+    building a step or an epoch twice for one model, loss and optimizer compiles once."""
+    cached = functools.lru_cache(maxsize=64)(build)
+
+    @functools.wraps(build)
+    def get(*args, **kwargs):
+        try:
+            return cached(*args, **kwargs)
+        except TypeError as error:  # an unhashable argument: build afresh
+            if "unhashable" not in str(error):
+                raise
+            return build(*args, **kwargs)
+
+    return get
+
+
+@_memoized
 def make_train_step(model, loss_fn: Callable, optimizer, grad: str = "autodiff", *,
                     mesh: jax.sharding.Mesh | None = None) -> Callable:
     """A jitted pure step ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
@@ -113,6 +138,7 @@ def make_train_step(model, loss_fn: Callable, optimizer, grad: str = "autodiff",
     return checked
 
 
+@_memoized
 def make_train_epoch(model, loss_fn: Callable, optimizer, batch_size: int, grad: str = "autodiff", *,
                      mesh: jax.sharding.Mesh | None = None) -> Callable:
     """A jitted epoch ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``

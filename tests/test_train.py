@@ -193,3 +193,10 @@ def test_checkpoint_from_a_different_model_names_the_leaf(tmp_path):
     other = nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 4))
     with pytest.raises(ValueError, match=r"params.*weight.*\(16, 20\)"):
         fit(other, F.cross_entropy, optim.sgd(lr=0.1), (x, y), resume=True, **{**common, "epochs": 2})
+
+
+def test_building_the_same_step_twice_reuses_the_compiled_function():
+    model, opt = toy_model(), optim.sgd(lr=0.1)
+    assert make_train_step(model, F.cross_entropy, opt) is make_train_step(model, F.cross_entropy, opt)
+    assert make_train_epoch(model, F.cross_entropy, opt, 32) is make_train_epoch(model, F.cross_entropy, opt, 32)
+    assert make_train_step(model, F.cross_entropy, opt, "manual") is not make_train_step(model, F.cross_entropy, opt)

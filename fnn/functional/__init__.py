@@ -20,3 +20,4 @@ from fnn.functional.losses import (
 from fnn.functional.normalization import (
     batch_norm, batch_norm_backward, layer_norm, layer_norm_backward)
 from fnn.functional.backward import backward_of
+from fnn.functional.encoding import one_hot
