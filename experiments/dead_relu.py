@@ -146,14 +146,15 @@ def plot(results: dict, out: str) -> None:
             ax_acc.plot(lrs, [100 * r["test acc"] for r in sel], **kw)
             gone = np.array([r["diverged"] == "yes" for r in sel])
             if gone.any():   # a diverged run has no dead fraction or accuracy: mark it at 0
-                ax_acc.plot(lrs[gone], np.zeros(gone.sum()), "x", color=colors[act_name], ms=10, mew=2)
+                jitter = {name: f for name, f in zip(ACTIVATIONS, (0.85, 1.0, 1.18))}[act_name]  # keep x's apart
+                ax_acc.plot(lrs[gone] * jitter, np.zeros(gone.sum()), "x", color=colors[act_name], ms=10, mew=2)
     for ax in (ax_dead, ax_acc):
         ax.set_xscale("log")
         ax.set_xlabel("SGD learning rate")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     ax_dead.set_ylabel("hidden units never positive on the training set (%)")
-    ax_dead.set_title(f"Dead units after {results['epochs']} epoch(s), MLP 784-256x6-10")
+    ax_dead.set_title(f"Dead units after {results['epochs']} epoch(s), MLP 784-256x6-10 (diverged runs not shown)")
     ax_acc.set_ylabel("test accuracy (%)")
     ax_acc.set_title("Test accuracy of the same runs (x at 0 = diverged to NaN)")
     common.save_figure(fig, out, "dead_fraction.png")
