@@ -9,7 +9,8 @@
   shuffles it, and ``lax.scan`` runs one step per batch, gathering each batch by index.
   Shapes are static, so the last partial batch is dropped (``drop_last``); each epoch
   reshuffles, so every sample is still used over the run.
-- ``evaluate`` runs eval mode over all samples (the last batch padded and masked).
+- ``evaluate`` runs eval mode over all samples (the last batch padded and masked);
+  ``predict`` returns the eval-mode outputs.
 - ``fit`` loops epochs with a progress bar, history, per-epoch atomic checkpoints and
   bit-identical resume: epoch e always uses ``fold_in(key, e)``, so a resumed run draws
   exactly the keys of an uninterrupted one.
@@ -183,16 +184,19 @@ def make_train_epoch(model, loss_fn: Callable, optimizer, batch_size: int, grad:
     return jax.jit(epoch, out_shardings=rep, donate_argnums=(0, 1, 2))
 
 
+def _in_batches(a: jax.Array, batch_size: int) -> jax.Array:
+    """(n, ...) -> (ceil(n / b), b, ...), the last batch zero-padded."""
+    n_batches = -(-a.shape[0] // batch_size)
+    pad = n_batches * batch_size - a.shape[0]
+    return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(n_batches, batch_size, *a.shape[1:])
+
+
 @functools.lru_cache(maxsize=32)
 def _eval_fn(model, loss_fn, batch_size):
     """One compiled evaluator per (model, loss, batch size): fit calls it every epoch."""
     def run(params, state, x, y):
         n = x.shape[0]
-        n_batches = -(-n // batch_size)
-        pad = n_batches * batch_size - n
-        xp = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(n_batches, batch_size, *x.shape[1:])
-        yp = jnp.pad(y, [(0, pad)] + [(0, 0)] * (y.ndim - 1)).reshape(n_batches, batch_size, *y.shape[1:])
-        mask = (jnp.arange(n_batches * batch_size) < n).reshape(n_batches, batch_size).astype(jnp.float32)
+        mask = _in_batches(jnp.ones((n,), jnp.float32), batch_size)
 
         def body(totals, inputs):
             xb, yb, m = inputs
@@ -200,10 +204,28 @@ def _eval_fn(model, loss_fn, batch_size):
             per_sample = loss_fn(out, yb, reduction="none").reshape(batch_size, -1).mean(axis=1)
             return (totals[0] + jnp.sum(per_sample * m), totals[1] + jnp.sum(_correct(out, yb) * m)), None
 
-        (loss_sum, correct), _ = jax.lax.scan(body, (jnp.zeros(()), jnp.zeros(())), (xp, yp, mask))
+        batches = (_in_batches(x, batch_size), _in_batches(y, batch_size), mask)
+        (loss_sum, correct), _ = jax.lax.scan(body, (jnp.zeros(()), jnp.zeros(())), batches)
         return loss_sum / n, correct / n
 
     return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=32)
+def _predict_fn(model, batch_size):
+    def run(params, state, x):
+        def body(_, xb):
+            return None, model.apply(params, state, xb, train=False)[0]
+
+        _, out = jax.lax.scan(body, None, _in_batches(x, batch_size))
+        return out.reshape(-1, *out.shape[2:])[: x.shape[0]]
+
+    return jax.jit(run)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def evaluate(model, params: Any, state: Any, data: tuple[Any, Any], batch_size: int = 1000, *,
@@ -212,10 +234,19 @@ def evaluate(model, params: Any, state: Any, data: tuple[Any, Any], batch_size: 
     ``loss_fn`` must accept ``reduction='none'`` (every fnn.functional loss does)."""
     x, y = (jnp.asarray(a) for a in data)
     _check_data("data", x, y, batch_size=1)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_batch_size(batch_size)
     loss, acc = _eval_fn(model, loss_fn, min(batch_size, x.shape[0]))(params, state, x, y)
     return {"loss": float(loss), "accuracy": float(acc)}
+
+
+def predict(model, params: Any, state: Any, x: Any, batch_size: int = 1000) -> jax.Array:
+    """The model's eval-mode outputs (e.g. logits) for every row of ``x``, computed in
+    compiled batches; ``jnp.argmax(predict(...), 1)`` gives the predicted classes."""
+    x = jnp.asarray(x)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"x must hold at least one sample, got shape {tuple(x.shape)}")
+    _check_batch_size(batch_size)
+    return _predict_fn(model, min(batch_size, x.shape[0]))(params, state, x)
 
 
 def _check_data(name: str, x, y, batch_size: int) -> None:
@@ -261,8 +292,8 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
 
     ``history`` has one dict per epoch: ``epoch`` (1-based), ``train_loss``,
     ``train_accuracy`` (means over the epoch's steps), ``test_loss`` and ``test_accuracy``
-    (when ``eval_data`` is given) and ``seconds`` (wall time of the epoch, compile
-    included for the first). A non-finite loss raises ``FloatingPointError`` naming the
+    (when ``eval_data`` is given), ``train_seconds`` (the training part alone) and
+    ``seconds`` (the whole epoch with evaluation; compile included in the first epoch). A non-finite loss raises ``FloatingPointError`` naming the
     epoch and step, before that epoch's checkpoint is written.
 
     With ``mesh`` (see ``fnn.distributed``) training is data parallel and equals the
@@ -324,7 +355,8 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
         t0 = time.perf_counter()
         params, state, opt_state, metrics = run_epoch(params, state, opt_state,
                                                       jax.random.fold_in(key_train, epoch), x, y)
-        losses = np.asarray(metrics["loss"])
+        losses = np.asarray(metrics["loss"])  # waits for the epoch: train time ends here
+        train_seconds = time.perf_counter() - t0
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             bar.done()
@@ -335,6 +367,7 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
         if eval_data is not None:
             result = evaluate(model, params, state, eval_data, loss_fn=loss_fn)
             record.update(test_loss=result["loss"], test_accuracy=result["accuracy"])
+        record["train_seconds"] = train_seconds
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
         bar.show(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))

@@ -229,3 +229,25 @@ def test_jit_equals_eager_and_second_call_does_not_retrace():
     y2, s2 = jitted(params, s1, x, jax.random.key(2))
     assert len(traces) == 2  # one trace for jit, one eager call; the second jitted call reused the trace
     assert int(s2[1]["num_batches_tracked"]) == 2
+
+
+def test_linear_custom_initializers():
+    import functools
+    from fnn import init
+    layer = nn.Linear(300, 200, weight_init=functools.partial(init.kaiming_normal, nonlinearity="relu"),
+                      bias_init=functools.partial(init.constant, val=-1.0))
+    params, _ = layer.init(KEY)
+    np.testing.assert_allclose(float(jnp.std(params["weight"])), np.sqrt(2 / 300), rtol=0.03)
+    np.testing.assert_array_equal(params["bias"], -np.ones(200))
+    assert hash(layer) == hash(layer)
+    with pytest.raises(ValueError, match=r"weight_init must return shape \(2, 3\)"):
+        nn.Linear(3, 2, weight_init=lambda key, shape: jnp.zeros((3, 2))).init(KEY)
+
+
+def test_sequential_intermediates_are_each_layer_output():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    params, state = model.init(KEY)
+    x = jax.random.normal(KEY, (5, 4))
+    h1, h2, y = model.intermediates(params, state, x, train=False)
+    np.testing.assert_allclose(h2, jnp.maximum(h1, 0))
+    np.testing.assert_array_equal(y, model.apply(params, state, x, train=False)[0])

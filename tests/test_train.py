@@ -85,7 +85,9 @@ def test_fit_learns_and_records_history(capsys):
                  batch_size=64, key=jax.random.key(0), eval_data=(x[768:], y[768:]), progress=False)
     h = result.history
     assert [r["epoch"] for r in h] == [1, 2, 3, 4]
-    assert set(h[0]) >= {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds"}
+    assert set(h[0]) >= {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
+                         "train_seconds"}
+    assert 0 < h[0]["train_seconds"] <= h[0]["seconds"]
     assert h[-1]["train_loss"] < h[0]["train_loss"] and h[-1]["test_accuracy"] > 0.85
     assert capsys.readouterr().err == ""  # progress=False (and not a TTY) prints nothing
 
@@ -200,3 +202,16 @@ def test_building_the_same_step_twice_reuses_the_compiled_function():
     assert make_train_step(model, F.cross_entropy, opt) is make_train_step(model, F.cross_entropy, opt)
     assert make_train_epoch(model, F.cross_entropy, opt, 32) is make_train_epoch(model, F.cross_entropy, opt, 32)
     assert make_train_step(model, F.cross_entropy, opt, "manual") is not make_train_step(model, F.cross_entropy, opt)
+
+
+def test_predict_matches_apply_and_checks_input():
+    from fnn.train import predict
+    model = toy_model()
+    params, state = model.init(jax.random.key(0))
+    x, _ = toy_data(37)
+    want, _ = model.apply(params, state, jnp.asarray(x), train=False)
+    np.testing.assert_allclose(predict(model, params, state, x, batch_size=8), want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        predict(model, params, state, x, batch_size=0)
+    with pytest.raises(ValueError, match="at least one sample"):
+        predict(model, params, state, x[:0])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import jax
 
@@ -14,10 +15,16 @@ from fnn.nn.base import Elementwise, Layer
 @dataclass(frozen=True)
 class Linear(Layer):
     """y = x Wᵀ + b with W (out, in). Default init is PyTorch's (LIN-1):
-    W = kaiming_uniform(a=√5) = U(±1/√in), b = U(±1/√in) (bound 0 when in = 0)."""
+    W = kaiming_uniform(a=√5) = U(±1/√in), b = U(±1/√in) (bound 0 when in = 0).
+
+    ``weight_init`` / ``bias_init`` replace those with any ``fnn.init``-style function
+    ``(key, shape) -> array``, e.g. ``functools.partial(init.kaiming_normal,
+    nonlinearity='relu')`` or ``functools.partial(init.constant, val=0.0)``."""
     in_features: int
     out_features: int
     bias: bool = True
+    weight_init: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None
+    bias_init: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None
 
     def init(self, key):
         if self.in_features < 0 or self.out_features < 0:
@@ -25,11 +32,25 @@ class Linear(Layer):
                              f"out_features={self.out_features}")
         k_w, k_b = jax.random.split(key)
         shape = (self.out_features, self.in_features)
-        params = {"weight": initializers.kaiming_uniform(k_w, shape, a=math.sqrt(5))}
+        if self.weight_init is None:
+            weight = initializers.kaiming_uniform(k_w, shape, a=math.sqrt(5))
+        else:
+            weight = self._custom("weight_init", self.weight_init, k_w, shape)
+        params = {"weight": weight}
         if self.bias:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
-            params["bias"] = initializers.uniform(k_b, (self.out_features,), -bound, bound)
+            if self.bias_init is None:
+                bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+                params["bias"] = initializers.uniform(k_b, (self.out_features,), -bound, bound)
+            else:
+                params["bias"] = self._custom("bias_init", self.bias_init, k_b, (self.out_features,))
         return params, {}
+
+    @staticmethod
+    def _custom(name, fn, key, shape):
+        value = jax.numpy.asarray(fn(key, shape), jax.numpy.float32)
+        if value.shape != shape:
+            raise ValueError(f"Linear {name} must return shape {shape}, got {value.shape}")
+        return value
 
     def apply(self, params, state, x, *, key=None, train):
         return F.linear(x, params["weight"], params.get("bias")), state

@@ -61,6 +61,12 @@ class Sequential(Layer):
             new_state.append(s_new)
         return x, tuple(new_state), inputs
 
+    def intermediates(self, params, state, x, *, key=None, train: bool) -> tuple[jax.Array, ...]:
+        """Every layer's output, in order (the last is ``apply``'s output): for looking
+        inside a network, e.g. activation statistics per layer."""
+        y, _, inputs = self._forward(params, state, x, key, train)
+        return (*inputs[1:], y)
+
     def apply_vjp(self, params, state, x, *, key=None, train):
         y, new_state, inputs = self._forward(params, state, x, key, train)
         keys = self._keys(key)
