@@ -72,3 +72,40 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(cell(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
+
+
+def mnist(n_train: int | None = None, n_test: int | None = None) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """``((x_train, y_train), (x_test, y_test))``: the first ``n_train`` / ``n_test`` MNIST
+    samples (all when None), images normalized with MNIST's mean/std to float32, labels
+    int32, as jax arrays."""
+    import jax.numpy as jnp
+    from fnn import data
+    splits = []
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = data.mnist(split)
+        splits.append((jnp.asarray(data.normalize(images[:n])), jnp.asarray(labels[:n])))
+    return splits[0], splits[1]
+
+
+def print_history(history: list[dict]) -> None:
+    """``fit``'s per-epoch history as a table (train/test loss and accuracy, seconds)."""
+    columns = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
+    print_table(history, [c for c in columns if c in history[0]])
+
+
+def plot_history(ax_loss: Any, ax_acc: Any, history: list[dict], loss_name: str = "cross-entropy loss") -> None:
+    """Train (mean over the epoch) and test (end of epoch) loss and accuracy per epoch of
+    ``fit``'s history on two axes, with labels, grid, legend and whole-epoch ticks (call
+    ``legend()`` again after adding more lines)."""
+    epochs = [r["epoch"] for r in history]
+    for ax, key, scale, ylabel, title in ((ax_loss, "loss", 1, loss_name, "Loss"),
+                                          (ax_acc, "accuracy", 100, "accuracy (%)", "Accuracy")):
+        ax.plot(epochs, [scale * r[f"train_{key}"] for r in history], "o-", label="train (mean over epoch)")
+        ax.plot(epochs, [scale * r[f"test_{key}"] for r in history], "s-", label="test (end of epoch)")
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        if len(epochs) <= 15:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
