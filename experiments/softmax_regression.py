@@ -18,7 +18,7 @@ import common  # puts the repository root on sys.path
 import jax
 import numpy as np
 
-from fnn import data, models, nn, optim, train
+from fnn import models, nn, optim, train
 from fnn import functional as F
 
 NAME = "softmax_regression"
@@ -30,18 +30,13 @@ def main() -> None:
     config = dict(epochs=1 if args.quick else 10, batch_size=128, lr=0.01, momentum=0.9, seed=0,
                   n_train=2000 if args.quick else 60000, n_test=500 if args.quick else 10000)
 
-    train_images, train_labels = data.mnist("train")
-    test_images, test_labels = data.mnist("test")
-    x_train = data.normalize(train_images[: config["n_train"]])
-    y_train = train_labels[: config["n_train"]]
-    x_test = data.normalize(test_images[: config["n_test"]])
-    y_test = test_labels[: config["n_test"]]
+    train_data, test_data = common.mnist(config["n_train"], config["n_test"])
 
     model = models.softmax_regression()
     optimizer = optim.sgd(lr=config["lr"], momentum=config["momentum"])
-    result = train.fit(model, F.cross_entropy, optimizer, (x_train, y_train),
-                           epochs=config["epochs"], batch_size=config["batch_size"],
-                           key=jax.random.key(config["seed"]), eval_data=(x_test, y_test), progress=False)
+    result = train.fit(model, F.cross_entropy, optimizer, train_data, epochs=config["epochs"],
+                       batch_size=config["batch_size"], key=jax.random.key(config["seed"]),
+                       eval_data=test_data, progress=False)
     history = result.history
     final = history[-1]
     weight = np.asarray(result.params[1]["weight"])  # (10, 784): one template per class
@@ -51,25 +46,15 @@ def main() -> None:
                "final_train_accuracy": final["train_accuracy"], "final_test_accuracy": final["test_accuracy"],
                "final_test_loss": final["test_loss"], "num_params": int(nn.num_params(result.params)),
                "wall_seconds": wall}
-    common.print_table([{k: r[k] for k in ("epoch", "train_loss", "train_accuracy", "test_loss",
-                                           "test_accuracy", "seconds")} for r in history])
+    common.print_history(history)
     print(f"final test accuracy {final['test_accuracy']:.4f} (course: about 0.92); wall {wall:.1f} s")
 
     plt = common.pyplot()
     if plt is not None:
-        epochs = [r["epoch"] for r in history]
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-        ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train (mean over epoch)")
-        ax_loss.plot(epochs, [r["test_loss"] for r in history], "s-", label="test (end of epoch)")
-        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-        ax_acc.plot(epochs, [100 * r["train_accuracy"] for r in history], "o-", label="train (mean over epoch)")
-        ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in history], "s-", label="test (end of epoch)")
+        common.plot_history(ax_loss, ax_acc, history)
         ax_acc.axhline(92, color="gray", ls="--", lw=1, label="course: ~92%")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-        for ax in (ax_loss, ax_acc):
-            ax.grid(alpha=0.3)
-            ax.legend()
-            ax.set_xticks(epochs)
+        ax_acc.legend()
         fig.suptitle(f"Softmax regression on MNIST (SGD lr={config['lr']}, momentum={config['momentum']}, "
                      f"batch {config['batch_size']}): test accuracy {100 * final['test_accuracy']:.2f}%")
         common.save_figure(fig, args.out, "curves.png")
