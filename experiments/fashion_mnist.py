@@ -40,12 +40,6 @@ def load(split: str, root: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     return data.normalize(images[:n], data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD), labels[:n]
 
 
-def predict(model, params, state, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    logits = jax.jit(lambda p, s, xb: model.apply(p, s, xb, train=False)[0])
-    return np.concatenate([np.asarray(jax.numpy.argmax(logits(params, state, x[i:i + batch_size]), axis=1))
-                           for i in range(0, len(x), batch_size)])
-
-
 def main() -> None:
     args = common.parse_args(NAME, __doc__.splitlines()[0], extra=lambda p: p.add_argument(
         "--root", default=str(DEFAULT_ROOT), help="directory holding the Fashion-MNIST IDX files"))
@@ -71,7 +65,7 @@ def main() -> None:
     history = result.history
 
     y_true = np.asarray(test_data[1])
-    y_pred = predict(model, result.params, result.state, test_data[0])
+    y_pred = np.asarray(train.predict(model, result.params, result.state, test_data[0])).argmax(axis=1)
     confusion = np.zeros((10, 10), np.int64)  # rows: true class, columns: predicted class
     np.add.at(confusion, (y_true, y_pred), 1)
     support = confusion.sum(axis=1)
@@ -83,8 +77,7 @@ def main() -> None:
                "final_test_accuracy": history[-1]["test_accuracy"], "best_test_accuracy":
                max(r["test_accuracy"] for r in history), "per_class_accuracy": dict(zip(CLASSES, per_class.tolist())),
                "confusion_matrix": confusion.tolist(), "wall_seconds": wall}
-    common.print_table([{k: r[k] for k in ("epoch", "train_loss", "train_accuracy", "test_loss",
-                                           "test_accuracy", "seconds")} for r in history])
+    common.print_history(history)
     print()
     common.print_table([{"class": c, "test_accuracy": float(a), "n": int(n)}
                         for c, a, n in zip(CLASSES, per_class, support)])
@@ -93,18 +86,8 @@ def main() -> None:
     plt = common.pyplot()
     if plt is not None:
         fig, axes = plt.subplots(2, 2, figsize=(13, 10))
-        ep = [r["epoch"] for r in history]
         (ax_loss, ax_acc), (ax_cls, ax_cm) = axes
-        ax_loss.plot(ep, [r["train_loss"] for r in history], "o-", label="train (mean over epoch)")
-        ax_loss.plot(ep, [r["test_loss"] for r in history], "s-", label="test (end of epoch)")
-        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-        ax_acc.plot(ep, [100 * r["train_accuracy"] for r in history], "o-", label="train (mean over epoch)")
-        ax_acc.plot(ep, [100 * r["test_accuracy"] for r in history], "s-", label="test (end of epoch)")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-        for ax in (ax_loss, ax_acc):
-            ax.grid(alpha=0.3)
-            ax.legend()
-            ax.xaxis.get_major_locator().set_params(integer=True)
+        common.plot_history(ax_loss, ax_acc, history)
         order = np.argsort(per_class)
         bars = ax_cls.barh([CLASSES[i] for i in order], 100 * per_class[order], color="tab:blue")
         ax_cls.bar_label(bars, fmt="%.1f", padding=2, fontsize=8)
