@@ -40,7 +40,7 @@ NUM_CLASSES = 10
 
 def softmax_mse(input, target, reduction: str = "mean"):
     """Σ_c (softmax(x)_c − onehot(y)_c)² per sample; 'mean' over samples, 'sum', or 'none'."""
-    onehot = jax.nn.one_hot(target, input.shape[1], dtype=input.dtype)
+    onehot = F.one_hot(target, input.shape[1]).astype(input.dtype)
     per_sample = jnp.sum(F.mse_loss(F.softmax(input, dim=1), onehot, reduction="none"), axis=1)
     return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda v: v}[reduction](per_sample)
 
@@ -48,7 +48,7 @@ def softmax_mse(input, target, reduction: str = "mean"):
 def softmax_mse_backward(grad_output, input, target, reduction: str = "mean"):
     """Chain rule through fnn's manual ops: dL/dp = g·2(p − onehot) (mse_loss_backward with
     'sum'), then dL/dx = softmax_backward(dL/dp); 'mean' scales g by 1/N."""
-    onehot = jax.nn.one_hot(target, input.shape[1], dtype=input.dtype)
+    onehot = F.one_hot(target, input.shape[1]).astype(input.dtype)
     p = F.softmax(input, dim=1)
     g = jnp.asarray(grad_output, input.dtype)
     g = g / input.shape[0] if reduction == "mean" else g
@@ -95,8 +95,10 @@ def saturate(params, scale: float):
     return params[:-1] + (last,)
 
 
-def run(model, step, opt, params, state, x, y, x_test, y_test, cfg, key):
-    """SGD steps over fnn.data.batches; test accuracy every cfg['eval_every'] steps."""
+def run(model, loss_fn, opt, params, state, x, y, x_test, y_test, cfg, key):
+    """SGD steps over fnn.data.batches; test accuracy every cfg['eval_every'] steps.
+    make_train_step is memoized: each (model, loss, opt) compiles once across inits."""
+    step = train.make_train_step(model, loss_fn, opt, grad="manual")
     opt_state = opt.init(params)
     curve = [(0, train.evaluate(model, params, state, (x_test, y_test))["accuracy"])]
     losses, n = [], 0
@@ -148,30 +150,21 @@ def main() -> None:
     print("manual backward vs jax.grad:", cross_check)
 
     # ----- part 2
-    train_images, train_labels = data.mnist("train")
-    test_images, test_labels = data.mnist("test")
-    x = data.normalize(train_images[: cfg["n_train"]])
-    y = train_labels[: cfg["n_train"]]
-    x_test = data.normalize(test_images[: cfg["n_test"]])
-    y_test = test_labels[: cfg["n_test"]]
+    (x, y), (x_test, y_test) = common.mnist(cfg["n_train"], cfg["n_test"])
     model = models.mlp(hidden=(cfg["hidden"],), batch_norm=False, dropout=0)
     key_init, key_train = jax.random.split(jax.random.key(cfg["seed"]))
     params0, state0 = model.init(key_init)
     opt = optim.sgd(lr=cfg["lr"])  # plain SGD: the step is proportional to the gradient
-    steps = {name: train.make_train_step(model, fn, opt, grad="manual")  # one compile per loss
-             for name, fn in (("cross_entropy", F.cross_entropy), ("softmax_mse", softmax_mse))}
     runs, train_rows = {}, []
     for init_name, scale in (("default", 1.0), ("saturated", cfg["saturate_scale"])):
         params = saturate(params0, scale)
-        logits, _ = model.apply(params, state0, x_test, train=False)
-        p = F.softmax(logits, dim=1)
+        p = F.softmax(train.predict(model, params, state0, x_test), dim=1)
         init_stats = {"mean max softmax": float(jnp.mean(jnp.max(p, axis=1))),
                       "accuracy": float(jnp.mean(jnp.argmax(p, axis=1) == y_test))}
-        for loss_name in ("cross_entropy", "softmax_mse"):
+        for loss_name, loss_fn in (("cross_entropy", F.cross_entropy), ("softmax_mse", softmax_mse)):
             t0 = time.perf_counter()
             # Same data order for every run: the loss and init are the only differences.
-            curve, losses = run(model, steps[loss_name], opt, params, state0, x, y, x_test, y_test, cfg,
-                                key_train)
+            curve, losses = run(model, loss_fn, opt, params, state0, x, y, x_test, y_test, cfg, key_train)
             acc = dict(curve)
             first_90 = next((s for s, a in curve if a >= 0.9), None)
             runs[f"{init_name}/{loss_name}"] = {"init": init_name, "loss": loss_name, "init_stats": init_stats,
