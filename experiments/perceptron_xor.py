@@ -20,7 +20,6 @@ import time
 import common  # puts the repository root on sys.path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fnn import classic, nn, optim, train
@@ -75,17 +74,19 @@ def main() -> None:
                       "converged": bool(history["converged"]), "first_epoch_without_mistakes": first_clean}
 
     # ----- one-hidden-layer MLPs on the XOR clouds: every (hidden, seed) pair
-    sweep, showcase = [], None
+    # One optimizer object for every run: fit's compiled epoch is memoized on (model, loss,
+    # optimizer), and equal models (same H) then share it across seeds.
+    sweep, showcase, optimizer = [], None, optim.adam(lr=config["lr"])
     for hidden in config["hidden_sizes"]:
         for seed in config["seeds"]:
             model = mlp(hidden)
-            result = train.fit(model, F.cross_entropy, optim.adam(lr=config["lr"]), (X_xor, y_xor),
+            result = train.fit(model, F.cross_entropy, optimizer, (X_xor, y_xor),
                                epochs=config["mlp_epochs"], batch_size=config["batch_size"],
                                key=jax.random.key(seed), eval_data=(X_xor, y_xor), progress=False)
             # evaluate() on the training set after each epoch: misclassified points then.
             mistakes = [int(round((1 - r["test_accuracy"]) * len(y_xor))) for r in result.history]
-            logits, _ = model.apply(result.params, result.state, jnp.asarray(CORNERS), train=False)
-            corners_ok = bool(np.all(np.asarray(jnp.argmax(logits, axis=1)) == CORNER_LABELS))
+            logits = train.predict(model, result.params, result.state, CORNERS)
+            corners_ok = bool(np.all(np.asarray(logits).argmax(axis=1) == CORNER_LABELS))
             run = {"hidden": hidden, "seed": seed, "final_accuracy": result.history[-1]["test_accuracy"],
                    "final_loss": result.history[-1]["test_loss"], "mistakes": mistakes,
                    "corners_correct": corners_ok,
@@ -151,8 +152,8 @@ def main() -> None:
         regions(ax, labels, X, y, f"Perceptron on {'separable data' if name == 'separable' else 'XOR'}\n"
                 f"accuracy {100 * p['accuracy']:.1f}%, "
                 + (f"no mistakes from epoch {clean}" if clean else f"mistakes in every epoch"))
-    logits, _ = model.apply(result.params, result.state, jnp.asarray(grid), train=False)
-    regions(axes[2], np.asarray(jnp.argmax(logits, axis=1)), X_xor, y_xor,
+    logits = train.predict(model, result.params, result.state, grid)
+    regions(axes[2], np.asarray(logits).argmax(axis=1), X_xor, y_xor,
             f"MLP 2-{run['hidden']}-2 (tanh) on XOR\naccuracy {100 * run['final_accuracy']:.1f}% "
             f"after {config['mlp_epochs']} epochs")
     ax = axes[3]
