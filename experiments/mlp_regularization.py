@@ -18,7 +18,7 @@ import common  # puts the repository root on sys.path
 
 import jax
 
-from fnn import data, models, nn, optim, train
+from fnn import models, nn, optim, train
 from fnn import functional as F
 
 NAME = "mlp_regularization"
@@ -37,10 +37,7 @@ def main() -> None:
                   batch_size=128, lr=0.05, momentum=0.9, schedule="cosine to 0 over the run", seed=0,
                   n_train=2000 if args.quick else 60000, n_test=500 if args.quick else 10000)
 
-    train_images, train_labels = data.mnist("train")
-    test_images, test_labels = data.mnist("test")
-    train_data = (data.normalize(train_images[: config["n_train"]]), train_labels[: config["n_train"]])
-    test_data = (data.normalize(test_images[: config["n_test"]]), test_labels[: config["n_test"]])
+    train_data, test_data = common.mnist(config["n_train"], config["n_test"])
     steps = config["epochs"] * (config["n_train"] // config["batch_size"])
 
     # --quick compiles only the two extremes (each variant is a fresh compile of seconds).
