@@ -13,9 +13,8 @@ import time
 
 import common
 import jax
-import jax.numpy as jnp
 
-from fnn import data, models, optim, train
+from fnn import models, optim, train
 import fnn.functional as F
 
 NAME = "optimizers"
@@ -36,12 +35,10 @@ OPTIMIZERS = {
 def main() -> None:
     args = common.parse_args(NAME, __doc__.splitlines()[0])
     t_start = time.perf_counter()
-    xs, ys = data.mnist("train")
-    xt, yt = data.mnist("test")
     n_train, n_test, epochs = (2048, 512, 1) if args.quick else (60000, 10000, 6)
-    train_data = (jnp.asarray(data.normalize(xs[:n_train])), jnp.asarray(ys[:n_train]))
-    test_data = (jnp.asarray(data.normalize(xt[:n_test])), jnp.asarray(yt[:n_test]))
-    model = models.mlp()
+    train_data, test_data = common.mnist(n_train, n_test)
+    hidden = (64, 64) if args.quick else (512, 512)  # --quick: the same layers, narrower
+    model = models.mlp(hidden=hidden)
     batch_size, key = 128, jax.random.key(0)
 
     # --quick compiles only two of the seven (each optimizer is a fresh compile of the epoch).
@@ -60,12 +57,12 @@ def main() -> None:
                      "final train loss": last["train_loss"], "final test acc": last["test_accuracy"],
                      "best test acc": best, "seconds": seconds})
         print(f"{name}: done in {seconds:.1f} s", flush=True)
-    print(f"\nMNIST, mlp() 784-512-512-10 (BN, dropout 0.2), batch {batch_size}, {epochs} epoch(s), "
+    print(f"\nMNIST, mlp() 784-{'-'.join(map(str, hidden))}-10 (BN, dropout 0.2), batch {batch_size}, {epochs} epoch(s), "
           f"{n_train} train / {n_test} test, key 0:")
     common.print_table(rows)
 
     wall = time.perf_counter() - t_start
-    common.save_json(args.out, {"quick": args.quick, "epochs": epochs, "batch_size": batch_size,
+    common.save_json(args.out, {"quick": args.quick, "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size,
                                 "n_train": n_train, "n_test": n_test, "table": rows,
                                 "histories": histories, "wall_seconds": wall})
 
