@@ -62,8 +62,8 @@ def main() -> None:
     common.print_table(rows)
 
     wall = time.perf_counter() - t_start
-    common.save_json(args.out, {"quick": args.quick, "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size,
-                                "n_train": n_train, "n_test": n_test, "table": rows,
+    common.save_json(args.out, {"quick": args.quick, "hidden": list(hidden), "epochs": epochs,
+                                "batch_size": batch_size, "n_train": n_train, "n_test": n_test, "table": rows,
                                 "histories": histories, "wall_seconds": wall})
 
     plt = common.pyplot()
