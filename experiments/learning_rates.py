@@ -15,10 +15,9 @@ import time
 
 import common
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from fnn import data, models, optim, train
+from fnn import models, optim, train
 import fnn.functional as F
 
 NAME = "learning_rates"
@@ -26,9 +25,8 @@ LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
 REGIMES = {1e-4: "too small", 1e-1: "about right", 10.0: "too big"}  # the three drawn bold
 
 
-def run(model, lr, train_data, test_data, epochs, batch_size, key):
-    """Per-step losses for plain SGD at ``lr``; stops at the first non-finite loss."""
-    opt = optim.sgd(lr=lr)
+def run(model, opt, train_data, test_data, epochs, batch_size, key):
+    """Per-step losses for the optimizer ``opt``; stops at the first non-finite loss."""
     run_epoch = train.make_train_epoch(model, F.cross_entropy, opt, batch_size)
     k_init, k_train = jax.random.split(key)
     params, state = model.init(k_init)
@@ -49,19 +47,18 @@ def run(model, lr, train_data, test_data, epochs, batch_size, key):
 def main() -> None:
     args = common.parse_args(NAME, __doc__.splitlines()[0])
     t_start = time.perf_counter()
-    xs, ys = data.mnist("train")
-    xt, yt = data.mnist("test")
     n_train, n_test, epochs = (2048, 512, 1) if args.quick else (60000, 10000, 3)
-    train_data = (jnp.asarray(data.normalize(xs[:n_train])), jnp.asarray(ys[:n_train]))
-    test_data = (jnp.asarray(data.normalize(xt[:n_test])), jnp.asarray(yt[:n_test]))
+    train_data, test_data = common.mnist(n_train, n_test)
     model = models.mlp(batch_norm=False, dropout=0.0)
     batch_size, key = 128, jax.random.key(0)
     lrs = list(REGIMES) if args.quick else LRS
+    # One optimizer object per lr: fit below reuses it, and the compiled epoch is memoized on it.
+    optimizers = {lr: optim.sgd(lr=lr) for lr in lrs}
 
     curves, rows = {}, []
     for lr in lrs:
         t0 = time.perf_counter()
-        losses, diverged_at, test = run(model, lr, train_data, test_data, epochs, batch_size, key)
+        losses, diverged_at, test = run(model, optimizers[lr], train_data, test_data, epochs, batch_size, key)
         curves[lr] = losses
         finite = np.asarray(losses)[np.isfinite(losses)]
         rows.append({"lr": lr, "regime": REGIMES.get(lr, ""), "first loss": losses[0],
@@ -77,7 +74,7 @@ def main() -> None:
     # The same divergence through fit: it raises instead of training on NaN.
     big = max(REGIMES)
     try:
-        train.fit(model, F.cross_entropy, optim.sgd(lr=big), train_data, epochs=epochs, batch_size=batch_size,
+        train.fit(model, F.cross_entropy, optimizers[big], train_data, epochs=epochs, batch_size=batch_size,
                   key=key, progress=False)
         fit_error = None
     except FloatingPointError as err:
