@@ -1085,3 +1085,58 @@ def test_clip_golden_and_zero_grads(x64):
         clipped, total = optim.clip_grad_norm({"g": jnp.asarray(g)}, 1.0)
         close(total, total_t, rtol=1e-14)
         close(clipped["g"], p.grad, rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------- argument ranges
+# Valid torch arguments that fnn rejects (not documented deviations; Adagrad/RMSprop's eps > 0
+# and RMSprop's alpha < 1 are documented in their docstrings and not listed here).
+
+def _lse_tuple_dim():
+    x = rng_for("lse-tuple").normal(size=(2, 3, 4))
+    close(F.logsumexp(jnp.asarray(x), (0, 2)), torch.logsumexp(tt(x), dim=(0, 2)))
+
+
+def _clip_max_norm_zero():
+    g = np.array([1.0, -2.0, 2.0])
+    p = tt(np.zeros(3), True)
+    p.grad = tt(g)
+    total_t = torch.nn.utils.clip_grad_norm_([p], 0.0)  # torch: grads become zeros
+    clipped, total = optim.clip_grad_norm({"g": jnp.asarray(g)}, 0.0)
+    close(total, total_t)
+    close(clipped["g"], p.grad)
+
+
+def _adam_eps_zero():
+    params, grads = random_problem(rng_for("adam-eps0"), 3)
+    want = run_torch("Adam", dict(lr=0.1, eps=0.0), params, grads)
+    got = run_fnn(optim.adam(lr=0.1, eps=0.0), params, grads)
+    for k in params:
+        close(got[-1][k], want[-1][k], rtol=1e-10)
+
+
+def _gamma_zero(cls, make):
+    def check():
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+        sched = getattr(torch.optim.lr_scheduler, cls)(opt, gamma=0.0, **({"step_size": 2} if cls == "StepLR" else {}))
+        schedule = make()
+        for step in range(5):
+            close(schedule(step), opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    return check
+
+
+@pytest.mark.parametrize("check", [
+    pytest.param(_lse_tuple_dim, marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=(
+        "torch.logsumexp takes a tuple of dims; fnn's _dim() accepts only an int"))),
+    pytest.param(_clip_max_norm_zero, marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+        "torch clip_grad_norm_(max_norm=0) zeroes the grads; fnn's _check_clip_args requires max_norm > 0"))),
+    pytest.param(_adam_eps_zero, marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+        "torch Adam accepts eps=0 (0 <= eps); fnn's _check_adam_args requires eps > 0 (undocumented)"))),
+    pytest.param(_gamma_zero("StepLR", lambda: optim.step_lr(0.3, 2, 0.0)), marks=pytest.mark.xfail(
+        strict=True, raises=ValueError, reason="torch StepLR accepts gamma=0; fnn step_lr requires gamma > 0")),
+    pytest.param(_gamma_zero("ExponentialLR", lambda: optim.exponential_lr(0.3, 0.0)), marks=pytest.mark.xfail(
+        strict=True, raises=ValueError, reason="torch ExponentialLR accepts gamma=0; fnn requires gamma > 0")),
+], ids=["logsumexp-tuple-dim", "clip-max_norm-0", "adam-eps-0", "steplr-gamma-0", "exponentiallr-gamma-0"])
+def test_torch_accepts_fnn_rejects(x64, check):
+    check()
