@@ -9,9 +9,9 @@ to float64 rounding and central finite differences to their truncation error
 (``fnn.gradcheck.check_model``); (2) training the model with ``grad='manual'`` reaches the
 same test accuracy as ``grad='autodiff'`` at a comparable throughput.
 
-Throughput is samples per second of the compiled training epoch (``fit`` without
-evaluation, so an epoch's ``seconds`` is pure training), over the epochs after the first
-(which includes compilation). Both the median and the fastest such epoch are reported: on a
+Throughput is samples per second of the compiled training epoch (``fit``'s
+``train_seconds``: the training part of each epoch, without the evaluation that follows
+it), over the epochs after the first (which includes compilation). Both the median and the fastest such epoch are reported: on a
 shared machine the fastest epoch is the better estimate of the intrinsic cost.
 
 Writes results.json (gradcheck table, per-epoch timings, accuracies) and
@@ -27,7 +27,7 @@ import common  # puts the repository root on sys.path
 import jax
 import numpy as np
 
-from fnn import data, gradcheck, nn, optim, train
+from fnn import gradcheck, nn, optim, train
 from fnn import functional as F
 
 NAME = "manual_vs_autodiff"
@@ -41,9 +41,8 @@ def issue_model() -> nn.Sequential:
 
 
 def quick_model() -> nn.Sequential:
-    """Every layer type of the issue's model, one hidden layer of 16. The gradient check
-    compiles two finite-difference programs per parameter leaf, so --quick keeps 6 leaves
-    instead of 10 to stay within seconds."""
+    """Every layer type of the issue's model, one hidden layer of 16: --quick checks 6 leaves
+    instead of 10, and the gradient check's float64 compiles stay within seconds."""
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2),
                          nn.Linear(16, 10))
 
@@ -55,14 +54,12 @@ def main() -> None:
                   lr=0.05, momentum=0.9, schedule="cosine to 0 over the run", seed=0,
                   n_train=1024 if args.quick else 60000, n_test=500 if args.quick else 10000)
     model = quick_model() if args.quick else issue_model()
-    train_images, train_labels = data.mnist("train")
-    test_images, test_labels = data.mnist("test")
+    train_data, test_data = common.mnist(config["n_train"], config["n_test"])
 
     # 1. The gradient check, on the first real training batch, in train mode.
     k_init, k_drop, k_fit = jax.random.split(jax.random.key(config["seed"]), 3)
     params, state = model.init(k_init)
-    xb = data.normalize(train_images[: config["check_batch"]])
-    yb = train_labels[: config["check_batch"]]
+    xb, yb = train_data[0][: config["check_batch"]], train_data[1][: config["check_batch"]]
     t0 = time.perf_counter()
     report = gradcheck.check_model(model, F.cross_entropy, params, state, xb, yb, key=k_drop, train=True)
     check_seconds = time.perf_counter() - t0
@@ -73,23 +70,22 @@ def main() -> None:
               for leaf in report.leaves]
 
     # 2. Train the same model from the same key with each gradient source.
-    train_data = (data.normalize(train_images[: config["n_train"]]), train_labels[: config["n_train"]])
-    test_data = (data.normalize(test_images[: config["n_test"]]), test_labels[: config["n_test"]])
     samples_per_epoch = (config["n_train"] // config["batch_size"]) * config["batch_size"]
     steps = config["epochs"] * (config["n_train"] // config["batch_size"])
     runs, rows = {}, []
     for source in SOURCES:
         optimizer = optim.sgd(lr=optim.cosine_annealing_lr(config["lr"], T_max=steps), momentum=config["momentum"])
         result = train.fit(model, F.cross_entropy, optimizer, train_data, epochs=config["epochs"],
-                           batch_size=config["batch_size"], key=k_fit, grad=source, progress=False)
-        seconds = [r["seconds"] for r in result.history]
-        test = train.evaluate(model, result.params, result.state, test_data)
+                           batch_size=config["batch_size"], key=k_fit, eval_data=test_data, grad=source,
+                           progress=False)
+        seconds = [r["train_seconds"] for r in result.history]
+        final = result.history[-1]
         row = {"grad": source, "first_epoch_s": seconds[0], "median_epoch_s": statistics.median(seconds[1:]),
                "fastest_epoch_s": min(seconds[1:]),
                "samples_per_s_median": samples_per_epoch / statistics.median(seconds[1:]),
                "samples_per_s_fastest": samples_per_epoch / min(seconds[1:]),
-               "final_train_loss": result.history[-1]["train_loss"],
-               "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
+               "final_train_loss": final["train_loss"],
+               "test_loss": final["test_loss"], "test_accuracy": final["test_accuracy"]}
         runs[source] = {"history": result.history, "summary": row,
                         "params": jax.tree.map(np.asarray, result.params)}
         rows.append(row)
