@@ -180,7 +180,8 @@ def main() -> None:
                "ce_manual_vs_jax_max_abs": ce_manual_vs_jax, "bce_manual_vs_jax_max_abs": bce_manual_vs_jax,
                "stable_ce_max_rel_err_vs_float64": ce_rel_err, "bce_with_logits_max_rel_err": bcel_rel_err,
                "bce_loss_confidently_right": {k: v.tolist() for k, v in right.items()},
-               "naive_softmax_pmax": pmax_naive.tolist(), "stable_softmax_pmax": pmax_stable.tolist(), "table": rows, "wall_seconds": wall}
+               "naive_softmax_pmax": pmax_naive.tolist(), "stable_softmax_pmax": pmax_stable.tolist(),
+               "table": rows, "wall_seconds": wall}
     common.save_json(args.out, results)
     print(f"wall {wall:.1f} s")
 
@@ -233,34 +234,28 @@ def main() -> None:
     ax.set(xscale="log", yscale="log", xlabel="s   (label y = 1, logit z = −s: confidently wrong)",
            ylabel="BCE loss", title="Binary cross-entropy (wrong side): loss (exact ≈ s)")
 
-    ax = axes[1, 1]
-    floor = 1e-12
-    every_zero = every
-    for key, label, style, color, lw in (
-            ("on_sigmoid", "BCE on sigmoid (torch: denominator floored at 1e-12)", "-", "tab:red", 3),
-            ("with_logits", "BCE-with-logits: σ(z) − y", ":", "tab:blue", 2.5)):
-        g = np.abs(bce_grad[key].astype(np.float64))
-        ax.plot(scales, np.where(g > 0, g, np.nan), style, color=color, lw=lw, label=label)
-        zero = g == 0
-        if zero.any():
-            where = np.flatnonzero(zero)[::every_zero]
-            ax.plot(scales[where], np.full(len(where), floor), "v", color=color, ms=6, ls="none",
-                    label=f"  exactly 0 from s = {scales[zero][0]:.3g} (marked at 1e-12)")
-    ax.set(xscale="log", yscale="log", ylim=(floor / 3, 10), xlabel="s   (label y = 1, logit z = −s)",
-           ylabel="|∂loss/∂z|", title="Binary cross-entropy (wrong side): gradient wrt the logit")
-
-    ax = axes[1, 2]
-    floor = 1e-30
-    for key, label, style, color, lw in (
-            ("on_sigmoid", "F.binary_cross_entropy(F.sigmoid(z))", "-", "tab:red", 3),
-            ("with_logits", "F.binary_cross_entropy_with_logits(z)", ":", "tab:blue", 2.5)):
-        v = right[key].astype(np.float64)
+    def positive(ax, values, floor, label, style, color, lw):
+        """Positive values as a line on a log axis; exact zeros (v) as markers pinned at `floor`."""
+        v = np.asarray(values, np.float64)
         ax.plot(scales, np.where(v > 0, v, np.nan), style, color=color, lw=lw, label=label)
         zero = v == 0
         if zero.any():
             where = np.flatnonzero(zero)[::every]
             ax.plot(scales[where], np.full(len(where), floor), "v", color=color, ms=6, ls="none",
-                    label=f"  exactly 0 from s = {scales[zero][0]:.3g} (marked at 1e-30)")
+                    label=f"  exactly 0 from s = {scales[zero][0]:.3g} (marked at {floor:g})")
+
+    ax = axes[1, 1]
+    floor = 1e-12
+    positive(ax, np.abs(bce_grad["on_sigmoid"]), floor, "BCE on sigmoid (torch: denominator floored at 1e-12)",
+             "-", "tab:red", 3)
+    positive(ax, np.abs(bce_grad["with_logits"]), floor, "BCE-with-logits: σ(z) − y", ":", "tab:blue", 2.5)
+    ax.set(xscale="log", yscale="log", ylim=(floor / 3, 10), xlabel="s   (label y = 1, logit z = −s)",
+           ylabel="|∂loss/∂z|", title="Binary cross-entropy (wrong side): gradient wrt the logit")
+
+    ax = axes[1, 2]
+    floor = 1e-30
+    positive(ax, right["on_sigmoid"], floor, "F.binary_cross_entropy(F.sigmoid(z))", "-", "tab:red", 3)
+    positive(ax, right["with_logits"], floor, "F.binary_cross_entropy_with_logits(z)", ":", "tab:blue", 2.5)
     ax.set(xscale="log", yscale="log", ylim=(floor / 10, 10), xlabel="s   (label y = 1, logit z = +s: confidently right)",
            ylabel="BCE loss (exact ≈ exp(−s))",
            title="Binary cross-entropy (right side): loss; σ(s) rounds to 1")
