@@ -258,3 +258,15 @@ def test_backward_grad_output_shape_rejected():
         logsumexp_backward(jnp.ones((2, 1)), x)
     with pytest.raises(ValueError, match=r"grad_output must have the forward output's shape \(2, 3\), got \(2, 6\)"):
         maxout_backward(x, x, 2)
+
+
+def test_logsumexp_over_several_dims(x64):
+    x = jax.random.normal(jax.random.key(4), (3, 4, 5), jnp.float64) * 10
+    want = jax.scipy.special.logsumexp(x, axis=(0, 2))
+    np.testing.assert_allclose(F.logsumexp(x, dim=(0, -1)), want, rtol=1e-12)
+    for keepdim in (False, True):
+        y, vjp = jax.vjp(lambda a: F.logsumexp(a, (2, 0), keepdim), x)
+        g = jax.random.normal(jax.random.key(5), y.shape, jnp.float64)
+        np.testing.assert_allclose(F.logsumexp_backward(g, x, (2, 0), keepdim), vjp(g)[0], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="more than once"):
+        F.logsumexp(x, dim=(0, -3))

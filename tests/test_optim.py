@@ -303,8 +303,8 @@ BAD = [
     (lambda: optim.adam(lr=-1e-3), "lr must be >= 0, got -0.001"),
     (lambda: optim.adamw(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
     (lambda: optim.adamw(betas=(0.9, 1.5)), r"betas\[1\] must be in \[0.0, 1.0\), got 1.5"),
-    (lambda: optim.clip_grad_norm(jnp.ones(2), 0.0), "max_norm must be > 0, got 0.0"),
-    (lambda: optim.clip_by_global_norm(-1.0), "max_norm must be > 0, got -1.0"),
+    (lambda: optim.clip_grad_norm(jnp.ones(2), -0.5), "max_norm must be >= 0, got -0.5"),
+    (lambda: optim.clip_by_global_norm(-1.0), "max_norm must be >= 0, got -1.0"),
     (lambda: optim.add_decayed_weights(-0.1), "weight_decay must be >= 0, got -0.1"),
 ]
 

@@ -218,31 +218,41 @@ def softplus_backward(grad_output: jax.Array, input: jax.Array, beta: float = 1.
 
 # ---------------------------------------------------------------- reductions over dim
 
-def logsumexp(input: jax.Array, dim: int = -1, keepdim: bool = False) -> jax.Array:
-    """log sum_i e^(x_i) over `dim`, shifted by the (gradient-free) max so e^1000 never forms.
+def _dims(dim: int | tuple[int, ...], x: jax.Array) -> tuple[int, ...]:
+    """One dim or a tuple of dims (as torch.logsumexp takes), normalised and sorted."""
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    out = tuple(sorted({_dim(d, x) for d in dims}))
+    if len(out) != len(dims):
+        raise ValueError(f"dim {dim!r} names the same dimension more than once")
+    return out
+
+
+def logsumexp(input: jax.Array, dim: int | tuple[int, ...] = -1, keepdim: bool = False) -> jax.Array:
+    """log sum_i e^(x_i) over `dim` (an int or a tuple of ints), shifted by the
+    (gradient-free) max so e^1000 never forms.
 
     An infinite max (all -inf, or a +inf entry) is not subtracted, so -inf and +inf come out
     as in torch instead of NaN.
     """
     check_floating("input", input)
-    d = _dim(dim, input)
+    d = _dims(dim, input)
     m = lax.stop_gradient(jnp.max(input, axis=d, keepdims=True))
     m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
     out = jnp.log(jnp.sum(jnp.exp(input - m), axis=d, keepdims=True)) + m
     return out if keepdim else jnp.squeeze(out, axis=d)
 
 
-def logsumexp_backward(grad_output: jax.Array, input: jax.Array, dim: int = -1,
+def logsumexp_backward(grad_output: jax.Array, input: jax.Array, dim: int | tuple[int, ...] = -1,
                        keepdim: bool = False) -> jax.Array:
-    """y = log sum_j e^(x_j)  =>  dy/dx_i = e^(x_i) / sum_j e^(x_j) = softmax(x)_i,
-    so dL/dx = g (broadcast back over `dim`) * softmax(x, dim)."""
+    """y = log sum_j e^(x_j)  =>  dy/dx_i = e^(x_i) / sum_j e^(x_j) = e^(x_i - y), the softmax
+    over the reduced dims, so dL/dx = g (broadcast back over `dim`) * e^(x - y)."""
     check_floating("input", input)
-    d = _dim(dim, input)
-    shape = list(jnp.shape(input))
-    shape[d] = 1
-    _grad_check(grad_output, tuple(shape) if keepdim else tuple(shape[:d] + shape[d + 1:]))
+    d = _dims(dim, input)
+    shape = tuple(jnp.shape(input))
+    _grad_check(grad_output, tuple(1 if i in d else s for i, s in enumerate(shape)) if keepdim
+                else tuple(s for i, s in enumerate(shape) if i not in d))
     g = grad_output if keepdim else jnp.expand_dims(grad_output, d)
-    return g * softmax(input, d)
+    return g * jnp.exp(input - logsumexp(input, d, keepdim=True))
 
 
 def softmax(input: jax.Array, dim: int = -1) -> jax.Array:

@@ -121,7 +121,8 @@ class Maxout(Elementwise):
 
 @dataclass(frozen=True)
 class PReLU(Layer):
-    """PReLU(num_parameters=1, init=0.25): weight (num_parameters,), per channel on dim 1."""
+    """torch's PReLU(num_parameters=1, init=0.25): weight (num_parameters,), per channel on
+    dim 1. torch's ``init`` argument is named ``init_value`` here: ``init`` is the method."""
     num_parameters: int = 1
     init_value: float = 0.25
 

@@ -26,6 +26,14 @@ import numpy as np
 Params = dict[str, jax.Array]
 State = dict[str, jax.Array]
 
+# PyTorch registers parameters and buffers in this order; jax's dict pytrees come back
+# from jit and eval_shape key-sorted, so state_dict order must not rely on dict order.
+_TORCH_ORDER = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _torch_order(d: dict) -> list[str]:
+    return sorted(d, key=lambda k: (_TORCH_ORDER.index(k) if k in _TORCH_ORDER else len(_TORCH_ORDER), k))
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -55,10 +63,10 @@ class Layer:
     # -- PyTorch-style flat names -------------------------------------------------------
     def named_arrays(self, params: Any, state: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """Yield (flat name, array) for params then buffers, in PyTorch's state_dict order."""
-        for name, value in params.items():
-            yield prefix + name, value
-        for name, value in state.items():
-            yield prefix + name, value
+        for name in _torch_order(params):
+            yield prefix + name, params[name]
+        for name in _torch_order(state):
+            yield prefix + name, state[name]
 
     def state_dict(self, params: Any, state: Any) -> dict[str, np.ndarray]:
         """PyTorch-style flat names -> numpy arrays (``"1.weight"``, ``"2.running_var"``)."""
@@ -89,8 +97,8 @@ class Layer:
 
     def _unflatten(self, loaded: dict[str, jax.Array], like_params: Any, like_state: Any,
                    prefix: str = "") -> tuple[Any, Any]:
-        params = {name: loaded[prefix + name] for name in like_params}
-        state = {name: loaded[prefix + name] for name in like_state}
+        params = {name: loaded[prefix + name] for name in _torch_order(like_params)}
+        state = {name: loaded[prefix + name] for name in _torch_order(like_state)}
         return params, state
 
 

@@ -27,6 +27,16 @@ class Dropout(Layer):
         self._needs_key(key, train)
         return F.dropout(x, key, self.p, training=train), state
 
+    def apply_vjp(self, params, state, x, *, key=None, train):
+        """Forward and pullback sharing one mask: drawing it again in the backward (as
+        ``backward`` must) costs a second pass of the random generator, which XLA does
+        not merge with the first."""
+        self._needs_key(key, train)
+        if not train or self.p == 0:
+            return x, state, lambda grad_y: ({}, grad_y)
+        mask = F.dropout_mask(key, x.shape, self.p, x.dtype)
+        return x * mask, state, lambda grad_y: ({}, grad_y * mask)
+
     def backward(self, params, state, x, grad_y, *, key=None, train):
         self._needs_key(key, train)
         return {}, F.dropout_backward(grad_y, x, key, self.p, training=train)

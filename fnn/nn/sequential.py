@@ -2,9 +2,10 @@
 
 params and state are tuples with one entry per layer. A given key is split into one key
 per layer (the same split in forward and backward, so Dropout masks agree). The manual
-backward caches each layer's input during the forward and then runs the layers'
-``backward`` in reverse; each layer recomputes its own cheap internals (BatchNorm
-statistics, the dropout mask), which XLA merges with the forward's under jit.
+backward runs each layer's ``apply_vjp`` forward, keeping its pullback (by default the
+layer's input and its ``backward``; Dropout keeps its mask), then the pullbacks in
+reverse. A layer's backward recomputes its cheap internals (BatchNorm statistics), which
+XLA merges with the forward's under jit.
 """
 from __future__ import annotations
 
@@ -68,17 +69,21 @@ class Sequential(Layer):
         return (*inputs[1:], y)
 
     def apply_vjp(self, params, state, x, *, key=None, train):
-        y, new_state, inputs = self._forward(params, state, x, key, train)
-        keys = self._keys(key)
+        self._check_tree("params", params)
+        self._check_tree("state", state)
+        new_state, pullbacks = [], []
+        for layer, p, s, k in zip(self.layers, params, state, self._keys(key)):
+            x, s_new, pullback = layer.apply_vjp(p, s, x, key=k, train=train)
+            new_state.append(s_new)
+            pullbacks.append(pullback)
 
         def pullback(grad_y):
             grads = [None] * len(self.layers)
             for i in reversed(range(len(self.layers))):
-                grads[i], grad_y = self.layers[i].backward(
-                    params[i], state[i], inputs[i], grad_y, key=keys[i], train=train)
+                grads[i], grad_y = pullbacks[i](grad_y)
             return tuple(grads), grad_y
 
-        return y, new_state, pullback
+        return x, tuple(new_state), pullback
 
     def backward(self, params, state, x, grad_y, *, key=None, train):
         _, _, pullback = self.apply_vjp(params, state, x, key=key, train=train)

@@ -8,8 +8,8 @@
     AdamW: θ ← θ − lr·(s + λθ) = θ·(1 − lr·λ) − lr·s   (decoupled, on the un-updated θ,
            scaled by the same scheduled lr; the default mask applies here too)
 
-eps is added after bias-correcting √v, as in torch (optax's m̂/(√v̂ + eps) is the same
-formula). Torch's AdamW default weight_decay is 0.01 (optax's is 1e-4).
+eps must be > 0 (torch allows 0, where a zero gradient gives 0/0). eps is added after
+bias-correcting √v, as in torch (optax's m̂/(√v̂ + eps) is the same formula). Torch's AdamW default weight_decay is 0.01 (optax's is 1e-4).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from fnn.optim.base import GradientTransformation
 
 
 def _check_clip_args(max_norm: float, norm_type: float) -> None:
-    check_positive("max_norm", max_norm)
+    check_positive("max_norm", max_norm, strict=False)  # 0 zeroes the gradients, as in torch
     check_positive("norm_type", norm_type)
 
 

@@ -27,6 +27,11 @@ def _schedule(fn: Schedule, **hyperparams: Any) -> Schedule:
     return fn
 
 
+def _float(step: Any) -> Any:
+    """The step as the default float dtype (float64 under x64), for exact fractions."""
+    return jnp.asarray(step, jnp.result_type(float))
+
+
 def _check_int(name: str, value: Any, low: int, why: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}{why}, got {value!r}")
@@ -36,7 +41,7 @@ def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
     """StepLR: lr·γ^⌊step/step_size⌋."""
     check_positive("lr", lr, strict=False)
     _check_int("step_size", step_size, 1)
-    check_positive("gamma", gamma)
+    check_positive("gamma", gamma, strict=False)
     return _schedule(lambda step: lr * gamma ** (jnp.asarray(step) // step_size),
                      lr=lr, step_size=step_size, gamma=gamma)
 
@@ -47,7 +52,7 @@ def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Sc
     check_positive("lr", lr, strict=False)
     for m in milestones:
         _check_int("milestones", m, 0)
-    check_positive("gamma", gamma)
+    check_positive("gamma", gamma, strict=False)
     ms = jnp.asarray(sorted(milestones), jnp.int32).reshape(-1)
     return _schedule(lambda step: lr * gamma ** jnp.sum(jnp.asarray(step) >= ms),
                      lr=lr, milestones=tuple(milestones), gamma=gamma)
@@ -56,7 +61,7 @@ def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Sc
 def exponential_lr(lr: float, gamma: float) -> Schedule:
     """ExponentialLR: lr·γ^step."""
     check_positive("lr", lr, strict=False)
-    check_positive("gamma", gamma)
+    check_positive("gamma", gamma, strict=False)
     return _schedule(lambda step: lr * gamma ** jnp.asarray(step), lr=lr, gamma=gamma)
 
 
@@ -70,7 +75,8 @@ def linear_lr(lr: float, start_factor: float = 1 / 3, end_factor: float = 1.0,
     _check_int("total_iters", total_iters, 1)
 
     def fn(step):
-        frac = jnp.minimum(jnp.asarray(step), total_iters) / total_iters
+        # A float step: int32 / int would be float32 even under x64 (the optimizers pass int32).
+        frac = jnp.minimum(_float(step), total_iters) / total_iters
         return lr * (start_factor + (end_factor - start_factor) * frac)
 
     return _schedule(fn, lr=lr, start_factor=start_factor, end_factor=end_factor,
@@ -108,8 +114,8 @@ def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float
 
     def fn(step):
         step = jnp.asarray(step)
-        warm = lr * step / max(warmup_steps, 1)
-        progress = jnp.clip((step - warmup_steps) / (total_steps - warmup_steps), 0.0, 1.0)
+        warm = lr * _float(step) / max(warmup_steps, 1)
+        progress = jnp.clip((_float(step) - warmup_steps) / (total_steps - warmup_steps), 0.0, 1.0)
         cos = eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * progress)) / 2
         return jnp.where(step < warmup_steps, warm, cos)
 
