@@ -261,6 +261,7 @@ def test_backward_grad_output_shape_rejected():
 
 
 def test_logsumexp_over_several_dims(x64):
+    from fnn import functional as F
     x = jax.random.normal(jax.random.key(4), (3, 4, 5), jnp.float64) * 10
     want = jax.scipy.special.logsumexp(x, axis=(0, 2))
     np.testing.assert_allclose(F.logsumexp(x, dim=(0, -1)), want, rtol=1e-12)
