@@ -35,8 +35,14 @@ Measured per row (implementation x batch size):
   which nothing uses and XLA removes); elementwise work is not counted. The peak is the
   best of several jitted float32 square matmuls.
 
-``--quick`` runs 2048 samples, batch 128, one timed epoch and one single-thread torch row
-in this process (no subprocesses, so RSS is the process peak so far) and skips the
+Data-parallel rows (``fnn-autodiff-Ndev``, batch 128): the same fnn epoch with
+``mesh=fnn.distributed.data_mesh(N)``, each in a subprocess started with
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``. On this CPU the N "devices" share
+the same cores, so these rows measure the cost of partitioning, not a speed-up; on a
+machine with N accelerators the flag is ignored and they measure real scaling.
+
+``--quick`` runs 2048 samples, batch 128, one timed epoch, one 1-device mesh row and one
+single-thread torch row in this process (no subprocesses, so RSS is the process peak so far) and skips the
 command-line run; it prints the target lines but judges none of them.
 """
 from __future__ import annotations
@@ -70,6 +76,9 @@ def _options(parser) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 1024 (quick: 128)")
     parser.add_argument("--samples", type=int, default=None, help="training samples (default 60000, quick 2048)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager rows")
+    parser.add_argument("--devices", type=int, nargs="+", default=None,
+                        help="data-parallel fnn rows over N devices at batch 128 (default 1 2 4: forced CPU host "
+                             "devices via XLA_FLAGS in their subprocess, real GPUs/TPUs where present; quick: 1)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one row's spec
 
 
@@ -99,15 +108,21 @@ def _listen_for_compiles() -> None:
 
 # ---------------------------------------------------------------- the JAX rows
 
-def fnn_epoch(batch_size: int, grad: str):
+def fnn_epoch(batch_size: int, grad: str, mesh=None):
     import jax
+    from fnn import distributed, models, optim, train
     from fnn import functional as F
-    from fnn import models, optim, train
     model = models.mlp(IN, (H, H), OUT, batch_norm=True, dropout=P_DROP)
     opt = optim.sgd(lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     params, state = model.init(jax.random.key(0))
-    run = train.make_train_epoch(model, F.cross_entropy, opt, batch_size, grad)
-    return run, (params, state, opt.init(params))
+    run = train.make_train_epoch(model, F.cross_entropy, opt, batch_size, grad, mesh=mesh)
+    carry = (params, state, opt.init(params))
+    return run, (carry if mesh is None else distributed.replicate(carry, mesh))
+
+
+def _devices(impl: str) -> int | None:
+    """'fnn-autodiff-4dev' -> 4: a data-parallel row over that many devices."""
+    return int(impl.rsplit("-", 1)[1][:-3]) if impl.endswith("dev") else None
 
 
 def reference_epoch(batch_size: int):
@@ -181,11 +196,16 @@ def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, 
     import jax
     import jax.numpy as jnp
     _listen_for_compiles()
+    x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     if impl == "pure-jax":
         run, carry = reference_epoch(batch_size)
-    else:
+    elif _devices(impl) is None:
         run, carry = fnn_epoch(batch_size, impl.split("-")[1])
-    x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+    else:
+        from fnn import distributed
+        mesh = distributed.data_mesh(_devices(impl))
+        run, carry = fnn_epoch(batch_size, impl.split("-")[1], mesh)
+        x, y = distributed.put_dataset(x, y, mesh)
     keys = [jax.random.fold_in(jax.random.key(1), e) for e in range(epochs + 1)]
     jax.block_until_ready((x, y, carry, keys))
 
@@ -407,6 +427,11 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
                 if row:
                     target = ">= 75" if row["impl"].startswith("fnn") else "(info)"
                     add(f"{row['impl']} % of matmul peak @{b}", row["pct_of_peak"], target, row["pct_of_peak"] >= 75, "%")
+    base = by.get(("fnn-autodiff", 128))
+    for r in rows:
+        if _devices(r["impl"]) and base:
+            v = r["samples_per_s"] / base["samples_per_s"]
+            add(f"{r['impl']} / fnn-autodiff (no mesh) @128", v, "(info)", True)
     for r in rows:
         if r["impl"].startswith("fnn"):
             add(f"{r['impl']} compile s @{r['batch']}", r["compile_s"], "<= 2", r["compile_s"] <= 2, "s")
@@ -494,13 +519,20 @@ def main() -> None:
         specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in JAX_IMPLS]
         if with_torch:
             specs += [{"impl": f"torch-{t}t", "batch": b, "epochs": epochs, "threads": t} for t in torch_threads]
+    # Data-parallel rows: the fnn step over a 'data' mesh of N devices, each row in its own
+    # process because the forced host-device count must be set before jax starts.
+    device_counts = args.devices or ([1] if args.quick else [1, 2, 4])
+    device_env = {n: {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+                      f"--xla_force_host_platform_device_count={n}".strip()} for n in device_counts}
+    specs += [{"impl": f"fnn-autodiff-{n}dev", "batch": 128, "epochs": epochs, "env_devices": n} for n in device_counts]
     runs: dict[tuple, list[dict]] = {}
     matmuls = []
     for rnd in range(rounds):
         matmuls.append(execute({"impl": "matmul", "sizes": [512] if args.quick else [1024, 2048, 3072],
                                 "repeats": 3 if args.quick else 7}))
         for spec in specs:
-            row = execute(spec, torch_env if spec["impl"].startswith("torch") else None)
+            env = torch_env if spec["impl"].startswith("torch") else device_env.get(spec.get("env_devices"))
+            row = execute(spec, env)
             runs.setdefault((spec["impl"], spec["batch"]), []).append(row)
             print(f"  round {rnd + 1}  {spec['impl']:13s} batch {spec['batch']:5d}: "
                   f"best epoch {min(row['epoch_s']):.2f} s, load {os.getloadavg()[0]:.1f}")

@@ -25,17 +25,11 @@ Where the dataset lives (``put_dataset``):
   one global permutation, so training equals one process training on the concatenated
   dataset with the same key; the SPMD partitioner moves each batch's rows to their devices.
 
-``benchmark_devices`` times epochs on 1, 2, 4 host devices, each in a fresh subprocess
-with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (the flag must be set before
-jax initialises its backend, hence the subprocess); ``python -m fnn.distributed`` is that
-subprocess.
+``experiments/benchmark_training.py --devices 1 2 4`` times the same training over 1, 2
+and 4 devices.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from typing import Any, Sequence
 
 import jax
@@ -144,71 +138,3 @@ def local_shard(n: int, process_index: int | None = None, process_count: int | N
         raise ValueError(f"dataset of {n} samples does not split evenly over {count} processes")
     size = n // count
     return slice(i * size, (i + 1) * size)
-
-
-# -- benchmark: 1, 2, 4 host devices, each in a fresh process --------------------------
-
-def time_epochs(num_devices: int, *, n: int = 60000, features: int = 784, classes: int = 10,
-                hidden: tuple[int, ...] = (512, 512), batch_size: int = 128, epochs: int = 3,
-                grad: str = "autodiff", seed: int = 0) -> dict[str, Any]:
-    """Seconds per epoch (best of ``epochs`` after a compile epoch) of ``fnn.models.mlp``
-    with SGD on synthetic MNIST-shaped data, over a ``num_devices`` data mesh (None: the
-    single-device path with no mesh at all)."""
-    import time
-
-    from fnn import models, optim
-    from fnn.functional import cross_entropy
-    from fnn.train import make_train_epoch
-
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype(np.float32)
-    y = rng.integers(0, classes, size=n).astype(np.int32)
-    model = models.mlp(features, hidden, classes)
-    opt = optim.sgd(lr=0.01, momentum=0.9)
-    mesh = None if num_devices is None else data_mesh(num_devices)
-    params, state = model.init(jax.random.key(seed))
-    carry = (params, state, opt.init(params))
-    if mesh is None:
-        x, y = jax.device_put(x), jax.device_put(y)
-    else:
-        carry, (x, y) = replicate(carry, mesh), put_dataset(x, y, mesh)
-    epoch = make_train_epoch(model, cross_entropy, opt, batch_size, grad, mesh=mesh)
-    times = []
-    for e in range(epochs + 1):
-        t0 = time.perf_counter()
-        *carry, metrics = epoch(*carry, jax.random.key(e), x, y)
-        jax.block_until_ready((carry, metrics))
-        times.append(time.perf_counter() - t0)
-    return {"devices": num_devices or 1, "mesh": mesh is not None, "backend": jax.default_backend(),
-            "device_kind": jax.devices()[0].device_kind, "batch_size": batch_size, "samples": n,
-            "compile_and_first_epoch_s": times[0], "epoch_s": min(times[1:]),
-            "final_loss": float(np.asarray(metrics["loss"])[-1])}
-
-
-def benchmark_devices(counts: Sequence[int | None] = (None, 1, 2, 4), timeout: float = 900, **kwargs: Any) -> list[dict[str, Any]]:
-    """One row per device count from ``time_epochs``, each in a fresh subprocess with
-    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (CPU host devices; on a GPU or
-    TPU machine the flag is ignored and N real accelerators are used, so N must not exceed
-    them). ``None`` is the plain single-device path without a mesh, the baseline. kwargs go
-    to ``time_epochs`` (JSON-serialisable values only)."""
-    rows = []
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for count in counts:
-        flags = os.environ.get("XLA_FLAGS", "")
-        if count is not None:
-            flags = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-        env = {**os.environ, "XLA_FLAGS": flags,
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        done = subprocess.run([sys.executable, "-m", "fnn.distributed", json.dumps({"num_devices": count, **kwargs})],
-                              env=env, capture_output=True, text=True, timeout=timeout, check=False)
-        if done.returncode:
-            raise RuntimeError(f"benchmark on {count} devices failed:\n{done.stderr[-2000:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    return rows
-
-
-if __name__ == "__main__":
-    args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {"num_devices": len(jax.devices())}
-    if "hidden" in args:
-        args["hidden"] = tuple(args["hidden"])
-    print(json.dumps(time_epochs(**args)))
