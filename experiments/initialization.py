@@ -11,10 +11,11 @@ identical, so a layer is effectively one unit wide.
 Part 1 pushes a batch of Gaussian inputs through 12 Linear(256, 256)+activation layers
 and records each layer's activation mean, std, and the spread across units. Part 2
 trains a 12-hidden-layer MLP on MNIST under each scheme and logs the per-step loss.
-Weights are written with fnn.init functions into the model's params tuple; biases are 0.
+Weights come from fnn.init functions passed as ``nn.Linear(weight_init=)``; biases are 0.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -23,8 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import fnn
-from fnn import data, init, models, nn, optim, train
+from fnn import init, nn, optim, train
 import fnn.functional as F
 
 NAME = "initialization"
@@ -32,43 +32,39 @@ WIDTH, DEPTH = 256, 12
 ACTIVATIONS = {"tanh": nn.Tanh(), "relu": nn.ReLU()}
 # scheme -> weight initializer (key, shape) -> array; the variance each one sets is in the label.
 SCHEMES = {
-    "constant 0.01": lambda k, s: init.constant(k, s, 0.01),
-    "N(0, 1)": lambda k, s: init.normal(k, s, 0.0, 1.0),
-    "Xavier (1/fan)": lambda k, s: init.xavier_normal(k, s),
-    "Kaiming (2/fan_in)": lambda k, s: init.kaiming_normal(k, s, nonlinearity="relu"),
+    "constant 0.01": functools.partial(init.constant, val=0.01),
+    "N(0, 1)": functools.partial(init.normal, mean=0.0, std=1.0),
+    "Xavier (1/fan)": init.xavier_normal,
+    "Kaiming (2/fan_in)": functools.partial(init.kaiming_normal, nonlinearity="relu"),
 }
 
 
-def reinit(model: nn.Sequential, params: tuple, weight_init, key: jax.Array) -> tuple:
-    """A copy of ``params`` with every Linear's weight drawn by ``weight_init`` and bias 0."""
-    keys = jax.random.split(key, len(model.layers))
-    out = []
-    for layer, p, k in zip(model.layers, params, keys):
-        if isinstance(layer, nn.Linear):
-            p = {"weight": weight_init(k, p["weight"].shape), "bias": init.zeros(None, p["bias"].shape)}
-        out.append(p)
-    return tuple(out)
+def deep_net(activation: nn.Layer, weight_init=None, classifier: bool = False) -> nn.Sequential:
+    """DEPTH x [Linear(., WIDTH) + activation] with weights from ``weight_init`` and biases 0
+    (Linear's default init when ``weight_init`` is None). ``classifier``: the MNIST MLP of
+    part 2 (Flatten, 784 inputs, a last Linear(WIDTH, 10)); otherwise WIDTH inputs (part 1)."""
+    inits = {} if weight_init is None else {"weight_init": weight_init, "bias_init": init.zeros}
+    layers, width = ([nn.Flatten()], 784) if classifier else ([], WIDTH)
+    for _ in range(DEPTH):
+        layers += [nn.Linear(width, WIDTH, **inits), activation]
+        width = WIDTH
+    if classifier:
+        layers.append(nn.Linear(WIDTH, 10, **inits))
+    return nn.Sequential(*layers)
 
 
 def layer_statistics(activation: nn.Layer, weight_init, x: jax.Array, key: jax.Array) -> dict:
     """Per-layer mean, std and across-unit spread of the activations of a plain deep stack."""
-    layers = []
-    for _ in range(DEPTH):
-        layers += [nn.Linear(WIDTH, WIDTH), activation]
-    model = nn.Sequential(*layers)
-    k_model, k_init = jax.random.split(key)
-    params, state = model.init(k_model)
-    params = reinit(model, params, weight_init, k_init)
+    model = deep_net(activation, weight_init)
+    params, state = model.init(key)
+    outputs = model.intermediates(params, state, x, train=False)
     means, stds, spreads = [], [], []
-    h = x
-    for i, (layer, p, s) in enumerate(zip(model.layers, params, state)):
-        h, _ = layer.apply(p, s, h, train=False)
-        if i % 2 == 1:  # after each activation
-            means.append(float(jnp.mean(h)))
-            stds.append(float(jnp.std(h)))
-            # std across the units of one sample, averaged over samples: 0 means every
-            # unit computes the same thing (the symmetry a constant init never breaks).
-            spreads.append(float(jnp.mean(jnp.std(h, axis=1))))
+    for h in outputs[1::2]:  # after each activation
+        means.append(float(jnp.mean(h)))
+        stds.append(float(jnp.std(h)))
+        # std across the units of one sample, averaged over samples: 0 means every
+        # unit computes the same thing (the symmetry a constant init never breaks).
+        spreads.append(float(jnp.mean(jnp.std(h, axis=1))))
     return {"mean": means, "std": stds, "unit_spread": spreads}
 
 
@@ -160,22 +156,20 @@ def main() -> None:
     common.print_table(rows)
 
     # Part 2: short MNIST training of a deep MLP under each scheme.
-    xs, ys = data.mnist("train")
-    xt, yt = data.mnist("test")
     n_train, n_test, epochs = (2048, 512, 1) if args.quick else (60000, 10000, 3)
-    xs, ys = data.normalize(xs[:n_train]), ys[:n_train]
-    xt, yt = data.normalize(xt[:n_test]), yt[:n_test]
-    xs, ys, xt, yt = (jnp.asarray(a) for a in (xs, ys, xt, yt))
+    (xs, ys), (xt, yt) = common.mnist(n_train, n_test)
     lr, momentum, batch_size = 0.01, 0.9, 128
     curves, train_rows = {}, []
     for act_name, act in ACTIVATIONS.items():
-        model = models.mlp(hidden=(WIDTH,) * DEPTH, batch_norm=False, dropout=0.0, activation=act)
+        # The schemes differ only in what init() draws, but the compiled epoch and evaluator
+        # are memoized on the model, and a Linear's init function is part of it: so every
+        # scheme trains through this one init-free model, from its own deep_net's params.
+        model = deep_net(act, classifier=True)
         optimizer = optim.sgd(lr=lr, momentum=momentum)
         run_epoch = train.make_train_epoch(model, F.cross_entropy, optimizer, batch_size)
         for scheme, w_init in SCHEMES.items():
-            k_model, k_init, k_fit = jax.random.split(k_train, 3)
-            params, state = model.init(k_model)
-            params = reinit(model, params, w_init, k_init)
+            k_model, k_fit = jax.random.split(k_train)
+            params, state = deep_net(act, w_init, classifier=True).init(k_model)
             t0 = time.perf_counter()
             params, state, losses = train_curve(run_epoch, optimizer, params, state,
                                                 xs, ys, epochs, k_fit)
