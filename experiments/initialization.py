@@ -68,9 +68,10 @@ def layer_statistics(activation: nn.Layer, weight_init, x: jax.Array, key: jax.A
     return {"mean": means, "std": stds, "unit_spread": spreads}
 
 
-def train_curve(run_epoch, optimizer, params, state, x, y, epochs, key):
+def train_curve(model, optimizer, params, state, x, y, epochs, batch_size, key):
     """Per-step training losses (fit keeps per-epoch means only); NaN stays in the record.
-    ``run_epoch`` is one compiled ``train.make_train_epoch``, shared by every scheme."""
+    ``make_train_epoch`` is memoized: every call with this model and optimizer shares one compile."""
+    run_epoch = train.make_train_epoch(model, F.cross_entropy, optimizer, batch_size)
     opt_state = optimizer.init(params)
     losses = []
     for e in range(epochs):
@@ -166,15 +167,14 @@ def main() -> None:
         # scheme trains through this one init-free model, from its own deep_net's params.
         model = deep_net(act, classifier=True)
         optimizer = optim.sgd(lr=lr, momentum=momentum)
-        run_epoch = train.make_train_epoch(model, F.cross_entropy, optimizer, batch_size)
         for scheme, w_init in SCHEMES.items():
             k_model, k_fit = jax.random.split(k_train)
             params, state = deep_net(act, w_init, classifier=True).init(k_model)
             t0 = time.perf_counter()
-            params, state, losses = train_curve(run_epoch, optimizer, params, state,
-                                                xs, ys, epochs, k_fit)
+            params, state, losses = train_curve(model, optimizer, params, state, xs, ys, epochs, batch_size, k_fit)
             finite = bool(np.all(np.isfinite(losses)))
-            test = train.evaluate(model, params, state, (xt, yt)) if finite else {"loss": math.nan, "accuracy": math.nan}
+            test = (train.evaluate(model, params, state, (xt, yt)) if finite
+                    else {"loss": math.nan, "accuracy": math.nan})
             curves[f"{scheme} | {act_name}"] = losses
             bad = int(np.flatnonzero(~np.isfinite(losses))[0]) + 1 if not finite else None
             train_rows.append({"activation": act_name, "init": scheme, "first loss": losses[0],
