@@ -82,7 +82,6 @@ def train_curve(model, optimizer, params, state, x, y, epochs, batch_size, key):
     return params, state, losses
 
 
-
 def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over ``window`` steps (shorter at the start), NaN-propagating."""
     c = np.cumsum(np.insert(values, 0, 0.0))
