@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import time
@@ -100,9 +101,14 @@ def _memoized(build: Callable) -> Callable:
     """Return the same compiled function for the same (hashable) arguments, so that
     building a step or an epoch twice for one model, loss and optimizer compiles once."""
     cached = functools.lru_cache(maxsize=64)(build)
+    signature = inspect.signature(build)
 
     @functools.wraps(build)
     def get(*args, **kwargs):
+        # One cache key per meaning: f(m, l, o, 32) and f(m, l, o, 32, "autodiff", mesh=None) agree.
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        args, kwargs = bound.args, bound.kwargs
         try:
             return cached(*args, **kwargs)
         except TypeError as error:  # an unhashable argument: build afresh

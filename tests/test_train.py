@@ -201,6 +201,8 @@ def test_building_the_same_step_twice_reuses_the_compiled_function():
     model, opt = toy_model(), optim.sgd(lr=0.1)
     assert make_train_step(model, F.cross_entropy, opt) is make_train_step(model, F.cross_entropy, opt)
     assert make_train_epoch(model, F.cross_entropy, opt, 32) is make_train_epoch(model, F.cross_entropy, opt, 32)
+    assert make_train_epoch(model, F.cross_entropy, opt, 32) is make_train_epoch(
+        model, F.cross_entropy, opt, batch_size=32, grad="autodiff", mesh=None)
     assert make_train_step(model, F.cross_entropy, opt, "manual") is not make_train_step(model, F.cross_entropy, opt)
 
 
