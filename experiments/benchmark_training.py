@@ -454,12 +454,12 @@ def plot(rows: list[dict], peak: float, out: str) -> None:
         sel = [r for r in rows if r["batch"] == b]
         names = [r["impl"] for r in sel]
         bars = ax.bar(names, [r["samples_per_s"] for r in sel],
-                      color=[colors.get(n, "tab:orange") for n in names])
+                      color=[colors.get(n, "tab:purple" if n.endswith("dev") else "tab:orange") for n in names])
         ax.bar_label(bars, labels=[f"{r['samples_per_s']:.0f}\n{r['pct_of_peak']:.0f}%" for r in sel], fontsize=8)
         ax.axhline(peak * 1e9 / FLOPS_PER_SAMPLE, color="k", ls="--", lw=1,
                    label=f"matmul peak ({peak:.0f} GFLOP/s)")
         ax.set(title=f"batch {b}", ylabel="training samples / s (best epoch)", xlabel="implementation")
-        ax.tick_params(axis="x", labelrotation=20)
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_ylim(0, max(peak * 1e9 / FLOPS_PER_SAMPLE, max(r["samples_per_s"] for r in sel)) * 1.15)
         ax.legend(loc="upper right", fontsize=8)
     fig.suptitle("MNIST MLP 784-512-512-10 training throughput on the CPU\n"
