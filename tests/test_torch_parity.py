@@ -988,31 +988,20 @@ SCHEDULES = [
 ]
 
 
+@pytest.mark.parametrize("step_type", ["python-int", "int32"])
 @pytest.mark.parametrize("cls, kw, make", SCHEDULES, ids=[f"{c}-{k}" for c, k, _ in SCHEDULES])
-def test_schedule_lr_per_step(x64, cls, kw, make):
+def test_schedule_lr_per_step(x64, cls, kw, make, step_type):
     # SCHED-1: lr used by update number k (from 0) = torch's lr after k scheduler.step() calls;
-    # run well past T_max / milestones (cosine keeps going periodically).
+    # run well past T_max / milestones (cosine keeps going periodically). The optimizers call
+    # schedules with their int32 step count (base.py): in float64 the lr must still be
+    # torch's float64 lr, not a float32 rounding of it.
+    as_step = int if step_type == "python-int" else (lambda k: jnp.asarray(k, jnp.int32))
     lr = 0.3
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
     sched = getattr(torch.optim.lr_scheduler, cls)(opt, **kw)
     schedule = make(lr)
     for step in range(26):
-        close(schedule(step), opt.param_groups[0]["lr"], rtol=1e-10, atol=1e-14, msg=f"step {step}")
-        opt.step()
-        sched.step()
-
-
-@pytest.mark.parametrize("cls, kw, make", SCHEDULES, ids=[f"{c}-{k}" for c, k, _ in SCHEDULES])
-def test_schedule_with_int32_step_counter(x64, cls, kw, make):
-    # The optimizers call schedules with their int32 step count (base.py); in float64 the lr
-    # must still be torch's float64 lr, not a float32 rounding of it.
-    lr = 0.3
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-    sched = getattr(torch.optim.lr_scheduler, cls)(opt, **kw)
-    schedule = make(lr)
-    for step in range(12):
-        close(schedule(jnp.asarray(step, jnp.int32)), opt.param_groups[0]["lr"], rtol=1e-10, atol=1e-14,
-              msg=f"step {step}")
+        close(schedule(as_step(step)), opt.param_groups[0]["lr"], rtol=1e-10, atol=1e-14, msg=f"step {step}")
         opt.step()
         sched.step()
 
