@@ -150,7 +150,9 @@ def make_train_epoch(model, loss_fn: Callable, optimizer, batch_size: int, grad:
                      mesh: jax.sharding.Mesh | None = None) -> Callable:
     """A jitted epoch ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``
     where x, y hold the whole training set and metrics holds per-step ``loss``/``accuracy``
-    arrays of length ``len(x) // batch_size``.
+    arrays of length ``len(x) // batch_size``. The carry (params, state, opt_state) is
+    donated to the compiled epoch, which updates it in place: keep using the returned
+    values, not the ones passed in (``fit`` passes copies).
 
     With ``mesh``, the carry and key must be replicated on it and x, y placed by
     ``fnn.distributed.put_dataset`` (``fit`` does both); each step's indices and batch are
