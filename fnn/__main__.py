@@ -100,12 +100,14 @@ def train(args: argparse.Namespace) -> float:
     print(f"fnn: {args.model} on {args.dataset}, {nn.num_params(model.init(jax.random.key(0))[0]):,} params, "
           f"{args.optimizer}(lr={base_lr}, schedule={args.schedule}), grad={args.grad}, "
           f"{args.epochs} epochs of batch {args.batch_size}, device {jax.devices()[0].platform}", flush=True)
+    def report(h: dict) -> None:
+        print(f"epoch {h['epoch']:3d}/{args.epochs}  train_loss {h['train_loss']:.4f}  "
+              f"train_acc {h['train_accuracy']:.4f}  test_loss {h['test_loss']:.4f}  "
+              f"test_acc {h['test_accuracy']:.4f}  {h['seconds']:.1f}s", flush=True)
+
     result = fit(model, F.cross_entropy, opt, train_data, epochs=args.epochs, batch_size=args.batch_size,
                  key=jax.random.key(args.seed), eval_data=test_data, grad=args.grad,
-                 progress=not args.no_progress, checkpoint_dir=args.out)
-    for h in result.history:
-        print(f"epoch {h['epoch']:3d}  train_loss {h['train_loss']:.4f}  train_acc {h['train_accuracy']:.4f}  "
-              f"test_loss {h['test_loss']:.4f}  test_acc {h['test_accuracy']:.4f}  {h['seconds']:.1f}s")
+                 progress=not args.no_progress, checkpoint_dir=args.out, on_epoch_end=report)
     with open(os.path.join(args.out, "history.json"), "w") as f:
         json.dump({"args": vars(args), "history": result.history}, f, indent=1)
     if save_curves(result.history, os.path.join(args.out, "curves.png"), f"fnn {args.model} on {args.dataset}"):

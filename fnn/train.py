@@ -281,28 +281,34 @@ class _Progress:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and sys.stderr.isatty()
+        self.shown = False
 
     def show(self, text: str) -> None:
         if self.enabled:
             sys.stderr.write("\r" + text.ljust(100)[:100])
             sys.stderr.flush()
+            self.shown = True
 
     def done(self) -> None:
-        if self.enabled:
+        if self.enabled and self.shown:
             sys.stderr.write("\n")
+            self.shown = False
 
 
 def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epochs: int, batch_size: int,
         key: jax.Array, eval_data: tuple[Any, Any] | None = None, grad: str = "autodiff",
         params: Any = None, state: Any = None, progress: bool = True, checkpoint_dir: str | None = None,
-        resume: bool = False, mesh: jax.sharding.Mesh | None = None) -> FitResult:
+        resume: bool = False, mesh: jax.sharding.Mesh | None = None,
+        on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> FitResult:
     """Train ``model`` for ``epochs`` epochs; see the module docstring for the contract.
 
     ``history`` has one dict per epoch: ``epoch`` (1-based), ``train_loss``,
     ``train_accuracy`` (means over the epoch's steps), ``test_loss`` and ``test_accuracy``
     (when ``eval_data`` is given), ``train_seconds`` (the training part alone) and
     ``seconds`` (the whole epoch with evaluation; compile included in the first epoch). A non-finite loss raises ``FloatingPointError`` naming the
-    epoch and step, before that epoch's checkpoint is written.
+    epoch and step, before that epoch's checkpoint is written. ``on_epoch_end(record)``,
+    when given, is called with each epoch's history record after its checkpoint is saved
+    (e.g. to print progress where stderr is not a terminal).
 
     With ``mesh`` (see ``fnn.distributed``) training is data parallel and equals the
     one-device run up to float summation order. Under ``jax.distributed`` every process
@@ -382,5 +388,8 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
         if path and jax.process_index() == 0:
             ckpt.save(path, {"params": params, "state": state, "opt_state": opt_state, "key": key_train},
                       metadata={"epoch": epoch + 1, "history": history})
+        if on_epoch_end is not None:
+            bar.done()
+            on_epoch_end(record)
     bar.done()
     return FitResult(params, state, opt_state, history)

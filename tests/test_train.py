@@ -217,3 +217,11 @@ def test_predict_matches_apply_and_checks_input():
         predict(model, params, state, x, batch_size=0)
     with pytest.raises(ValueError, match="at least one sample"):
         predict(model, params, state, x[:0])
+
+
+def test_on_epoch_end_sees_each_record_as_it_happens():
+    seen = []
+    x, y = toy_data(128)
+    result = fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=3, batch_size=32,
+                 key=jax.random.key(0), progress=False, on_epoch_end=lambda r: seen.append(dict(r)))
+    assert [r["epoch"] for r in seen] == [1, 2, 3] and seen == result.history
