@@ -12,6 +12,7 @@ differences) of an MNIST-sized MLP with BatchNorm and Dropout plus cross-entropy
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -30,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train on MNIST / Fashion-MNIST and print the test accuracy")
     t.add_argument("--model", choices=["softmax", "mlp"], default="mlp")
     t.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    t.add_argument("--data-dir", default=None,
+                   help="Fashion-MNIST IDX directory (else $FNN_DATA_DIR, else /usr/share/datasets/fashion-mnist)")
     t.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="sgd")
     t.add_argument("--lr", type=float, default=None, help="default: 0.1 for sgd, else the usual Adam-family values")
     t.add_argument("--momentum", type=float, default=0.9, help="sgd and rmsprop momentum")
@@ -55,9 +58,12 @@ def make_optimizer(name: str, lr, momentum: float, weight_decay: float):
     return {"adagrad": optim.adagrad, "adam": optim.adam, "adamw": optim.adamw}[name](lr=lr, weight_decay=weight_decay)
 
 
-def _load(dataset: str):
-    loader = data.mnist if dataset == "mnist" else data.fashion_mnist
-    mean, std = (data.MNIST_MEAN, data.MNIST_STD) if dataset == "mnist" else (data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD)
+def _load(dataset: str, data_dir: str | None):
+    if dataset == "mnist":
+        loader, mean, std = data.mnist, data.MNIST_MEAN, data.MNIST_STD
+    else:
+        loader = functools.partial(data.fashion_mnist, root=data_dir)
+        mean, std = data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD
     (xtr, ytr), (xte, yte) = loader("train"), loader("test")
     return (data.normalize(xtr, mean, std), ytr), (data.normalize(xte, mean, std), yte)
 
@@ -91,7 +97,7 @@ def save_curves(history: list[dict], path: str, title: str) -> bool:
 def train(args: argparse.Namespace) -> float:
     from fnn.train import fit  # imported here so `gradcheck` starts fast
 
-    train_data, test_data = _load(args.dataset)
+    train_data, test_data = _load(args.dataset, args.data_dir)
     model = models.mlp() if args.model == "mlp" else models.softmax_regression()
     steps = args.epochs * (len(train_data[0]) // args.batch_size)
     base_lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr

@@ -35,3 +35,12 @@ def test_gradcheck_command_prints_an_agreeing_table(capsys):
     assert main(["gradcheck", "--batch-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "all leaves agree" in out and "1.weight" in out and "FAIL" not in out
+
+
+def test_fashion_mnist_from_a_data_dir_that_lacks_it_names_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("FNN_DATA_DIR", raising=False)
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        pytest.skip("Debian's Fashion-MNIST is installed here, so the search would find it")
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--epochs", "1",
+              "--out", str(tmp_path / "run"), "--no-progress"])
