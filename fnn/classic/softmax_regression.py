@@ -38,7 +38,7 @@ def softmax_regression_loss_backward(grad_output: jax.Array, params: dict, X: ja
         dL/dW = G^T X (C, d),  dL/db = sum_n G_n (C,).
     """
     z = _logits(params, X)
-    g = grad_output * (F.softmax(z, dim=1) - jax.nn.one_hot(y, z.shape[1], dtype=z.dtype))
+    g = grad_output * (F.softmax(z, dim=1) - F.one_hot(y, z.shape[1]).astype(z.dtype))
     g = g / X.shape[0]
     return {"weight": g.T @ X, "bias": jnp.sum(g, axis=0)}
 
