@@ -122,14 +122,20 @@ CHILD = textwrap.dedent("""
     from fnn import optim, functional as F
     from fnn.train import fit
     x, y = toy_data(20000)
-    fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), epochs=8, batch_size=16,
+    fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), epochs={epochs}, batch_size=16,
         key=jax.random.key(0), progress=False, checkpoint_dir={ckpt!r})
 """)
 
 
+# An epoch of the child takes ~30 ms on an idle machine: 24 of them leave the watcher here
+# about a second to see the epoch-2 checkpoint and kill the run before it ends by itself.
+EPOCHS = 24
+
+
 def test_killed_run_resumes_bit_identical(tmp_path):
     ckpt_dir = str(tmp_path / "ckpt")
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=os.path.join(ROOT, "tests"), ckpt=ckpt_dir)],
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=os.path.join(ROOT, "tests"), ckpt=ckpt_dir,
+                                                                 epochs=EPOCHS)],
                              env={**os.environ, "PYTHONPATH": ROOT})
     path = os.path.join(ckpt_dir, "checkpoint.npz")
     killed_at = None
@@ -146,15 +152,15 @@ def test_killed_run_resumes_bit_identical(tmp_path):
                 break
         time.sleep(0.005)
     child.wait()
-    assert killed_at is not None and killed_at < 8, "the run must be killed mid-way"
+    assert killed_at is not None and killed_at < EPOCHS, "the run must be killed mid-way"
     assert child.returncode == -signal.SIGKILL
 
     x, y = toy_data(20000)
-    kwargs = dict(epochs=8, batch_size=16, key=jax.random.key(0), progress=False)
+    kwargs = dict(epochs=EPOCHS, batch_size=16, key=jax.random.key(0), progress=False)
     resumed = fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), checkpoint_dir=ckpt_dir,
                   resume=True, **kwargs)
     whole = fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), **kwargs)
-    assert len(resumed.history) == 8
+    assert len(resumed.history) == EPOCHS
     for a, b in zip(jax.tree.leaves((resumed.params, resumed.state, resumed.opt_state)),
                     jax.tree.leaves((whole.params, whole.state, whole.opt_state))):
         np.testing.assert_array_equal(a, b)
