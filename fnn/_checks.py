@@ -6,6 +6,7 @@ argument, what was expected and what was received.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import jax
@@ -49,6 +50,18 @@ def check_range(name: str, value: float, low: float, high: float) -> None:
 def check_positive(name: str, value: float, *, strict: bool = True) -> None:
     if not (value > 0 if strict else value >= 0):
         raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {value}")
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """A batch size is an int >= 1 (numpy integers too; bools are not sizes)."""
+    if isinstance(batch_size, bool):
+        raise TypeError(f"batch_size must be an int, got {batch_size!r}")
+    try:
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        raise TypeError(f"batch_size must be an int, got {batch_size!r}") from None
+    check_positive("batch_size", batch_size)
+    return batch_size
 
 
 def check_reduction(reduction: str) -> None:

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import checkpoint as ckpt
+from fnn._checks import check_batch_size
 from fnn import distributed, optim
 from fnn.functional import cross_entropy
 from fnn.functional.backward import backward_of
@@ -231,18 +232,13 @@ def _predict_fn(model, batch_size):
     return jax.jit(run)
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-
-
 def evaluate(model, params: Any, state: Any, data: tuple[Any, Any], batch_size: int = 1000, *,
              loss_fn: Callable = cross_entropy) -> dict[str, float]:
     """Mean per-sample loss and accuracy over ``data = (x, y)`` in eval mode.
     ``loss_fn`` must accept ``reduction='none'`` (every fnn.functional loss does)."""
     x, y = (jnp.asarray(a) for a in data)
     _check_data("data", x, y, batch_size=1)
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     loss, acc = _eval_fn(model, loss_fn, min(batch_size, x.shape[0]))(params, state, x, y)
     return {"loss": float(loss), "accuracy": float(acc)}
 
@@ -253,7 +249,7 @@ def predict(model, params: Any, state: Any, x: Any, batch_size: int = 1000) -> j
     x = jnp.asarray(x)
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"x must hold at least one sample, got shape {tuple(x.shape)}")
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     return _predict_fn(model, min(batch_size, x.shape[0]))(params, state, x)
 
 
@@ -319,8 +315,7 @@ def fit(model, loss_fn: Callable, optimizer, train_data: tuple[Any, Any], *, epo
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_batch_size(batch_size)
     if grad not in ("autodiff", "manual"):
         raise ValueError(f"grad must be 'autodiff' or 'manual', got {grad!r}")
     if mesh is not None:

@@ -219,7 +219,7 @@ def test_predict_matches_apply_and_checks_input():
     x, _ = toy_data(37)
     want, _ = model.apply(params, state, jnp.asarray(x), train=False)
     np.testing.assert_allclose(predict(model, params, state, x, batch_size=8), want, rtol=1e-6, atol=1e-6)
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be > 0, got 0"):
         predict(model, params, state, x, batch_size=0)
     with pytest.raises(ValueError, match="at least one sample"):
         predict(model, params, state, x[:0])

@@ -14,30 +14,18 @@ for host-side loops. For a compiled epoch the trainer takes `epoch_permutation` 
 """
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator
 from typing import Any
 
 import jax
 import numpy as np
 
-from fnn._checks import check_positive
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool):
-        raise TypeError(f"batch_size must be an int, got {batch_size!r}")
-    try:
-        batch_size = operator.index(batch_size)
-    except TypeError:
-        raise TypeError(f"batch_size must be an int, got {batch_size!r}") from None
-    check_positive("batch_size", batch_size)
-    return batch_size
+from fnn._checks import check_batch_size, check_positive
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     """Number of batches in an epoch of `n` examples (floor with drop_last, else ceil)."""
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     check_positive("n", n, strict=False)
     return n // batch_size if drop_last else -(-n // batch_size)
 
@@ -52,7 +40,7 @@ def batches(x: Any, y: Any, batch_size: int, *, key: jax.Array | None = None,
             shuffle: bool = True, drop_last: bool = False) -> Iterator[tuple[Any, Any]]:
     """Yield (xb, yb) mini-batches covering one epoch; see the module docstring."""
     # Validate here, not inside the generator, so errors surface at the call.
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got x {len(x)} and y {len(y)}")
     if shuffle and key is None:

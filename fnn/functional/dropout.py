@@ -76,13 +76,12 @@ def dropout(input: jax.Array, key: jax.Array | None, p: float = 0.5, training: b
 
 def dropout_backward(grad_output: jax.Array, input: jax.Array, key: jax.Array | None, p: float = 0.5,
                      training: bool = True) -> jax.Array:
-    """y = x * m with m the (x-independent) mask  =>  dL/dx = g * m, with m regenerated from
-    `key`. Eval or p = 0: m = 1, dL/dx = g. p = 1: m = 0, dL/dx = 0 (DROP-2)."""
+    """y = x * m with m the (x-independent) mask  =>  dL/dx = g * m: dropout applied to g
+    with the same key, which regenerates the same mask. Eval or p = 0: m = 1, dL/dx = g.
+    p = 1: m = 0, dL/dx = 0 (DROP-2)."""
     check_floating("input", input)
     check_same_shape("grad_output", grad_output, "input", input)
     _check_p(p)
-    if not training or p == 0:
-        return grad_output
-    if p < 1:
+    if training and 0 < p < 1:
         check_key("key", key, "dropout_backward")
-    return grad_output * dropout_mask(key, jnp.shape(input), p, jnp.result_type(grad_output))
+    return dropout(grad_output, key, p, training)
