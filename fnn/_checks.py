@@ -6,7 +6,10 @@ argument, what was expected and what was received.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -50,6 +53,37 @@ def check_range(name: str, value: float, low: float, high: float) -> None:
 def check_positive(name: str, value: float, *, strict: bool = True) -> None:
     if not (value > 0 if strict else value >= 0):
         raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {value}")
+
+
+def check_lr(lr: Any, *, allow_schedule: bool = True) -> float | Callable[[Any], Any]:
+    """The one learning-rate rule (optim, schedules, classic): torch's lr >= 0, and finite.
+
+    Torch rejects only lr < 0; NaN and inf pass its check and then poison every parameter
+    on the first step, so they are rejected here. A 0-d array counts as a number (torch
+    accepts a 1-element tensor).
+
+    Args:
+        lr: a real number, or (with allow_schedule) a callable schedule step -> lr, which
+            passes through unchecked: its values are traced.
+        allow_schedule: False where only a number makes sense (a schedule's base lr, the
+            classic learners).
+
+    Returns:
+        The lr as a Python float, or the schedule unchanged.
+    """
+    if callable(lr):
+        if allow_schedule:
+            return lr
+        raise TypeError(f"lr must be a number here, not a schedule, got {lr!r}")
+    real_0d = (isinstance(lr, (np.ndarray, jax.Array)) and lr.shape == ()
+               and (jnp.issubdtype(lr.dtype, jnp.integer) or jnp.issubdtype(lr.dtype, jnp.floating)))
+    if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) or real_0d):
+        raise TypeError(f"lr must be a finite number >= 0, got {lr!r} of type {type(lr).__name__}")
+    value = float(lr)
+    if not (math.isfinite(value) and value >= 0):
+        shown = lr if isinstance(lr, (int, float)) else value   # -1 reads as -1, np.float32 as a float
+        raise ValueError(f"lr must be a finite number >= 0, got {shown}")
+    return value
 
 
 def check_batch_size(batch_size: Any) -> int:

@@ -279,12 +279,12 @@ def test_apply_updates_keeps_param_dtype():
 
 
 BAD = [
-    (lambda: optim.sgd(lr=-0.1), "lr must be >= 0, got -0.1"),
+    (lambda: optim.sgd(lr=-0.1), "lr must be a finite number >= 0, got -0.1"),
     (lambda: optim.sgd(momentum=-0.5), "momentum must be >= 0, got -0.5"),
     (lambda: optim.sgd(weight_decay=-1), "weight_decay must be >= 0, got -1"),
     (lambda: optim.sgd(nesterov=True), "nesterov=True requires momentum > 0.*momentum=0"),
     (lambda: optim.sgd(momentum=0.9, dampening=0.1, nesterov=True), "dampening=0.1"),
-    (lambda: optim.adagrad(lr=-1), "lr must be >= 0, got -1"),
+    (lambda: optim.adagrad(lr=-1), "lr must be a finite number >= 0, got -1"),
     (lambda: optim.adagrad(lr_decay=-0.1), "lr_decay must be >= 0, got -0.1"),
     (lambda: optim.adagrad(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
     (lambda: optim.adagrad(initial_accumulator_value=-1), "initial_accumulator_value must be >= 0, got -1"),
@@ -294,18 +294,23 @@ BAD = [
     (lambda: optim.rmsprop(eps=-1e-8), "eps must be > 0, got -1e-08"),
     (lambda: optim.rmsprop(momentum=-0.9), "momentum must be >= 0, got -0.9"),
     (lambda: optim.rmsprop(weight_decay=-1), "weight_decay must be >= 0, got -1"),
-    (lambda: optim.rmsprop(lr=-1), "lr must be >= 0, got -1"),
+    (lambda: optim.rmsprop(lr=-1), "lr must be a finite number >= 0, got -1"),
     (lambda: optim.adam(betas=(1.0, 0.999)), r"betas\[0\] must be in \[0.0, 1.0\), got 1.0"),
     (lambda: optim.adam(betas=(0.9, -0.1)), r"betas\[1\] must be in \[0.0, 1.0\), got -0.1"),
     (lambda: optim.adam(betas=(0.9,)), r"betas must be a pair"),
     (lambda: optim.adam(eps=0.0), "eps must be > 0, got 0.0"),
     (lambda: optim.adam(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
-    (lambda: optim.adam(lr=-1e-3), "lr must be >= 0, got -0.001"),
+    (lambda: optim.adam(lr=-1e-3), "lr must be a finite number >= 0, got -0.001"),
     (lambda: optim.adamw(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
     (lambda: optim.adamw(betas=(0.9, 1.5)), r"betas\[1\] must be in \[0.0, 1.0\), got 1.5"),
     (lambda: optim.clip_grad_norm(jnp.ones(2), -0.5), "max_norm must be >= 0, got -0.5"),
     (lambda: optim.clip_by_global_norm(-1.0), "max_norm must be >= 0, got -1.0"),
     (lambda: optim.add_decayed_weights(-0.1), "weight_decay must be >= 0, got -0.1"),
+    # NaN and inf pass torch's lr >= 0 check and poison the first step; fnn rejects them
+    (lambda: optim.sgd(lr=float("nan")), "lr must be a finite number >= 0, got nan"),
+    (lambda: optim.adamw(lr=float("inf")), "lr must be a finite number >= 0, got inf"),
+    (lambda: optim.rmsprop(lr=np.float32("nan")), "lr must be a finite number >= 0, got nan"),
+    (lambda: optim.scale_by_learning_rate(-2.0), "lr must be a finite number >= 0, got -2.0"),
 ]
 
 
@@ -340,3 +345,16 @@ def test_weight_decay_needs_params_and_a_matching_mask():
     opt = optim.sgd(weight_decay=0.1, weight_decay_mask={"w": True})
     with pytest.raises(ValueError, match="weight_decay_mask must have the tree structure of params"):
         opt.update(params, opt.init(params), params)
+
+
+def test_one_lr_rule_for_every_caller():
+    # fnn._checks.check_lr: torch's lr >= 0, finite; a schedule passes through (where allowed).
+    from fnn._checks import check_lr
+    sched = optim.step_lr(0.1, 2)
+    assert check_lr(0) == 0.0 and check_lr(np.float32(0.5)) == 0.5 and check_lr(jnp.asarray(2.0)) == 2.0
+    assert check_lr(sched) is sched and optim.sgd(lr=sched).hyperparams["lr"] is sched
+    with pytest.raises(TypeError, match="lr must be a number here, not a schedule"):
+        check_lr(sched, allow_schedule=False)
+    for bad in [True, "0.1", [0.1], jnp.ones(2)]:
+        with pytest.raises(TypeError, match="lr must be a finite number >= 0, got"):
+            optim.sgd(lr=bad)

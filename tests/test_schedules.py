@@ -121,7 +121,7 @@ def test_adamw_decay_follows_the_scheduled_lr(x64):
 
 
 BAD = [
-    (lambda: optim.step_lr(-0.1, 2), "lr must be >= 0, got -0.1"),
+    (lambda: optim.step_lr(-0.1, 2), "lr must be a finite number >= 0, got -0.1"),
     (lambda: optim.step_lr(0.1, 0), "step_size must be an integer >= 1, got 0"),
     (lambda: optim.step_lr(0.1, 1.5), "step_size must be an integer >= 1, got 1.5"),
     (lambda: optim.step_lr(0.1, 2, gamma=-1.0), "gamma must be >= 0, got -1.0"),
@@ -136,6 +136,9 @@ BAD = [
     (lambda: optim.warmup_cosine(0.1, -1, 10), "warmup_steps must be an integer >= 0, got -1"),
     (lambda: optim.warmup_cosine(0.1, 5, 5),
      r"total_steps must be an integer >= 6 \(more than warmup_steps\), got 5"),
+    (lambda: optim.cosine_annealing_lr(float("nan"), 10), "lr must be a finite number >= 0, got nan"),
+    (lambda: optim.exponential_lr(float("inf"), 0.9), "lr must be a finite number >= 0, got inf"),
+    (lambda: optim.linear_lr(-1), "lr must be a finite number >= 0, got -1"),
 ]
 
 
@@ -143,3 +146,8 @@ BAD = [
 def test_bad_schedule_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_a_schedule_is_not_a_schedules_lr():
+    with pytest.raises(TypeError, match="lr must be a number here, not a schedule"):
+        optim.step_lr(optim.exponential_lr(0.1, 0.9), 2)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn._checks import check_classes_in_range, check_integer, check_ndim, is_concrete
+from fnn._checks import check_lr as _check_lr
 
 
 def as_features(X: Any, params: dict | None = None) -> jnp.ndarray:
@@ -88,6 +89,11 @@ def check_count(name: str, value: Any, *, low: int = 1) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
-def check_lr(lr: Any) -> None:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+def check_lr(lr: Any) -> float:
+    """fnn's one lr rule (`fnn._checks.check_lr`: a finite number >= 0, no schedule), plus
+    lr > 0: a classic fit with lr = 0 would run every epoch and return its initial params."""
+    lr = _check_lr(lr, allow_schedule=False)
+    if lr == 0:
+        raise ValueError(f"lr must be > 0 for a gradient-descent fit (lr = 0 never moves the "
+                         f"parameters), got {lr}")
+    return lr

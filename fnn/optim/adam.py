@@ -18,10 +18,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnn._checks import check_positive
+from fnn._checks import check_lr, check_positive
 from fnn.optim.base import (GradientTransformation, Schedule, add_decayed_weights,
-                            check_half_open, check_lr, check_tree_match, decay_and_maximize,
-                            init_step, optimizer, scale, scale_by_learning_rate)
+                            check_half_open, check_tree_match, decay_and_maximize, init_step,
+                            optimizer, scale, scale_by_learning_rate)
 
 
 class AdamState(NamedTuple):

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn._checks import check_positive
+from fnn._checks import check_lr, check_positive
 
 PyTree = Any
 Schedule = Callable[[Any], Any]
@@ -70,14 +70,6 @@ def check_tree_match(grads: PyTree, reference: PyTree, what: str) -> None:
     if tg != tr:
         raise ValueError(f"grads must have the same tree structure as {what}, "
                          f"got grads {tg} and {what} {tr}")
-
-
-def check_lr(lr: float | Schedule) -> float | Schedule:
-    """A learning rate is a number >= 0 or a schedule step -> lr (not checked here)."""
-    if callable(lr):
-        return lr
-    check_positive("lr", lr, strict=False)
-    return float(lr)
 
 
 def check_half_open(name: str, value: float, low: float = 0.0, high: float = 1.0) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import jax.numpy as jnp
 
-from fnn._checks import check_positive, check_range
+from fnn._checks import check_lr, check_positive, check_range
 
 Schedule = Callable[[Any], Any]
 
@@ -39,7 +39,7 @@ def _check_int(name: str, value: Any, low: int, why: str = "") -> None:
 
 def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
     """StepLR: lr·γ^⌊step/step_size⌋."""
-    check_positive("lr", lr, strict=False)
+    lr = check_lr(lr, allow_schedule=False)
     _check_int("step_size", step_size, 1)
     check_positive("gamma", gamma, strict=False)
     return _schedule(lambda step: lr * gamma ** (jnp.asarray(step) // step_size),
@@ -49,7 +49,7 @@ def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
 def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
     """MultiStepLR: lr·γ^(number of milestones ≤ step); a repeated milestone counts twice,
     as in torch (whose milestones are a Counter). Milestones may come unsorted."""
-    check_positive("lr", lr, strict=False)
+    lr = check_lr(lr, allow_schedule=False)
     for m in milestones:
         _check_int("milestones", m, 0)
     check_positive("gamma", gamma, strict=False)
@@ -60,7 +60,7 @@ def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Sc
 
 def exponential_lr(lr: float, gamma: float) -> Schedule:
     """ExponentialLR: lr·γ^step."""
-    check_positive("lr", lr, strict=False)
+    lr = check_lr(lr, allow_schedule=False)
     check_positive("gamma", gamma, strict=False)
     return _schedule(lambda step: lr * gamma ** jnp.asarray(step), lr=lr, gamma=gamma)
 
@@ -68,7 +68,7 @@ def exponential_lr(lr: float, gamma: float) -> Schedule:
 def linear_lr(lr: float, start_factor: float = 1 / 3, end_factor: float = 1.0,
               total_iters: int = 5) -> Schedule:
     """LinearLR (warm-up): lr·(s + (e − s)·min(step, total_iters)/total_iters)."""
-    check_positive("lr", lr, strict=False)
+    lr = check_lr(lr, allow_schedule=False)
     if not 0 < start_factor <= 1:
         raise ValueError(f"start_factor must be in (0, 1], got {start_factor}")
     check_range("end_factor", end_factor, 0.0, 1.0)
@@ -86,7 +86,7 @@ def linear_lr(lr: float, start_factor: float = 1 / 3, end_factor: float = 1.0,
 def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule:
     """CosineAnnealingLR: η_min + (lr − η_min)·(1 + cos(π·step/T_max))/2. Periodic past
     T_max (it rises again, as torch's does; optax clamps), SCHED-1."""
-    check_positive("lr", lr, strict=False)
+    lr = check_lr(lr, allow_schedule=False)
     _check_int("T_max", T_max, 1)
     check_positive("eta_min", eta_min, strict=False)
     return _schedule(
@@ -107,7 +107,7 @@ def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float
     warmup_cosine_decay_schedule(0, lr, W, T, η_min): the first update (step 0) has lr 0
     when W > 0, and total_steps counts the warm-up steps too.
     """
-    check_positive("lr", lr, strict=False)
+    lr = check_lr(lr, allow_schedule=False)
     _check_int("warmup_steps", warmup_steps, 0)
     _check_int("total_steps", total_steps, warmup_steps + 1, " (more than warmup_steps)")
     check_positive("eta_min", eta_min, strict=False)

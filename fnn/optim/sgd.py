@@ -16,9 +16,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnn._checks import check_positive
-from fnn.optim.base import (GradientTransformation, Schedule, check_lr, check_tree_match,
-                            decay_and_maximize, init_step, optimizer, scale_by_learning_rate)
+from fnn._checks import check_lr, check_positive
+from fnn.optim.base import (GradientTransformation, Schedule, check_tree_match, decay_and_maximize,
+                            init_step, optimizer, scale_by_learning_rate)
 
 
 class SgdMomentumState(NamedTuple):
