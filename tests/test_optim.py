@@ -347,6 +347,132 @@ def test_weight_decay_needs_params_and_a_matching_mask():
         opt.update(params, opt.init(params), params)
 
 
+# --- the learning rate in the state (LearningRateState, with_lr_scale, last_lr) ---
+
+
+def test_learning_rate_state_at_init_and_after_updates():
+    opt = optim.sgd(lr=0.1, momentum=0.9)
+    state = opt.init(jnp.zeros(3))
+    lrs = optim.learning_rate_state(state)
+    assert isinstance(lrs, optim.LearningRateState) and lrs is state[-1]
+    for leaf, dtype, value in [(lrs.step, jnp.int32, 0), (lrs.lr_scale, jnp.float32, 1.0),
+                               (lrs.last_lr, jnp.float32, 0.0)]:
+        assert leaf.shape == () and leaf.dtype == dtype and leaf == value
+    _, state = opt.update(jnp.ones(3), state, jnp.zeros(3))
+    assert int(state[-1].step) == 1 and optim.last_lr(state) == np.float32(0.1)
+
+
+def test_lr_scale_half_halves_the_update_exactly(x64):
+    # u = (−lr·g)·lr_scale: 0.5 is a power of two, so the closed form is exact in float64.
+    g = jnp.asarray([0.3, -1.7, 2.5e-3])
+    opt = optim.sgd(lr=0.1)
+    state = optim.with_lr_scale(opt.init(g), 0.5)
+    u, state = opt.update(g, state)
+    np.testing.assert_array_equal(u, (-0.1 * np.asarray(g)) * 0.5)
+    assert u.dtype == jnp.float64
+    assert optim.last_lr(state) == np.float32(0.1) * np.float32(0.5)
+    # and for a stateful optimizer: the whole update is halved, nothing else changes
+    adam = optim.adam(lr=0.1)
+    full, s_full = adam.update(g, adam.init(g), g)
+    half, s_half = adam.update(g, optim.with_lr_scale(adam.init(g), 0.5), g)
+    np.testing.assert_array_equal(half, 0.5 * np.asarray(full))
+    np.testing.assert_array_equal(s_half[0].exp_avg, s_full[0].exp_avg)
+
+
+def test_lr_scale_keeps_bf16_updates_in_bf16():
+    g = jnp.asarray([1.0, -2.0], jnp.bfloat16)
+    opt = optim.sgd(lr=0.25)
+    u, _ = opt.update(g, optim.with_lr_scale(opt.init(g), 0.5))
+    assert u.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(u, np.float32), [-0.125, 0.25])
+
+
+def test_last_lr_follows_a_schedule_step_by_step(x64):
+    # last_lr = float32(lr(step))·lr_scale, step = updates done before this one.
+    opt = optim.adam(lr=optim.cosine_annealing_lr(0.1, T_max=5, eta_min=0.01))
+    p = jnp.ones(2)
+    state = opt.init(p)
+    update = jax.jit(opt.update)
+    got, want = [], []
+    for step in range(8):
+        scale = 1.0 if step < 4 else 0.25          # a plateau halfway through
+        state = optim.with_lr_scale(state, scale)
+        _, state = update(jnp.ones(2), state, p)
+        got.append(optim.last_lr(state))
+        want.append(np.float32(0.01 + (0.1 - 0.01) * (1 + np.cos(np.pi * step / 5)) / 2) * np.float32(scale))
+    assert all(x.dtype == jnp.float32 for x in got)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want, np.float32), rtol=1e-7, atol=0)
+
+
+def test_last_lr_is_adagrads_decayed_rate():
+    # ADAG-1: clr = lr/(1 + step·lr_decay) is the rate the update used.
+    opt = optim.adagrad(lr=0.1, lr_decay=0.5)
+    state = opt.init(jnp.ones(1))
+    for step in range(3):
+        _, state = opt.update(jnp.ones(1), state)
+        np.testing.assert_allclose(optim.last_lr(state), 0.1 / (1 + step * 0.5), rtol=1e-7)
+
+
+def test_changing_lr_scale_between_calls_does_not_retrace():
+    traces = 0
+    opt = optim.sgd(lr=0.1, momentum=0.9)
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+
+    @jax.jit
+    def step(params, state):
+        nonlocal traces
+        traces += 1
+        grads = jax.tree.map(jnp.ones_like, params)
+        updates, state = opt.update(grads, state, params)
+        return optim.apply_updates(params, updates), state, updates
+
+    state = opt.init(params)
+    last = []
+    for scale in [1.0, 0.5, 0.1, 0.0, 1]:
+        state = optim.with_lr_scale(state, scale)
+        params, state, updates = step(params, state)
+        last.append(float(optim.last_lr(state)))
+    assert traces == 1
+    np.testing.assert_allclose(last, [0.1, 0.05, 0.01, 0.0, 0.1], rtol=1e-7)
+    assert float(jnp.abs(updates["w"]).max()) > 0
+
+
+def test_lr_helpers_find_the_link_inside_a_chain_and_leave_the_input_alone():
+    opt = optim.chain(optim.clip_by_global_norm(1.0), optim.adamw(lr=0.01))
+    state = opt.init({"w": jnp.ones((2, 2))})
+    scaled = optim.with_lr_scale(state, 0.3)
+    assert jax.tree.structure(scaled) == jax.tree.structure(state)
+    assert optim.learning_rate_state(state).lr_scale == 1.0          # not modified
+    lrs = optim.learning_rate_state(scaled)
+    assert lrs.lr_scale.dtype == jnp.float32 and lrs.lr_scale == np.float32(0.3)
+    assert lrs is scaled[1][-1]
+    # a traced scale works too (e.g. inside a jitted epoch)
+    assert jax.jit(optim.with_lr_scale)(state, 0.5)[1][-1].lr_scale == 0.5
+
+
+@pytest.mark.parametrize("state,count", [
+    ((), 0),
+    ({"a": 1.0}, 0),
+    (optim.chain(optim.sgd(0.1), optim.adam()).init(jnp.ones(2)), 2),
+])
+def test_learning_rate_state_needs_exactly_one(state, count):
+    for fn in (optim.learning_rate_state, optim.last_lr, lambda s: optim.with_lr_scale(s, 0.5)):
+        with pytest.raises(ValueError, match=f"exactly one LearningRateState .*found {count}"):
+            fn(state)
+
+
+@pytest.mark.parametrize("scale,match", [
+    (-0.5, "scale must be a finite number >= 0, got -0.5"),
+    (float("nan"), "scale must be a finite number >= 0, got nan"),
+    (float("inf"), "scale must be a finite number >= 0, got inf"),
+    (jnp.ones(2), r"scale must be a scalar, got shape \(2,\)"),
+])
+def test_with_lr_scale_rejects_bad_scales(scale, match):
+    state = optim.sgd(0.1).init(jnp.ones(2))
+    with pytest.raises(ValueError, match=match):
+        optim.with_lr_scale(state, scale)
+
+
 def test_one_lr_rule_for_every_caller():
     # fnn._checks.check_lr: torch's lr >= 0, finite; a schedule passes through (where allowed).
     from fnn._checks import check_lr

@@ -8,11 +8,16 @@
 Defaults equal torch.optim's, except that weight decay skips leaves with ndim < 2 unless
 `weight_decay_mask` says otherwise (WD-1). `lr` is a number or a schedule step -> lr, with
 step = number of updates already done, from 0. See base.py for the state contract.
+
+The learning rate lives in the state: `with_lr_scale(opt_state, s)` multiplies later
+updates by s (e.g. from a ReduceLROnPlateau) without rebuilding or retracing, and
+`last_lr(opt_state)` is the rate the latest update used.
 """
 from fnn.optim.adagrad import adagrad, scale_by_adagrad
 from fnn.optim.adam import adam, adamw, scale_by_adam
-from fnn.optim.base import (GradientTransformation, add_decayed_weights, apply_updates, chain,
-                            default_weight_decay_mask, scale, scale_by_learning_rate)
+from fnn.optim.base import (GradientTransformation, LearningRateState, add_decayed_weights,
+                            apply_updates, chain, default_weight_decay_mask, last_lr,
+                            learning_rate_state, scale, scale_by_learning_rate, with_lr_scale)
 from fnn.optim.clip import clip_by_global_norm, clip_grad_norm, global_norm
 from fnn.optim.rmsprop import rmsprop, scale_by_rms, trace
 from fnn.optim.schedules import (cosine_annealing_lr, exponential_lr, linear_lr, multistep_lr,
@@ -22,6 +27,7 @@ from fnn.optim.sgd import scale_by_sgd_momentum, sgd
 __all__ = [
     "GradientTransformation", "chain", "apply_updates", "scale", "scale_by_learning_rate",
     "add_decayed_weights", "default_weight_decay_mask",
+    "LearningRateState", "learning_rate_state", "with_lr_scale", "last_lr",
     "sgd", "adagrad", "rmsprop", "adam", "adamw",
     "scale_by_sgd_momentum", "scale_by_adagrad", "scale_by_rms", "trace", "scale_by_adam",
     "clip_grad_norm", "clip_by_global_norm", "global_norm",

@@ -15,6 +15,12 @@ type, so a jitted step traces once and never recompiles. Every step count counts
 updates already done, from 0, like torch's scheduler epoch counter: the first update
 sees step 0 (the rule texts' t = step + 1).
 
+The learning rate lives in the state (`LearningRateState`, the link every optimizer ends
+with): its int32 step count, a float32 `lr_scale` (1.0 at init) that multiplies every
+update, and the float32 `last_lr` the latest update used. `with_lr_scale` changes the
+scale between epochs (e.g. from ReduceLROnPlateau) without rebuilding the optimizer or
+retracing the jitted step; `learning_rate_state` and `last_lr` read it.
+
 Weight decay masks (WD-1): torch decays every parameter of a group, biases included; fnn
 by default decays only leaves with ndim >= 2 (the course's rule: no decay for biases and
 norm scales). `weight_decay_mask` is a pytree of bools shaped like params, or a function
@@ -24,6 +30,7 @@ behaviour exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -55,9 +62,11 @@ class GradientTransformation:
         object.__setattr__(self, "hyperparams", MappingProxyType(dict(self.hyperparams)))
 
 
-class StepState(NamedTuple):
-    """State of a transform that only needs to know how many updates it has done."""
-    step: jax.Array
+class LearningRateState(NamedTuple):
+    """State of `scale_by_learning_rate`, the last link of every optimizer."""
+    step: jax.Array       # int32 scalar, updates done
+    lr_scale: jax.Array   # float32 scalar, multiplies every update; 1.0 at init
+    last_lr: jax.Array    # float32 scalar, lr(step)·lr_scale of the latest update; 0.0 at init
 
 
 def init_step() -> jax.Array:
@@ -116,16 +125,93 @@ def scale(factor: float) -> GradientTransformation:
 
 
 def scale_by_learning_rate(lr: float | Schedule) -> GradientTransformation:
-    """u ← −lr(step)·u. Every optimizer ends with this link, so its state always carries
-    the int32 count of updates done (`state[-1].step`), even when lr is a plain number."""
+    """u ← (−lr(step)·u)·lr_scale. Every optimizer ends with this link, so its state
+    (`LearningRateState`) always carries the int32 count of updates done, the float32
+    lr_scale and the float32 last_lr, even when lr is a plain number.
+
+    The scale multiplies last, after −lr·u is formed in u's dtype, and the product is cast
+    back to u's dtype: with lr_scale = 1 the update is bit-identical to −lr·u.
+    """
     lr = check_lr(lr)
+
+    def init(params):
+        return LearningRateState(init_step(), jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32))
 
     def update(grads, state, params=None):
         value = lr(state.step) if callable(lr) else lr
-        new = jax.tree.map(lambda g: -jnp.asarray(value, jnp.result_type(g)) * g, grads)
-        return new, StepState(state.step + 1)
+        lr_scale = jnp.asarray(state.lr_scale, jnp.float32)   # a numpy scalar from a checkpoint too
 
-    return GradientTransformation(lambda params: StepState(init_step()), update, {"lr": lr})
+        def scaled(g):
+            dtype = jnp.result_type(g)
+            return ((-jnp.asarray(value, dtype) * g) * lr_scale).astype(dtype)
+
+        new = jax.tree.map(scaled, grads)
+        last = jnp.asarray(value, jnp.float32) * lr_scale
+        return new, LearningRateState(state.step + 1, lr_scale, last)
+
+    return GradientTransformation(init, update, {"lr": lr})
+
+
+def _is_lr_state(x: Any) -> bool:
+    return isinstance(x, LearningRateState)
+
+
+def learning_rate_state(opt_state: PyTree) -> LearningRateState:
+    """The one `LearningRateState` in an optimizer state (at any depth, e.g. in a chain).
+
+    Args:
+        opt_state: a state from `opt.init` or `opt.update`.
+
+    Returns:
+        That LearningRateState.
+
+    Raises:
+        ValueError: when the state holds none or more than one (e.g. two chained
+            optimizers), naming how many it found.
+    """
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_lr_state) if _is_lr_state(x)]
+    if len(found) != 1:
+        raise ValueError(f"opt_state must hold exactly one LearningRateState (the last link of an "
+                         f"fnn.optim optimizer), found {len(found)}")
+    return found[0]
+
+
+def with_lr_scale(opt_state: PyTree, scale: Any) -> PyTree:
+    """The state with its LearningRateState's lr_scale replaced: later updates are
+    multiplied by `scale` (e.g. plateau_lr / base_lr). Structure, shapes and dtypes are
+    unchanged (float32 scalar), so a jitted step that takes the state does not retrace.
+
+    Args:
+        opt_state: a state holding exactly one LearningRateState.
+        scale: a finite number >= 0 (or a float32-castable scalar array, also traced).
+
+    Returns:
+        The new state; `opt_state` itself is not modified.
+    """
+    old = learning_rate_state(opt_state).lr_scale
+    if jnp.shape(scale) != ():
+        raise ValueError(f"scale must be a scalar, got shape {jnp.shape(scale)}")
+    new = jnp.asarray(scale, jnp.float32)
+    if not isinstance(scale, jax.core.Tracer):
+        if not (math.isfinite(float(scale)) and float(scale) >= 0):
+            raise ValueError(f"scale must be a finite number >= 0, got {scale}")
+        if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer):
+            new = jax.device_put(new, old.sharding)   # keep the placement (e.g. replicated on a mesh)
+    return jax.tree.map(lambda x: x._replace(lr_scale=new) if _is_lr_state(x) else x,
+                        opt_state, is_leaf=_is_lr_state)
+
+
+def last_lr(opt_state: PyTree) -> jax.Array:
+    """The learning rate the latest update used, lr(step)·lr_scale (float32; 0.0 before
+    the first update).
+
+    Args:
+        opt_state: a state holding exactly one LearningRateState.
+
+    Returns:
+        A float32 scalar array.
+    """
+    return learning_rate_state(opt_state).last_lr
 
 
 def default_weight_decay_mask(params: PyTree) -> PyTree:
