@@ -473,6 +473,90 @@ def test_with_lr_scale_rejects_bad_scales(scale, match):
         optim.with_lr_scale(state, scale)
 
 
+# --- equal hyperparameters ⇒ equal, hashable optimizers ---
+
+MASK = ALL   # one function object: optimizers built with it compare equal
+
+EQUAL_CASES = [
+    # (make, a different-hyperparameter variant)
+    (lambda: optim.sgd(lr=0.1), lambda: optim.sgd(lr=0.2)),
+    (lambda: optim.sgd(lr=0.1, momentum=0.9, nesterov=True), lambda: optim.sgd(lr=0.1, momentum=0.9)),
+    (lambda: optim.sgd(lr=0.1, maximize=True), lambda: optim.sgd(lr=0.1)),
+    (lambda: optim.sgd(lr=0.1, weight_decay=0.1, weight_decay_mask=MASK),
+     lambda: optim.sgd(lr=0.1, weight_decay=0.1)),
+    (lambda: optim.adagrad(lr=0.1, lr_decay=0.1), lambda: optim.adagrad(lr=0.1, lr_decay=0.2)),
+    (lambda: optim.rmsprop(centered=True), lambda: optim.rmsprop()),
+    (lambda: optim.rmsprop(momentum=0.9), lambda: optim.rmsprop(momentum=0.8)),
+    (lambda: optim.adam(betas=(0.8, 0.99)), lambda: optim.adam(betas=(0.8, 0.999))),
+    (lambda: optim.adam(amsgrad=True), lambda: optim.adam()),
+    (lambda: optim.adamw(), lambda: optim.adam()),                   # same numbers, other rule
+    (lambda: optim.adamw(weight_decay=0.1), lambda: optim.adamw(weight_decay=0.2)),
+    (lambda: optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=100)),
+     lambda: optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=101))),
+    (lambda: optim.sgd(lr=optim.step_lr(0.1, 3)), lambda: optim.sgd(lr=optim.multistep_lr(0.1, [3]))),
+    (lambda: optim.clip_by_global_norm(1.0), lambda: optim.clip_by_global_norm(1.0, norm_type=1.0)),
+    (lambda: optim.chain(optim.clip_by_global_norm(1.0), optim.adam()),
+     lambda: optim.chain(optim.clip_by_global_norm(2.0), optim.adam())),
+]
+
+
+@pytest.mark.parametrize("make,other", EQUAL_CASES)
+def test_equal_hyperparameters_give_equal_hashable_optimizers(make, other):
+    a, b, c = make(), make(), other()
+    assert a is not b and a == b and hash(a) == hash(b)
+    assert a != c and b != c
+    assert {a: 1}[b] == 1 and len({a, b, c}) == 2
+
+
+def test_sgd_is_a_memo_key():
+    assert {optim.sgd(lr=0.1): 1}[optim.sgd(lr=0.1)] == 1
+    assert optim.sgd(lr=0.1) == optim.sgd(0.1, 0.0, 0.0, 0.0, False)   # defaults spelled out
+    assert optim.sgd(lr=0.1) != "sgd" and optim.sgd(lr=0.1) != optim.adam(lr=0.1)
+    # equal values of different types are different specs: a numpy scalar is not weakly
+    # typed in JAX, so it may compile differently (lr itself is always stored as a float)
+    assert optim.sgd(momentum=0.9) != optim.sgd(momentum=np.float64(0.9))
+    assert optim.sgd(lr=1) == optim.sgd(lr=np.float64(1.0))
+
+
+def test_equal_optimizers_share_one_compiled_step():
+    traces = 0
+
+    def step(opt, params):
+        nonlocal traces
+        traces += 1
+        u, _ = opt.update(params, opt.init(params), params)
+        return optim.apply_updates(params, u)
+
+    jitted = jax.jit(step, static_argnums=0)
+    p = jnp.ones(3)
+    jitted(optim.adam(lr=0.1, weight_decay=0.1), p)
+    jitted(optim.adam(lr=0.1, weight_decay=0.1), p)
+    assert traces == 1
+    jitted(optim.adam(lr=0.2, weight_decay=0.1), p)
+    assert traces == 2
+
+
+def test_mask_functions_compare_by_identity_and_dict_masks_by_object():
+    # A mask function is hashed by identity: two equal-looking lambdas are two masks.
+    assert optim.sgd(weight_decay=0.1, weight_decay_mask=lambda p: p) != \
+        optim.sgd(weight_decay=0.1, weight_decay_mask=lambda p: p)
+    # A dict mask is unhashable: the optimizer falls back to identity, without error.
+    mask = {"w": True, "b": False}
+    a = optim.sgd(weight_decay=0.1, weight_decay_mask=mask)
+    b = optim.sgd(weight_decay=0.1, weight_decay_mask=mask)
+    assert a.spec is None and a == a and a != b and {a: 1}[a] == 1   # noqa: PLR0124
+    # a tuple mask is hashable, so it compares by value
+    assert optim.sgd(weight_decay=0.1, weight_decay_mask=(True, False)) == \
+        optim.sgd(weight_decay=0.1, weight_decay_mask=(True, False))
+
+
+def test_transforms_without_spec_compare_by_their_functions():
+    t = optim.GradientTransformation(lambda p: (), lambda g, s, p=None: (g, s))
+    assert t == t and t != optim.GradientTransformation(t.init, lambda g, s, p=None: (g, s))   # noqa: PLR0124
+    assert t == optim.GradientTransformation(t.init, t.update) and hash(t) == hash(t)
+    assert optim.chain(t, optim.sgd()) == optim.chain(t, optim.sgd())
+
+
 def test_one_lr_rule_for_every_caller():
     # fnn._checks.check_lr: torch's lr >= 0, finite; a schedule passes through (where allowed).
     from fnn._checks import check_lr

@@ -151,3 +151,36 @@ def test_bad_schedule_arguments(make, match):
 def test_a_schedule_is_not_a_schedules_lr():
     with pytest.raises(TypeError, match="lr must be a number here, not a schedule"):
         optim.step_lr(optim.exponential_lr(0.1, 0.9), 2)
+
+
+SCHEDULES = [
+    # (make, a variant with one argument changed)
+    (lambda: optim.step_lr(0.1, step_size=3, gamma=0.5), lambda: optim.step_lr(0.1, step_size=3)),
+    (lambda: optim.multistep_lr(0.1, [2, 5]), lambda: optim.multistep_lr(0.1, [2, 6])),
+    (lambda: optim.exponential_lr(0.1, gamma=0.9), lambda: optim.exponential_lr(0.2, gamma=0.9)),
+    (lambda: optim.linear_lr(0.1), lambda: optim.linear_lr(0.1, total_iters=6)),
+    (lambda: optim.cosine_annealing_lr(0.1, T_max=100), lambda: optim.cosine_annealing_lr(0.1, T_max=100,
+                                                                                          eta_min=1e-3)),
+    (lambda: optim.warmup_cosine(0.1, 5, 50), lambda: optim.warmup_cosine(0.1, 5, 51)),
+]
+
+
+@pytest.mark.parametrize("make,other", SCHEDULES)
+def test_schedules_are_equal_and_hashable_by_value(make, other):
+    a, b, c = make(), make(), other()
+    assert a is not b and a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert a != c and len({a, b, c}) == 2
+    assert float(a(7)) == float(b(7))
+    with pytest.raises(TypeError):
+        a.hyperparams["lr"] = 1.0        # read-only, so the hash cannot go stale
+    with pytest.raises(AttributeError):
+        a.name = "other"                 # frozen
+
+
+def test_schedule_identity_is_name_and_arguments():
+    assert optim.cosine_annealing_lr(0.1, T_max=100) == optim.cosine_annealing_lr(0.1, T_max=100)
+    assert optim.step_lr(1, 2) == optim.step_lr(1.0, 2)      # lr is stored as a float
+    # the same values, but equality is by construction (kind and arguments), not by values
+    assert optim.exponential_lr(0.1, 0.5) != optim.step_lr(0.1, 1, 0.5)
+    assert isinstance(optim.linear_lr(0.1), optim.LRSchedule)
+    assert repr(optim.step_lr(0.1, 3)) == "step_lr(lr=0.1, step_size=3, gamma=0.1)"

@@ -11,7 +11,8 @@ step = number of updates already done, from 0. See base.py for the state contrac
 
 The learning rate lives in the state: `with_lr_scale(opt_state, s)` multiplies later
 updates by s (e.g. from a ReduceLROnPlateau) without rebuilding or retracing, and
-`last_lr(opt_state)` is the rate the latest update used.
+`last_lr(opt_state)` is the rate the latest update used. Optimizers and schedules built
+with equal arguments are equal and hash equal.
 """
 from fnn.optim.adagrad import adagrad, scale_by_adagrad
 from fnn.optim.adam import adam, adamw, scale_by_adam
@@ -20,8 +21,8 @@ from fnn.optim.base import (GradientTransformation, LearningRateState, add_decay
                             learning_rate_state, scale, scale_by_learning_rate, with_lr_scale)
 from fnn.optim.clip import clip_by_global_norm, clip_grad_norm, global_norm
 from fnn.optim.rmsprop import rmsprop, scale_by_rms, trace
-from fnn.optim.schedules import (cosine_annealing_lr, exponential_lr, linear_lr, multistep_lr,
-                                 step_lr, warmup_cosine)
+from fnn.optim.schedules import (LRSchedule, cosine_annealing_lr, exponential_lr, linear_lr,
+                                 multistep_lr, step_lr, warmup_cosine)
 from fnn.optim.sgd import scale_by_sgd_momentum, sgd
 
 __all__ = [
@@ -32,5 +33,5 @@ __all__ = [
     "scale_by_sgd_momentum", "scale_by_adagrad", "scale_by_rms", "trace", "scale_by_adam",
     "clip_grad_norm", "clip_by_global_norm", "global_norm",
     "step_lr", "multistep_lr", "exponential_lr", "linear_lr", "cosine_annealing_lr",
-    "warmup_cosine",
+    "warmup_cosine", "LRSchedule",
 ]

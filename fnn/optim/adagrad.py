@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive
 from fnn.optim.base import (GradientTransformation, Schedule, check_tree_match, decay_and_maximize,
-                            optimizer, scale_by_learning_rate)
+                            make_spec, optimizer, scale_by_learning_rate)
 
 
 class AdagradState(NamedTuple):
@@ -37,15 +37,17 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0, eps: float = 1e-10
                            grads, sums)
         return out, AdagradState(sums)
 
-    return GradientTransformation(init, update, {"initial_accumulator_value":
-                                                 initial_accumulator_value, "eps": eps})
+    args = {"initial_accumulator_value": initial_accumulator_value, "eps": eps}
+    return GradientTransformation(init, update, args, make_spec("scale_by_adagrad", **args))
 
 
 def adagrad(lr: float | Schedule = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
             initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
             maximize: bool = False,
             weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
-    """torch.optim.Adagrad as a pure transform (eps must be > 0 here; torch allows 0)."""
+    """torch.optim.Adagrad as a pure transform (eps must be > 0 here; torch allows 0).
+    Equal arguments give an equal, equally hashed optimizer; a mask function compares by
+    identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
     lr = check_lr(lr)
     check_positive("lr_decay", lr_decay, strict=False)
     check_positive("weight_decay", weight_decay, strict=False)

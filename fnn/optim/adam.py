@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from fnn._checks import check_lr, check_positive
 from fnn.optim.base import (GradientTransformation, Schedule, add_decayed_weights,
                             check_half_open, check_tree_match, decay_and_maximize, init_step,
-                            optimizer, scale, scale_by_learning_rate)
+                            make_spec, optimizer, scale, scale_by_learning_rate)
 
 
 class AdamState(NamedTuple):
@@ -57,7 +57,8 @@ def scale_by_adam(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
         out = jax.tree.map(lambda s, g: s.astype(jnp.result_type(g)), out, grads)
         return out, AdamState(t, m, v, vmax)
 
-    return GradientTransformation(init, update, {"betas": betas, "eps": eps, "amsgrad": amsgrad})
+    args = {"betas": tuple(betas), "eps": eps, "amsgrad": amsgrad}
+    return GradientTransformation(init, update, args, make_spec("scale_by_adam", **args))
 
 
 def _check_adam_args(lr, betas, eps, weight_decay):
@@ -75,7 +76,9 @@ def adam(lr: float | Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
          eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
          maximize: bool = False,
          weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
-    """torch.optim.Adam (coupled L2 weight decay) as a pure transform."""
+    """torch.optim.Adam (coupled L2 weight decay) as a pure transform.
+    Equal arguments give an equal, equally hashed optimizer; a mask function compares by
+    identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
     lr, betas = _check_adam_args(lr, betas, eps, weight_decay)
     transforms = decay_and_maximize(weight_decay, weight_decay_mask, maximize)
     transforms += [scale_by_adam(betas, eps, amsgrad), scale_by_learning_rate(lr)]
@@ -87,7 +90,9 @@ def adamw(lr: float | Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999)
           eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
           maximize: bool = False,
           weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
-    """torch.optim.AdamW (decoupled weight decay, ADAMW-1) as a pure transform."""
+    """torch.optim.AdamW (decoupled weight decay, ADAMW-1) as a pure transform.
+    Equal arguments give an equal, equally hashed optimizer; a mask function compares by
+    identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
     lr, betas = _check_adam_args(lr, betas, eps, weight_decay)
     transforms = [scale(-1.0)] if maximize else []
     transforms.append(scale_by_adam(betas, eps, amsgrad))

@@ -21,6 +21,13 @@ update, and the float32 `last_lr` the latest update used. `with_lr_scale` change
 scale between epochs (e.g. from ReduceLROnPlateau) without rebuilding the optimizer or
 retracing the jitted step; `learning_rate_state` and `last_lr` read it.
 
+Equality: transforms built with equal hyperparameters (equal values of equal types) are
+equal and hash equal (their `spec`), so equal optimizers share one compiled step when used
+as a static jit argument or a memo key. Schedules compare by value too. A
+`weight_decay_mask` or `lr` given as a function is compared by identity (pass the same
+function object to get equal optimizers). A mask given as an unhashable pytree (a dict,
+arrays) leaves the optimizer without a spec: it is still hashable, but equals only itself.
+
 Weight decay masks (WD-1): torch decays every parameter of a group, biases included; fnn
 by default decays only leaves with ndim >= 2 (the course's rule: no decay for biases and
 norm scales). `weight_decay_mask` is a pytree of bools shaped like params, or a function
@@ -32,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Hashable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,20 +53,50 @@ InitFn = Callable[[PyTree], PyTree]
 UpdateFn = Callable[..., tuple[PyTree, PyTree]]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class GradientTransformation:
     """`init(params) -> state`, `update(grads, state, params=None) -> (updates, state)`.
 
-    `hyperparams` exposes the arguments an optimizer was built with (read-only); it
-    takes no part in equality or hashing, so the object can be a static jit argument.
+    `hyperparams` exposes the arguments an optimizer was built with (read-only). `spec`, a
+    hashable description of what the transform computes (built by `make_spec`), decides
+    equality and the hash when present: equal specs mean equal updates, so equal
+    optimizers share one compiled step. Without a spec two transforms are equal only when
+    they hold the same init and update functions (in practice: the same object).
     """
     init: InitFn
     update: UpdateFn
     hyperparams: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
+        default_factory=lambda: MappingProxyType({}))
+    spec: Hashable | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hyperparams", MappingProxyType(dict(self.hyperparams)))
+
+    def _key(self) -> tuple:
+        return ("spec", self.spec) if self.spec is not None else ("fns", self.init, self.update)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GradientTransformation):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
+def make_spec(name: str, **args: Any) -> tuple | None:
+    """`(name, sorted (arg, type, value))`, or None when an argument is unhashable (e.g. a
+    dict mask): such a transform falls back to identity equality instead of failing to
+    build. Functions among the arguments (a mask function, a custom schedule) hash by
+    identity. The type is part of the spec because 0.9 == np.float64(0.9) but JAX promotes
+    them differently (a numpy scalar is not weakly typed), so they may compile differently.
+    """
+    spec = (name, tuple(sorted((k, type(v), v) for k, v in args.items())))
+    try:
+        hash(spec)
+    except TypeError:
+        return None
+    return spec
 
 
 class LearningRateState(NamedTuple):
@@ -103,7 +140,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_state.append(s)
         return grads, tuple(new_state)
 
-    return GradientTransformation(init, update)
+    # Chains of equal transforms are equal (each link's own equality decides).
+    return GradientTransformation(init, update, spec=("chain", transforms))
 
 
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
@@ -112,16 +150,13 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     return jax.tree.map(lambda p, u: (p + u).astype(jnp.result_type(p)), params, updates)
 
 
-def with_hyperparams(t: GradientTransformation, **hyperparams: Any) -> GradientTransformation:
-    return dataclasses.replace(t, hyperparams=hyperparams)
-
-
 def scale(factor: float) -> GradientTransformation:
     """u ← factor·u (scale(-1) is `maximize`: torch negates the gradient first)."""
     def update(grads, state, params=None):
         return jax.tree.map(lambda g: g * jnp.asarray(factor, jnp.result_type(g)), grads), state
 
-    return GradientTransformation(lambda params: (), update, {"factor": factor})
+    return GradientTransformation(lambda params: (), update, {"factor": factor},
+                                  make_spec("scale", factor=factor))
 
 
 def scale_by_learning_rate(lr: float | Schedule) -> GradientTransformation:
@@ -149,7 +184,8 @@ def scale_by_learning_rate(lr: float | Schedule) -> GradientTransformation:
         last = jnp.asarray(value, jnp.float32) * lr_scale
         return new, LearningRateState(state.step + 1, lr_scale, last)
 
-    return GradientTransformation(init, update, {"lr": lr})
+    return GradientTransformation(init, update, {"lr": lr},
+                                  make_spec("scale_by_learning_rate", lr=lr))
 
 
 def _is_lr_state(x: Any) -> bool:
@@ -256,13 +292,16 @@ def add_decayed_weights(weight_decay: float, mask: PyTree | Callable | None = No
         return jax.tree.map(decay, grads, params, resolve_mask(mask, params)), state
 
     return GradientTransformation(lambda params: (), update,
-                                  {"weight_decay": weight_decay, "mask": mask})
+                                  {"weight_decay": weight_decay, "mask": mask},
+                                  make_spec("add_decayed_weights", weight_decay=weight_decay, mask=mask))
 
 
 def optimizer(name: str, transforms: list[GradientTransformation], **hyperparams: Any
               ) -> GradientTransformation:
-    """Chain the transforms and label the result with its torch-named hyperparameters."""
-    return with_hyperparams(chain(*transforms), name=name, **hyperparams)
+    """Chain the transforms and label the result with its torch-named hyperparameters,
+    which (with the name) are also its spec: equal arguments, equal optimizers."""
+    return dataclasses.replace(chain(*transforms), hyperparams=dict(name=name, **hyperparams),
+                               spec=make_spec(name, **hyperparams))
 
 
 def decay_and_maximize(weight_decay: float, mask: Any, maximize: bool

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from fnn._checks import check_positive
-from fnn.optim.base import GradientTransformation
+from fnn.optim.base import GradientTransformation, make_spec
 
 
 def _check_clip_args(max_norm: float, norm_type: float) -> None:
@@ -54,5 +54,6 @@ def clip_by_global_norm(max_norm: float, norm_type: float = 2.0) -> GradientTran
     def update(grads, state, params=None):
         return clip_grad_norm(grads, max_norm, norm_type)[0], state
 
-    return GradientTransformation(lambda params: (), update,
-                                  {"max_norm": max_norm, "norm_type": norm_type})
+    args = {"max_norm": max_norm, "norm_type": norm_type}
+    return GradientTransformation(lambda params: (), update, args,
+                                  make_spec("clip_by_global_norm", **args))

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive
 from fnn.optim.base import (GradientTransformation, Schedule, check_half_open, check_tree_match,
-                            decay_and_maximize, optimizer, scale_by_learning_rate)
+                            decay_and_maximize, make_spec, optimizer, scale_by_learning_rate)
 
 
 class RmsState(NamedTuple):
@@ -50,7 +50,8 @@ def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False
         out = jax.tree.map(lambda g, d: g / d.astype(jnp.result_type(g)), grads, denom)
         return out, RmsState(sq, ga)
 
-    return GradientTransformation(init, update, {"alpha": alpha, "eps": eps, "centered": centered})
+    args = {"alpha": alpha, "eps": eps, "centered": centered}
+    return GradientTransformation(init, update, args, make_spec("scale_by_rms", **args))
 
 
 def trace(momentum: float) -> GradientTransformation:
@@ -64,14 +65,17 @@ def trace(momentum: float) -> GradientTransformation:
                             state.momentum_buffer)
         return bufs, TraceState(bufs)
 
-    return GradientTransformation(init, update, {"momentum": momentum})
+    return GradientTransformation(init, update, {"momentum": momentum},
+                                  make_spec("trace", momentum=momentum))
 
 
 def rmsprop(lr: float | Schedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
             weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
             maximize: bool = False,
             weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
-    """torch.optim.RMSprop as a pure transform (alpha in [0, 1) and eps > 0 required)."""
+    """torch.optim.RMSprop as a pure transform (alpha in [0, 1) and eps > 0 required).
+    Equal arguments give an equal, equally hashed optimizer; a mask function compares by
+    identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
     lr = check_lr(lr)
     check_half_open("alpha", alpha)
     check_positive("eps", eps)

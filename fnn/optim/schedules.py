@@ -4,16 +4,23 @@ A schedule is a pure function `step -> lr`, where step is the number of optimize
 already done, counting from 0 like torch's scheduler epoch counter (`last_epoch` after
 `step` has been called that many times). Pass one as `lr=` to any optimizer: the first
 update uses schedule(0). step may be a Python int or a traced int32 array; the result is a
-jnp scalar. Each schedule exposes its arguments as `schedule.hyperparams`.
+jnp scalar.
+
+A schedule is an `LRSchedule`: a frozen, hashable object holding its name, a module-level
+formula and its arguments (`schedule.hyperparams`, read-only). Two schedules built with
+equal arguments are equal and hash equal, so optimizers built on them are equal too and
+share one compiled step.
 
 Torch defines most schedulers recursively; the closed forms below are what torch's own
 `_get_closed_form_lr` gives, and equal the recursions up to rounding.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
-from typing import Any, Callable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 import jax.numpy as jnp
 
@@ -22,9 +29,44 @@ from fnn._checks import check_lr, check_positive, check_range
 Schedule = Callable[[Any], Any]
 
 
-def _schedule(fn: Schedule, **hyperparams: Any) -> Schedule:
-    fn.hyperparams = hyperparams
-    return fn
+@dataclasses.dataclass(frozen=True, eq=False)
+class LRSchedule:
+    """`step -> lr` for `formula(step, **hyperparams)`; equal and hash equal by (name,
+    formula, hyperparams and their types), never by object identity.
+
+    `formula` is a module-level function (one per schedule kind), so equal arguments give
+    the same computation; `hyperparams` holds hashable values only (numbers, tuples).
+    """
+    name: str
+    formula: Callable[..., Any]
+    hyperparams: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hyperparams", MappingProxyType(dict(self.hyperparams)))
+
+    def __call__(self, step: Any) -> Any:
+        return self.formula(step, **self.hyperparams)
+
+    def _key(self) -> tuple:
+        # types too, as in fnn.optim.base.make_spec: 0.5 == np.float64(0.5) but promotes differently
+        return (self.name, self.formula,
+                tuple(sorted((k, type(v), v) for k, v in self.hyperparams.items())))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LRSchedule):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
+        return f"{self.name}({args})"
+
+
+def _schedule(formula: Callable[..., Any], **hyperparams: Any) -> LRSchedule:
+    return LRSchedule(formula.__name__.lstrip("_"), formula, hyperparams)
 
 
 def _float(step: Any) -> Any:
@@ -37,65 +79,85 @@ def _check_int(name: str, value: Any, low: int, why: str = "") -> None:
         raise ValueError(f"{name} must be an integer >= {low}{why}, got {value!r}")
 
 
-def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
+def _step_lr(step, lr, step_size, gamma):
+    return lr * gamma ** (jnp.asarray(step) // step_size)
+
+
+def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> LRSchedule:
     """StepLR: lr·γ^⌊step/step_size⌋."""
     lr = check_lr(lr, allow_schedule=False)
     _check_int("step_size", step_size, 1)
     check_positive("gamma", gamma, strict=False)
-    return _schedule(lambda step: lr * gamma ** (jnp.asarray(step) // step_size),
-                     lr=lr, step_size=step_size, gamma=gamma)
+    return _schedule(_step_lr, lr=lr, step_size=step_size, gamma=gamma)
 
 
-def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
+def _multistep_lr(step, lr, milestones, gamma):
+    ms = jnp.asarray(sorted(milestones), jnp.int32).reshape(-1)
+    return lr * gamma ** jnp.sum(jnp.asarray(step) >= ms)
+
+
+def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> LRSchedule:
     """MultiStepLR: lr·γ^(number of milestones ≤ step); a repeated milestone counts twice,
     as in torch (whose milestones are a Counter). Milestones may come unsorted."""
     lr = check_lr(lr, allow_schedule=False)
     for m in milestones:
         _check_int("milestones", m, 0)
     check_positive("gamma", gamma, strict=False)
-    ms = jnp.asarray(sorted(milestones), jnp.int32).reshape(-1)
-    return _schedule(lambda step: lr * gamma ** jnp.sum(jnp.asarray(step) >= ms),
-                     lr=lr, milestones=tuple(milestones), gamma=gamma)
+    return _schedule(_multistep_lr, lr=lr, milestones=tuple(milestones), gamma=gamma)
 
 
-def exponential_lr(lr: float, gamma: float) -> Schedule:
+def _exponential_lr(step, lr, gamma):
+    return lr * gamma ** jnp.asarray(step)
+
+
+def exponential_lr(lr: float, gamma: float) -> LRSchedule:
     """ExponentialLR: lr·γ^step."""
     lr = check_lr(lr, allow_schedule=False)
     check_positive("gamma", gamma, strict=False)
-    return _schedule(lambda step: lr * gamma ** jnp.asarray(step), lr=lr, gamma=gamma)
+    return _schedule(_exponential_lr, lr=lr, gamma=gamma)
+
+
+def _linear_lr(step, lr, start_factor, end_factor, total_iters):
+    # A float step: int32 / int would be float32 even under x64 (the optimizers pass int32).
+    frac = jnp.minimum(_float(step), total_iters) / total_iters
+    return lr * (start_factor + (end_factor - start_factor) * frac)
 
 
 def linear_lr(lr: float, start_factor: float = 1 / 3, end_factor: float = 1.0,
-              total_iters: int = 5) -> Schedule:
+              total_iters: int = 5) -> LRSchedule:
     """LinearLR (warm-up): lr·(s + (e − s)·min(step, total_iters)/total_iters)."""
     lr = check_lr(lr, allow_schedule=False)
     if not 0 < start_factor <= 1:
         raise ValueError(f"start_factor must be in (0, 1], got {start_factor}")
     check_range("end_factor", end_factor, 0.0, 1.0)
     _check_int("total_iters", total_iters, 1)
-
-    def fn(step):
-        # A float step: int32 / int would be float32 even under x64 (the optimizers pass int32).
-        frac = jnp.minimum(_float(step), total_iters) / total_iters
-        return lr * (start_factor + (end_factor - start_factor) * frac)
-
-    return _schedule(fn, lr=lr, start_factor=start_factor, end_factor=end_factor,
+    return _schedule(_linear_lr, lr=lr, start_factor=start_factor, end_factor=end_factor,
                      total_iters=total_iters)
 
 
-def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule:
+def _cosine_annealing_lr(step, lr, T_max, eta_min):
+    return eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * jnp.asarray(step) / T_max)) / 2
+
+
+def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> LRSchedule:
     """CosineAnnealingLR: η_min + (lr − η_min)·(1 + cos(π·step/T_max))/2. Periodic past
     T_max (it rises again, as torch's does; optax clamps), SCHED-1."""
     lr = check_lr(lr, allow_schedule=False)
     _check_int("T_max", T_max, 1)
     check_positive("eta_min", eta_min, strict=False)
-    return _schedule(
-        lambda step: eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * jnp.asarray(step) / T_max)) / 2,
-        lr=lr, T_max=T_max, eta_min=eta_min)
+    return _schedule(_cosine_annealing_lr, lr=lr, T_max=T_max, eta_min=eta_min)
+
+
+def _warmup_cosine(step, lr, warmup_steps, total_steps, eta_min):
+    step = jnp.asarray(step)
+    warm = lr * _float(step) / max(warmup_steps, 1)
+    progress = jnp.clip((_float(step) - warmup_steps) / (total_steps - warmup_steps), 0.0, 1.0)
+    cos = eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * progress)) / 2
+    return jnp.where(step < warmup_steps, warm, cos)
 
 
 def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float = 0.0
-                  ) -> Schedule:
+                  ) -> LRSchedule:
     """Linear warm-up from 0 to lr over warmup_steps, then one cosine half-period down to
     eta_min at total_steps, then eta_min for ever (not periodic, unlike cosine_annealing_lr):
 
@@ -111,13 +173,5 @@ def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float
     _check_int("warmup_steps", warmup_steps, 0)
     _check_int("total_steps", total_steps, warmup_steps + 1, " (more than warmup_steps)")
     check_positive("eta_min", eta_min, strict=False)
-
-    def fn(step):
-        step = jnp.asarray(step)
-        warm = lr * _float(step) / max(warmup_steps, 1)
-        progress = jnp.clip((_float(step) - warmup_steps) / (total_steps - warmup_steps), 0.0, 1.0)
-        cos = eta_min + (lr - eta_min) * (1 + jnp.cos(math.pi * progress)) / 2
-        return jnp.where(step < warmup_steps, warm, cos)
-
-    return _schedule(fn, lr=lr, warmup_steps=warmup_steps, total_steps=total_steps,
+    return _schedule(_warmup_cosine, lr=lr, warmup_steps=warmup_steps, total_steps=total_steps,
                      eta_min=eta_min)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive
 from fnn.optim.base import (GradientTransformation, Schedule, check_tree_match, decay_and_maximize,
-                            init_step, optimizer, scale_by_learning_rate)
+                            init_step, make_spec, optimizer, scale_by_learning_rate)
 
 
 class SgdMomentumState(NamedTuple):
@@ -47,15 +47,17 @@ def scale_by_sgd_momentum(momentum: float, dampening: float = 0.0, nesterov: boo
             out = bufs
         return out, SgdMomentumState(state.step + 1, bufs)
 
-    return GradientTransformation(init, update, {"momentum": momentum, "dampening": dampening,
-                                                 "nesterov": nesterov})
+    args = {"momentum": momentum, "dampening": dampening, "nesterov": nesterov}
+    return GradientTransformation(init, update, args, make_spec("scale_by_sgd_momentum", **args))
 
 
 def sgd(lr: float | Schedule = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
         weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
         weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
     """torch.optim.SGD as a pure transform. `lr` is a number or a schedule step -> lr
-    (step = updates already done, from 0). `weight_decay_mask` defaults to ndim >= 2."""
+    (step = updates already done, from 0). `weight_decay_mask` defaults to ndim >= 2.
+    Equal arguments give an equal, equally hashed optimizer; a mask function compares by
+    identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
     lr = check_lr(lr)
     check_positive("momentum", momentum, strict=False)
     check_positive("weight_decay", weight_decay, strict=False)
