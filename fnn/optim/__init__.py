@@ -20,6 +20,7 @@ from fnn.optim.base import (GradientTransformation, LearningRateState, add_decay
                             apply_updates, chain, default_weight_decay_mask, last_lr,
                             learning_rate_state, scale, scale_by_learning_rate, with_lr_scale)
 from fnn.optim.clip import clip_by_global_norm, clip_grad_norm, global_norm
+from fnn.optim.plateau import PlateauState, ReduceLROnPlateau
 from fnn.optim.rmsprop import rmsprop, scale_by_rms, trace
 from fnn.optim.schedules import (LRSchedule, cosine_annealing_lr, exponential_lr, linear_lr,
                                  multistep_lr, step_lr, warmup_cosine)
@@ -33,5 +34,5 @@ __all__ = [
     "scale_by_sgd_momentum", "scale_by_adagrad", "scale_by_rms", "trace", "scale_by_adam",
     "clip_grad_norm", "clip_by_global_norm", "global_norm",
     "step_lr", "multistep_lr", "exponential_lr", "linear_lr", "cosine_annealing_lr",
-    "warmup_cosine", "LRSchedule",
+    "warmup_cosine", "LRSchedule", "ReduceLROnPlateau", "PlateauState",
 ]
