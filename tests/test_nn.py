@@ -62,17 +62,56 @@ def test_manual_backward_matches_vjp(x64, layer, shape, train):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
-def test_apply_vjp_returns_forward_and_pullback(x64):
-    model = LAYERS[-1][0]
-    params, state = _to64(model.init(KEY))
-    x = jax.random.normal(KEY, (6, 3, 4), jnp.float64)
-    y, new_state, pullback = model.apply_vjp(params, state, x, key=KEY, train=True)
-    y2, state2 = model.apply(params, state, x, key=KEY, train=True)
-    np.testing.assert_array_equal(y, y2)
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), new_state, state2))
-    g = jnp.ones_like(y)
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.allclose(a, b)), pullback(g),
-                                     model.backward(params, state, x, g, key=KEY, train=True)))
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("layer,shape", LAYERS, ids=[repr(l)[:40] for l, _ in LAYERS])
+def test_apply_vjp_is_apply_and_its_pullback_is_vjp(x64, layer, shape, train):
+    # apply_vjp is the manual path's one primitive: its forward must be apply's (same y, same
+    # new state: BN-2 running stats, Dropout's mask for the same key), and its pullback must be
+    # jax.vjp of apply, which differentiates the plain jnp forward.
+    params, state = _to64(layer.init(KEY))
+    params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(7), p.shape, p.dtype), params)
+    x = jax.random.normal(jax.random.key(1), shape, jnp.float64)
+    key = jax.random.key(2)
+    y, new_state, pullback = layer.apply_vjp(params, state, x, key=key, train=train)
+    want_y, want_state = layer.apply(params, state, x, key=key, train=train)
+    np.testing.assert_array_equal(y, want_y)
+    assert jax.tree.structure(new_state) == jax.tree.structure(want_state)
+    for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(want_state)):
+        np.testing.assert_array_equal(a, b)
+    _, vjp = jax.vjp(lambda p, x: layer.apply(p, state, x, key=key, train=train)[0], params, x)
+    v = jax.random.normal(jax.random.key(3), y.shape, jnp.float64)
+    want_p, want_x = vjp(v)
+    got_p, got_x = pullback(v)
+    assert jax.tree.structure(got_p) == jax.tree.structure(want_p)
+    np.testing.assert_allclose(got_x, want_x, rtol=1e-10, atol=1e-12)
+    for g, w in zip(jax.tree.leaves(got_p), jax.tree.leaves(want_p)):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_no_layer_overrides_backward():
+    # backward is derived from apply_vjp once, in Layer; a layer that overrode it would have
+    # two manual paths that could disagree.
+    layer_types = {type(layer) for layer, _ in LAYERS} | {
+        cls for cls in vars(nn).values() if isinstance(cls, type) and issubclass(cls, nn.Layer)}
+    for cls in layer_types:
+        assert cls.backward is nn.Layer.backward, cls.__name__
+        if cls not in (nn.Layer, nn.Elementwise):
+            assert cls.apply_vjp is not nn.Layer.apply_vjp, cls.__name__
+
+
+def test_dropout_backward_redraws_the_forward_mask_from_the_key():
+    # DROP-1: dL/dx = g·mask/(1−p) with the forward's mask; the mask is read off the forward
+    # itself (y/x on an all-ones input), independently of the pullback code.
+    layer = nn.Dropout(0.4)
+    x = jnp.ones((16, 16))
+    key = jax.random.key(9)
+    y, _ = layer.apply({}, {}, x, key=key, train=True)
+    g = jax.random.normal(KEY, x.shape)
+    _, grad_x = layer.backward({}, {}, x, g, key=key, train=True)
+    np.testing.assert_allclose(grad_x, g * y, rtol=1e-6)
+    assert 0 < float(jnp.mean(y == 0)) < 1
+    with pytest.raises(ValueError, match="grad_y and x must have the same shape"):
+        layer.backward({}, {}, x, g[:2], key=key, train=True)
 
 
 def test_linear_default_init_is_torch_LIN1():

@@ -133,6 +133,11 @@ class PReLU(Layer):
     def apply(self, params, state, x, *, key=None, train):
         return F.prelu(x, params["weight"]), state
 
-    def backward(self, params, state, x, grad_y, *, key=None, train):
-        grad_x, grad_w = F.prelu_backward(grad_y, x, params["weight"])
-        return {"weight": grad_w}, grad_x
+    def apply_vjp(self, params, state, x, *, key=None, train):
+        y, new_state = self.apply(params, state, x, key=key, train=train)
+
+        def pullback(grad_y):
+            grad_x, grad_w = F.prelu_backward(grad_y, x, params["weight"])
+            return {"weight": grad_w}, grad_x
+
+        return y, new_state, pullback

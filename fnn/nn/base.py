@@ -1,19 +1,21 @@
 """The layer protocol shared by every spec in fnn.nn.
 
-A layer is an immutable, hashable dataclass that holds only hyperparameters. It has three
-pure methods (DESIGN.md, tier 2):
+A layer is an immutable, hashable dataclass that holds only hyperparameters. It has four
+pure methods (DESIGN.md, tier 2); a layer implements the first three and inherits the last:
 
 - ``init(key) -> (params, state)``: dicts of arrays with PyTorch's names; ``{}`` when a
   layer has none. Structures and dtypes are final here, so jitted steps never retrace.
-- ``apply(params, state, x, *, key=None, train) -> (y, new_state)``; ``train`` is a static
-  Python bool.
-- ``backward(params, state, x, grad_y, *, key=None, train) -> (grad_params, grad_x)``:
-  the manual backward, built from the ``fnn.functional`` ``*_backward`` ops. It takes the
-  same ``state`` and ``key`` as the forward it differentiates.
-
-``apply_vjp`` returns the forward output together with a pullback, so a training step can
-run the forward once and backpropagate through the same values (Sequential overrides it to
-cache each layer's input).
+- ``apply(params, state, x, *, key=None, train) -> (y, new_state)``: the plain forward in
+  ``jax.numpy``, the one ``jax.grad`` differentiates. ``train`` is a static Python bool.
+- ``apply_vjp(params, state, x, *, key=None, train) -> (y, new_state, pullback)``: the one
+  primitive of the manual path. It runs the same forward (``y`` and ``new_state`` equal
+  ``apply``'s) and returns ``pullback(grad_y) -> (grad_params, grad_x)``, built from the
+  ``fnn.functional`` ``*_backward`` ops over the values of that forward (Dropout's mask,
+  Sequential's per-layer inputs), so a training step runs the forward once.
+- ``backward(params, state, x, grad_y, *, key=None, train) -> (grad_params, grad_x)`` is
+  derived from ``apply_vjp`` here, once, and no layer overrides it: it takes the same
+  ``state`` and ``key`` as the forward it differentiates (Dropout draws the same mask from
+  the same key).
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ def _torch_order(d: dict) -> list[str]:
 
 @dataclass(frozen=True)
 class Layer:
-    """Base class: a layer with neither parameters nor state, the identity by default."""
+    """Base class: ``init`` gives neither parameters nor state; subclasses implement ``apply``
+    and ``apply_vjp`` and inherit ``backward``."""
 
     def init(self, key: jax.Array | None) -> tuple[Params, State]:
         return {}, {}
@@ -46,19 +49,33 @@ class Layer:
               train: bool) -> tuple[jax.Array, State]:
         raise NotImplementedError(f"{type(self).__name__}.apply")
 
-    def backward(self, params: Params, state: State, x: jax.Array, grad_y: jax.Array, *,
-                 key: jax.Array | None = None, train: bool) -> tuple[Params, jax.Array]:
-        raise NotImplementedError(f"{type(self).__name__}.backward")
-
     def apply_vjp(self, params: Any, state: Any, x: jax.Array, *, key: jax.Array | None = None,
                   train: bool) -> tuple[jax.Array, Any, Callable[[jax.Array], tuple[Any, jax.Array]]]:
-        """Forward plus its manual pullback ``grad_y -> (grad_params, grad_x)``."""
-        y, new_state = self.apply(params, state, x, key=key, train=train)
+        """Forward plus its manual pullback.
 
-        def pullback(grad_y: jax.Array) -> tuple[Any, jax.Array]:
-            return self.backward(params, state, x, grad_y, key=key, train=train)
+        Args:
+            params, state, x, key, train: as for ``apply``.
 
-        return y, new_state, pullback
+        Returns:
+            ``(y, new_state, pullback)``: ``y`` and ``new_state`` equal ``apply``'s, and
+            ``pullback(grad_y) -> (grad_params, grad_x)`` with ``grad_params`` of the
+            structure of ``params``.
+        """
+        raise NotImplementedError(f"{type(self).__name__}.apply_vjp")
+
+    def backward(self, params: Any, state: Any, x: jax.Array, grad_y: jax.Array, *,
+                 key: jax.Array | None = None, train: bool) -> tuple[Any, jax.Array]:
+        """The manual backward of ``apply`` at ``x``: ``apply_vjp``'s pullback applied to ``grad_y``.
+
+        Args:
+            params, state, x, key, train: those of the forward being differentiated.
+            grad_y: dL/dy, of the forward output's shape.
+
+        Returns:
+            ``(grad_params, grad_x)``.
+        """
+        _, _, pullback = self.apply_vjp(params, state, x, key=key, train=train)
+        return pullback(grad_y)
 
     # -- PyTorch-style flat names -------------------------------------------------------
     def named_arrays(self, params: Any, state: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -115,5 +132,5 @@ class Elementwise(Layer):
     def apply(self, params, state, x, *, key=None, train):
         return self._forward(x), state
 
-    def backward(self, params, state, x, grad_y, *, key=None, train):
-        return {}, self._backward(x, grad_y)
+    def apply_vjp(self, params, state, x, *, key=None, train):
+        return self._forward(x), state, lambda grad_y: ({}, self._backward(x, grad_y))

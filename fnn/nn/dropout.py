@@ -1,4 +1,10 @@
-"""Dropout layer (DROP-1..3): inverted dropout in training, identity in eval."""
+"""Dropout layer (DROP-1..3): inverted dropout in training, identity in eval.
+
+One mask path: ``apply_vjp`` draws the mask once (``F.dropout_mask``) and its pullback
+multiplies by that same mask; the inherited ``backward`` runs ``apply_vjp`` and so draws
+the same mask again from the same key. ``apply`` is ``F.dropout``, which draws it with the
+same ``F.dropout_mask``, so all three agree for one key.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +18,8 @@ from fnn.nn.base import Layer
 @dataclass(frozen=True)
 class Dropout(Layer):
     """Zeroes each element with probability p and scales the rest by 1/(1−p) when
-    ``train=True``; needs ``key`` then (unless p = 0). The backward regenerates the same
-    mask from the same key, so forward and backward must be given the same key."""
+    ``train=True``; needs ``key`` then (unless p = 0). Forward and backward of one step
+    must be given the same key (the backward redraws the forward's mask from it)."""
     p: float = 0.5
 
     def __post_init__(self):
@@ -28,15 +34,18 @@ class Dropout(Layer):
         return F.dropout(x, key, self.p, training=train), state
 
     def apply_vjp(self, params, state, x, *, key=None, train):
-        """Forward and pullback sharing one mask: drawing it again in the backward (as
-        ``backward`` must) costs a second pass of the random generator, which XLA does
-        not merge with the first."""
+        """Forward and pullback share one mask: the pullback does not draw it again, which
+        would cost a second pass of the random generator that XLA does not merge."""
         self._needs_key(key, train)
+        _checks.check_floating("input", x)  # as F.dropout checks in apply
         if not train or self.p == 0:
-            return x, state, lambda grad_y: ({}, grad_y)
-        mask = F.dropout_mask(key, x.shape, self.p, x.dtype)
-        return x * mask, state, lambda grad_y: ({}, grad_y * mask)
+            mask = None  # identity, gradient ones (DROP-2)
+        else:
+            mask = F.dropout_mask(key, x.shape, self.p, x.dtype)  # p = 1: zeros, never NaN (DROP-2)
 
-    def backward(self, params, state, x, grad_y, *, key=None, train):
-        self._needs_key(key, train)
-        return {}, F.dropout_backward(grad_y, x, key, self.p, training=train)
+        def pullback(grad_y):
+            # as F.dropout_backward: a mis-shaped grad_y must not broadcast against the mask
+            _checks.check_same_shape("grad_y", grad_y, "x", x)
+            return {}, (grad_y if mask is None else grad_y * mask)
+
+        return (x if mask is None else x * mask), state, pullback

@@ -55,12 +55,17 @@ class Linear(Layer):
     def apply(self, params, state, x, *, key=None, train):
         return F.linear(x, params["weight"], params.get("bias")), state
 
-    def backward(self, params, state, x, grad_y, *, key=None, train):
-        grad_x, grad_w, grad_b = F.linear_backward(grad_y, x, params["weight"], params.get("bias"))
-        grads = {"weight": grad_w}
-        if self.bias:
-            grads["bias"] = grad_b
-        return grads, grad_x
+    def apply_vjp(self, params, state, x, *, key=None, train):
+        y, new_state = self.apply(params, state, x, key=key, train=train)
+
+        def pullback(grad_y):
+            grad_x, grad_w, grad_b = F.linear_backward(grad_y, x, params["weight"], params.get("bias"))
+            grads = {"weight": grad_w}
+            if self.bias:
+                grads["bias"] = grad_b
+            return grads, grad_x
+
+        return y, new_state, pullback
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,16 @@ class BatchNorm1d(Layer):
         return y, {"running_mean": mean, "running_var": var,
                    "num_batches_tracked": state["num_batches_tracked"] + 1}
 
-    def backward(self, params, state, x, grad_y, *, key=None, train):
-        grad_x, grad_w, grad_b = F.batch_norm_backward(grad_y, x, **self._call_args(params, state, train))
-        return ({"weight": grad_w, "bias": grad_b} if self.affine else {}), grad_x
+    def apply_vjp(self, params, state, x, *, key=None, train):
+        # The backward recomputes the batch statistics from x (F.batch_norm_backward's
+        # contract); under jit XLA merges that with the forward's.
+        y, new_state = self.apply(params, state, x, key=key, train=train)
+
+        def pullback(grad_y):
+            grad_x, grad_w, grad_b = F.batch_norm_backward(grad_y, x, **self._call_args(params, state, train))
+            return ({"weight": grad_w, "bias": grad_b} if self.affine else {}), grad_x
+
+        return y, new_state, pullback
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,17 @@ class LayerNorm(Layer):
     def apply(self, params, state, x, *, key=None, train):
         return F.layer_norm(x, self._shape, params.get("weight"), params.get("bias"), self.eps), state
 
-    def backward(self, params, state, x, grad_y, *, key=None, train):
-        grad_x, grad_w, grad_b = F.layer_norm_backward(
-            grad_y, x, self._shape, params.get("weight"), params.get("bias"), self.eps)
-        grads = {}
-        if "weight" in params:
-            grads["weight"] = grad_w
-        if "bias" in params:
-            grads["bias"] = grad_b
-        return grads, grad_x
+    def apply_vjp(self, params, state, x, *, key=None, train):
+        y, new_state = self.apply(params, state, x, key=key, train=train)
+
+        def pullback(grad_y):
+            grad_x, grad_w, grad_b = F.layer_norm_backward(
+                grad_y, x, self._shape, params.get("weight"), params.get("bias"), self.eps)
+            grads = {}
+            if "weight" in params:
+                grads["weight"] = grad_w
+            if "bias" in params:
+                grads["bias"] = grad_b
+            return grads, grad_x
+
+        return y, new_state, pullback

@@ -1,11 +1,13 @@
 """Sequential: a layer made of layers, with full manual backpropagation.
 
 params and state are tuples with one entry per layer. A given key is split into one key
-per layer (the same split in forward and backward, so Dropout masks agree). The manual
-backward runs each layer's ``apply_vjp`` forward, keeping its pullback (by default the
-layer's input and its ``backward``; Dropout keeps its mask), then the pullbacks in
-reverse. A layer's backward recomputes its cheap internals (BatchNorm statistics), which
-XLA merges with the forward's under jit.
+per layer (the same split in ``apply`` and ``apply_vjp``, so Dropout masks agree).
+``apply`` chains the layers' ``apply`` (what ``jax.grad`` differentiates). ``apply_vjp``
+chains the layers' ``apply_vjp``, keeping each pullback (which closes over that layer's
+input; Dropout's over its mask), and its own pullback runs them in reverse. ``backward``
+is the inherited one (``Layer.backward``: ``apply_vjp``'s pullback). A layer's pullback
+recomputes its cheap internals (BatchNorm statistics), which XLA merges with the
+forward's under jit.
 """
 from __future__ import annotations
 
@@ -84,10 +86,6 @@ class Sequential(Layer):
             return tuple(grads), grad_y
 
         return x, tuple(new_state), pullback
-
-    def backward(self, params, state, x, grad_y, *, key=None, train):
-        _, _, pullback = self.apply_vjp(params, state, x, key=key, train=train)
-        return pullback(grad_y)
 
     def named_arrays(self, params, state, prefix=""):
         self._check_tree("params", params)
