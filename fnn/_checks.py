@@ -86,8 +86,9 @@ def check_lr(lr: Any, *, allow_schedule: bool = True) -> float | Callable[[Any],
     return value
 
 
-def check_batch_size(batch_size: Any) -> int:
-    """A batch size is an int >= 1 (numpy integers too; bools are not sizes)."""
+def check_batch_size(batch_size: Any, n_samples: int | None = None, what: str = "") -> int:
+    """The one batch-size check: an int >= 1 (numpy integers too; bools are not sizes) and,
+    given ``n_samples``, at most that many (``what`` names the data in the message)."""
     if isinstance(batch_size, bool):
         raise TypeError(f"batch_size must be an int, got {batch_size!r}")
     try:
@@ -95,6 +96,9 @@ def check_batch_size(batch_size: Any) -> int:
     except TypeError:
         raise TypeError(f"batch_size must be an int, got {batch_size!r}") from None
     check_positive("batch_size", batch_size)
+    if n_samples is not None and batch_size > n_samples:
+        prefix = f"{what}: " if what else ""
+        raise ValueError(f"{prefix}batch_size {batch_size} exceeds the number of samples {n_samples}")
     return batch_size
 
 

@@ -36,6 +36,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from fnn._checks import check_batch_size
+
 DATA_AXIS = "data"
 
 
@@ -62,8 +64,10 @@ def data_axis_size(mesh: Any) -> int:
     return int(mesh.shape[DATA_AXIS])
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> int:
-    """The data-axis size, after checking the global batch splits evenly over it."""
+def check_divisible_batch(batch_size: int, mesh: Mesh) -> int:
+    """The data-axis size, after checking the global batch (a valid batch size,
+    ``fnn._checks.check_batch_size``) splits evenly over it."""
+    batch_size = check_batch_size(batch_size)
     n = data_axis_size(mesh)
     if batch_size % n:
         raise ValueError(f"global batch_size {batch_size} is not divisible by the mesh's {DATA_AXIS!r} axis "
