@@ -1,7 +1,19 @@
 """Ready-made model specs used by the command line, the benchmark and the experiments."""
 from __future__ import annotations
 
+import functools
+
+from fnn import init as initializers
 from fnn import nn
+
+ACTIVATIONS: dict[str, nn.Layer] = {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(), "elu": nn.ELU(),
+                                    "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid()}
+INITS = ("torch", "kaiming", "xavier")
+
+# torch.nn.init's nonlinearity names for calculate_gain; ELU has none, and its positive
+# half is the identity, so He's ReLU gain is the usual choice.
+_GAIN_NAME = {nn.ReLU: ("relu", None), nn.LeakyReLU: ("leaky_relu", "negative_slope"), nn.ELU: ("relu", None),
+              nn.Tanh: ("tanh", None), nn.Sigmoid: ("sigmoid", None)}
 
 
 def softmax_regression(in_features: int = 784, num_classes: int = 10) -> nn.Sequential:
@@ -9,19 +21,52 @@ def softmax_regression(in_features: int = 784, num_classes: int = 10) -> nn.Sequ
     return nn.Sequential(nn.Flatten(), nn.Linear(in_features, num_classes))
 
 
+def _linear(in_features: int, out_features: int, scheme: str, activation: nn.Layer | None) -> nn.Linear:
+    """A Linear initialised by ``scheme`` for the nonlinearity that follows it (None: the output)."""
+    if scheme == "torch":
+        return nn.Linear(in_features, out_features)
+    name, param_field = _GAIN_NAME.get(type(activation), ("linear", None))
+    param = getattr(activation, param_field) if param_field else None
+    if scheme == "kaiming":
+        weight = functools.partial(initializers.kaiming_normal, a=param or 0, nonlinearity=name)
+    else:
+        weight = functools.partial(initializers.xavier_uniform, gain=initializers.calculate_gain(name, param))
+    return nn.Linear(in_features, out_features, weight_init=weight, bias_init=initializers.zeros)
+
+
 def mlp(in_features: int = 784, hidden: tuple[int, ...] = (512, 512), num_classes: int = 10, *,
-        batch_norm: bool = True, dropout: float = 0.2, activation: nn.Layer = nn.ReLU()) -> nn.Sequential:
+        batch_norm: bool = True, dropout: float = 0.2, activation: nn.Layer | str = nn.ReLU(),
+        init: str = "torch") -> nn.Sequential:
     """Flatten, then per hidden width: Linear, [BatchNorm1d], activation, [Dropout(p)]; a
-    final Linear to the class logits. ``dropout=0`` or ``batch_norm=False`` leaves them out."""
+    final Linear to the class logits.
+
+    Args:
+      in_features, hidden, num_classes: the widths.
+      batch_norm: put a BatchNorm1d after each hidden Linear.
+      dropout: the Dropout p after each activation (0 leaves it out).
+      activation: a layer, or a name from ``ACTIVATIONS``.
+      init: ``'torch'`` (nn.Linear's default, LIN-1), ``'kaiming'`` (He normal with the
+        activation's gain, biases 0) or ``'xavier'`` (Glorot uniform with
+        ``calculate_gain`` of the activation, biases 0); the output layer gets gain 1.
+
+    Returns:
+      The ``Sequential`` spec.
+    """
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        activation = ACTIVATIONS[activation]
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     layers: list[nn.Layer] = [nn.Flatten()]
     width = in_features
     for h in hidden:
-        layers.append(nn.Linear(width, h))
+        layers.append(_linear(width, h, init, activation))
         if batch_norm:
             layers.append(nn.BatchNorm1d(h))
         layers.append(activation)
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
-    layers.append(nn.Linear(width, num_classes))
+    layers.append(_linear(width, num_classes, init, None))
     return nn.Sequential(*layers)
