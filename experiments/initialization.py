@@ -69,16 +69,19 @@ def layer_statistics(activation: nn.Layer, weight_init, x: jax.Array, key: jax.A
 
 
 def train_curve(model, optimizer, params, state, x, y, epochs, batch_size, key):
-    """Per-step training losses (fit keeps per-epoch means only); NaN stays in the record.
+    """Per-step training losses (fit keeps per-epoch means only), up to and including the
+    first non-finite one.
     ``make_train_epoch`` is memoized: every call with this model and optimizer shares one compile."""
     run_epoch = train.make_train_epoch(model, F.cross_entropy, optimizer, batch_size)
     opt_state = optimizer.init(params)
     losses = []
     for e in range(epochs):
         params, state, opt_state, metrics = run_epoch(params, state, opt_state, jax.random.fold_in(key, e), x, y)
-        losses.extend(np.asarray(metrics["loss"]).tolist())
-        if not np.isfinite(losses[-1]):
+        ok = np.asarray(metrics["ok"])
+        if not ok.all():  # the epoch kept the state from before the first non-finite step
+            losses.extend(np.asarray(metrics["loss"])[: int(np.argmin(ok)) + 1].tolist())
             break
+        losses.extend(np.asarray(metrics["loss"]).tolist())
     return params, state, losses
 
 

@@ -84,7 +84,7 @@ def test_four_devices_steps_equal_one_device(runs, grad):
     data, info = load(runs, "devices", "devices")
     np.testing.assert_allclose(data[f"step/{grad}/mesh/losses"], data[f"step/{grad}/one/losses"], **TOL)
     one, mesh = leaves(data, f"step/{grad}/one"), leaves(data, f"step/{grad}/mesh")
-    assert len(one) == len(mesh) == 17  # params, BatchNorm state, momentum buffers
+    assert len(one) == len(mesh) == 19  # params, BatchNorm state, momentum buffers, step counts, lr scale, last lr
     for a, b in zip(one, mesh):
         np.testing.assert_allclose(b, a, **TOL)
     assert info[f"step_{grad}_param_sharding"] == "P()"  # params come back replicated

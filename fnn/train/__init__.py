@@ -1,0 +1,12 @@
+"""fnn.train: TrainState, compiled steps and epochs, evaluation, fit and its callbacks."""
+from fnn.train.callbacks import Callback, EarlyStopping, LambdaCallback, PlateauCallback, Run
+from fnn.train.checkpointing import fingerprint
+from fnn.train.evaluate import evaluate, predict
+from fnn.train.fit import fit
+from fnn.train.metrics import METRICS, accuracy, mae, mse
+from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
+from fnn.train.step import make_train_epoch, make_train_step
+
+__all__ = ["TrainState", "FitResult", "TrainingDiverged", "init_train_state", "make_train_step",
+           "make_train_epoch", "evaluate", "predict", "fit", "Callback", "LambdaCallback", "EarlyStopping",
+           "PlateauCallback", "Run", "METRICS", "accuracy", "mae", "mse", "fingerprint"]

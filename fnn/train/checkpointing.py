@@ -1,0 +1,120 @@
+"""fit's checkpoints: a TrainState, the history and a fingerprint of the run's config.
+
+Files in ``checkpoint_dir``:
+
+- ``checkpoint.npz``: the latest epoch, written atomically after every epoch
+  (``fnn.checkpoint``). Tree: exactly the ``TrainState``. Metadata: ``epoch``,
+  ``history``, ``fingerprint`` and ``callbacks`` (each callback's ``state_dict``).
+- ``best.npz`` (with ``keep_best=``): the same for the best epoch so far.
+- ``diverged.npz``: after a divergence, the state from just before the bad step, with
+  ``diverged = {epoch, step, loss, lr}`` in its metadata.
+
+The fingerprint is a dict of canonical text descriptions: ``model`` (the layer spec with
+every hyperparameter), ``loss`` (the loss spec), ``optimizer`` (its name and
+hyperparameters, schedules included), ``batch_size`` and ``data`` (training x and y
+shapes and dtypes). ``resume=True`` refuses a checkpoint whose fingerprint differs and
+names the field; the grad mode, metrics and callbacks are free to change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+from fnn import checkpoint as ckpt
+from fnn.train.state import TrainState
+
+CHECKPOINT_NAME = "checkpoint.npz"
+BEST_NAME = "best.npz"
+DIVERGED_NAME = "diverged.npz"
+
+
+def describe(obj: Any) -> str:
+    """A canonical, process-independent description of a spec, optimizer or value (no
+    memory addresses), for fingerprints.
+
+    >>> from fnn import nn
+    >>> describe(nn.Sequential(nn.Linear(2, 3), nn.ReLU()))
+    'Sequential(layers=(Linear(in_features=2, out_features=3, bias=True, weight_init=None, bias_init=None), ReLU()))'
+    """
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return repr(obj)
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+        a = np.asarray(obj)
+        return f"array{a.shape}:{a.dtype}:{hashlib.sha1(a.tobytes()).hexdigest()[:12]}"
+    if isinstance(obj, (tuple, list)):
+        return "(" + ", ".join(describe(v) for v in obj) + ")"
+    if isinstance(obj, Mapping):
+        return "{" + ", ".join(f"{k}: {describe(obj[k])}" for k in sorted(obj, key=str)) + "}"
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        hyper = getattr(obj, "hyperparams", None)
+        if isinstance(hyper, Mapping) and hyper:  # an fnn.optim transform or schedule: its arguments
+            name = hyper.get("name") or getattr(obj, "name", type(obj).__name__)
+            return f"{name}({', '.join(f'{k}={describe(v)}' for k, v in hyper.items() if k != 'name')})"
+        fields = [f for f in dataclasses.fields(obj) if f.compare]
+        return f"{type(obj).__name__}({', '.join(f'{f.name}={describe(getattr(obj, f.name))}' for f in fields)})"
+    if isinstance(obj, functools.partial):
+        parts = [describe(obj.func)] + [describe(a) for a in obj.args]
+        parts += [f"{k}={describe(v)}" for k, v in sorted(obj.keywords.items())]
+        return f"partial({', '.join(parts)})"
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+    return type(obj).__qualname__
+
+
+def fingerprint(model: Any, loss: Any, optimizer: Any, batch_size: int, x: Any, y: Any) -> dict[str, str]:
+    """The fields ``resume`` compares (see the module docstring)."""
+    return {"model": describe(model), "loss": describe(loss), "optimizer": describe(optimizer),
+            "batch_size": str(batch_size),
+            "data": f"x {tuple(np.shape(x))} {x.dtype}, y {tuple(np.shape(y))} {y.dtype}"}
+
+
+def _excerpt(a: str, b: str, context: int = 50) -> tuple[str, str]:
+    """The two texts around their first difference."""
+    i = next((k for k, (p, q) in enumerate(zip(a, b)) if p != q), min(len(a), len(b)))
+    start = max(0, i - context)
+
+    def cut(s: str) -> str:
+        return ("..." if start else "") + s[start: i + context] + ("..." if i + context < len(s) else "")
+
+    return cut(a), cut(b)
+
+
+def check_fingerprint(path: str, saved: Mapping[str, str] | None, current: Mapping[str, str]) -> None:
+    """Refuse to resume from a run with another config, naming the first differing field."""
+    if saved is None:
+        raise ValueError(f"{path}: the checkpoint has no config fingerprint (written by an older fnn); "
+                         "cannot check it matches this run")
+    for field, value in current.items():
+        if saved.get(field) != value:
+            old, new = _excerpt(str(saved.get(field)), value)
+            raise ValueError(f"{path}: cannot resume, the {field} differs: checkpoint has {old}, this run "
+                             f"has {new} (use another checkpoint_dir, or resume=False, overwrite=True)")
+
+
+def save(path: str, ts: TrainState, metadata: dict[str, Any]) -> None:
+    """Write a TrainState with metadata, atomically; only process 0 writes."""
+    if jax.process_index() == 0:
+        ckpt.save(path, ts, metadata={"epoch": ts.epoch, **metadata})
+
+
+def load(path: str, like: TrainState, fingerprint: Mapping[str, str] | None = None
+         ) -> tuple[TrainState, dict[str, Any]]:
+    """Read a checkpoint into the structure of ``like``. With ``fingerprint``, first check
+    the saved run's config matches (naming the field), then the arrays (naming the leaf)."""
+    if fingerprint is not None:
+        _, meta = ckpt.load(path)
+        check_fingerprint(path, (meta or {}).get("fingerprint"), fingerprint)
+    ts, meta = ckpt.load(path, like=like)
+    return ts, meta or {}
+
+
+def paths(checkpoint_dir: str | os.PathLike) -> dict[str, str]:
+    d = os.fspath(checkpoint_dir)
+    return {"latest": os.path.join(d, CHECKPOINT_NAME), "best": os.path.join(d, BEST_NAME),
+            "diverged": os.path.join(d, DIVERGED_NAME)}

@@ -1,0 +1,141 @@
+"""Eval-mode passes over a whole dataset, each one compiled program: ``evaluate``, ``predict``.
+
+Both split the data into batches (the last one zero-padded and masked out) and run them
+with ``lax.scan`` inside one ``jit``, so there is no per-batch host work. Class labels are
+checked on the host before compiling (a label outside the model's classes raises).
+
+``evaluate``'s loss is exact at the dataset level: it sums the loss spec's
+``per_sample`` terms, so it equals the loss with ``reduction='mean'`` over all samples at
+once (class weights and ``ignore_index`` included), whatever the batch size.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import nn
+from fnn._checks import check_batch_size
+from fnn.train.metrics import resolve_metrics
+
+
+def default_loss(target: Any) -> nn.Loss:
+    """CrossEntropyLoss for integer (class-index) targets, MSELoss otherwise."""
+    return nn.CrossEntropyLoss() if jnp.issubdtype(jnp.result_type(target), jnp.integer) else nn.MSELoss()
+
+
+def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
+    """x and y hold the same number of samples, at least ``batch_size`` of them."""
+    if jnp.ndim(x) == 0 or jnp.ndim(y) == 0:
+        raise ValueError(f"{name}: x and y must have a batch dimension, got shapes {jnp.shape(x)} and {jnp.shape(y)}")
+    if jnp.shape(x)[0] != jnp.shape(y)[0]:
+        raise ValueError(f"{name}: x and y must have the same length, got {jnp.shape(x)[0]} and {jnp.shape(y)[0]}")
+    check_batch_size(batch_size, jnp.shape(x)[0], name)
+
+
+def check_labels(model, params: Any, state: Any, x: Any, y: Any, name: str = "labels") -> None:
+    """Before compiling: integer labels must index the model's output classes (dim 1)."""
+    if not jnp.issubdtype(jnp.result_type(y), jnp.integer) or jnp.size(y) == 0:
+        return
+    out = jax.eval_shape(lambda p, s, xb: model.apply(p, s, xb, train=False)[0], params, state, x[:1])
+    if len(out.shape) >= 2:
+        labels = np.asarray(y)
+        classes, low, top = out.shape[1], int(labels.min()), int(labels.max())
+        if low < 0 or top >= classes:
+            raise ValueError(f"{name} must be in [0, {classes}) for a model with {classes} outputs, "
+                             f"got labels in [{low}, {top}]")
+
+
+def _in_batches(a: jax.Array, batch_size: int) -> jax.Array:
+    """(n, ...) -> (ceil(n / b), b, ...), the last batch zero-padded."""
+    n_batches = -(-a.shape[0] // batch_size)
+    pad = n_batches * batch_size - a.shape[0]
+    return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(n_batches, batch_size, *a.shape[1:])
+
+
+@functools.lru_cache(maxsize=32)
+def _eval_fn(model, loss: nn.Loss, metrics: tuple, batch_size: int):
+    """One compiled evaluator per (model, loss, metrics, batch size): fit calls it every epoch."""
+    def run(params, state, x, y):
+        mask = _in_batches(jnp.ones((x.shape[0],), jnp.float32), batch_size)
+
+        def body(totals, inputs):
+            xb, yb, m = inputs
+            out, _ = model.apply(params, state, xb, train=False)
+            loss_sum, weight = loss.per_sample(out, yb)
+            values = [jnp.sum(loss_sum * m), jnp.sum(weight * m)]
+            values += [jnp.sum(fn(out, yb) * m) for _, fn in metrics]
+            return [t + v for t, v in zip(totals, values)], None
+
+        zeros = [jnp.zeros((), jnp.float32) for _ in range(2 + len(metrics))]
+        totals, _ = jax.lax.scan(body, zeros, (_in_batches(x, batch_size), _in_batches(y, batch_size), mask))
+        out = {"loss": totals[0] / totals[1]}
+        out.update({name: t / x.shape[0] for (name, _), t in zip(metrics, totals[2:])})
+        return out
+
+    return jax.jit(run)
+
+
+def evaluate(model, params: Any, state: Any, data: tuple[Any, Any], batch_size: int = 1000, *,
+             loss: Any = None, metrics: Any = None) -> dict[str, float]:
+    """The mean loss and task metrics over ``data = (x, y)`` in eval mode.
+
+    Args:
+      model: an ``fnn.nn`` layer.
+      params, state: the model's parameters and buffers.
+      data: ``(x, y)`` with the same number of rows.
+      batch_size: rows per compiled batch (memory only: the result does not depend on it).
+      loss: an ``fnn.nn`` loss spec or function (default: ``default_loss(y)``).
+      metrics: see ``fnn.train.metrics.resolve_metrics`` (default: accuracy for class
+        labels, MAE otherwise).
+
+    Returns:
+      ``{"loss": float, <metric>: float, ...}``.
+    """
+    x, y = (jnp.asarray(a) for a in data)
+    check_data("data", x, y)
+    batch_size = check_batch_size(batch_size)
+    check_labels(model, params, state, x, y)
+    loss = nn.as_loss(default_loss(y) if loss is None else loss)
+    return evaluate_checked(model, params, state, x, y, loss, resolve_metrics(metrics, y), batch_size)
+
+
+def evaluate_checked(model, params: Any, state: Any, x: jax.Array, y: jax.Array, loss: nn.Loss,
+                     metrics: tuple, batch_size: int = 1000) -> dict[str, float]:
+    """``evaluate`` without its host-side checks, for data already checked (``fit`` checks
+    its eval data once, not every epoch; global arrays under ``jax.distributed``)."""
+    run = _eval_fn(model, loss, metrics, min(batch_size, x.shape[0]))
+    return {name: float(value) for name, value in run(params, state, x, y).items()}
+
+
+@functools.lru_cache(maxsize=32)
+def _predict_fn(model, batch_size):
+    def run(params, state, x):
+        def body(_, xb):
+            return None, model.apply(params, state, xb, train=False)[0]
+
+        _, out = jax.lax.scan(body, None, _in_batches(x, batch_size))
+        return out.reshape(-1, *out.shape[2:])[: x.shape[0]]
+
+    return jax.jit(run)
+
+
+def predict(model, params: Any, state: Any, x: Any, batch_size: int = 1000) -> jax.Array:
+    """The model's eval-mode outputs (e.g. logits) for every row of ``x``.
+
+    Args:
+      model, params, state: the model and its arrays.
+      x: inputs with a batch dimension.
+      batch_size: rows per compiled batch.
+
+    Returns:
+      The outputs, one row per row of ``x``; ``jnp.argmax(predict(...), 1)`` gives classes.
+    """
+    x = jnp.asarray(x)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"x must hold at least one sample, got shape {tuple(x.shape)}")
+    batch_size = check_batch_size(batch_size)
+    return _predict_fn(model, min(batch_size, x.shape[0]))(params, state, x)

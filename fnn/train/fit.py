@@ -1,0 +1,272 @@
+"""``fit``: epochs of the compiled epoch, evaluation, callbacks and checkpoints.
+
+``fit`` is a short composition of the pieces below: prepare the data and the TrainState,
+then per epoch run the compiled epoch, evaluate, let the callbacks act and write the
+checkpoint. Its contract:
+
+- **Continue any run.** ``fit(..., train_state=ts)`` goes on from ``ts`` with ``epochs``
+  counting the total, exactly as ``resume=True`` does from a checkpoint:
+  ``fit(epochs=4)`` equals ``fit(epochs=2)`` then ``fit(epochs=4, train_state=first.train_state)``
+  bit for bit, optimizer moments included (epoch ``e`` always draws from
+  ``fold_in(run_key, e)``). The returned history holds the epochs this call ran (after a
+  ``resume``, the checkpoint's history too).
+- **Never lose work on divergence.** When a step's loss or gradients are non-finite, the
+  compiled epoch keeps the state from before that step, and ``fit`` raises
+  ``TrainingDiverged`` (a ``FloatingPointError``) carrying that state in ``.result``; with
+  ``checkpoint_dir`` it is also written to ``diverged.npz`` beside the last epoch's
+  checkpoint, which stays as it was.
+- **History.** One dict per epoch: ``epoch`` (1-based), ``train_loss``, ``train_<metric>``
+  (means over the epoch's steps), ``grad_norm`` (mean global gradient norm), ``lr`` (the
+  rate of the epoch's last step), ``test_loss`` / ``test_<metric>`` (with ``eval_data``;
+  exact dataset means), ``train_seconds`` (training alone) and ``seconds`` (the epoch with
+  evaluation; the first includes compiling).
+- **Checkpoints** (``fnn.train.checkpointing``): ``resume=True`` checks the config
+  fingerprint; an existing checkpoint with ``resume=False`` raises unless
+  ``overwrite=True``; ``keep_best='test_loss'`` also keeps ``best.npz``.
+- ``mesh=`` makes training data parallel (``fnn.distributed``); under
+  ``jax.distributed`` every process passes its own shard of the data and only process 0
+  writes checkpoints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import distributed, nn
+from fnn._checks import check_batch_size
+from fnn.train import checkpointing
+from fnn.train.callbacks import Callback, Run, as_callbacks, improved, mode_for, monitored
+from fnn.train.evaluate import check_data, check_labels, evaluate_checked
+from fnn.train.metrics import resolve_metrics
+from fnn.train.progress import ProgressBar, callback_interval
+from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
+from fnn.train.step import check_grad_mode, make_train_epoch
+
+
+@dataclasses.dataclass
+class _Data:
+    x: jax.Array
+    y: jax.Array
+    eval: tuple[jax.Array, jax.Array] | None
+
+
+def _prepare_data(train_data, eval_data, batch_size: int, mesh) -> tuple[_Data, tuple[Any, Any]]:
+    """Device arrays (placed for ``mesh``), checked; also this process's own training rows."""
+    x, y = (jnp.asarray(a) for a in train_data)
+    check_data("train_data", x, y, batch_size)
+    local = (x, y)
+    if mesh is not None:
+        distributed.check_divisible_batch(batch_size, mesh)
+        x, y = distributed.put_dataset(x, y, mesh)
+    if eval_data is not None:
+        eval_data = tuple(jnp.asarray(a) for a in eval_data)
+        check_data("eval_data", *eval_data)
+        if mesh is not None:
+            eval_data = distributed.put_dataset(*eval_data, mesh)
+    return _Data(x, y, eval_data), local
+
+
+def _initial_state(model, optimizer, key, train_state, params, state) -> TrainState:
+    if train_state is not None:
+        if not isinstance(train_state, TrainState):
+            raise TypeError(f"train_state must be an fnn.train.TrainState, got {type(train_state).__name__}")
+        if params is not None or state is not None:
+            raise ValueError("pass either train_state or params/state, not both")
+        return train_state
+    if key is None:
+        raise ValueError("fit needs key= (a jax.random.key) to initialise, or train_state= to go on from")
+    return init_train_state(model, optimizer, key, params=params, state=state)
+
+
+def _owned(ts: TrainState, mesh) -> TrainState:
+    """Copies of the carry (the epoch donates its buffers; the caller's arrays stay valid)."""
+    ts = ts._replace(**{f: jax.tree.map(jnp.array, getattr(ts, f)) for f in ("params", "state", "opt_state")})
+    if mesh is not None:
+        ts = ts._replace(**dict(zip(("params", "state", "opt_state", "key"),
+                                    distributed.replicate((ts.params, ts.state, ts.opt_state, ts.key), mesh))))
+    return ts
+
+
+class _Checkpoints:
+    """The checkpoint_dir side of fit: start (fresh, overwrite or resume), per epoch, diverged."""
+
+    def __init__(self, checkpoint_dir, fingerprint: dict[str, str], keep_best: str | None):
+        self.paths = checkpointing.paths(checkpoint_dir) if checkpoint_dir else None
+        self.fingerprint, self.keep_best, self.best = fingerprint, keep_best, None
+        if keep_best is not None and self.paths is None:
+            raise ValueError("keep_best needs checkpoint_dir")
+
+    def start(self, ts: TrainState, resume: bool, overwrite: bool, callbacks: list[Callback]
+              ) -> tuple[TrainState, list[dict]]:
+        """The TrainState and history to start from (after ``on_train_begin``)."""
+        if self.paths is None:
+            if resume:
+                raise ValueError("resume=True needs checkpoint_dir")
+            return ts, []
+        latest = self.paths["latest"]
+        os.makedirs(os.path.dirname(latest), exist_ok=True)
+        if not os.path.exists(latest):
+            return ts, []
+        if not resume:
+            if not overwrite:
+                raise FileExistsError(f"{latest} exists: pass resume=True to go on from it, or overwrite=True "
+                                      "to start over")
+            for name in ("best", "diverged"):
+                if os.path.exists(self.paths[name]) and jax.process_index() == 0:
+                    os.unlink(self.paths[name])
+            return ts, []
+        ts, meta = checkpointing.load(latest, like=ts, fingerprint=self.fingerprint)
+        for cb, saved in zip(callbacks, meta.get("callbacks", [])):
+            if saved.get("type") == type(cb).__name__:
+                cb.load_state_dict(saved["state"])
+        self.best = (meta.get("keep_best") or {}).get("value")
+        return ts, list(meta.get("history", []))
+
+    def end_of_epoch(self, run: Run, callbacks: list[Callback], record: dict) -> None:
+        if self.paths is None:
+            return
+        if self.keep_best is not None:
+            value = monitored(record, self.keep_best, "keep_best")
+            if improved(value, self.best, mode_for(self.keep_best)):
+                self.best = value
+                checkpointing.save(self.paths["best"], run.train_state, self._meta(run, callbacks))
+        checkpointing.save(self.paths["latest"], run.train_state, self._meta(run, callbacks))
+
+    def _meta(self, run: Run, callbacks: list[Callback]) -> dict:
+        return {"history": run.history, "fingerprint": self.fingerprint,
+                "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
+                "keep_best": {"monitor": self.keep_best, "value": self.best}}
+
+    def diverged(self, ts: TrainState, run: Run, callbacks: list[Callback], info: dict) -> str | None:
+        if self.paths is None:
+            return None
+        checkpointing.save(self.paths["diverged"], ts, {**self._meta(run, callbacks), "diverged": info})
+        return self.paths["diverged"]
+
+
+def _train_epoch(run: Run, run_epoch, data: _Data, n_steps: int) -> tuple[TrainState, dict, dict | None]:
+    """One compiled epoch; returns the new TrainState, the training part of the record
+    and, if a step diverged, what happened (the TrainState is then the one before it)."""
+    ts = run.train_state
+    params, state, opt_state, m = run_epoch(ts.params, ts.state, ts.opt_state,
+                                            jax.random.fold_in(ts.key, ts.epoch), data.x, data.y)
+    m = jax.tree.map(np.asarray, m)  # waits for the epoch
+    ok = m.pop("ok")
+    done = n_steps if ok.all() else int(np.argmin(ok))
+    ts = ts._replace(params=params, state=state, opt_state=opt_state, step=ts.step + done,
+                     epoch=ts.epoch + (done == n_steps))
+    if done < n_steps:
+        lr = float(m["lr"][done]) if "lr" in m else None
+        return ts, {}, {"epoch": run.train_state.epoch + 1, "step": done + 1, "loss": float(m["loss"][done]),
+                        "lr": lr, "grad_norm": float(m["grad_norm"][done])}
+    record = {"epoch": ts.epoch, "train_loss": float(m.pop("loss").mean())}
+    lr = m.pop("lr", None)
+    record.update({(k if k == "grad_norm" else f"train_{k}"): float(v.mean()) for k, v in m.items()})
+    if lr is not None:
+        record["lr"] = float(lr[-1])
+    return ts, record, None
+
+
+def _diverged_error(info: dict, n_steps: int, saved: str | None, result: FitResult) -> TrainingDiverged:
+    what = (f"loss {info['loss']}" if not np.isfinite(info["loss"])
+            else f"gradient norm {info['grad_norm']} (loss {info['loss']:.4g})")
+    lr = f" with learning rate {info['lr']:.4g}" if info["lr"] is not None else ""
+    kept = f" (also in {saved})" if saved else ""
+    return TrainingDiverged(
+        f"training diverged at epoch {info['epoch']}, step {info['step']}/{n_steps}: non-finite {what}{lr}. "
+        f"The state from just before that step is kept in error.result.train_state{kept}; "
+        "try a smaller learning rate", epoch=info["epoch"], step=info["step"], loss=info["loss"],
+        lr=info["lr"], result=result)
+
+
+def fit(model, loss, optimizer, train_data: tuple[Any, Any], *, epochs: int, batch_size: int,
+        key: jax.Array | None = None, eval_data: tuple[Any, Any] | None = None, grad: str = "autodiff",
+        train_state: TrainState | None = None, params: Any = None, state: Any = None, metrics: Any = None,
+        callbacks: Any = (), progress: bool = True, checkpoint_dir: str | None = None, resume: bool = False,
+        overwrite: bool = False, keep_best: str | None = None,
+        mesh: jax.sharding.Mesh | None = None) -> FitResult:
+    """Train ``model`` until ``epochs`` epochs are done (see the module docstring).
+
+    Args:
+      model: an ``fnn.nn`` layer.
+      loss: an ``fnn.nn`` loss spec (``nn.CrossEntropyLoss()``) or a plain loss function.
+      optimizer: an ``fnn.optim`` gradient transformation.
+      train_data: ``(x, y)``; the last partial batch of each (reshuffled) epoch is dropped.
+      epochs: the total number of epochs, counting those already in ``train_state`` or
+        the resumed checkpoint.
+      batch_size: samples per step (global, with ``mesh``).
+      key: the run's PRNG key (not needed with ``train_state``).
+      eval_data: ``(x, y)`` evaluated after every epoch.
+      grad: ``'autodiff'`` or ``'manual'``.
+      train_state: go on from this TrainState (e.g. ``FitResult.train_state``).
+      params, state: start from these arrays instead of ``model.init``'s.
+      metrics: task metrics (``fnn.train.metrics``); default accuracy for class labels,
+        MAE otherwise.
+      callbacks: ``Callback`` objects (``EarlyStopping``, ``LambdaCallback``, yours) and/or
+        an ``fnn.optim.ReduceLROnPlateau``.
+      progress: a progress bar on stderr during each epoch, when stderr is a terminal.
+      checkpoint_dir: write ``checkpoint.npz`` there after every epoch.
+      resume: go on from ``checkpoint_dir``'s checkpoint when there is one.
+      overwrite: allow replacing an existing checkpoint when not resuming.
+      keep_best: a history key (e.g. ``'test_loss'``); keeps its best epoch in ``best.npz``.
+      mesh: a ``jax.sharding.Mesh`` with a ``'data'`` axis for data parallelism.
+
+    Returns:
+      ``FitResult(train_state, history)``.
+
+    Raises:
+      TrainingDiverged: a non-finite loss or gradient (see the module docstring).
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    batch_size, grad, loss = check_batch_size(batch_size), check_grad_mode(grad), nn.as_loss(loss)
+    if resume and train_state is not None:
+        raise ValueError("pass either train_state= or resume=True, not both")
+    data, (local_x, local_y) = _prepare_data(train_data, eval_data, batch_size, mesh)
+    ts = _initial_state(model, optimizer, key, train_state, params, state)
+    if not distributed.is_global(local_y):
+        check_labels(model, ts.params, ts.state, local_x, local_y, "train_data labels")
+    if data.eval is not None and not distributed.is_global(data.eval[1]):
+        check_labels(model, ts.params, ts.state, *data.eval, "eval_data labels")
+    callbacks = as_callbacks(callbacks)
+    checkpoints = _Checkpoints(checkpoint_dir, checkpointing.fingerprint(model, loss, optimizer, batch_size,
+                                                                         local_x, local_y), keep_best)
+    run = Run(model, loss, optimizer, ts, [], epochs, data.eval is not None)
+    for cb in callbacks:
+        cb.on_train_begin(run)
+    ts, run.history = checkpoints.start(ts, resume, overwrite, callbacks)
+    run.train_state = _owned(ts, mesh)
+
+    n_steps = data.x.shape[0] // batch_size
+    metric_fns = resolve_metrics(metrics, local_y)
+    with ProgressBar(progress) as bar:
+        run_epoch = make_train_epoch(model, loss, optimizer, batch_size, grad, metrics=metric_fns, mesh=mesh,
+                                     progress_every=callback_interval(n_steps) if bar.enabled else 0)
+        while run.train_state.epoch < epochs and not run.stop_training:
+            bar.begin_epoch(f"epoch {run.train_state.epoch + 1}/{epochs}", n_steps, batch_size)
+            t0 = time.perf_counter()
+            ts, record, bad = _train_epoch(run, run_epoch, data, n_steps)
+            if bad is not None:
+                bar.done()
+                result = FitResult(ts, run.history)
+                raise _diverged_error(bad, n_steps, checkpoints.diverged(ts, run, callbacks, bad), result)
+            record["train_seconds"] = time.perf_counter() - t0
+            if data.eval is not None:
+                scores = evaluate_checked(model, ts.params, ts.state, *data.eval, loss, metric_fns)
+                record.update({f"test_{k}": v for k, v in scores.items()})
+            record["seconds"] = time.perf_counter() - t0
+            bar.done()
+            run.train_state = ts
+            run.history.append(record)
+            for cb in callbacks:
+                cb.on_epoch_end(run, record)
+            checkpoints.end_of_epoch(run, callbacks, record)
+    for cb in callbacks:
+        cb.on_train_end(run)
+    return FitResult(run.train_state, run.history)

@@ -1,0 +1,89 @@
+"""Metrics that follow the task: accuracy for class targets, MAE for regression.
+
+A metric is a function ``(output, target) -> per-sample values`` of shape (N,); a batch
+or dataset value is the mean over samples. ``resolve_metrics(metrics, target)`` turns
+``fit``'s / ``evaluate``'s ``metrics=`` argument into a tuple of ``(name, fn)`` pairs
+(hashable, so compiled steps are shared):
+
+- ``None`` (the default): ``('accuracy',)`` for integer (class-index) targets, else
+  ``('mae',)``.
+- a name or a sequence of names from ``METRICS``;
+- a dict ``name -> fn`` for your own.
+
+The history records ``train_<name>`` and ``test_<name>``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+Metric = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _per_sample_mean(v: jax.Array) -> jax.Array:
+    return v.reshape(v.shape[0], -1).mean(axis=1) if v.ndim > 1 else v
+
+
+def accuracy(output: jax.Array, target: jax.Array) -> jax.Array:
+    """1.0 where ``argmax(output, 1) == target`` (class dim 1, as torch), else 0.0.
+
+    >>> import jax.numpy as jnp
+    >>> accuracy(jnp.array([[0.1, 0.9], [0.8, 0.2]]), jnp.array([1, 1])).tolist()
+    [1.0, 0.0]
+    """
+    if output.ndim < 2 or not jnp.issubdtype(target.dtype, jnp.integer):
+        raise ValueError(f"accuracy needs class scores (N, C, ...) and integer targets, got output "
+                         f"{tuple(output.shape)} and target dtype {target.dtype}")
+    return _per_sample_mean((jnp.argmax(output, axis=1) == target).astype(jnp.float32))
+
+
+def mae(output: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean absolute error of each sample (over its non-batch elements).
+
+    >>> import jax.numpy as jnp
+    >>> mae(jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 4.0]])).tolist()
+    [1.5]
+    """
+    return _per_sample_mean(jnp.abs(output - target.astype(output.dtype)))
+
+
+def mse(output: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean squared error of each sample (over its non-batch elements)."""
+    return _per_sample_mean(jnp.square(output - target.astype(output.dtype)))
+
+
+METRICS: dict[str, Metric] = {"accuracy": accuracy, "mae": mae, "mse": mse}
+
+
+def resolve_metrics(metrics: None | str | Sequence[str] | Mapping[str, Metric], target: Any
+                    ) -> tuple[tuple[str, Metric], ...]:
+    """``fit``'s ``metrics=`` argument as ``((name, fn), ...)`` (see the module docstring).
+
+    Args:
+      metrics: None, a name, a sequence of names, a dict name -> fn, or the pairs this
+        function returned.
+      target: the training targets (their dtype picks the default).
+
+    Returns:
+      A tuple of (name, per-sample function) pairs.
+    """
+    if isinstance(metrics, tuple) and all(isinstance(m, tuple) and len(m) == 2 for m in metrics) and metrics:
+        return metrics  # already resolved (fit resolves once and passes the pairs down)
+    if metrics is None:
+        metrics = "accuracy" if jnp.issubdtype(jnp.result_type(target), jnp.integer) else "mae"
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    if isinstance(metrics, Mapping):
+        pairs = tuple(metrics.items())
+    else:
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric {unknown[0]!r}: choose from {sorted(METRICS)} "
+                             "or pass a dict name -> fn(output, target)")
+        pairs = tuple((m, METRICS[m]) for m in metrics)
+    for name, fn in pairs:
+        if name in ("loss", "grad_norm", "lr") or not callable(fn):
+            raise ValueError(f"metric {name!r} must be a callable not named loss, grad_norm or lr")
+    return pairs

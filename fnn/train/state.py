@@ -1,0 +1,96 @@
+"""Everything a run carries, in one value: ``TrainState``; and what ``fit`` returns.
+
+``TrainState(params, state, opt_state, key, epoch, step)``:
+
+- ``params``, ``state``: the model's parameters and buffers (BatchNorm running statistics).
+- ``opt_state``: the optimizer's state (moments, momentum buffers, step count, the
+  learning-rate scale that ``ReduceLROnPlateau`` changes).
+- ``key``: the run's PRNG key. It never changes: epoch ``e`` (0-based) draws its shuffle
+  and dropout masks from ``fold_in(key, e)``, so an epoch's randomness depends only on the
+  key and the epoch number, and going on from any TrainState equals never having stopped.
+- ``epoch``: epochs done; ``step``: optimizer steps done (Python ints).
+
+``fit`` takes one (``train_state=``) and returns one (``FitResult.train_state``), and
+checkpoints hold exactly one.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+
+class TrainState(NamedTuple):
+    """The whole state of a training run (see the module docstring)."""
+    params: Any
+    state: Any
+    opt_state: Any
+    key: jax.Array
+    epoch: int
+    step: int
+
+
+def init_train_state(model: Any, optimizer: Any, key: jax.Array, *, params: Any = None,
+                     state: Any = None) -> TrainState:
+    """A fresh TrainState: ``key`` splits into the init key and the run key.
+
+    Args:
+      model: an ``fnn.nn`` layer (usually a ``Sequential``).
+      optimizer: an ``fnn.optim`` gradient transformation.
+      key: a PRNG key (``jax.random.key(seed)``).
+      params: start from these parameters instead of ``model.init``'s.
+      state: start from these buffers instead of ``model.init``'s.
+
+    Returns:
+      ``TrainState`` at epoch 0, step 0.
+
+    >>> import jax
+    >>> from fnn import nn, optim
+    >>> ts = init_train_state(nn.Linear(3, 2), optim.sgd(lr=0.1), jax.random.key(0))
+    >>> ts.params["weight"].shape, ts.epoch, ts.step
+    ((2, 3), 0, 0)
+    """
+    key_init, key_run = jax.random.split(key)
+    if params is None or state is None:
+        init_params, init_state = model.init(key_init)
+        params = init_params if params is None else params
+        state = init_state if state is None else state
+    return TrainState(params, state, optimizer.init(params), key_run, 0, 0)
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns: the final ``train_state`` and one history record per epoch
+    run by this call. ``params``, ``state`` and ``opt_state`` are shortcuts into it."""
+    train_state: TrainState
+    history: list[dict[str, Any]]
+
+    @property
+    def params(self) -> Any:
+        return self.train_state.params
+
+    @property
+    def state(self) -> Any:
+        return self.train_state.state
+
+    @property
+    def opt_state(self) -> Any:
+        return self.train_state.opt_state
+
+
+class TrainingDiverged(FloatingPointError):
+    """A step's loss or gradients became non-finite; nothing after it was applied.
+
+    Attributes:
+      epoch: the 1-based epoch in which it happened.
+      step: the 1-based step within that epoch.
+      loss: the offending loss value (nan or ±inf, or finite with non-finite gradients).
+      lr: the learning rate in force at that step (None when the optimizer has none).
+      result: a ``FitResult`` whose ``train_state`` is the state from just before the bad
+        step (``epoch`` = epochs completed, ``step`` = optimizer steps applied), with the
+        history of the completed epochs.
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, loss: float, lr: float | None,
+                 result: FitResult):
+        super().__init__(message)
+        self.epoch, self.step, self.loss, self.lr, self.result = epoch, step, loss, lr, result
