@@ -1,46 +1,142 @@
-"""The command line: `python -m fnn train` and `python -m fnn gradcheck`."""
+"""The command line: `python -m fnn train | evaluate | gradcheck`, its files, its one-line
+errors and exit codes, and --resume equal to an uninterrupted run."""
 import json
 import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
+from fnn import checkpoint
 from fnn.__main__ import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOFTMAX = ["train", "--model", "softmax", "--batch-size", "256", "--no-progress"]
 
 
-def test_train_softmax_writes_history_checkpoint_and_prints_accuracy_last(tmp_path, capsys):
+def test_train_softmax_writes_its_run_directory_and_prints_accuracy_last(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--model", "softmax", "--epochs", "1", "--batch-size", "256", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert main(SOFTMAX + ["--epochs", "1", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("test_accuracy=")
     accuracy = float(lines[-1].split("=")[1])
     assert 0.85 < accuracy <= 1.0  # one epoch of softmax regression on the real MNIST
     history = json.loads((out / "history.json").read_text())["history"]
     assert history[0]["epoch"] == 1 and history[0]["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
-    assert (out / "checkpoint.npz").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "softmax" and config["lr"] == 0.1 and config["batch_size"] == 256
+    assert (out / "checkpoint.npz").exists() and (out / "best.npz").exists()
     assert (out / "curves.png").exists() or pytest.importorskip("matplotlib") is None
 
+    # evaluate DIR rebuilds the model from config.json and prints the same numbers
+    assert main(["evaluate", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("test_loss=") and f"test_accuracy={accuracy:.4f}" in last
 
-def test_bad_arguments_exit_with_usage():
-    result = subprocess.run([sys.executable, "-m", "fnn", "train", "--optimizer", "lbfgs"], capture_output=True,
-                            text=True, cwd=ROOT)
-    assert result.returncode == 2 and "invalid choice: 'lbfgs'" in result.stderr
+
+def test_resume_through_the_cli_equals_an_uninterrupted_run(tmp_path, capsys):
+    args = SOFTMAX + ["--schedule", "constant", "--optimizer", "adam"]
+    assert main(args + ["--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
+    assert main(args + ["--epochs", "1", "--out", str(tmp_path / "parts")]) == 0
+    assert main(args + ["--epochs", "2", "--out", str(tmp_path / "parts"), "--resume"]) == 0
+    whole, _ = checkpoint.load(tmp_path / "whole" / "checkpoint.npz")
+    parts, meta = checkpoint.load(tmp_path / "parts" / "checkpoint.npz")
+    assert meta["epoch"] == 2
+    assert whole["key"] is not None and whole["step"] == parts["step"] == 2 * (60000 // 256)
+    np.testing.assert_array_equal(jax.random.key_data(whole.pop("key")), jax.random.key_data(parts.pop("key")))
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(parts)):
+        np.testing.assert_array_equal(a, b)
+    capsys.readouterr()
+
+
+def test_mlp_options_build_the_model_they_name(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--hidden", "32", "--activation", "tanh", "--dropout", "0", "--no-batch-norm",
+                 "--init", "xavier", "--epochs", "1", "--batch-size", "512", "--early-stopping", "3",
+                 "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["hidden"], config["activation"], config["dropout"], config["batch_norm"], config["init"]) == (
+        [32], "tanh", 0.0, False, "xavier")
+    ts, _ = checkpoint.load(out / "checkpoint.npz")
+    assert [np.shape(p.get("weight", ())) for p in ts["params"]] == [(0,), (32, 784), (0,), (10, 32)]
+    assert np.all(np.asarray(ts["params"][1]["bias"]) != 0)  # trained for an epoch from zero biases
+    assert float(capsys.readouterr().out.strip().splitlines()[-1].split("=")[1]) > 0.85
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "fnn", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+BAD_ARGUMENTS = [
+    (["--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
+    (["--lr", "nan"], "argument --lr: must be a finite number > 0, got 'nan'"),
+    (["--lr", "0"], "argument --lr: must be a finite number > 0, got '0'"),
+    (["--lr", "-1"], "argument --lr: must be a finite number > 0, got '-1'"),
+    (["--epochs", "0"], "argument --epochs: must be an integer >= 1, got '0'"),
+    (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got '0'"),
+    (["--batch-size", "70000"], "--batch-size 70000 is larger than the training set (60000 samples)"),
+    (["--dropout", "1"], "argument --dropout: must be a probability in [0, 1), got '1'"),
+    (["--hidden", "512,0"], "argument --hidden: must be comma-separated widths >= 1"),
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to sgd and rmsprop, not adam"),
+    (["--reduce-lr-on-plateau"], "--reduce-lr-on-plateau sets the learning rate itself: use it with --schedule "
+                                 "constant"),
+    (["--model", "softmax", "--hidden", "64"], "--hidden configure --model mlp, not softmax"),
+    (["--resume"], "--resume needs --out DIR"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_ARGUMENTS)
+def test_bad_arguments_get_one_line_and_status_2(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("python -m fnn train: error: ") and message in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_a_missing_data_directory_lists_where_it_looked(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FNN_DATA_DIR", raising=False)
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        pytest.skip("Debian's Fashion-MNIST is installed here, so the search would find it")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and "error: Fashion-MNIST train files" in err[-1]
+    assert str(tmp_path) in err[-1] and "/usr/share/datasets/fashion-mnist" in err[-1]
+
+
+def test_an_existing_run_directory_needs_resume_or_overwrite(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(SOFTMAX + ["--epochs", "1", "--out", out]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(SOFTMAX + ["--epochs", "1", "--out", out])
+    assert exit_info.value.code == 2 and "already holds a run: add --resume" in capsys.readouterr().err
+    assert main(SOFTMAX + ["--epochs", "1", "--out", out, "--resume", "--batch-size", "128"]) == 1
+    assert "error:" in capsys.readouterr().err  # the batch size differs from the checkpoint's
+    assert main(SOFTMAX + ["--epochs", "1", "--out", out, "--overwrite"]) == 0
+
+
+def test_evaluate_of_a_directory_without_a_run_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"{tmp_path}/config.json not found: DIR must be a run directory written by `python -m fnn train`")
+
+
+def test_divergence_is_one_line_and_status_3(tmp_path):
+    result = run_cli("train", "--model", "softmax", "--lr", "1e30", "--schedule", "constant", "--epochs", "1",
+                     "--out", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode == 3, result.stderr
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "training diverged at epoch 1, step" in err[0] and "try a smaller --lr" in err[0]
+    assert (tmp_path / "run" / "diverged.npz").exists()
 
 
 def test_gradcheck_command_prints_an_agreeing_table(capsys):
     assert main(["gradcheck", "--batch-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "all leaves agree" in out and "1.weight" in out and "FAIL" not in out
-
-
-def test_fashion_mnist_from_a_data_dir_that_lacks_it_names_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.delenv("FNN_DATA_DIR", raising=False)
-    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
-        pytest.skip("Debian's Fashion-MNIST is installed here, so the search would find it")
-    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
-        main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--epochs", "1",
-              "--out", str(tmp_path / "run"), "--no-progress"])
