@@ -66,7 +66,7 @@ IN, H, OUT = 784, 512, 10
 FLOPS_PER_SAMPLE = 2 * (3 * (IN * H + H * H + H * OUT) - IN * H)
 LR, MOMENTUM, WEIGHT_DECAY, P_DROP, BN_MOMENTUM, BN_EPS = 0.01, 0.9, 1e-4, 0.2, 0.1, 1e-5
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax")
+JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax", "fnn-autodiff-progress")
 
 
 def _options(parser) -> None:
@@ -76,9 +76,11 @@ def _options(parser) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 1024 (quick: 128)")
     parser.add_argument("--samples", type=int, default=None, help="training samples (default 60000, quick 2048)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager rows")
-    parser.add_argument("--devices", type=int, nargs="+", default=None,
+    parser.add_argument("--impls", nargs="+", default=None, choices=JAX_IMPLS,
+                        help="only these JAX rows (default: all)")
+    parser.add_argument("--devices", type=int, nargs="*", default=None,
                         help="data-parallel fnn rows over N devices at batch 128 (default 1 2 4: forced CPU host "
-                             "devices via XLA_FLAGS in their subprocess, real GPUs/TPUs where present; quick: 1)")
+                             "devices via XLA_FLAGS in their subprocess, real GPUs/TPUs where present; quick: 1; none: --devices)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one row's spec
 
 
@@ -108,14 +110,34 @@ def _listen_for_compiles() -> None:
 
 # ---------------------------------------------------------------- the JAX rows
 
-def fnn_epoch(batch_size: int, grad: str, mesh=None):
+class _Terminal:
+    """A stderr stand-in that says it is a terminal, so the progress bar draws (into nothing)."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0):
+    """fnn's compiled epoch; with ``progress_steps`` (the epoch's step count), the one
+    ``fit`` builds for a terminal: a host callback about 50 times an epoch, drawing a live bar."""
     import jax
-    from fnn import distributed, models, optim, train
-    from fnn import functional as F
+    from fnn import distributed, models, nn, optim, train
+    from fnn.train import progress
     model = models.mlp(IN, (H, H), OUT, batch_norm=True, dropout=P_DROP)
     opt = optim.sgd(lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     params, state = model.init(jax.random.key(0))
-    run = train.make_train_epoch(model, F.cross_entropy, opt, batch_size, grad, mesh=mesh)
+    every = progress.callback_interval(progress_steps) if progress_steps else 0
+    if every:
+        bar = progress.ProgressBar(True, stream=_Terminal()).__enter__()
+        bar.begin_epoch("epoch", progress_steps, batch_size)
+    run = train.make_train_epoch(model, nn.CrossEntropyLoss(), opt, batch_size, grad, mesh=mesh,
+                                 progress_every=every)
     carry = (params, state, opt.init(params))
     return run, (carry if mesh is None else distributed.replicate(carry, mesh))
 
@@ -200,7 +222,8 @@ def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, 
     if impl == "pure-jax":
         run, carry = reference_epoch(batch_size)
     elif _devices(impl) is None:
-        run, carry = fnn_epoch(batch_size, impl.split("-")[1])
+        run, carry = fnn_epoch(batch_size, impl.split("-")[1],
+                               progress_steps=len(x_np) // batch_size if impl.endswith("progress") else 0)
     else:
         from fnn import distributed
         mesh = distributed.data_mesh(_devices(impl))
@@ -427,6 +450,13 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
                 if row:
                     target = ">= 75" if row["impl"].startswith("fnn") else "(info)"
                     add(f"{row['impl']} % of matmul peak @{b}", row["pct_of_peak"], target, row["pct_of_peak"] >= 75, "%")
+    for b in sorted({r["batch"] for r in rows}):
+        auto, shown = by.get(("fnn-autodiff", b)), by.get(("fnn-autodiff-progress", b))
+        if auto and shown:
+            v = 100 * (1 - shown["samples_per_s"] / auto["samples_per_s"])
+            add(f"progress bar cost @{b}", v, "<= 2" if b == 128 else "(info)", v <= 2, "%")
+            v = 100 * (1 - shown["samples_per_cpu_s"] / auto["samples_per_cpu_s"])
+            add(f"  same, per CPU-second", v, "(info)", v <= 2, "%")
     base = by.get(("fnn-autodiff", 128))
     for r in rows:
         if _devices(r["impl"]) and base:
@@ -516,12 +546,12 @@ def main() -> None:
 
     specs = []
     for b in batch_sizes:
-        specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in JAX_IMPLS]
+        specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in args.impls or JAX_IMPLS]
         if with_torch:
             specs += [{"impl": f"torch-{t}t", "batch": b, "epochs": epochs, "threads": t} for t in torch_threads]
     # Data-parallel rows: the fnn step over a 'data' mesh of N devices, each row in its own
     # process because the forced host-device count must be set before jax starts.
-    device_counts = args.devices or ([1] if args.quick else [1, 2, 4])
+    device_counts = args.devices if args.devices is not None else ([1] if args.quick else [1, 2, 4])
     device_env = {n: {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
                       f"--xla_force_host_platform_device_count={n}".strip()} for n in device_counts}
     specs += [{"impl": f"fnn-autodiff-{n}dev", "batch": 128, "epochs": epochs, "env_devices": n} for n in device_counts]

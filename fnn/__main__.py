@@ -19,6 +19,7 @@ diverged (one line says where, and to try a smaller ``--lr``); 1 any other failu
 line (``FNN_TRACEBACK=1`` shows the traceback instead). Never a traceback for a user's
 mistake.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ def _positive(kind: type, what: str):
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
+
     return parse
 
 
@@ -83,16 +85,29 @@ def _parser() -> argparse.ArgumentParser:
     m = t.add_argument_group("MLP (--model mlp)")
     m.add_argument("--hidden", type=_widths, default=None, help="hidden widths, default 512,512")
     m.add_argument("--activation", choices=sorted(models.ACTIVATIONS), default=None, help="default relu")
-    m.add_argument("--dropout", type=_probability, default=None, help="dropout p after each activation, default 0.2")
-    m.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
-                   help="BatchNorm1d after each hidden Linear (default on)")
+    m.add_argument(
+        "--dropout", type=_probability, default=None, help="dropout p after each activation, default 0.2"
+    )
+    m.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="BatchNorm1d after each hidden Linear (default on)",
+    )
     m.add_argument("--init", choices=models.INITS, default=None, help="weight init, default torch's")
     t.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
-    t.add_argument("--data-dir", default=None,
-                   help="Fashion-MNIST IDX directory (else $FNN_DATA_DIR, else /usr/share/datasets/fashion-mnist)")
+    t.add_argument(
+        "--data-dir",
+        default=None,
+        help="Fashion-MNIST IDX directory (else $FNN_DATA_DIR, else /usr/share/datasets/fashion-mnist)",
+    )
     t.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="sgd")
-    t.add_argument("--lr", type=_positive(float, "a finite number > 0"), default=None,
-                   help="default: 0.1 for sgd, else the usual Adam-family values")
+    t.add_argument(
+        "--lr",
+        type=_positive(float, "a finite number > 0"),
+        default=None,
+        help="default: 0.1 for sgd, else the usual Adam-family values",
+    )
     t.add_argument("--momentum", type=float, default=None, help="sgd and rmsprop momentum, default 0.9")
     t.add_argument("--weight-decay", type=float, default=5e-4, help="decays weights (ndim >= 2), not biases")
     t.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
@@ -100,10 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive(int, "an integer >= 1"), default=128)
     t.add_argument("--grad", choices=["autodiff", "manual"], default="autodiff")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--early-stopping", type=_positive(int, "an integer >= 1"), default=None, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a lower test loss; keep the best epoch")
-    t.add_argument("--reduce-lr-on-plateau", action="store_true",
-                   help="lr x0.1 after 2 epochs without a lower test loss (needs --schedule constant)")
+    t.add_argument(
+        "--early-stopping",
+        type=_positive(int, "an integer >= 1"),
+        default=None,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a lower test loss; keep the best epoch",
+    )
+    t.add_argument(
+        "--reduce-lr-on-plateau",
+        action="store_true",
+        help="lr x0.1 after 2 epochs without a lower test loss (needs --schedule constant)",
+    )
     t.add_argument("--out", default=None, help="run directory (default: a new one under runs/)")
     t.add_argument("--resume", action="store_true", help="go on from the checkpoint in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -129,10 +152,15 @@ def _check_combinations(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
         raise UsageError(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
     if args.reduce_lr_on_plateau and args.schedule != "constant":
-        raise UsageError("--reduce-lr-on-plateau sets the learning rate itself: use it with --schedule constant")
+        raise UsageError(
+            "--reduce-lr-on-plateau sets the learning rate itself: use it with --schedule constant"
+        )
     if args.model == "softmax":
-        given = [f"--{k.replace('_', '-')}" for k in ("hidden", "activation", "dropout", "batch_norm", "init")
-                 if getattr(args, k) is not None]
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in ("hidden", "activation", "dropout", "batch_norm", "init")
+            if getattr(args, k) is not None
+        ]
         if given:
             raise UsageError(f"{', '.join(given)} configure --model mlp, not softmax")
     if args.resume and args.overwrite:
@@ -143,24 +171,48 @@ def _check_combinations(args: argparse.Namespace) -> None:
 
 def config_of(args: argparse.Namespace) -> dict:
     """Everything that defines the run, with defaults filled in (what config.json holds)."""
-    momentum = args.momentum if args.momentum is not None else (0.9 if args.optimizer in MOMENTUM_OPTIMIZERS else None)
-    config = {"model": args.model, "dataset": args.dataset, "data_dir": args.data_dir,
-              "optimizer": args.optimizer, "lr": DEFAULT_LR[args.optimizer] if args.lr is None else args.lr,
-              "momentum": momentum, "weight_decay": args.weight_decay, "schedule": args.schedule,
-              "epochs": args.epochs, "batch_size": args.batch_size, "grad": args.grad, "seed": args.seed,
-              "early_stopping": args.early_stopping, "reduce_lr_on_plateau": args.reduce_lr_on_plateau}
+    momentum = (
+        args.momentum
+        if args.momentum is not None
+        else (0.9 if args.optimizer in MOMENTUM_OPTIMIZERS else None)
+    )
+    config = {
+        "model": args.model,
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "optimizer": args.optimizer,
+        "lr": DEFAULT_LR[args.optimizer] if args.lr is None else args.lr,
+        "momentum": momentum,
+        "weight_decay": args.weight_decay,
+        "schedule": args.schedule,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "grad": args.grad,
+        "seed": args.seed,
+        "early_stopping": args.early_stopping,
+        "reduce_lr_on_plateau": args.reduce_lr_on_plateau,
+    }
     if args.model == "mlp":
-        config.update(hidden=list(args.hidden or (512, 512)), activation=args.activation or "relu",
-                      dropout=0.2 if args.dropout is None else args.dropout,
-                      batch_norm=True if args.batch_norm is None else args.batch_norm, init=args.init or "torch")
+        config.update(
+            hidden=list(args.hidden or (512, 512)),
+            activation=args.activation or "relu",
+            dropout=0.2 if args.dropout is None else args.dropout,
+            batch_norm=True if args.batch_norm is None else args.batch_norm,
+            init=args.init or "torch",
+        )
     return config
 
 
 def build_model(config: dict) -> nn.Sequential:
     if config["model"] == "softmax":
         return models.softmax_regression()
-    return models.mlp(hidden=tuple(config["hidden"]), activation=config["activation"], dropout=config["dropout"],
-                      batch_norm=config["batch_norm"], init=config["init"])
+    return models.mlp(
+        hidden=tuple(config["hidden"]),
+        activation=config["activation"],
+        dropout=config["dropout"],
+        batch_norm=config["batch_norm"],
+        init=config["init"],
+    )
 
 
 def build_optimizer(config: dict, steps_per_epoch: int) -> optim.GradientTransformation:
@@ -191,6 +243,7 @@ def save_curves(history: list[dict], path: str, title: str) -> bool:
     """Loss and accuracy per epoch as a PNG; False when matplotlib is not installed."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -218,15 +271,21 @@ def _run_dir(args: argparse.Namespace) -> str:
         return os.path.join("runs", f"{args.dataset}-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
     latest = os.path.join(args.out, "checkpoint.npz")
     if os.path.exists(latest) and not (args.resume or args.overwrite):
-        raise UsageError(f"--out {args.out} already holds a run: add --resume to go on from it, "
-                         "--overwrite to replace it, or choose another --out")
+        raise UsageError(
+            f"--out {args.out} already holds a run: add --resume to go on from it, "
+            "--overwrite to replace it, or choose another --out"
+        )
     return args.out
 
 
 def _print_epoch(epochs: int, run, h: dict) -> None:
     lr = f"  lr {h['lr']:.3g}" if "lr" in h else ""
-    print(f"epoch {h['epoch']:3d}/{epochs}  train_loss {h['train_loss']:.4f}  train_acc {h['train_accuracy']:.4f}  "
-          f"test_loss {h['test_loss']:.4f}  test_acc {h['test_accuracy']:.4f}{lr}  {h['seconds']:.1f}s", flush=True)
+    print(
+        f"epoch {h['epoch']:3d}/{epochs}  train_loss {h['train_loss']:.4f}  "
+        f"train_acc {h['train_accuracy']:.4f}  "
+        f"test_loss {h['test_loss']:.4f}  test_acc {h['test_accuracy']:.4f}{lr}  {h['seconds']:.1f}s",
+        flush=True,
+    )
 
 
 def train(args: argparse.Namespace) -> int:
@@ -243,35 +302,55 @@ def train(args: argparse.Namespace) -> int:
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
-    print(f"fnn: {args.model} on {args.dataset}, {nn.num_params(model.init(jax.random.key(0))[0]):,} params, "
-          f"{args.optimizer}(lr={config['lr']}, schedule={args.schedule}), grad={args.grad}, "
-          f"{args.epochs} epochs of batch {args.batch_size}, device {jax.devices()[0].platform}, run dir {out}",
-          flush=True)
+    print(
+        f"fnn: {args.model} on {args.dataset}, {nn.num_params(model.init(jax.random.key(0))[0]):,} params, "
+        f"{args.optimizer}(lr={config['lr']}, schedule={args.schedule}), grad={args.grad}, "
+        f"{args.epochs} epochs of batch {args.batch_size}, device {jax.devices()[0].platform}, run dir {out}",
+        flush=True,
+    )
     callbacks: list = [T.LambdaCallback(on_epoch_end=functools.partial(_print_epoch, args.epochs))]
     if args.early_stopping:
         callbacks.append(T.EarlyStopping("test_loss", patience=args.early_stopping))
     if args.reduce_lr_on_plateau:
         callbacks.append(optim.ReduceLROnPlateau(patience=2))
     try:
-        result = T.fit(model, nn.CrossEntropyLoss(), opt, train_data, epochs=args.epochs,
-                       batch_size=args.batch_size, key=jax.random.key(args.seed), eval_data=test_data,
-                       grad=args.grad, callbacks=callbacks, progress=not args.no_progress, checkpoint_dir=out,
-                       resume=args.resume, overwrite=args.overwrite, keep_best="test_loss")
+        result = T.fit(
+            model,
+            nn.CrossEntropyLoss(),
+            opt,
+            train_data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            key=jax.random.key(args.seed),
+            eval_data=test_data,
+            grad=args.grad,
+            callbacks=callbacks,
+            progress=not args.no_progress,
+            checkpoint_dir=out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            keep_best="test_loss",
+        )
     except T.TrainingDiverged as e:
         lr = f" at learning rate {e.lr:.3g}" if e.lr is not None else ""
-        print(f"fnn: training diverged at epoch {e.epoch}, step {e.step} (loss {e.loss}){lr}; "
-              f"try a smaller --lr (the last good state is in {os.path.join(out, 'diverged.npz')})",
-              file=sys.stderr)
+        print(
+            f"fnn: training diverged at epoch {e.epoch}, step {e.step} (loss {e.loss}){lr}; "
+            f"try a smaller --lr (the last good state is in {os.path.join(out, 'diverged.npz')})",
+            file=sys.stderr,
+        )
         return EXIT_DIVERGED
     with open(os.path.join(out, "history.json"), "w") as f:
         json.dump({"config": config, "history": result.history}, f, indent=1)
-    if result.history and save_curves(result.history, os.path.join(out, "curves.png"),
-                                      f"fnn {args.model} on {args.dataset}"):
+    if result.history and save_curves(
+        result.history, os.path.join(out, "curves.png"), f"fnn {args.model} on {args.dataset}"
+    ):
         print(f"curves: {os.path.join(out, 'curves.png')}")
     stopper = next((cb for cb in callbacks if isinstance(cb, T.EarlyStopping)), None)
     if stopper is not None and stopper.stopped_epoch is not None:
-        print(f"early stopping after epoch {stopper.stopped_epoch}; kept epoch {stopper.best_epoch} "
-              f"(test_loss {stopper.best:.4f})")
+        print(
+            f"early stopping after epoch {stopper.stopped_epoch}; kept epoch {stopper.best_epoch} "
+            f"(test_loss {stopper.best:.4f})"
+        )
     scores = T.evaluate(model, result.params, result.state, test_data, loss=nn.CrossEntropyLoss())
     print(f"test_loss={scores['loss']:.4f}")
     print(f"test_accuracy={scores['accuracy']:.4f}")
@@ -286,7 +365,9 @@ def evaluate_run(args: argparse.Namespace) -> int:
         with open(config_path) as f:
             config = json.load(f)
     except FileNotFoundError:
-        raise UsageError(f"{config_path} not found: DIR must be a run directory written by `python -m fnn train`")
+        raise UsageError(
+            f"{config_path} not found: DIR must be a run directory written by `python -m fnn train`"
+        )
     except json.JSONDecodeError as e:
         raise UsageError(f"{config_path} is not valid JSON ({e})") from None
     name = "checkpoint.npz" if args.checkpoint == "latest" else "best.npz"
@@ -307,16 +388,27 @@ def evaluate_run(args: argparse.Namespace) -> int:
 def gradcheck_table(args: argparse.Namespace) -> int:
     from fnn import gradcheck
 
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.2),
-                          nn.Linear(256, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, 10))
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256),
+        nn.BatchNorm1d(256),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(256, 256),
+        nn.BatchNorm1d(256),
+        nn.ReLU(),
+        nn.Linear(256, 10),
+    )
     images, labels = data.mnist("train")
     x = data.normalize(images[: args.batch_size])
     y = labels[: args.batch_size]
     k_init, k_drop = jax.random.split(jax.random.key(args.seed))
     params, state = model.init(k_init)
     report = gradcheck.check_model(model, F.cross_entropy, params, state, x, y, key=k_drop, train=True)
-    print(f"gradient check on {args.batch_size} MNIST images, float64, train mode (BatchNorm batch statistics, "
-          "a fixed dropout mask)")
+    print(
+        f"gradient check on {args.batch_size} MNIST images, float64, train mode (BatchNorm batch statistics, "
+        "a fixed dropout mask)"
+    )
     print(report)
     return 0 if report.passed else 1
 

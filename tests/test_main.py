@@ -1,5 +1,6 @@
 """The command line: `python -m fnn train | evaluate | gradcheck`, its files, its one-line
 errors and exit codes, and --resume equal to an uninterrupted run."""
+
 import json
 import os
 import subprocess
@@ -45,7 +46,9 @@ def test_resume_through_the_cli_equals_an_uninterrupted_run(tmp_path, capsys):
     parts, meta = checkpoint.load(tmp_path / "parts" / "checkpoint.npz")
     assert meta["epoch"] == 2
     assert whole["key"] is not None and whole["step"] == parts["step"] == 2 * (60000 // 256)
-    np.testing.assert_array_equal(jax.random.key_data(whole.pop("key")), jax.random.key_data(parts.pop("key")))
+    np.testing.assert_array_equal(
+        jax.random.key_data(whole.pop("key")), jax.random.key_data(parts.pop("key"))
+    )
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(parts)):
         np.testing.assert_array_equal(a, b)
     capsys.readouterr()
@@ -53,12 +56,40 @@ def test_resume_through_the_cli_equals_an_uninterrupted_run(tmp_path, capsys):
 
 def test_mlp_options_build_the_model_they_name(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--hidden", "32", "--activation", "tanh", "--dropout", "0", "--no-batch-norm",
-                 "--init", "xavier", "--epochs", "1", "--batch-size", "512", "--early-stopping", "3",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--hidden",
+                "32",
+                "--activation",
+                "tanh",
+                "--dropout",
+                "0",
+                "--no-batch-norm",
+                "--init",
+                "xavier",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "512",
+                "--early-stopping",
+                "3",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "config.json").read_text())
-    assert (config["hidden"], config["activation"], config["dropout"], config["batch_norm"], config["init"]) == (
-        [32], "tanh", 0.0, False, "xavier")
+    assert (
+        config["hidden"],
+        config["activation"],
+        config["dropout"],
+        config["batch_norm"],
+        config["init"],
+    ) == ([32], "tanh", 0.0, False, "xavier")
     ts, _ = checkpoint.load(out / "checkpoint.npz")
     assert [np.shape(p.get("weight", ())) for p in ts["params"]] == [(0,), (32, 784), (0,), (10, 32)]
     assert np.all(np.asarray(ts["params"][1]["bias"]) != 0)  # trained for an epoch from zero biases
@@ -66,8 +97,13 @@ def test_mlp_options_build_the_model_they_name(tmp_path, capsys):
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "fnn", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "fnn", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 BAD_ARGUMENTS = [
@@ -81,8 +117,10 @@ BAD_ARGUMENTS = [
     (["--dropout", "1"], "argument --dropout: must be a probability in [0, 1), got '1'"),
     (["--hidden", "512,0"], "argument --hidden: must be comma-separated widths >= 1"),
     (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to sgd and rmsprop, not adam"),
-    (["--reduce-lr-on-plateau"], "--reduce-lr-on-plateau sets the learning rate itself: use it with --schedule "
-                                 "constant"),
+    (
+        ["--reduce-lr-on-plateau"],
+        "--reduce-lr-on-plateau sets the learning rate itself: use it with --schedule constant",
+    ),
     (["--model", "softmax", "--hidden", "64"], "--hidden configure --model mlp, not softmax"),
     (["--resume"], "--resume needs --out DIR"),
 ]
@@ -94,7 +132,11 @@ def test_bad_arguments_get_one_line_and_status_2(args, message, capsys):
         main(["train", *args])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("python -m fnn train: error: ") and message in err[-1] and "Traceback" not in "\n".join(err)
+    assert (
+        err[-1].startswith("python -m fnn train: error: ")
+        and message in err[-1]
+        and "Traceback" not in "\n".join(err)
+    )
 
 
 def test_a_missing_data_directory_lists_where_it_looked(tmp_path, capsys, monkeypatch):
@@ -102,7 +144,17 @@ def test_a_missing_data_directory_lists_where_it_looked(tmp_path, capsys, monkey
     if os.path.isdir("/usr/share/datasets/fashion-mnist"):
         pytest.skip("Debian's Fashion-MNIST is installed here, so the search would find it")
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")])
+        main(
+            [
+                "train",
+                "--dataset",
+                "fashion-mnist",
+                "--data-dir",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and "error: Fashion-MNIST train files" in err[-1]
     assert str(tmp_path) in err[-1] and "/usr/share/datasets/fashion-mnist" in err[-1]
@@ -123,13 +175,31 @@ def test_evaluate_of_a_directory_without_a_run_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
-        f"{tmp_path}/config.json not found: DIR must be a run directory written by `python -m fnn train`")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"{tmp_path}/config.json not found: DIR must be a run directory written by `python -m fnn train`"
+        )
+    )
 
 
 def test_divergence_is_one_line_and_status_3(tmp_path):
-    result = run_cli("train", "--model", "softmax", "--lr", "1e30", "--schedule", "constant", "--epochs", "1",
-                     "--out", str(tmp_path / "run"), "--no-progress")
+    result = run_cli(
+        "train",
+        "--model",
+        "softmax",
+        "--lr",
+        "1e30",
+        "--schedule",
+        "constant",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    )
     assert result.returncode == 3, result.stderr
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and "training diverged at epoch 1, step" in err[0] and "try a smaller --lr" in err[0]

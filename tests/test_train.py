@@ -5,6 +5,7 @@ References: another implementation of the same loop (a Python loop of single ste
 closed forms (lr sequences, MAE, gradient norms by jax.grad), counters in the model's
 own state (BatchNorm's num_batches_tracked counts applied steps), and an uninterrupted
 run for every continuation."""
+
 import io
 import os
 import signal
@@ -21,8 +22,18 @@ import pytest
 
 from fnn import checkpoint, nn, optim
 from fnn import functional as F
-from fnn.train import (Callback, EarlyStopping, LambdaCallback, TrainingDiverged, TrainState, evaluate, fit,
-                       init_train_state, make_train_epoch, make_train_step, predict)
+from fnn.train import (
+    Callback,
+    EarlyStopping,
+    LambdaCallback,
+    TrainingDiverged,
+    TrainState,
+    evaluate,
+    fit,
+    make_train_epoch,
+    make_train_step,
+    predict,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +46,9 @@ def toy_data(n=512, d=20, classes=4, seed=0):
 
 
 def toy_model(d=20, classes=4):
-    return nn.Sequential(nn.Linear(d, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, classes))
+    return nn.Sequential(
+        nn.Linear(d, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, classes)
+    )
 
 
 def assert_trees_equal(a, b):
@@ -51,6 +64,7 @@ def assert_trees_equal(a, b):
 
 
 # ---------------------------------------------------------------- steps and epochs
+
 
 def test_manual_and_autodiff_steps_agree():
     model = toy_model()
@@ -82,7 +96,9 @@ def test_second_step_does_not_retrace(grad):
     model = toy_model()
     params, state = model.init(jax.random.key(0))
     opt = optim.adam(lr=1e-3, weight_decay=1e-4)
-    step = make_train_step(model, nn.FunctionLoss(counted_loss, backward=F.cross_entropy_backward), opt, grad=grad)
+    step = make_train_step(
+        model, nn.FunctionLoss(counted_loss, backward=F.cross_entropy_backward), opt, grad=grad
+    )
     carry = (params, state, opt.init(params))
     x, y = toy_data(32)
     for i in range(3):
@@ -124,14 +140,33 @@ def test_grad_norm_and_lr_are_what_they_claim():
 
 # ---------------------------------------------------------------- fit and its history
 
+
 def test_fit_learns_and_records_history(capsys):
     x, y = toy_data(1024)
-    result = fit(toy_model(), nn.CrossEntropyLoss(), optim.sgd(lr=0.1, momentum=0.9), (x[:768], y[:768]),
-                 epochs=4, batch_size=64, key=jax.random.key(0), eval_data=(x[768:], y[768:]), progress=False)
+    result = fit(
+        toy_model(),
+        nn.CrossEntropyLoss(),
+        optim.sgd(lr=0.1, momentum=0.9),
+        (x[:768], y[:768]),
+        epochs=4,
+        batch_size=64,
+        key=jax.random.key(0),
+        eval_data=(x[768:], y[768:]),
+        progress=False,
+    )
     h = result.history
     assert [r["epoch"] for r in h] == [1, 2, 3, 4]
-    assert set(h[0]) == {"epoch", "train_loss", "train_accuracy", "grad_norm", "lr", "test_loss", "test_accuracy",
-                         "seconds", "train_seconds"}
+    assert set(h[0]) == {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "grad_norm",
+        "lr",
+        "test_loss",
+        "test_accuracy",
+        "seconds",
+        "train_seconds",
+    }
     assert 0 < h[0]["train_seconds"] <= h[0]["seconds"] and h[0]["lr"] == pytest.approx(0.1)
     assert h[-1]["train_loss"] < h[0]["train_loss"] and h[-1]["test_accuracy"] > 0.85
     assert result.train_state.epoch == 4 and result.train_state.step == 4 * (768 // 64)
@@ -142,33 +177,68 @@ def test_fit_is_deterministic_and_keeps_caller_arrays():
     x, y = toy_data(256)
     model = toy_model()
     params, state = model.init(jax.random.key(3))
-    runs = [fit(model, F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=2, batch_size=32, key=jax.random.key(0),
-                params=params, state=state, progress=False) for _ in range(2)]
+    runs = [
+        fit(
+            model,
+            F.cross_entropy,
+            optim.sgd(lr=0.1),
+            (x, y),
+            epochs=2,
+            batch_size=32,
+            key=jax.random.key(0),
+            params=params,
+            state=state,
+            progress=False,
+        )
+        for _ in range(2)
+    ]
     assert_trees_equal(runs[0].train_state, runs[1].train_state)
     assert np.isfinite(np.asarray(params[0]["weight"])).all()  # not donated away
 
 
-@pytest.mark.parametrize("make_opt", [lambda: optim.adam(lr=1e-2, weight_decay=1e-4),
-                                      lambda: optim.sgd(lr=optim.cosine_annealing_lr(0.1, T_max=40), momentum=0.9)])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda: optim.adam(lr=1e-2, weight_decay=1e-4),
+        lambda: optim.sgd(lr=optim.cosine_annealing_lr(0.1, T_max=40), momentum=0.9),
+    ],
+)
 def test_continuing_from_a_train_state_equals_never_stopping(make_opt):
     x, y = toy_data(320)
     common = dict(batch_size=32, eval_data=toy_data(64, seed=1), progress=False)
-    whole = fit(toy_model(), nn.CrossEntropyLoss(), make_opt(), (x, y), epochs=4, key=jax.random.key(5), **common)
-    first = fit(toy_model(), nn.CrossEntropyLoss(), make_opt(), (x, y), epochs=2, key=jax.random.key(5), **common)
+    whole = fit(
+        toy_model(), nn.CrossEntropyLoss(), make_opt(), (x, y), epochs=4, key=jax.random.key(5), **common
+    )
+    first = fit(
+        toy_model(), nn.CrossEntropyLoss(), make_opt(), (x, y), epochs=2, key=jax.random.key(5), **common
+    )
     kept = jax.tree.map(np.array, (first.train_state.params, first.train_state.opt_state))
-    second = fit(toy_model(), nn.CrossEntropyLoss(), make_opt(), (x, y), epochs=4, train_state=first.train_state,
-                 **common)
+    second = fit(
+        toy_model(),
+        nn.CrossEntropyLoss(),
+        make_opt(),
+        (x, y),
+        epochs=4,
+        train_state=first.train_state,
+        **common,
+    )
     assert_trees_equal(second.train_state, whole.train_state)  # params, BN stats, Adam moments, key, counts
     assert (second.train_state.epoch, second.train_state.step) == (4, 40)
-    assert [h["train_loss"] for h in first.history + second.history] == [h["train_loss"] for h in whole.history]
-    assert_trees_equal((first.train_state.params, first.train_state.opt_state), kept)  # the caller's TrainState was not donated away
+    assert [h["train_loss"] for h in first.history + second.history] == [
+        h["train_loss"] for h in whole.history
+    ]
+    assert_trees_equal(
+        (first.train_state.params, first.train_state.opt_state), kept
+    )  # the caller's TrainState was not donated away
 
 
 # ---------------------------------------------------------------- divergence
 
+
 @dataclass(frozen=True)
 class PoisonAt(nn.Layer):
     """Counts training steps in its state and multiplies by NaN at step `at` (0-based)."""
+
     at: int
 
     def init(self, key):
@@ -193,10 +263,23 @@ def poisoned_model(at):
 def test_divergence_returns_the_state_from_just_before_the_bad_step(grad, tmp_path):
     x, y = toy_data(256)  # 8 steps of 32 per epoch; global step 13 (0-based) is epoch 2, step 6
     opt = optim.sgd(lr=0.1, momentum=0.9)
-    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 6/8: non-finite loss nan with learning rate 0\.1\b"
-                                               r".*smaller learning rate") as info:
-        fit(poisoned_model(13), nn.CrossEntropyLoss(), opt, (x, y), epochs=3, batch_size=32, key=jax.random.key(0),
-            grad=grad, progress=False, checkpoint_dir=str(tmp_path))
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"epoch 2, step 6/8: non-finite loss nan with learning rate 0\.1\b"
+        r".*smaller learning rate",
+    ) as info:
+        fit(
+            poisoned_model(13),
+            nn.CrossEntropyLoss(),
+            opt,
+            (x, y),
+            epochs=3,
+            batch_size=32,
+            key=jax.random.key(0),
+            grad=grad,
+            progress=False,
+            checkpoint_dir=str(tmp_path),
+        )
     e = info.value
     assert isinstance(e, FloatingPointError) and (e.epoch, e.step, e.lr) == (2, 6, pytest.approx(0.1))
     assert np.isnan(e.loss)
@@ -208,8 +291,17 @@ def test_divergence_returns_the_state_from_just_before_the_bad_step(grad, tmp_pa
 
     # Another implementation of the same 13 steps: epoch 1 by fit, then 5 single steps in a
     # Python loop over the documented draws of epoch 2 (fold_in(run key, 1)).
-    first = fit(poisoned_model(10**6), nn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=32,
-                key=jax.random.key(0), grad=grad, progress=False).train_state
+    first = fit(
+        poisoned_model(10**6),
+        nn.CrossEntropyLoss(),
+        opt,
+        (x, y),
+        epochs=1,
+        batch_size=32,
+        key=jax.random.key(0),
+        grad=grad,
+        progress=False,
+    ).train_state
     k_perm, k_steps = jax.random.split(jax.random.fold_in(first.key, 1))
     order = np.asarray(jax.random.permutation(k_perm, 256)).reshape(8, 32)
     step = make_train_step(poisoned_model(10**6), nn.CrossEntropyLoss(), opt, grad)
@@ -230,13 +322,23 @@ def test_divergence_returns_the_state_from_just_before_the_bad_step(grad, tmp_pa
 
 # ---------------------------------------------------------------- losses and metrics
 
+
 def test_regression_records_mae_not_accuracy():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 5)).astype(np.float32)
     y = (x @ rng.normal(size=(5, 2))).astype(np.float32)
     model = nn.Sequential(nn.Linear(5, 2))
-    result = fit(model, nn.MSELoss(), optim.sgd(lr=0.05), (x, y), epochs=3, batch_size=32, key=jax.random.key(0),
-                 eval_data=(x, y), progress=False)
+    result = fit(
+        model,
+        nn.MSELoss(),
+        optim.sgd(lr=0.05),
+        (x, y),
+        epochs=3,
+        batch_size=32,
+        key=jax.random.key(0),
+        eval_data=(x, y),
+        progress=False,
+    )
     h = result.history[-1]
     assert "train_accuracy" not in h and "test_accuracy" not in h
     out = np.asarray(model.apply(result.params, result.state, x, train=False)[0])
@@ -250,14 +352,32 @@ def test_metrics_argument_chooses_and_accepts_functions():
     def top2(output, target):
         return jnp.any(jnp.argsort(output, axis=1)[:, -2:] == target[:, None], axis=1).astype(jnp.float32)
 
-    result = fit(toy_model(), nn.CrossEntropyLoss(), optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=32,
-                 key=jax.random.key(0), eval_data=(x, y), metrics={"top2": top2}, progress=False)
+    result = fit(
+        toy_model(),
+        nn.CrossEntropyLoss(),
+        optim.sgd(lr=0.1),
+        (x, y),
+        epochs=1,
+        batch_size=32,
+        key=jax.random.key(0),
+        eval_data=(x, y),
+        metrics={"top2": top2},
+        progress=False,
+    )
     out = np.asarray(predict(toy_model(), result.params, result.state, x))
     want = np.mean([yi in np.argsort(o)[-2:] for o, yi in zip(out, y)])
     assert result.history[0]["test_top2"] == pytest.approx(want) and "test_accuracy" not in result.history[0]
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
-        fit(toy_model(), nn.CrossEntropyLoss(), optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=32,
-            key=jax.random.key(0), metrics="f1")
+        fit(
+            toy_model(),
+            nn.CrossEntropyLoss(),
+            optim.sgd(lr=0.1),
+            (x, y),
+            epochs=1,
+            batch_size=32,
+            key=jax.random.key(0),
+            metrics="f1",
+        )
 
 
 def test_evaluate_is_exact_at_the_dataset_level():
@@ -275,9 +395,11 @@ def test_evaluate_is_exact_at_the_dataset_level():
     # ignore_index labels are not class labels, so check the weighted loss on the arrays directly
     from fnn.train.evaluate import evaluate_checked
     from fnn.train.metrics import resolve_metrics
+
     for batch_size in (10, 1000):
-        got = evaluate_checked(model, params, state, jnp.asarray(x), jnp.asarray(y), loss, resolve_metrics((), y),
-                               batch_size)
+        got = evaluate_checked(
+            model, params, state, jnp.asarray(x), jnp.asarray(y), loss, resolve_metrics((), y), batch_size
+        )
         np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
 
 
@@ -287,23 +409,44 @@ def test_manual_grad_with_a_loss_without_backward_says_what_is_missing():
 
     x, y = toy_data(64)
     with pytest.raises(ValueError, match="backward"):
-        fit(toy_model(), my_loss, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=32, key=jax.random.key(0),
-            grad="manual", progress=False)
-    result = fit(toy_model(), my_loss, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=32, key=jax.random.key(0),
-                 progress=False)  # autodiff needs no backward
+        fit(
+            toy_model(),
+            my_loss,
+            optim.sgd(lr=0.1),
+            (x, y),
+            epochs=1,
+            batch_size=32,
+            key=jax.random.key(0),
+            grad="manual",
+            progress=False,
+        )
+    result = fit(
+        toy_model(),
+        my_loss,
+        optim.sgd(lr=0.1),
+        (x, y),
+        epochs=1,
+        batch_size=32,
+        key=jax.random.key(0),
+        progress=False,
+    )  # autodiff needs no backward
     assert np.isfinite(result.history[0]["train_loss"])
 
 
 def test_equal_optimizers_and_losses_share_one_compiled_epoch():
     model = toy_model()
     a = make_train_epoch(model, nn.CrossEntropyLoss(), optim.sgd(lr=0.1), 32)
-    assert a is make_train_epoch(model, nn.CrossEntropyLoss(), optim.sgd(lr=0.1), batch_size=32, grad="autodiff")
+    assert a is make_train_epoch(
+        model, nn.CrossEntropyLoss(), optim.sgd(lr=0.1), batch_size=32, grad="autodiff"
+    )
     assert a is not make_train_epoch(model, nn.CrossEntropyLoss(), optim.sgd(lr=0.2), 32)
     assert make_train_step(model, F.cross_entropy, optim.sgd(lr=0.1), "manual") is not make_train_step(
-        model, F.cross_entropy, optim.sgd(lr=0.1))
+        model, F.cross_entropy, optim.sgd(lr=0.1)
+    )
 
 
 # ---------------------------------------------------------------- callbacks
+
 
 class FakeRun:
     def __init__(self):
@@ -352,8 +495,17 @@ def test_reduce_lr_on_plateau_changes_the_lr_between_epochs_without_recompiling(
 
     x, y = toy_data(256)
     plateau = optim.ReduceLROnPlateau(mode="max", factor=0.5, patience=0)  # a falling loss never "improves"
-    result = fit(toy_model(), nn.FunctionLoss(counted, backward=F.cross_entropy_backward), optim.sgd(lr=0.1),
-                 (x, y), epochs=4, batch_size=32, key=jax.random.key(0), callbacks=[plateau], progress=False)
+    result = fit(
+        toy_model(),
+        nn.FunctionLoss(counted, backward=F.cross_entropy_backward),
+        optim.sgd(lr=0.1),
+        (x, y),
+        epochs=4,
+        batch_size=32,
+        key=jax.random.key(0),
+        callbacks=[plateau],
+        progress=False,
+    )
     # torch: epoch 1 sets best; each later epoch is bad with patience 0 and halves the lr.
     np.testing.assert_allclose([h["lr"] for h in result.history], [0.1, 0.1, 0.05, 0.025], rtol=1e-6)
     assert len(traces) == 1
@@ -376,23 +528,42 @@ def test_a_custom_callback_sees_each_epoch_and_its_state_survives_resume(tmp_pat
 
     x, y = toy_data(128)
     common = dict(batch_size=32, key=jax.random.key(0), progress=False, checkpoint_dir=str(tmp_path))
-    fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=2, callbacks=[CountEpochs()], **common)
+    fit(
+        toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=2, callbacks=[CountEpochs()], **common
+    )
     counter = CountEpochs()
-    result = fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=3, callbacks=[counter],
-                 resume=True, **common)
+    result = fit(
+        toy_model(),
+        F.cross_entropy,
+        optim.sgd(lr=0.1),
+        (x, y),
+        epochs=3,
+        callbacks=[counter],
+        resume=True,
+        **common,
+    )
     assert [h["seen"] for h in result.history] == [1, 2, 3] and counter.seen == 3
 
 
 def test_lambda_callback_sees_each_record_as_it_happens():
     seen = []
     x, y = toy_data(128)
-    result = fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=3, batch_size=32,
-                 key=jax.random.key(0), progress=False,
-                 callbacks=[LambdaCallback(on_epoch_end=lambda run, r: seen.append(dict(r)))])
+    result = fit(
+        toy_model(),
+        F.cross_entropy,
+        optim.sgd(lr=0.1),
+        (x, y),
+        epochs=3,
+        batch_size=32,
+        key=jax.random.key(0),
+        progress=False,
+        callbacks=[LambdaCallback(on_epoch_end=lambda run, r: seen.append(dict(r)))],
+    )
     assert [r["epoch"] for r in seen] == [1, 2, 3] and seen == result.history
 
 
 # ---------------------------------------------------------------- checkpoints
+
 
 def test_resume_refuses_another_config_and_names_the_field(tmp_path):
     x, y = toy_data(128)
@@ -404,18 +575,42 @@ def test_resume_refuses_another_config_and_names_the_field(tmp_path):
     with pytest.raises(ValueError, match=r"the optimizer differs: .*lr=0\.1.*lr=0\.2"):
         fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.2), (x, y), batch_size=32, resume=True, **again)
     with pytest.raises(ValueError, match="the model differs"):
-        fit(nn.Sequential(nn.Linear(20, 4)), F.cross_entropy, optim.sgd(lr=0.1), (x, y), batch_size=32,
-            resume=True, **again)
+        fit(
+            nn.Sequential(nn.Linear(20, 4)),
+            F.cross_entropy,
+            optim.sgd(lr=0.1),
+            (x, y),
+            batch_size=32,
+            resume=True,
+            **again,
+        )
     with pytest.raises(ValueError, match="the loss differs"):
-        fit(toy_model(), nn.CrossEntropyLoss(label_smoothing=0.1), optim.sgd(lr=0.1), (x, y), batch_size=32,
-            resume=True, **again)
+        fit(
+            toy_model(),
+            nn.CrossEntropyLoss(label_smoothing=0.1),
+            optim.sgd(lr=0.1),
+            (x, y),
+            batch_size=32,
+            resume=True,
+            **again,
+        )
     with pytest.raises(ValueError, match=r"the data differs: .*\(128, 20\).*\(96, 20\)"):
-        fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x[:96], y[:96]), batch_size=32, resume=True, **again)
+        fit(
+            toy_model(),
+            F.cross_entropy,
+            optim.sgd(lr=0.1),
+            (x[:96], y[:96]),
+            batch_size=32,
+            resume=True,
+            **again,
+        )
 
 
 def test_an_existing_checkpoint_is_not_overwritten_silently(tmp_path):
     x, y = toy_data(128)
-    common = dict(epochs=1, batch_size=32, key=jax.random.key(0), progress=False, checkpoint_dir=str(tmp_path))
+    common = dict(
+        epochs=1, batch_size=32, key=jax.random.key(0), progress=False, checkpoint_dir=str(tmp_path)
+    )
     fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), **common)
     before = (tmp_path / "checkpoint.npz").read_bytes()
     with pytest.raises(FileExistsError, match="resume=True.*overwrite=True"):
@@ -427,9 +622,19 @@ def test_an_existing_checkpoint_is_not_overwritten_silently(tmp_path):
 
 def test_keep_best_keeps_the_epoch_with_the_lowest_monitored_value(tmp_path):
     x, y = toy_data(256)
-    result = fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.5, momentum=0.9), (x[:192], y[:192]), epochs=5,
-                 batch_size=32, key=jax.random.key(0), eval_data=(x[192:], y[192:]), progress=False,
-                 checkpoint_dir=str(tmp_path), keep_best="test_loss")
+    result = fit(
+        toy_model(),
+        F.cross_entropy,
+        optim.sgd(lr=0.5, momentum=0.9),
+        (x[:192], y[:192]),
+        epochs=5,
+        batch_size=32,
+        key=jax.random.key(0),
+        eval_data=(x[192:], y[192:]),
+        progress=False,
+        checkpoint_dir=str(tmp_path),
+        keep_best="test_loss",
+    )
     losses = [h["test_loss"] for h in result.history]
     _, meta = checkpoint.load(tmp_path / "best.npz")
     assert meta["epoch"] == 1 + int(np.argmin(losses))
@@ -439,9 +644,25 @@ def test_resume_with_the_same_config_equals_an_uninterrupted_run(tmp_path):
     x, y = toy_data(256)
     common = dict(batch_size=32, key=jax.random.key(0), progress=False)
     whole = fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), epochs=3, **common)
-    fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), epochs=1, checkpoint_dir=str(tmp_path), **common)
-    resumed = fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), epochs=3, checkpoint_dir=str(tmp_path),
-                  resume=True, **common)
+    fit(
+        toy_model(),
+        F.cross_entropy,
+        optim.adam(lr=1e-3),
+        (x, y),
+        epochs=1,
+        checkpoint_dir=str(tmp_path),
+        **common,
+    )
+    resumed = fit(
+        toy_model(),
+        F.cross_entropy,
+        optim.adam(lr=1e-3),
+        (x, y),
+        epochs=3,
+        checkpoint_dir=str(tmp_path),
+        resume=True,
+        **common,
+    )
     assert_trees_equal(resumed.train_state, whole.train_state)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
 
@@ -465,9 +686,10 @@ EPOCHS = 24
 
 def test_killed_run_resumes_bit_identical(tmp_path):
     ckpt_dir = str(tmp_path / "ckpt")
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=os.path.join(ROOT, "tests"), ckpt=ckpt_dir,
-                                                                 epochs=EPOCHS)],
-                             env={**os.environ, "PYTHONPATH": ROOT})
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(tests=os.path.join(ROOT, "tests"), ckpt=ckpt_dir, epochs=EPOCHS)],
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     path = os.path.join(ckpt_dir, "checkpoint.npz")
     killed_at = None
     deadline = time.time() + 300
@@ -488,8 +710,15 @@ def test_killed_run_resumes_bit_identical(tmp_path):
 
     x, y = toy_data(20000)
     kwargs = dict(epochs=EPOCHS, batch_size=16, key=jax.random.key(0), progress=False)
-    resumed = fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), checkpoint_dir=ckpt_dir,
-                  resume=True, **kwargs)
+    resumed = fit(
+        toy_model(),
+        F.cross_entropy,
+        optim.adam(lr=1e-3),
+        (x, y),
+        checkpoint_dir=ckpt_dir,
+        resume=True,
+        **kwargs,
+    )
     whole = fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), **kwargs)
     assert len(resumed.history) == EPOCHS
     assert_trees_equal(resumed.train_state, whole.train_state)
@@ -498,13 +727,22 @@ def test_killed_run_resumes_bit_identical(tmp_path):
 
 # ---------------------------------------------------------------- bad input
 
+
 def test_bad_input_fails_before_compiling(tmp_path):
     x, y = toy_data(64)
     model, opt = toy_model(), optim.sgd(lr=0.1)
     key = jax.random.key(0)
     cases = [
-        (dict(train_data=(x, np.where(y == 0, 7, y))), ValueError, r"train_data labels must be in \[0, 4\).*, 7\]"),
-        (dict(eval_data=(x, np.where(y == 0, -1, y))), ValueError, r"eval_data labels must be in \[0, 4\).*\[-1,"),
+        (
+            dict(train_data=(x, np.where(y == 0, 7, y))),
+            ValueError,
+            r"train_data labels must be in \[0, 4\).*, 7\]",
+        ),
+        (
+            dict(eval_data=(x, np.where(y == 0, -1, y))),
+            ValueError,
+            r"eval_data labels must be in \[0, 4\).*\[-1,",
+        ),
         (dict(batch_size=100), ValueError, "train_data: batch_size 100 exceeds the number of samples 64"),
         (dict(batch_size=0), ValueError, "batch_size must be > 0, got 0"),
         (dict(train_data=(x, y[:10])), ValueError, "same length"),
@@ -532,10 +770,14 @@ def test_bad_input_fails_before_compiling(tmp_path):
 
 def test_checkpoint_from_a_different_model_names_the_field(tmp_path):
     x, y = toy_data(64)
-    common = dict(epochs=1, batch_size=32, key=jax.random.key(0), progress=False, checkpoint_dir=str(tmp_path))
+    common = dict(
+        epochs=1, batch_size=32, key=jax.random.key(0), progress=False, checkpoint_dir=str(tmp_path)
+    )
     fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), **common)
     other = nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 4))
-    with pytest.raises(ValueError, match=r"the model differs: .*out_features=32.*this run has .*out_features=16"):
+    with pytest.raises(
+        ValueError, match=r"the model differs: .*out_features=32.*this run has .*out_features=16"
+    ):
         fit(other, F.cross_entropy, optim.sgd(lr=0.1), (x, y), resume=True, **{**common, "epochs": 2})
 
 
@@ -555,6 +797,7 @@ def test_predict_matches_apply_and_checks_input():
 
 # ---------------------------------------------------------------- progress
 
+
 class FakeTerminal(io.StringIO):
     def isatty(self):
         return True
@@ -564,7 +807,9 @@ def test_progress_bar_moves_during_the_epoch_on_a_terminal(monkeypatch):
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     x, y = toy_data(512)
-    fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=4, key=jax.random.key(0))
+    fit(
+        toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=4, key=jax.random.key(0)
+    )
     text = terminal.getvalue()
     steps = [int(s.split("/")[0]) for s in text.split("] ")[1:]]
     assert len(set(steps)) >= 10 and max(steps) == 128 and min(steps) < 128  # updates inside the epoch

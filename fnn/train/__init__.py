@@ -1,4 +1,5 @@
 """fnn.train: TrainState, compiled steps and epochs, evaluation, fit and its callbacks."""
+
 from fnn.train.callbacks import Callback, EarlyStopping, LambdaCallback, PlateauCallback, Run
 from fnn.train.checkpointing import fingerprint
 from fnn.train.evaluate import evaluate, predict
@@ -7,6 +8,24 @@ from fnn.train.metrics import METRICS, accuracy, mae, mse
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
 from fnn.train.step import make_train_epoch, make_train_step
 
-__all__ = ["TrainState", "FitResult", "TrainingDiverged", "init_train_state", "make_train_step",
-           "make_train_epoch", "evaluate", "predict", "fit", "Callback", "LambdaCallback", "EarlyStopping",
-           "PlateauCallback", "Run", "METRICS", "accuracy", "mae", "mse", "fingerprint"]
+__all__ = [
+    "TrainState",
+    "FitResult",
+    "TrainingDiverged",
+    "init_train_state",
+    "make_train_step",
+    "make_train_epoch",
+    "evaluate",
+    "predict",
+    "fit",
+    "Callback",
+    "LambdaCallback",
+    "EarlyStopping",
+    "PlateauCallback",
+    "Run",
+    "METRICS",
+    "accuracy",
+    "mae",
+    "mse",
+    "fingerprint",
+]

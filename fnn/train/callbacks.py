@@ -25,6 +25,7 @@ Example (also in the README)::
         def on_epoch_end(self, run, record):
             print(record["epoch"], record["lr"])
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,6 +42,7 @@ from fnn.train.state import TrainState
 @dataclasses.dataclass
 class Run:
     """What callbacks see and may change between epochs (see the module docstring)."""
+
     model: Any
     loss: Any
     optimizer: Any
@@ -79,8 +81,12 @@ class LambdaCallback(Callback):
       on_train_end: ``f(run)``.
     """
 
-    def __init__(self, on_train_begin: Callable | None = None, on_epoch_end: Callable | None = None,
-                 on_train_end: Callable | None = None):
+    def __init__(
+        self,
+        on_train_begin: Callable | None = None,
+        on_epoch_end: Callable | None = None,
+        on_train_end: Callable | None = None,
+    ):
         self._begin, self._epoch, self._end = on_train_begin, on_epoch_end, on_train_end
 
     def on_train_begin(self, run):
@@ -105,8 +111,10 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
     """``record[monitor]`` as a float, or an error naming the keys there are."""
     if monitor not in record:
         hint = " (test_* metrics need eval_data)" if monitor.startswith("test_") else ""
-        raise ValueError(f"{who} monitors {monitor!r}, which the history does not have{hint}; "
-                         f"it has {sorted(k for k in record if isinstance(record[k], float))}")
+        raise ValueError(
+            f"{who} monitors {monitor!r}, which the history does not have{hint}; "
+            f"it has {sorted(k for k in record if isinstance(record[k], float))}"
+        )
     return float(record[monitor])
 
 
@@ -148,8 +156,14 @@ class EarlyStopping(Callback):
     not stop training).
     """
 
-    def __init__(self, monitor: str = "test_loss", mode: str = "min", patience: int = 5,
-                 min_delta: float = 0.0, restore_best: bool = True):
+    def __init__(
+        self,
+        monitor: str = "test_loss",
+        mode: str = "min",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+    ):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be an int >= 0, got {patience!r}")
         if not min_delta >= 0:
@@ -193,15 +207,19 @@ class EarlyStopping(Callback):
 
 def copy_train_state(ts: TrainState) -> TrainState:
     """A copy whose buffers survive the next epoch (which donates the carry's)."""
-    return ts._replace(**{f: jax.tree.map(jnp.copy, getattr(ts, f)) for f in ("params", "state", "opt_state")})
+    return ts._replace(
+        **{f: jax.tree.map(jnp.copy, getattr(ts, f)) for f in ("params", "state", "opt_state")}
+    )
 
 
 def base_lr(optimizer: Any) -> float:
     """The optimizer's lr at step 0 (its ``lr`` hyperparameter, or its schedule's start)."""
     lr = getattr(optimizer, "hyperparams", {}).get("lr")
     if lr is None:
-        raise ValueError("ReduceLROnPlateau needs an fnn.optim optimizer (sgd, adam, ...) that records "
-                         "its lr; this one has no 'lr' hyperparameter")
+        raise ValueError(
+            "ReduceLROnPlateau needs an fnn.optim optimizer (sgd, adam, ...) that records "
+            "its lr; this one has no 'lr' hyperparameter"
+        )
     return float(lr(0)) if callable(lr) else float(lr)
 
 
@@ -222,7 +240,9 @@ class PlateauCallback(Callback):
 
     def __init__(self, plateau: optim.ReduceLROnPlateau, monitor: str | None = None):
         if not isinstance(plateau, optim.ReduceLROnPlateau):
-            raise TypeError(f"PlateauCallback needs an fnn.optim.ReduceLROnPlateau, got {type(plateau).__name__}")
+            raise TypeError(
+                f"PlateauCallback needs an fnn.optim.ReduceLROnPlateau, got {type(plateau).__name__}"
+            )
         self.plateau, self.monitor = plateau, monitor
         self.lr0: float | None = None
         self.state: Any = None
@@ -253,7 +273,9 @@ def as_callbacks(callbacks: Any) -> list[Callback]:
         if isinstance(cb, optim.ReduceLROnPlateau):
             cb = PlateauCallback(cb)
         if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be fnn.train.Callback objects (or an fnn.optim.ReduceLROnPlateau), "
-                            f"got {type(cb).__name__}")
+            raise TypeError(
+                f"callbacks must be fnn.train.Callback objects (or an fnn.optim.ReduceLROnPlateau), "
+                f"got {type(cb).__name__}"
+            )
         out.append(cb)
     return out

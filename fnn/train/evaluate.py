@@ -8,6 +8,7 @@ checked on the host before compiling (a label outside the model's classes raises
 ``per_sample`` terms, so it equals the loss with ``reduction='mean'`` over all samples at
 once (class weights and ``ignore_index`` included), whatever the batch size.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,9 +31,13 @@ def default_loss(target: Any) -> nn.Loss:
 def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
     """x and y hold the same number of samples, at least ``batch_size`` of them."""
     if jnp.ndim(x) == 0 or jnp.ndim(y) == 0:
-        raise ValueError(f"{name}: x and y must have a batch dimension, got shapes {jnp.shape(x)} and {jnp.shape(y)}")
+        raise ValueError(
+            f"{name}: x and y must have a batch dimension, got shapes {jnp.shape(x)} and {jnp.shape(y)}"
+        )
     if jnp.shape(x)[0] != jnp.shape(y)[0]:
-        raise ValueError(f"{name}: x and y must have the same length, got {jnp.shape(x)[0]} and {jnp.shape(y)[0]}")
+        raise ValueError(
+            f"{name}: x and y must have the same length, got {jnp.shape(x)[0]} and {jnp.shape(y)[0]}"
+        )
     check_batch_size(batch_size, jnp.shape(x)[0], name)
 
 
@@ -45,8 +50,10 @@ def check_labels(model, params: Any, state: Any, x: Any, y: Any, name: str = "la
         labels = np.asarray(y)
         classes, low, top = out.shape[1], int(labels.min()), int(labels.max())
         if low < 0 or top >= classes:
-            raise ValueError(f"{name} must be in [0, {classes}) for a model with {classes} outputs, "
-                             f"got labels in [{low}, {top}]")
+            raise ValueError(
+                f"{name} must be in [0, {classes}) for a model with {classes} outputs, "
+                f"got labels in [{low}, {top}]"
+            )
 
 
 def _in_batches(a: jax.Array, batch_size: int) -> jax.Array:
@@ -59,6 +66,7 @@ def _in_batches(a: jax.Array, batch_size: int) -> jax.Array:
 @functools.lru_cache(maxsize=32)
 def _eval_fn(model, loss: nn.Loss, metrics: tuple, batch_size: int):
     """One compiled evaluator per (model, loss, metrics, batch size): fit calls it every epoch."""
+
     def run(params, state, x, y):
         mask = _in_batches(jnp.ones((x.shape[0],), jnp.float32), batch_size)
 
@@ -79,8 +87,16 @@ def _eval_fn(model, loss: nn.Loss, metrics: tuple, batch_size: int):
     return jax.jit(run)
 
 
-def evaluate(model, params: Any, state: Any, data: tuple[Any, Any], batch_size: int = 1000, *,
-             loss: Any = None, metrics: Any = None) -> dict[str, float]:
+def evaluate(
+    model,
+    params: Any,
+    state: Any,
+    data: tuple[Any, Any],
+    batch_size: int = 1000,
+    *,
+    loss: Any = None,
+    metrics: Any = None,
+) -> dict[str, float]:
     """The mean loss and task metrics over ``data = (x, y)`` in eval mode.
 
     Args:
@@ -103,8 +119,16 @@ def evaluate(model, params: Any, state: Any, data: tuple[Any, Any], batch_size: 
     return evaluate_checked(model, params, state, x, y, loss, resolve_metrics(metrics, y), batch_size)
 
 
-def evaluate_checked(model, params: Any, state: Any, x: jax.Array, y: jax.Array, loss: nn.Loss,
-                     metrics: tuple, batch_size: int = 1000) -> dict[str, float]:
+def evaluate_checked(
+    model,
+    params: Any,
+    state: Any,
+    x: jax.Array,
+    y: jax.Array,
+    loss: nn.Loss,
+    metrics: tuple,
+    batch_size: int = 1000,
+) -> dict[str, float]:
     """``evaluate`` without its host-side checks, for data already checked (``fit`` checks
     its eval data once, not every epoch; global arrays under ``jax.distributed``)."""
     run = _eval_fn(model, loss, metrics, min(batch_size, x.shape[0]))

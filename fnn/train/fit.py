@@ -27,6 +27,7 @@ checkpoint. Its contract:
   ``jax.distributed`` every process passes its own shard of the data and only process 0
   writes checkpoints.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,8 +89,14 @@ def _owned(ts: TrainState, mesh) -> TrainState:
     """Copies of the carry (the epoch donates its buffers; the caller's arrays stay valid)."""
     ts = ts._replace(**{f: jax.tree.map(jnp.array, getattr(ts, f)) for f in ("params", "state", "opt_state")})
     if mesh is not None:
-        ts = ts._replace(**dict(zip(("params", "state", "opt_state", "key"),
-                                    distributed.replicate((ts.params, ts.state, ts.opt_state, ts.key), mesh))))
+        ts = ts._replace(
+            **dict(
+                zip(
+                    ("params", "state", "opt_state", "key"),
+                    distributed.replicate((ts.params, ts.state, ts.opt_state, ts.key), mesh),
+                )
+            )
+        )
     return ts
 
 
@@ -102,8 +109,9 @@ class _Checkpoints:
         if keep_best is not None and self.paths is None:
             raise ValueError("keep_best needs checkpoint_dir")
 
-    def start(self, ts: TrainState, resume: bool, overwrite: bool, callbacks: list[Callback]
-              ) -> tuple[TrainState, list[dict]]:
+    def start(
+        self, ts: TrainState, resume: bool, overwrite: bool, callbacks: list[Callback]
+    ) -> tuple[TrainState, list[dict]]:
         """The TrainState and history to start from (after ``on_train_begin``)."""
         if self.paths is None:
             if resume:
@@ -115,8 +123,9 @@ class _Checkpoints:
             return ts, []
         if not resume:
             if not overwrite:
-                raise FileExistsError(f"{latest} exists: pass resume=True to go on from it, or overwrite=True "
-                                      "to start over")
+                raise FileExistsError(
+                    f"{latest} exists: pass resume=True to go on from it, or overwrite=True to start over"
+                )
             for name in ("best", "diverged"):
                 if os.path.exists(self.paths[name]) and jax.process_index() == 0:
                     os.unlink(self.paths[name])
@@ -139,9 +148,12 @@ class _Checkpoints:
         checkpointing.save(self.paths["latest"], run.train_state, self._meta(run, callbacks))
 
     def _meta(self, run: Run, callbacks: list[Callback]) -> dict:
-        return {"history": run.history, "fingerprint": self.fingerprint,
-                "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
-                "keep_best": {"monitor": self.keep_best, "value": self.best}}
+        return {
+            "history": run.history,
+            "fingerprint": self.fingerprint,
+            "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
+            "keep_best": {"monitor": self.keep_best, "value": self.best},
+        }
 
     def diverged(self, ts: TrainState, run: Run, callbacks: list[Callback], info: dict) -> str | None:
         if self.paths is None:
@@ -154,17 +166,32 @@ def _train_epoch(run: Run, run_epoch, data: _Data, n_steps: int) -> tuple[TrainS
     """One compiled epoch; returns the new TrainState, the training part of the record
     and, if a step diverged, what happened (the TrainState is then the one before it)."""
     ts = run.train_state
-    params, state, opt_state, m = run_epoch(ts.params, ts.state, ts.opt_state,
-                                            jax.random.fold_in(ts.key, ts.epoch), data.x, data.y)
+    params, state, opt_state, m = run_epoch(
+        ts.params, ts.state, ts.opt_state, jax.random.fold_in(ts.key, ts.epoch), data.x, data.y
+    )
     m = jax.tree.map(np.asarray, m)  # waits for the epoch
     ok = m.pop("ok")
     done = n_steps if ok.all() else int(np.argmin(ok))
-    ts = ts._replace(params=params, state=state, opt_state=opt_state, step=ts.step + done,
-                     epoch=ts.epoch + (done == n_steps))
+    ts = ts._replace(
+        params=params,
+        state=state,
+        opt_state=opt_state,
+        step=ts.step + done,
+        epoch=ts.epoch + (done == n_steps),
+    )
     if done < n_steps:
         lr = float(m["lr"][done]) if "lr" in m else None
-        return ts, {}, {"epoch": run.train_state.epoch + 1, "step": done + 1, "loss": float(m["loss"][done]),
-                        "lr": lr, "grad_norm": float(m["grad_norm"][done])}
+        return (
+            ts,
+            {},
+            {
+                "epoch": run.train_state.epoch + 1,
+                "step": done + 1,
+                "loss": float(m["loss"][done]),
+                "lr": lr,
+                "grad_norm": float(m["grad_norm"][done]),
+            },
+        )
     record = {"epoch": ts.epoch, "train_loss": float(m.pop("loss").mean())}
     lr = m.pop("lr", None)
     record.update({(k if k == "grad_norm" else f"train_{k}"): float(v.mean()) for k, v in m.items()})
@@ -174,23 +201,48 @@ def _train_epoch(run: Run, run_epoch, data: _Data, n_steps: int) -> tuple[TrainS
 
 
 def _diverged_error(info: dict, n_steps: int, saved: str | None, result: FitResult) -> TrainingDiverged:
-    what = (f"loss {info['loss']}" if not np.isfinite(info["loss"])
-            else f"gradient norm {info['grad_norm']} (loss {info['loss']:.4g})")
+    what = (
+        f"loss {info['loss']}"
+        if not np.isfinite(info["loss"])
+        else f"gradient norm {info['grad_norm']} (loss {info['loss']:.4g})"
+    )
     lr = f" with learning rate {info['lr']:.4g}" if info["lr"] is not None else ""
     kept = f" (also in {saved})" if saved else ""
     return TrainingDiverged(
         f"training diverged at epoch {info['epoch']}, step {info['step']}/{n_steps}: non-finite {what}{lr}. "
         f"The state from just before that step is kept in error.result.train_state{kept}; "
-        "try a smaller learning rate", epoch=info["epoch"], step=info["step"], loss=info["loss"],
-        lr=info["lr"], result=result)
+        "try a smaller learning rate",
+        epoch=info["epoch"],
+        step=info["step"],
+        loss=info["loss"],
+        lr=info["lr"],
+        result=result,
+    )
 
 
-def fit(model, loss, optimizer, train_data: tuple[Any, Any], *, epochs: int, batch_size: int,
-        key: jax.Array | None = None, eval_data: tuple[Any, Any] | None = None, grad: str = "autodiff",
-        train_state: TrainState | None = None, params: Any = None, state: Any = None, metrics: Any = None,
-        callbacks: Any = (), progress: bool = True, checkpoint_dir: str | None = None, resume: bool = False,
-        overwrite: bool = False, keep_best: str | None = None,
-        mesh: jax.sharding.Mesh | None = None) -> FitResult:
+def fit(
+    model,
+    loss,
+    optimizer,
+    train_data: tuple[Any, Any],
+    *,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array | None = None,
+    eval_data: tuple[Any, Any] | None = None,
+    grad: str = "autodiff",
+    train_state: TrainState | None = None,
+    params: Any = None,
+    state: Any = None,
+    metrics: Any = None,
+    callbacks: Any = (),
+    progress: bool = True,
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    keep_best: str | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> FitResult:
     """Train ``model`` until ``epochs`` epochs are done (see the module docstring).
 
     Args:
@@ -235,38 +287,61 @@ def fit(model, loss, optimizer, train_data: tuple[Any, Any], *, epochs: int, bat
     if data.eval is not None and not distributed.is_global(data.eval[1]):
         check_labels(model, ts.params, ts.state, *data.eval, "eval_data labels")
     callbacks = as_callbacks(callbacks)
-    checkpoints = _Checkpoints(checkpoint_dir, checkpointing.fingerprint(model, loss, optimizer, batch_size,
-                                                                         local_x, local_y), keep_best)
+    checkpoints = _Checkpoints(
+        checkpoint_dir,
+        checkpointing.fingerprint(model, loss, optimizer, batch_size, local_x, local_y),
+        keep_best,
+    )
     run = Run(model, loss, optimizer, ts, [], epochs, data.eval is not None)
     for cb in callbacks:
         cb.on_train_begin(run)
     ts, run.history = checkpoints.start(ts, resume, overwrite, callbacks)
     run.train_state = _owned(ts, mesh)
+    epoch_args = dict(grad=grad, metrics=resolve_metrics(metrics, local_y), mesh=mesh)
+    _run_epochs(run, data, batch_size, epoch_args, callbacks, checkpoints, progress)
+    for cb in callbacks:
+        cb.on_train_end(run)
+    return FitResult(run.train_state, run.history)
 
+
+def _run_epochs(
+    run: Run,
+    data: _Data,
+    batch_size: int,
+    epoch_args: dict,
+    callbacks: list[Callback],
+    checkpoints: _Checkpoints,
+    progress: bool,
+) -> None:
+    """Epochs until ``run.epochs`` are done or a callback stops: train, evaluate, call
+    back, checkpoint; a divergence saves ``diverged.npz`` and raises."""
     n_steps = data.x.shape[0] // batch_size
-    metric_fns = resolve_metrics(metrics, local_y)
     with ProgressBar(progress) as bar:
-        run_epoch = make_train_epoch(model, loss, optimizer, batch_size, grad, metrics=metric_fns, mesh=mesh,
-                                     progress_every=callback_interval(n_steps) if bar.enabled else 0)
-        while run.train_state.epoch < epochs and not run.stop_training:
-            bar.begin_epoch(f"epoch {run.train_state.epoch + 1}/{epochs}", n_steps, batch_size)
+        run_epoch = make_train_epoch(
+            run.model,
+            run.loss,
+            run.optimizer,
+            batch_size,
+            **epoch_args,
+            progress_every=callback_interval(n_steps) if bar.enabled else 0,
+        )
+        while run.train_state.epoch < run.epochs and not run.stop_training:
+            bar.begin_epoch(f"epoch {run.train_state.epoch + 1}/{run.epochs}", n_steps, batch_size)
             t0 = time.perf_counter()
             ts, record, bad = _train_epoch(run, run_epoch, data, n_steps)
+            bar.done()
             if bad is not None:
-                bar.done()
-                result = FitResult(ts, run.history)
-                raise _diverged_error(bad, n_steps, checkpoints.diverged(ts, run, callbacks, bad), result)
+                saved = checkpoints.diverged(ts, run, callbacks, bad)
+                raise _diverged_error(bad, n_steps, saved, FitResult(ts, run.history))
             record["train_seconds"] = time.perf_counter() - t0
             if data.eval is not None:
-                scores = evaluate_checked(model, ts.params, ts.state, *data.eval, loss, metric_fns)
+                scores = evaluate_checked(
+                    run.model, ts.params, ts.state, *data.eval, run.loss, epoch_args["metrics"]
+                )
                 record.update({f"test_{k}": v for k, v in scores.items()})
             record["seconds"] = time.perf_counter() - t0
-            bar.done()
             run.train_state = ts
             run.history.append(record)
             for cb in callbacks:
                 cb.on_epoch_end(run, record)
             checkpoints.end_of_epoch(run, callbacks, record)
-    for cb in callbacks:
-        cb.on_train_end(run)
-    return FitResult(run.train_state, run.history)

@@ -12,6 +12,7 @@ or dataset value is the mean over samples. ``resolve_metrics(metrics, target)`` 
 
 The history records ``train_<name>`` and ``test_<name>``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
@@ -34,8 +35,10 @@ def accuracy(output: jax.Array, target: jax.Array) -> jax.Array:
     [1.0, 0.0]
     """
     if output.ndim < 2 or not jnp.issubdtype(target.dtype, jnp.integer):
-        raise ValueError(f"accuracy needs class scores (N, C, ...) and integer targets, got output "
-                         f"{tuple(output.shape)} and target dtype {target.dtype}")
+        raise ValueError(
+            f"accuracy needs class scores (N, C, ...) and integer targets, got output "
+            f"{tuple(output.shape)} and target dtype {target.dtype}"
+        )
     return _per_sample_mean((jnp.argmax(output, axis=1) == target).astype(jnp.float32))
 
 
@@ -57,8 +60,9 @@ def mse(output: jax.Array, target: jax.Array) -> jax.Array:
 METRICS: dict[str, Metric] = {"accuracy": accuracy, "mae": mae, "mse": mse}
 
 
-def resolve_metrics(metrics: None | str | Sequence[str] | Mapping[str, Metric], target: Any
-                    ) -> tuple[tuple[str, Metric], ...]:
+def resolve_metrics(
+    metrics: None | str | Sequence[str] | Mapping[str, Metric], target: Any
+) -> tuple[tuple[str, Metric], ...]:
     """``fit``'s ``metrics=`` argument as ``((name, fn), ...)`` (see the module docstring).
 
     Args:
@@ -80,8 +84,10 @@ def resolve_metrics(metrics: None | str | Sequence[str] | Mapping[str, Metric], 
     else:
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
-            raise ValueError(f"unknown metric {unknown[0]!r}: choose from {sorted(METRICS)} "
-                             "or pass a dict name -> fn(output, target)")
+            raise ValueError(
+                f"unknown metric {unknown[0]!r}: choose from {sorted(METRICS)} "
+                "or pass a dict name -> fn(output, target)"
+            )
         pairs = tuple((m, METRICS[m]) for m in metrics)
     for name, fn in pairs:
         if name in ("loss", "grad_norm", "lr") or not callable(fn):

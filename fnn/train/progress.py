@@ -6,6 +6,7 @@ that ``fit`` made active. The bar shows the steps done, samples/s and the time l
 the epoch. It is drawn only when stderr is a terminal: otherwise ``fit`` compiles the
 epoch without the callback and nothing at all changes (``ProgressBar.enabled`` is False).
 """
+
 from __future__ import annotations
 
 import sys
@@ -56,8 +57,10 @@ class ProgressBar:
         rate = steps_done * self.batch_size / elapsed if elapsed > 0 else 0.0
         left = (self.total - steps_done) * self.batch_size / rate if rate > 0 else 0.0
         filled = int(20 * steps_done / max(self.total, 1))
-        self.show(f"{self.label} [{'#' * filled}{'-' * (20 - filled)}] {steps_done}/{self.total} steps  "
-                  f"{rate / 1000:.1f}k samples/s  ETA {left:.0f}s")
+        self.show(
+            f"{self.label} [{'#' * filled}{'-' * (20 - filled)}] {steps_done}/{self.total} steps  "
+            f"{rate / 1000:.1f}k samples/s  ETA {left:.0f}s"
+        )
 
     def show(self, text: str) -> None:
         if self.enabled:

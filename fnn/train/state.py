@@ -13,6 +13,7 @@
 ``fit`` takes one (``train_state=``) and returns one (``FitResult.train_state``), and
 checkpoints hold exactly one.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -22,6 +23,7 @@ import jax
 
 class TrainState(NamedTuple):
     """The whole state of a training run (see the module docstring)."""
+
     params: Any
     state: Any
     opt_state: Any
@@ -30,8 +32,9 @@ class TrainState(NamedTuple):
     step: int
 
 
-def init_train_state(model: Any, optimizer: Any, key: jax.Array, *, params: Any = None,
-                     state: Any = None) -> TrainState:
+def init_train_state(
+    model: Any, optimizer: Any, key: jax.Array, *, params: Any = None, state: Any = None
+) -> TrainState:
     """A fresh TrainState: ``key`` splits into the init key and the run key.
 
     Args:
@@ -61,6 +64,7 @@ def init_train_state(model: Any, optimizer: Any, key: jax.Array, *, params: Any 
 class FitResult(NamedTuple):
     """What ``fit`` returns: the final ``train_state`` and one history record per epoch
     run by this call. ``params``, ``state`` and ``opt_state`` are shortcuts into it."""
+
     train_state: TrainState
     history: list[dict[str, Any]]
 
@@ -90,7 +94,8 @@ class TrainingDiverged(FloatingPointError):
         history of the completed epochs.
     """
 
-    def __init__(self, message: str, *, epoch: int, step: int, loss: float, lr: float | None,
-                 result: FitResult):
+    def __init__(
+        self, message: str, *, epoch: int, step: int, loss: float, lr: float | None, result: FitResult
+    ):
         super().__init__(message)
         self.epoch, self.step, self.loss, self.lr, self.result = epoch, step, loss, lr, result

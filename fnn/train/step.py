@@ -26,6 +26,7 @@
   (``fnn.distributed``): params, state, optimizer state and keys replicated, each batch
   sharded along ``'data'``. The global batch size must divide by the data-axis size.
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,18 +54,22 @@ def check_grad_mode(grad: str) -> str:
 def _loss_and_grads(model, loss, grad: str) -> Callable:
     """(params, state, key, x, y) -> (loss, output, new_state, grads) for the chosen source."""
     if grad == "autodiff":
+
         def compute(params, state, key, x, y):
             def objective(p):
                 out, new_state = model.apply(p, state, x, key=key, train=True)
                 return loss(out, y), (out, new_state)
+
             (value, (out, new_state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
             return value, out, new_state, grads
     else:
+
         def compute(params, state, key, x, y):
             out, new_state, pullback = model.apply_vjp(params, state, x, key=key, train=True)
             value = loss(out, y)
             grads, _ = pullback(loss.backward(jnp.ones((), value.dtype), out, y))
             return value, out, new_state, grads
+
     return compute
 
 
@@ -84,8 +89,10 @@ def _raw_step(model, loss, optimizer, grad: str, metrics) -> Callable:
     def step(params, state, opt_state, key, x, y):
         value, out, new_state, grads = compute(params, state, key, x, y)
         if jnp.ndim(value) != 0:
-            raise ValueError(f"training needs a loss that reduces to a scalar, got shape {jnp.shape(value)} "
-                             "(reduction='none'?)")
+            raise ValueError(
+                f"training needs a loss that reduces to a scalar, got shape {jnp.shape(value)} "
+                "(reduction='none'?)"
+            )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optim.apply_updates(params, updates)
         record = {"loss": value, "grad_norm": optim.global_norm(grads)}
@@ -122,8 +129,9 @@ def _memoized(build: Callable) -> Callable:
 
 
 @_memoized
-def make_train_step(model, loss, optimizer, grad: str = "autodiff", *, metrics=None,
-                    mesh: jax.sharding.Mesh | None = None) -> Callable:
+def make_train_step(
+    model, loss, optimizer, grad: str = "autodiff", *, metrics=None, mesh: jax.sharding.Mesh | None = None
+) -> Callable:
     """A jitted pure step ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
 
     Args:
@@ -163,8 +171,17 @@ def _keep_if(good: jax.Array, new: Any, old: Any) -> Any:
 
 
 @_memoized
-def make_train_epoch(model, loss, optimizer, batch_size: int, grad: str = "autodiff", *, metrics=None,
-                     progress_every: int = 0, mesh: jax.sharding.Mesh | None = None) -> Callable:
+def make_train_epoch(
+    model,
+    loss,
+    optimizer,
+    batch_size: int,
+    grad: str = "autodiff",
+    *,
+    metrics=None,
+    progress_every: int = 0,
+    mesh: jax.sharding.Mesh | None = None,
+) -> Callable:
     """A jitted epoch ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
 
     Args:
@@ -190,6 +207,7 @@ def make_train_epoch(model, loss, optimizer, batch_size: int, grad: str = "autod
     """
     step = _raw_step(model, loss, optimizer, grad, metrics)
     if mesh is None:
+
         def shard(a):
             return a
     else:
@@ -203,22 +221,33 @@ def make_train_epoch(model, loss, optimizer, batch_size: int, grad: str = "autod
         params, state, opt_state, ok = carry
         idx, k, i = inputs
         idx = shard(idx)
-        new_params, new_state, new_opt_state, record = step(params, state, opt_state, k,
-                                                            shard(x[idx]), shard(y[idx]))
+        new_params, new_state, new_opt_state, record = step(
+            params, state, opt_state, k, shard(x[idx]), shard(y[idx])
+        )
         good = ok & jnp.isfinite(record["loss"]) & jnp.isfinite(record["grad_norm"])
         if progress_every > 0:
-            jax.lax.cond((i + 1) % progress_every == 0, lambda: jax.debug.callback(progress_bar.tick, i + 1),
-                         lambda: None)
-        carry = (_keep_if(good, new_params, params), _keep_if(good, new_state, state),
-                 _keep_if(good, new_opt_state, opt_state), good)
+            jax.lax.cond(
+                (i + 1) % progress_every == 0,
+                lambda: jax.debug.callback(progress_bar.tick, i + 1),
+                lambda: None,
+            )
+        carry = (
+            _keep_if(good, new_params, params),
+            _keep_if(good, new_state, state),
+            _keep_if(good, new_opt_state, opt_state),
+            good,
+        )
         return carry, {**record, "ok": good}
 
     def epoch(params, state, opt_state, key, x, y):
         n_batches = x.shape[0] // batch_size
         k_perm, k_steps = jax.random.split(key)
         order = jax.random.permutation(k_perm, x.shape[0])[: n_batches * batch_size]
-        inputs = (order.reshape(n_batches, batch_size), jax.random.split(k_steps, n_batches),
-                  jnp.arange(n_batches))
+        inputs = (
+            order.reshape(n_batches, batch_size),
+            jax.random.split(k_steps, n_batches),
+            jnp.arange(n_batches),
+        )
         carry = (params, state, opt_state, jnp.ones((), bool))
         (params, state, opt_state, _), records = jax.lax.scan(functools.partial(body, x, y), carry, inputs)
         return params, state, opt_state, records
