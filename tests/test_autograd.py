@@ -71,7 +71,8 @@ BINARY = {
 # No values near the subnormal range: XLA:CPU flushes subnormals to zero (jax sees
 # 0.5 * 2.2e-308 as 0, and its derivative through |.| as 0) while Python floats keep them;
 # that is the backend, not the engine. Tiny draws become exact zeros, which stay covered.
-CONST = st.floats(-2.0, 2.0, allow_nan=False, allow_infinity=False).map(lambda v: 0.0 if abs(v) < 1e-150 else v)
+CONST = st.floats(-2.0, 2.0, allow_nan=False, allow_infinity=False).map(
+    lambda v: 0.0 if abs(v) < 1e-150 else v)
 SHIFT = st.floats(0.1, 2.0)
 
 
