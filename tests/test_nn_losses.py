@@ -13,27 +13,11 @@ from fnn import functional as F
 from fnn import gradcheck, nn
 
 # ------------------------------------------------------------------ golden fixtures (2.1)
-X = [[1, 2, 3], [1, -1, 0.5], [0.5, 0.5, 0.5], [2, 0, -2]]
-T = [2, 0, -100, 1]
-W = [1.0, 2.0, 3.0]
-P = [[0, 0, 1], [0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3], [0, 1, 0]]
-XK = np.arange(24).reshape(2, 3, 4) / 10
-TK = [[0, 1, 2, -100], [2, 2, 1, 0]]
-BCE_P, BCE_Y = [0, 0.2, 0.5, 0.9, 1], [1, 0, 1, 0.3, 1]
-Z = [[-3, 0, 2], [100, -100, 0.5]]
-ZY = [[0, 1, 1], [0, 1, 0.25]]
+# The same inputs as the functional tests; the specs' array options must be float (an
+# integer class weight raises, as in F), so the BCE weights are spelled as floats here.
+from test_losses import BCE_P, BCE_Y, D, PRED, TARGET, TK, XK, ZY, P, T, W, X, Z, f64, i64  # noqa: E402
+
 POS_WEIGHT, BCEL_WEIGHT = [1.0, 2.0, 0.5], [1.0, 0.5, 2.0]
-D = np.array([0, 0.5, -1, 3, -2.5])  # pred − target
-TARGET = np.array([1.0, -2.0, 0.25, 4.0, 0.0])
-PRED = TARGET + D
-
-
-def f64(x):
-    return jnp.asarray(x, jnp.float64)
-
-
-def i64(x):
-    return jnp.asarray(x, jnp.int64)
 
 
 def close(got, want, rtol=1e-8, atol=1e-9):
