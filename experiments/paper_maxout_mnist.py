@@ -341,6 +341,24 @@ def plot(plt, runs: list[dict], out: str) -> None:
     common.save_figure(fig, out, "curves.png")
 
 
+def budget_rows(paths: list[str], budget: int) -> list[dict]:
+    """The variant table at a budget of ``budget`` epochs, from results.json files: for every run,
+    the epoch of lowest validation error (first of ties) among its first ``budget`` epochs, and
+    that epoch's test error. The schedules do not depend on the cap, so for a longer run this
+    is exactly what a run capped at ``budget`` epochs would have selected."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            for r in json.load(f)["runs"]:
+                h = r["phase1_history"][:budget]
+                best = min(h, key=lambda e: (e["valid_error"], e["epoch"]))
+                rows.append({"variant": r["variant"], "seed": r["seed"], "epochs": len(h),
+                             "best_epoch": best["epoch"], "valid_err%": 100 * best["valid_error"],
+                             "test_err%": 100 * best["test_error"],
+                             "mistakes": best["test_mistakes"], "final_train_loss": h[-1]["train_loss"]})
+    return rows
+
+
 def main() -> None:
     def extra(p):
         p.add_argument("--variants", default="maxout", help=f"comma-separated, from {', '.join(VARIANTS)}")
@@ -349,10 +367,16 @@ def main() -> None:
         p.add_argument("--patience", type=int, default=None,
                        help="epochs without a new best validation error (100)")
         p.add_argument("--replot", action="store_true", help="redraw curves.png from --out's results.json")
+        p.add_argument("--table", default=None, metavar="RESULTS,...",
+                       help="print the variant table at --budget epochs from these results.json files")
+        p.add_argument("--budget", type=int, default=40, help="epochs of the variant table (--table)")
         p.add_argument("--continue-epochs", type=int, default=None, help="cap on the continued phase (100)")
         p.add_argument("--no-continue", action="store_true", help="stop after the early-stopping phase")
 
     args = common.parse_args(NAME, __doc__.splitlines()[0], extra)
+    if args.table:
+        common.print_table(budget_rows(args.table.split(","), args.budget))
+        return
     if args.replot:
         with open(f"{args.out}/results.json") as f:
             plot(common.pyplot(), json.load(f)["runs"], args.out)
