@@ -322,6 +322,7 @@ BAD = [
     (lambda: optim.renorm(jnp.ones(3), 2, 0, 1.0), r"renorm needs an input with at least 2 dimensions"),
     (lambda: optim.renorm(jnp.ones((2, 3)), 2, 2, 1.0), r"dim must be in \[-2, 2\) .* got 2"),
     (lambda: optim.renorm(jnp.ones((2, 3)), -1.0, 0, 1.0), r"p must be a number > 0 \(or inf\), got -1.0"),
+    (lambda: optim.renorm(jnp.ones((2, 3)), 2, 0, -0.5), r"maxnorm must be a finite number >= 0, got -0.5"),
 ]
 
 

@@ -16,7 +16,7 @@ chain, it turns the incoming `updates` into `renorm(params + updates) − params
 `apply_updates(params, updates)` lands on the renormalised weights (up to one rounding of
 the subtraction and re-addition). It needs `params`. Only the leaves selected by `mask` are
 constrained; by default those with ndim >= 2 (the weight matrices, as the weight-decay
-default WD-1), so biases are never renormalised.
+default WD-1), so by default biases are never renormalised.
 
     opt = optim.chain(optim.sgd(lr=0.1, momentum=0.5), optim.max_norm(1.9365))
 """
@@ -29,18 +29,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn._checks import check_positive
 from fnn.optim.base import GradientTransformation, check_tree_match, make_spec, resolve_mask
 
 RENORM_EPS = 1e-7   # torch.renorm's: maxnorm / (norm + 1e-7)
 
 
-def _check_renorm_args(p: float, maxnorm: float) -> None:
+def _check_renorm_args(p: float, maxnorm: float, name: str) -> None:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
         raise ValueError(f"p must be a number > 0 (or inf), got {p!r}")
     if isinstance(maxnorm, bool) or not isinstance(maxnorm, (int, float)) or not (
             math.isfinite(maxnorm) and maxnorm >= 0):
-        raise ValueError(f"max_norm must be a finite number >= 0, got {maxnorm!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {maxnorm!r}")
 
 
 def renorm(input: jax.Array, p: float, dim: int, maxnorm: float) -> jax.Array:
@@ -57,7 +56,7 @@ def renorm(input: jax.Array, p: float, dim: int, maxnorm: float) -> jax.Array:
     Returns:
         The renormalised array, of `input`'s shape and dtype.
     """
-    _check_renorm_args(p, maxnorm)
+    _check_renorm_args(p, maxnorm, "maxnorm")
     x = jnp.asarray(input)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"renorm needs a floating input, got {x.dtype}")
@@ -92,7 +91,7 @@ def max_norm(max_norm: float, *, dim: int = 0, p: float = 2.0,
     Returns:
         A stateless GradientTransformation; chain it last, after the optimizer.
     """
-    _check_renorm_args(p, max_norm)
+    _check_renorm_args(p, max_norm, "max_norm")
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"dim must be an int, got {dim!r}")
     limit = max_norm
