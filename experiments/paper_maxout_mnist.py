@@ -103,22 +103,36 @@ class UnscaledDropout(nn.Layer):
         return y * (1 - self.p), state, lambda g: pullback(g * (1 - self.p))
 
 
-def build_model(variant: str, units: int, pieces: int, irange: float) -> nn.Sequential:
-    """The yaml's MLP: [input dropout] (affine, maxout or ReLU, dropout) × 2, affine to 10 logits."""
+def build_model(variant: str, units: int, pieces: int, irange: float, relu_units: int,
+                input_drop: float = 0.2, hidden_drop: float = 0.5) -> nn.Sequential:
+    """The yaml's MLP: unscaled input dropout, then (affine, maxout or ReLU, dropout) × 2, then an
+    affine map to 10 logits (the softmax is inside the cross-entropy).
+
+    Args:
+      variant: one of ``VARIANTS``; ``relu`` uses ``relu_units`` ReLUs per layer.
+      units, pieces: maxout units per layer and pieces per unit.
+      irange: weights are U(−irange, irange), biases 0.
+      relu_units: the width of the ReLU variant's layers.
+      input_drop, hidden_drop: dropout probabilities (1 − pylearn2's include probabilities) of
+        the pixels (kept ones not rescaled) and of the hidden layers' outputs (kept ones
+        rescaled by 1/(1 − p), pylearn2's default scale 2 for 0.5).
+
+    Returns:
+      The ``nn.Sequential``.
+    """
     uniform = functools.partial(init.uniform, a=-irange, b=irange)
 
     def linear(n_in, n_out):
         return nn.Linear(n_in, n_out, weight_init=uniform, bias_init=init.zeros)
 
-    layers: list[nn.Layer] = [UnscaledDropout(0.2)]
+    layers: list[nn.Layer] = [UnscaledDropout(input_drop)]
     width = 784
     for _ in range(2):
         if variant == "relu":
-            relu_units = 800 if units == 240 else units * pieces * 2 // 3   # ~ maxout's weight count
-            layers += [linear(width, relu_units), nn.ReLU(), nn.Dropout(0.5)]
+            layers += [linear(width, relu_units), nn.ReLU(), nn.Dropout(hidden_drop)]
             width = relu_units
         else:
-            layers += [linear(width, units * pieces), nn.Maxout(pieces), nn.Dropout(0.5)]
+            layers += [linear(width, units * pieces), nn.Maxout(pieces), nn.Dropout(hidden_drop)]
             width = units
     layers.append(linear(width, 10))
     return nn.Sequential(*layers)
@@ -131,7 +145,10 @@ def _momentum_adjustor(step, init_momentum, final_momentum, start, saturate, ste
     return init_momentum * (1 - alpha) + alpha * final_momentum
 
 
-def momentum_schedule(steps_per_epoch: int, init_momentum=0.5, final_momentum=0.7, start=1, saturate=250):
+def momentum_schedule(steps_per_epoch: int, init_momentum: float = 0.5, final_momentum: float = 0.7,
+                      start: int = 1, saturate: int = 250) -> optim.LRSchedule:
+    """pylearn2's ``MomentumAdjustor`` as a step schedule: constant within an epoch, epoch e
+    (1-based) uses init + (final − init)·clip((e − start)/(saturate − start), 0, 1)."""
     return optim.LRSchedule("momentum_adjustor", _momentum_adjustor,
                             dict(init_momentum=init_momentum, final_momentum=final_momentum, start=start,
                                  saturate=saturate, steps_per_epoch=steps_per_epoch))
@@ -231,8 +248,20 @@ def load_mnist(quick: bool):
 
 
 def run_protocol(variant: str, cfg: dict, sets: dict, seed: int, log=print) -> dict:
-    """Both phases for one variant and seed; returns its results (histories, test error)."""
-    model = build_model(variant, cfg["units"], cfg["pieces"], cfg["irange"])
+    """Both phases of the protocol for one variant and seed.
+
+    Args:
+      variant: one of ``VARIANTS``.
+      cfg: the configuration ``main`` builds (the yaml's numbers and the caps).
+      sets: ``load_mnist``'s splits.
+      seed: the run's PRNG seed (init, shuffles, masks).
+      log: where the per-epoch lines go.
+
+    Returns:
+      A JSON-able dict: both phases' histories, the best epoch, the final test error and mistakes.
+    """
+    model = build_model(variant, cfg["units"], cfg["pieces"], cfg["irange"], cfg["relu_units"],
+                        cfg["input_drop"], cfg["hidden_drop"])
     max_col_norm = None if variant == "maxout_no_maxnorm" else cfg["max_col_norm"]
     bs = cfg["batch_size"]
     steps_per_epoch = len(sets["train"][1]) // bs
@@ -386,12 +415,13 @@ def main() -> None:
         if v not in VARIANTS:
             raise SystemExit(f"--variants: unknown variant {v!r}; choose from {VARIANTS}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    cfg = dict(units=240, pieces=5, irange=0.005, max_col_norm=1.9365, input_keep=0.8, hidden_keep=0.5,
-               batch_size=100, lr=0.1, decay_factor=1.000004, min_lr=1e-6, init_momentum=0.5,
+    # relu_units: 2 × 800 ReLUs have 1.27M weights, the maxout net 1.23M (same budget)
+    cfg = dict(units=240, pieces=5, relu_units=800, irange=0.005, max_col_norm=1.9365, input_drop=0.2,
+               hidden_drop=0.5, batch_size=100, lr=0.1, decay_factor=1.000004, min_lr=1e-6, init_momentum=0.5,
                final_momentum=0.7, momentum_saturate=250, patience=100, max_epochs=400, continue_epochs=100,
                continue_phase=not args.no_continue)
     if args.quick:
-        cfg.update(units=24, patience=2, max_epochs=3, continue_epochs=2)
+        cfg.update(units=24, relu_units=80, patience=2, max_epochs=3, continue_epochs=2)
     for name, value in (("patience", args.patience), ("max_epochs", args.max_epochs),
                         ("continue_epochs", args.continue_epochs)):
         if value is not None:
