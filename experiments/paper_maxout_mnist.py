@@ -321,7 +321,12 @@ def run_protocol(variant: str, cfg: dict, sets: dict, seed: int, log=print) -> d
 
 def plot(plt, runs: list[dict], out: str) -> None:
     """Validation and test error per epoch, the early-stopping point and the continued phase."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [2.2, 1]})
+    continued = any("phase2_history" in r for r in runs)
+    if continued:
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [2.2, 1]})
+    else:   # no continued phase (--no-continue): nothing for a second panel to show
+        fig, ax0 = plt.subplots(figsize=(9, 4.8))
+        axes = [ax0]
     colors = {"maxout": "tab:blue", "maxout_no_maxnorm": "tab:orange", "relu": "tab:green"}
     ax = axes[0]
     for r in runs:
@@ -349,9 +354,12 @@ def plot(plt, runs: list[dict], out: str) -> None:
            ylabel="misclassification (%)", title="Validation and test error per epoch "
            "(dashed: early-stopping point, the best validation epoch)")
     lo = min(100 * h["test_error"] for r in runs for h in r["phase1_history"])
-    ax.set_ylim(max(0.0, lo - 0.3), max(3.0, lo + 2.0))
+    ax.set_ylim(max(0.0, min(lo, PAPER_ERROR) - 0.3), max(3.0, lo + 2.0))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
+    if not continued:
+        common.save_figure(fig, out, "curves.png")
+        return
     ax = axes[1]
     for r in runs:
         if "phase2_history" not in r:
