@@ -290,3 +290,27 @@ def test_sequential_intermediates_are_each_layer_output():
     h1, h2, y = model.intermediates(params, state, x, train=False)
     np.testing.assert_allclose(h2, jnp.maximum(h1, 0))
     np.testing.assert_array_equal(y, model.apply(params, state, x, train=False)[0])
+
+
+def test_linear_then_maxout_is_pylearn2s_maxout_layer(x64):
+    # pylearn2.models.maxout.Maxout(num_units, num_pieces, irange, init_bias=0) is fnn's
+    # Linear(in, units·pieces, weight_init=U(−irange, irange), bias_init=zeros) + Maxout(pieces):
+    # pylearn2 stores W as (in, units·pieces) and takes max_i z[:, i : last_start + i + 1 : pieces],
+    # i.e. unit j's pieces are the contiguous columns j·pieces .. j·pieces + pieces − 1.
+    import functools
+
+    from fnn import init
+    units, pieces, irange = 4, 3, 0.005
+    layer = nn.Sequential(nn.Linear(6, units * pieces, weight_init=functools.partial(init.uniform, a=-irange,
+                                                                                       b=irange),
+                                    bias_init=init.zeros), nn.Maxout(pieces))
+    params, _ = layer.init(KEY)
+    w, b = np.asarray(params[0]["weight"]), np.asarray(params[0]["bias"])
+    assert np.abs(w).max() <= irange and np.abs(w).max() > 0.8 * irange and np.all(b == 0)
+    params = ({"weight": jnp.asarray(np.random.default_rng(0).normal(size=w.shape)), "bias": jnp.zeros(12)}, {})
+    x = np.random.default_rng(1).normal(size=(5, 6))
+    z = x @ np.asarray(params[0]["weight"]).T            # pylearn2's x · W with W = weightᵀ
+    last_start = units * pieces - pieces
+    expected = functools.reduce(np.maximum, [z[:, i:last_start + i + 1:pieces] for i in range(pieces)])
+    y, _ = layer.apply(params, ({}, {}), jnp.asarray(x), train=False)
+    np.testing.assert_allclose(y, expected, rtol=1e-15)

@@ -1,4 +1,7 @@
-"""fnn.optim optimizers, transforms and clipping against SEMANTICS.md 1.6 / 2.2."""
+"""fnn.optim optimizers, transforms, clipping and max-norm against SEMANTICS.md 1.6 / 2.2 and torch."""
+import json
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -219,6 +222,8 @@ RETRACE = [
     optim.adam(amsgrad=True, weight_decay=0.1),
     optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=3)),
     optim.chain(optim.clip_by_global_norm(1.0), optim.adam()),
+    optim.chain(optim.sgd(lr=optim.exponential_lr(0.1, 0.9, min_lr=0.01), momentum=optim.linear_lr(0.7)),
+                optim.max_norm(1.0)),
 ]
 
 
@@ -311,6 +316,13 @@ BAD = [
     (lambda: optim.adamw(lr=float("inf")), "lr must be a finite number >= 0, got inf"),
     (lambda: optim.rmsprop(lr=np.float32("nan")), "lr must be a finite number >= 0, got nan"),
     (lambda: optim.scale_by_learning_rate(-2.0), "lr must be a finite number >= 0, got -2.0"),
+    (lambda: optim.max_norm(-1.0), r"max_norm must be a finite number >= 0, got -1.0"),
+    (lambda: optim.max_norm(float("inf")), r"max_norm must be a finite number >= 0, got inf"),
+    (lambda: optim.max_norm(1.0, p=0), r"p must be a number > 0 \(or inf\), got 0"),
+    (lambda: optim.renorm(jnp.ones(3), 2, 0, 1.0), r"renorm needs an input with at least 2 dimensions"),
+    (lambda: optim.renorm(jnp.ones((2, 3)), 2, 2, 1.0), r"dim must be in \[-2, 2\) .* got 2"),
+    (lambda: optim.renorm(jnp.ones((2, 3)), -1.0, 0, 1.0), r"p must be a number > 0 \(or inf\), got -1.0"),
+    (lambda: optim.renorm(jnp.ones((2, 3)), 2, 0, -0.5), r"maxnorm must be a finite number >= 0, got -0.5"),
 ]
 
 
@@ -497,6 +509,10 @@ EQUAL_CASES = [
     (lambda: optim.clip_by_global_norm(1.0), lambda: optim.clip_by_global_norm(1.0, norm_type=1.0)),
     (lambda: optim.chain(optim.clip_by_global_norm(1.0), optim.adam()),
      lambda: optim.chain(optim.clip_by_global_norm(2.0), optim.adam())),
+    (lambda: optim.sgd(momentum=optim.linear_lr(0.7, 5 / 7, total_iters=100)),
+     lambda: optim.sgd(momentum=optim.linear_lr(0.7, 5 / 7, total_iters=101))),
+    (lambda: optim.chain(optim.sgd(lr=0.1), optim.max_norm(1.9365)),
+     lambda: optim.chain(optim.sgd(lr=0.1), optim.max_norm(1.9365, dim=1))),
 ]
 
 
@@ -568,3 +584,143 @@ def test_one_lr_rule_for_every_caller():
     for bad in [True, "0.1", [0.1], jnp.ones(2)]:
         with pytest.raises(TypeError, match="lr must be a finite number >= 0, got"):
             optim.sgd(lr=bad)
+
+
+# ---------------------------------------------------------------- max-norm and momentum schedules
+# tests/torch_reference/max_norm.json: torch.renorm, and torch SGD with lr/momentum set in
+# param_groups before each step and W renormalised after it (see max_norm.py there).
+MAX_NORM = json.loads((pathlib.Path(__file__).parent / "torch_reference" / "max_norm.json").read_text())
+
+
+@pytest.mark.parametrize("case", MAX_NORM["renorm"], ids=[c["name"] for c in MAX_NORM["renorm"]])
+def test_renorm_equals_torch(x64, case):
+    got = optim.renorm(jnp.asarray(case["input"]), case["p"], case["dim"], case["maxnorm"])
+    np.testing.assert_allclose(got, case["output"], rtol=1e-13, atol=1e-15)
+
+
+def test_renorm_fixture_covers_rows_under_at_and_over_the_limit():
+    rows = MAX_NORM["renorm"][0]
+    norms = np.linalg.norm(np.asarray(rows["input"]), axis=1)
+    assert (norms > rows["maxnorm"]).any() and (norms < rows["maxnorm"]).any() and (norms == 0).any()
+    assert np.isclose(norms, rows["maxnorm"], rtol=1e-15).any()
+    assert {c["p"] for c in MAX_NORM["renorm"]} >= {1.0, 2.0, 3.0, float("inf")}
+
+
+def _quadratic_grads(params, c, d):
+    """grad of Σ(0.5·c·θ² + d·θ) with θ = [W | b] (b as the last column)."""
+    g = c * jnp.concatenate([params["W"], params["b"][:, None]], axis=1) + d
+    return {"W": g[:, :3], "b": g[:, 3]}
+
+
+@pytest.mark.parametrize("case", MAX_NORM["sgd"], ids=[c["name"] for c in MAX_NORM["sgd"]])
+def test_sgd_with_lr_and_momentum_schedules_and_max_norm_equals_torch(x64, case):
+    lr = optim.exponential_lr(0.1, gamma=0.8, min_lr=0.03)
+    # 0.5 + 0.04·min(t, 5)
+    momentum = optim.linear_lr(0.7, start_factor=5 / 7, end_factor=1.0, total_iters=5)
+    steps = range(len(case["lrs"]))
+    np.testing.assert_allclose([float(lr(t)) for t in steps], case["lrs"], rtol=1e-14)
+    np.testing.assert_allclose([float(momentum(t)) for t in steps], case["mus"], rtol=1e-14)
+    opt = optim.sgd(lr=lr, momentum=momentum, weight_decay_mask=ALL, **case["kwargs"])
+    if case["maxnorm"] is not None:
+        opt = optim.chain(opt, optim.max_norm(case["maxnorm"]))
+    c, d = jnp.asarray(case["c"]), jnp.asarray(case["d"])
+    params = {"W": jnp.asarray(case["W0"]), "b": jnp.asarray(case["b0"])}
+    state = opt.init(params)
+    for t in steps:
+        updates, state = opt.update(_quadratic_grads(params, c, d), state, params)
+        params = optim.apply_updates(params, updates)
+        np.testing.assert_allclose(params["W"], case["W"][t], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(params["b"], case["b"][t], rtol=1e-12, atol=1e-14)
+    if case["maxnorm"] is not None:
+        assert np.all(np.linalg.norm(params["W"], axis=1) <= case["maxnorm"])
+        assert np.any(np.linalg.norm(np.asarray(case["W"]), axis=2) >= case["maxnorm"] - 1e-6)  # it bound
+
+
+def test_live_renorm_and_max_norm_sgd_against_torch(x64):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        x = rng.normal(size=(int(rng.integers(1, 6)), int(rng.integers(1, 6)), 2))
+        p, dim = float(rng.choice([1.0, 2.0, 2.5, np.inf])), int(rng.integers(-3, 3))
+        maxnorm = float(rng.uniform(0, 2))
+        want = torch.renorm(torch.tensor(x), p, dim, maxnorm).numpy()
+        got = optim.renorm(jnp.asarray(x), p, dim, maxnorm)
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+    W = torch.tensor(rng.normal(size=(5, 4)), requires_grad=True)
+    opt_t = torch.optim.SGD([W], lr=0.5, momentum=0.9)
+    opt = optim.chain(optim.sgd(lr=0.5, momentum=0.9), optim.max_norm(1.0))
+    params = {"W": jnp.asarray(W.detach().numpy())}
+    state = opt.init(params)
+    for _ in range(5):
+        opt_t.zero_grad()
+        (W ** 3).sum().backward()
+        opt_t.step()
+        with torch.no_grad():
+            W.copy_(torch.renorm(W, 2, 0, 1.0))
+        updates, state = opt.update({"W": 3 * params["W"] ** 2}, state, params)
+        params = optim.apply_updates(params, updates)
+    np.testing.assert_allclose(params["W"], W.detach().numpy(), rtol=1e-12)
+
+
+def test_max_norm_constrains_weights_only_and_only_over_the_limit(x64):
+    # per output unit (row of an (out, in) weight), after the update; biases untouched by default
+    params = {"weight": jnp.array([[3.0, 4.0], [0.3, 0.4]]), "bias": jnp.array([30.0, 40.0])}
+    zero = jax.tree.map(jnp.zeros_like, params)
+    u, state = optim.max_norm(1.0).update(zero, (), params)
+    new = optim.apply_updates(params, u)
+    np.testing.assert_allclose(new["weight"], [[3 / (5 + 1e-7), 4 / (5 + 1e-7)], [0.3, 0.4]], rtol=1e-15)
+    np.testing.assert_array_equal(u["bias"], 0.0)
+    assert state == ()
+    # the constraint acts on params + updates: an update that pushes a row over the limit is cut back
+    before = {"weight": jnp.array([[0.6, 0.8], [0.3, 0.4]]), "bias": jnp.zeros(2)}
+    step = {"weight": jnp.array([[0.0, 0.0], [0.6, 0.8]]), "bias": jnp.zeros(2)}
+    u, _ = optim.max_norm(1.0).update(step, (), before)
+    scale = 1 / (1.5 + 1e-7)   # row 1 lands on [0.9, 1.2], norm 1.5
+    np.testing.assert_allclose(u["weight"], [[0.0, 0.0], [0.9 * scale - 0.3, 1.2 * scale - 0.4]], atol=1e-15)
+    # dim=1 constrains columns; a mask picks leaves (array leaves through jnp.where)
+    u, _ = optim.max_norm(1.0, dim=1, mask={"weight": jnp.asarray(True), "bias": False}).update(
+        zero, (), params)
+    cols = np.linalg.norm(np.asarray(optim.apply_updates(params, u)["weight"]), axis=0)
+    np.testing.assert_allclose(cols, [1.0, 1.0], rtol=1e-6)
+
+
+def test_max_norm_needs_params_and_a_2d_leaf():
+    t = optim.max_norm(1.0)
+    with pytest.raises(ValueError, match="max_norm needs params"):
+        t.update({"w": jnp.ones((2, 2))}, t.init(None))
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        optim.max_norm(1.0, mask=ALL).update({"b": jnp.ones(2)}, (), {"b": jnp.ones(2)})
+    with pytest.raises(TypeError, match="dim must be an int, got 0.5"):
+        optim.max_norm(1.0, dim=0.5)
+
+
+def test_learning_rate_before_momentum_is_pylearn2s_rule(x64):
+    # pylearn2 / Hinton: v ← μ_t·v − lr_t·g;  θ ← θ + v  (a plain numpy loop, independent of fnn)
+    lr = optim.exponential_lr(0.1, gamma=1 / 1.25, min_lr=0.02)
+    mu = optim.linear_lr(0.7, start_factor=5 / 7, total_iters=4)
+    opt = optim.chain(optim.scale_by_learning_rate(lr), optim.scale_by_sgd_momentum(mu))
+    c, d = np.array([1.0, 2.0, 3.0]), np.array([0.1, -0.2, 0.3])
+    theta, v = np.array([1.0, -2.0, 0.5]), np.zeros(3)
+    params = jnp.asarray(theta)
+    state = opt.init(params)
+    for t in range(8):
+        v = (0.5 + 0.05 * min(t, 4)) * v - max(0.1 * 0.8 ** t, 0.02) * (c * theta + d)
+        theta = theta + v
+        updates, state = opt.update(jnp.asarray(c) * params + jnp.asarray(d), state, params)
+        params = optim.apply_updates(params, updates)
+        np.testing.assert_allclose(params, theta, rtol=1e-13)
+    assert float(optim.last_lr(state)) == pytest.approx(max(0.1 * 0.8 ** 7, 0.02))
+    # torch's rule (SGD-1) with the same schedules differs once lr changes
+    torch_rule = optim.sgd(lr=lr, momentum=mu)
+    p, s = jnp.asarray([1.0, -2.0, 0.5]), torch_rule.init(params)
+    for _ in range(8):
+        u, s = torch_rule.update(jnp.asarray(c) * p + jnp.asarray(d), s, p)
+        p = optim.apply_updates(p, u)
+    assert not np.allclose(p, theta, rtol=1e-6)
+
+
+def test_momentum_schedule_needs_no_numeric_checks_but_numbers_still_get_them():
+    sched = optim.linear_lr(0.9)
+    assert optim.sgd(momentum=sched, nesterov=True).hyperparams["momentum"] is sched
+    with pytest.raises(ValueError, match="momentum must be >= 0, got -0.1"):
+        optim.sgd(momentum=-0.1)

@@ -42,6 +42,31 @@ def test_exponential_lr(x64):
                                [0.2 * 0.9 ** t for t in steps], rtol=1e-14)
 
 
+def test_exponential_lr_with_a_floor_is_pylearn2s_exponential_decay(x64):
+    # pylearn2 ExponentialDecay(decay_factor=1.000004, min_lr=1e-6): the update after k
+    # others uses max(0.1 / 1.000004**k, 1e-6) (closed form in float64, independent of fnn)
+    sched = optim.exponential_lr(0.1, gamma=1 / 1.000004, min_lr=1e-6)
+    steps = [0, 1, 500, 150_000, 2_878_000, 2_879_000, 10_000_000]
+    expected = [max(0.1 / 1.000004 ** k, 1e-6) for k in steps]
+    np.testing.assert_allclose(values(sched, steps), expected, rtol=1e-9)   # γ is 1 − 4e-6 to 1 ulp
+    assert float(sched(10_000_000)) == 1e-6 and float(sched(2_878_000)) > 1e-6
+    assert repr(optim.exponential_lr(0.1, 0.5, min_lr=0.01)) == \
+        "exponential_lr(lr=0.1, gamma=0.5, min_lr=0.01)"
+    assert optim.exponential_lr(0.1, 0.5, min_lr=0.0) == optim.exponential_lr(0.1, 0.5)   # no floor: torch's
+    assert optim.exponential_lr(0.1, 0.5, min_lr=0.01) != optim.exponential_lr(0.1, 0.5)
+    np.testing.assert_allclose(values(optim.exponential_lr(0.3, gamma=0.0), [0, 1, 5]), [0.3, 0, 0])
+
+
+def test_exponential_lr_keeps_float32_precision_over_long_runs():
+    # γ**step in float32 would inherit γ's 3e-8 representation error times the step (0.45%
+    # at 150k steps); exp(step·ln γ) stays within float32 rounding of the float64 value.
+    sched = optim.exponential_lr(0.1, gamma=1 / 1.000004)
+    for k in [150_000, 500_000, 2_000_000]:
+        got = sched(jnp.asarray(k, jnp.int32))
+        assert got.dtype == jnp.float32
+        assert float(got) == pytest.approx(0.1 / 1.000004 ** k, rel=2e-6)
+
+
 def test_linear_lr_warmup(x64):
     # SCHED-1 LinearLR: lr·(s + (e − s)·min(t, T)/T); defaults s = 1/3, e = 1, T = 5.
     sched = optim.linear_lr(0.3)
@@ -128,6 +153,9 @@ BAD = [
     (lambda: optim.multistep_lr(0.1, [2, -1]), "milestones must be an integer >= 0, got -1"),
     (lambda: optim.multistep_lr(0.1, [2], gamma=-0.5), "gamma must be >= 0, got -0.5"),
     (lambda: optim.exponential_lr(0.1, gamma=-2), "gamma must be >= 0, got -2"),
+    (lambda: optim.exponential_lr(0.1, gamma=0.9, min_lr=-1e-6), "min_lr must be >= 0, got -1e-06"),
+    (lambda: optim.exponential_lr(0.1, gamma=0.9, min_lr=0.2),
+     "min_lr must be <= lr, got min_lr=0.2 and lr=0.1"),
     (lambda: optim.linear_lr(0.1, start_factor=0.0), r"start_factor must be in \(0, 1\], got 0.0"),
     (lambda: optim.linear_lr(0.1, end_factor=1.5), r"end_factor must be in \[0.0, 1.0\], got 1.5"),
     (lambda: optim.linear_lr(0.1, total_iters=0), "total_iters must be an integer >= 1, got 0"),
@@ -158,6 +186,8 @@ SCHEDULES = [
     (lambda: optim.step_lr(0.1, step_size=3, gamma=0.5), lambda: optim.step_lr(0.1, step_size=3)),
     (lambda: optim.multistep_lr(0.1, [2, 5]), lambda: optim.multistep_lr(0.1, [2, 6])),
     (lambda: optim.exponential_lr(0.1, gamma=0.9), lambda: optim.exponential_lr(0.2, gamma=0.9)),
+    (lambda: optim.exponential_lr(0.1, 0.9, min_lr=1e-3),
+     lambda: optim.exponential_lr(0.1, 0.9, min_lr=1e-4)),
     (lambda: optim.linear_lr(0.1), lambda: optim.linear_lr(0.1, total_iters=6)),
     (lambda: optim.cosine_annealing_lr(0.1, T_max=100), lambda: optim.cosine_annealing_lr(0.1, T_max=100,
                                                                                           eta_min=1e-3)),

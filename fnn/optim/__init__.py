@@ -7,7 +7,9 @@
 
 Defaults equal torch.optim's, except that weight decay skips leaves with ndim < 2 unless
 `weight_decay_mask` says otherwise (WD-1). `lr` is a number or a schedule step -> lr, with
-step = number of updates already done, from 0. See base.py for the state contract.
+step = number of updates already done, from 0 (sgd's `momentum` too). See base.py for the
+state contract. `max_norm` is a weight constraint (torch.renorm per output unit) chained
+after an optimizer: `chain(sgd(...), max_norm(2.0))`.
 
 The learning rate lives in the state: `with_lr_scale(opt_state, s)` multiplies later
 updates by s (e.g. from a ReduceLROnPlateau) without rebuilding or retracing, and
@@ -20,6 +22,7 @@ from fnn.optim.base import (GradientTransformation, LearningRateState, add_decay
                             apply_updates, chain, default_weight_decay_mask, last_lr,
                             learning_rate_state, scale, scale_by_learning_rate, with_lr_scale)
 from fnn.optim.clip import clip_by_global_norm, clip_grad_norm, global_norm
+from fnn.optim.constraints import max_norm, renorm
 from fnn.optim.plateau import PlateauState, ReduceLROnPlateau
 from fnn.optim.rmsprop import rmsprop, scale_by_rms, trace
 from fnn.optim.schedules import (LRSchedule, cosine_annealing_lr, exponential_lr, linear_lr,
@@ -32,7 +35,7 @@ __all__ = [
     "LearningRateState", "learning_rate_state", "with_lr_scale", "last_lr",
     "sgd", "adagrad", "rmsprop", "adam", "adamw",
     "scale_by_sgd_momentum", "scale_by_adagrad", "scale_by_rms", "trace", "scale_by_adam",
-    "clip_grad_norm", "clip_by_global_norm", "global_norm",
+    "clip_grad_norm", "clip_by_global_norm", "global_norm", "max_norm", "renorm",
     "step_lr", "multistep_lr", "exponential_lr", "linear_lr", "cosine_annealing_lr",
     "warmup_cosine", "LRSchedule", "ReduceLROnPlateau", "PlateauState",
 ]

@@ -8,6 +8,17 @@
 The first-update copy is a `jnp.where` on the int32 step count, so the state (step,
 momentum_buffer = zeros_like(params)) has the same structure before and after the first
 step and a jitted update never retraces. Optax's sgd matches only when τ = 0.
+
+`momentum` may be a schedule `step -> μ`, like `lr` (step = updates already done, from 0):
+update t uses μ(t) in both the buffer and the Nesterov term. That is torch with
+`param_groups[i]['momentum']` set before each `step()` (as OneCycleLR's momentum cycling
+does), provided μ(t) > 0 at every step: torch skips the buffer entirely at a step whose
+momentum is 0 (and restarts it with a copy later), whereas a schedule keeps it (b ← g there).
+
+pylearn2 and Hinton's guide write momentum as v ← μv − lr·g; θ ← θ + v. With a constant lr
+that equals SGD-1 (v = −lr·b); with a decaying lr it weighs past gradients by their own lr
+instead of the current one. `chain(scale_by_learning_rate(lr), scale_by_sgd_momentum(μ))`
+is that rule exactly (the momentum link then accumulates −lr·g).
 """
 from __future__ import annotations
 
@@ -26,23 +37,29 @@ class SgdMomentumState(NamedTuple):
     momentum_buffer: Any        # pytree like params
 
 
-def scale_by_sgd_momentum(momentum: float, dampening: float = 0.0, nesterov: bool = False
+def scale_by_sgd_momentum(momentum: float | Schedule, dampening: float = 0.0, nesterov: bool = False
                           ) -> GradientTransformation:
-    """The momentum part of SGD-1 (without the −lr)."""
+    """The momentum part of SGD-1 (without the −lr); `momentum` is a number or a schedule
+    step -> μ (see the module docstring)."""
     def init(params):
         return SgdMomentumState(init_step(), jax.tree.map(jnp.zeros_like, params))
 
     def update(grads, state, params=None):
         check_tree_match(grads, state.momentum_buffer, "the optimizer state's momentum_buffer")
         first = state.step == 0
+        mu = momentum(state.step) if callable(momentum) else momentum
 
         def buffer(g, b):
             g = g.astype(b.dtype)
-            return jnp.where(first, g, momentum * b + (1 - dampening) * g)
+            return jnp.where(first, g, jnp.asarray(mu, b.dtype) * b + (1 - dampening) * g)
 
         bufs = jax.tree.map(buffer, grads, state.momentum_buffer)
         if nesterov:
-            out = jax.tree.map(lambda g, b: g + momentum * b.astype(jnp.result_type(g)), grads, bufs)
+            def nesterov_step(g, b):
+                dtype = jnp.result_type(g)
+                return g + jnp.asarray(mu, dtype) * b.astype(dtype)
+
+            out = jax.tree.map(nesterov_step, grads, bufs)
         else:
             out = bufs
         return out, SgdMomentumState(state.step + 1, bufs)
@@ -51,21 +68,24 @@ def scale_by_sgd_momentum(momentum: float, dampening: float = 0.0, nesterov: boo
     return GradientTransformation(init, update, args, make_spec("scale_by_sgd_momentum", **args))
 
 
-def sgd(lr: float | Schedule = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+def sgd(lr: float | Schedule = 1e-3, momentum: float | Schedule = 0.0, dampening: float = 0.0,
         weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
         weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
     """torch.optim.SGD as a pure transform. `lr` is a number or a schedule step -> lr
-    (step = updates already done, from 0). `weight_decay_mask` defaults to ndim >= 2.
+    (step = updates already done, from 0); so is `momentum` (a schedule is always on, see the
+    module docstring). `weight_decay_mask` defaults to ndim >= 2.
     Equal arguments give an equal, equally hashed optimizer; a mask function compares by
     identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
     lr = check_lr(lr)
-    check_positive("momentum", momentum, strict=False)
+    scheduled = callable(momentum)
+    if not scheduled:
+        check_positive("momentum", momentum, strict=False)
     check_positive("weight_decay", weight_decay, strict=False)
-    if nesterov and (momentum <= 0 or dampening != 0):
+    if nesterov and ((not scheduled and momentum <= 0) or dampening != 0):
         raise ValueError("nesterov=True requires momentum > 0 and dampening = 0, "
                          f"got momentum={momentum}, dampening={dampening}")
     transforms = decay_and_maximize(weight_decay, weight_decay_mask, maximize)
-    if momentum != 0:
+    if scheduled or momentum != 0:
         transforms.append(scale_by_sgd_momentum(momentum, dampening, nesterov))
     transforms.append(scale_by_learning_rate(lr))
     return optimizer("sgd", transforms, lr=lr, momentum=momentum, dampening=dampening,
