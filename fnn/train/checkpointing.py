@@ -119,12 +119,17 @@ def save(path: str, ts: TrainState, metadata: dict[str, Any]) -> None:
 def load(
     path: str, like: TrainState, fingerprint: Mapping[str, str] | None = None
 ) -> tuple[TrainState, dict[str, Any]]:
-    """Read a checkpoint into the structure of ``like``. With ``fingerprint``, first check
-    the saved run's config matches (naming the field), then the arrays (naming the leaf)."""
+    """Read a checkpoint into the structure of ``like``. With ``fingerprint``, a config
+    mismatch is reported by field before any array mismatch (naming the leaf); the file is
+    read once, and a second time only to explain a structural mismatch."""
+    try:
+        ts, meta = ckpt.load(path, like=like)
+    except ValueError:
+        if fingerprint is not None:  # another config usually explains it better than a leaf
+            check_fingerprint(path, (ckpt.load(path)[1] or {}).get("fingerprint"), fingerprint)
+        raise
     if fingerprint is not None:
-        _, meta = ckpt.load(path)
         check_fingerprint(path, (meta or {}).get("fingerprint"), fingerprint)
-    ts, meta = ckpt.load(path, like=like)
     return ts, meta or {}
 
 
