@@ -45,6 +45,7 @@ machine with N accelerators the flag is ignored and they measure real scaling.
 single-thread torch row in this process (no subprocesses, so RSS is the process peak so far) and skips the
 command-line run; it prints the target lines but judges none of them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,8 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 NAME = "benchmark_training"
 IN, H, OUT = 784, 512, 10
@@ -70,17 +70,33 @@ JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax", "fnn-autodiff-progress")
 
 
 def _options(parser) -> None:
-    parser.add_argument("--epochs", type=int, default=None, help="timed epochs per row and round (default 2, quick 1)")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="sweeps over all rows, interleaved; each row keeps its best epoch (default 2, quick 1)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 1024 (quick: 128)")
-    parser.add_argument("--samples", type=int, default=None, help="training samples (default 60000, quick 2048)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="timed epochs per row and round (default 2, quick 1)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="sweeps over all rows, interleaved; each row keeps its best epoch (default 2, quick 1)",
+    )
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=None, help="default 128 1024 (quick: 128)"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=None, help="training samples (default 60000, quick 2048)"
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager rows")
-    parser.add_argument("--impls", nargs="+", default=None, choices=JAX_IMPLS,
-                        help="only these JAX rows (default: all)")
-    parser.add_argument("--devices", type=int, nargs="*", default=None,
-                        help="data-parallel fnn rows over N devices at batch 128 (default 1 2 4: forced CPU host "
-                             "devices via XLA_FLAGS in their subprocess, real GPUs/TPUs where present; quick: 1; none: --devices)")
+    parser.add_argument(
+        "--impls", nargs="+", default=None, choices=JAX_IMPLS, help="only these JAX rows (default: all)"
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        nargs="*",
+        default=None,
+        help="data-parallel fnn rows over N devices at batch 128 (default 1 2 4: forced CPU host "
+        "devices via XLA_FLAGS in their subprocess, real GPUs/TPUs where present; quick: 1; none: --devices)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one row's spec
 
 
@@ -110,6 +126,7 @@ def _listen_for_compiles() -> None:
 
 # ---------------------------------------------------------------- the JAX rows
 
+
 class _Terminal:
     """A stderr stand-in that says it is a terminal, so the progress bar draws (into nothing)."""
 
@@ -127,8 +144,10 @@ def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0):
     """fnn's compiled epoch; with ``progress_steps`` (the epoch's step count), the one
     ``fit`` builds for a terminal: a host callback about 50 times an epoch, drawing a live bar."""
     import jax
+
     from fnn import distributed, models, nn, optim, train
     from fnn.train import progress
+
     model = models.mlp(IN, (H, H), OUT, batch_norm=True, dropout=P_DROP)
     opt = optim.sgd(lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     params, state = model.init(jax.random.key(0))
@@ -136,8 +155,9 @@ def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0):
     if every:
         bar = progress.ProgressBar(True, stream=_Terminal()).__enter__()
         bar.begin_epoch("epoch", progress_steps, batch_size)
-    run = train.make_train_epoch(model, nn.CrossEntropyLoss(), opt, batch_size, grad, mesh=mesh,
-                                 progress_every=every)
+    run = train.make_train_epoch(
+        model, nn.CrossEntropyLoss(), opt, batch_size, grad, mesh=mesh, progress_every=every
+    )
     carry = (params, state, opt.init(params))
     return run, (carry if mesh is None else distributed.replicate(carry, mesh))
 
@@ -159,7 +179,7 @@ def reference_epoch(batch_size: int):
         params, state = {}, {}
         for i, (k, fan_in, fan_out) in enumerate(zip(jax.random.split(key, 3), (IN, H, H), (H, H, OUT))):
             kw, kb = jax.random.split(k)
-            bound = 1.0 / fan_in ** 0.5
+            bound = 1.0 / fan_in**0.5
             params[f"w{i}"] = jax.random.uniform(kw, (fan_out, fan_in), jnp.float32, -bound, bound)
             params[f"b{i}"] = jax.random.uniform(kb, (fan_out,), jnp.float32, -bound, bound)
         for i in (0, 1):
@@ -175,9 +195,12 @@ def reference_epoch(batch_size: int):
             mean = jnp.mean(h, axis=0)
             var = jnp.mean(jnp.square(h - mean), axis=0)
             n = h.shape[0]
-            new_state[f"mean{i}"] = (1 - BN_MOMENTUM) * state[f"mean{i}"] + BN_MOMENTUM * jax.lax.stop_gradient(mean)
-            new_state[f"var{i}"] = ((1 - BN_MOMENTUM) * state[f"var{i}"]
-                                    + BN_MOMENTUM * jax.lax.stop_gradient(var) * (n / (n - 1)))
+            new_state[f"mean{i}"] = (1 - BN_MOMENTUM) * state[
+                f"mean{i}"
+            ] + BN_MOMENTUM * jax.lax.stop_gradient(mean)
+            new_state[f"var{i}"] = (1 - BN_MOMENTUM) * state[f"var{i}"] + BN_MOMENTUM * jax.lax.stop_gradient(
+                var
+            ) * (n / (n - 1))
             h = (h - mean) * jax.lax.rsqrt(var + BN_EPS) * params[f"gamma{i}"] + params[f"beta{i}"]
             h = jnp.where(h > 0, h, 0.0)
             keep = jax.random.bernoulli(keys[i], 1.0 - P_DROP, h.shape)
@@ -206,8 +229,10 @@ def reference_epoch(batch_size: int):
             return (params, state, buf), {"loss": loss, "accuracy": acc}
 
         (params, state, buf), metrics = jax.lax.scan(
-            body, (params, state, buf),
-            (order.reshape(n_batches, batch_size), jax.random.split(k_steps, n_batches)))
+            body,
+            (params, state, buf),
+            (order.reshape(n_batches, batch_size), jax.random.split(k_steps, n_batches)),
+        )
         return params, state, buf, metrics
 
     params, state = init(jax.random.key(0))
@@ -217,15 +242,20 @@ def reference_epoch(batch_size: int):
 def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int) -> dict:
     import jax
     import jax.numpy as jnp
+
     _listen_for_compiles()
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     if impl == "pure-jax":
         run, carry = reference_epoch(batch_size)
     elif _devices(impl) is None:
-        run, carry = fnn_epoch(batch_size, impl.split("-")[1],
-                               progress_steps=len(x_np) // batch_size if impl.endswith("progress") else 0)
+        run, carry = fnn_epoch(
+            batch_size,
+            impl.split("-")[1],
+            progress_steps=len(x_np) // batch_size if impl.endswith("progress") else 0,
+        )
     else:
         from fnn import distributed
+
         mesh = distributed.data_mesh(_devices(impl))
         run, carry = fnn_epoch(batch_size, impl.split("-")[1], mesh)
         x, y = distributed.put_dataset(x, y, mesh)
@@ -253,33 +283,58 @@ def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, 
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     loss = np.asarray(metrics["loss"])
-    return {"compile_s": compile_s, "compile_cpu_s": compile_cpu_s, "xla_compile_s": xla_s,
-            "first_call_s": first_call, "compiles_in_first_call": compiles_first,
-            "recompiles": compiles_first + _COMPILE["events"] - after_first, "epoch_s": times, "epoch_cpu_s": cpu,
-            "final_loss": float(loss[-1]), "loss_finite": bool(np.all(np.isfinite(loss)))}
+    return {
+        "compile_s": compile_s,
+        "compile_cpu_s": compile_cpu_s,
+        "xla_compile_s": xla_s,
+        "first_call_s": first_call,
+        "compiles_in_first_call": compiles_first,
+        "recompiles": compiles_first + _COMPILE["events"] - after_first,
+        "epoch_s": times,
+        "epoch_cpu_s": cpu,
+        "final_loss": float(loss[-1]),
+        "loss_finite": bool(np.all(np.isfinite(loss))),
+    }
 
 
 # ---------------------------------------------------------------- the PyTorch row
 
+
 def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int, threads: int) -> dict:
     import torch
     from torch import nn
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(IN, H), nn.BatchNorm1d(H), nn.ReLU(), nn.Dropout(P_DROP),
-                          nn.Linear(H, H), nn.BatchNorm1d(H), nn.ReLU(), nn.Dropout(P_DROP),
-                          nn.Linear(H, OUT))
+    model = nn.Sequential(
+        nn.Linear(IN, H),
+        nn.BatchNorm1d(H),
+        nn.ReLU(),
+        nn.Dropout(P_DROP),
+        nn.Linear(H, H),
+        nn.BatchNorm1d(H),
+        nn.ReLU(),
+        nn.Dropout(P_DROP),
+        nn.Linear(H, OUT),
+    )
     model.train()
     params = list(model.parameters())
-    opt = torch.optim.SGD([{"params": [p for p in params if p.ndim >= 2], "weight_decay": WEIGHT_DECAY},
-                           {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
-                          lr=LR, momentum=MOMENTUM)
+    opt = torch.optim.SGD(
+        [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": WEIGHT_DECAY},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=LR,
+        momentum=MOMENTUM,
+    )
     x, y = torch.from_numpy(np.ascontiguousarray(x_np)), torch.from_numpy(y_np.astype(np.int64))
     n_batches = x.shape[0] // batch_size
     gen = torch.Generator().manual_seed(1)
 
     def epoch(steps: int = n_batches):
-        order = torch.randperm(x.shape[0], generator=gen)[: n_batches * batch_size].view(n_batches, batch_size)
+        order = torch.randperm(x.shape[0], generator=gen)[: n_batches * batch_size].view(
+            n_batches, batch_size
+        )
         losses, accs = torch.empty(steps), torch.empty(steps)
         for i in range(steps):
             xb, yb = x[order[i]], y[order[i]]
@@ -301,17 +356,27 @@ def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: i
         losses = epoch()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    return {"compile_s": None, "first_call_s": first_call, "recompiles": None, "epoch_s": times, "epoch_cpu_s": cpu,
-            "final_loss": float(losses[-1]), "loss_finite": bool(torch.isfinite(losses).all()),
-            "torch_version": torch.__version__, "torch_threads": threads,
-            "env_in_row": {v: os.environ.get(v) for v in OPENBLAS_VARS + ("OMP_WAIT_POLICY",)}}
+    return {
+        "compile_s": None,
+        "first_call_s": first_call,
+        "recompiles": None,
+        "epoch_s": times,
+        "epoch_cpu_s": cpu,
+        "final_loss": float(losses[-1]),
+        "loss_finite": bool(torch.isfinite(losses).all()),
+        "torch_version": torch.__version__,
+        "torch_threads": threads,
+        "env_in_row": {v: os.environ.get(v) for v in OPENBLAS_VARS + ("OMP_WAIT_POLICY",)},
+    }
 
 
 # ---------------------------------------------------------------- matmul peak
 
+
 def run_matmul_peak(sizes: tuple[int, ...], repeats: int) -> dict:
     import jax
     import jax.numpy as jnp
+
     mm = jax.jit(jnp.matmul)
     best = {}
     for n in sizes:
@@ -319,7 +384,7 @@ def run_matmul_peak(sizes: tuple[int, ...], repeats: int) -> dict:
         b = jax.random.normal(jax.random.key(n + 1), (n, n), jnp.float32)
         mm(a, b).block_until_ready()
         t = min(_timed(lambda: mm(a, b).block_until_ready()) for _ in range(repeats))
-        best[str(n)] = 2 * n ** 3 / t / 1e9
+        best[str(n)] = 2 * n**3 / t / 1e9
     return {"gflops_by_size": best, "peak_gflops": max(best.values())}
 
 
@@ -330,6 +395,7 @@ def _timed(fn) -> float:
 
 
 # ---------------------------------------------------------------- rows and processes
+
 
 def run_row(spec: dict, x: np.ndarray | None = None, y: np.ndarray | None = None) -> dict:
     if spec["impl"] == "matmul":
@@ -356,8 +422,9 @@ def run_isolated(spec: dict, out: str, env: dict | None = None) -> dict:
         spec_path = os.path.join(tmp, "spec.json")
         with open(spec_path, "w") as f:
             json.dump(spec, f)
-        code, rss, _ = wait_rss([sys.executable, os.path.abspath(__file__), "--worker", spec_path, "--out", out],
-                                env=env)
+        code, rss, _ = wait_rss(
+            [sys.executable, os.path.abspath(__file__), "--worker", spec_path, "--out", out], env=env
+        )
         if code != 0:
             raise RuntimeError(f"benchmark row {spec['impl']} batch {spec.get('batch')} exited with {code}")
         with open(spec["result"]) as f:
@@ -368,6 +435,7 @@ def run_isolated(spec: dict, out: str, env: dict | None = None) -> dict:
 
 def torch_available() -> bool:
     import importlib.util
+
     return importlib.util.find_spec("torch") is not None
 
 
@@ -375,24 +443,40 @@ def cli_run(out: str) -> dict:
     """Peak RSS and wall time of ``python -m fnn train --epochs 1`` (the full MNIST run)."""
     with tempfile.TemporaryDirectory() as tmp:
         log_path = os.path.join(tmp, "log.txt")
-        argv = [sys.executable, "-m", "fnn", "train", "--epochs", "1", "--out", os.path.join(tmp, "run"),
-                "--no-progress"]
+        argv = [
+            sys.executable,
+            "-m",
+            "fnn",
+            "train",
+            "--epochs",
+            "1",
+            "--out",
+            os.path.join(tmp, "run"),
+            "--no-progress",
+        ]
         with open(log_path, "w") as log:
             code, rss, wall = wait_rss(argv, stdout=log)
         with open(log_path) as f:
             lines = f.read().strip().splitlines()
-    return {"command": "python -m fnn train --epochs 1 --out DIR --no-progress", "exit_code": code,
-            "peak_rss_mb": rss, "wall_s": wall, "last_line": lines[-1] if lines else ""}
+    return {
+        "command": "python -m fnn train --epochs 1 --out DIR --no-progress",
+        "exit_code": code,
+        "peak_rss_mb": rss,
+        "wall_s": wall,
+        "last_line": lines[-1] if lines else "",
+    }
 
 
 def load_data(samples: int) -> tuple[np.ndarray, np.ndarray]:
     from fnn import data
+
     images, labels = data.mnist("train")
     x = np.asarray(data.normalize(images[:samples])).reshape(-1, IN).astype(np.float32)
     return x, np.asarray(labels[:samples], dtype=np.int32)
 
 
 # ---------------------------------------------------------------- report
+
 
 def merge_rounds(runs: list[dict]) -> dict:
     """One row from its rounds: every epoch time, the fastest compile, the largest RSS."""
@@ -435,28 +519,38 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
                 v = row["samples_per_s"] / ref["samples_per_s"]
                 add(f"fnn {impl} / pure-JAX @{b}", v, ">= 0.95", v >= 0.95)
                 v = row["samples_per_cpu_s"] / ref["samples_per_cpu_s"]
-                add(f"  same, per CPU-second", v, "(info)", v >= 0.95)
+                add("  same, per CPU-second", v, "(info)", v >= 0.95)
             if row and tor:
                 v = row["samples_per_s"] / tor["samples_per_s"]
-                add(f"fnn {impl} / {tor['impl']} (fastest torch) @{b}", v, ">= 1.3" if b == 128 else "(info)",
-                    v >= 1.3)
+                add(
+                    f"fnn {impl} / {tor['impl']} (fastest torch) @{b}",
+                    v,
+                    ">= 1.3" if b == 128 else "(info)",
+                    v >= 1.3,
+                )
         if auto and man:
             v = man["samples_per_s"] / auto["samples_per_s"]
             add(f"fnn manual / autodiff @{b}", v, ">= 0.9", v >= 0.9)
             v = man["samples_per_cpu_s"] / auto["samples_per_cpu_s"]
-            add(f"  same, per CPU-second", v, "(info)", v >= 0.9)
+            add("  same, per CPU-second", v, "(info)", v >= 0.9)
         if b == 1024:
             for row in (auto, man, ref):
                 if row:
                     target = ">= 75" if row["impl"].startswith("fnn") else "(info)"
-                    add(f"{row['impl']} % of matmul peak @{b}", row["pct_of_peak"], target, row["pct_of_peak"] >= 75, "%")
+                    add(
+                        f"{row['impl']} % of matmul peak @{b}",
+                        row["pct_of_peak"],
+                        target,
+                        row["pct_of_peak"] >= 75,
+                        "%",
+                    )
     for b in sorted({r["batch"] for r in rows}):
         auto, shown = by.get(("fnn-autodiff", b)), by.get(("fnn-autodiff-progress", b))
         if auto and shown:
             v = 100 * (1 - shown["samples_per_s"] / auto["samples_per_s"])
             add(f"progress bar cost @{b}", v, "<= 2" if b == 128 else "(info)", v <= 2, "%")
             v = 100 * (1 - shown["samples_per_cpu_s"] / auto["samples_per_cpu_s"])
-            add(f"  same, per CPU-second", v, "(info)", v <= 2, "%")
+            add("  same, per CPU-second", v, "(info)", v <= 2, "%")
     base = by.get(("fnn-autodiff", 128))
     for r in rows:
         if _devices(r["impl"]) and base:
@@ -467,8 +561,13 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
             add(f"{r['impl']} compile s @{r['batch']}", r["compile_s"], "<= 2", r["compile_s"] <= 2, "s")
             add(f"{r['impl']} recompiles @{r['batch']}", r["recompiles"], "== 0", r["recompiles"] == 0, "")
     if cli is not None:
-        add("fnn train --epochs 1 peak RSS MB", cli["peak_rss_mb"], "<= 1536",
-            cli["exit_code"] == 0 and cli["peak_rss_mb"] <= 1536, "MB")
+        add(
+            "fnn train --epochs 1 peak RSS MB",
+            cli["peak_rss_mb"],
+            "<= 1536",
+            cli["exit_code"] == 0 and cli["peak_rss_mb"] <= 1536,
+            "MB",
+        )
     return checks
 
 
@@ -483,17 +582,26 @@ def plot(rows: list[dict], peak: float, out: str) -> None:
     for ax, b in zip(axes[0], batches):
         sel = [r for r in rows if r["batch"] == b]
         names = [r["impl"] for r in sel]
-        bars = ax.bar(names, [r["samples_per_s"] for r in sel],
-                      color=[colors.get(n, "tab:purple" if n.endswith("dev") else "tab:orange") for n in names])
-        ax.bar_label(bars, labels=[f"{r['samples_per_s']:.0f}\n{r['pct_of_peak']:.0f}%" for r in sel], fontsize=8)
-        ax.axhline(peak * 1e9 / FLOPS_PER_SAMPLE, color="k", ls="--", lw=1,
-                   label=f"matmul peak ({peak:.0f} GFLOP/s)")
+        bars = ax.bar(
+            names,
+            [r["samples_per_s"] for r in sel],
+            color=[colors.get(n, "tab:purple" if n.endswith("dev") else "tab:orange") for n in names],
+        )
+        ax.bar_label(
+            bars, labels=[f"{r['samples_per_s']:.0f}\n{r['pct_of_peak']:.0f}%" for r in sel], fontsize=8
+        )
+        ax.axhline(
+            peak * 1e9 / FLOPS_PER_SAMPLE, color="k", ls="--", lw=1, label=f"matmul peak ({peak:.0f} GFLOP/s)"
+        )
         ax.set(title=f"batch {b}", ylabel="training samples / s (best epoch)", xlabel="implementation")
         ax.tick_params(axis="x", labelrotation=30)
         ax.set_ylim(0, max(peak * 1e9 / FLOPS_PER_SAMPLE, max(r["samples_per_s"] for r in sel)) * 1.15)
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle("MNIST MLP 784-512-512-10 training throughput on the CPU\n"
-                 "(bar labels: samples/s and % of the float32 matmul peak)", fontsize=10)
+    fig.suptitle(
+        "MNIST MLP 784-512-512-10 training throughput on the CPU\n"
+        "(bar labels: samples/s and % of the float32 matmul peak)",
+        fontsize=10,
+    )
     common.save_figure(fig, out, "throughput.png")
 
 
@@ -514,10 +622,12 @@ def main() -> None:
     with_torch = not args.no_torch and torch_available()
     isolate = not args.quick
     blas_env = {v: os.environ[v] for v in OPENBLAS_VARS if v in os.environ}
-    print(f"{NAME}: {samples} MNIST training samples, {rounds} round(s) of {epochs} timed epoch(s), "
-          f"batch sizes {batch_sizes}, "
-          f"{_cores()} cores, load average {os.getloadavg()[0]:.2f}; torch: "
-          f"{'yes' if with_torch else 'skipped (' + ('--no-torch' if args.no_torch else 'not installed') + ')'}")
+    print(
+        f"{NAME}: {samples} MNIST training samples, {rounds} round(s) of {epochs} timed epoch(s), "
+        f"batch sizes {batch_sizes}, "
+        f"{_cores()} cores, load average {os.getloadavg()[0]:.2f}; torch: "
+        f"{'yes' if with_torch else 'skipped (' + ('--no-torch' if args.no_torch else 'not installed') + ')'}"
+    )
     if blas_env:
         print(f"OPENBLAS settings in the environment {blas_env}: removed for the torch rows only")
 
@@ -548,29 +658,52 @@ def main() -> None:
     for b in batch_sizes:
         specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in args.impls or JAX_IMPLS]
         if with_torch:
-            specs += [{"impl": f"torch-{t}t", "batch": b, "epochs": epochs, "threads": t} for t in torch_threads]
+            specs += [
+                {"impl": f"torch-{t}t", "batch": b, "epochs": epochs, "threads": t} for t in torch_threads
+            ]
     # Data-parallel rows: the fnn step over a 'data' mesh of N devices, each row in its own
     # process because the forced host-device count must be set before jax starts.
     device_counts = args.devices if args.devices is not None else ([1] if args.quick else [1, 2, 4])
-    device_env = {n: {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
-                      f"--xla_force_host_platform_device_count={n}".strip()} for n in device_counts}
-    specs += [{"impl": f"fnn-autodiff-{n}dev", "batch": 128, "epochs": epochs, "env_devices": n} for n in device_counts]
+    device_env = {
+        n: {
+            **os.environ,
+            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+            f"--xla_force_host_platform_device_count={n}".strip(),
+        }
+        for n in device_counts
+    }
+    specs += [
+        {"impl": f"fnn-autodiff-{n}dev", "batch": 128, "epochs": epochs, "env_devices": n}
+        for n in device_counts
+    ]
     runs: dict[tuple, list[dict]] = {}
     matmuls = []
     for rnd in range(rounds):
-        matmuls.append(execute({"impl": "matmul", "sizes": [512] if args.quick else [1024, 2048, 3072],
-                                "repeats": 3 if args.quick else 7}))
+        matmuls.append(
+            execute(
+                {
+                    "impl": "matmul",
+                    "sizes": [512] if args.quick else [1024, 2048, 3072],
+                    "repeats": 3 if args.quick else 7,
+                }
+            )
+        )
         for spec in specs:
             env = torch_env if spec["impl"].startswith("torch") else device_env.get(spec.get("env_devices"))
             row = execute(spec, env)
             runs.setdefault((spec["impl"], spec["batch"]), []).append(row)
-            print(f"  round {rnd + 1}  {spec['impl']:13s} batch {spec['batch']:5d}: "
-                  f"best epoch {min(row['epoch_s']):.2f} s, load {os.getloadavg()[0]:.1f}")
+            print(
+                f"  round {rnd + 1}  {spec['impl']:13s} batch {spec['batch']:5d}: "
+                f"best epoch {min(row['epoch_s']):.2f} s, load {os.getloadavg()[0]:.1f}"
+            )
     matmul = max(matmuls, key=lambda m: m["peak_gflops"])
     matmul["peak_gflops_by_round"] = [m["peak_gflops"] for m in matmuls]
     peak = matmul["peak_gflops"]
-    print(f"float32 matmul peak: {peak:.1f} GFLOP/s  (by size: "
-          + ", ".join(f"{n}: {g:.1f}" for n, g in matmul["gflops_by_size"].items()) + ")")
+    print(
+        f"float32 matmul peak: {peak:.1f} GFLOP/s  (by size: "
+        + ", ".join(f"{n}: {g:.1f}" for n, g in matmul["gflops_by_size"].items())
+        + ")"
+    )
 
     rows = []
     for (impl, b), row_runs in runs.items():
@@ -581,18 +714,29 @@ def main() -> None:
     cli = None if args.quick else cli_run(args.out)
     tmp.cleanup()
 
-    table = [{"impl": r["impl"], "batch": r["batch"], "samples/s": round(r["samples_per_s"]),
-              "compile s": "-" if r["compile_s"] is None else round(r["compile_s"], 2),
-              "compile CPU s": "-" if r["compile_s"] is None else round(r["compile_cpu_s"], 2),
-              "recompiles": "-" if r["recompiles"] is None else r["recompiles"],
-              "samples/CPU-s": round(r["samples_per_cpu_s"]), "peak RSS MB": round(r["peak_rss_mb"]), "GFLOP/s": round(r["gflops"], 1),
-              "% of peak": round(r["pct_of_peak"], 1), "final loss": round(r["final_loss"], 3)}
-             for r in rows]
+    table = [
+        {
+            "impl": r["impl"],
+            "batch": r["batch"],
+            "samples/s": round(r["samples_per_s"]),
+            "compile s": "-" if r["compile_s"] is None else round(r["compile_s"], 2),
+            "compile CPU s": "-" if r["compile_s"] is None else round(r["compile_cpu_s"], 2),
+            "recompiles": "-" if r["recompiles"] is None else r["recompiles"],
+            "samples/CPU-s": round(r["samples_per_cpu_s"]),
+            "peak RSS MB": round(r["peak_rss_mb"]),
+            "GFLOP/s": round(r["gflops"], 1),
+            "% of peak": round(r["pct_of_peak"], 1),
+            "final loss": round(r["final_loss"], 3),
+        }
+        for r in rows
+    ]
     print()
     common.print_table(table)
     if cli is not None:
-        print(f"\n{cli['command']}: peak RSS {cli['peak_rss_mb']:.0f} MB, {cli['wall_s']:.1f} s, "
-              f"exit {cli['exit_code']}, last line: {cli['last_line']}")
+        print(
+            f"\n{cli['command']}: peak RSS {cli['peak_rss_mb']:.0f} MB, {cli['wall_s']:.1f} s, "
+            f"exit {cli['exit_code']}, last line: {cli['last_line']}"
+        )
     plot(rows, peak, args.out)
     checks = check_targets(rows, cli)
     print()
@@ -604,12 +748,27 @@ def main() -> None:
     wall = time.perf_counter() - t_start
     print(f"\nwall time {wall:.1f} s, load average at the end {os.getloadavg()[0]:.2f}")
 
-    results = {"config": {"samples": samples, "timed_epochs": epochs, "rounds": rounds, "batch_sizes": batch_sizes, "quick": args.quick,
-                          "cores": _cores(), "flops_per_sample": FLOPS_PER_SAMPLE, "data": "fnn.data.mnist train, normalized",
-                          "openblas_env_removed_for_torch": blas_env, "torch": with_torch,
-                          "torch_env_omp_wait_policy": torch_env["OMP_WAIT_POLICY"] if isolate else None},
-               "matmul": matmul, "rows": rows, "cli_run": cli, "checks": checks, "wall_s": wall,
-               "load_average": os.getloadavg()}
+    results = {
+        "config": {
+            "samples": samples,
+            "timed_epochs": epochs,
+            "rounds": rounds,
+            "batch_sizes": batch_sizes,
+            "quick": args.quick,
+            "cores": _cores(),
+            "flops_per_sample": FLOPS_PER_SAMPLE,
+            "data": "fnn.data.mnist train, normalized",
+            "openblas_env_removed_for_torch": blas_env,
+            "torch": with_torch,
+            "torch_env_omp_wait_policy": torch_env["OMP_WAIT_POLICY"] if isolate else None,
+        },
+        "matmul": matmul,
+        "rows": rows,
+        "cli_run": cli,
+        "checks": checks,
+        "wall_s": wall,
+        "load_average": os.getloadavg(),
+    }
     print(f"results: {common.save_json(args.out, results)}")
 
 

@@ -5,6 +5,7 @@ shrinks data and epochs to seconds (the test suite runs it so no script rots), `
 defaults to ``experiments/out/NAME``. Results go to ``DIR/results.json``; figures are
 PNGs in DIR when matplotlib is installed (an optional extra: ``pip install -e .[plots]``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ def pyplot():
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -56,6 +58,7 @@ def save_figure(fig: Any, out: str, name: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     print(f"figure: {path}")
     return path
@@ -79,7 +82,9 @@ def mnist(n_train: int | None = None, n_test: int | None = None) -> tuple[tuple[
     samples (all when None), images normalized with MNIST's mean/std to float32, labels
     int32, as jax arrays."""
     import jax.numpy as jnp
+
     from fnn import data
+
     splits = []
     for split, n in (("train", n_train), ("test", n_test)):
         images, labels = data.mnist(split)
@@ -93,13 +98,17 @@ def print_history(history: list[dict]) -> None:
     print_table(history, [c for c in columns if c in history[0]])
 
 
-def plot_history(ax_loss: Any, ax_acc: Any, history: list[dict], loss_name: str = "cross-entropy loss") -> None:
+def plot_history(
+    ax_loss: Any, ax_acc: Any, history: list[dict], loss_name: str = "cross-entropy loss"
+) -> None:
     """Train (mean over the epoch) and test (end of epoch) loss and accuracy per epoch of
     ``fit``'s history on two axes, with labels, grid, legend and whole-epoch ticks (call
     ``legend()`` again after adding more lines)."""
     epochs = [r["epoch"] for r in history]
-    for ax, key, scale, ylabel, title in ((ax_loss, "loss", 1, loss_name, "Loss"),
-                                          (ax_acc, "accuracy", 100, "accuracy (%)", "Accuracy")):
+    for ax, key, scale, ylabel, title in (
+        (ax_loss, "loss", 1, loss_name, "Loss"),
+        (ax_acc, "accuracy", 100, "accuracy (%)", "Accuracy"),
+    ):
         ax.plot(epochs, [scale * r[f"train_{key}"] for r in history], "o-", label="train (mean over epoch)")
         ax.plot(epochs, [scale * r[f"test_{key}"] for r in history], "s-", label="test (end of epoch)")
         ax.set(xlabel="epoch", ylabel=ylabel, title=title)

@@ -14,6 +14,7 @@ exits (status 0 with ``--quick``, so the test suite does not fail on a machine w
 Writes results.json (history, per-class accuracy, confusion matrix) and fashion_mnist.png
 (loss/accuracy curves, per-class test accuracy bars, confusion matrix).
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,7 +22,6 @@ import time
 from pathlib import Path
 
 import common  # puts the repository root on sys.path
-
 import jax
 import numpy as np
 
@@ -29,8 +29,18 @@ from fnn import data, models, optim, train
 from fnn import functional as F
 
 NAME = "fashion_mnist"
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-           "Ankle boot"]
+CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 DEFAULT_ROOT = common.ROOT.parent / "shared" / "data" / "fashion-mnist"
 
 
@@ -41,13 +51,27 @@ def load(split: str, root: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> None:
-    args = common.parse_args(NAME, __doc__.splitlines()[0], extra=lambda p: p.add_argument(
-        "--root", default=str(DEFAULT_ROOT), help="directory holding the Fashion-MNIST IDX files"))
+    args = common.parse_args(
+        NAME,
+        __doc__.splitlines()[0],
+        extra=lambda p: p.add_argument(
+            "--root", default=str(DEFAULT_ROOT), help="directory holding the Fashion-MNIST IDX files"
+        ),
+    )
     t_start = time.perf_counter()
-    config = dict(hidden=(64, 64) if args.quick else (512, 512), batch_norm=True, dropout=0.2,
-                  epochs=1 if args.quick else 15, batch_size=128, lr=0.05, momentum=0.9,
-                  schedule="cosine to 0 over the run", seed=0,
-                  n_train=2000 if args.quick else 60000, n_test=500 if args.quick else 10000)
+    config = dict(
+        hidden=(64, 64) if args.quick else (512, 512),
+        batch_norm=True,
+        dropout=0.2,
+        epochs=1 if args.quick else 15,
+        batch_size=128,
+        lr=0.05,
+        momentum=0.9,
+        schedule="cosine to 0 over the run",
+        seed=0,
+        n_train=2000 if args.quick else 60000,
+        n_test=500 if args.quick else 10000,
+    )
     try:
         train_data = load("train", Path(args.root), config["n_train"])
         test_data = load("test", Path(args.root), config["n_test"])
@@ -58,10 +82,20 @@ def main() -> None:
 
     model = models.mlp(hidden=config["hidden"], batch_norm=config["batch_norm"], dropout=config["dropout"])
     steps = config["epochs"] * (config["n_train"] // config["batch_size"])
-    optimizer = optim.sgd(lr=optim.cosine_annealing_lr(config["lr"], T_max=steps), momentum=config["momentum"])
-    result = train.fit(model, F.cross_entropy, optimizer, train_data, epochs=config["epochs"],
-                       batch_size=config["batch_size"], key=jax.random.key(config["seed"]),
-                       eval_data=test_data, progress=False)
+    optimizer = optim.sgd(
+        lr=optim.cosine_annealing_lr(config["lr"], T_max=steps), momentum=config["momentum"]
+    )
+    result = train.fit(
+        model,
+        F.cross_entropy,
+        optimizer,
+        train_data,
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        key=jax.random.key(config["seed"]),
+        eval_data=test_data,
+        progress=False,
+    )
     history = result.history
 
     y_true = np.asarray(test_data[1])
@@ -73,14 +107,22 @@ def main() -> None:
     overall = float(np.trace(confusion) / confusion.sum())
 
     wall = time.perf_counter() - t_start
-    results = {"experiment": NAME, "quick": args.quick, "config": config, "history": history,
-               "final_test_accuracy": history[-1]["test_accuracy"], "best_test_accuracy":
-               max(r["test_accuracy"] for r in history), "per_class_accuracy": dict(zip(CLASSES, per_class.tolist())),
-               "confusion_matrix": confusion.tolist(), "wall_seconds": wall}
+    results = {
+        "experiment": NAME,
+        "quick": args.quick,
+        "config": config,
+        "history": history,
+        "final_test_accuracy": history[-1]["test_accuracy"],
+        "best_test_accuracy": max(r["test_accuracy"] for r in history),
+        "per_class_accuracy": dict(zip(CLASSES, per_class.tolist())),
+        "confusion_matrix": confusion.tolist(),
+        "wall_seconds": wall,
+    }
     common.print_history(history)
     print()
-    common.print_table([{"class": c, "test_accuracy": float(a), "n": int(n)}
-                        for c, a, n in zip(CLASSES, per_class, support)])
+    common.print_table(
+        [{"class": c, "test_accuracy": float(a), "n": int(n)} for c, a, n in zip(CLASSES, per_class, support)]
+    )
     print(f"final test accuracy {overall:.4f}; wall {wall:.1f} s")
 
     plt = common.pyplot()
@@ -92,22 +134,36 @@ def main() -> None:
         bars = ax_cls.barh([CLASSES[i] for i in order], 100 * per_class[order], color="tab:blue")
         ax_cls.bar_label(bars, fmt="%.1f", padding=2, fontsize=8)
         ax_cls.axvline(100 * overall, color="tab:red", ls="--")
-        ax_cls.set(xlabel="test accuracy (%)", xlim=(0, 105),
-                   title=f"Per-class test accuracy (sorted); red dashed line: overall {100 * overall:.2f}%")
+        ax_cls.set(
+            xlabel="test accuracy (%)",
+            xlim=(0, 105),
+            title=f"Per-class test accuracy (sorted); red dashed line: overall {100 * overall:.2f}%",
+        )
         ax_cls.grid(alpha=0.3, axis="x")
         share = confusion / np.maximum(support[:, None], 1)
         im = ax_cm.imshow(100 * share, cmap="Blues", vmin=0, vmax=100)
         for i in range(10):
             for j in range(10):
                 if round(100 * share[i, j]) >= 1:  # label the cells that print as >= 1%
-                    ax_cm.text(j, i, f"{100 * share[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                               color="white" if share[i, j] > 0.5 else "black")
+                    ax_cm.text(
+                        j,
+                        i,
+                        f"{100 * share[i, j]:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black",
+                    )
         ax_cm.set_xticks(range(10), CLASSES, rotation=45, ha="right", fontsize=8)
         ax_cm.set_yticks(range(10), CLASSES, fontsize=8)
-        ax_cm.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix (% of each true class)")
+        ax_cm.set(
+            xlabel="predicted class", ylabel="true class", title="Confusion matrix (% of each true class)"
+        )
         fig.colorbar(im, ax=ax_cm, label="% of true class")
-        fig.suptitle(f"MLP 784-{'-'.join(map(str, config['hidden']))}-10 (BatchNorm, Dropout 0.2) on Fashion-MNIST, "
-                     f"{config['epochs']} epoch{'s' if config['epochs'] > 1 else ''}: test accuracy {100 * overall:.2f}%")
+        fig.suptitle(
+            f"MLP 784-{'-'.join(map(str, config['hidden']))}-10 (BatchNorm, Dropout 0.2) on Fashion-MNIST, "
+            f"{config['epochs']} epoch{'s' if config['epochs'] > 1 else ''}: test accuracy {100 * overall:.2f}%"
+        )
         common.save_figure(fig, args.out, "fashion_mnist.png")
 
     common.save_json(args.out, results)

@@ -13,6 +13,7 @@ and records each layer's activation mean, std, and the spread across units. Part
 trains a 12-hidden-layer MLP on MNIST under each scheme and logs the per-step loss.
 Weights come from fnn.init functions passed as ``nn.Linear(weight_init=)``; biases are 0.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import init, nn, optim, train
 import fnn.functional as F
+from fnn import init, nn, optim, train
 
 NAME = "initialization"
 WIDTH, DEPTH = 256, 12
@@ -76,7 +77,9 @@ def train_curve(model, optimizer, params, state, x, y, epochs, batch_size, key):
     opt_state = optimizer.init(params)
     losses = []
     for e in range(epochs):
-        params, state, opt_state, metrics = run_epoch(params, state, opt_state, jax.random.fold_in(key, e), x, y)
+        params, state, opt_state, metrics = run_epoch(
+            params, state, opt_state, jax.random.fold_in(key, e), x, y
+        )
         ok = np.asarray(metrics["ok"])
         if not ok.all():  # the epoch kept the state from before the first non-finite step
             losses.extend(np.asarray(metrics["loss"])[: int(np.argmin(ok)) + 1].tolist())
@@ -125,9 +128,16 @@ def plot(results: dict, out: str) -> None:
             peak = losses[finite].max()
             label = f"{scheme} (step-1 loss {losses[0]:.3g}" + (f", peak {peak:.2g})" if peak > 50 else ")")
             if not finite.all():
-                label = f"{scheme} (step-1 loss {losses[0]:.2g}, NaN from step {np.flatnonzero(~finite)[0] + 1})"
-            ax.semilogy(np.arange(1, len(losses) + 1), running_mean(losses, window), color=colors[scheme],
-                        label=label, lw=1.2)
+                label = (
+                    f"{scheme} (step-1 loss {losses[0]:.2g}, NaN from step {np.flatnonzero(~finite)[0] + 1})"
+                )
+            ax.semilogy(
+                np.arange(1, len(losses) + 1),
+                running_mean(losses, window),
+                color=colors[scheme],
+                label=label,
+                lw=1.2,
+            )
         ax.set_ylim(1e-2, 50)
         ax.set_title(f"{act_name}: MNIST training loss, {DEPTH} hidden layers")
         ax.set_xlabel("step (batch of 128)")
@@ -151,11 +161,21 @@ def main() -> None:
         for scheme, w_init in SCHEMES.items():
             s = layer_statistics(act, w_init, x, k_stats)
             stats[f"{scheme} | {act_name}"] = s
-            rows.append({"activation": act_name, "init": scheme, "std L1": s["std"][0],
-                         "std L6": s["std"][5], "std L12": s["std"][-1], "mean L12": s["mean"][-1],
-                         "unit spread L12": s["unit_spread"][-1]})
-    print(f"Activation statistics through {DEPTH} Linear({WIDTH},{WIDTH})+activation layers "
-          f"(input std {float(jnp.std(x)):.3f}):")
+            rows.append(
+                {
+                    "activation": act_name,
+                    "init": scheme,
+                    "std L1": s["std"][0],
+                    "std L6": s["std"][5],
+                    "std L12": s["std"][-1],
+                    "mean L12": s["mean"][-1],
+                    "unit spread L12": s["unit_spread"][-1],
+                }
+            )
+    print(
+        f"Activation statistics through {DEPTH} Linear({WIDTH},{WIDTH})+activation layers "
+        f"(input std {float(jnp.std(x)):.3f}):"
+    )
     common.print_table(rows)
 
     # Part 2: short MNIST training of a deep MLP under each scheme.
@@ -173,27 +193,54 @@ def main() -> None:
             k_model, k_fit = jax.random.split(k_train)
             params, state = deep_net(act, w_init, classifier=True).init(k_model)
             t0 = time.perf_counter()
-            params, state, losses = train_curve(model, optimizer, params, state, xs, ys, epochs, batch_size, k_fit)
+            params, state, losses = train_curve(
+                model, optimizer, params, state, xs, ys, epochs, batch_size, k_fit
+            )
             finite = bool(np.all(np.isfinite(losses)))
-            test = (train.evaluate(model, params, state, (xt, yt)) if finite
-                    else {"loss": math.nan, "accuracy": math.nan})
+            test = (
+                train.evaluate(model, params, state, (xt, yt))
+                if finite
+                else {"loss": math.nan, "accuracy": math.nan}
+            )
             curves[f"{scheme} | {act_name}"] = losses
             bad = int(np.flatnonzero(~np.isfinite(losses))[0]) + 1 if not finite else None
-            train_rows.append({"activation": act_name, "init": scheme, "first loss": losses[0],
-                               "final train loss": float(np.mean(losses[-50:])) if finite else math.nan,
-                               "test acc": test["accuracy"], "diverged at step": bad or "-",
-                               "seconds": time.perf_counter() - t0})
-    print(f"\nMNIST, MLP 784-({WIDTH} x {DEPTH} hidden)-10, SGD lr {lr} momentum {momentum}, "
-          f"batch {batch_size}, {epochs} epoch(s), {n_train} train / {n_test} test:")
+            train_rows.append(
+                {
+                    "activation": act_name,
+                    "init": scheme,
+                    "first loss": losses[0],
+                    "final train loss": float(np.mean(losses[-50:])) if finite else math.nan,
+                    "test acc": test["accuracy"],
+                    "diverged at step": bad or "-",
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+    print(
+        f"\nMNIST, MLP 784-({WIDTH} x {DEPTH} hidden)-10, SGD lr {lr} momentum {momentum}, "
+        f"batch {batch_size}, {epochs} epoch(s), {n_train} train / {n_test} test:"
+    )
     common.print_table(train_rows)
 
     wall = time.perf_counter() - t_start
     results = {
-        "quick": args.quick, "depth": DEPTH, "width": WIDTH, "input_std": float(jnp.std(x)),
-        "forward_statistics": stats, "forward_table": rows,
-        "training": {"lr": lr, "momentum": momentum, "batch_size": batch_size, "epochs": epochs,
-                     "n_train": n_train, "n_test": n_test, "table": train_rows, "step_losses": curves},
-        "wall_seconds": wall}
+        "quick": args.quick,
+        "depth": DEPTH,
+        "width": WIDTH,
+        "input_std": float(jnp.std(x)),
+        "forward_statistics": stats,
+        "forward_table": rows,
+        "training": {
+            "lr": lr,
+            "momentum": momentum,
+            "batch_size": batch_size,
+            "epochs": epochs,
+            "n_train": n_train,
+            "n_test": n_test,
+            "table": train_rows,
+            "step_losses": curves,
+        },
+        "wall_seconds": wall,
+    }
     common.save_json(args.out, results)
 
     plot(results, args.out)

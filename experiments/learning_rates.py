@@ -8,6 +8,7 @@ Per-step losses come from ``fnn.train.make_train_epoch``; a diverging run is sto
 its first non-finite loss. The same diverging lr is also run through ``fnn.train.fit``,
 which raises FloatingPointError naming the epoch and step: the script records its message.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,8 @@ import common
 import jax
 import numpy as np
 
-from fnn import models, optim, train
 import fnn.functional as F
+from fnn import models, optim, train
 
 NAME = "learning_rates"
 LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
@@ -33,8 +34,9 @@ def run(model, opt, train_data, test_data, epochs, batch_size, key):
     opt_state = opt.init(params)
     losses = []
     for e in range(epochs):
-        params, state, opt_state, metrics = run_epoch(params, state, opt_state, jax.random.fold_in(k_train, e),
-                                                      *train_data)
+        params, state, opt_state, metrics = run_epoch(
+            params, state, opt_state, jax.random.fold_in(k_train, e), *train_data
+        )
         step_losses = np.asarray(metrics["loss"], dtype=float)
         bad = np.flatnonzero(~np.isfinite(step_losses))
         if bad.size:
@@ -61,31 +63,57 @@ def main() -> None:
         losses, diverged_at, test = run(model, optimizers[lr], train_data, test_data, epochs, batch_size, key)
         curves[lr] = losses
         finite = np.asarray(losses)[np.isfinite(losses)]
-        rows.append({"lr": lr, "regime": REGIMES.get(lr, ""), "first loss": losses[0],
-                     "loss at step 100": losses[99] if len(losses) > 99 else math.nan,
-                     "final loss (last 50 steps)": float(np.mean(losses[-50:])) if diverged_at is None else math.nan,
-                     "max finite loss": float(finite.max()) if finite.size else math.nan,
-                     "diverged at step": diverged_at or "-",
-                     "test acc": test["accuracy"] if test else math.nan, "seconds": time.perf_counter() - t0})
-    print(f"Plain SGD, MNIST MLP 784-512-512-10 (no BN/dropout), batch {batch_size}, {epochs} epoch(s), "
-          f"{n_train} train / {n_test} test:")
+        rows.append(
+            {
+                "lr": lr,
+                "regime": REGIMES.get(lr, ""),
+                "first loss": losses[0],
+                "loss at step 100": losses[99] if len(losses) > 99 else math.nan,
+                "final loss (last 50 steps)": float(np.mean(losses[-50:]))
+                if diverged_at is None
+                else math.nan,
+                "max finite loss": float(finite.max()) if finite.size else math.nan,
+                "diverged at step": diverged_at or "-",
+                "test acc": test["accuracy"] if test else math.nan,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+    print(
+        f"Plain SGD, MNIST MLP 784-512-512-10 (no BN/dropout), batch {batch_size}, {epochs} epoch(s), "
+        f"{n_train} train / {n_test} test:"
+    )
     common.print_table(rows)
 
     # The same divergence through fit: it raises instead of training on NaN.
     big = max(REGIMES)
     try:
-        train.fit(model, F.cross_entropy, optimizers[big], train_data, epochs=epochs, batch_size=batch_size,
-                  key=key, progress=False)
+        train.fit(
+            model,
+            F.cross_entropy,
+            optimizers[big],
+            train_data,
+            epochs=epochs,
+            batch_size=batch_size,
+            key=key,
+            progress=False,
+        )
         fit_error = None
     except FloatingPointError as err:
         fit_error = str(err)
     print(f"\nfit at lr {big}: " + (f"FloatingPointError: {fit_error}" if fit_error else "no error raised"))
 
     wall = time.perf_counter() - t_start
-    results = {"quick": args.quick, "epochs": epochs, "batch_size": batch_size,
-                                "n_train": n_train, "n_test": n_test, "table": rows,
-                                "step_losses": {str(lr): c for lr, c in curves.items()},
-                                "fit_error_at_big_lr": fit_error, "wall_seconds": wall}
+    results = {
+        "quick": args.quick,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "n_train": n_train,
+        "n_test": n_test,
+        "table": rows,
+        "step_losses": {str(lr): c for lr, c in curves.items()},
+        "fit_error_at_big_lr": fit_error,
+        "wall_seconds": wall,
+    }
     common.save_json(args.out, results)
 
     plot(results, args.out)
@@ -97,8 +125,14 @@ def plot(results: dict, out: str) -> None:
     if plt is None:
         return
     regimes = {str(k): v for k, v in REGIMES.items()}
-    palette = {"0.0001": "tab:blue", "0.001": "tab:cyan", "0.01": "tab:olive", "0.1": "tab:green",
-               "1.0": "tab:orange", "10.0": "tab:red"}
+    palette = {
+        "0.0001": "tab:blue",
+        "0.001": "tab:cyan",
+        "0.01": "tab:olive",
+        "0.1": "tab:green",
+        "1.0": "tab:orange",
+        "10.0": "tab:red",
+    }
     fig, (ax_all, ax_zoom) = plt.subplots(1, 2, figsize=(12, 4.8))
     for lr, losses in results["step_losses"].items():
         losses = np.asarray(losses, dtype=float)
@@ -121,7 +155,7 @@ def plot(results: dict, out: str) -> None:
         ax.set_ylabel("training cross-entropy per step (log)")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Plain SGD on an MNIST MLP (784-512-512-10): three learning-rate regimes")
+    fig.suptitle("Plain SGD on an MNIST MLP (784-512-512-10): three learning-rate regimes")
     common.save_figure(fig, out, "loss_vs_step.png")
 
 

@@ -10,16 +10,16 @@ number of epochs, the same seed (so the same initial Linear weights and batch or
 Writes results.json (per-variant histories and summary) and curves.png (train/test loss
 and accuracy per epoch, one colour per variant).
 """
+
 from __future__ import annotations
 
 import time
 
 import common  # puts the repository root on sys.path
-
 import jax
 
-from fnn import models, nn, optim, train
 from fnn import functional as F
+from fnn import models, nn, optim, train
 
 NAME = "mlp_regularization"
 VARIANTS = {  # label -> (batch_norm, dropout)
@@ -33,9 +33,17 @@ VARIANTS = {  # label -> (batch_norm, dropout)
 def main() -> None:
     args = common.parse_args(NAME, __doc__.splitlines()[0])
     t_start = time.perf_counter()
-    config = dict(hidden=(64, 64) if args.quick else (512, 512), epochs=1 if args.quick else 15,
-                  batch_size=128, lr=0.05, momentum=0.9, schedule="cosine to 0 over the run", seed=0,
-                  n_train=2000 if args.quick else 60000, n_test=500 if args.quick else 10000)
+    config = dict(
+        hidden=(64, 64) if args.quick else (512, 512),
+        epochs=1 if args.quick else 15,
+        batch_size=128,
+        lr=0.05,
+        momentum=0.9,
+        schedule="cosine to 0 over the run",
+        seed=0,
+        n_train=2000 if args.quick else 60000,
+        n_test=500 if args.quick else 10000,
+    )
 
     train_data, test_data = common.mnist(config["n_train"], config["n_test"])
     steps = config["epochs"] * (config["n_train"] // config["batch_size"])
@@ -45,31 +53,67 @@ def main() -> None:
     runs, rows = {}, []
     for label, (batch_norm, dropout) in variants.items():
         model = models.mlp(hidden=config["hidden"], batch_norm=batch_norm, dropout=dropout)
-        optimizer = optim.sgd(lr=optim.cosine_annealing_lr(config["lr"], T_max=steps), momentum=config["momentum"])
+        optimizer = optim.sgd(
+            lr=optim.cosine_annealing_lr(config["lr"], T_max=steps), momentum=config["momentum"]
+        )
         t0 = time.perf_counter()
-        result = train.fit(model, F.cross_entropy, optimizer, train_data, epochs=config["epochs"],
-                           batch_size=config["batch_size"], key=jax.random.key(config["seed"]),
-                           eval_data=test_data, progress=False)
+        result = train.fit(
+            model,
+            F.cross_entropy,
+            optimizer,
+            train_data,
+            epochs=config["epochs"],
+            batch_size=config["batch_size"],
+            key=jax.random.key(config["seed"]),
+            eval_data=test_data,
+            progress=False,
+        )
         h = result.history
-        summary = {"variant": label, "params": nn.num_params(result.params),
-                   "final_train_loss": h[-1]["train_loss"], "final_test_loss": h[-1]["test_loss"],
-                   "min_test_loss": min(r["test_loss"] for r in h),
-                   "epoch1_test_acc": h[0]["test_accuracy"],
-                   "final_train_acc": h[-1]["train_accuracy"], "final_test_acc": h[-1]["test_accuracy"],
-                   "best_test_acc": max(r["test_accuracy"] for r in h), "seconds": time.perf_counter() - t0}
+        summary = {
+            "variant": label,
+            "params": nn.num_params(result.params),
+            "final_train_loss": h[-1]["train_loss"],
+            "final_test_loss": h[-1]["test_loss"],
+            "min_test_loss": min(r["test_loss"] for r in h),
+            "epoch1_test_acc": h[0]["test_accuracy"],
+            "final_train_acc": h[-1]["train_accuracy"],
+            "final_test_acc": h[-1]["test_accuracy"],
+            "best_test_acc": max(r["test_accuracy"] for r in h),
+            "seconds": time.perf_counter() - t0,
+        }
         runs[label] = {"batch_norm": batch_norm, "dropout": dropout, "history": h, "summary": summary}
         rows.append(summary)
         print(f"{label}: final test accuracy {summary['final_test_acc']:.4f} ({summary['seconds']:.0f} s)")
 
     best = max(rows, key=lambda r: r["final_test_acc"])
     wall = time.perf_counter() - t_start
-    results = {"experiment": NAME, "quick": args.quick, "config": config, "runs": runs,
-               "best_variant": best["variant"], "best_final_test_accuracy": best["final_test_acc"],
-               "wall_seconds": wall}
-    common.print_table(rows, ["variant", "final_train_loss", "final_test_loss", "min_test_loss",
-                              "epoch1_test_acc", "final_train_acc", "final_test_acc", "best_test_acc", "seconds"])
-    print(f"best: {best['variant']} at {best['final_test_acc']:.4f} final test accuracy "
-          f"(course: >= 0.98); wall {wall:.1f} s")
+    results = {
+        "experiment": NAME,
+        "quick": args.quick,
+        "config": config,
+        "runs": runs,
+        "best_variant": best["variant"],
+        "best_final_test_accuracy": best["final_test_acc"],
+        "wall_seconds": wall,
+    }
+    common.print_table(
+        rows,
+        [
+            "variant",
+            "final_train_loss",
+            "final_test_loss",
+            "min_test_loss",
+            "epoch1_test_acc",
+            "final_train_acc",
+            "final_test_acc",
+            "best_test_acc",
+            "seconds",
+        ],
+    )
+    print(
+        f"best: {best['variant']} at {best['final_test_acc']:.4f} final test accuracy "
+        f"(course: >= 0.98); wall {wall:.1f} s"
+    )
 
     plt = common.pyplot()
     if plt is not None:
@@ -89,15 +133,20 @@ def main() -> None:
             axes[1].set_ylim(95, 100.2)
         axes[1].axhline(98, color="gray", lw=1, ls=":")
         from matplotlib.lines import Line2D
-        style = [Line2D([], [], color="black", ls="-", label="test (end of epoch)"),
-                 Line2D([], [], color="black", ls="--", label="train (mean over epoch)")]
+
+        style = [
+            Line2D([], [], color="black", ls="-", label="test (end of epoch)"),
+            Line2D([], [], color="black", ls="--", label="train (mean over epoch)"),
+        ]
         axes[0].legend(handles=axes[0].get_legend_handles_labels()[0] + style, fontsize=8)
         axes[1].legend(handles=axes[1].get_legend_handles_labels()[0] + style, fontsize=8, loc="lower right")
         for ax in axes:
             ax.grid(alpha=0.3, which="both")
-        fig.suptitle(f"MLP 784-{'-'.join(map(str, config['hidden']))}-10 on MNIST, SGD momentum "
-                     f"{config['momentum']}, lr {config['lr']} cosine, {config['epochs']} epochs "
-                     f"(dotted line: 98%)")
+        fig.suptitle(
+            f"MLP 784-{'-'.join(map(str, config['hidden']))}-10 on MNIST, SGD momentum "
+            f"{config['momentum']}, lr {config['lr']} cosine, {config['epochs']} epochs "
+            f"(dotted line: 98%)"
+        )
         common.save_figure(fig, args.out, "curves.png")
 
     common.save_json(args.out, results)

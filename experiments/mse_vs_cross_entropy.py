@@ -19,12 +19,12 @@ grad='manual', the squared-error loss carrying its own hand-written backward.
 Writes results.json and mse_vs_ce.png (gradient magnitude vs logit, gradient norm vs
 confidence in a wrong class, test accuracy vs SGD step for both inits).
 """
+
 from __future__ import annotations
 
 import time
 
 import common  # puts the repository root on sys.path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,6 +37,7 @@ NUM_CLASSES = 10
 
 
 # ----- squared error of softmax probabilities against one-hot targets ------------------
+
 
 def softmax_mse(input, target, reduction: str = "mean"):
     """Σ_c (softmax(x)_c − onehot(y)_c)² per sample; 'mean' over samples, 'sum', or 'none'."""
@@ -60,6 +61,7 @@ softmax_mse.backward = softmax_mse_backward  # how fnn.train (grad='manual') fin
 
 
 # ----- part 1: gradients wrt the logits ------------------------------------------------
+
 
 @jax.jit
 def binary_gradients(z: jax.Array) -> dict[str, jax.Array]:
@@ -87,6 +89,7 @@ def multiclass_gradients(m: jax.Array) -> dict[str, jax.Array]:
 
 
 # ----- part 2: training ----------------------------------------------------------------
+
 
 def saturate(params, scale: float):
     """Scale the last Linear's weight and bias: same ranking of classes, confident softmax."""
@@ -120,9 +123,18 @@ def run(model, loss_fn, opt, params, state, x, y, x_test, y_test, cfg, key):
 def main() -> None:
     args = common.parse_args(NAME, __doc__.splitlines()[0])
     t_start = time.perf_counter()
-    cfg = dict(n_train=2000 if args.quick else 60000, n_test=500 if args.quick else 10000,
-               epochs=1 if args.quick else 5, batch_size=64, lr=0.1, hidden=100, saturate_scale=30.0,
-               eval_every=10 if args.quick else 100, seed=0, n_points=41 if args.quick else 401)
+    cfg = dict(
+        n_train=2000 if args.quick else 60000,
+        n_test=500 if args.quick else 10000,
+        epochs=1 if args.quick else 5,
+        batch_size=64,
+        lr=0.1,
+        hidden=100,
+        saturate_scale=30.0,
+        eval_every=10 if args.quick else 100,
+        seed=0,
+        n_points=41 if args.quick else 401,
+    )
 
     # ----- part 1
     z = jnp.linspace(-10.0, 10.0, cfg["n_points"])
@@ -137,15 +149,28 @@ def main() -> None:
     }
     norm_mse, norm_ce = np.linalg.norm(c["mse"], axis=1), np.linalg.norm(c["ce"], axis=1)
     probe = [-10.0, -5.0, -2.0, 0.0, 2.0]
-    rows = [{"logit z (y=1)": zz,
-             "|dL/dz| sigmoid+MSE": float(abs(b["mse"][i])), "|dL/dz| BCE-with-logits": float(abs(b["bce"][i])),
-             "ratio": float(abs(b["bce"][i]) / abs(b["mse"][i]))}
-            for zz in probe for i in [int(np.argmin(np.abs(np.asarray(z) - zz)))]]
+    rows = [
+        {
+            "logit z (y=1)": zz,
+            "|dL/dz| sigmoid+MSE": float(abs(b["mse"][i])),
+            "|dL/dz| BCE-with-logits": float(abs(b["bce"][i])),
+            "ratio": float(abs(b["bce"][i]) / abs(b["mse"][i])),
+        }
+        for zz in probe
+        for i in [int(np.argmin(np.abs(np.asarray(z) - zz)))]
+    ]
     common.print_table(rows)
     print()
-    mrows = [{"wrong-class logit m": mm, "p(wrong)": float(np.exp(mm) / (np.exp(mm) + 9)),
-              "|grad| softmax+MSE": float(norm_mse[i]), "|grad| softmax+CE": float(norm_ce[i])}
-             for mm in [0.0, 2.5, 5.0, 10.0, 15.0] for i in [int(np.argmin(np.abs(np.asarray(m) - mm)))]]
+    mrows = [
+        {
+            "wrong-class logit m": mm,
+            "p(wrong)": float(np.exp(mm) / (np.exp(mm) + 9)),
+            "|grad| softmax+MSE": float(norm_mse[i]),
+            "|grad| softmax+CE": float(norm_ce[i]),
+        }
+        for mm in [0.0, 2.5, 5.0, 10.0, 15.0]
+        for i in [int(np.argmin(np.abs(np.asarray(m) - mm)))]
+    ]
     common.print_table(mrows)
     print("manual backward vs jax.grad:", cross_check)
 
@@ -159,36 +184,63 @@ def main() -> None:
     for init_name, scale in (("default", 1.0), ("saturated", cfg["saturate_scale"])):
         params = saturate(params0, scale)
         p = F.softmax(train.predict(model, params, state0, x_test), dim=1)
-        init_stats = {"mean max softmax": float(jnp.mean(jnp.max(p, axis=1))),
-                      "accuracy": float(jnp.mean(jnp.argmax(p, axis=1) == y_test))}
+        init_stats = {
+            "mean max softmax": float(jnp.mean(jnp.max(p, axis=1))),
+            "accuracy": float(jnp.mean(jnp.argmax(p, axis=1) == y_test)),
+        }
         for loss_name, loss_fn in (("cross_entropy", F.cross_entropy), ("softmax_mse", softmax_mse)):
             t0 = time.perf_counter()
             # Same data order for every run: the loss and init are the only differences.
             curve, losses = run(model, loss_fn, opt, params, state0, x, y, x_test, y_test, cfg, key_train)
             acc = dict(curve)
             first_90 = next((s for s, a in curve if a >= 0.9), None)
-            runs[f"{init_name}/{loss_name}"] = {"init": init_name, "loss": loss_name, "init_stats": init_stats,
-                                                "curve": curve, "train_loss": losses,
-                                                "seconds": time.perf_counter() - t0}
+            runs[f"{init_name}/{loss_name}"] = {
+                "init": init_name,
+                "loss": loss_name,
+                "init_stats": init_stats,
+                "curve": curve,
+                "train_loss": losses,
+                "seconds": time.perf_counter() - t0,
+            }
             steps_per_epoch = cfg["n_train"] // cfg["batch_size"]
-            train_rows.append({"init": init_name, "loss": loss_name,
-                               "init max p": init_stats["mean max softmax"],
-                               f"acc @{cfg['eval_every']} steps": acc.get(cfg["eval_every"], float("nan")),
-                               "acc @1 epoch": min(curve, key=lambda sa: abs(sa[0] - steps_per_epoch))[1],
-                               "final acc": curve[-1][1], "steps to 90%": first_90 or "never",
-                               "seconds": runs[f"{init_name}/{loss_name}"]["seconds"]})
+            train_rows.append(
+                {
+                    "init": init_name,
+                    "loss": loss_name,
+                    "init max p": init_stats["mean max softmax"],
+                    f"acc @{cfg['eval_every']} steps": acc.get(cfg["eval_every"], float("nan")),
+                    "acc @1 epoch": min(curve, key=lambda sa: abs(sa[0] - steps_per_epoch))[1],
+                    "final acc": curve[-1][1],
+                    "steps to 90%": first_90 or "never",
+                    "seconds": runs[f"{init_name}/{loss_name}"]["seconds"],
+                }
+            )
     print()
     common.print_table(train_rows)
 
     wall = time.perf_counter() - t_start
     print(f"wall {wall:.1f} s")
-    results = {"experiment": NAME, "quick": args.quick, "config": cfg,
-               "binary": {"z": np.asarray(z).tolist(), "sigmoid_mse_grad": b["mse"].tolist(),
-                          "bce_with_logits_grad": b["bce"].tolist()},
-               "multiclass": {"m": np.asarray(m).tolist(), "softmax_mse_grad_norm": norm_mse.tolist(),
-                              "cross_entropy_grad_norm": norm_ce.tolist()},
-               "binary_table": rows, "multiclass_table": mrows, "cross_check": cross_check,
-               "training": runs, "training_table": train_rows, "wall_seconds": wall}
+    results = {
+        "experiment": NAME,
+        "quick": args.quick,
+        "config": cfg,
+        "binary": {
+            "z": np.asarray(z).tolist(),
+            "sigmoid_mse_grad": b["mse"].tolist(),
+            "bce_with_logits_grad": b["bce"].tolist(),
+        },
+        "multiclass": {
+            "m": np.asarray(m).tolist(),
+            "softmax_mse_grad_norm": norm_mse.tolist(),
+            "cross_entropy_grad_norm": norm_ce.tolist(),
+        },
+        "binary_table": rows,
+        "multiclass_table": mrows,
+        "cross_check": cross_check,
+        "training": runs,
+        "training_table": train_rows,
+        "wall_seconds": wall,
+    }
     common.save_json(args.out, results)
 
     plt = common.pyplot()
@@ -200,38 +252,70 @@ def main() -> None:
     ax.plot(zz, np.abs(b["bce"]), "-", lw=2, color="tab:blue", label="sigmoid + BCE-with-logits: |σ(z) − y|")
     ax.plot(zz, np.abs(b["mse"]), "-", lw=2, color="tab:red", label="sigmoid + MSE: |2(σ(z) − y)·σ'(z)|")
     step = max(1, len(zz) // 25)
-    ax.plot(zz[::step], np.abs(b["bce_jax"])[::step], "o", mfc="none", color="tab:blue", ms=5,
-            label="jax.grad of the forward (circles)")
+    ax.plot(
+        zz[::step],
+        np.abs(b["bce_jax"])[::step],
+        "o",
+        mfc="none",
+        color="tab:blue",
+        ms=5,
+        label="jax.grad of the forward (circles)",
+    )
     ax.plot(zz[::step], np.abs(b["mse_jax"])[::step], "o", mfc="none", color="tab:red", ms=5)
     ax.axvspan(zz[0], -3, color="gray", alpha=0.12, label="confidently wrong (z ≪ 0)")
-    ax.set(xlabel="logit z   (label y = 1)", ylabel="|∂L/∂z|",
-           title="Binary: gradient wrt the logit (manual ops, circles = jax.grad)")
+    ax.set(
+        xlabel="logit z   (label y = 1)",
+        ylabel="|∂L/∂z|",
+        title="Binary: gradient wrt the logit (manual ops, circles = jax.grad)",
+    )
     ax = axes[0, 1]
     mm = np.asarray(m)
     ax.plot(mm, norm_ce, "-", lw=2, color="tab:blue", label="softmax + cross-entropy: ‖p − onehot‖")
     ax.plot(mm, norm_mse, "-", lw=2, color="tab:red", label="softmax + squared error vs one-hot")
-    ax.plot(mm[::step], np.linalg.norm(c["ce_jax"], axis=1)[::step], "o", mfc="none", color="tab:blue", ms=5,
-            label="jax.grad of the forward (circles)")
+    ax.plot(
+        mm[::step],
+        np.linalg.norm(c["ce_jax"], axis=1)[::step],
+        "o",
+        mfc="none",
+        color="tab:blue",
+        ms=5,
+        label="jax.grad of the forward (circles)",
+    )
     ax.plot(mm[::step], np.linalg.norm(c["mse_jax"], axis=1)[::step], "o", mfc="none", color="tab:red", ms=5)
-    ax.set(yscale="log", xlabel="logit m of a wrong class (others 0; target class 0)",
-           ylabel="‖∂L/∂logits‖₂", title="10 classes: gradient norm as a wrong class grows confident")
-    for (init_name, ax) in (("default", axes[1, 0]), ("saturated", axes[1, 1])):
-        for loss_name, color, label in (("cross_entropy", "tab:blue", "softmax + cross-entropy"),
-                                        ("softmax_mse", "tab:red", "softmax + squared error")):
+    ax.set(
+        yscale="log",
+        xlabel="logit m of a wrong class (others 0; target class 0)",
+        ylabel="‖∂L/∂logits‖₂",
+        title="10 classes: gradient norm as a wrong class grows confident",
+    )
+    for init_name, ax in (("default", axes[1, 0]), ("saturated", axes[1, 1])):
+        for loss_name, color, label in (
+            ("cross_entropy", "tab:blue", "softmax + cross-entropy"),
+            ("softmax_mse", "tab:red", "softmax + squared error"),
+        ):
             r = runs[f"{init_name}/{loss_name}"]
             steps, acc = zip(*r["curve"])
             ax.plot(steps, 100 * np.asarray(acc), "-", color=color, lw=1.8, label=label)
         stats = runs[f"{init_name}/cross_entropy"]["init_stats"]
-        what = ("default init" if init_name == "default" else
-                f"saturated init (last layer ×{cfg['saturate_scale']:g})")
-        ax.set(xlabel="SGD step (batch 64)", ylabel="test accuracy (%)", ylim=(0, 100),
-               title=f"MNIST MLP 784-{cfg['hidden']}-10, {what}\n"
-                     f"initial mean max softmax {stats['mean max softmax']:.2f}, SGD lr {cfg['lr']}")
+        what = (
+            "default init"
+            if init_name == "default"
+            else f"saturated init (last layer ×{cfg['saturate_scale']:g})"
+        )
+        ax.set(
+            xlabel="SGD step (batch 64)",
+            ylabel="test accuracy (%)",
+            ylim=(0, 100),
+            title=f"MNIST MLP 784-{cfg['hidden']}-10, {what}\n"
+            f"initial mean max softmax {stats['mean max softmax']:.2f}, SGD lr {cfg['lr']}",
+        )
     for ax in axes.flat:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle("Squared error through a sigmoid/softmax saturates when confidently wrong; "
-                 "cross-entropy's gradient is p − y")
+    fig.suptitle(
+        "Squared error through a sigmoid/softmax saturates when confidently wrong; "
+        "cross-entropy's gradient is p − y"
+    )
     common.save_figure(fig, args.out, "mse_vs_ce.png")
 
 

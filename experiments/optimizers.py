@@ -7,6 +7,7 @@ lr 1e-3, μ 0.99, λ 1e-4 (effective step lr/(1-μ) = 0.1). Every run uses the s
 and initial weights (the same key), the same epochs and batch size; only the optimizer
 changes. Weight decay follows fnn's default mask (weights only, not biases or BN scales).
 """
+
 from __future__ import annotations
 
 import time
@@ -14,17 +15,21 @@ import time
 import common
 import jax
 
-from fnn import models, optim, train
 import fnn.functional as F
+from fnn import models, optim, train
 
 NAME = "optimizers"
 # name -> (optimizer, one-line description of its hyperparameters)
 OPTIMIZERS = {
     "SGD": (optim.sgd(lr=0.01), "lr 0.01"),
-    "SGD+momentum (course)": (optim.sgd(lr=1e-3, momentum=0.99, weight_decay=1e-4),
-                              "lr 1e-3, momentum 0.99, wd 1e-4"),
-    "SGD+momentum (tuned)": (optim.sgd(lr=0.05, momentum=0.9, weight_decay=1e-4, nesterov=True),
-                             "lr 0.05, Nesterov momentum 0.9, wd 1e-4"),
+    "SGD+momentum (course)": (
+        optim.sgd(lr=1e-3, momentum=0.99, weight_decay=1e-4),
+        "lr 1e-3, momentum 0.99, wd 1e-4",
+    ),
+    "SGD+momentum (tuned)": (
+        optim.sgd(lr=0.05, momentum=0.9, weight_decay=1e-4, nesterov=True),
+        "lr 0.05, Nesterov momentum 0.9, wd 1e-4",
+    ),
     "AdaGrad": (optim.adagrad(lr=0.01), "lr 0.01"),
     "RMSProp": (optim.rmsprop(lr=1e-3), "lr 1e-3, alpha 0.99"),
     "Adam": (optim.adam(lr=1e-3), "lr 1e-3, betas (0.9, 0.999)"),
@@ -47,24 +52,54 @@ def main() -> None:
     for name in names:
         opt, hyper = OPTIMIZERS[name]
         t0 = time.perf_counter()
-        result = train.fit(model, F.cross_entropy, opt, train_data, epochs=epochs, batch_size=batch_size,
-                           key=key, eval_data=test_data, progress=False)
+        result = train.fit(
+            model,
+            F.cross_entropy,
+            opt,
+            train_data,
+            epochs=epochs,
+            batch_size=batch_size,
+            key=key,
+            eval_data=test_data,
+            progress=False,
+        )
         seconds = time.perf_counter() - t0
         histories[name] = result.history
         last = result.history[-1]
         best = max(h["test_accuracy"] for h in result.history)
-        rows.append({"optimizer": name, "hyperparameters": hyper, "epoch-1 train loss": result.history[0]["train_loss"],
-                     "final train loss": last["train_loss"], "final test acc": last["test_accuracy"],
-                     "best test acc": best, "seconds": seconds})
+        rows.append(
+            {
+                "optimizer": name,
+                "hyperparameters": hyper,
+                "epoch-1 train loss": result.history[0]["train_loss"],
+                "final train loss": last["train_loss"],
+                "final test acc": last["test_accuracy"],
+                "best test acc": best,
+                "seconds": seconds,
+            }
+        )
         print(f"{name}: done in {seconds:.1f} s", flush=True)
-    print(f"\nMNIST, mlp() 784-{'-'.join(map(str, hidden))}-10 (BN, dropout 0.2), batch {batch_size}, {epochs} epoch(s), "
-          f"{n_train} train / {n_test} test, key 0:")
+    print(
+        f"\nMNIST, mlp() 784-{'-'.join(map(str, hidden))}-10 (BN, dropout 0.2), batch {batch_size}, {epochs} epoch(s), "
+        f"{n_train} train / {n_test} test, key 0:"
+    )
     common.print_table(rows)
 
     wall = time.perf_counter() - t_start
-    common.save_json(args.out, {"quick": args.quick, "hidden": list(hidden), "epochs": epochs,
-                                "batch_size": batch_size, "n_train": n_train, "n_test": n_test, "table": rows,
-                                "histories": histories, "wall_seconds": wall})
+    common.save_json(
+        args.out,
+        {
+            "quick": args.quick,
+            "hidden": list(hidden),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "n_train": n_train,
+            "n_test": n_test,
+            "table": rows,
+            "histories": histories,
+            "wall_seconds": wall,
+        },
+    )
 
     plt = common.pyplot()
     if plt is not None:

@@ -64,6 +64,7 @@ Writes results.json (config, per-epoch history of both phases, the test error an
 and curves.png (validation and test error per epoch, the early-stopping point, the continued
 phase and its stopping criterion).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,7 +74,6 @@ import math
 import time
 
 import common  # puts the repository root on sys.path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,6 +90,7 @@ VARIANTS = ("maxout", "maxout_no_maxnorm", "relu")
 class UnscaledDropout(nn.Layer):
     """pylearn2's dropout with input scale 1: keep each element with probability 1 − p and do
     not rescale the kept ones (fnn's nn.Dropout divides them by 1 − p). Identity in eval."""
+
     p: float
 
     def apply(self, params, state, x, *, key=None, train):
@@ -103,8 +104,15 @@ class UnscaledDropout(nn.Layer):
         return y * (1 - self.p), state, lambda g: pullback(g * (1 - self.p))
 
 
-def build_model(variant: str, units: int, pieces: int, irange: float, relu_units: int,
-                input_drop: float = 0.2, hidden_drop: float = 0.5) -> nn.Sequential:
+def build_model(
+    variant: str,
+    units: int,
+    pieces: int,
+    irange: float,
+    relu_units: int,
+    input_drop: float = 0.2,
+    hidden_drop: float = 0.5,
+) -> nn.Sequential:
     """The yaml's MLP: unscaled input dropout, then (affine, maxout or ReLU, dropout) × 2, then an
     affine map to 10 logits (the softmax is inside the cross-entropy).
 
@@ -145,13 +153,26 @@ def _momentum_adjustor(step, init_momentum, final_momentum, start, saturate, ste
     return init_momentum * (1 - alpha) + alpha * final_momentum
 
 
-def momentum_schedule(steps_per_epoch: int, init_momentum: float = 0.5, final_momentum: float = 0.7,
-                      start: int = 1, saturate: int = 250) -> optim.LRSchedule:
+def momentum_schedule(
+    steps_per_epoch: int,
+    init_momentum: float = 0.5,
+    final_momentum: float = 0.7,
+    start: int = 1,
+    saturate: int = 250,
+) -> optim.LRSchedule:
     """pylearn2's ``MomentumAdjustor`` as a step schedule: constant within an epoch, epoch e
     (1-based) uses init + (final − init)·clip((e − start)/(saturate − start), 0, 1)."""
-    return optim.LRSchedule("momentum_adjustor", _momentum_adjustor,
-                            dict(init_momentum=init_momentum, final_momentum=final_momentum, start=start,
-                                 saturate=saturate, steps_per_epoch=steps_per_epoch))
+    return optim.LRSchedule(
+        "momentum_adjustor",
+        _momentum_adjustor,
+        dict(
+            init_momentum=init_momentum,
+            final_momentum=final_momentum,
+            start=start,
+            saturate=saturate,
+            steps_per_epoch=steps_per_epoch,
+        ),
+    )
 
 
 def make_optimizer(lr, momentum, max_col_norm: float | None) -> optim.GradientTransformation:
@@ -166,6 +187,7 @@ def make_optimizer(lr, momentum, max_col_norm: float | None) -> optim.GradientTr
 def _dropout_objective_fn(model, batch_size):
     """Mean cross-entropy of the model *with* dropout (training mode) over a whole set: the
     value of pylearn2's '<set>_objective' channel for a Dropout cost."""
+
     def run(params, state, x, y, key):
         n = x.shape[0] // batch_size
         xb, yb = x[: n * batch_size].reshape(n, batch_size, -1), y[: n * batch_size].reshape(n, batch_size)
@@ -209,28 +231,33 @@ class Monitor(train.Callback):
         k = jax.random.fold_in(self.key, record["epoch"])
         record["momentum"] = float(self.momentum(ts.step - 1))
         for name in ("valid", "test"):
-            record[f"{name}_error"], record[f"{name}_mistakes"] = error(self.model, ts.params, ts.state,
-                                                                        self.sets[name])
+            record[f"{name}_error"], record[f"{name}_mistakes"] = error(
+                self.model, ts.params, ts.state, self.sets[name]
+            )
         note = ""
         if self.phase == "early":
-            if record["valid_error"] < self.best:   # strictly lower: MonitorBased / SaveBest
+            if record["valid_error"] < self.best:  # strictly lower: MonitorBased / SaveBest
                 self.best, self.best_epoch = record["valid_error"], record["epoch"]
-                self.train_objective_at_best = dropout_objective(self.model, ts.params, ts.state,
-                                                                 self.sets["train"], k)
+                self.train_objective_at_best = dropout_objective(
+                    self.model, ts.params, ts.state, self.sets["train"], k
+                )
                 record["train_objective"] = self.train_objective_at_best
                 note = " *"
         else:
-            record["valid_objective"] = dropout_objective(self.model, ts.params, ts.state,
-                                                          self.sets["valid"], k)
+            record["valid_objective"] = dropout_objective(
+                self.model, ts.params, ts.state, self.sets["valid"], k
+            )
             note = f"  valid_objective {record['valid_objective']:.5f} (target {self.target:.5f})"
-            if record["valid_objective"] <= self.target:   # MatchChannel: continue while current > target
+            if record["valid_objective"] <= self.target:  # MatchChannel: continue while current > target
                 self.matched_epoch = record["epoch"]
                 run.stop_training = True
-        self.log(f"{self.phase} epoch {record['epoch']:4d}  loss {record['train_loss']:.4f}  "
-                 f"lr {record['lr']:.5f}  mu {record['momentum']:.4f}  "
-                 f"valid {100 * record['valid_error']:.2f}%  "
-                 f"test {100 * record['test_error']:.2f}% ({record['test_mistakes']})  "
-                 f"{record['seconds']:.1f}s{note}")
+        self.log(
+            f"{self.phase} epoch {record['epoch']:4d}  loss {record['train_loss']:.4f}  "
+            f"lr {record['lr']:.5f}  mu {record['momentum']:.4f}  "
+            f"valid {100 * record['valid_error']:.2f}%  "
+            f"test {100 * record['test_error']:.2f}% ({record['test_mistakes']})  "
+            f"{record['seconds']:.1f}s{note}"
+        )
 
 
 def load_mnist(quick: bool):
@@ -241,7 +268,7 @@ def load_mnist(quick: bool):
     xt = (xte.reshape(len(xte), -1) / np.float32(255)).astype(np.float32)
     n_train, n_valid, n_test = (2000, 500, 500) if quick else (50000, 10000, 10000)
     tr = (jnp.asarray(x[:n_train]), jnp.asarray(ytr[:n_train]))
-    va = (jnp.asarray(x[50000:50000 + n_valid]), jnp.asarray(ytr[50000:50000 + n_valid]))
+    va = (jnp.asarray(x[50000 : 50000 + n_valid]), jnp.asarray(ytr[50000 : 50000 + n_valid]))
     full = (jnp.concatenate([tr[0], va[0]]), jnp.concatenate([tr[1], va[1]]))
     te = (jnp.asarray(xt[:n_test]), jnp.asarray(yte[:n_test]))
     return {"train": tr, "valid": va, "full": full, "test": te}
@@ -260,62 +287,119 @@ def run_protocol(variant: str, cfg: dict, sets: dict, seed: int, log=print) -> d
     Returns:
       A JSON-able dict: both phases' histories, the best epoch, the final test error and mistakes.
     """
-    model = build_model(variant, cfg["units"], cfg["pieces"], cfg["irange"], cfg["relu_units"],
-                        cfg["input_drop"], cfg["hidden_drop"])
+    model = build_model(
+        variant,
+        cfg["units"],
+        cfg["pieces"],
+        cfg["irange"],
+        cfg["relu_units"],
+        cfg["input_drop"],
+        cfg["hidden_drop"],
+    )
     max_col_norm = None if variant == "maxout_no_maxnorm" else cfg["max_col_norm"]
     bs = cfg["batch_size"]
     steps_per_epoch = len(sets["train"][1]) // bs
     gamma = 1 / cfg["decay_factor"]
     lr = optim.exponential_lr(cfg["lr"], gamma, min_lr=cfg["min_lr"])
-    momentum = momentum_schedule(steps_per_epoch, cfg["init_momentum"], cfg["final_momentum"], 1,
-                                 cfg["momentum_saturate"])
+    momentum = momentum_schedule(
+        steps_per_epoch, cfg["init_momentum"], cfg["final_momentum"], 1, cfg["momentum_saturate"]
+    )
     key_init, key_run, key_mon, key_cont, key_mon2 = jax.random.split(jax.random.key(seed), 5)
 
     # Phase 1: early stopping on the validation error.
-    mon = Monitor("early", model, {"train": sets["train"], "valid": sets["valid"], "test": sets["test"]},
-                  key_mon, momentum, log=log)
+    mon = Monitor(
+        "early",
+        model,
+        {"train": sets["train"], "valid": sets["valid"], "test": sets["test"]},
+        key_mon,
+        momentum,
+        log=log,
+    )
     stop = train.EarlyStopping(monitor="valid_error", mode="min", patience=cfg["patience"], restore_best=True)
     t0 = time.perf_counter()
-    first = train.fit(model, F.cross_entropy, make_optimizer(lr, momentum, max_col_norm), sets["train"],
-                      epochs=cfg["max_epochs"], batch_size=bs, key=key_init, callbacks=[mon, stop],
-                      progress=False)
+    first = train.fit(
+        model,
+        F.cross_entropy,
+        make_optimizer(lr, momentum, max_col_norm),
+        sets["train"],
+        epochs=cfg["max_epochs"],
+        batch_size=bs,
+        key=key_init,
+        callbacks=[mon, stop],
+        progress=False,
+    )
     phase1_seconds = time.perf_counter() - t0
     best = first.train_state
     assert best.epoch == mon.best_epoch, (best.epoch, mon.best_epoch)
     at_best = first.history[best.epoch - 1]
-    result = {"variant": variant, "seed": seed, "best_epoch": best.epoch, "phase1_epochs": len(first.history),
-              "phase1_stopped_by": "patience" if stop.stopped_epoch else "max_epochs",
-              "best_valid_error": at_best["valid_error"], "test_error_at_best": at_best["test_error"],
-              "test_mistakes_at_best": at_best["test_mistakes"],
-              "train_objective_at_best": mon.train_objective_at_best,
-              "phase1_seconds": phase1_seconds, "phase1_history": first.history}
-    log(f"[{variant} seed {seed}] best epoch {best.epoch}: valid {100 * at_best['valid_error']:.2f}%, "
+    result = {
+        "variant": variant,
+        "seed": seed,
+        "best_epoch": best.epoch,
+        "phase1_epochs": len(first.history),
+        "phase1_stopped_by": "patience" if stop.stopped_epoch else "max_epochs",
+        "best_valid_error": at_best["valid_error"],
+        "test_error_at_best": at_best["test_error"],
+        "test_mistakes_at_best": at_best["test_mistakes"],
+        "train_objective_at_best": mon.train_objective_at_best,
+        "phase1_seconds": phase1_seconds,
+        "phase1_history": first.history,
+    }
+    log(
+        f"[{variant} seed {seed}] best epoch {best.epoch}: valid {100 * at_best['valid_error']:.2f}%, "
         f"test {100 * at_best['test_error']:.2f}% ({at_best['test_mistakes']} mistakes); "
-        f"train objective {mon.train_objective_at_best:.5f}; phase 1 {phase1_seconds:.0f} s")
+        f"train objective {mon.train_objective_at_best:.5f}; phase 1 {phase1_seconds:.0f} s"
+    )
     if not cfg["continue_phase"]:
-        result.update(test_error=at_best["test_error"], test_mistakes=at_best["test_mistakes"],
-                      final="best epoch")
+        result.update(
+            test_error=at_best["test_error"], test_mistakes=at_best["test_mistakes"], final="best epoch"
+        )
         return result
 
     # Phase 2: all 60000, from the best model; lr and momentum where they were at the best epoch.
     lr_best = float(lr(best.step))
     mu_best = float(momentum(best.step - 1))
     lr2 = optim.exponential_lr(lr_best, gamma, min_lr=min(cfg["min_lr"], lr_best))
-    mon2 = Monitor("continue", model, {"valid": sets["valid"], "test": sets["test"]}, key_mon2,
-                   lambda step: mu_best, target=mon.train_objective_at_best, log=log)
+    mon2 = Monitor(
+        "continue",
+        model,
+        {"valid": sets["valid"], "test": sets["test"]},
+        key_mon2,
+        lambda step: mu_best,
+        target=mon.train_objective_at_best,
+        log=log,
+    )
     t0 = time.perf_counter()
-    second = train.fit(model, F.cross_entropy, make_optimizer(lr2, mu_best, max_col_norm), sets["full"],
-                       epochs=cfg["continue_epochs"], batch_size=bs, key=key_cont, params=best.params,
-                       state=best.state, callbacks=[mon2], progress=False)
+    second = train.fit(
+        model,
+        F.cross_entropy,
+        make_optimizer(lr2, mu_best, max_col_norm),
+        sets["full"],
+        epochs=cfg["continue_epochs"],
+        batch_size=bs,
+        key=key_cont,
+        params=best.params,
+        state=best.state,
+        callbacks=[mon2],
+        progress=False,
+    )
     last = second.history[-1]
-    result.update(lr_at_best=lr_best, momentum_at_best=mu_best, phase2_epochs=len(second.history),
-                  phase2_stopped_by="matched" if mon2.matched_epoch else "continue_epochs",
-                  phase2_seconds=time.perf_counter() - t0, phase2_history=second.history,
-                  test_error=last["test_error"], test_mistakes=last["test_mistakes"],
-                  final="after continued phase")
-    log(f"[{variant} seed {seed}] continued {len(second.history)} epochs ({result['phase2_stopped_by']}): "
+    result.update(
+        lr_at_best=lr_best,
+        momentum_at_best=mu_best,
+        phase2_epochs=len(second.history),
+        phase2_stopped_by="matched" if mon2.matched_epoch else "continue_epochs",
+        phase2_seconds=time.perf_counter() - t0,
+        phase2_history=second.history,
+        test_error=last["test_error"],
+        test_mistakes=last["test_mistakes"],
+        final="after continued phase",
+    )
+    log(
+        f"[{variant} seed {seed}] continued {len(second.history)} epochs ({result['phase2_stopped_by']}): "
         f"test {100 * last['test_error']:.2f}% ({last['test_mistakes']} mistakes); "
-        f"phase 2 {result['phase2_seconds']:.0f} s")
+        f"phase 2 {result['phase2_seconds']:.0f} s"
+    )
     return result
 
 
@@ -324,7 +408,7 @@ def plot(plt, runs: list[dict], out: str) -> None:
     continued = any("phase2_history" in r for r in runs)
     if continued:
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [2.2, 1]})
-    else:   # no continued phase (--no-continue): nothing for a second panel to show
+    else:  # no continued phase (--no-continue): nothing for a second panel to show
         fig, ax0 = plt.subplots(figsize=(9, 4.8))
         axes = [ax0]
     colors = {"maxout": "tab:blue", "maxout_no_maxnorm": "tab:orange", "relu": "tab:green"}
@@ -334,8 +418,15 @@ def plot(plt, runs: list[dict], out: str) -> None:
         h1 = r["phase1_history"]
         ep = [h["epoch"] for h in h1]
         label = f"{r['variant']} (seed {r['seed']})"
-        ax.plot(ep, [100 * h["valid_error"] for h in h1], "-", color=c, lw=1, alpha=0.55,
-                label=f"{label}: validation (train[50k:60k])")
+        ax.plot(
+            ep,
+            [100 * h["valid_error"] for h in h1],
+            "-",
+            color=c,
+            lw=1,
+            alpha=0.55,
+            label=f"{label}: validation (train[50k:60k])",
+        )
         ax.plot(ep, [100 * h["test_error"] for h in h1], "-", color=c, lw=1.3, label=f"{label}: test")
         ax.axvline(r["best_epoch"], color=c, ls="--", lw=1)
         ax.plot([r["best_epoch"]], [100 * r["test_error_at_best"]], "o", color=c)
@@ -344,15 +435,28 @@ def plot(plt, runs: list[dict], out: str) -> None:
             x0 = ep[-1]
             ax.axvspan(x0, x0 + len(h2), color=c, alpha=0.07)
             # the continued phase starts from the best epoch's model: draw it from that point
-            ax.plot([x0] + [x0 + h["epoch"] for h in h2],
-                    [100 * r["test_error_at_best"]] + [100 * h["test_error"] for h in h2], "-", color="black",
-                    lw=1.3, label=f"{label}: test, continued on all 60k from the best epoch's model")
-            ax.plot([x0 + len(h2)], [100 * r["test_error"]], "*", color="black", ms=12,
-                    label=f"final: {100 * r['test_error']:.2f}% ({r['test_mistakes']} mistakes)")
+            ax.plot(
+                [x0] + [x0 + h["epoch"] for h in h2],
+                [100 * r["test_error_at_best"]] + [100 * h["test_error"] for h in h2],
+                "-",
+                color="black",
+                lw=1.3,
+                label=f"{label}: test, continued on all 60k from the best epoch's model",
+            )
+            ax.plot(
+                [x0 + len(h2)],
+                [100 * r["test_error"]],
+                "*",
+                color="black",
+                ms=12,
+                label=f"final: {100 * r['test_error']:.2f}% ({r['test_mistakes']} mistakes)",
+            )
     ax.axhline(PAPER_ERROR, color="red", ls=":", lw=1.2, label=f"paper: {PAPER_ERROR}% ({PAPER_MISTAKES})")
-    ax.set(xlabel="epoch (continued phase appended after the early-stopping run, shaded)",
-           ylabel="misclassification (%)", title="Validation and test error per epoch "
-           "(dashed: early-stopping point, the best validation epoch)")
+    ax.set(
+        xlabel="epoch (continued phase appended after the early-stopping run, shaded)",
+        ylabel="misclassification (%)",
+        title="Validation and test error per epoch (dashed: early-stopping point, the best validation epoch)",
+    )
     lo = min(100 * h["test_error"] for r in runs for h in r["phase1_history"])
     ax.set_ylim(max(0.0, min(lo, PAPER_ERROR) - 0.3), max(3.0, lo + 2.0))
     ax.grid(alpha=0.3)
@@ -366,12 +470,25 @@ def plot(plt, runs: list[dict], out: str) -> None:
             continue
         h2 = r["phase2_history"]
         c = colors[r["variant"]]
-        ax.plot([h["epoch"] for h in h2], [h["valid_objective"] for h in h2], "o-", color=c, ms=3,
-                label="dropout objective on train[50k:60k]")
-        ax.axhline(r["train_objective_at_best"], color="gray", ls="--",
-                   label="target: dropout objective on train[0:50k] at the best epoch")
-    ax.set(xlabel="continued epoch (all 60k)", ylabel="cross-entropy with dropout",
-           title="Continued phase: stop when the objective\nfalls to the target (pylearn2 MatchChannel)")
+        ax.plot(
+            [h["epoch"] for h in h2],
+            [h["valid_objective"] for h in h2],
+            "o-",
+            color=c,
+            ms=3,
+            label="dropout objective on train[50k:60k]",
+        )
+        ax.axhline(
+            r["train_objective_at_best"],
+            color="gray",
+            ls="--",
+            label="target: dropout objective on train[0:50k] at the best epoch",
+        )
+    ax.set(
+        xlabel="continued epoch (all 60k)",
+        ylabel="cross-entropy with dropout",
+        title="Continued phase: stop when the objective\nfalls to the target (pylearn2 MatchChannel)",
+    )
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=7)
@@ -389,10 +506,18 @@ def budget_rows(paths: list[str], budget: int) -> list[dict]:
             for r in json.load(f)["runs"]:
                 h = r["phase1_history"][:budget]
                 best = min(h, key=lambda e: (e["valid_error"], e["epoch"]))
-                rows.append({"variant": r["variant"], "seed": r["seed"], "epochs": len(h),
-                             "best_epoch": best["epoch"], "valid_err%": 100 * best["valid_error"],
-                             "test_err%": 100 * best["test_error"],
-                             "mistakes": best["test_mistakes"], "final_train_loss": h[-1]["train_loss"]})
+                rows.append(
+                    {
+                        "variant": r["variant"],
+                        "seed": r["seed"],
+                        "epochs": len(h),
+                        "best_epoch": best["epoch"],
+                        "valid_err%": 100 * best["valid_error"],
+                        "test_err%": 100 * best["test_error"],
+                        "mistakes": best["test_mistakes"],
+                        "final_train_loss": h[-1]["train_loss"],
+                    }
+                )
     return rows
 
 
@@ -401,11 +526,16 @@ def main() -> None:
         p.add_argument("--variants", default="maxout", help=f"comma-separated, from {', '.join(VARIANTS)}")
         p.add_argument("--seeds", default="0", help="comma-separated seeds")
         p.add_argument("--max-epochs", type=int, default=None, help="cap on the early-stopping phase (400)")
-        p.add_argument("--patience", type=int, default=None,
-                       help="epochs without a new best validation error (100)")
+        p.add_argument(
+            "--patience", type=int, default=None, help="epochs without a new best validation error (100)"
+        )
         p.add_argument("--replot", action="store_true", help="redraw curves.png from --out's results.json")
-        p.add_argument("--table", default=None, metavar="RESULTS,...",
-                       help="print the variant table at --budget epochs from these results.json files")
+        p.add_argument(
+            "--table",
+            default=None,
+            metavar="RESULTS,...",
+            help="print the variant table at --budget epochs from these results.json files",
+        )
         p.add_argument("--budget", type=int, default=40, help="epochs of the variant table (--table)")
         p.add_argument("--continue-epochs", type=int, default=None, help="cap on the continued phase (100)")
         p.add_argument("--no-continue", action="store_true", help="stop after the early-stopping phase")
@@ -424,23 +554,49 @@ def main() -> None:
             raise SystemExit(f"--variants: unknown variant {v!r}; choose from {VARIANTS}")
     seeds = [int(s) for s in args.seeds.split(",")]
     # relu_units: 2 × 800 ReLUs have 1.27M weights, the maxout net 1.23M (same budget)
-    cfg = dict(units=240, pieces=5, relu_units=800, irange=0.005, max_col_norm=1.9365, input_drop=0.2,
-               hidden_drop=0.5, batch_size=100, lr=0.1, decay_factor=1.000004, min_lr=1e-6, init_momentum=0.5,
-               final_momentum=0.7, momentum_saturate=250, patience=100, max_epochs=400, continue_epochs=100,
-               continue_phase=not args.no_continue)
+    cfg = dict(
+        units=240,
+        pieces=5,
+        relu_units=800,
+        irange=0.005,
+        max_col_norm=1.9365,
+        input_drop=0.2,
+        hidden_drop=0.5,
+        batch_size=100,
+        lr=0.1,
+        decay_factor=1.000004,
+        min_lr=1e-6,
+        init_momentum=0.5,
+        final_momentum=0.7,
+        momentum_saturate=250,
+        patience=100,
+        max_epochs=400,
+        continue_epochs=100,
+        continue_phase=not args.no_continue,
+    )
     if args.quick:
         cfg.update(units=24, relu_units=80, patience=2, max_epochs=3, continue_epochs=2)
-    for name, value in (("patience", args.patience), ("max_epochs", args.max_epochs),
-                        ("continue_epochs", args.continue_epochs)):
+    for name, value in (
+        ("patience", args.patience),
+        ("max_epochs", args.max_epochs),
+        ("continue_epochs", args.continue_epochs),
+    ):
         if value is not None:
             cfg[name] = value
     sets = load_mnist(args.quick)
-    cfg.update(n_train=len(sets["train"][1]), n_valid=len(sets["valid"][1]), n_test=len(sets["test"][1]),
-               variants=variants, seeds=seeds, jax_backend=jax.default_backend())
+    cfg.update(
+        n_train=len(sets["train"][1]),
+        n_valid=len(sets["valid"][1]),
+        n_test=len(sets["test"][1]),
+        variants=variants,
+        seeds=seeds,
+        jax_backend=jax.default_backend(),
+    )
     print(f"config: {cfg}", flush=True)
 
     log_path = f"{args.out}/log.txt"
     with open(log_path, "w") as log_file:
+
         def log(line):
             print(line, flush=True)
             log_file.write(line + "\n")
@@ -450,22 +606,43 @@ def main() -> None:
         runs = [run_protocol(v, cfg, sets, s, log) for v in variants for s in seeds]
         wall = time.perf_counter() - t_start
 
-    rows = [{"variant": r["variant"], "seed": r["seed"], "best_epoch": r["best_epoch"],
-             "phase1_epochs": r["phase1_epochs"], "valid_err%": 100 * r["best_valid_error"],
-             "test_err%_at_best": 100 * r["test_error_at_best"], "phase2_epochs": r.get("phase2_epochs", 0),
-             "test_err%": 100 * r["test_error"], "mistakes": r["test_mistakes"],
-             "minutes": (r["phase1_seconds"] + r.get("phase2_seconds", 0)) / 60} for r in runs]
+    rows = [
+        {
+            "variant": r["variant"],
+            "seed": r["seed"],
+            "best_epoch": r["best_epoch"],
+            "phase1_epochs": r["phase1_epochs"],
+            "valid_err%": 100 * r["best_valid_error"],
+            "test_err%_at_best": 100 * r["test_error_at_best"],
+            "phase2_epochs": r.get("phase2_epochs", 0),
+            "test_err%": 100 * r["test_error"],
+            "mistakes": r["test_mistakes"],
+            "minutes": (r["phase1_seconds"] + r.get("phase2_seconds", 0)) / 60,
+        }
+        for r in runs
+    ]
     print()
     common.print_table(rows)
-    print(f"paper (Goodfellow et al. 2013, maxout, permutation-invariant MNIST): {PAPER_ERROR}% test error, "
-          f"{PAPER_MISTAKES} mistakes")
+    print(
+        f"paper (Goodfellow et al. 2013, maxout, permutation-invariant MNIST): {PAPER_ERROR}% test error, "
+        f"{PAPER_MISTAKES} mistakes"
+    )
     for r in runs:
-        print(f"fnn {r['variant']} seed {r['seed']}: {100 * r['test_error']:.2f}% test error, "
-              f"{r['test_mistakes']} mistakes of {cfg['n_test']} ({r['final']})")
+        print(
+            f"fnn {r['variant']} seed {r['seed']}: {100 * r['test_error']:.2f}% test error, "
+            f"{r['test_mistakes']} mistakes of {cfg['n_test']} ({r['final']})"
+        )
     print(f"wall {wall / 60:.1f} min")
     paper = {"test_error_percent": PAPER_ERROR, "mistakes": PAPER_MISTAKES}
-    results = {"experiment": NAME, "quick": args.quick, "config": cfg, "paper": paper,
-               "summary": rows, "runs": runs, "wall_seconds": wall}
+    results = {
+        "experiment": NAME,
+        "quick": args.quick,
+        "config": cfg,
+        "paper": paper,
+        "summary": rows,
+        "runs": runs,
+        "wall_seconds": wall,
+    }
     common.save_json(args.out, results)
     plt = common.pyplot()
     if plt is not None:

@@ -11,6 +11,7 @@ Writes results.json (every node's value and gradient, the jax comparison), graph
 graph.png / graph.svg when `dot` is installed, and along_line.png (f and ∂f/∂x along
 x with y fixed: engine vs jax).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,6 @@ import os
 import time
 
 import common  # puts the repository root on sys.path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,8 +82,10 @@ def main() -> None:
     err_point = max(abs(r["engine grad"] - r["jax grad"]) for r in rows)
     print(f"f(x, y) = log(1 + e^-(x+y))·(x+y) at (x, y) = {POINT}:")
     common.print_table(rows, ["node", "value", "engine grad", "jax grad"])
-    print(f"closed form ∂f/∂x = log(1 + e^-s) - s·σ(-s) = {closed:.10g}; engine {nodes['x'].grad:.10g}; "
-          f"max |engine - jax| over nodes = {err_point:.3g}")
+    print(
+        f"closed form ∂f/∂x = log(1 + e^-s) - s·σ(-s) = {closed:.10g}; engine {nodes['x'].grad:.10g}; "
+        f"max |engine - jax| over nodes = {err_point:.3g}"
+    )
 
     # ----- the graph: DOT text always, a rendering when Graphviz is installed
     dot_text = to_dot(f)
@@ -98,8 +100,11 @@ def main() -> None:
         except RuntimeError as err:  # no Graphviz `dot`: the DOT file is the deliverable
             render_error = str(err)
             break
-    print(f"rendered: {', '.join(rendered)}" if rendered else
-          f"not rendered ({render_error.split(';')[0]}); render with: dot -Tpng {dot_path} -o graph.png")
+    print(
+        f"rendered: {', '.join(rendered)}"
+        if rendered
+        else f"not rendered ({render_error.split(';')[0]}); render with: dot -Tpng {dot_path} -o graph.png"
+    )
 
     # ----- along a line: x varies, y fixed; one fresh graph per point
     n_points = 21 if args.quick else 401
@@ -115,18 +120,33 @@ def main() -> None:
     jax_dx = np.asarray(jax.vmap(jax.grad(f_jax), (0, None))(jnp.asarray(xs), y_fixed))
     err_f = float(np.max(np.abs(np.asarray(engine_f) - jax_f)))
     err_dx = float(np.max(np.abs(np.asarray(engine_dx) - jax_dx)))
-    print(f"along x in [{xs[0]}, {xs[-1]}] ({n_points} points, y = {y_fixed}): "
-          f"max |f engine - jax| = {err_f:.3g}, max |df/dx engine - jax| = {err_dx:.3g}")
+    print(
+        f"along x in [{xs[0]}, {xs[-1]}] ({n_points} points, y = {y_fixed}): "
+        f"max |f engine - jax| = {err_f:.3g}, max |df/dx engine - jax| = {err_dx:.3g}"
+    )
 
     wall = time.perf_counter() - t_start
     results = {
-        "experiment": NAME, "quick": args.quick, "point": {"x": POINT[0], "y": POINT[1]},
-        "nodes": rows, "closed_form_df_dx": closed, "max_abs_error_at_point": err_point,
-        "dot_file": dot_path, "dot_nodes": dot_text.count("shape=record"), "rendered": rendered,
+        "experiment": NAME,
+        "quick": args.quick,
+        "point": {"x": POINT[0], "y": POINT[1]},
+        "nodes": rows,
+        "closed_form_df_dx": closed,
+        "max_abs_error_at_point": err_point,
+        "dot_file": dot_path,
+        "dot_nodes": dot_text.count("shape=record"),
+        "rendered": rendered,
         "render_error": render_error,
-        "line": {"y": y_fixed, "x": xs.tolist(), "engine_f": engine_f, "engine_df_dx": engine_dx,
-                 "jax_f": jax_f.tolist(), "jax_df_dx": jax_dx.tolist(),
-                 "max_abs_error_f": err_f, "max_abs_error_df_dx": err_dx},
+        "line": {
+            "y": y_fixed,
+            "x": xs.tolist(),
+            "engine_f": engine_f,
+            "engine_df_dx": engine_dx,
+            "jax_f": jax_f.tolist(),
+            "jax_df_dx": jax_dx.tolist(),
+            "max_abs_error_f": err_f,
+            "max_abs_error_df_dx": err_dx,
+        },
         "wall_seconds": wall,
     }
     common.save_json(args.out, results)
@@ -138,8 +158,15 @@ def main() -> None:
         step = max(1, n_points // 40)  # markers sparse enough to see the line under them
         for ax, eng, ref, name in ((ax_f, engine_f, jax_f, "f(x, y)"), (ax_d, engine_dx, jax_dx, "∂f/∂x")):
             ax.plot(xs, ref, "-", lw=2, color="tab:blue", label="jax (jnp + jax.grad)")
-            ax.plot(xs[::step], np.asarray(eng)[::step], "o", ms=4, mfc="none", color="tab:red",
-                    label="fnn.autograd.Scalar")
+            ax.plot(
+                xs[::step],
+                np.asarray(eng)[::step],
+                "o",
+                ms=4,
+                mfc="none",
+                color="tab:red",
+                label="fnn.autograd.Scalar",
+            )
             ax.axvline(POINT[0], color="gray", ls=":", lw=1, label=f"worked point x = {POINT[0]:g}")
             ax.axhline(0, color="black", lw=0.5)
             ax.set(xlabel=f"x   (y = {y_fixed:g} fixed)", ylabel=name, title=name)
@@ -147,8 +174,10 @@ def main() -> None:
             ax.legend()
         ax_f.set_title(r"$f(x, y) = \log(1 + e^{-(x+y)})\,(x+y)$")
         ax_d.set_title("∂f/∂x: Scalar.backward() vs jax.grad")
-        fig.suptitle(f"Scalar reverse-mode engine vs jax along a line: max |difference| = {err_f:.1e} (f), "
-                     f"{err_dx:.1e} (∂f/∂x)")
+        fig.suptitle(
+            f"Scalar reverse-mode engine vs jax along a line: max |difference| = {err_f:.1e} (f), "
+            f"{err_dx:.1e} (∂f/∂x)"
+        )
         common.save_figure(fig, args.out, "along_line.png")
 
 

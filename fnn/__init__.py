@@ -3,9 +3,34 @@
 ``import fnn`` loads every public module, so ``fnn.data.mnist``, ``fnn.nn.Linear`` or
 ``fnn.train.fit`` work without further imports.
 """
-from fnn import (autograd, checkpoint, classic, data, distributed, functional, gradcheck, init, models, nn,
-                 optim, train)
+
+from fnn import (
+    autograd,
+    checkpoint,
+    classic,
+    data,
+    distributed,
+    functional,
+    gradcheck,
+    init,
+    models,
+    nn,
+    optim,
+    train,
+)
 
 __version__ = "0.1.0"
-__all__ = ["autograd", "checkpoint", "classic", "data", "distributed", "functional", "gradcheck", "init",
-           "models", "nn", "optim", "train"]
+__all__ = [
+    "autograd",
+    "checkpoint",
+    "classic",
+    "data",
+    "distributed",
+    "functional",
+    "gradcheck",
+    "init",
+    "models",
+    "nn",
+    "optim",
+    "train",
+]

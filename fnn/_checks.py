@@ -4,6 +4,7 @@ Checks run at trace time on what is visible then (shapes, dtypes, Python numbers
 for concrete arrays only, on values (e.g. class targets in range). Every error names the
 argument, what was expected and what was received.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,8 @@ def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
     if jnp.shape(a) != jnp.shape(b):
         raise ValueError(
             f"{name_a} and {name_b} must have the same shape (no silent broadcasting), "
-            f"got {name_a} {tuple(jnp.shape(a))} and {name_b} {tuple(jnp.shape(b))}")
+            f"got {name_a} {tuple(jnp.shape(a))} and {name_b} {tuple(jnp.shape(b))}"
+        )
 
 
 def check_ndim(name: str, x: Any, allowed: tuple[int, ...]) -> None:
@@ -75,13 +77,16 @@ def check_lr(lr: Any, *, allow_schedule: bool = True) -> float | Callable[[Any],
         if allow_schedule:
             return lr
         raise TypeError(f"lr must be a number here, not a schedule, got {lr!r}")
-    real_0d = (isinstance(lr, (np.ndarray, jax.Array)) and lr.shape == ()
-               and (jnp.issubdtype(lr.dtype, jnp.integer) or jnp.issubdtype(lr.dtype, jnp.floating)))
+    real_0d = (
+        isinstance(lr, (np.ndarray, jax.Array))
+        and lr.shape == ()
+        and (jnp.issubdtype(lr.dtype, jnp.integer) or jnp.issubdtype(lr.dtype, jnp.floating))
+    )
     if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) or real_0d):
         raise TypeError(f"lr must be a finite number >= 0, got {lr!r} of type {type(lr).__name__}")
     value = float(lr)
     if not (math.isfinite(value) and value >= 0):
-        shown = lr if isinstance(lr, (int, float)) else value   # -1 reads as -1, np.float32 as a float
+        shown = lr if isinstance(lr, (int, float)) else value  # -1 reads as -1, np.float32 as a float
         raise ValueError(f"lr must be a finite number >= 0, got {shown}")
     return value
 

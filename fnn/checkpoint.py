@@ -35,6 +35,7 @@ the same length as in `like` (load a growing history without `like`, or leave it
 A missing file raises FileNotFoundError and an unreadable one ValueError, both naming
 the path.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,6 +77,7 @@ def _where(path: str) -> str:
 
 # ---------------------------------------------------------------- saving
 
+
 def _encode(x: Any, path: str, arrays: list[np.ndarray]) -> dict:
     """Manifest node for `x`; its arrays are appended to `arrays` and referenced by index."""
     if _is_key(x):
@@ -87,27 +89,44 @@ def _encode(x: Any, path: str, arrays: list[np.ndarray]) -> dict:
             raise TypeError(f"{_where(path)}: object arrays cannot be saved without pickling")
         ext = a.dtype.type.__module__ != "numpy"  # ml_dtypes (bfloat16, ...): no npy descriptor
         arrays.append(a.view(f"u{a.dtype.itemsize}") if ext else a)
-        return {"t": "array", "i": len(arrays) - 1, "dtype": a.dtype.name if ext else a.dtype.str,
-                "ext": ext, "shape": list(a.shape), "scalar": isinstance(x, np.generic)}
+        return {
+            "t": "array",
+            "i": len(arrays) - 1,
+            "dtype": a.dtype.name if ext else a.dtype.str,
+            "ext": ext,
+            "shape": list(a.shape),
+            "scalar": isinstance(x, np.generic),
+        }
     if x is None:
         return {"t": "none"}
     for kind in (bool, int, float, str):  # bool first: it subclasses int
         if isinstance(x, kind):
             return {"t": kind.__name__, "v": kind(x)}
     if _is_namedtuple(x):
-        return {"t": "namedtuple", "name": type(x).__name__, "fields": list(x._fields),
-                "v": [_encode(v, _join(path, f, "field"), arrays) for f, v in zip(x._fields, x)]}
+        return {
+            "t": "namedtuple",
+            "name": type(x).__name__,
+            "fields": list(x._fields),
+            "v": [_encode(v, _join(path, f, "field"), arrays) for f, v in zip(x._fields, x)],
+        }
     if isinstance(x, (tuple, list)):
-        return {"t": type(x).__name__,
-                "v": [_encode(v, _join(path, i, "index"), arrays) for i, v in enumerate(x)]}
+        return {
+            "t": type(x).__name__,
+            "v": [_encode(v, _join(path, i, "index"), arrays) for i, v in enumerate(x)],
+        }
     if isinstance(x, dict):
         bad = [k for k in x if not isinstance(k, str)]
         if bad:
             raise TypeError(f"{_where(path)}: dict keys must be str, got {bad[0]!r}")
-        return {"t": "dict", "k": list(x),
-                "v": [_encode(v, _join(path, k, "key"), arrays) for k, v in x.items()]}
-    raise TypeError(f"{_where(path)}: cannot save a {type(x).__name__}; leaves must be arrays, "
-                    "PRNG keys, None, bool, int, float or str")
+        return {
+            "t": "dict",
+            "k": list(x),
+            "v": [_encode(v, _join(path, k, "key"), arrays) for k, v in x.items()],
+        }
+    raise TypeError(
+        f"{_where(path)}: cannot save a {type(x).__name__}; leaves must be arrays, "
+        "PRNG keys, None, bool, int, float or str"
+    )
 
 
 def _fsync_dir(directory: str) -> None:
@@ -155,6 +174,7 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> None:
 
 # ---------------------------------------------------------------- loading
 
+
 def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     """Manifest and raw array entries of the file; any failure names the path."""
     try:
@@ -163,14 +183,24 @@ def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
             entries = {name: npz[name] for name in npz.files if name != _MANIFEST}
     except FileNotFoundError:
         raise FileNotFoundError(f"no checkpoint file at {path}") from None
-    except (OSError, ValueError, KeyError, IndexError, EOFError, AttributeError, TypeError,
-            zipfile.BadZipFile) as e:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        EOFError,
+        AttributeError,
+        TypeError,
+        zipfile.BadZipFile,
+    ) as e:
         raise ValueError(f"{path}: not a readable fnn checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
         raise ValueError(f"{path}: not an fnn checkpoint (manifest has no format {_FORMAT!r})")
     if manifest.get("version") != _VERSION:
-        raise ValueError(f"{path}: unsupported checkpoint version {manifest.get('version')!r} "
-                         f"(this fnn reads version {_VERSION})")
+        raise ValueError(
+            f"{path}: unsupported checkpoint version {manifest.get('version')!r} "
+            f"(this fnn reads version {_VERSION})"
+        )
     return manifest, entries
 
 
@@ -189,8 +219,10 @@ def _array(node: dict, path: str, entries: dict[str, np.ndarray], file: str) -> 
             a = a.view(_node_dtype(node))
         expected = (tuple(node["shape"]), _node_dtype(node))
         if (a.shape, a.dtype) != expected:
-            raise ValueError(f"{file}: corrupt checkpoint, entry {name} for {_where(path)} is "
-                             f"{a.dtype} {a.shape}, manifest says {expected[1]} {expected[0]}")
+            raise ValueError(
+                f"{file}: corrupt checkpoint, entry {name} for {_where(path)} is "
+                f"{a.dtype} {a.shape}, manifest says {expected[1]} {expected[0]}"
+            )
     return a
 
 
@@ -242,8 +274,10 @@ def _restore(node: dict, like: Any, path: str, entries: dict, file: str) -> Any:
     """Rebuild a node in the exact structure of `like`, checking it matches."""
     where, t, expected = _where(path), node["t"], _like_kind(like)
     if expected is None:
-        raise TypeError(f"like {where}: cannot restore into a {type(like).__name__}; leaves must be "
-                        "arrays, PRNG keys, None, bool, int, float or str")
+        raise TypeError(
+            f"like {where}: cannot restore into a {type(like).__name__}; leaves must be "
+            "arrays, PRNG keys, None, bool, int, float or str"
+        )
     if _kind(node) != expected:
         raise ValueError(f"{where}: expected {expected}, found {_kind(node)}")
     if _is_key(like):
@@ -277,8 +311,10 @@ def _restore(node: dict, like: Any, path: str, entries: dict, file: str) -> Any:
     # list or tuple
     if len(node["v"]) != len(like):
         raise ValueError(f"{where}: expected {t} of length {len(like)}, found {t} of length {len(node['v'])}")
-    items = [_restore(v, l, _join(path, i, "index"), entries, file)
-             for i, (v, l) in enumerate(zip(node["v"], like))]
+    items = [
+        _restore(v, l, _join(path, i, "index"), entries, file)
+        for i, (v, l) in enumerate(zip(node["v"], like))
+    ]
     return items if t == "list" else tuple(items)
 
 

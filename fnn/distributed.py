@@ -28,13 +28,16 @@ Where the dataset lives (``put_dataset``):
 ``experiments/benchmark_training.py --devices 1 2 4`` times the same training over 1, 2
 and 4 devices.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from fnn._checks import check_batch_size
 
@@ -59,8 +62,10 @@ def data_axis_size(mesh: Any) -> int:
     if not isinstance(mesh, Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
     if DATA_AXIS not in mesh.shape:
-        raise ValueError(f"mesh must have a {DATA_AXIS!r} axis to shard batches along, "
-                         f"got axes {tuple(mesh.axis_names)} with sizes {dict(mesh.shape)}")
+        raise ValueError(
+            f"mesh must have a {DATA_AXIS!r} axis to shard batches along, "
+            f"got axes {tuple(mesh.axis_names)} with sizes {dict(mesh.shape)}"
+        )
     return int(mesh.shape[DATA_AXIS])
 
 
@@ -70,8 +75,10 @@ def check_divisible_batch(batch_size: int, mesh: Mesh) -> int:
     batch_size = check_batch_size(batch_size)
     n = data_axis_size(mesh)
     if batch_size % n:
-        raise ValueError(f"global batch_size {batch_size} is not divisible by the mesh's {DATA_AXIS!r} axis "
-                         f"size {n}: every device needs the same number of samples")
+        raise ValueError(
+            f"global batch_size {batch_size} is not divisible by the mesh's {DATA_AXIS!r} axis "
+            f"size {n}: every device needs the same number of samples"
+        )
     return n
 
 
@@ -123,13 +130,19 @@ def put_dataset(x: Any, y: Any, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
     local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     x, y = np.asarray(x), np.asarray(y)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"process {jax.process_index()}: local x and y must have the same length, "
-                         f"got {x.shape[0]} and {y.shape[0]}")
+        raise ValueError(
+            f"process {jax.process_index()}: local x and y must have the same length, "
+            f"got {x.shape[0]} and {y.shape[0]}"
+        )
     if x.shape[0] % local_devices:
-        raise ValueError(f"process {jax.process_index()}: local shard of {x.shape[0]} samples is not divisible "
-                         f"by its {local_devices} devices on the {DATA_AXIS!r} axis")
-    return (jax.make_array_from_process_local_data(sharding, x),
-            jax.make_array_from_process_local_data(sharding, y))
+        raise ValueError(
+            f"process {jax.process_index()}: local shard of {x.shape[0]} samples is not divisible "
+            f"by its {local_devices} devices on the {DATA_AXIS!r} axis"
+        )
+    return (
+        jax.make_array_from_process_local_data(sharding, x),
+        jax.make_array_from_process_local_data(sharding, y),
+    )
 
 
 def local_shard(n: int, process_index: int | None = None, process_count: int | None = None) -> slice:

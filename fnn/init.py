@@ -12,10 +12,12 @@ fan_out = shape[0]·receptive field, receptive field = product of dims ≥ 2. Th
 and assume an (in, out) layout (the JAX trap of 1.1), so they are not used here.
 A zero-element shape gives an empty array (torch warns and leaves the tensor as is).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +25,16 @@ import jax.numpy as jnp
 from fnn._checks import check_positive, is_concrete
 
 Shape = int | Sequence[int]
-_LINEAR = ("linear", "conv1d", "conv2d", "conv3d",
-           "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid")
+_LINEAR = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+)
 
 
 def _shape(shape: Shape) -> tuple[int, ...]:
@@ -58,19 +68,23 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
             slope = param
         else:
             raise ValueError(f"negative_slope {param!r} not a valid number")
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4  # torch's choice for self-normalizing networks
-    raise ValueError(f"Unsupported nonlinearity {nonlinearity!r}; expected one of "
-                     f"{list(_LINEAR) + ['tanh', 'relu', 'leaky_relu', 'selu']}")
+    raise ValueError(
+        f"Unsupported nonlinearity {nonlinearity!r}; expected one of "
+        f"{list(_LINEAR) + ['tanh', 'relu', 'leaky_relu', 'selu']}"
+    )
 
 
 def calculate_fans(shape: Shape) -> tuple[int, int]:
     """(fan_in, fan_out) for a weight of shape (out, in, *kernel) (INIT-1)."""
     dims = _shape(shape)
     if len(dims) < 2:
-        raise ValueError("Fan in and fan out can not be computed for a shape with fewer than "
-                         f"2 dimensions, got shape {dims}")
+        raise ValueError(
+            "Fan in and fan out can not be computed for a shape with fewer than "
+            f"2 dimensions, got shape {dims}"
+        )
     receptive = math.prod(dims[2:])
     return dims[1] * receptive, dims[0] * receptive
 
@@ -90,8 +104,7 @@ def ones(key: Any, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
     return jnp.ones(_shape(shape), dtype)
 
 
-def uniform(key: Any, shape: Shape, a: float = 0.0, b: float = 1.0,
-            dtype: Any = jnp.float32) -> jax.Array:
+def uniform(key: Any, shape: Shape, a: float = 0.0, b: float = 1.0, dtype: Any = jnp.float32) -> jax.Array:
     """U(a, b) (jax draws from [a, b))."""
     dims = _random_args("uniform", key, shape, dtype)
     if is_concrete(a) and is_concrete(b) and a > b:
@@ -99,8 +112,9 @@ def uniform(key: Any, shape: Shape, a: float = 0.0, b: float = 1.0,
     return jax.random.uniform(key, dims, dtype, minval=a, maxval=b)
 
 
-def normal(key: Any, shape: Shape, mean: float = 0.0, std: float = 1.0,
-           dtype: Any = jnp.float32) -> jax.Array:
+def normal(
+    key: Any, shape: Shape, mean: float = 0.0, std: float = 1.0, dtype: Any = jnp.float32
+) -> jax.Array:
     """N(mean, std²), untruncated."""
     dims = _random_args("normal", key, shape, dtype)
     if is_concrete(std):
@@ -108,8 +122,7 @@ def normal(key: Any, shape: Shape, mean: float = 0.0, std: float = 1.0,
     return (mean + std * jax.random.normal(key, dims, dtype)).astype(dtype)
 
 
-def xavier_uniform(key: Any, shape: Shape, gain: float = 1.0,
-                   dtype: Any = jnp.float32) -> jax.Array:
+def xavier_uniform(key: Any, shape: Shape, gain: float = 1.0, dtype: Any = jnp.float32) -> jax.Array:
     """U(−b, b), b = gain·√(6/(fan_in + fan_out)) (INIT-3)."""
     dims = _random_args("xavier_uniform", key, shape, dtype)
     fan_in, fan_out = calculate_fans(dims)
@@ -117,8 +130,7 @@ def xavier_uniform(key: Any, shape: Shape, gain: float = 1.0,
     return jax.random.uniform(key, dims, dtype, minval=-bound, maxval=bound)
 
 
-def xavier_normal(key: Any, shape: Shape, gain: float = 1.0,
-                  dtype: Any = jnp.float32) -> jax.Array:
+def xavier_normal(key: Any, shape: Shape, gain: float = 1.0, dtype: Any = jnp.float32) -> jax.Array:
     """N(0, σ²), σ = gain·√(2/(fan_in + fan_out)), untruncated (INIT-3)."""
     dims = _random_args("xavier_normal", key, shape, dtype)
     fan_in, fan_out = calculate_fans(dims)
@@ -135,8 +147,14 @@ def _kaiming_std(who: str, dims: tuple[int, ...], a: float, mode: str, nonlinear
     return gain / math.sqrt(fan) if fan else 0.0  # fan 0 only for an empty array
 
 
-def kaiming_uniform(key: Any, shape: Shape, a: float = 0, mode: str = "fan_in",
-                    nonlinearity: str = "leaky_relu", dtype: Any = jnp.float32) -> jax.Array:
+def kaiming_uniform(
+    key: Any,
+    shape: Shape,
+    a: float = 0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    dtype: Any = jnp.float32,
+) -> jax.Array:
     """U(−b, b), b = gain·√(3/fan), gain = calculate_gain(nonlinearity, a) (INIT-4).
 
     The defaults give gain √2; `a=math.sqrt(5)` is torch's Linear weight init, b = 1/√in (LIN-1).
@@ -146,8 +164,14 @@ def kaiming_uniform(key: Any, shape: Shape, a: float = 0, mode: str = "fan_in",
     return jax.random.uniform(key, dims, dtype, minval=-bound, maxval=bound)
 
 
-def kaiming_normal(key: Any, shape: Shape, a: float = 0, mode: str = "fan_in",
-                   nonlinearity: str = "leaky_relu", dtype: Any = jnp.float32) -> jax.Array:
+def kaiming_normal(
+    key: Any,
+    shape: Shape,
+    a: float = 0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    dtype: Any = jnp.float32,
+) -> jax.Array:
     """N(0, σ²), σ = gain/√fan, untruncated (INIT-4)."""
     dims = _random_args("kaiming_normal", key, shape, dtype)
     std = _kaiming_std("kaiming_normal", dims, a, mode, nonlinearity)

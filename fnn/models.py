@@ -1,4 +1,5 @@
 """Ready-made model specs used by the command line, the benchmark and the experiments."""
+
 from __future__ import annotations
 
 import functools
@@ -6,14 +7,24 @@ import functools
 from fnn import init as initializers
 from fnn import nn
 
-ACTIVATIONS: dict[str, nn.Layer] = {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(), "elu": nn.ELU(),
-                                    "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid()}
+ACTIVATIONS: dict[str, nn.Layer] = {
+    "relu": nn.ReLU(),
+    "leaky_relu": nn.LeakyReLU(),
+    "elu": nn.ELU(),
+    "tanh": nn.Tanh(),
+    "sigmoid": nn.Sigmoid(),
+}
 INITS = ("torch", "kaiming", "xavier")
 
 # torch.nn.init's nonlinearity names for calculate_gain; ELU has none, and its positive
 # half is the identity, so He's ReLU gain is the usual choice.
-_GAIN_NAME = {nn.ReLU: ("relu", None), nn.LeakyReLU: ("leaky_relu", "negative_slope"), nn.ELU: ("relu", None),
-              nn.Tanh: ("tanh", None), nn.Sigmoid: ("sigmoid", None)}
+_GAIN_NAME = {
+    nn.ReLU: ("relu", None),
+    nn.LeakyReLU: ("leaky_relu", "negative_slope"),
+    nn.ELU: ("relu", None),
+    nn.Tanh: ("tanh", None),
+    nn.Sigmoid: ("sigmoid", None),
+}
 
 
 def softmax_regression(in_features: int = 784, num_classes: int = 10) -> nn.Sequential:
@@ -34,9 +45,16 @@ def _linear(in_features: int, out_features: int, scheme: str, activation: nn.Lay
     return nn.Linear(in_features, out_features, weight_init=weight, bias_init=initializers.zeros)
 
 
-def mlp(in_features: int = 784, hidden: tuple[int, ...] = (512, 512), num_classes: int = 10, *,
-        batch_norm: bool = True, dropout: float = 0.2, activation: nn.Layer | str = nn.ReLU(),
-        init: str = "torch") -> nn.Sequential:
+def mlp(
+    in_features: int = 784,
+    hidden: tuple[int, ...] = (512, 512),
+    num_classes: int = 10,
+    *,
+    batch_norm: bool = True,
+    dropout: float = 0.2,
+    activation: nn.Layer | str = nn.ReLU(),
+    init: str = "torch",
+) -> nn.Sequential:
     """Flatten, then per hidden width: Linear, [BatchNorm1d], activation, [Dropout(p)]; a
     final Linear to the class logits.
 

@@ -1,4 +1,5 @@
 """Shared fixtures. x64 is switched on only inside tests that ask for it."""
+
 import jax
 import pytest
 

@@ -1,12 +1,13 @@
 """Subprocess entry points for tests/test_distributed.py (the parent keeps one device).
 
-    python tests/distributed_worker.py devices OUT.npz
-        run under XLA_FLAGS=--xla_force_host_platform_device_count=4: 1-device and
-        4-device runs of the same training, shardings and error messages, saved to OUT.
-    python tests/distributed_worker.py process ID COUNT PORT OUT.npz
-        one of COUNT processes under jax.distributed on 127.0.0.1:PORT, each loading its
-        own shard of the data; process 0 saves the trained params to OUT.
+python tests/distributed_worker.py devices OUT.npz
+    run under XLA_FLAGS=--xla_force_host_platform_device_count=4: 1-device and
+    4-device runs of the same training, shardings and error messages, saved to OUT.
+python tests/distributed_worker.py process ID COUNT PORT OUT.npz
+    one of COUNT processes under jax.distributed on 127.0.0.1:PORT, each loading its
+    own shard of the data; process 0 saves the trained params to OUT.
 """
+
 import json
 import os
 import re
@@ -16,11 +17,11 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_train import toy_data, toy_model  # noqa: E402
+from test_train import toy_data, toy_model
 
-from fnn import distributed, optim  # noqa: E402
-from fnn import functional as F  # noqa: E402
-from fnn.train import fit, make_train_epoch, make_train_step  # noqa: E402
+from fnn import distributed, optim
+from fnn import functional as F
+from fnn.train import fit, make_train_epoch, make_train_step
 
 STEPS = 4
 FIT = dict(epochs=1, batch_size=32, seed=0, progress=False)  # no jax call at import: see process()
@@ -95,27 +96,56 @@ def devices(out):
     hlo = epoch.lower(*carry, *distributed.put_dataset(*toy_data(96), mesh)).compile().as_text()
     info["epoch_local_batch"] = bool(re.search(r"f32\[12,(1,)?20\]\{[0-9,]+\} gather\(", hlo))
     info["epoch_global_batch"] = "f32[48," in hlo
-    info["epoch_collectives"] = sorted(set(re.findall(r"\s(all-gather|all-to-all|collective-permute|all-reduce)(?:-start)?\(", hlo)))
+    info["epoch_collectives"] = sorted(
+        set(re.findall(r"\s(all-gather|all-to-all|collective-permute|all-reduce)(?:-start)?\(", hlo))
+    )
 
     # Dropout: same key, same global shape -> the same mask, sharded or not.
     ones = np.ones((64, 48), np.float32)
     drop = jax.jit(lambda a, k: F.dropout(a, k, p=0.5))
     saved["dropout/one"] = np.asarray(drop(ones, jax.random.key(7)))
-    saved["dropout/mesh"] = np.asarray(drop(jax.device_put(ones, distributed.batch_sharding(mesh)), jax.random.key(7)))
+    saved["dropout/mesh"] = np.asarray(
+        drop(jax.device_put(ones, distributed.batch_sharding(mesh)), jax.random.key(7))
+    )
 
     # Bad input, all before compiling.
     opt = optim.sgd(lr=0.1)
     step = make_train_step(model, F.cross_entropy, opt, mesh=mesh)
     other = jax.make_mesh((4,), ("model",))
     info["errors"] = {
-        "step_indivisible": error(lambda: step(params, state, opt.init(params), jax.random.key(0), x[:30], y[:30])),
+        "step_indivisible": error(
+            lambda: step(params, state, opt.init(params), jax.random.key(0), x[:30], y[:30])
+        ),
         "epoch_indivisible": error(lambda: make_train_epoch(model, F.cross_entropy, opt, 30, mesh=mesh)),
-        "fit_indivisible": error(lambda: fit(model, F.cross_entropy, opt, (x, y), epochs=1, batch_size=30,
-                                             key=jax.random.key(0), mesh=mesh)),
-        "fit_small": error(lambda: fit(model, F.cross_entropy, opt, (x, y), epochs=1, batch_size=128,
-                                       key=jax.random.key(0), mesh=mesh)),
-        "fit_no_data_axis": error(lambda: fit(model, F.cross_entropy, opt, (x, y), epochs=1, batch_size=32,
-                                              key=jax.random.key(0), mesh=other)),
+        "fit_indivisible": error(
+            lambda: fit(
+                model, F.cross_entropy, opt, (x, y), epochs=1, batch_size=30, key=jax.random.key(0), mesh=mesh
+            )
+        ),
+        "fit_small": error(
+            lambda: fit(
+                model,
+                F.cross_entropy,
+                opt,
+                (x, y),
+                epochs=1,
+                batch_size=128,
+                key=jax.random.key(0),
+                mesh=mesh,
+            )
+        ),
+        "fit_no_data_axis": error(
+            lambda: fit(
+                model,
+                F.cross_entropy,
+                opt,
+                (x, y),
+                epochs=1,
+                batch_size=32,
+                key=jax.random.key(0),
+                mesh=other,
+            )
+        ),
         "step_no_data_axis": error(lambda: make_train_step(model, F.cross_entropy, opt, mesh=other)),
     }
     saved["info"] = np.asarray(json.dumps(info))
@@ -123,18 +153,33 @@ def devices(out):
 
 
 def process(pid, count, port, out):
-    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=count, process_id=pid,
-                               initialization_timeout=60)
+    jax.distributed.initialize(
+        f"127.0.0.1:{port}", num_processes=count, process_id=pid, initialization_timeout=60
+    )
     assert jax.process_count() == count and len(jax.local_devices()) == 1
     mesh = distributed.data_mesh()
     (x, y), (tx, ty) = fit_data()
     rows, test_rows = distributed.local_shard(len(x)), distributed.local_shard(len(tx))
-    result = fit(toy_model(), F.cross_entropy, fit_optimizer(), (x[rows], y[rows]),
-                 eval_data=(tx[test_rows], ty[test_rows]), mesh=mesh, **fit_kwargs())
+    result = fit(
+        toy_model(),
+        F.cross_entropy,
+        fit_optimizer(),
+        (x[rows], y[rows]),
+        eval_data=(tx[test_rows], ty[test_rows]),
+        mesh=mesh,
+        **fit_kwargs(),
+    )
     saved = flat("fit", (result.params, result.state, result.opt_state))
     saved["history"] = np.asarray([[h["train_loss"], h["test_loss"]] for h in result.history])
-    saved["info"] = np.asarray(json.dumps({"process_count": jax.process_count(), "global_devices": len(jax.devices()),
-                                           "local_rows": x[rows].shape[0]}))
+    saved["info"] = np.asarray(
+        json.dumps(
+            {
+                "process_count": jax.process_count(),
+                "global_devices": len(jax.devices()),
+                "local_rows": x[rows].shape[0],
+            }
+        )
+    )
     if pid == 0:
         np.savez(out, **saved)
     jax.distributed.shutdown()

@@ -1,14 +1,36 @@
 """fnn.functional.activations: manual backward vs jax.vjp, torch kinks, golden values, stability."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fnn.functional.activations import (
-    abs, abs_backward, elu, elu_backward, leaky_relu, leaky_relu_backward, log_softmax,
-    log_softmax_backward, logsumexp, logsumexp_backward, maxout, maxout_backward, prelu,
-    prelu_backward, relu, relu_backward, sigmoid, sigmoid_backward, softmax, softmax_backward,
-    softplus, softplus_backward, tanh, tanh_backward)
+    abs,
+    abs_backward,
+    elu,
+    elu_backward,
+    leaky_relu,
+    leaky_relu_backward,
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    logsumexp_backward,
+    maxout,
+    maxout_backward,
+    prelu,
+    prelu_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    softmax_backward,
+    softplus,
+    softplus_backward,
+    tanh,
+    tanh_backward,
+)
 
 # (forward, backward, keyword arguments) for the element-wise ops
 ELEMENTWISE = [
@@ -82,8 +104,9 @@ def test_logsumexp_backward_matches_vjp(x64, shape, dim, keepdim):
     g = _rand(1, logsumexp(x, dim, keepdim).shape, zeros=False)
     (expected,) = _vjp(lambda x: logsumexp(x, dim, keepdim), (x,), g)
     np.testing.assert_allclose(logsumexp_backward(g, x, dim, keepdim), expected, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(logsumexp(x, dim, keepdim), jax.scipy.special.logsumexp(x, dim, keepdims=keepdim),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        logsumexp(x, dim, keepdim), jax.scipy.special.logsumexp(x, dim, keepdims=keepdim), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("shape,pieces", [((2, 6), 3), ((2, 6, 4), 2), ((3, 4, 2, 2), 4), ((2, 5), 1)])
@@ -129,17 +152,24 @@ def test_prelu_weight_gradient_is_sum_of_negative_part():
     np.testing.assert_allclose(gw, [-4.0, -0.5])  # ACT-3: grad wrt alpha = sum min(0, x) per channel
 
 
-@pytest.mark.parametrize("f,expected", [
-    (elu, [-0.8646647168, -0.3934693403, 0, 0.5, 2, 25]),  # SEMANTICS 2.1, ACT-4
-    (lambda v: elu(v, alpha=0.5), [-0.4323323584, -0.1967346701, 0, 0.5, 2, 25]),  # ACT-4
-    (leaky_relu, [-0.02, -0.005, 0, 0.5, 2, 25]),  # ACT-2
-    (lambda v: prelu(v, jnp.array([0.25])), [-0.5, -0.125, 0, 0.5, 2, 25]),  # ACT-3
-    (softplus, [0.126928011, 0.4740769842, 0.6931471806, 0.9740769842, 2.126928011, 25]),  # ACT-5
-    (lambda v: softplus(v, beta=2), [0.009074963959, 0.1566308438, 0.3465735903, 0.6566308438,
-                                     2.009074964, 25]),  # ACT-5
-    (lambda v: softplus(v, beta=2, threshold=1), [0.009074963959, 0.1566308438, 0.3465735903,
-                                                  0.6566308438, 2, 25]),  # ACT-5
-])
+@pytest.mark.parametrize(
+    "f,expected",
+    [
+        (elu, [-0.8646647168, -0.3934693403, 0, 0.5, 2, 25]),  # SEMANTICS 2.1, ACT-4
+        (lambda v: elu(v, alpha=0.5), [-0.4323323584, -0.1967346701, 0, 0.5, 2, 25]),  # ACT-4
+        (leaky_relu, [-0.02, -0.005, 0, 0.5, 2, 25]),  # ACT-2
+        (lambda v: prelu(v, jnp.array([0.25])), [-0.5, -0.125, 0, 0.5, 2, 25]),  # ACT-3
+        (softplus, [0.126928011, 0.4740769842, 0.6931471806, 0.9740769842, 2.126928011, 25]),  # ACT-5
+        (
+            lambda v: softplus(v, beta=2),
+            [0.009074963959, 0.1566308438, 0.3465735903, 0.6566308438, 2.009074964, 25],
+        ),  # ACT-5
+        (
+            lambda v: softplus(v, beta=2, threshold=1),
+            [0.009074963959, 0.1566308438, 0.3465735903, 0.6566308438, 2, 25],
+        ),  # ACT-5
+    ],
+)
 def test_golden_values(x64, f, expected):
     np.testing.assert_allclose(f(jnp.array(V, jnp.float64)), expected, rtol=1e-9)
 
@@ -153,9 +183,23 @@ def test_softplus_threshold_returns_input_exactly(x64):
 BIG = jnp.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0]])
 
 
-@pytest.mark.parametrize("f", [relu, leaky_relu, elu, sigmoid, tanh, softplus, abs, softmax, log_softmax,
-                               lambda x: softplus(x, threshold=1e9), lambda x: logsumexp(x, -1, True),
-                               lambda x: prelu(x, jnp.array([0.25]))])
+@pytest.mark.parametrize(
+    "f",
+    [
+        relu,
+        leaky_relu,
+        elu,
+        sigmoid,
+        tanh,
+        softplus,
+        abs,
+        softmax,
+        log_softmax,
+        lambda x: softplus(x, threshold=1e9),
+        lambda x: logsumexp(x, -1, True),
+        lambda x: prelu(x, jnp.array([0.25])),
+    ],
+)
 def test_stable_at_large_logits(f):
     y = f(BIG)
     c = jnp.arange(1.0, 1.0 + y.size).reshape(y.shape)  # non-uniform cotangent
@@ -182,8 +226,19 @@ def test_nan_and_infinities_like_torch():
     np.testing.assert_array_equal(logsumexp(jnp.array([-jnp.inf, -jnp.inf])), -np.inf)
 
 
-JITTED = [(relu, ()), (leaky_relu, ()), (elu, ()), (sigmoid, ()), (tanh, ()), (softplus, ()), (abs, ()),
-          (softmax, (0,)), (log_softmax, (1,)), (logsumexp, (0, True)), (maxout, (2,))]
+JITTED = [
+    (relu, ()),
+    (leaky_relu, ()),
+    (elu, ()),
+    (sigmoid, ()),
+    (tanh, ()),
+    (softplus, ()),
+    (abs, ()),
+    (softmax, (0,)),
+    (log_softmax, (1,)),
+    (logsumexp, (0, True)),
+    (maxout, (2,)),
+]
 
 
 @pytest.mark.parametrize("f,extra", JITTED, ids=[f.__name__ for f, _ in JITTED])
@@ -202,8 +257,24 @@ def test_jit_prelu_and_backward_equal_eager():
 
 # ---------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("f", [relu, leaky_relu, elu, sigmoid, tanh, softplus, abs, softmax, log_softmax,
-                               logsumexp, lambda x: maxout(x, 1), lambda x: prelu(x, jnp.ones(1))])
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        relu,
+        leaky_relu,
+        elu,
+        sigmoid,
+        tanh,
+        softplus,
+        abs,
+        softmax,
+        log_softmax,
+        logsumexp,
+        lambda x: maxout(x, 1),
+        lambda x: prelu(x, jnp.ones(1)),
+    ],
+)
 def test_integer_input_rejected(f):
     with pytest.raises(TypeError, match="input must have a floating dtype, got int32"):
         f(jnp.ones((2, 3), jnp.int32))
@@ -224,7 +295,10 @@ def test_bad_dim_rejected(f):
 
 def test_prelu_bad_weight_rejected():
     x = jnp.ones((2, 3))
-    with pytest.raises(ValueError, match=r"weight of shape \(4,\) needs input with 4 channels on dim 1, got input shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight of shape \(4,\) needs input with 4 channels on dim 1, got input shape \(2, 3\)",
+    ):
         prelu(x, jnp.ones(4))
     with pytest.raises(ValueError, match=r"weight must be 1-D of shape \(1,\) or \(C,\), got shape \(1, 3\)"):
         prelu(x, jnp.ones((1, 3)))
@@ -254,20 +328,27 @@ def test_backward_grad_output_shape_rejected():
         softmax_backward(jnp.ones((6,)), x)
     with pytest.raises(ValueError, match=r"grad_output and input must have the same shape"):
         prelu_backward(jnp.ones((6,)), x, jnp.ones(1))
-    with pytest.raises(ValueError, match=r"grad_output must have the forward output's shape \(2,\), got \(2, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"grad_output must have the forward output's shape \(2,\), got \(2, 1\)"
+    ):
         logsumexp_backward(jnp.ones((2, 1)), x)
-    with pytest.raises(ValueError, match=r"grad_output must have the forward output's shape \(2, 3\), got \(2, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"grad_output must have the forward output's shape \(2, 3\), got \(2, 6\)"
+    ):
         maxout_backward(x, x, 2)
 
 
 def test_logsumexp_over_several_dims(x64):
     from fnn import functional as F
+
     x = jax.random.normal(jax.random.key(4), (3, 4, 5), jnp.float64) * 10
     want = jax.scipy.special.logsumexp(x, axis=(0, 2))
     np.testing.assert_allclose(F.logsumexp(x, dim=(0, -1)), want, rtol=1e-12)
     for keepdim in (False, True):
         y, vjp = jax.vjp(lambda a: F.logsumexp(a, (2, 0), keepdim), x)
         g = jax.random.normal(jax.random.key(5), y.shape, jnp.float64)
-        np.testing.assert_allclose(F.logsumexp_backward(g, x, (2, 0), keepdim), vjp(g)[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            F.logsumexp_backward(g, x, (2, 0), keepdim), vjp(g)[0], rtol=1e-12, atol=1e-14
+        )
     with pytest.raises(ValueError, match="more than once"):
         F.logsumexp(x, dim=(0, -3))

@@ -1,4 +1,5 @@
 """fnn.autograd.Scalar: values and gradients against jax.grad in float64 (SCAL-1)."""
+
 import math
 import shutil
 
@@ -46,6 +47,7 @@ def test_course_example_matches_jax(x64, x, y):  # SCAL-1: equal to jax.grad on 
 # Domain-restricted operations get an argument that is valid by construction, e.g.
 # log(|e| + c) with c > 0, so every drawn expression is meaningful.
 
+
 def _jax_relu(v):
     return jax.nn.relu(v)  # relu'(0) = 0, like Scalar (ACT-1)
 
@@ -72,7 +74,8 @@ BINARY = {
 # 0.5 * 2.2e-308 as 0, and its derivative through |.| as 0) while Python floats keep them;
 # that is the backend, not the engine. Tiny draws become exact zeros, which stay covered.
 CONST = st.floats(-2.0, 2.0, allow_nan=False, allow_infinity=False).map(
-    lambda v: 0.0 if abs(v) < 1e-150 else v)
+    lambda v: 0.0 if abs(v) < 1e-150 else v
+)
 SHIFT = st.floats(0.1, 2.0)
 
 
@@ -82,9 +85,9 @@ def _extend(children):
     # Python numbers on either side of a Scalar: ("rconst", op, c, e) is c op e.
     rconst = st.tuples(st.just("rconst"), st.sampled_from(sorted(BINARY) + ["/"]), CONST, children)
     guarded = st.one_of(
-        st.tuples(st.just("log"), children, SHIFT),              # log(|e| + c)
-        st.tuples(st.just("log1p"), children, SHIFT),            # log1p(|e| + c - 1)
-        st.tuples(st.just("/"), children, children, SHIFT),      # a / (|b| + c)
+        st.tuples(st.just("log"), children, SHIFT),  # log(|e| + c)
+        st.tuples(st.just("log1p"), children, SHIFT),  # log1p(|e| + c - 1)
+        st.tuples(st.just("/"), children, children, SHIFT),  # a / (|b| + c)
         st.tuples(st.just("pow_int"), children, st.sampled_from([0, 1, 2, 3])),
         st.tuples(st.just("pow_real"), children, SHIFT, st.sampled_from([-2.0, -0.5, 0.5, 1.5])),
     )
@@ -93,7 +96,9 @@ def _extend(children):
 
 EXPR = st.recursive(
     st.one_of(st.tuples(st.just("var"), st.integers(0, 2)), st.tuples(st.just("const"), CONST)),
-    _extend, max_leaves=8)
+    _extend,
+    max_leaves=8,
+)
 
 
 def _eval(expr, xs, scalar):
@@ -142,14 +147,16 @@ def test_random_expressions_match_jax(expr, values):  # SCAL-1
         out.backward()
         f = lambda *a: _eval(expr, list(a), scalar=False)  # noqa: E731
         args = [jnp.float64(v) for v in values]
-        value, grads = jax.value_and_grad(lambda *a: jnp.asarray(f(*a), jnp.float64),
-                                          argnums=(0, 1, 2))(*args)
+        value, grads = jax.value_and_grad(lambda *a: jnp.asarray(f(*a), jnp.float64), argnums=(0, 1, 2))(
+            *args
+        )
         _close(out.data, float(value))
         for x, g in zip(xs, grads):
             _close(x.grad, float(g))
 
 
 # ----- engine behaviour -------------------------------------------------------------------
+
 
 def test_reused_node_gets_the_sum():  # SCAL-1: accumulation (+=)
     x = Scalar(3.0)
@@ -184,9 +191,17 @@ def test_long_chain_without_recursion():
 
 def test_numbers_on_either_side():
     x = Scalar(4.0)
-    cases = [(2 * x, 8.0, 2.0), (1 - x, -3.0, -1.0), (x - 1, 3.0, 1.0), (2 / x, 0.5, -0.125),
-             (x / 2, 2.0, 0.5), (3 + x, 7.0, 1.0), (x ** 0.5, 2.0, 0.25),
-             (2 ** x, 16.0, 16.0 * math.log(2.0)), (np.float64(2.0) * x, 8.0, 2.0)]
+    cases = [
+        (2 * x, 8.0, 2.0),
+        (1 - x, -3.0, -1.0),
+        (x - 1, 3.0, 1.0),
+        (2 / x, 0.5, -0.125),
+        (x / 2, 2.0, 0.5),
+        (3 + x, 7.0, 1.0),
+        (x**0.5, 2.0, 0.25),
+        (2**x, 16.0, 16.0 * math.log(2.0)),
+        (np.float64(2.0) * x, 8.0, 2.0),
+    ]
     for out, value, grad in cases:
         x.grad = 0.0
         assert isinstance(out, Scalar)
@@ -195,14 +210,17 @@ def test_numbers_on_either_side():
         assert x.grad == pytest.approx(grad, rel=1e-15)
 
 
-@pytest.mark.parametrize("op, value, grad", [
-    ("relu", 0.0, 0.0),       # ACT-1: relu'(0) = 0
-    ("abs", 0.0, 0.0),        # ACT-7: |x|'(0) = 0
-    ("relu", -2.0, 0.0),
-    ("abs", -2.0, -1.0),
-    ("softplus", 800.0, 1.0),  # stable: no overflow in e^x
-    ("sigmoid", -800.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "op, value, grad",
+    [
+        ("relu", 0.0, 0.0),  # ACT-1: relu'(0) = 0
+        ("abs", 0.0, 0.0),  # ACT-7: |x|'(0) = 0
+        ("relu", -2.0, 0.0),
+        ("abs", -2.0, -1.0),
+        ("softplus", 800.0, 1.0),  # stable: no overflow in e^x
+        ("sigmoid", -800.0, 0.0),
+    ],
+)
 def test_kinks_and_extremes(op, value, grad):
     x = Scalar(value)
     out = getattr(x, op)()
@@ -219,35 +237,42 @@ def test_kinks_agree_with_jax_conventions(x64):
     assert jax.grad(_jax_relu)(0.0) == 0.0 and jax.grad(_jax_abs)(0.0) == 0.0
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: Scalar(0.0).log(), r"log: needs a positive value, got 0\.0"),
-    (lambda: Scalar(-2.0).log(), r"log: needs a positive value, got -2\.0"),
-    (lambda: Scalar(-1.0).log1p(), r"log1p: needs a value > -1, got -1\.0"),
-    (lambda: Scalar(3.0) / 0, r"/: division by zero \(3\.0 / 0\.0\)"),
-    (lambda: 1 / Scalar(0.0), r"/: division by zero \(1\.0 / 0\.0\)"),
-    (lambda: Scalar(0.0) ** -1, r"\*\*: 0 raised to the negative power -1"),
-    (lambda: Scalar(-8.0) ** 0.5, r"\*\*: negative base -8\.0 to the fractional power 0\.5"),
-    (lambda: (-2) ** Scalar(1.0), r"\*\*: .*positive base, got -2"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Scalar(0.0).log(), r"log: needs a positive value, got 0\.0"),
+        (lambda: Scalar(-2.0).log(), r"log: needs a positive value, got -2\.0"),
+        (lambda: Scalar(-1.0).log1p(), r"log1p: needs a value > -1, got -1\.0"),
+        (lambda: Scalar(3.0) / 0, r"/: division by zero \(3\.0 / 0\.0\)"),
+        (lambda: 1 / Scalar(0.0), r"/: division by zero \(1\.0 / 0\.0\)"),
+        (lambda: Scalar(0.0) ** -1, r"\*\*: 0 raised to the negative power -1"),
+        (lambda: Scalar(-8.0) ** 0.5, r"\*\*: negative base -8\.0 to the fractional power 0\.5"),
+        (lambda: (-2) ** Scalar(1.0), r"\*\*: .*positive base, got -2"),
+    ],
+)
 def test_domain_errors_name_op_and_value(make, match):
     with pytest.raises(ValueError, match=match):
         make()
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: Scalar(1.0) + "a", r"\+: operand must be a real number or a Scalar, got 'a'"),
-    (lambda: "a" * Scalar(1.0), r"\*: operand must be a real number or a Scalar, got 'a'"),
-    (lambda: Scalar(1.0) - None, r"-: operand must be a real number or a Scalar, got None"),
-    (lambda: Scalar([1.0]), r"constructor: operand must be a real number or a Scalar, got \[1\.0\]"),
-    (lambda: Scalar(2.0) ** Scalar(2.0), r"\*\*: the exponent must be a Python number"),
-    (lambda: Scalar(1.0) / 1j, r"/: operand must be a real number or a Scalar, got 1j"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: Scalar(1.0) + "a", r"\+: operand must be a real number or a Scalar, got 'a'"),
+        (lambda: "a" * Scalar(1.0), r"\*: operand must be a real number or a Scalar, got 'a'"),
+        (lambda: Scalar(1.0) - None, r"-: operand must be a real number or a Scalar, got None"),
+        (lambda: Scalar([1.0]), r"constructor: operand must be a real number or a Scalar, got \[1\.0\]"),
+        (lambda: Scalar(2.0) ** Scalar(2.0), r"\*\*: the exponent must be a Python number"),
+        (lambda: Scalar(1.0) / 1j, r"/: operand must be a real number or a Scalar, got 1j"),
+    ],
+)
 def test_non_numeric_operands_raise_type_error(make, match):
     with pytest.raises(TypeError, match=match):
         make()
 
 
 # ----- graph export -----------------------------------------------------------------------
+
 
 def test_to_dot_lists_values_grads_labels_and_ops():
     x, y = Scalar(2.0, label="x"), Scalar(-1.5, label="y")

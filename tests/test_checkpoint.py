@@ -1,4 +1,5 @@
 """fnn.checkpoint: bit-exact pytree round trips, atomic writes, leaf-naming mismatch errors."""
+
 import os
 import re
 from typing import NamedTuple
@@ -19,23 +20,45 @@ class MomentumState(NamedTuple):
 def _state():
     """A training state shaped like the trainer's: params, BN state, optimizer, key, history."""
     rng = np.random.default_rng(0)
-    params = ({"weight": jnp.asarray(rng.standard_normal((4, 3)), jnp.float32),
-               "bias": jnp.asarray(rng.standard_normal(4), jnp.bfloat16)},
-              {},
-              {"weight": rng.standard_normal((2, 4)).astype(np.float16)})
+    params = (
+        {
+            "weight": jnp.asarray(rng.standard_normal((4, 3)), jnp.float32),
+            "bias": jnp.asarray(rng.standard_normal(4), jnp.bfloat16),
+        },
+        {},
+        {"weight": rng.standard_normal((2, 4)).astype(np.float16)},
+    )
     return {
         "params": params,
-        "state": ({}, {"running_mean": jnp.zeros(4), "running_var": jnp.ones(4),
-                       "num_batches_tracked": jnp.array(7, jnp.int32)}, {}),
-        "opt_state": MomentumState(momentum=jax.tree_util.tree_map(jnp.zeros_like, params),
-                                   count=jnp.array(12, jnp.int32)),
+        "state": (
+            {},
+            {
+                "running_mean": jnp.zeros(4),
+                "running_var": jnp.ones(4),
+                "num_batches_tracked": jnp.array(7, jnp.int32),
+            },
+            {},
+        ),
+        "opt_state": MomentumState(
+            momentum=jax.tree_util.tree_map(jnp.zeros_like, params), count=jnp.array(12, jnp.int32)
+        ),
         "key": jax.random.key(42),
         "keys": jax.random.split(jax.random.key(1), 3),
         "legacy_key": jax.random.PRNGKey(5),
-        "epoch": 3, "lr": 0.1, "best": float("nan"), "done": False, "name": "mlp", "scheduler": None,
+        "epoch": 3,
+        "lr": 0.1,
+        "best": float("nan"),
+        "done": False,
+        "name": "mlp",
+        "scheduler": None,
         "history": [{"loss": 2.3, "acc": 0.1}, {"loss": 0.5, "acc": 0.9}],
-        "numpy": (np.arange(6, dtype=np.int64).reshape(2, 3), np.array([True, False]),
-                  np.array([1 + 2j], np.complex64), np.uint8(200), np.zeros((0, 5), np.float32)),
+        "numpy": (
+            np.arange(6, dtype=np.int64).reshape(2, 3),
+            np.array([True, False]),
+            np.array([1 + 2j], np.complex64),
+            np.uint8(200),
+            np.zeros((0, 5), np.float32),
+        ),
         "float8": jnp.array([0.5, -2.0], jnp.float8_e4m3fn),
     }
 
@@ -78,6 +101,7 @@ def test_round_trip_without_like_gives_numpy_and_dicts(tmp_path):
     tree = _state()
     checkpoint.save(tmp_path / "ckpt", tree)
     back, _ = checkpoint.load(tmp_path / "ckpt")
+
     # Documented: without `like`, arrays are numpy and NamedTuples come back as dicts.
     def as_saved(x):  # what load without `like` promises (insertion order kept)
         if isinstance(x, jax.Array) and not jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
@@ -157,7 +181,9 @@ def test_shape_mismatch_names_the_leaf(tmp_path):
     saved = {"params": [{"weight": np.zeros((2, 2))}, {"weight": np.zeros((256, 784), np.float32)}]}
     like = {"params": [{"weight": np.zeros((2, 2))}, {"weight": jnp.zeros((512, 784))}]}
     checkpoint.save(tmp_path / "ckpt", saved)
-    with pytest.raises(ValueError, match=re.escape("params[1]['weight']: expected shape (512, 784), found (256, 784)")):
+    with pytest.raises(
+        ValueError, match=re.escape("params[1]['weight']: expected shape (512, 784), found (256, 784)")
+    ):
         checkpoint.load(tmp_path / "ckpt", like=like)
 
 
@@ -170,11 +196,14 @@ def test_structure_and_dtype_mismatches_name_the_first_leaf(tmp_path):
             checkpoint.load(tmp_path / "ckpt", like=dict(tree, **changes))
 
     opt = tree["opt_state"]
-    expect("opt_state.count: expected dtype float32, found int32",
-           opt_state=opt._replace(count=jnp.array(0.0)))
-    expect("state[1]: expected keys ['running_mean', 'running_var', 'num_batches_tracked', 'extra'], "
-           "found ['running_mean', 'running_var', 'num_batches_tracked']",
-           state=({}, dict(tree["state"][1], extra=jnp.zeros(1)), {}))
+    expect(
+        "opt_state.count: expected dtype float32, found int32", opt_state=opt._replace(count=jnp.array(0.0))
+    )
+    expect(
+        "state[1]: expected keys ['running_mean', 'running_var', 'num_batches_tracked', 'extra'], "
+        "found ['running_mean', 'running_var', 'num_batches_tracked']",
+        state=({}, dict(tree["state"][1], extra=jnp.zeros(1)), {}),
+    )
     expect("history: expected list of length 3, found list of length 2", history=tree["history"] + [{}])
     expect("scheduler: expected an array, found None", scheduler=np.zeros(1))
     expect("params: expected list, found tuple", params=list(tree["params"]))
@@ -182,9 +211,14 @@ def test_structure_and_dtype_mismatches_name_the_first_leaf(tmp_path):
     expect("key: expected an array, found a PRNG key", key=jax.random.key_data(tree["key"]))
     expect("keys: expected key shape (2,), found (3,)", keys=jax.random.split(tree["key"]))
     # Two mismatches: the first in traversal order is named.
-    expect("params[0]['weight']: expected shape (3, 4), found (4, 3)",
-           params=({"weight": jnp.zeros((3, 4)), "bias": jnp.zeros(4, jnp.bfloat16)}, {},
-                   {"weight": np.zeros((4, 2), np.float16)}))
+    expect(
+        "params[0]['weight']: expected shape (3, 4), found (4, 3)",
+        params=(
+            {"weight": jnp.zeros((3, 4)), "bias": jnp.zeros(4, jnp.bfloat16)},
+            {},
+            {"weight": np.zeros((4, 2), np.float16)},
+        ),
+    )
 
 
 def test_namedtuple_fields_checked(tmp_path):
@@ -193,7 +227,9 @@ def test_namedtuple_fields_checked(tmp_path):
         step: object
 
     checkpoint.save(tmp_path / "ckpt", MomentumState(np.zeros(2), 0))
-    with pytest.raises(ValueError, match=r"<root>: expected NamedTuple Other, found NamedTuple MomentumState"):
+    with pytest.raises(
+        ValueError, match=r"<root>: expected NamedTuple Other, found NamedTuple MomentumState"
+    ):
         checkpoint.load(tmp_path / "ckpt", like=Other(np.zeros(2), 0))
 
 
@@ -210,7 +246,9 @@ def test_missing_and_corrupt_files_name_the_path(tmp_path):
             checkpoint.load(tmp_path / name)
     with open(tmp_path / "plain.npz", "wb") as f:
         np.savez(f, w=np.ones(2))
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'plain.npz'}: not a readable fnn checkpoint")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{tmp_path / 'plain.npz'}: not a readable fnn checkpoint")
+    ):
         checkpoint.load(tmp_path / "plain.npz")
 
 

@@ -1,16 +1,28 @@
 """fnn.classic: perceptron, linear / logistic / softmax regression."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fnn.classic import (
-    linear_regression_fit, linear_regression_loss, linear_regression_loss_backward,
-    linear_regression_predict, logistic_regression_fit, logistic_regression_loss,
-    logistic_regression_loss_backward, logistic_regression_predict,
-    logistic_regression_predict_proba, perceptron_fit, perceptron_predict,
-    softmax_regression_fit, softmax_regression_loss, softmax_regression_loss_backward,
-    softmax_regression_predict, softmax_regression_predict_proba)
+    linear_regression_fit,
+    linear_regression_loss,
+    linear_regression_loss_backward,
+    linear_regression_predict,
+    logistic_regression_fit,
+    logistic_regression_loss,
+    logistic_regression_loss_backward,
+    logistic_regression_predict,
+    logistic_regression_predict_proba,
+    perceptron_fit,
+    perceptron_predict,
+    softmax_regression_fit,
+    softmax_regression_loss,
+    softmax_regression_loss_backward,
+    softmax_regression_predict,
+    softmax_regression_predict_proba,
+)
 
 
 def _separable(n=120, margin=0.3, seed=0):
@@ -38,6 +50,7 @@ def _perceptron_reference(X, y, epochs):
 
 
 # ----- perceptron -------------------------------------------------------------------------
+
 
 def test_perceptron_converges_on_separable_data_with_margin(x64):  # PERC-2
     X, y = _separable()
@@ -78,6 +91,7 @@ def test_perceptron_reports_non_convergence_on_xor():
 
 # ----- linear regression ------------------------------------------------------------------
 
+
 def _regression_data(seed=0, n=200, d=3):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d))
@@ -97,8 +111,9 @@ def test_linear_regression_methods_agree_with_lstsq(x64):  # LINREG-1
     np.testing.assert_allclose(h_closed["loss"], [mse], rtol=1e-10)
     assert h_gd["loss"].shape == (2000,)
     assert np.all(np.diff(np.asarray(h_gd["loss"])) <= 1e-15)  # GD on a convex quadratic
-    np.testing.assert_allclose(linear_regression_predict(gd, X), np.c_[X, np.ones(len(X))] @ theta,
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        linear_regression_predict(gd, X), np.c_[X, np.ones(len(X))] @ theta, rtol=1e-9, atol=1e-12
+    )
 
 
 def test_linear_regression_gradient_matches_jax(x64):
@@ -112,6 +127,7 @@ def test_linear_regression_gradient_matches_jax(x64):
 
 
 # ----- logistic regression ----------------------------------------------------------------
+
 
 def _logistic_data(seed=0, n=150):
     rng = np.random.default_rng(seed)
@@ -139,8 +155,9 @@ def test_logistic_loss_is_bce_of_sigmoid_away_from_saturation(x64):  # LOGREG-1,
     params = {"weight": jnp.array([0.5, -0.2, 0.1, 0.3]), "bias": jnp.array(0.1)}
     p = logistic_regression_predict_proba(params, X)
     bce = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
-    np.testing.assert_allclose(logistic_regression_loss(params, jnp.asarray(X), jnp.asarray(y, jnp.float64)),
-                               bce, rtol=1e-12)
+    np.testing.assert_allclose(
+        logistic_regression_loss(params, jnp.asarray(X), jnp.asarray(y, jnp.float64)), bce, rtol=1e-12
+    )
 
 
 def test_logistic_loss_is_stable_when_saturated(x64):  # BCEL-1: logit 100 with y = 0 gives 100
@@ -154,21 +171,23 @@ def test_logistic_regression_fits_full_batch_and_minibatch():
     params, history = logistic_regression_fit(X, y, lr=1.0, epochs=300)
     assert history["loss"].shape == history["accuracy"].shape == (300,)
     assert np.all(np.diff(np.asarray(history["loss"])) <= 1e-6)
-    grads = logistic_regression_loss_backward(1.0, params, jnp.asarray(X, jnp.float32),
-                                              jnp.asarray(y, jnp.float32))
+    grads = logistic_regression_loss_backward(
+        1.0, params, jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32)
+    )
     assert float(jnp.max(jnp.abs(grads["weight"]))) < 1e-3  # at the (convex) optimum
     accuracy = float(np.mean(np.asarray(logistic_regression_predict(params, X)) == y))
     true_rule = float(np.mean(((X @ np.array([2.0, -1.0, 0.5, 0.0]) - 0.3) >= 0) == y))
     assert accuracy >= true_rule - 0.02  # as good as the labels' generating rule
-    typed, h_typed = logistic_regression_fit(X, y, lr=0.5, epochs=5, batch_size=32,
-                                             key=jax.random.key(1))
-    legacy, h_legacy = logistic_regression_fit(X, y, lr=0.5, epochs=5, batch_size=32,
-                                               key=jax.random.PRNGKey(1))
+    typed, h_typed = logistic_regression_fit(X, y, lr=0.5, epochs=5, batch_size=32, key=jax.random.key(1))
+    legacy, h_legacy = logistic_regression_fit(
+        X, y, lr=0.5, epochs=5, batch_size=32, key=jax.random.PRNGKey(1)
+    )
     np.testing.assert_array_equal(typed["weight"], legacy["weight"])  # same key bits, same run
     assert float(h_typed["accuracy"][-1]) > 0.7
 
 
 # ----- softmax regression -----------------------------------------------------------------
+
 
 def test_softmax_gradient_matches_jax(x64):  # SOFTREG-1: dL/dz = (softmax(z) - onehot(y)) / N
     rng = np.random.default_rng(4)
@@ -184,19 +203,22 @@ def test_softmax_gradient_matches_jax(x64):  # SOFTREG-1: dL/dz = (softmax(z) - 
     W = {"weight": jnp.asarray(rng.normal(size=(3, 4))), "bias": jnp.zeros(3)}
     t = jnp.array([0, 2, 1, 1])
     expected = (jax.nn.softmax(W["weight"].T, axis=1) - jax.nn.one_hot(t, 3)) / 4
-    np.testing.assert_allclose(softmax_regression_loss_backward(1.0, W, eye, t)["weight"].T,
-                               expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        softmax_regression_loss_backward(1.0, W, eye, t)["weight"].T, expected, rtol=1e-12, atol=1e-15
+    )
 
 
 def test_softmax_regression_reaches_92_percent_on_mnist():  # SOFTREG-1
     from fnn.data import mnist
+
     # Full training set, raw pixels / 255, fixed seed: about 92.3% (about 5 s on 2 CPU cores).
     images, labels = mnist("train")
     test_images, test_labels = mnist("test")
     X = jnp.asarray(images.reshape(len(images), -1), jnp.float32) / 255.0
     Xt = jnp.asarray(test_images.reshape(len(test_images), -1), jnp.float32) / 255.0
-    params, history = softmax_regression_fit(X, labels, 10, lr=0.1, epochs=20, batch_size=100,
-                                             key=jax.random.key(0))
+    params, history = softmax_regression_fit(
+        X, labels, 10, lr=0.1, epochs=20, batch_size=100, key=jax.random.key(0)
+    )
     assert history["loss"].shape == (20,) and float(history["loss"][-1]) < float(history["loss"][0])
     accuracy = float(jnp.mean(softmax_regression_predict(params, Xt) == test_labels))
     assert accuracy >= 0.92, accuracy
@@ -210,52 +232,120 @@ X4 = np.zeros((4, 2))
 KEY = jax.random.key(0)
 
 
-@pytest.mark.parametrize("call, error, match", [
-    # inconsistent lengths
-    (lambda: perceptron_fit(X4, [0, 1, 0], epochs=2), ValueError,
-     r"X and y must have the same number of samples, got X \(4, 2\) and y \(3,\)"),
-    (lambda: linear_regression_fit(X4, np.zeros(5)), ValueError, r"same number of samples.*y \(5,\)"),
-    (lambda: logistic_regression_fit(X4, [0, 1]), ValueError, r"same number of samples.*y \(2,\)"),
-    (lambda: softmax_regression_fit(X4, [0, 1, 2], 3), ValueError, r"same number of samples.*y \(3,\)"),
-    # labels outside {0, 1} / [0, C)
-    (lambda: perceptron_fit(X4, [0, 1, 2, 0]), ValueError, r"y must hold labels in \{0, 1\}, got 2"),
-    (lambda: perceptron_fit(X4, [0, -1, 1, 0]), ValueError, r"y must hold labels in \{0, 1\}, got -1"),
-    (lambda: logistic_regression_fit(X4, [0, 0.5, 1, 0]), ValueError, r"labels in \{0, 1\}, got 0\.5"),
-    (lambda: softmax_regression_fit(X4, [0, 1, 3, 0], 3), ValueError, r"y values must be in \[0, 3\), got 3"),
-    (lambda: softmax_regression_fit(X4, [0, -1, 1, 0], 3), ValueError, r"y values must be in \[0, 3\), got -1"),
-    (lambda: softmax_regression_fit(X4, [0.0, 1.0, 1.0, 0.0], 3), TypeError, r"y must have an integer dtype"),
-    # non-finite inputs
-    (lambda: perceptron_fit([[0.0, np.nan]] * 4, [0, 1, 1, 0]), ValueError, r"X must be finite, got nan at index \(0, 1\)"),
-    (lambda: linear_regression_fit(X4, [0.0, np.inf, 1.0, 2.0]), ValueError, r"y must be finite, got inf at index \(1,\)"),
-    (lambda: logistic_regression_fit([[1.0, 2.0]] * 3 + [[-np.inf, 0.0]], [0, 1, 1, 0]), ValueError,
-     r"X must be finite, got -inf at index \(3, 0\)"),
-    (lambda: softmax_regression_fit([[np.nan, 0.0]] * 4, [0, 1, 1, 0], 2), ValueError, r"X must be finite"),
-    # shapes and hyperparameters
-    (lambda: perceptron_fit(np.zeros(4), [0, 1, 1, 0]), ValueError, r"X must have ndim in \(2,\), got shape \(4,\)"),
-    (lambda: perceptron_fit(np.zeros((0, 2)), np.zeros(0)), ValueError, r"X must hold at least one sample"),
-    (lambda: perceptron_fit(X4, [0, 1, 1, 0], epochs=0), ValueError, r"epochs must be >= 1, got 0"),
-    (lambda: perceptron_fit(X4, [0, 1, 1, 0], epochs=2.5), TypeError, r"epochs must be an int, got 2\.5"),
-    (lambda: linear_regression_fit(X4, np.zeros(4), method="svd"), ValueError,
-     r"method must be 'closed_form' or 'gd', got 'svd'"),
-    (lambda: linear_regression_fit(X4, np.zeros(4), method="gd", lr=-1.0), ValueError,
-     r"lr must be a finite number >= 0, got -1\.0"),
-    (lambda: linear_regression_fit(X4, np.zeros(4), method="gd", lr=np.nan), ValueError,
-     r"lr must be a finite number >= 0, got nan"),
-    (lambda: logistic_regression_fit(X4, [0, 1, 1, 0], lr=0.0), ValueError,
-     r"lr must be > 0 for a gradient-descent fit .*got 0\.0"),
-    (lambda: softmax_regression_fit(X4, [0, 1, 1, 0], 2, lr="0.1"), TypeError,
-     r"lr must be a finite number >= 0, got '0\.1' of type str"),
-    (lambda: logistic_regression_fit(X4, [0, 1, 1, 0], batch_size=2), ValueError,
-     r"logistic_regression_fit needs a PRNG key \(key=jax.random.key\(...\)\)"),
-    (lambda: softmax_regression_fit(X4, [0, 1, 1, 0], 2, batch_size=8, key=KEY), ValueError,
-     r"batch_size must be <= the number of samples 4, got 8"),
-    (lambda: softmax_regression_fit(X4, [0, 1, 1, 0], 0), ValueError, r"num_classes must be >= 1, got 0"),
-    # predicting with the wrong number of features
-    (lambda: softmax_regression_predict({"weight": jnp.zeros((3, 5)), "bias": jnp.zeros(3)}, X4), ValueError,
-     r"X must have 5 features to match params\['weight'\] \(3, 5\), got X \(4, 2\)"),
-    (lambda: perceptron_predict({"weight": jnp.zeros(3), "bias": jnp.zeros(())}, X4), ValueError,
-     r"X must have 3 features"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        # inconsistent lengths
+        (
+            lambda: perceptron_fit(X4, [0, 1, 0], epochs=2),
+            ValueError,
+            r"X and y must have the same number of samples, got X \(4, 2\) and y \(3,\)",
+        ),
+        (lambda: linear_regression_fit(X4, np.zeros(5)), ValueError, r"same number of samples.*y \(5,\)"),
+        (lambda: logistic_regression_fit(X4, [0, 1]), ValueError, r"same number of samples.*y \(2,\)"),
+        (lambda: softmax_regression_fit(X4, [0, 1, 2], 3), ValueError, r"same number of samples.*y \(3,\)"),
+        # labels outside {0, 1} / [0, C)
+        (lambda: perceptron_fit(X4, [0, 1, 2, 0]), ValueError, r"y must hold labels in \{0, 1\}, got 2"),
+        (lambda: perceptron_fit(X4, [0, -1, 1, 0]), ValueError, r"y must hold labels in \{0, 1\}, got -1"),
+        (lambda: logistic_regression_fit(X4, [0, 0.5, 1, 0]), ValueError, r"labels in \{0, 1\}, got 0\.5"),
+        (
+            lambda: softmax_regression_fit(X4, [0, 1, 3, 0], 3),
+            ValueError,
+            r"y values must be in \[0, 3\), got 3",
+        ),
+        (
+            lambda: softmax_regression_fit(X4, [0, -1, 1, 0], 3),
+            ValueError,
+            r"y values must be in \[0, 3\), got -1",
+        ),
+        (
+            lambda: softmax_regression_fit(X4, [0.0, 1.0, 1.0, 0.0], 3),
+            TypeError,
+            r"y must have an integer dtype",
+        ),
+        # non-finite inputs
+        (
+            lambda: perceptron_fit([[0.0, np.nan]] * 4, [0, 1, 1, 0]),
+            ValueError,
+            r"X must be finite, got nan at index \(0, 1\)",
+        ),
+        (
+            lambda: linear_regression_fit(X4, [0.0, np.inf, 1.0, 2.0]),
+            ValueError,
+            r"y must be finite, got inf at index \(1,\)",
+        ),
+        (
+            lambda: logistic_regression_fit([[1.0, 2.0]] * 3 + [[-np.inf, 0.0]], [0, 1, 1, 0]),
+            ValueError,
+            r"X must be finite, got -inf at index \(3, 0\)",
+        ),
+        (
+            lambda: softmax_regression_fit([[np.nan, 0.0]] * 4, [0, 1, 1, 0], 2),
+            ValueError,
+            r"X must be finite",
+        ),
+        # shapes and hyperparameters
+        (
+            lambda: perceptron_fit(np.zeros(4), [0, 1, 1, 0]),
+            ValueError,
+            r"X must have ndim in \(2,\), got shape \(4,\)",
+        ),
+        (
+            lambda: perceptron_fit(np.zeros((0, 2)), np.zeros(0)),
+            ValueError,
+            r"X must hold at least one sample",
+        ),
+        (lambda: perceptron_fit(X4, [0, 1, 1, 0], epochs=0), ValueError, r"epochs must be >= 1, got 0"),
+        (lambda: perceptron_fit(X4, [0, 1, 1, 0], epochs=2.5), TypeError, r"epochs must be an int, got 2\.5"),
+        (
+            lambda: linear_regression_fit(X4, np.zeros(4), method="svd"),
+            ValueError,
+            r"method must be 'closed_form' or 'gd', got 'svd'",
+        ),
+        (
+            lambda: linear_regression_fit(X4, np.zeros(4), method="gd", lr=-1.0),
+            ValueError,
+            r"lr must be a finite number >= 0, got -1\.0",
+        ),
+        (
+            lambda: linear_regression_fit(X4, np.zeros(4), method="gd", lr=np.nan),
+            ValueError,
+            r"lr must be a finite number >= 0, got nan",
+        ),
+        (
+            lambda: logistic_regression_fit(X4, [0, 1, 1, 0], lr=0.0),
+            ValueError,
+            r"lr must be > 0 for a gradient-descent fit .*got 0\.0",
+        ),
+        (
+            lambda: softmax_regression_fit(X4, [0, 1, 1, 0], 2, lr="0.1"),
+            TypeError,
+            r"lr must be a finite number >= 0, got '0\.1' of type str",
+        ),
+        (
+            lambda: logistic_regression_fit(X4, [0, 1, 1, 0], batch_size=2),
+            ValueError,
+            r"logistic_regression_fit needs a PRNG key \(key=jax.random.key\(...\)\)",
+        ),
+        (
+            lambda: softmax_regression_fit(X4, [0, 1, 1, 0], 2, batch_size=8, key=KEY),
+            ValueError,
+            r"batch_size must be <= the number of samples 4, got 8",
+        ),
+        (lambda: softmax_regression_fit(X4, [0, 1, 1, 0], 0), ValueError, r"num_classes must be >= 1, got 0"),
+        # predicting with the wrong number of features
+        (
+            lambda: softmax_regression_predict({"weight": jnp.zeros((3, 5)), "bias": jnp.zeros(3)}, X4),
+            ValueError,
+            r"X must have 5 features to match params\['weight'\] \(3, 5\), got X \(4, 2\)",
+        ),
+        (
+            lambda: perceptron_predict({"weight": jnp.zeros(3), "bias": jnp.zeros(())}, X4),
+            ValueError,
+            r"X must have 3 features",
+        ),
+    ],
+)
 def test_bad_input_is_rejected_with_a_clear_message(call, error, match):
     with pytest.raises(error, match=match):
         call()

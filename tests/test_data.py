@@ -1,4 +1,5 @@
 """fnn.data: IDX reader/writer, bundled MNIST, Fashion-MNIST lookup, normalize, batching."""
+
 import gzip
 import hashlib
 import re
@@ -29,6 +30,7 @@ def _sample(dtype, shape=(3, 4, 5)):
 
 
 # ---------------------------------------------------------------- IDX
+
 
 @pytest.mark.parametrize("dtype", IDX_DTYPES)
 @pytest.mark.parametrize("suffix", [".idx", ".idx.gz"])
@@ -95,13 +97,17 @@ def test_idx_wrong_dims_names_file(tmp_path):
     # Header says 2 x 3 int32 (24 bytes) but 5 int32 follow.
     data = bytes([0, 0, 0x0C, 2]) + struct.pack(">II", 2, 3) + struct.pack(">5i", *range(5))
     path, name = _broken(tmp_path, data)
-    with pytest.raises(ValueError, match=rf"{name}: dims \(2, 3\) of int32 expected 24 bytes of data, found 20"):
+    with pytest.raises(
+        ValueError, match=rf"{name}: dims \(2, 3\) of int32 expected 24 bytes of data, found 20"
+    ):
         D.read_idx(path)
 
 
 def test_idx_truncated_header_and_zero_dims(tmp_path):
     path, name = _broken(tmp_path, bytes([0, 0, 8, 3]) + struct.pack(">I", 2))
-    with pytest.raises(ValueError, match=f"{name}: truncated header \\(expected 16 bytes for 3 dimensions, found 8\\)"):
+    with pytest.raises(
+        ValueError, match=f"{name}: truncated header \\(expected 16 bytes for 3 dimensions, found 8\\)"
+    ):
         D.read_idx(path)
     path, name = _broken(tmp_path, bytes([0, 0]), "short.idx")
     with pytest.raises(ValueError, match=f"{name}: too short for an IDX header"):
@@ -119,6 +125,7 @@ def test_write_idx_rejects_unsupported_arrays(tmp_path):
 
 
 # ---------------------------------------------------------------- MNIST (bundled)
+
 
 def test_mnist_train_and_test_splits():
     x, y = D.mnist("train")
@@ -169,14 +176,18 @@ def test_mnist_checksum_mismatch_names_file_and_digests(tmp_path, monkeypatch):
     expected = hashlib.sha256((_bundled_dir() / labels.name).read_bytes()).hexdigest()
     actual = hashlib.sha256(bytes(raw)).hexdigest()
     monkeypatch.setattr(datasets, "_bundled_mnist", lambda: tmp_path)
-    with pytest.raises(ValueError, match=f"{re.escape(str(labels))}: sha256 mismatch, expected {expected}, found {actual}"):
+    with pytest.raises(
+        ValueError, match=f"{re.escape(str(labels))}: sha256 mismatch, expected {expected}, found {actual}"
+    ):
         D.mnist("test")
 
 
 def test_mnist_loads_from_a_verified_location(tmp_path, monkeypatch):
     images = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28)
-    d = _fake_bundle(tmp_path, {"t10k-images-idx3-ubyte.gz": images,
-                                "t10k-labels-idx1-ubyte.gz": np.array([3, 1, 4], np.uint8)})
+    d = _fake_bundle(
+        tmp_path,
+        {"t10k-images-idx3-ubyte.gz": images, "t10k-labels-idx1-ubyte.gz": np.array([3, 1, 4], np.uint8)},
+    )
     monkeypatch.setattr(datasets, "_bundled_mnist", lambda: d)
     x, y = D.mnist("test")
     np.testing.assert_array_equal(x, images)
@@ -185,22 +196,35 @@ def test_mnist_loads_from_a_verified_location(tmp_path, monkeypatch):
 
 
 def test_mnist_images_and_labels_must_have_same_length(tmp_path, monkeypatch):
-    d = _fake_bundle(tmp_path, {"train-images-idx3-ubyte.gz": np.zeros((3, 28, 28), np.uint8),
-                                "train-labels-idx1-ubyte.gz": np.zeros(2, np.uint8)})
+    d = _fake_bundle(
+        tmp_path,
+        {
+            "train-images-idx3-ubyte.gz": np.zeros((3, 28, 28), np.uint8),
+            "train-labels-idx1-ubyte.gz": np.zeros(2, np.uint8),
+        },
+    )
     monkeypatch.setattr(datasets, "_bundled_mnist", lambda: d)
     with pytest.raises(ValueError, match="3 images but 2 labels"):
         D.mnist("train")
 
 
 def test_mnist_rejects_non_mnist_shapes(tmp_path, monkeypatch):
-    d = _fake_bundle(tmp_path, {"train-images-idx3-ubyte.gz": np.zeros((2, 28, 27), np.uint8),
-                                "train-labels-idx1-ubyte.gz": np.zeros(2, np.uint8)})
+    d = _fake_bundle(
+        tmp_path,
+        {
+            "train-images-idx3-ubyte.gz": np.zeros((2, 28, 27), np.uint8),
+            "train-labels-idx1-ubyte.gz": np.zeros(2, np.uint8),
+        },
+    )
     monkeypatch.setattr(datasets, "_bundled_mnist", lambda: d)
-    with pytest.raises(ValueError, match=r"images must be uint8 of shape \(N, 28, 28\), got uint8 \(2, 28, 27\)"):
+    with pytest.raises(
+        ValueError, match=r"images must be uint8 of shape \(N, 28, 28\), got uint8 \(2, 28, 27\)"
+    ):
         D.mnist("train")
 
 
 # ---------------------------------------------------------------- Fashion-MNIST
+
 
 def _fashion_dir(d: Path, label: int) -> Path:
     """A tiny Fashion-MNIST-shaped directory whose labels all equal `label`."""
@@ -261,6 +285,7 @@ def test_fashion_mnist_real_files_and_stats():
 
 # ---------------------------------------------------------------- normalize
 
+
 def test_normalize_mnist_statistics():
     x, _ = D.mnist("train")
     assert abs(x.mean(dtype=np.float64) / 255 - D.MNIST_MEAN) < 1e-4
@@ -286,6 +311,7 @@ def test_normalize_rejects_bad_std():
 
 
 # ---------------------------------------------------------------- batching
+
 
 def _epoch(n, batch_size, **kw):
     x = np.arange(n)
@@ -351,7 +377,9 @@ def test_batching_errors():
         D.num_batches(4, True)
     with pytest.raises(ValueError, match="x and y must have the same length, got x 4 and y 3"):
         D.batches(x, x[:3], 2, key=k)
-    with pytest.raises(ValueError, match=r"needs a PRNG key \(key=jax.random.key\(...\)\) when shuffle=True, got None"):
+    with pytest.raises(
+        ValueError, match=r"needs a PRNG key \(key=jax.random.key\(...\)\) when shuffle=True, got None"
+    ):
         D.batches(x, x, 2)
     with pytest.raises(ValueError, match="n must be >= 0, got -1"):
         D.num_batches(-1, 2)

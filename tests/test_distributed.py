@@ -7,9 +7,10 @@ keeps its single device: XLA_FLAGS must be set before jax starts its backend, an
 jax.distributed.initialize needs a fresh process. All three subprocesses start together
 when the first test needs them, and their results are shared by the tests below.
 """
+
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from fnn import functional as F
 from fnn.train import fit, make_train_epoch, make_train_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_train import toy_data, toy_model  # noqa: E402
+from test_train import toy_data, toy_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
@@ -44,12 +45,21 @@ def runs(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
     devices_env = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     port = free_port()
-    procs = {"devices": subprocess.Popen([sys.executable, WORKER, "devices", str(out / "devices.npz")],
-                                         env=devices_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)}
+    procs = {
+        "devices": subprocess.Popen(
+            [sys.executable, WORKER, "devices", str(out / "devices.npz")],
+            env=devices_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    }
     for pid in range(2):
         procs[f"process{pid}"] = subprocess.Popen(
             [sys.executable, WORKER, "process", str(pid), "2", str(port), str(out / "processes.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
     logs = {}
     for name, proc in procs.items():
         try:
@@ -71,20 +81,25 @@ def load(runs, name, *procs):
 
 
 def leaves(data, prefix):
-    keys = sorted((k for k in data.files if k.startswith(prefix + "/") and k.split("/")[-1].isdigit()),
-                  key=lambda k: int(k.split("/")[-1]))
+    keys = sorted(
+        (k for k in data.files if k.startswith(prefix + "/") and k.split("/")[-1].isdigit()),
+        key=lambda k: int(k.split("/")[-1]),
+    )
     assert keys, prefix
     return [data[k] for k in keys]
 
 
 # -- 4 host devices in one process --------------------------------------------------------
 
+
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_four_devices_steps_equal_one_device(runs, grad):
     data, info = load(runs, "devices", "devices")
     np.testing.assert_allclose(data[f"step/{grad}/mesh/losses"], data[f"step/{grad}/one/losses"], **TOL)
     one, mesh = leaves(data, f"step/{grad}/one"), leaves(data, f"step/{grad}/mesh")
-    assert len(one) == len(mesh) == 19  # params, BatchNorm state, momentum buffers, step counts, lr scale, last lr
+    assert (
+        len(one) == len(mesh) == 19
+    )  # params, BatchNorm state, momentum buffers, step counts, lr scale, last lr
     for a, b in zip(one, mesh):
         np.testing.assert_allclose(b, a, **TOL)
     assert info[f"step_{grad}_param_sharding"] == "P()"  # params come back replicated
@@ -129,6 +144,7 @@ def test_four_devices_bad_input_names_the_sizes(runs):
 
 # -- 2 processes under jax.distributed, each loading its own shard ---------------------------
 
+
 def test_two_processes_reach_the_one_process_parameters(runs):
     # Reference: the devices worker's plain one-device fit, same data, key and optimizer.
     data, info = load(runs, "processes", "process0", "process1")
@@ -142,6 +158,7 @@ def test_two_processes_reach_the_one_process_parameters(runs):
 
 
 # -- in this process (one device) -----------------------------------------------------------
+
 
 def test_mesh_without_data_axis_raises_before_compiling():
     model, opt, (x, y) = toy_model(), optim.sgd(lr=0.1), toy_data(64)
@@ -158,8 +175,16 @@ def test_mesh_without_data_axis_raises_before_compiling():
 def test_dataset_smaller_than_the_global_batch_raises():
     x, y = toy_data(16)
     with pytest.raises(ValueError, match="batch_size 32 exceeds the number of samples 16"):
-        fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=32,
-            key=jax.random.key(0), mesh=distributed.data_mesh(1))
+        fit(
+            toy_model(),
+            F.cross_entropy,
+            optim.sgd(lr=0.1),
+            (x, y),
+            epochs=1,
+            batch_size=32,
+            key=jax.random.key(0),
+            mesh=distributed.data_mesh(1),
+        )
 
 
 def test_data_mesh_and_local_shard():

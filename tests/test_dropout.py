@@ -1,4 +1,5 @@
 """fnn.functional.dropout: inverted dropout with explicit keys (SEMANTICS 1.3)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,14 +31,18 @@ def test_eval_is_identity_without_key():
     x = jnp.arange(6.0).reshape(2, 3)
     assert dropout(x, None, 0.5, training=False) is x  # DROP-1: eval is identity
     np.testing.assert_array_equal(jax.grad(lambda x: dropout(x, None, 0.9, False).sum())(x), np.ones((2, 3)))
-    np.testing.assert_array_equal(dropout_backward(jnp.ones((2, 3)), x, None, 0.5, training=False), np.ones((2, 3)))
+    np.testing.assert_array_equal(
+        dropout_backward(jnp.ones((2, 3)), x, None, 0.5, training=False), np.ones((2, 3))
+    )
 
 
 def test_p0_identity_gradient_ones():
     x = jnp.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal(dropout(x, jax.random.key(0), 0.0), x)  # DROP-2
     np.testing.assert_array_equal(dropout(x, None, 0), x)  # no key needed at p = 0
-    np.testing.assert_array_equal(jax.grad(lambda x: dropout(x, jax.random.key(0), 0.0).sum())(x), np.ones((2, 3)))
+    np.testing.assert_array_equal(
+        jax.grad(lambda x: dropout(x, jax.random.key(0), 0.0).sum())(x), np.ones((2, 3))
+    )
     np.testing.assert_array_equal(dropout_backward(jnp.ones((2, 3)), x, None, 0.0), np.ones((2, 3)))
 
 
@@ -108,7 +113,9 @@ def test_p_out_of_range_rejected(p):
 
 def test_bad_arguments_rejected():
     x = jnp.ones(3)
-    with pytest.raises(ValueError, match=r"dropout needs a PRNG key \(key=jax.random.key\(...\)\) when training, got None"):
+    with pytest.raises(
+        ValueError, match=r"dropout needs a PRNG key \(key=jax.random.key\(...\)\) when training, got None"
+    ):
         dropout(x, None, 0.5)
     with pytest.raises(ValueError, match="dropout_backward needs a PRNG key"):
         dropout_backward(x, x, None, 0.5)

@@ -1,4 +1,5 @@
 """F.one_hot: torch's semantics (int indicators, inferred class count), errors."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

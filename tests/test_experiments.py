@@ -3,6 +3,7 @@
 Each runs in its own process (as a reader would run it), must exit 0 and write its
 results.json. The full runs and their figures are recorded in experiments/README.md.
 """
+
 import json
 import os
 import subprocess
@@ -21,8 +22,14 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_quick_mode_runs_and_writes_results(script, tmp_path):
-    result = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True,
-                            text=True, cwd=ROOT, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results, "results.json is empty"

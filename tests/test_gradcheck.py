@@ -1,4 +1,5 @@
 """fnn.gradcheck: the three-way report agrees on correct backwards and catches wrong ones."""
+
 import functools
 
 import jax
@@ -10,8 +11,17 @@ from fnn import gradcheck, nn
 
 
 def mnist_mlp():
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.2),
-                         nn.Linear(256, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, 10))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256),
+        nn.BatchNorm1d(256),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(256, 256),
+        nn.BatchNorm1d(256),
+        nn.ReLU(),
+        nn.Linear(256, 10),
+    )
 
 
 def test_mnist_sized_mlp_every_leaf_agrees():
@@ -20,12 +30,24 @@ def test_mnist_sized_mlp_every_leaf_agrees():
     params, state = model.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (32, 1, 28, 28))
     y = jax.random.randint(jax.random.key(2), (32,), 0, 10)
-    report = gradcheck.check_model(model, F.cross_entropy, params, state, x, y, key=jax.random.key(3), train=True)
+    report = gradcheck.check_model(
+        model, F.cross_entropy, params, state, x, y, key=jax.random.key(3), train=True
+    )
     assert report.passed, str(report)
     names = [leaf.name for leaf in report.leaves]
     # jax flattens dicts in key order, so each layer's bias comes before its weight.
-    assert names == ["1.bias", "1.weight", "2.bias", "2.weight", "5.bias", "5.weight", "6.bias", "6.weight",
-                     "8.bias", "8.weight"]
+    assert names == [
+        "1.bias",
+        "1.weight",
+        "2.bias",
+        "2.weight",
+        "5.bias",
+        "5.weight",
+        "6.bias",
+        "6.weight",
+        "8.bias",
+        "8.weight",
+    ]
     table = str(report)
     assert "all leaves agree" in table and "1.weight" in table and "(256, 784)" in table
 
@@ -66,5 +88,10 @@ def test_manual_gradient_of_wrong_shape_is_an_error():
 def test_loss_without_backward_is_an_error():
     model = nn.Sequential(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="no manual backward"):
-        gradcheck.check_model(model, lambda y, t: jnp.sum(y), *model.init(jax.random.key(0)),
-                              jnp.ones((1, 2)), jnp.zeros((1,), jnp.int32))
+        gradcheck.check_model(
+            model,
+            lambda y, t: jnp.sum(y),
+            *model.init(jax.random.key(0)),
+            jnp.ones((1, 2)),
+            jnp.zeros((1,), jnp.int32),
+        )

@@ -1,5 +1,6 @@
 """fnn.init: torch's gains and fans (INIT-1, INIT-2), the distributions of INIT-3/INIT-4/LIN-1
 checked empirically on large draws, untruncated normals, determinism, dtypes and bad input."""
+
 import functools
 import math
 
@@ -38,15 +39,24 @@ def _check_uniform(w, low, high):
 
 # ---------------------------------------------------------------- gain and fans
 
+
 def test_calculate_gain_values():
     # INIT-2
-    for name in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-                 "conv_transpose2d", "conv_transpose3d", "sigmoid"):
+    for name in (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "sigmoid",
+    ):
         assert init.calculate_gain(name) == 1.0
     assert init.calculate_gain("tanh") == pytest.approx(5 / 3)
     assert init.calculate_gain("relu") == pytest.approx(math.sqrt(2))
     assert init.calculate_gain("leaky_relu") == pytest.approx(1.41414, abs=1e-5)  # a = 0.01
-    assert init.calculate_gain("leaky_relu") == pytest.approx(math.sqrt(2 / (1 + 0.01 ** 2)))
+    assert init.calculate_gain("leaky_relu") == pytest.approx(math.sqrt(2 / (1 + 0.01**2)))
     assert init.calculate_gain("leaky_relu", 0) == pytest.approx(math.sqrt(2))
     assert init.calculate_gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / 1.04))
     assert init.calculate_gain("selu") == 0.75
@@ -74,6 +84,7 @@ def test_calculate_fans():
 
 # ---------------------------------------------------------------- deterministic fills
 
+
 def test_constant_zeros_ones_ignore_key():
     # INIT-5; key may be None so every initializer has the same signature
     np.testing.assert_array_equal(init.constant(None, (2, 3), 0.5), np.full((2, 3), 0.5))
@@ -84,6 +95,7 @@ def test_constant_zeros_ones_ignore_key():
 
 
 # ---------------------------------------------------------------- distributions
+
 
 def test_uniform_and_normal():
     k1, k2 = _keys(2)
@@ -96,8 +108,9 @@ def test_xavier():
     # INIT-3 with fan_in = 400, fan_out = 2500 (shape (out, in))
     k1, k2 = _keys(2)
     shape, gain = (2500, 400), 1.7
-    _check_uniform(init.xavier_uniform(k1, shape, gain=gain), *(np.array([-1, 1])
-                   * gain * math.sqrt(6 / 2900)))
+    _check_uniform(
+        init.xavier_uniform(k1, shape, gain=gain), *(np.array([-1, 1]) * gain * math.sqrt(6 / 2900))
+    )
     _check_normal(init.xavier_normal(k2, shape, gain=gain), gain * math.sqrt(2 / 2900))
 
 
@@ -110,8 +123,9 @@ def test_kaiming_defaults_and_fan_out():
     b_out = math.sqrt(2) * math.sqrt(3 / 2000)
     _check_uniform(init.kaiming_uniform(k2, shape, mode="fan_out"), -b_out, b_out)
     _check_normal(init.kaiming_normal(k3, shape), math.sqrt(2) / math.sqrt(500))
-    _check_normal(init.kaiming_normal(k4, shape, mode="fan_out", nonlinearity="tanh"),
-                  (5 / 3) / math.sqrt(2000))
+    _check_normal(
+        init.kaiming_normal(k4, shape, mode="fan_out", nonlinearity="tanh"), (5 / 3) / math.sqrt(2000)
+    )
 
 
 def test_kaiming_linear_default_and_conv_fans():
@@ -132,10 +146,17 @@ def test_zero_element_shapes_give_empty_arrays():
 
 # ---------------------------------------------------------------- determinism, keys, dtype, jit
 
+
 def test_same_key_same_values_and_legacy_keys():
     key = jax.random.key(7)
-    for f in (init.uniform, init.normal, init.xavier_uniform, init.xavier_normal,
-              init.kaiming_uniform, init.kaiming_normal):
+    for f in (
+        init.uniform,
+        init.normal,
+        init.xavier_uniform,
+        init.xavier_normal,
+        init.kaiming_uniform,
+        init.kaiming_normal,
+    ):
         np.testing.assert_array_equal(f(key, (6, 5)), f(key, (6, 5)))
         k1, k2 = jax.random.split(key)
         assert not np.array_equal(f(k1, (6, 5)), f(k2, (6, 5)))
@@ -168,6 +189,7 @@ def test_jit_equals_eager():
 
 # ---------------------------------------------------------------- bad input
 
+
 def test_bad_input():
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="mode must be 'fan_in' or 'fan_out', got 'fan_avg'"):
@@ -187,6 +209,9 @@ def test_bad_input():
         init.xavier_normal(None, (3, 4))
     with pytest.raises(TypeError, match="dtype must be a floating dtype, got int32"):
         init.normal(key, (3,), dtype=jnp.int32)
-    with pytest.raises(ValueError, match=r"shape must be an int or a sequence of non-negative "
-                                         r"ints, got \(3, -1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape must be an int or a sequence of non-negative "
+        r"ints, got \(3, -1\)",
+    ):
         init.uniform(key, (3, -1))

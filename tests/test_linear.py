@@ -1,4 +1,5 @@
 """fnn.functional.linear: linear and flatten, manual backward vs jax.vjp, shapes and errors."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,7 +41,9 @@ def test_linear_forward_is_x_wt_plus_b(x64):
 def test_linear_jit_equals_eager():
     x, w, b = _rand(0, (5, 3)).astype(jnp.float32), _rand(1, (4, 3)).astype(jnp.float32), jnp.ones(4)
     np.testing.assert_allclose(jax.jit(linear)(x, w, b), linear(x, w, b), rtol=1e-6)
-    for a, e in zip(jax.jit(linear_backward)(jnp.ones((5, 4)), x, w, b), linear_backward(jnp.ones((5, 4)), x, w, b)):
+    for a, e in zip(
+        jax.jit(linear_backward)(jnp.ones((5, 4)), x, w, b), linear_backward(jnp.ones((5, 4)), x, w, b)
+    ):
         np.testing.assert_allclose(a, e, rtol=1e-6)
 
 
@@ -48,9 +51,13 @@ def test_linear_bad_shapes_rejected():
     x, w = jnp.ones((5, 3)), jnp.ones((4, 2))
     with pytest.raises(ValueError, match=r"input shape \(5, 3\) and weight shape \(4, 2\)"):
         linear(x, w)
-    with pytest.raises(ValueError, match=r"bias must have shape \(out_features,\) = \(4,\) .* got bias shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"bias must have shape \(out_features,\) = \(4,\) .* got bias shape \(3,\)"
+    ):
         linear(jnp.ones((5, 2)), w, jnp.ones(3))
-    with pytest.raises(ValueError, match=r"weight must have shape \(out_features, in_features\), got shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"weight must have shape \(out_features, in_features\), got shape \(2,\)"
+    ):
         linear(jnp.ones((5, 2)), jnp.ones(2))
     with pytest.raises(TypeError, match="input must have a floating dtype, got int32"):
         linear(jnp.ones((5, 2), jnp.int32), w)
@@ -58,15 +65,18 @@ def test_linear_bad_shapes_rejected():
         linear_backward(jnp.ones((5, 3)), jnp.ones((5, 2)), w)
 
 
-@pytest.mark.parametrize("shape,start,end,expected", [
-    ((2, 3, 4, 5), 1, -1, (2, 60)),  # FLAT-1: dim 0 kept
-    ((2, 3, 4, 5), 0, -1, (120,)),
-    ((2, 3, 4, 5), 1, 2, (2, 12, 5)),
-    ((2, 3, 4, 5), -3, -2, (2, 12, 5)),
-    ((2, 3, 4, 5), 2, 2, (2, 3, 4, 5)),
-    ((7,), 0, -1, (7,)),
-    ((), 0, -1, (1,)),  # torch: a 0-d input flattens to shape (1,)
-])
+@pytest.mark.parametrize(
+    "shape,start,end,expected",
+    [
+        ((2, 3, 4, 5), 1, -1, (2, 60)),  # FLAT-1: dim 0 kept
+        ((2, 3, 4, 5), 0, -1, (120,)),
+        ((2, 3, 4, 5), 1, 2, (2, 12, 5)),
+        ((2, 3, 4, 5), -3, -2, (2, 12, 5)),
+        ((2, 3, 4, 5), 2, 2, (2, 3, 4, 5)),
+        ((7,), 0, -1, (7,)),
+        ((), 0, -1, (1,)),  # torch: a 0-d input flattens to shape (1,)
+    ],
+)
 def test_flatten_shapes_and_backward(x64, shape, start, end, expected):
     x = _rand(0, shape)
     y = flatten(x, start, end)
@@ -85,11 +95,15 @@ def test_flatten_default_keeps_batch_dim_under_jit():
 
 def test_flatten_bad_dims_rejected():
     x = jnp.ones((2, 3, 4))
-    with pytest.raises(ValueError, match=r"start_dim must be in \[-3, 2\] for input of shape \(2, 3, 4\), got 3"):
+    with pytest.raises(
+        ValueError, match=r"start_dim must be in \[-3, 2\] for input of shape \(2, 3, 4\), got 3"
+    ):
         flatten(x, 3)
     with pytest.raises(ValueError, match=r"end_dim must be in \[-3, 2\] .* got -4"):
         flatten(x, 0, -4)
-    with pytest.raises(ValueError, match="start_dim cannot come after end_dim, got start_dim=2 and end_dim=1"):
+    with pytest.raises(
+        ValueError, match="start_dim cannot come after end_dim, got start_dim=2 and end_dim=1"
+    ):
         flatten(x, 2, 1)
     with pytest.raises(TypeError, match="start_dim must be a Python int, got 1.5"):
         flatten(x, 1.5)

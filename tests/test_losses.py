@@ -1,5 +1,6 @@
 """fnn.functional.losses: torch golden values (SEMANTICS.md 2.1), manual backward vs jax.vjp,
 edge cases (ignored targets, empty batches, saturated logits) and every bad-input error."""
+
 import functools
 
 import jax
@@ -40,21 +41,24 @@ def i64(x):
     return jnp.asarray(x, jnp.int64)
 
 
-@pytest.mark.parametrize("kwargs, want", [
-    # CE-1 (index targets, -100 ignored)
-    (dict(reduction="mean"), 1.035164838),
-    (dict(reduction="sum"), 3.105494513),
-    (dict(reduction="none"), [0.4076059644, 0.5549569196, 0, 2.142931628]),
-    # CE-1 weighted mean; CE-6: 'none' returns w_{y_n}·nll_n
-    (dict(weight=W, reduction="mean"), 1.010606345),
-    (dict(weight=W, reduction="sum"), 6.06363807),
-    (dict(weight=W, reduction="none"), [1.222817893, 0.5549569196, 0, 4.285863257]),
-    # CE-2 label smoothing with weights: both terms share the Σw_{y_n} denominator
-    (dict(weight=W, label_smoothing=0.1, reduction="mean"), 1.088062194),
-    (dict(weight=W, label_smoothing=0.1, reduction="sum"), 6.528373165),
-    (dict(weight=W, label_smoothing=0.1, reduction="none"), [1.31539063, 0.7937859449, 0, 4.41919659]),
-    (dict(label_smoothing=0.1), 1.096275949),  # CE-2
-])
+@pytest.mark.parametrize(
+    "kwargs, want",
+    [
+        # CE-1 (index targets, -100 ignored)
+        (dict(reduction="mean"), 1.035164838),
+        (dict(reduction="sum"), 3.105494513),
+        (dict(reduction="none"), [0.4076059644, 0.5549569196, 0, 2.142931628]),
+        # CE-1 weighted mean; CE-6: 'none' returns w_{y_n}·nll_n
+        (dict(weight=W, reduction="mean"), 1.010606345),
+        (dict(weight=W, reduction="sum"), 6.06363807),
+        (dict(weight=W, reduction="none"), [1.222817893, 0.5549569196, 0, 4.285863257]),
+        # CE-2 label smoothing with weights: both terms share the Σw_{y_n} denominator
+        (dict(weight=W, label_smoothing=0.1, reduction="mean"), 1.088062194),
+        (dict(weight=W, label_smoothing=0.1, reduction="sum"), 6.528373165),
+        (dict(weight=W, label_smoothing=0.1, reduction="none"), [1.31539063, 0.7937859449, 0, 4.41919659]),
+        (dict(label_smoothing=0.1), 1.096275949),  # CE-2
+    ],
+)
 def test_cross_entropy_index_golden(x64, kwargs, want):
     kwargs = {k: f64(v) if k == "weight" else v for k, v in kwargs.items()}
     close(L.cross_entropy(f64(X), i64(T), **kwargs), want)
@@ -68,14 +72,17 @@ def test_cross_entropy_ignore_golden(x64):
     close(L.cross_entropy(f64(X), i64([2, 0, 0, 1]), ignore_index=0), 1.275268796)
 
 
-@pytest.mark.parametrize("kwargs, reduction, want", [
-    ({}, "mean", 1.1635267),  # CE-3
-    ({}, "none", [0.4076059644, 1.00495692, 1.098612289, 2.142931628]),  # CE-3
-    (dict(weight=W), "mean", 2.358211354),  # CE-3: sum/4, not /Σw
-    (dict(weight=W), "none", [1.222817893, 1.726939687, 2.197224577, 4.285863257]),  # CE-3
-    (dict(label_smoothing=0.1), "mean", 1.198110034),  # CE-3 with y' = 0.9·y + 0.1/3
-    (dict(weight=W, label_smoothing=0.1), "mean", 2.445095558),  # CE-3
-])
+@pytest.mark.parametrize(
+    "kwargs, reduction, want",
+    [
+        ({}, "mean", 1.1635267),  # CE-3
+        ({}, "none", [0.4076059644, 1.00495692, 1.098612289, 2.142931628]),  # CE-3
+        (dict(weight=W), "mean", 2.358211354),  # CE-3: sum/4, not /Σw
+        (dict(weight=W), "none", [1.222817893, 1.726939687, 2.197224577, 4.285863257]),  # CE-3
+        (dict(label_smoothing=0.1), "mean", 1.198110034),  # CE-3 with y' = 0.9·y + 0.1/3
+        (dict(weight=W, label_smoothing=0.1), "mean", 2.445095558),  # CE-3
+    ],
+)
 def test_cross_entropy_probability_golden(x64, kwargs, reduction, want):
     kwargs = {k: f64(v) if k == "weight" else v for k, v in kwargs.items()}
     close(L.cross_entropy(f64(X), f64(P), reduction=reduction, **kwargs), want, rtol=1e-7)
@@ -84,16 +91,21 @@ def test_cross_entropy_probability_golden(x64, kwargs, reduction, want):
 def test_cross_entropy_kdim_golden(x64):
     # NLL-3 / CE-1: (N, C, d) input, mean over all non-ignored positions, weighted
     close(L.cross_entropy(f64(XK), i64(TK), weight=f64(W)), 0.9645838471)
-    close(L.cross_entropy(f64(XK), i64(TK), weight=f64(W), reduction="none"),
-          [[1.551250514, 2.302501027, 2.253751541, 0], [2.253751541, 2.253751541, 2.302501027, 1.551250514]])
+    close(
+        L.cross_entropy(f64(XK), i64(TK), weight=f64(W), reduction="none"),
+        [[1.551250514, 2.302501027, 2.253751541, 0], [2.253751541, 2.253751541, 2.302501027, 1.551250514]],
+    )
     close(L.cross_entropy(f64(XK), i64(TK), label_smoothing=0.2), 1.105536228)  # CE-2, K-dim
 
 
-@pytest.mark.parametrize("reduction, want", [
-    ("mean", 1.010606345),  # NLL-1: weighted mean
-    ("sum", 6.06363807),  # NLL-1 (= CE sum, CE-1)
-    ("none", [1.222817893, 0.5549569196, 0, 4.285863257]),  # NLL-1: 0 at the ignored item
-])
+@pytest.mark.parametrize(
+    "reduction, want",
+    [
+        ("mean", 1.010606345),  # NLL-1: weighted mean
+        ("sum", 6.06363807),  # NLL-1 (= CE sum, CE-1)
+        ("none", [1.222817893, 0.5549569196, 0, 4.285863257]),  # NLL-1: 0 at the ignored item
+    ],
+)
 def test_nll_golden(x64, reduction, want):
     logp = jax.nn.log_softmax(f64(X), axis=1)
     close(L.nll_loss(logp, i64(T), weight=f64(W), reduction=reduction), want)
@@ -119,11 +131,15 @@ def test_bce_gradient_golden(x64):
 def test_bce_with_logits_golden(x64):
     z, y = f64(Z), f64(ZY)
     # BCEL-1: stable, no clamp: logit 100 with y = 0 (and -100 with y = 1) costs exactly 100
-    close(L.binary_cross_entropy_with_logits(z, y, reduction="none"),
-          [[0.04858735157, 0.6931471806, 0.126928011], [100, 100, 0.8490769842]])
+    close(
+        L.binary_cross_entropy_with_logits(z, y, reduction="none"),
+        [[0.04858735157, 0.6931471806, 0.126928011], [100, 100, 0.8490769842]],
+    )
     # BCEL-1: pos_weight broadcasts along the last dimension
-    close(L.binary_cross_entropy_with_logits(z, y, pos_weight=f64(POS_WEIGHT), reduction="none"),
-          [[0.04858735157, 1.386294361, 0.06346400552], [100, 200, 0.7898173612]])
+    close(
+        L.binary_cross_entropy_with_logits(z, y, pos_weight=f64(POS_WEIGHT), reduction="none"),
+        [[0.04858735157, 1.386294361, 0.06346400552], [100, 200, 0.7898173612]],
+    )
     kw = dict(weight=f64(BCEL_WEIGHT), pos_weight=f64(POS_WEIGHT))
     close(L.binary_cross_entropy_with_logits(z, y, **kw), 33.74138288)  # BCEL-1: mean over numel
     close(L.binary_cross_entropy_with_logits(z, y, reduction="sum", **kw), 202.4482973)
@@ -136,7 +152,7 @@ def test_regression_golden(x64):
     close(L.l1_loss(x, t, reduction="none"), np.abs(D))
     close(L.mse_loss(x, t), 3.3)  # MSE-1
     close(L.mse_loss(x, t, reduction="sum"), 5 * 3.3)
-    close(L.mse_loss(x, t, reduction="none"), D ** 2)
+    close(L.mse_loss(x, t, reduction="none"), D**2)
     # HUB-1 / SL1-1, 'none' (sum and mean follow from it)
     for f, kw, want in [
         (L.huber_loss, dict(delta=1.0), [0, 0.125, 0.5, 2.5, 2]),
@@ -159,9 +175,11 @@ def test_l1_gradient_zero_at_equality(x64):
     x = f64([1.0, 2.0, -3.0])
     t = f64([1.0, 0.0, -3.0])
     want = [0.0, 1.0 / 3, 0.0]  # d = [0, 2, 0], 'mean' over 3; Huber clips the 2 to δ = 1
-    for f, fb, kw in [(L.l1_loss, L.l1_loss_backward, {}),
-                      (L.smooth_l1_loss, L.smooth_l1_loss_backward, dict(beta=0.0)),
-                      (L.huber_loss, L.huber_loss_backward, {})]:
+    for f, fb, kw in [
+        (L.l1_loss, L.l1_loss_backward, {}),
+        (L.smooth_l1_loss, L.smooth_l1_loss_backward, dict(beta=0.0)),
+        (L.huber_loss, L.huber_loss_backward, {}),
+    ]:
         close(jax.grad(lambda x: f(x, t, **kw))(x), want)
         close(fb(f64(1.0), x, t, **kw), want)
 
@@ -170,7 +188,9 @@ def test_smooth_l1_beta_zero_is_l1(x64):
     # SL1-1: β = 0 gives exactly L1, values and gradients
     x, t = f64(PRED), f64(TARGET)
     for r in REDUCTIONS:
-        np.testing.assert_array_equal(L.smooth_l1_loss(x, t, reduction=r, beta=0.0), L.l1_loss(x, t, reduction=r))
+        np.testing.assert_array_equal(
+            L.smooth_l1_loss(x, t, reduction=r, beta=0.0), L.l1_loss(x, t, reduction=r)
+        )
 
 
 def test_huber_is_delta_times_smooth_l1(x64):
@@ -178,8 +198,10 @@ def test_huber_is_delta_times_smooth_l1(x64):
     rng = np.random.default_rng(0)
     x, t = f64(rng.normal(size=20) * 3), f64(rng.normal(size=20))
     for delta in (0.3, 1.0, 2.5):
-        close(L.huber_loss(x, t, reduction="none", delta=delta),
-              delta * L.smooth_l1_loss(x, t, reduction="none", beta=delta))
+        close(
+            L.huber_loss(x, t, reduction="none", delta=delta),
+            delta * L.smooth_l1_loss(x, t, reduction="none", beta=delta),
+        )
 
 
 def test_empty_means_are_nan(x64):
@@ -212,16 +234,20 @@ def test_label_smoothing_differs_from_smoothed_one_hot_with_weights(x64):
     b = L.cross_entropy(f64(X), onehot, weight=f64(W), label_smoothing=0.1)
     assert not np.isclose(a, b)
     # without weights and ignored items the two agree (both are p − y' at the gradient)
-    close(L.cross_entropy(f64(X), i64([2, 0, 1, 1]), label_smoothing=0.1),
-          L.cross_entropy(f64(X), onehot, label_smoothing=0.1))
+    close(
+        L.cross_entropy(f64(X), i64([2, 0, 1, 1]), label_smoothing=0.1),
+        L.cross_entropy(f64(X), onehot, label_smoothing=0.1),
+    )
 
 
 @pytest.mark.parametrize("loss", ["nll", "ce", "ce_smooth"])
 def test_all_ignored_nan_loss_zero_gradient(x64, loss):
     # NLL-2: 'mean' NaN, 'sum' 0, 'none' zeros; the gradient is zeros, not NaN
-    f, fb, kw = {"nll": (L.nll_loss, L.nll_loss_backward, {}),
-                 "ce": (L.cross_entropy, L.cross_entropy_backward, {}),
-                 "ce_smooth": (L.cross_entropy, L.cross_entropy_backward, dict(label_smoothing=0.3))}[loss]
+    f, fb, kw = {
+        "nll": (L.nll_loss, L.nll_loss_backward, {}),
+        "ce": (L.cross_entropy, L.cross_entropy_backward, {}),
+        "ce_smooth": (L.cross_entropy, L.cross_entropy_backward, dict(label_smoothing=0.3)),
+    }[loss]
     x, t, w = f64(X), i64([-100] * 4), f64(W)
     assert np.isnan(f(x, t, weight=w, **kw))
     close(f(x, t, weight=w, reduction="sum", **kw), 0.0)
@@ -237,7 +263,10 @@ def test_unbatched_matches_a_batch_of_one(x64):
     for r in REDUCTIONS:
         out = L.cross_entropy(x, t, weight=f64(W), label_smoothing=0.2, reduction=r)
         assert out.shape == ()
-        close(out, L.cross_entropy(x[None], t[None], weight=f64(W), label_smoothing=0.2, reduction=r).reshape(()))
+        close(
+            out,
+            L.cross_entropy(x[None], t[None], weight=f64(W), label_smoothing=0.2, reduction=r).reshape(()),
+        )
         close(L.nll_loss(x, t, reduction=r), -x[1])
     close(L.cross_entropy(x, f64(P[1])), L.cross_entropy(x[None], f64([P[1]])))  # probabilities, unbatched
 
@@ -246,7 +275,9 @@ def test_unbatched_matches_a_batch_of_one(x64):
 def test_any_integer_target_dtype(x64, dtype):
     # NLL-4 (documented deviation): torch wants Long/Byte; fnn accepts any integer dtype
     t = jnp.asarray([2, 0, 1, 1], dtype)
-    close(L.cross_entropy(f64(X), t, weight=f64(W)), L.cross_entropy(f64(X), i64([2, 0, 1, 1]), weight=f64(W)))
+    close(
+        L.cross_entropy(f64(X), t, weight=f64(W)), L.cross_entropy(f64(X), i64([2, 0, 1, 1]), weight=f64(W))
+    )
     close(L.nll_loss(f64(X), t), L.nll_loss(f64(X), i64([2, 0, 1, 1])))
 
 
@@ -256,8 +287,12 @@ def test_stable_at_saturated_logits(x64):
     cases = [
         (L.cross_entropy, L.cross_entropy_backward, i64([1, 0, 2]), dict(label_smoothing=0.1, weight=f64(W))),
         (L.cross_entropy, L.cross_entropy_backward, f64([[0, 1, 0], [0.5, 0.5, 0], [0, 0, 1]]), {}),
-        (L.binary_cross_entropy_with_logits, L.binary_cross_entropy_with_logits_backward,
-         f64([[0, 1, 1], [1, 0, 0.5], [1, 1, 0]]), dict(pos_weight=f64(POS_WEIGHT))),
+        (
+            L.binary_cross_entropy_with_logits,
+            L.binary_cross_entropy_with_logits_backward,
+            f64([[0, 1, 1], [1, 0, 0.5], [1, 1, 0]]),
+            dict(pos_weight=f64(POS_WEIGHT)),
+        ),
     ]
     for f, fb, t, kw in cases:
         loss = f(x, t, **kw)
@@ -267,8 +302,10 @@ def test_stable_at_saturated_logits(x64):
         close(fb(f64(1.0), x, t, **kw), g)
     # CE-1 at ±1000: the wrong class costs exactly the logit gap
     close(L.cross_entropy(f64([[1000, -1000]]), i64([1])), 2000.0)
-    close(L.binary_cross_entropy_with_logits(f64([1000.0, -1000.0]), f64([0.0, 1.0]), reduction="none"),
-          [1000.0, 1000.0])
+    close(
+        L.binary_cross_entropy_with_logits(f64([1000.0, -1000.0]), f64([0.0, 1.0]), reduction="none"),
+        [1000.0, 1000.0],
+    )
 
 
 # ------------------------------------------------------------------ manual backward vs jax.vjp
@@ -296,36 +333,111 @@ def _cases():
         ("huber", L.huber_loss, L.huber_loss_backward, n(size=(3, 4)), n(size=(3, 4)), {}),
         ("huber_d0.3", L.huber_loss, L.huber_loss_backward, n(size=(3, 4)), n(size=(3, 4)), dict(delta=0.3)),
         ("sl1", L.smooth_l1_loss, L.smooth_l1_loss_backward, n(size=(3, 4)), n(size=(3, 4)), {}),
-        ("sl1_b2", L.smooth_l1_loss, L.smooth_l1_loss_backward, n(size=(3, 4)), n(size=(3, 4)), dict(beta=2.0)),
-        ("sl1_b0", L.smooth_l1_loss, L.smooth_l1_loss_backward, n(size=(3, 4)), n(size=(3, 4)), dict(beta=0.0)),
+        (
+            "sl1_b2",
+            L.smooth_l1_loss,
+            L.smooth_l1_loss_backward,
+            n(size=(3, 4)),
+            n(size=(3, 4)),
+            dict(beta=2.0),
+        ),
+        (
+            "sl1_b0",
+            L.smooth_l1_loss,
+            L.smooth_l1_loss_backward,
+            n(size=(3, 4)),
+            n(size=(3, 4)),
+            dict(beta=0.0),
+        ),
         ("bce", L.binary_cross_entropy, L.binary_cross_entropy_backward, probs(3, 4), u(size=(3, 4)), {}),
-        ("bce_w", L.binary_cross_entropy, L.binary_cross_entropy_backward, probs(3, 4), u(size=(3, 4)),
-         dict(weight=w4)),
-        ("bcel", L.binary_cross_entropy_with_logits, L.binary_cross_entropy_with_logits_backward,
-         n(size=(3, 4)) * 3, u(size=(3, 4)), {}),
-        ("bcel_w_pw", L.binary_cross_entropy_with_logits, L.binary_cross_entropy_with_logits_backward,
-         n(size=(3, 4)) * 3, u(size=(3, 4)), dict(weight=u(0.5, 2, (3, 4)), pos_weight=w4)),
-        ("bcel_pw", L.binary_cross_entropy_with_logits, L.binary_cross_entropy_with_logits_backward,
-         n(size=(2, 3, 4)), u(size=(2, 3, 4)), dict(pos_weight=w4)),
+        (
+            "bce_w",
+            L.binary_cross_entropy,
+            L.binary_cross_entropy_backward,
+            probs(3, 4),
+            u(size=(3, 4)),
+            dict(weight=w4),
+        ),
+        (
+            "bcel",
+            L.binary_cross_entropy_with_logits,
+            L.binary_cross_entropy_with_logits_backward,
+            n(size=(3, 4)) * 3,
+            u(size=(3, 4)),
+            {},
+        ),
+        (
+            "bcel_w_pw",
+            L.binary_cross_entropy_with_logits,
+            L.binary_cross_entropy_with_logits_backward,
+            n(size=(3, 4)) * 3,
+            u(size=(3, 4)),
+            dict(weight=u(0.5, 2, (3, 4)), pos_weight=w4),
+        ),
+        (
+            "bcel_pw",
+            L.binary_cross_entropy_with_logits,
+            L.binary_cross_entropy_with_logits_backward,
+            n(size=(2, 3, 4)),
+            u(size=(2, 3, 4)),
+            dict(pos_weight=w4),
+        ),
         ("nll", L.nll_loss, L.nll_loss_backward, x2, idx(4, 5), {}),
-        ("nll_w_ii", L.nll_loss, L.nll_loss_backward, x2, rng.integers(0, 4, 5), dict(weight=w4, ignore_index=1)),
+        (
+            "nll_w_ii",
+            L.nll_loss,
+            L.nll_loss_backward,
+            x2,
+            rng.integers(0, 4, 5),
+            dict(weight=w4, ignore_index=1),
+        ),
         ("nll_kdim_w", L.nll_loss, L.nll_loss_backward, x4, idx(4, 2, 3, 2), dict(weight=w4)),
         ("nll_unbatched", L.nll_loss, L.nll_loss_backward, x2[0], np.int64(3), dict(weight=w4)),
         ("ce", L.cross_entropy, L.cross_entropy_backward, x2, idx(4, 5), {}),
         ("ce_w", L.cross_entropy, L.cross_entropy_backward, x2, idx(4, 5), dict(weight=w4)),
         ("ce_ls", L.cross_entropy, L.cross_entropy_backward, x2, idx(4, 5), dict(label_smoothing=0.2)),
-        ("ce_w_ls_ii", L.cross_entropy, L.cross_entropy_backward, x2, rng.integers(0, 4, 5),
-         dict(weight=w4, label_smoothing=0.3, ignore_index=2)),
-        ("ce_kdim_w_ls", L.cross_entropy, L.cross_entropy_backward, x4, idx(4, 2, 3, 2),
-         dict(weight=w4, label_smoothing=0.1)),
-        ("ce_unbatched_ls", L.cross_entropy, L.cross_entropy_backward, x2[1], np.int64(0),
-         dict(weight=w4, label_smoothing=0.4)),
+        (
+            "ce_w_ls_ii",
+            L.cross_entropy,
+            L.cross_entropy_backward,
+            x2,
+            rng.integers(0, 4, 5),
+            dict(weight=w4, label_smoothing=0.3, ignore_index=2),
+        ),
+        (
+            "ce_kdim_w_ls",
+            L.cross_entropy,
+            L.cross_entropy_backward,
+            x4,
+            idx(4, 2, 3, 2),
+            dict(weight=w4, label_smoothing=0.1),
+        ),
+        (
+            "ce_unbatched_ls",
+            L.cross_entropy,
+            L.cross_entropy_backward,
+            x2[1],
+            np.int64(0),
+            dict(weight=w4, label_smoothing=0.4),
+        ),
         ("ce_prob", L.cross_entropy, L.cross_entropy_backward, x2, dist(5, 4), {}),
-        ("ce_prob_w_ls", L.cross_entropy, L.cross_entropy_backward, x2, dist(5, 4),
-         dict(weight=w4, label_smoothing=0.2)),
+        (
+            "ce_prob_w_ls",
+            L.cross_entropy,
+            L.cross_entropy_backward,
+            x2,
+            dist(5, 4),
+            dict(weight=w4, label_smoothing=0.2),
+        ),
         ("ce_prob_kdim_w", L.cross_entropy, L.cross_entropy_backward, x4, dist(2, 4, 3, 2), dict(weight=w4)),
-        ("ce_prob_unbatched", L.cross_entropy, L.cross_entropy_backward, x2[2], dist(1, 4)[0],
-         dict(label_smoothing=0.1)),
+        (
+            "ce_prob_unbatched",
+            L.cross_entropy,
+            L.cross_entropy_backward,
+            x2[2],
+            dist(1, 4)[0],
+            dict(label_smoothing=0.1),
+        ),
     ]
     return {name: rest for name, *rest in c}
 
@@ -347,8 +459,10 @@ def test_backward_matches_vjp(x64, name):
     # instead of one per eager op keeps this file fast.
     f, fb, x, t, kw = _case_arrays(name, jnp.float64)
     rng = np.random.default_rng(7)
-    cotangents = [f64(rng.normal(size=jax.eval_shape(lambda x: f(x, t, reduction=r, **kw), x).shape))
-                  for r in REDUCTIONS]
+    cotangents = [
+        f64(rng.normal(size=jax.eval_shape(lambda x: f(x, t, reduction=r, **kw), x).shape))
+        for r in REDUCTIONS
+    ]
 
     @jax.jit
     def manual_and_vjp(x, cotangents):
@@ -363,10 +477,21 @@ def test_backward_matches_vjp(x64, name):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=f"reduction={r!r}")
 
 
-@pytest.mark.parametrize("name, reduction", [
-    ("l1", "mean"), ("mse", "sum"), ("huber_d0.3", "none"), ("sl1_b2", "mean"), ("bce_w", "sum"),
-    ("bcel_w_pw", "none"), ("nll_kdim_w", "mean"), ("ce_w_ls_ii", "sum"), ("ce_unbatched_ls", "none"),
-    ("ce_prob_w_ls", "mean")])
+@pytest.mark.parametrize(
+    "name, reduction",
+    [
+        ("l1", "mean"),
+        ("mse", "sum"),
+        ("huber_d0.3", "none"),
+        ("sl1_b2", "mean"),
+        ("bce_w", "sum"),
+        ("bcel_w_pw", "none"),
+        ("nll_kdim_w", "mean"),
+        ("ce_w_ls_ii", "sum"),
+        ("ce_unbatched_ls", "none"),
+        ("ce_prob_w_ls", "mean"),
+    ],
+)
 def test_jit_equals_eager(name, reduction):
     f, fb, x, t, kw = _case_arrays(name, jnp.float32)
     fwd = functools.partial(f, reduction=reduction, **kw)
@@ -379,8 +504,14 @@ def test_jit_equals_eager(name, reduction):
 
 # ------------------------------------------------------------------ bad input
 
-ELEMENTWISE = [L.l1_loss, L.mse_loss, L.huber_loss, L.smooth_l1_loss, L.binary_cross_entropy,
-               L.binary_cross_entropy_with_logits]
+ELEMENTWISE = [
+    L.l1_loss,
+    L.mse_loss,
+    L.huber_loss,
+    L.smooth_l1_loss,
+    L.binary_cross_entropy,
+    L.binary_cross_entropy_with_logits,
+]
 ALL = ELEMENTWISE + [L.nll_loss, L.cross_entropy]
 PAIRS = {f.__name__: (f, getattr(L, f.__name__ + "_backward")) for f in ALL}
 
@@ -398,8 +529,11 @@ def test_shape_mismatch_names_both_shapes(name):
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_bad_reduction(name):
     f, fb = PAIRS[name]
-    x, t = (jnp.zeros((2, 3)), jnp.array([0, 1])) if name in ("nll_loss", "cross_entropy") else (
-        jnp.full((2, 3), 0.5), jnp.full((2, 3), 0.5))
+    x, t = (
+        (jnp.zeros((2, 3)), jnp.array([0, 1]))
+        if name in ("nll_loss", "cross_entropy")
+        else (jnp.full((2, 3), 0.5), jnp.full((2, 3), 0.5))
+    )
     with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'avg'"):
         f(x, t, reduction="avg")
     with pytest.raises(ValueError, match="reduction must be"):
@@ -441,13 +575,20 @@ def test_bce_input_outside_unit_interval(bad):
 
 def test_bce_weight_and_pos_weight_shapes():
     x, t = jnp.full((2, 3), 0.5), jnp.full((2, 3), 0.5)
-    with pytest.raises(ValueError, match=r"weight must broadcast to input of shape \(2, 3\), got weight \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"weight must broadcast to input of shape \(2, 3\), got weight \(2,\)"
+    ):
         L.binary_cross_entropy(x, t, weight=jnp.ones(2))
-    with pytest.raises(ValueError, match=r"weight must broadcast to input of shape \(2, 3\), got weight \(4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"weight must broadcast to input of shape \(2, 3\), got weight \(4, 3\)"
+    ):
         L.binary_cross_entropy_with_logits(x, t, weight=jnp.ones((4, 3)))
     # BCEL-1: pos_weight lives on the last (class) dimension
-    with pytest.raises(ValueError, match=r"pos_weight must broadcast along the last \(class\) dimension of input "
-                                         r"of shape \(2, 3\), got pos_weight \(2,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"pos_weight must broadcast along the last \(class\) dimension of input "
+        r"of shape \(2, 3\), got pos_weight \(2,\)",
+    ):
         L.binary_cross_entropy_with_logits(x, t, pos_weight=jnp.ones(2))
     with pytest.raises(ValueError, match="pos_weight must broadcast"):
         L.binary_cross_entropy_with_logits_backward(jnp.float32(1.0), x, t, pos_weight=jnp.ones(2))
@@ -460,8 +601,10 @@ def test_class_loss_errors(name):
     f, fb = PAIRS[name]
     x = jnp.zeros((4, 3))
     # NLL-1 / CE-1: class indices need an integer dtype
-    with pytest.raises(TypeError, match="target must have an integer dtype|holds class indices and must have an "
-                                        "integer dtype"):
+    with pytest.raises(
+        TypeError,
+        match="target must have an integer dtype|holds class indices and must have an integer dtype",
+    ):
         f(x, jnp.array([0.0, 1.0, 2.0, 1.0]))
     with pytest.raises(TypeError, match="input must have a floating dtype"):
         f(jnp.zeros((4, 3), jnp.int32), jnp.array([0, 1, 2, 1]))
@@ -471,14 +614,21 @@ def test_class_loss_errors(name):
             f(x, jnp.array([0, bad, 2, 1]))
         with pytest.raises(ValueError, match="target values must be in"):
             fb(jnp.float32(1.0), x, jnp.array([0, bad, 2, 1]))
-    with pytest.raises(ValueError, match=r"target must have shape \(4,\) for input of shape \(4, 3\), "
-                                         r"got target \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"target must have shape \(4,\) for input of shape \(4, 3\), "
+        r"got target \(3,\)",
+    ):
         f(x, jnp.array([0, 1, 2]))
     with pytest.raises(ValueError, match=r"target must have shape \(4, 2\) for input of shape \(4, 3, 2\)"):
         f(jnp.zeros((4, 3, 2)), jnp.zeros((4, 3), jnp.int32))
-    with pytest.raises(ValueError, match=r"input must be \(C,\), \(N, C\) or \(N, C, d1, ..., dK\), got shape \(\)"):
+    with pytest.raises(
+        ValueError, match=r"input must be \(C,\), \(N, C\) or \(N, C, d1, ..., dK\), got shape \(\)"
+    ):
         f(jnp.float32(0.0), jnp.int32(0))
-    with pytest.raises(ValueError, match=r"weight must have shape \(3,\) \(one entry per class\), got weight \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"weight must have shape \(3,\) \(one entry per class\), got weight \(4,\)"
+    ):
         f(x, jnp.array([0, 1, 2, 1]), weight=jnp.ones(4))
     with pytest.raises(TypeError, match="ignore_index must be an int, got 1.0"):
         f(x, jnp.array([0, 1, 2, 1]), ignore_index=1.0)
@@ -487,8 +637,11 @@ def test_class_loss_errors(name):
 def test_cross_entropy_specific_errors():
     x = jnp.zeros((4, 3))
     # CE-3: targets of the input's shape are probabilities and need a float dtype
-    with pytest.raises(TypeError, match=r"target of the input's shape \(4, 3\) holds class probabilities and must "
-                                        r"have a floating dtype, got int32"):
+    with pytest.raises(
+        TypeError,
+        match=r"target of the input's shape \(4, 3\) holds class probabilities and must "
+        r"have a floating dtype, got int32",
+    ):
         L.cross_entropy(x, jnp.zeros((4, 3), jnp.int32))
     # CE-3: ignore_index must be negative with probability targets
     with pytest.raises(ValueError, match="ignore_index must be < 0 with class-probability targets, got 0"):
@@ -503,10 +656,15 @@ def test_cross_entropy_specific_errors():
 
 def test_backward_grad_output_shape():
     x, t = jnp.zeros((4, 3)), jnp.array([0, 1, 2, 1])
-    with pytest.raises(ValueError, match=r"grad_output must have shape \(\) \(the loss's shape for "
-                                         r"reduction='mean'\), got \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"grad_output must have shape \(\) \(the loss's shape for "
+        r"reduction='mean'\), got \(4,\)",
+    ):
         L.cross_entropy_backward(jnp.ones(4), x, t)
-    with pytest.raises(ValueError, match=r"grad_output must have shape \(4,\) .*reduction='none'\), got \(\)"):
+    with pytest.raises(
+        ValueError, match=r"grad_output must have shape \(4,\) .*reduction='none'\), got \(\)"
+    ):
         L.nll_loss_backward(jnp.float32(1.0), x, t, reduction="none")
     with pytest.raises(ValueError, match=r"grad_output must have shape \(4, 3\)"):
         L.mse_loss_backward(jnp.ones(3), x, x, reduction="none")

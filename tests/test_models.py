@@ -1,4 +1,5 @@
 """fnn.models: the ready-made specs used by the command line and the experiments."""
+
 import jax
 
 from fnn import models, nn
@@ -7,7 +8,17 @@ from fnn import models, nn
 def test_mlp_layout_and_switches():
     full = models.mlp()
     assert [type(l).__name__ for l in full.layers] == [
-        "Flatten", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
+        "Flatten",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Dropout",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Dropout",
+        "Linear",
+    ]
     plain = models.mlp(hidden=(32,), batch_norm=False, dropout=0.0, activation=nn.Tanh())
     assert plain == nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Tanh(), nn.Linear(32, 10))
     params, _ = full.init(jax.random.key(0))

@@ -1,5 +1,6 @@
 """fnn.nn: every layer's manual backward equals jax.vjp (float64), state handling,
 PyTorch-style state_dict, immutability, jit and retrace behaviour, bad input."""
+
 import dataclasses
 
 import jax
@@ -34,8 +35,18 @@ LAYERS = [
     (nn.BatchNorm1d(6, momentum=None), (8, 6)),
     (nn.LayerNorm(6), (4, 6)),
     (nn.LayerNorm((3, 4), bias=False), (2, 3, 4)),
-    (nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.25),
-                   nn.Linear(8, 4), nn.Tanh()), (6, 3, 4)),
+    (
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(12, 8),
+            nn.BatchNorm1d(8),
+            nn.ReLU(),
+            nn.Dropout(0.25),
+            nn.Linear(8, 4),
+            nn.Tanh(),
+        ),
+        (6, 3, 4),
+    ),
 ]
 
 
@@ -92,7 +103,8 @@ def test_no_layer_overrides_backward():
     # backward is derived from apply_vjp once, in Layer; a layer that overrode it would have
     # two manual paths that could disagree.
     layer_types = {type(layer) for layer, _ in LAYERS} | {
-        cls for cls in vars(nn).values() if isinstance(cls, type) and issubclass(cls, nn.Layer)}
+        cls for cls in vars(nn).values() if isinstance(cls, type) and issubclass(cls, nn.Layer)
+    }
     for cls in layer_types:
         assert cls.backward is nn.Layer.backward, cls.__name__
         if cls not in (nn.Layer, nn.Elementwise):
@@ -139,8 +151,9 @@ def test_batchnorm_layer_running_stats_BN2_BN4():
     np.testing.assert_allclose(state["running_var"], [1.43, 1.11, 1.67], rtol=1e-6)
     assert int(state["num_batches_tracked"]) == 2 and state["num_batches_tracked"].dtype == jnp.int32
     y, state_eval = bn.apply(params, state, x2, train=False)
-    np.testing.assert_allclose(y, [[-0.3094084619, 0.7688145134, 1.547641831],
-                                   [1.36306971, 0.7688145134, -1.547641831]], rtol=1e-5)
+    np.testing.assert_allclose(
+        y, [[-0.3094084619, 0.7688145134, 1.547641831], [1.36306971, 0.7688145134, -1.547641831]], rtol=1e-5
+    )
     assert state_eval is state
 
 
@@ -168,7 +181,9 @@ def test_dropout_layer_needs_key_in_training_only():
     with pytest.raises(ValueError, match="key"):
         layer.apply({}, {}, x, train=True)
     with pytest.raises(ValueError, match="key"):
-        nn.Sequential(nn.Linear(4, 4), layer).apply(*nn.Sequential(nn.Linear(4, 4), layer).init(KEY), x, train=True)
+        nn.Sequential(nn.Linear(4, 4), layer).apply(
+            *nn.Sequential(nn.Linear(4, 4), layer).init(KEY), x, train=True
+        )
     np.testing.assert_array_equal(layer.apply({}, {}, x, train=False)[0], x)
     with pytest.raises(ValueError, match="between 0"):
         nn.Dropout(1.5)
@@ -194,19 +209,30 @@ def test_layers_are_immutable_and_hashable():
 
 
 def test_state_dict_names_and_round_trip():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2, bias=False))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2, bias=False)
+    )
     params, state = model.init(KEY)
     flat = model.state_dict(params, state)
-    assert list(flat) == ["1.weight", "1.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var",
-                          "2.num_batches_tracked", "4.weight"]
+    assert list(flat) == [
+        "1.weight",
+        "1.bias",
+        "2.weight",
+        "2.bias",
+        "2.running_mean",
+        "2.running_var",
+        "2.num_batches_tracked",
+        "4.weight",
+    ]
     assert all(isinstance(v, np.ndarray) for v in flat.values())
     # torch stores num_batches_tracked as int64: loading casts to fnn's int32 counter.
     flat["2.num_batches_tracked"] = np.array(7, np.int64)
     p2, s2 = model.load_state_dict(flat)
     assert s2[2]["num_batches_tracked"].dtype == jnp.int32 and int(s2[2]["num_batches_tracked"]) == 7
     x = jax.random.normal(KEY, (5, 2, 2))
-    np.testing.assert_array_equal(model.apply(params, state, x, train=False)[0],
-                                  model.apply(p2, s2, x, train=False)[0])
+    np.testing.assert_array_equal(
+        model.apply(params, state, x, train=False)[0], model.apply(p2, s2, x, train=False)[0]
+    )
 
 
 def test_load_state_dict_errors_name_the_entry():
@@ -225,16 +251,25 @@ def test_load_state_dict_errors_name_the_entry():
 
 def test_load_torch_state_dict_gives_identical_outputs():
     torch = pytest.importorskip("torch")
-    tm = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.BatchNorm1d(5), torch.nn.PReLU(),
-                             torch.nn.Linear(5, 3), torch.nn.LayerNorm(3))
+    tm = torch.nn.Sequential(
+        torch.nn.Linear(6, 5),
+        torch.nn.BatchNorm1d(5),
+        torch.nn.PReLU(),
+        torch.nn.Linear(5, 3),
+        torch.nn.LayerNorm(3),
+    )
     tm.train()
     tm(torch.randn(16, 6))  # move the running stats away from their init
     tm.eval()
     model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.PReLU(), nn.Linear(5, 3), nn.LayerNorm(3))
     params, state = model.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
     x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
-    np.testing.assert_allclose(model.apply(params, state, jnp.asarray(x), train=False)[0],
-                               tm(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model.apply(params, state, jnp.asarray(x), train=False)[0],
+        tm(torch.from_numpy(x)).detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_sequential_rejects_bad_layers_and_trees():
@@ -272,9 +307,15 @@ def test_jit_equals_eager_and_second_call_does_not_retrace():
 
 def test_linear_custom_initializers():
     import functools
+
     from fnn import init
-    layer = nn.Linear(300, 200, weight_init=functools.partial(init.kaiming_normal, nonlinearity="relu"),
-                      bias_init=functools.partial(init.constant, val=-1.0))
+
+    layer = nn.Linear(
+        300,
+        200,
+        weight_init=functools.partial(init.kaiming_normal, nonlinearity="relu"),
+        bias_init=functools.partial(init.constant, val=-1.0),
+    )
     params, _ = layer.init(KEY)
     np.testing.assert_allclose(float(jnp.std(params["weight"])), np.sqrt(2 / 300), rtol=0.03)
     np.testing.assert_array_equal(params["bias"], -np.ones(200))
@@ -300,17 +341,27 @@ def test_linear_then_maxout_is_pylearn2s_maxout_layer(x64):
     import functools
 
     from fnn import init
+
     units, pieces, irange = 4, 3, 0.005
-    layer = nn.Sequential(nn.Linear(6, units * pieces, weight_init=functools.partial(init.uniform, a=-irange,
-                                                                                       b=irange),
-                                    bias_init=init.zeros), nn.Maxout(pieces))
+    layer = nn.Sequential(
+        nn.Linear(
+            6,
+            units * pieces,
+            weight_init=functools.partial(init.uniform, a=-irange, b=irange),
+            bias_init=init.zeros,
+        ),
+        nn.Maxout(pieces),
+    )
     params, _ = layer.init(KEY)
     w, b = np.asarray(params[0]["weight"]), np.asarray(params[0]["bias"])
     assert np.abs(w).max() <= irange and np.abs(w).max() > 0.8 * irange and np.all(b == 0)
-    params = ({"weight": jnp.asarray(np.random.default_rng(0).normal(size=w.shape)), "bias": jnp.zeros(12)}, {})
+    params = (
+        {"weight": jnp.asarray(np.random.default_rng(0).normal(size=w.shape)), "bias": jnp.zeros(12)},
+        {},
+    )
     x = np.random.default_rng(1).normal(size=(5, 6))
-    z = x @ np.asarray(params[0]["weight"]).T            # pylearn2's x · W with W = weightᵀ
+    z = x @ np.asarray(params[0]["weight"]).T  # pylearn2's x · W with W = weightᵀ
     last_start = units * pieces - pieces
-    expected = functools.reduce(np.maximum, [z[:, i:last_start + i + 1:pieces] for i in range(pieces)])
+    expected = functools.reduce(np.maximum, [z[:, i : last_start + i + 1 : pieces] for i in range(pieces)])
     y, _ = layer.apply(params, ({}, {}), jnp.asarray(x), train=False)
     np.testing.assert_allclose(y, expected, rtol=1e-15)

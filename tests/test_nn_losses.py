@@ -1,6 +1,7 @@
 """fnn.nn loss specs: torch golden values (SEMANTICS.md 2.1) and numpy closed forms, backward
 vs jax.grad/jax.vjp in float64, per_sample aggregation vs the F op's 'mean', equality and
 hashing, FunctionLoss / as_loss, and every bad construction argument."""
+
 import dataclasses
 import functools
 
@@ -9,13 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn import functional as F
-from fnn import gradcheck, nn
-
 # ------------------------------------------------------------------ golden fixtures (2.1)
 # The same inputs as the functional tests; the specs' array options must be float (an
 # integer class weight raises, as in F), so the BCE weights are spelled as floats here.
-from test_losses import BCE_P, BCE_Y, D, PRED, TARGET, TK, XK, ZY, P, T, W, X, Z, f64, i64  # noqa: E402
+from test_losses import BCE_P, BCE_Y, PRED, TARGET, TK, XK, ZY, D, P, T, W, X, Z, f64, i64
+
+from fnn import functional as F
+from fnn import gradcheck, nn
 
 POS_WEIGHT, BCEL_WEIGHT = [1.0, 2.0, 0.5], [1.0, 0.5, 2.0]
 
@@ -33,28 +34,41 @@ def np_log_softmax(x, axis=1):
 # ------------------------------------------------------------------ values
 
 
-@pytest.mark.parametrize("spec, target, want", [
-    (nn.CrossEntropyLoss(), T, 1.035164838),  # CE-1
-    (nn.CrossEntropyLoss(reduction="sum"), T, 3.105494513),
-    (nn.CrossEntropyLoss(reduction="none"), T, [0.4076059644, 0.5549569196, 0, 2.142931628]),
-    (nn.CrossEntropyLoss(weight=W), T, 1.010606345),  # CE-1 weighted mean
-    (nn.CrossEntropyLoss(weight=W, reduction="sum"), T, 6.06363807),
-    (nn.CrossEntropyLoss(weight=W, reduction="none"), T, [1.222817893, 0.5549569196, 0, 4.285863257]),  # CE-6
-    (nn.CrossEntropyLoss(weight=W, label_smoothing=0.1), T, 1.088062194),  # CE-2
-    (nn.CrossEntropyLoss(weight=W, label_smoothing=0.1, reduction="sum"), T, 6.528373165),
-    (nn.CrossEntropyLoss(weight=W, label_smoothing=0.1, reduction="none"), T,
-     [1.31539063, 0.7937859449, 0, 4.41919659]),
-    (nn.CrossEntropyLoss(label_smoothing=0.1), T, 1.096275949),
-    (nn.CrossEntropyLoss(ignore_index=0), [2, 0, 0, 1], 1.275268796),  # CE-4
-    (nn.CrossEntropyLoss(reduction="sum"), [-100] * 4, 0.0),  # NLL-2
-    (nn.CrossEntropyLoss(), P, 1.1635267),  # CE-3
-    (nn.CrossEntropyLoss(reduction="none"), P, [0.4076059644, 1.00495692, 1.098612289, 2.142931628]),
-    (nn.CrossEntropyLoss(weight=W), P, 2.358211354),  # CE-3: sum/4, not /Σw
-    (nn.CrossEntropyLoss(weight=W, reduction="none"), P,
-     [1.222817893, 1.726939687, 2.197224577, 4.285863257]),
-    (nn.CrossEntropyLoss(label_smoothing=0.1), P, 1.198110034),
-    (nn.CrossEntropyLoss(weight=W, label_smoothing=0.1), P, 2.445095558),
-])
+@pytest.mark.parametrize(
+    "spec, target, want",
+    [
+        (nn.CrossEntropyLoss(), T, 1.035164838),  # CE-1
+        (nn.CrossEntropyLoss(reduction="sum"), T, 3.105494513),
+        (nn.CrossEntropyLoss(reduction="none"), T, [0.4076059644, 0.5549569196, 0, 2.142931628]),
+        (nn.CrossEntropyLoss(weight=W), T, 1.010606345),  # CE-1 weighted mean
+        (nn.CrossEntropyLoss(weight=W, reduction="sum"), T, 6.06363807),
+        (
+            nn.CrossEntropyLoss(weight=W, reduction="none"),
+            T,
+            [1.222817893, 0.5549569196, 0, 4.285863257],
+        ),  # CE-6
+        (nn.CrossEntropyLoss(weight=W, label_smoothing=0.1), T, 1.088062194),  # CE-2
+        (nn.CrossEntropyLoss(weight=W, label_smoothing=0.1, reduction="sum"), T, 6.528373165),
+        (
+            nn.CrossEntropyLoss(weight=W, label_smoothing=0.1, reduction="none"),
+            T,
+            [1.31539063, 0.7937859449, 0, 4.41919659],
+        ),
+        (nn.CrossEntropyLoss(label_smoothing=0.1), T, 1.096275949),
+        (nn.CrossEntropyLoss(ignore_index=0), [2, 0, 0, 1], 1.275268796),  # CE-4
+        (nn.CrossEntropyLoss(reduction="sum"), [-100] * 4, 0.0),  # NLL-2
+        (nn.CrossEntropyLoss(), P, 1.1635267),  # CE-3
+        (nn.CrossEntropyLoss(reduction="none"), P, [0.4076059644, 1.00495692, 1.098612289, 2.142931628]),
+        (nn.CrossEntropyLoss(weight=W), P, 2.358211354),  # CE-3: sum/4, not /Σw
+        (
+            nn.CrossEntropyLoss(weight=W, reduction="none"),
+            P,
+            [1.222817893, 1.726939687, 2.197224577, 4.285863257],
+        ),
+        (nn.CrossEntropyLoss(label_smoothing=0.1), P, 1.198110034),
+        (nn.CrossEntropyLoss(weight=W, label_smoothing=0.1), P, 2.445095558),
+    ],
+)
 def test_cross_entropy_golden(x64, spec, target, want):
     t = f64(target) if np.asarray(target).dtype.kind == "f" else i64(target)
     close(spec(f64(X), t), want)
@@ -64,12 +78,20 @@ def test_cross_entropy_all_ignored_mean_is_nan_NLL2(x64):
     assert np.isnan(float(nn.CrossEntropyLoss()(f64(X), i64([-100] * 4))))
 
 
-@pytest.mark.parametrize("spec, want", [
-    (nn.CrossEntropyLoss(weight=W), 0.9645838471),  # NLL-3: K-dim weighted mean
-    (nn.CrossEntropyLoss(weight=W, reduction="none"),
-     [[1.551250514, 2.302501027, 2.253751541, 0], [2.253751541, 2.253751541, 2.302501027, 1.551250514]]),
-    (nn.CrossEntropyLoss(label_smoothing=0.2), 1.105536228),
-])
+@pytest.mark.parametrize(
+    "spec, want",
+    [
+        (nn.CrossEntropyLoss(weight=W), 0.9645838471),  # NLL-3: K-dim weighted mean
+        (
+            nn.CrossEntropyLoss(weight=W, reduction="none"),
+            [
+                [1.551250514, 2.302501027, 2.253751541, 0],
+                [2.253751541, 2.253751541, 2.302501027, 1.551250514],
+            ],
+        ),
+        (nn.CrossEntropyLoss(label_smoothing=0.2), 1.105536228),
+    ],
+)
 def test_cross_entropy_kdim_golden(x64, spec, want):
     close(spec(f64(XK), i64(TK)), want)
 
@@ -81,10 +103,13 @@ def test_nll_golden_and_closed_form(x64):
     kept = [n for n, t in enumerate(T) if t != -100]
     terms = [-W[T[n]] * logp[n, T[n]] for n in kept]
     close(nn.NLLLoss(weight=W, reduction="sum")(f64(logp), i64(T)), sum(terms))
-    close(nn.NLLLoss(reduction="none")(f64(logp), i64(T)),
-          [0 if t == -100 else -logp[n, t] for n, t in enumerate(T)])
-    close(nn.NLLLoss(ignore_index=2)(f64(logp), i64([2, 0, 1, 1])),
-          -(logp[1, 0] + logp[2, 1] + logp[3, 1]) / 3)
+    close(
+        nn.NLLLoss(reduction="none")(f64(logp), i64(T)),
+        [0 if t == -100 else -logp[n, t] for n, t in enumerate(T)],
+    )
+    close(
+        nn.NLLLoss(ignore_index=2)(f64(logp), i64([2, 0, 1, 1])), -(logp[1, 0] + logp[2, 1] + logp[3, 1]) / 3
+    )
 
 
 def test_pointwise_golden(x64):
@@ -92,7 +117,7 @@ def test_pointwise_golden(x64):
     close(nn.L1Loss()(pred, target), 1.4)  # L1-1
     close(nn.MSELoss()(pred, target), 3.3)  # MSE-1
     close(nn.L1Loss(reduction="sum")(pred, target), np.abs(D).sum())
-    close(nn.MSELoss(reduction="none")(pred, target), D ** 2)
+    close(nn.MSELoss(reduction="none")(pred, target), D**2)
     close(nn.HuberLoss(reduction="none")(pred, target), [0, 0.125, 0.5, 2.5, 2])  # HUB-1
     close(nn.SmoothL1Loss(reduction="none")(pred, target), [0, 0.125, 0.5, 2.5, 2])  # SL1-1
     close(nn.HuberLoss(reduction="none", delta=2.0)(pred, target), [0, 0.125, 0.5, 4, 3])
@@ -115,10 +140,14 @@ def test_bce_golden_and_weight_closed_form(x64):
 
 def test_bce_with_logits_golden(x64):
     z, y = f64(Z), f64(ZY)
-    close(nn.BCEWithLogitsLoss(reduction="none")(z, y),
-          [[0.04858735157, 0.6931471806, 0.126928011], [100, 100, 0.8490769842]])  # BCEL-1
-    close(nn.BCEWithLogitsLoss(reduction="none", pos_weight=POS_WEIGHT)(z, y),
-          [[0.04858735157, 1.386294361, 0.06346400552], [100, 200, 0.7898173612]])
+    close(
+        nn.BCEWithLogitsLoss(reduction="none")(z, y),
+        [[0.04858735157, 0.6931471806, 0.126928011], [100, 100, 0.8490769842]],
+    )  # BCEL-1
+    close(
+        nn.BCEWithLogitsLoss(reduction="none", pos_weight=POS_WEIGHT)(z, y),
+        [[0.04858735157, 1.386294361, 0.06346400552], [100, 200, 0.7898173612]],
+    )
     close(nn.BCEWithLogitsLoss(weight=BCEL_WEIGHT, pos_weight=POS_WEIGHT)(z, y), 33.74138288)
     close(nn.BCEWithLogitsLoss(weight=BCEL_WEIGHT, reduction="sum", pos_weight=POS_WEIGHT)(z, y), 202.4482973)
 
@@ -147,40 +176,75 @@ def _probs(*shape):
 # (spec factory taking reduction, output, target): all the options the specs have.
 GRAD_CASES = {
     "ce": (lambda r: nn.CrossEntropyLoss(reduction=r), _logits(6, 4), _labels(6, 4)),
-    "ce_weight_ignore": (lambda r: nn.CrossEntropyLoss(weight=[0.5, 2.0, 1.0, 3.0], reduction=r),
-                         _logits(6, 4), _labels(6, 4, ignore=[1, 4])),
-    "ce_ignore_valid_class": (lambda r: nn.CrossEntropyLoss(ignore_index=1, reduction=r),
-                              _logits(6, 4), np.array([1, 0, 1, 2, 3, 1])),
-    "ce_smoothing": (lambda r: nn.CrossEntropyLoss(label_smoothing=0.2, reduction=r),
-                     _logits(6, 4), _labels(6, 4, ignore=[2])),
-    "ce_weight_smoothing": (lambda r: nn.CrossEntropyLoss(weight=[0.5, 2.0, 1.0, 3.0], reduction=r,
-                                                          label_smoothing=0.3),
-                            _logits(6, 4), _labels(6, 4, ignore=[0])),
+    "ce_weight_ignore": (
+        lambda r: nn.CrossEntropyLoss(weight=[0.5, 2.0, 1.0, 3.0], reduction=r),
+        _logits(6, 4),
+        _labels(6, 4, ignore=[1, 4]),
+    ),
+    "ce_ignore_valid_class": (
+        lambda r: nn.CrossEntropyLoss(ignore_index=1, reduction=r),
+        _logits(6, 4),
+        np.array([1, 0, 1, 2, 3, 1]),
+    ),
+    "ce_smoothing": (
+        lambda r: nn.CrossEntropyLoss(label_smoothing=0.2, reduction=r),
+        _logits(6, 4),
+        _labels(6, 4, ignore=[2]),
+    ),
+    "ce_weight_smoothing": (
+        lambda r: nn.CrossEntropyLoss(weight=[0.5, 2.0, 1.0, 3.0], reduction=r, label_smoothing=0.3),
+        _logits(6, 4),
+        _labels(6, 4, ignore=[0]),
+    ),
     "ce_probs": (lambda r: nn.CrossEntropyLoss(reduction=r), _logits(5, 3), _probs(5, 3)),
-    "ce_probs_weight_smoothing": (lambda r: nn.CrossEntropyLoss(weight=[1.0, 0.2, 4.0], reduction=r,
-                                                                label_smoothing=0.1),
-                                  _logits(5, 3), _probs(5, 3)),
-    "ce_kdim": (lambda r: nn.CrossEntropyLoss(weight=[1.0, 2.0, 3.0], reduction=r, label_smoothing=0.1),
-                _logits(3, 3, 4, 2), _labels((3, 4, 2), 3, ignore=[(0, 1, 1), (2, 3, 0)])),
+    "ce_probs_weight_smoothing": (
+        lambda r: nn.CrossEntropyLoss(weight=[1.0, 0.2, 4.0], reduction=r, label_smoothing=0.1),
+        _logits(5, 3),
+        _probs(5, 3),
+    ),
+    "ce_kdim": (
+        lambda r: nn.CrossEntropyLoss(weight=[1.0, 2.0, 3.0], reduction=r, label_smoothing=0.1),
+        _logits(3, 3, 4, 2),
+        _labels((3, 4, 2), 3, ignore=[(0, 1, 1), (2, 3, 0)]),
+    ),
     "ce_kdim_probs": (lambda r: nn.CrossEntropyLoss(reduction=r), _logits(3, 3, 4), _probs(3, 3, 4)),
-    "nll_weight_ignore": (lambda r: nn.NLLLoss(weight=[0.5, 2.0, 1.0, 3.0], reduction=r),
-                          np_log_softmax(_logits(6, 4)), _labels(6, 4, ignore=[3])),
-    "nll_kdim": (lambda r: nn.NLLLoss(ignore_index=0, reduction=r), np_log_softmax(_logits(3, 4, 5)),
-                 _labels((3, 5), 4)),
+    "nll_weight_ignore": (
+        lambda r: nn.NLLLoss(weight=[0.5, 2.0, 1.0, 3.0], reduction=r),
+        np_log_softmax(_logits(6, 4)),
+        _labels(6, 4, ignore=[3]),
+    ),
+    "nll_kdim": (
+        lambda r: nn.NLLLoss(ignore_index=0, reduction=r),
+        np_log_softmax(_logits(3, 4, 5)),
+        _labels((3, 5), 4),
+    ),
     "mse": (lambda r: nn.MSELoss(reduction=r), _logits(4, 3), _logits(4, 3)),
-    "l1_with_ties": (lambda r: nn.L1Loss(reduction=r), np.array([[0.0, 1.0], [2.0, -1.0]]),
-                     np.array([[0.0, 0.5], [2.0, 1.0]])),  # L1-1: gradient 0 at x = y
+    "l1_with_ties": (
+        lambda r: nn.L1Loss(reduction=r),
+        np.array([[0.0, 1.0], [2.0, -1.0]]),
+        np.array([[0.0, 0.5], [2.0, 1.0]]),
+    ),  # L1-1: gradient 0 at x = y
     "huber": (lambda r: nn.HuberLoss(reduction=r, delta=0.7), 2 * _logits(4, 3), _logits(4, 3)),
     "smooth_l1": (lambda r: nn.SmoothL1Loss(reduction=r, beta=0.4), 2 * _logits(4, 3), _logits(4, 3)),
     "smooth_l1_beta0": (lambda r: nn.SmoothL1Loss(reduction=r, beta=0.0), 2 * _logits(4, 3), _logits(4, 3)),
     "bce": (lambda r: nn.BCELoss(reduction=r), _RNG.uniform(0.05, 0.95, (4, 3)), _RNG.uniform(0, 1, (4, 3))),
-    "bce_weight": (lambda r: nn.BCELoss(weight=[0.5, 1.0, 2.0], reduction=r),
-                   _RNG.uniform(0.05, 0.95, (4, 3)), _RNG.uniform(0, 1, (4, 3))),
-    "bce_logits": (lambda r: nn.BCEWithLogitsLoss(reduction=r), 3 * _logits(4, 3),
-                   _RNG.uniform(0, 1, (4, 3))),
-    "bce_logits_weight_pos_weight": (lambda r: nn.BCEWithLogitsLoss(weight=[[1.0], [0.5], [2.0], [0.0]],
-                                                                    reduction=r, pos_weight=[1.0, 3.0, 0.5]),
-                                     3 * _logits(4, 3), _RNG.uniform(0, 1, (4, 3))),
+    "bce_weight": (
+        lambda r: nn.BCELoss(weight=[0.5, 1.0, 2.0], reduction=r),
+        _RNG.uniform(0.05, 0.95, (4, 3)),
+        _RNG.uniform(0, 1, (4, 3)),
+    ),
+    "bce_logits": (
+        lambda r: nn.BCEWithLogitsLoss(reduction=r),
+        3 * _logits(4, 3),
+        _RNG.uniform(0, 1, (4, 3)),
+    ),
+    "bce_logits_weight_pos_weight": (
+        lambda r: nn.BCEWithLogitsLoss(
+            weight=[[1.0], [0.5], [2.0], [0.0]], reduction=r, pos_weight=[1.0, 3.0, 0.5]
+        ),
+        3 * _logits(4, 3),
+        _RNG.uniform(0, 1, (4, 3)),
+    ),
 }
 
 
@@ -225,33 +289,75 @@ def _agg_cases():
     w4, w3 = [0.5, 2.0, 1.0, 3.0], [1.0, 0.25, 4.0]
     return {
         "ce": (nn.CrossEntropyLoss(reduction="sum"), F.cross_entropy, {}, logits, idx),
-        "ce_weight": (nn.CrossEntropyLoss(weight=w4, reduction="none"), F.cross_entropy,
-                      {"weight": w4}, logits, idx),
-        "ce_weight_smoothing": (nn.CrossEntropyLoss(weight=w4, label_smoothing=0.2), F.cross_entropy,
-                                {"weight": w4, "label_smoothing": 0.2}, logits, idx),
-        "ce_ignore_valid_class": (nn.CrossEntropyLoss(ignore_index=1, reduction="sum"), F.cross_entropy,
-                                  {"ignore_index": 1}, logits, np.where(idx < 0, 1, idx)),
-        "ce_probs_weight_smoothing": (nn.CrossEntropyLoss(weight=w4, label_smoothing=0.1, reduction="sum"),
-                                      F.cross_entropy, {"weight": w4, "label_smoothing": 0.1}, logits, probs),
-        "ce_kdim_weight_smoothing": (nn.CrossEntropyLoss(weight=w3, label_smoothing=0.1, reduction="none"),
-                                     F.cross_entropy, {"weight": w3, "label_smoothing": 0.1}, klogits, kidx),
-        "ce_kdim_probs": (nn.CrossEntropyLoss(weight=w3), F.cross_entropy, {"weight": w3},
-                          klogits[:, :, 0], kprobs),
-        "nll_weight": (nn.NLLLoss(weight=w4, reduction="sum"), F.nll_loss, {"weight": w4},
-                       np_log_softmax(logits), idx),
+        "ce_weight": (
+            nn.CrossEntropyLoss(weight=w4, reduction="none"),
+            F.cross_entropy,
+            {"weight": w4},
+            logits,
+            idx,
+        ),
+        "ce_weight_smoothing": (
+            nn.CrossEntropyLoss(weight=w4, label_smoothing=0.2),
+            F.cross_entropy,
+            {"weight": w4, "label_smoothing": 0.2},
+            logits,
+            idx,
+        ),
+        "ce_ignore_valid_class": (
+            nn.CrossEntropyLoss(ignore_index=1, reduction="sum"),
+            F.cross_entropy,
+            {"ignore_index": 1},
+            logits,
+            np.where(idx < 0, 1, idx),
+        ),
+        "ce_probs_weight_smoothing": (
+            nn.CrossEntropyLoss(weight=w4, label_smoothing=0.1, reduction="sum"),
+            F.cross_entropy,
+            {"weight": w4, "label_smoothing": 0.1},
+            logits,
+            probs,
+        ),
+        "ce_kdim_weight_smoothing": (
+            nn.CrossEntropyLoss(weight=w3, label_smoothing=0.1, reduction="none"),
+            F.cross_entropy,
+            {"weight": w3, "label_smoothing": 0.1},
+            klogits,
+            kidx,
+        ),
+        "ce_kdim_probs": (
+            nn.CrossEntropyLoss(weight=w3),
+            F.cross_entropy,
+            {"weight": w3},
+            klogits[:, :, 0],
+            kprobs,
+        ),
+        "nll_weight": (
+            nn.NLLLoss(weight=w4, reduction="sum"),
+            F.nll_loss,
+            {"weight": w4},
+            np_log_softmax(logits),
+            idx,
+        ),
         "nll_kdim": (nn.NLLLoss(reduction="none"), F.nll_loss, {}, np_log_softmax(klogits), kidx),
         "mse": (nn.MSELoss(reduction="sum"), F.mse_loss, {}, reg_x, reg_y),
         "l1": (nn.L1Loss(reduction="none"), F.l1_loss, {}, reg_x, reg_y),
         "huber": (nn.HuberLoss(delta=0.5, reduction="sum"), F.huber_loss, {"delta": 0.5}, reg_x, reg_y),
         "smooth_l1": (nn.SmoothL1Loss(beta=2.0), F.smooth_l1_loss, {"beta": 2.0}, reg_x, reg_y),
         "mse_1d": (nn.MSELoss(), F.mse_loss, {}, reg_x[:, 0, 0], reg_y[:, 0, 0]),
-        "bce_weight": (nn.BCELoss(weight=[0.5, 1.0, 3.0], reduction="sum"), F.binary_cross_entropy,
-                       {"weight": [0.5, 1.0, 3.0]}, p, y),
-        "bce_logits_weight_pos_weight": (nn.BCEWithLogitsLoss(weight=[2.0, 1.0, 0.5], reduction="none",
-                                                              pos_weight=[1.0, 3.0, 0.2]),
-                                         F.binary_cross_entropy_with_logits,
-                                         {"weight": [2.0, 1.0, 0.5], "pos_weight": [1.0, 3.0, 0.2]},
-                                         3 * rng.normal(size=(n, 3)), y),
+        "bce_weight": (
+            nn.BCELoss(weight=[0.5, 1.0, 3.0], reduction="sum"),
+            F.binary_cross_entropy,
+            {"weight": [0.5, 1.0, 3.0]},
+            p,
+            y,
+        ),
+        "bce_logits_weight_pos_weight": (
+            nn.BCEWithLogitsLoss(weight=[2.0, 1.0, 0.5], reduction="none", pos_weight=[1.0, 3.0, 0.2]),
+            F.binary_cross_entropy_with_logits,
+            {"weight": [2.0, 1.0, 0.5], "pos_weight": [1.0, 3.0, 0.2]},
+            3 * rng.normal(size=(n, 3)),
+            y,
+        ),
     }
 
 
@@ -279,8 +385,11 @@ def test_per_sample_aggregates_to_the_op_mean(x64, case):
     assert loss_sum.dtype == w.dtype == jnp.float64
     subset = np.array([0, 3, 4, 8, 9, 12])
     assert n > subset.max()
-    close(jnp.sum(loss_sum[subset]) / jnp.sum(w[subset]),
-          _op_mean(op, kwargs, output[subset], target[subset]), rtol=1e-10)
+    close(
+        jnp.sum(loss_sum[subset]) / jnp.sum(w[subset]),
+        _op_mean(op, kwargs, output[subset], target[subset]),
+        rtol=1e-10,
+    )
 
 
 def test_per_sample_weights_are_torch_denominators(x64):
@@ -314,9 +423,11 @@ def test_per_sample_needs_a_batch():
 
 def test_specs_equal_and_hash_equal_by_value():
     a = nn.CrossEntropyLoss(weight=[1.0, 2.0])
-    for other in (nn.CrossEntropyLoss(weight=np.array([1.0, 2.0])),
-                  nn.CrossEntropyLoss(weight=jnp.array([1.0, 2.0])),
-                  nn.CrossEntropyLoss(weight=(1.0, 2.0), ignore_index=-100, reduction="mean")):
+    for other in (
+        nn.CrossEntropyLoss(weight=np.array([1.0, 2.0])),
+        nn.CrossEntropyLoss(weight=jnp.array([1.0, 2.0])),
+        nn.CrossEntropyLoss(weight=(1.0, 2.0), ignore_index=-100, reduction="mean"),
+    ):
         assert a == other and hash(a) == hash(other)
     assert a.weight == (1.0, 2.0) and all(type(v) is float for v in a.weight)
     table = {a: "weighted", nn.CrossEntropyLoss(): "plain", nn.MSELoss(): "mse"}
@@ -338,13 +449,22 @@ def test_specs_equal_and_hash_equal_by_value():
 def test_torch_argument_order_and_defaults():
     # torch's positional order, deprecated size_average/reduce left out
     assert nn.CrossEntropyLoss([1.0, 2.0], 3, "sum", 0.1) == nn.CrossEntropyLoss(
-        weight=[1.0, 2.0], ignore_index=3, reduction="sum", label_smoothing=0.1)
+        weight=[1.0, 2.0], ignore_index=3, reduction="sum", label_smoothing=0.1
+    )
     assert nn.NLLLoss(None, 0, "none") == nn.NLLLoss(ignore_index=0, reduction="none")
     assert nn.HuberLoss("sum", 2.0).delta == 2.0 and nn.SmoothL1Loss("sum", 0.5).beta == 0.5
     assert nn.BCEWithLogitsLoss(None, "sum", [2.0]).pos_weight == (2.0,)
     assert [f.name for f in dataclasses.fields(nn.BCELoss)] == ["weight", "reduction"]
-    for spec in (nn.CrossEntropyLoss(), nn.NLLLoss(), nn.MSELoss(), nn.L1Loss(), nn.HuberLoss(),
-                 nn.SmoothL1Loss(), nn.BCELoss(), nn.BCEWithLogitsLoss()):
+    for spec in (
+        nn.CrossEntropyLoss(),
+        nn.NLLLoss(),
+        nn.MSELoss(),
+        nn.L1Loss(),
+        nn.HuberLoss(),
+        nn.SmoothL1Loss(),
+        nn.BCELoss(),
+        nn.BCEWithLogitsLoss(),
+    ):
         assert spec.reduction == "mean"
     assert nn.CrossEntropyLoss().ignore_index == -100 and nn.CrossEntropyLoss().label_smoothing == 0.0
     assert nn.HuberLoss().delta == 1.0 and nn.SmoothL1Loss().beta == 1.0
@@ -391,8 +511,14 @@ def test_as_loss_wraps_functions_and_keeps_specs():
         nn.as_loss(nn.MSELoss)
 
 
-@pytest.mark.parametrize("fn", [F.cross_entropy, functools.partial(F.cross_entropy, label_smoothing=0.1),
-                                functools.partial(F.cross_entropy, weight=jnp.array(W), reduction="sum")])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        F.cross_entropy,
+        functools.partial(F.cross_entropy, label_smoothing=0.1),
+        functools.partial(F.cross_entropy, weight=jnp.array(W), reduction="sum"),
+    ],
+)
 def test_function_loss_of_an_F_op_gets_its_manual_backward(x64, fn):
     loss = nn.as_loss(fn)
     o, t = f64(X), i64(T)
@@ -418,9 +544,12 @@ def test_function_loss_without_backward_says_what_is_missing():
     loss = nn.FunctionLoss(lambda output, target: jnp.sum(output))
     x = jnp.ones((2, 3))
     np.testing.assert_allclose(loss(x, x), 6.0)  # the forward alone is fine
-    with pytest.raises(ValueError, match=r"grad='manual' needs the loss's hand-derived backward: "
-                                         r"FunctionLoss\(fn, backward=fn_backward\) with "
-                                         r"fn_backward\(grad_output, output, target\) -> grad wrt output"):
+    with pytest.raises(
+        ValueError,
+        match=r"grad='manual' needs the loss's hand-derived backward: "
+        r"FunctionLoss\(fn, backward=fn_backward\) with "
+        r"fn_backward\(grad_output, output, target\) -> grad wrt output",
+    ):
         loss.backward(1.0, x, x)
 
 
@@ -435,10 +564,12 @@ def test_function_loss_per_sample(x64):
         close(loss_sum, ((o[lo:hi] - t[lo:hi]) ** 2).mean(axis=(1, 2)))  # closed form per sample
         total, count = total + float(jnp.sum(loss_sum)), count + float(jnp.sum(w))
     close(total / count, F.mse_loss(f64(o), f64(t)), rtol=1e-12)
+
     # a user function that takes `reduction` works too
     def sq(output, target, reduction="mean"):
         d = (output - target) ** 2
         return d if reduction == "none" else jnp.mean(d)
+
     close(nn.FunctionLoss(sq).per_sample(f64(o), f64(t))[0], ((o - t) ** 2).mean(axis=(1, 2)))
     assert nn.FunctionLoss(sq).reduction == "mean"
     assert nn.as_loss(functools.partial(F.mse_loss, reduction="sum")).reduction == "sum"
@@ -446,9 +577,12 @@ def test_function_loss_per_sample(x64):
 
 def test_function_loss_per_sample_needs_reduction():
     loss = nn.FunctionLoss(lambda output, target: jnp.mean(output - target))
-    with pytest.raises(TypeError, match=r"evaluation needs per-sample loss values, but .* takes no "
-                                        r"`reduction` argument: give it one "
-                                        r"\(fn\(output, target, reduction='none'\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"evaluation needs per-sample loss values, but .* takes no "
+        r"`reduction` argument: give it one "
+        r"\(fn\(output, target, reduction='none'\)",
+    ):
         loss.per_sample(jnp.ones((2, 3)), jnp.ones((2, 3)))
 
 
@@ -473,30 +607,39 @@ def test_function_loss_bad_arguments():
 # ------------------------------------------------------------------ bad construction arguments
 
 
-@pytest.mark.parametrize("make, error, match", [
-    (lambda: nn.CrossEntropyLoss(reduction="avg"), ValueError,
-     "reduction must be 'mean', 'sum' or 'none', got 'avg'"),
-    (lambda: nn.NLLLoss(reduction="avg"), ValueError, "reduction must be"),
-    (lambda: nn.MSELoss(reduction="avg"), ValueError, "reduction must be"),
-    (lambda: nn.L1Loss(reduction="elementwise_mean"), ValueError, "reduction must be"),
-    (lambda: nn.HuberLoss(reduction="avg"), ValueError, "reduction must be"),
-    (lambda: nn.SmoothL1Loss(reduction="avg"), ValueError, "reduction must be"),
-    (lambda: nn.BCELoss(reduction="avg"), ValueError, "reduction must be"),
-    (lambda: nn.BCEWithLogitsLoss(reduction="avg"), ValueError, "reduction must be"),
-    (lambda: nn.CrossEntropyLoss(label_smoothing=1.5), ValueError,
-     r"label_smoothing must be in \[0.0, 1.0\], got 1.5"),
-    (lambda: nn.CrossEntropyLoss(label_smoothing=-0.1), ValueError, "label_smoothing must be in"),
-    (lambda: nn.HuberLoss(delta=0.0), ValueError, "delta must be > 0, got 0.0"),
-    (lambda: nn.HuberLoss(delta=-1.0), ValueError, "delta must be > 0"),
-    (lambda: nn.SmoothL1Loss(beta=-0.5), ValueError, "beta must be >= 0, got -0.5"),
-    (lambda: nn.CrossEntropyLoss(ignore_index=1.5), TypeError, "ignore_index must be an int, got 1.5"),
-    (lambda: nn.NLLLoss(ignore_index=True), TypeError, "ignore_index must be an int"),
-    (lambda: nn.CrossEntropyLoss(weight=[1, 2, 3]), TypeError, "weight must have a floating dtype"),
-    (lambda: nn.CrossEntropyLoss(weight=[[1.0, 2.0]]), ValueError, r"weight must have ndim in \(1,\)"),
-    (lambda: nn.NLLLoss(weight=1.0), ValueError, r"weight must have ndim in \(1,\)"),
-    (lambda: nn.BCELoss(weight=np.array([True, False])), TypeError, "weight must have a floating dtype"),
-    (lambda: nn.BCEWithLogitsLoss(pos_weight=[1, 2]), TypeError, "pos_weight must have a floating dtype"),
-])
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (
+            lambda: nn.CrossEntropyLoss(reduction="avg"),
+            ValueError,
+            "reduction must be 'mean', 'sum' or 'none', got 'avg'",
+        ),
+        (lambda: nn.NLLLoss(reduction="avg"), ValueError, "reduction must be"),
+        (lambda: nn.MSELoss(reduction="avg"), ValueError, "reduction must be"),
+        (lambda: nn.L1Loss(reduction="elementwise_mean"), ValueError, "reduction must be"),
+        (lambda: nn.HuberLoss(reduction="avg"), ValueError, "reduction must be"),
+        (lambda: nn.SmoothL1Loss(reduction="avg"), ValueError, "reduction must be"),
+        (lambda: nn.BCELoss(reduction="avg"), ValueError, "reduction must be"),
+        (lambda: nn.BCEWithLogitsLoss(reduction="avg"), ValueError, "reduction must be"),
+        (
+            lambda: nn.CrossEntropyLoss(label_smoothing=1.5),
+            ValueError,
+            r"label_smoothing must be in \[0.0, 1.0\], got 1.5",
+        ),
+        (lambda: nn.CrossEntropyLoss(label_smoothing=-0.1), ValueError, "label_smoothing must be in"),
+        (lambda: nn.HuberLoss(delta=0.0), ValueError, "delta must be > 0, got 0.0"),
+        (lambda: nn.HuberLoss(delta=-1.0), ValueError, "delta must be > 0"),
+        (lambda: nn.SmoothL1Loss(beta=-0.5), ValueError, "beta must be >= 0, got -0.5"),
+        (lambda: nn.CrossEntropyLoss(ignore_index=1.5), TypeError, "ignore_index must be an int, got 1.5"),
+        (lambda: nn.NLLLoss(ignore_index=True), TypeError, "ignore_index must be an int"),
+        (lambda: nn.CrossEntropyLoss(weight=[1, 2, 3]), TypeError, "weight must have a floating dtype"),
+        (lambda: nn.CrossEntropyLoss(weight=[[1.0, 2.0]]), ValueError, r"weight must have ndim in \(1,\)"),
+        (lambda: nn.NLLLoss(weight=1.0), ValueError, r"weight must have ndim in \(1,\)"),
+        (lambda: nn.BCELoss(weight=np.array([True, False])), TypeError, "weight must have a floating dtype"),
+        (lambda: nn.BCEWithLogitsLoss(pos_weight=[1, 2]), TypeError, "pos_weight must have a floating dtype"),
+    ],
+)
 def test_bad_construction_arguments(make, error, match):
     with pytest.raises(error, match=match):
         make()

@@ -1,12 +1,12 @@
 """batch_norm / layer_norm: torch golden values (SEMANTICS.md 2.3), rules BN-1..BN-8,
 manual backward vs jax.vjp in float64, jit, and bad input."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn.functional.normalization import (
-    batch_norm, batch_norm_backward, layer_norm, layer_norm_backward)
+from fnn.functional.normalization import batch_norm, batch_norm_backward, layer_norm, layer_norm_backward
 
 X1 = [[1, 2, 0], [3, -1, 0], [2, 0, 1], [6, 3, -1]]
 X2 = [[0, 1, 2], [2, 1, -2]]
@@ -15,8 +15,12 @@ TOL = dict(rtol=1e-8, atol=1e-9)  # goldens are printed to 10 significant digits
 
 def _fresh(c=3, dtype=jnp.float64):
     """BatchNorm1d(c) init: γ = 1, β = 0, running_mean = 0, running_var = 1 (BN-1, BN-2)."""
-    return dict(running_mean=jnp.zeros(c, dtype), running_var=jnp.ones(c, dtype),
-                weight=jnp.ones(c, dtype), bias=jnp.zeros(c, dtype))
+    return dict(
+        running_mean=jnp.zeros(c, dtype),
+        running_var=jnp.ones(c, dtype),
+        weight=jnp.ones(c, dtype),
+        bias=jnp.zeros(c, dtype),
+    )
 
 
 def _x(a):
@@ -25,14 +29,21 @@ def _x(a):
 
 # ---------------------------------------------------------------- golden values (2.3)
 
+
 def test_golden_train_output_and_running_stats(x64):
     p = _fresh()
     y1, rm, rv = batch_norm(_x(X1), **p, training=True)
     # BN-1: golden train y1
-    np.testing.assert_allclose(y1, [[-1.06904344, 0.6324542671, 0],
-                                    [-1.1e-16, -1.264908534, 0],
-                                    [-0.5345217202, -0.6324542671, 1.41419942],
-                                    [1.603565161, 1.264908534, -1.41419942]], **TOL)
+    np.testing.assert_allclose(
+        y1,
+        [
+            [-1.06904344, 0.6324542671, 0],
+            [-1.1e-16, -1.264908534, 0],
+            [-0.5345217202, -0.6324542671, 1.41419942],
+            [1.603565161, 1.264908534, -1.41419942],
+        ],
+        **TOL,
+    )
     # BN-2: unbiased variance in the update, momentum 0.1
     np.testing.assert_allclose(rm, [0.3, 0.1, 0], **TOL)
     np.testing.assert_allclose(rv, [1.366666667, 1.233333333, 0.9666666667], **TOL)
@@ -41,8 +52,9 @@ def test_golden_train_output_and_running_stats(x64):
     np.testing.assert_allclose(rv, [1.43, 1.11, 1.67], **TOL)
     # BN-4: eval uses the running stats and leaves them unchanged
     y, rm_eval, rv_eval = batch_norm(_x(X2), rm, rv, p["weight"], p["bias"], training=False)
-    np.testing.assert_allclose(y, [[-0.3094084619, 0.7688145134, 1.547641831],
-                                   [1.36306971, 0.7688145134, -1.547641831]], **TOL)
+    np.testing.assert_allclose(
+        y, [[-0.3094084619, 0.7688145134, 1.547641831], [1.36306971, 0.7688145134, -1.547641831]], **TOL
+    )
     assert rm_eval is rm and rv_eval is rv
 
 
@@ -53,8 +65,16 @@ def test_golden_momentum_none_cumulative_average(x64):
     _, rm, rv = batch_norm(_x(X1), **p, training=True, momentum=None, num_batches_tracked=0)
     np.testing.assert_allclose(rm, np.mean(X1, axis=0), **TOL)
     np.testing.assert_allclose(rv, np.var(X1, axis=0, ddof=1), **TOL)
-    _, rm, rv = batch_norm(_x(X2), rm, rv, p["weight"], p["bias"], training=True,
-                           momentum=None, num_batches_tracked=jnp.asarray(1, jnp.int64))
+    _, rm, rv = batch_norm(
+        _x(X2),
+        rm,
+        rv,
+        p["weight"],
+        p["bias"],
+        training=True,
+        momentum=None,
+        num_batches_tracked=jnp.asarray(1, jnp.int64),
+    )
     np.testing.assert_allclose(rm, [2, 1, 0], **TOL)
     np.testing.assert_allclose(rv, [3.333333333, 1.666666667, 4.333333333], **TOL)
 
@@ -69,15 +89,22 @@ def test_golden_backward(x64):
     # BN-8 on a fresh BN(3) in training mode with x1
     dy = _x([[1, 0, -1], [0.5, 2, 0], [0, -1, 1], [2, 0, 0.5]])
     dx, dgamma, dbeta = batch_norm_backward(dy, _x(X1), **_fresh(), training=True)
-    np.testing.assert_allclose(dx, [[0.3722553253, 0.03162195441, -1.590974348],
-                                    [-0.2004456451, 0.7273239251, -0.1767749276],
-                                    [-0.31498645, -0.9803033551, 0.8838817086],
-                                    [0.1431767698, 0.2213574756, 0.8838675669]], **TOL)
+    np.testing.assert_allclose(
+        dx,
+        [
+            [0.3722553253, 0.03162195441, -1.590974348],
+            [-0.2004456451, 0.7273239251, -0.1767749276],
+            [-0.31498645, -0.9803033551, 0.8838817086],
+            [0.1431767698, 0.2213574756, 0.8838675669],
+        ],
+        **TOL,
+    )
     np.testing.assert_allclose(dgamma, [2.138086881, -1.897362801, 0.7070997102], **TOL)
     np.testing.assert_allclose(dbeta, [3.5, 1, 0.5], **TOL)
 
 
 # ---------------------------------------------------------------- running stats, modes
+
 
 def test_running_stats_over_several_steps(x64):
     # BN-2 for five batches against a plain numpy loop of the same rule
@@ -140,6 +167,7 @@ def test_three_dim_input_equals_flattened_two_dim(x64):
 
 def test_running_update_carries_no_gradient(x64):
     p = _fresh()
+
     def buffers(x):
         _, rm, rv = batch_norm(x, **p, training=True)
         return jnp.sum(rm) + jnp.sum(rv)
@@ -157,6 +185,7 @@ def test_dtypes_are_kept():
 
 
 # ---------------------------------------------------------------- BN-7
+
 
 def test_training_with_one_value_per_channel_raises():
     p = _fresh(dtype=jnp.float32)
@@ -182,6 +211,7 @@ def test_one_sample_is_fine_in_eval_and_with_length():
 
 
 # ---------------------------------------------------------------- manual vs jax.vjp
+
 
 @pytest.mark.parametrize("shape", [(5, 3), (4, 3, 6)])
 @pytest.mark.parametrize("training", [True, False])
@@ -210,8 +240,10 @@ def test_batch_norm_backward_matches_vjp(x64, shape, training, affine, track):
             np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape,normalized_shape", [
-    ((4, 5), 5), ((4, 5), (5,)), ((2, 3, 4), (3, 4)), ((2, 3, 4), [4]), ((3, 4), (3, 4))])
+@pytest.mark.parametrize(
+    "shape,normalized_shape",
+    [((4, 5), 5), ((4, 5), (5,)), ((2, 3, 4), (3, 4)), ((2, 3, 4), [4]), ((3, 4), (3, 4))],
+)
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm_backward_matches_vjp(x64, shape, normalized_shape, affine):
     ks = jax.random.split(jax.random.key(len(shape) * 10 + int(affine)), 4)
@@ -235,11 +267,11 @@ def test_layer_norm_values(x64):
     mu = x.mean(axis=(1, 2), keepdims=True)
     var = x.var(axis=(1, 2), keepdims=True)
     expected = (x - mu) / np.sqrt(var + 1e-3) * w + b
-    np.testing.assert_allclose(layer_norm(_x(x), (3, 4), _x(w), _x(b), eps=1e-3), expected,
-                               rtol=1e-12)
+    np.testing.assert_allclose(layer_norm(_x(x), (3, 4), _x(w), _x(b), eps=1e-3), expected, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- jit
+
 
 def test_jit_equals_eager():
     kx, kd = jax.random.split(jax.random.key(3))
@@ -247,14 +279,15 @@ def test_jit_equals_eager():
     dy = jax.random.normal(kd, (6, 3, 2))
     p = _fresh(dtype=jnp.float32)
     for training in (True, False):
+
         def f(x, running_mean, running_var, weight, bias):
             return batch_norm(x, running_mean, running_var, weight, bias, training=training)
 
         for a, b in zip(jax.jit(f)(x, **p), f(x, **p)):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
         def g(dy, x, running_mean, running_var, weight, bias):
-            return batch_norm_backward(dy, x, running_mean, running_var, weight, bias,
-                                       training=training)
+            return batch_norm_backward(dy, x, running_mean, running_var, weight, bias, training=training)
 
         for a, b in zip(jax.jit(g)(dy, x, **p), g(dy, x, **p)):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
@@ -269,6 +302,7 @@ def test_jit_equals_eager():
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def test_batch_norm_bad_input():
     p = _fresh(dtype=jnp.float32)
@@ -299,8 +333,11 @@ def test_batch_norm_bad_input():
 
 def test_layer_norm_bad_input():
     x = jnp.ones((2, 3, 4))
-    with pytest.raises(ValueError, match=r"Given normalized_shape=\[3\], expected input with "
-                                         r"shape \[\*, 3\], but got input of size \(2, 3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Given normalized_shape=\[3\], expected input with "
+        r"shape \[\*, 3\], but got input of size \(2, 3, 4\)",
+    ):
         layer_norm(x, 3)
     with pytest.raises(ValueError, match="expected input with shape"):
         layer_norm(x, (5, 2, 3, 4))

@@ -1,4 +1,5 @@
 """fnn.optim optimizers, transforms, clipping and max-norm against SEMANTICS.md 1.6 / 2.2 and torch."""
+
 import json
 import pathlib
 
@@ -9,7 +10,7 @@ import pytest
 
 import fnn.optim as optim
 
-ALL = lambda p: jax.tree.map(lambda _: True, p)   # noqa: E731  torch's mask: decay everything
+ALL = lambda p: jax.tree.map(lambda _: True, p)  # noqa: E731  torch's mask: decay everything
 
 # 2.2: loss(w) = Σ(0.5·c·w² + d·w), grad = c·w + d
 C = [1.0, 2.0, 3.0]
@@ -18,50 +19,128 @@ W0 = [1.0, -2.0, 0.5]
 
 GOLDEN = [
     # (rule, optimizer, w after steps 1 | 2 | 3) — torch 2.13 float64, SEMANTICS.md 2.2
-    ("SGD-1", optim.sgd(lr=0.1),
-     [[0.89, -1.58, 0.32], [0.791, -1.244, 0.194], [0.7019, -0.9752, 0.1058]]),
-    ("SGD-1", optim.sgd(lr=0.1, momentum=0.9),
-     [[0.89, -1.58, 0.32], [0.692, -0.866, 0.032], [0.4346, -0.0302, -0.2668]]),
-    ("SGD-1", optim.sgd(lr=0.1, momentum=0.9, dampening=0.5),
-     [[0.89, -1.58, 0.32], [0.7415, -1.034, 0.095], [0.565775, -0.4292, -0.13675]]),
-    ("SGD-1", optim.sgd(lr=0.1, momentum=0.9, nesterov=True),
-     [[0.791, -1.202, 0.158], [0.53261, -0.36704, -0.13486], [0.2600531, 0.3275392, -0.3089038]]),
-    ("SGD-1 WD-1", optim.sgd(lr=0.1, momentum=0.9, weight_decay=0.1, weight_decay_mask=ALL),
-     [[0.88, -1.56, 0.315], [0.6652, -0.8164, 0.02085], [0.388708, 0.044284, -0.2803485]]),
-    ("ADAG-1", optim.adagrad(lr=0.1),
-     [[0.9, -1.9, 0.4], [0.8327327206, -1.831034483, 0.33598156],
-      [0.7795852579, -1.775610151, 0.2872397744]]),
-    ("ADAG-1 WD-1", optim.adagrad(lr=0.1, lr_decay=0.1, initial_accumulator_value=0.5,
-                                  weight_decay=0.1, weight_decay_mask=ALL),
-     [[0.913845021, -1.901266836, 0.406590671], [0.8573368851, -1.838973964, 0.3503292632],
-      [0.8151709173, -1.792884805, 0.3101859988]]),
-    ("RMS-1", optim.rmsprop(lr=0.01),
-     [[0.9000000091, -1.900000002, 0.4000000056], [0.8325478263, -1.830852953, 0.3357918208],
-      [0.779111444, -1.775138247, 0.2867691843]]),
-    ("RMS-1", optim.rmsprop(lr=0.01, momentum=0.9),
-     [[0.9000000091, -1.900000002, 0.4000000056], [0.7425478345, -1.740852955, 0.2457918258],
-      [0.5512432576, -1.543735919, 0.06624990401]]),
-    ("RMS-1", optim.rmsprop(lr=0.01, centered=True),
-     [[0.8994962277, -1.899496221, 0.3994962241], [0.8313830053, -1.829660325, 0.3346833592],
-      [0.7771783747, -1.773119776, 0.2850098634]]),
-    ("RMS-1", optim.rmsprop(lr=0.01, eps=0.1),
-     [[0.9476190476, -1.919230769, 0.4357142857], [0.9059652022, -1.859941327, 0.3885334602],
-      [0.8701949589, -1.810855281, 0.3500383565]]),
-    ("ADAM-1", optim.adam(lr=0.1),
-     [[0.9000000009, -1.9, 0.4000000006], [0.8003611628, -1.800156845, 0.3008827137],
-      [0.7013824462, -1.700586601, 0.2035416273]]),
-    ("ADAM-1 WD-1", optim.adam(lr=0.1, weight_decay=0.1, weight_decay_mask=ALL),
-     [[0.9000000008, -1.9, 0.4000000005], [0.8003653058, -1.80015728, 0.3008903059],
-      [0.701398914, -1.700588257, 0.2035742057]]),
-    ("ADAM-1", optim.adam(lr=0.1, eps=0.1),
-     [[0.9083333333, -1.902325581, 0.4052631579], [0.8172833576, -1.804853381, 0.311697042],
-      [0.7271011774, -1.707694789, 0.2200831056]]),
-    ("ADAMW-1 WD-1", optim.adamw(lr=0.1, weight_decay_mask=ALL),
-     [[0.8990000009, -1.898, 0.3995000006], [0.798467137, -1.79626268, 0.2999902353],
-      [0.6987040424, -1.694906697, 0.2023701313]]),
-    ("ADAMW-1 WD-1", optim.adamw(lr=0.1, weight_decay=0.5, weight_decay_mask=ALL),
-     [[0.8500000009, -1.8, 0.3750000006], [0.7081470944, -1.610385111, 0.2575214959],
-      [0.5745680718, -1.430921259, 0.1484544746]]),
+    ("SGD-1", optim.sgd(lr=0.1), [[0.89, -1.58, 0.32], [0.791, -1.244, 0.194], [0.7019, -0.9752, 0.1058]]),
+    (
+        "SGD-1",
+        optim.sgd(lr=0.1, momentum=0.9),
+        [[0.89, -1.58, 0.32], [0.692, -0.866, 0.032], [0.4346, -0.0302, -0.2668]],
+    ),
+    (
+        "SGD-1",
+        optim.sgd(lr=0.1, momentum=0.9, dampening=0.5),
+        [[0.89, -1.58, 0.32], [0.7415, -1.034, 0.095], [0.565775, -0.4292, -0.13675]],
+    ),
+    (
+        "SGD-1",
+        optim.sgd(lr=0.1, momentum=0.9, nesterov=True),
+        [[0.791, -1.202, 0.158], [0.53261, -0.36704, -0.13486], [0.2600531, 0.3275392, -0.3089038]],
+    ),
+    (
+        "SGD-1 WD-1",
+        optim.sgd(lr=0.1, momentum=0.9, weight_decay=0.1, weight_decay_mask=ALL),
+        [[0.88, -1.56, 0.315], [0.6652, -0.8164, 0.02085], [0.388708, 0.044284, -0.2803485]],
+    ),
+    (
+        "ADAG-1",
+        optim.adagrad(lr=0.1),
+        [
+            [0.9, -1.9, 0.4],
+            [0.8327327206, -1.831034483, 0.33598156],
+            [0.7795852579, -1.775610151, 0.2872397744],
+        ],
+    ),
+    (
+        "ADAG-1 WD-1",
+        optim.adagrad(
+            lr=0.1, lr_decay=0.1, initial_accumulator_value=0.5, weight_decay=0.1, weight_decay_mask=ALL
+        ),
+        [
+            [0.913845021, -1.901266836, 0.406590671],
+            [0.8573368851, -1.838973964, 0.3503292632],
+            [0.8151709173, -1.792884805, 0.3101859988],
+        ],
+    ),
+    (
+        "RMS-1",
+        optim.rmsprop(lr=0.01),
+        [
+            [0.9000000091, -1.900000002, 0.4000000056],
+            [0.8325478263, -1.830852953, 0.3357918208],
+            [0.779111444, -1.775138247, 0.2867691843],
+        ],
+    ),
+    (
+        "RMS-1",
+        optim.rmsprop(lr=0.01, momentum=0.9),
+        [
+            [0.9000000091, -1.900000002, 0.4000000056],
+            [0.7425478345, -1.740852955, 0.2457918258],
+            [0.5512432576, -1.543735919, 0.06624990401],
+        ],
+    ),
+    (
+        "RMS-1",
+        optim.rmsprop(lr=0.01, centered=True),
+        [
+            [0.8994962277, -1.899496221, 0.3994962241],
+            [0.8313830053, -1.829660325, 0.3346833592],
+            [0.7771783747, -1.773119776, 0.2850098634],
+        ],
+    ),
+    (
+        "RMS-1",
+        optim.rmsprop(lr=0.01, eps=0.1),
+        [
+            [0.9476190476, -1.919230769, 0.4357142857],
+            [0.9059652022, -1.859941327, 0.3885334602],
+            [0.8701949589, -1.810855281, 0.3500383565],
+        ],
+    ),
+    (
+        "ADAM-1",
+        optim.adam(lr=0.1),
+        [
+            [0.9000000009, -1.9, 0.4000000006],
+            [0.8003611628, -1.800156845, 0.3008827137],
+            [0.7013824462, -1.700586601, 0.2035416273],
+        ],
+    ),
+    (
+        "ADAM-1 WD-1",
+        optim.adam(lr=0.1, weight_decay=0.1, weight_decay_mask=ALL),
+        [
+            [0.9000000008, -1.9, 0.4000000005],
+            [0.8003653058, -1.80015728, 0.3008903059],
+            [0.701398914, -1.700588257, 0.2035742057],
+        ],
+    ),
+    (
+        "ADAM-1",
+        optim.adam(lr=0.1, eps=0.1),
+        [
+            [0.9083333333, -1.902325581, 0.4052631579],
+            [0.8172833576, -1.804853381, 0.311697042],
+            [0.7271011774, -1.707694789, 0.2200831056],
+        ],
+    ),
+    (
+        "ADAMW-1 WD-1",
+        optim.adamw(lr=0.1, weight_decay_mask=ALL),
+        [
+            [0.8990000009, -1.898, 0.3995000006],
+            [0.798467137, -1.79626268, 0.2999902353],
+            [0.6987040424, -1.694906697, 0.2023701313],
+        ],
+    ),
+    (
+        "ADAMW-1 WD-1",
+        optim.adamw(lr=0.1, weight_decay=0.5, weight_decay_mask=ALL),
+        [
+            [0.8500000009, -1.8, 0.3750000006],
+            [0.7081470944, -1.610385111, 0.2575214959],
+            [0.5745680718, -1.430921259, 0.1484544746],
+        ],
+    ),
 ]
 
 
@@ -86,15 +165,15 @@ def test_golden_trajectories(x64, rule, opt, expected):
 
 def test_golden_trajectory_under_jit(x64):
     # ADAM-1 row of 2.2, now through a jitted update.
-    np.testing.assert_allclose(run_quadratic(optim.adam(lr=0.1), jit=True)[-1],
-                               [0.7013824462, -1.700586601, 0.2035416273], rtol=1e-9)
+    np.testing.assert_allclose(
+        run_quadratic(optim.adam(lr=0.1), jit=True)[-1], [0.7013824462, -1.700586601, 0.2035416273], rtol=1e-9
+    )
 
 
 def test_amsgrad_shrinking_gradients(x64):
     # ADAM-2: v_max ← max(v_max, v) on the raw v; denominator √v_max/√(1−β2ᵗ) + eps.
-    lr, b1, b2, eps = 0.1, 0.9, 0.5, 1e-8   # fast-forgetting v, so v < v_max soon
-    grads = [np.array([1.0, -2.0]), np.array([0.1, -0.2]), np.array([0.01, 0.5]),
-             np.array([0.001, -0.01])]
+    lr, b1, b2, eps = 0.1, 0.9, 0.5, 1e-8  # fast-forgetting v, so v < v_max soon
+    grads = [np.array([1.0, -2.0]), np.array([0.1, -0.2]), np.array([0.01, 0.5]), np.array([0.001, -0.01])]
     theta = np.array([0.5, 0.5])
     m = v = vmax = np.zeros(2)
     expected = []
@@ -102,7 +181,7 @@ def test_amsgrad_shrinking_gradients(x64):
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         vmax = np.maximum(vmax, v)
-        theta = theta - (lr / (1 - b1 ** t)) * m / (np.sqrt(vmax) / np.sqrt(1 - b2 ** t) + eps)
+        theta = theta - (lr / (1 - b1**t)) * m / (np.sqrt(vmax) / np.sqrt(1 - b2**t) + eps)
         expected.append(theta)
 
     def run(opt):
@@ -117,8 +196,9 @@ def test_amsgrad_shrinking_gradients(x64):
     np.testing.assert_allclose(run(optim.adam(lr=lr, betas=(b1, b2), amsgrad=True)), expected, rtol=1e-12)
     # With shrinking gradients v falls below v_max, so plain Adam takes different steps.
     assert np.abs(run(optim.adam(lr=lr, betas=(b1, b2)))[-1] - expected[-1]).max() > 1e-3
-    np.testing.assert_allclose(run(optim.adamw(lr=lr, betas=(b1, b2), weight_decay=0, amsgrad=True)), expected,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        run(optim.adamw(lr=lr, betas=(b1, b2), weight_decay=0, amsgrad=True)), expected, rtol=1e-12
+    )
 
 
 MAXIMIZABLE = [
@@ -167,8 +247,9 @@ def test_default_mask_skips_1d_leaves_and_all_true_is_torch():
     for leaf in jax.tree.leaves(u):
         np.testing.assert_allclose(leaf, -0.5 * np.ones_like(leaf))
     # an explicit pytree of bools works too
-    explicit = optim.sgd(lr=1.0, weight_decay=0.5,
-                         weight_decay_mask={"weight": False, "bias": True, "scale": False})
+    explicit = optim.sgd(
+        lr=1.0, weight_decay=0.5, weight_decay_mask={"weight": False, "bias": True, "scale": False}
+    )
     u, _ = explicit.update(zeros, explicit.init(params), params)
     np.testing.assert_allclose(u["weight"], np.zeros((2, 3)))
     np.testing.assert_allclose(u["bias"], -0.5 * np.ones(2))
@@ -193,7 +274,7 @@ def test_chain_threads_updates_and_state():
     u, state = opt.update(grads, state, params)
     clipped, total = optim.clip_grad_norm(grads, 1.0)
     np.testing.assert_allclose(total, 5.0)
-    for k in grads:   # first momentum step is the undampened copy (SGD-1): u = −lr·clipped
+    for k in grads:  # first momentum step is the undampened copy (SGD-1): u = −lr·clipped
         np.testing.assert_allclose(u[k], -0.1 * clipped[k], rtol=1e-6)
     # the inner optimizer's own state advanced
     assert int(jax.tree.leaves(state[1])[0]) == 1
@@ -202,15 +283,18 @@ def test_chain_threads_updates_and_state():
 def test_hyperparams_exposed_and_read_only():
     opt = optim.adam(lr=0.01, betas=(0.8, 0.99), amsgrad=True)
     assert opt.hyperparams["name"] == "adam"
-    assert (opt.hyperparams["lr"], opt.hyperparams["betas"], opt.hyperparams["eps"]) == \
-        (0.01, (0.8, 0.99), 1e-8)
-    assert optim.adamw().hyperparams["weight_decay"] == 1e-2      # ADAMW-1 default
-    assert optim.sgd().hyperparams["lr"] == 1e-3                   # SGD-1 default
-    assert optim.adagrad().hyperparams["eps"] == 1e-10             # ADAG-1 default
-    assert optim.rmsprop().hyperparams["alpha"] == 0.99            # RMS-1 default
+    assert (opt.hyperparams["lr"], opt.hyperparams["betas"], opt.hyperparams["eps"]) == (
+        0.01,
+        (0.8, 0.99),
+        1e-8,
+    )
+    assert optim.adamw().hyperparams["weight_decay"] == 1e-2  # ADAMW-1 default
+    assert optim.sgd().hyperparams["lr"] == 1e-3  # SGD-1 default
+    assert optim.adagrad().hyperparams["eps"] == 1e-10  # ADAG-1 default
+    assert optim.rmsprop().hyperparams["alpha"] == 0.99  # RMS-1 default
     with pytest.raises(TypeError):
         opt.hyperparams["lr"] = 1.0
-    hash(opt)   # usable as a static jit argument
+    hash(opt)  # usable as a static jit argument
 
 
 RETRACE = [
@@ -222,8 +306,10 @@ RETRACE = [
     optim.adam(amsgrad=True, weight_decay=0.1),
     optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=3)),
     optim.chain(optim.clip_by_global_norm(1.0), optim.adam()),
-    optim.chain(optim.sgd(lr=optim.exponential_lr(0.1, 0.9, min_lr=0.01), momentum=optim.linear_lr(0.7)),
-                optim.max_norm(1.0)),
+    optim.chain(
+        optim.sgd(lr=optim.exponential_lr(0.1, 0.9, min_lr=0.01), momentum=optim.linear_lr(0.7)),
+        optim.max_norm(1.0),
+    ),
 ]
 
 
@@ -332,8 +418,10 @@ def test_bad_arguments_raise_at_construction(make, match):
         make()
 
 
-@pytest.mark.parametrize("opt", [optim.sgd(momentum=0.9), optim.sgd(), optim.adagrad(),
-                                 optim.rmsprop(), optim.adam(), optim.adamw()])
+@pytest.mark.parametrize(
+    "opt",
+    [optim.sgd(momentum=0.9), optim.sgd(), optim.adagrad(), optim.rmsprop(), optim.adam(), optim.adamw()],
+)
 def test_update_with_mismatched_grad_tree_raises(opt):
     params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
     state = opt.init(params)
@@ -341,8 +429,7 @@ def test_update_with_mismatched_grad_tree_raises(opt):
         opt.update({"w": jnp.ones((2, 2))}, state, params)
 
 
-@pytest.mark.parametrize("opt", [optim.sgd(momentum=0.9), optim.adagrad(), optim.rmsprop(),
-                                 optim.adam()])
+@pytest.mark.parametrize("opt", [optim.sgd(momentum=0.9), optim.adagrad(), optim.rmsprop(), optim.adam()])
 def test_mismatched_grad_tree_caught_against_state_without_params(opt):
     state = opt.init({"w": jnp.ones((2, 2)), "b": jnp.ones(2)})
     with pytest.raises(ValueError, match="grads must have the same tree structure as the optimizer state"):
@@ -367,8 +454,11 @@ def test_learning_rate_state_at_init_and_after_updates():
     state = opt.init(jnp.zeros(3))
     lrs = optim.learning_rate_state(state)
     assert isinstance(lrs, optim.LearningRateState) and lrs is state[-1]
-    for leaf, dtype, value in [(lrs.step, jnp.int32, 0), (lrs.lr_scale, jnp.float32, 1.0),
-                               (lrs.last_lr, jnp.float32, 0.0)]:
+    for leaf, dtype, value in [
+        (lrs.step, jnp.int32, 0),
+        (lrs.lr_scale, jnp.float32, 1.0),
+        (lrs.last_lr, jnp.float32, 0.0),
+    ]:
         assert leaf.shape == () and leaf.dtype == dtype and leaf == value
     _, state = opt.update(jnp.ones(3), state, jnp.zeros(3))
     assert int(state[-1].step) == 1 and optim.last_lr(state) == np.float32(0.1)
@@ -407,7 +497,7 @@ def test_last_lr_follows_a_schedule_step_by_step(x64):
     update = jax.jit(opt.update)
     got, want = [], []
     for step in range(8):
-        scale = 1.0 if step < 4 else 0.25          # a plateau halfway through
+        scale = 1.0 if step < 4 else 0.25  # a plateau halfway through
         state = optim.with_lr_scale(state, scale)
         _, state = update(jnp.ones(2), state, p)
         got.append(optim.last_lr(state))
@@ -454,7 +544,7 @@ def test_lr_helpers_find_the_link_inside_a_chain_and_leave_the_input_alone():
     state = opt.init({"w": jnp.ones((2, 2))})
     scaled = optim.with_lr_scale(state, 0.3)
     assert jax.tree.structure(scaled) == jax.tree.structure(state)
-    assert optim.learning_rate_state(state).lr_scale == 1.0          # not modified
+    assert optim.learning_rate_state(state).lr_scale == 1.0  # not modified
     lrs = optim.learning_rate_state(scaled)
     assert lrs.lr_scale.dtype == jnp.float32 and lrs.lr_scale == np.float32(0.3)
     assert lrs is scaled[1][-1]
@@ -462,23 +552,29 @@ def test_lr_helpers_find_the_link_inside_a_chain_and_leave_the_input_alone():
     assert jax.jit(optim.with_lr_scale)(state, 0.5)[1][-1].lr_scale == 0.5
 
 
-@pytest.mark.parametrize("state,count", [
-    ((), 0),
-    ({"a": 1.0}, 0),
-    (optim.chain(optim.sgd(0.1), optim.adam()).init(jnp.ones(2)), 2),
-])
+@pytest.mark.parametrize(
+    "state,count",
+    [
+        ((), 0),
+        ({"a": 1.0}, 0),
+        (optim.chain(optim.sgd(0.1), optim.adam()).init(jnp.ones(2)), 2),
+    ],
+)
 def test_learning_rate_state_needs_exactly_one(state, count):
     for fn in (optim.learning_rate_state, optim.last_lr, lambda s: optim.with_lr_scale(s, 0.5)):
         with pytest.raises(ValueError, match=f"exactly one LearningRateState .*found {count}"):
             fn(state)
 
 
-@pytest.mark.parametrize("scale,match", [
-    (-0.5, "scale must be a finite number >= 0, got -0.5"),
-    (float("nan"), "scale must be a finite number >= 0, got nan"),
-    (float("inf"), "scale must be a finite number >= 0, got inf"),
-    (jnp.ones(2), r"scale must be a scalar, got shape \(2,\)"),
-])
+@pytest.mark.parametrize(
+    "scale,match",
+    [
+        (-0.5, "scale must be a finite number >= 0, got -0.5"),
+        (float("nan"), "scale must be a finite number >= 0, got nan"),
+        (float("inf"), "scale must be a finite number >= 0, got inf"),
+        (jnp.ones(2), r"scale must be a scalar, got shape \(2,\)"),
+    ],
+)
 def test_with_lr_scale_rejects_bad_scales(scale, match):
     state = optim.sgd(0.1).init(jnp.ones(2))
     with pytest.raises(ValueError, match=match):
@@ -487,32 +583,42 @@ def test_with_lr_scale_rejects_bad_scales(scale, match):
 
 # --- equal hyperparameters ⇒ equal, hashable optimizers ---
 
-MASK = ALL   # one function object: optimizers built with it compare equal
+MASK = ALL  # one function object: optimizers built with it compare equal
 
 EQUAL_CASES = [
     # (make, a different-hyperparameter variant)
     (lambda: optim.sgd(lr=0.1), lambda: optim.sgd(lr=0.2)),
     (lambda: optim.sgd(lr=0.1, momentum=0.9, nesterov=True), lambda: optim.sgd(lr=0.1, momentum=0.9)),
     (lambda: optim.sgd(lr=0.1, maximize=True), lambda: optim.sgd(lr=0.1)),
-    (lambda: optim.sgd(lr=0.1, weight_decay=0.1, weight_decay_mask=MASK),
-     lambda: optim.sgd(lr=0.1, weight_decay=0.1)),
+    (
+        lambda: optim.sgd(lr=0.1, weight_decay=0.1, weight_decay_mask=MASK),
+        lambda: optim.sgd(lr=0.1, weight_decay=0.1),
+    ),
     (lambda: optim.adagrad(lr=0.1, lr_decay=0.1), lambda: optim.adagrad(lr=0.1, lr_decay=0.2)),
     (lambda: optim.rmsprop(centered=True), lambda: optim.rmsprop()),
     (lambda: optim.rmsprop(momentum=0.9), lambda: optim.rmsprop(momentum=0.8)),
     (lambda: optim.adam(betas=(0.8, 0.99)), lambda: optim.adam(betas=(0.8, 0.999))),
     (lambda: optim.adam(amsgrad=True), lambda: optim.adam()),
-    (lambda: optim.adamw(), lambda: optim.adam()),                   # same numbers, other rule
+    (lambda: optim.adamw(), lambda: optim.adam()),  # same numbers, other rule
     (lambda: optim.adamw(weight_decay=0.1), lambda: optim.adamw(weight_decay=0.2)),
-    (lambda: optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=100)),
-     lambda: optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=101))),
+    (
+        lambda: optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=100)),
+        lambda: optim.adamw(lr=optim.cosine_annealing_lr(0.1, T_max=101)),
+    ),
     (lambda: optim.sgd(lr=optim.step_lr(0.1, 3)), lambda: optim.sgd(lr=optim.multistep_lr(0.1, [3]))),
     (lambda: optim.clip_by_global_norm(1.0), lambda: optim.clip_by_global_norm(1.0, norm_type=1.0)),
-    (lambda: optim.chain(optim.clip_by_global_norm(1.0), optim.adam()),
-     lambda: optim.chain(optim.clip_by_global_norm(2.0), optim.adam())),
-    (lambda: optim.sgd(momentum=optim.linear_lr(0.7, 5 / 7, total_iters=100)),
-     lambda: optim.sgd(momentum=optim.linear_lr(0.7, 5 / 7, total_iters=101))),
-    (lambda: optim.chain(optim.sgd(lr=0.1), optim.max_norm(1.9365)),
-     lambda: optim.chain(optim.sgd(lr=0.1), optim.max_norm(1.9365, dim=1))),
+    (
+        lambda: optim.chain(optim.clip_by_global_norm(1.0), optim.adam()),
+        lambda: optim.chain(optim.clip_by_global_norm(2.0), optim.adam()),
+    ),
+    (
+        lambda: optim.sgd(momentum=optim.linear_lr(0.7, 5 / 7, total_iters=100)),
+        lambda: optim.sgd(momentum=optim.linear_lr(0.7, 5 / 7, total_iters=101)),
+    ),
+    (
+        lambda: optim.chain(optim.sgd(lr=0.1), optim.max_norm(1.9365)),
+        lambda: optim.chain(optim.sgd(lr=0.1), optim.max_norm(1.9365, dim=1)),
+    ),
 ]
 
 
@@ -526,7 +632,7 @@ def test_equal_hyperparameters_give_equal_hashable_optimizers(make, other):
 
 def test_sgd_is_a_memo_key():
     assert {optim.sgd(lr=0.1): 1}[optim.sgd(lr=0.1)] == 1
-    assert optim.sgd(lr=0.1) == optim.sgd(0.1, 0.0, 0.0, 0.0, False)   # defaults spelled out
+    assert optim.sgd(lr=0.1) == optim.sgd(0.1, 0.0, 0.0, 0.0, False)  # defaults spelled out
     assert optim.sgd(lr=0.1) != "sgd" and optim.sgd(lr=0.1) != optim.adam(lr=0.1)
     # equal values of different types are different specs: a numpy scalar is not weakly
     # typed in JAX, so it may compile differently (lr itself is always stored as a float)
@@ -554,21 +660,23 @@ def test_equal_optimizers_share_one_compiled_step():
 
 def test_mask_functions_compare_by_identity_and_dict_masks_by_object():
     # A mask function is hashed by identity: two equal-looking lambdas are two masks.
-    assert optim.sgd(weight_decay=0.1, weight_decay_mask=lambda p: p) != \
-        optim.sgd(weight_decay=0.1, weight_decay_mask=lambda p: p)
+    assert optim.sgd(weight_decay=0.1, weight_decay_mask=lambda p: p) != optim.sgd(
+        weight_decay=0.1, weight_decay_mask=lambda p: p
+    )
     # A dict mask is unhashable: the optimizer falls back to identity, without error.
     mask = {"w": True, "b": False}
     a = optim.sgd(weight_decay=0.1, weight_decay_mask=mask)
     b = optim.sgd(weight_decay=0.1, weight_decay_mask=mask)
-    assert a.spec is None and a == a and a != b and {a: 1}[a] == 1   # noqa: PLR0124
+    assert a.spec is None and a == a and a != b and {a: 1}[a] == 1
     # a tuple mask is hashable, so it compares by value
-    assert optim.sgd(weight_decay=0.1, weight_decay_mask=(True, False)) == \
-        optim.sgd(weight_decay=0.1, weight_decay_mask=(True, False))
+    assert optim.sgd(weight_decay=0.1, weight_decay_mask=(True, False)) == optim.sgd(
+        weight_decay=0.1, weight_decay_mask=(True, False)
+    )
 
 
 def test_transforms_without_spec_compare_by_their_functions():
     t = optim.GradientTransformation(lambda p: (), lambda g, s, p=None: (g, s))
-    assert t == t and t != optim.GradientTransformation(t.init, lambda g, s, p=None: (g, s))   # noqa: PLR0124
+    assert t == t and t != optim.GradientTransformation(t.init, lambda g, s, p=None: (g, s))
     assert t == optim.GradientTransformation(t.init, t.update) and hash(t) == hash(t)
     assert optim.chain(t, optim.sgd()) == optim.chain(t, optim.sgd())
 
@@ -576,6 +684,7 @@ def test_transforms_without_spec_compare_by_their_functions():
 def test_one_lr_rule_for_every_caller():
     # fnn._checks.check_lr: torch's lr >= 0, finite; a schedule passes through (where allowed).
     from fnn._checks import check_lr
+
     sched = optim.step_lr(0.1, 2)
     assert check_lr(0) == 0.0 and check_lr(np.float32(0.5)) == 0.5 and check_lr(jnp.asarray(2.0)) == 2.0
     assert check_lr(sched) is sched and optim.sgd(lr=sched).hyperparams["lr"] is sched
@@ -653,7 +762,7 @@ def test_live_renorm_and_max_norm_sgd_against_torch(x64):
     state = opt.init(params)
     for _ in range(5):
         opt_t.zero_grad()
-        (W ** 3).sum().backward()
+        (W**3).sum().backward()
         opt_t.step()
         with torch.no_grad():
             W.copy_(torch.renorm(W, 2, 0, 1.0))
@@ -675,11 +784,12 @@ def test_max_norm_constrains_weights_only_and_only_over_the_limit(x64):
     before = {"weight": jnp.array([[0.6, 0.8], [0.3, 0.4]]), "bias": jnp.zeros(2)}
     step = {"weight": jnp.array([[0.0, 0.0], [0.6, 0.8]]), "bias": jnp.zeros(2)}
     u, _ = optim.max_norm(1.0).update(step, (), before)
-    scale = 1 / (1.5 + 1e-7)   # row 1 lands on [0.9, 1.2], norm 1.5
+    scale = 1 / (1.5 + 1e-7)  # row 1 lands on [0.9, 1.2], norm 1.5
     np.testing.assert_allclose(u["weight"], [[0.0, 0.0], [0.9 * scale - 0.3, 1.2 * scale - 0.4]], atol=1e-15)
     # dim=1 constrains columns; a mask picks leaves (array leaves through jnp.where)
     u, _ = optim.max_norm(1.0, dim=1, mask={"weight": jnp.asarray(True), "bias": False}).update(
-        zero, (), params)
+        zero, (), params
+    )
     cols = np.linalg.norm(np.asarray(optim.apply_updates(params, u)["weight"]), axis=0)
     np.testing.assert_allclose(cols, [1.0, 1.0], rtol=1e-6)
 
@@ -704,12 +814,12 @@ def test_learning_rate_before_momentum_is_pylearn2s_rule(x64):
     params = jnp.asarray(theta)
     state = opt.init(params)
     for t in range(8):
-        v = (0.5 + 0.05 * min(t, 4)) * v - max(0.1 * 0.8 ** t, 0.02) * (c * theta + d)
+        v = (0.5 + 0.05 * min(t, 4)) * v - max(0.1 * 0.8**t, 0.02) * (c * theta + d)
         theta = theta + v
         updates, state = opt.update(jnp.asarray(c) * params + jnp.asarray(d), state, params)
         params = optim.apply_updates(params, updates)
         np.testing.assert_allclose(params, theta, rtol=1e-13)
-    assert float(optim.last_lr(state)) == pytest.approx(max(0.1 * 0.8 ** 7, 0.02))
+    assert float(optim.last_lr(state)) == pytest.approx(max(0.1 * 0.8**7, 0.02))
     # torch's rule (SGD-1) with the same schedules differs once lr changes
     torch_rule = optim.sgd(lr=lr, momentum=mu)
     p, s = jnp.asarray([1.0, -2.0, 0.5]), torch_rule.init(params)

@@ -4,6 +4,7 @@ The fixture tests/torch_reference/plateau.json is torch's own output (see
 tests/torch_reference/plateau.py), so these tests run without torch; one more test
 compares live on random sequences when torch is importable.
 """
+
 import dataclasses
 import json
 import math
@@ -32,19 +33,21 @@ def lr_sequence(plateau, lr, metrics):
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_lr_sequence_equals_torch_exactly(case):
     got = lr_sequence(ReduceLROnPlateau(**case["kwargs"]), case["lr"], case["metrics"])
-    assert got == case["lrs"]          # bit-for-bit: == on Python floats, no tolerance
+    assert got == case["lrs"]  # bit-for-bit: == on Python floats, no tolerance
 
 
 def test_fixture_covers_every_argument_and_edge_value():
-    used = {k: {c["kwargs"][k] for c in CASES if k in c["kwargs"]} for k in
-            ["mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"]}
+    used = {
+        k: {c["kwargs"][k] for c in CASES if k in c["kwargs"]}
+        for k in ["mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"]
+    }
     assert all(used.values()), used
-    assert used["mode"] == {"max"} and used["threshold_mode"] == {"abs"}   # 'min', 'rel' by default
+    assert used["mode"] == {"max"} and used["threshold_mode"] == {"abs"}  # 'min', 'rel' by default
     assert {0, 1} <= used["patience"] and 0.0 in used["factor"] and 0.0 in used["eps"]
     metrics = [m for c in CASES for m in c["metrics"]]
     assert any(math.isnan(m) for m in metrics)
     assert math.inf in metrics and -math.inf in metrics
-    assert sum(c["lrs"] != [c["lr"]] * len(c["lrs"]) for c in CASES) >= 25   # most cases reduce
+    assert sum(c["lrs"] != [c["lr"]] * len(c["lrs"]) for c in CASES) >= 25  # most cases reduce
     assert len(CASES) >= 30
 
 
@@ -79,8 +82,16 @@ def test_live_against_torch_on_random_sequences():
 
 def test_defaults_are_torchs():
     p = ReduceLROnPlateau()
-    assert dataclasses.asdict(p) == {"mode": "min", "factor": 0.1, "patience": 10, "threshold": 1e-4,
-                                     "threshold_mode": "rel", "cooldown": 0, "min_lr": 0.0, "eps": 1e-8}
+    assert dataclasses.asdict(p) == {
+        "mode": "min",
+        "factor": 0.1,
+        "patience": 10,
+        "threshold": 1e-4,
+        "threshold_mode": "rel",
+        "cooldown": 0,
+        "min_lr": 0.0,
+        "eps": 1e-8,
+    }
     assert p.init(0.1) == PlateauState(0.1, math.inf, 0, 0, 0)
     assert ReduceLROnPlateau(mode="max").init(0.1).best == -math.inf
 
@@ -88,7 +99,7 @@ def test_defaults_are_torchs():
 def test_state_is_plain_python_and_json_round_trips():
     p = ReduceLROnPlateau(patience=1, cooldown=2, factor=0.5)
     s = p.init(0.1)
-    for m in [1.0, 2.0, 2.0, jnp.float32(0.5), np.float64(0.7), 3]:   # arrays and ints are metrics too
+    for m in [1.0, 2.0, 2.0, jnp.float32(0.5), np.float64(0.7), 3]:  # arrays and ints are metrics too
         s = p.step(s, m)
     assert [type(v) for v in s] == [float, float, int, int, int]
     text = json.dumps(s._asdict())
@@ -108,7 +119,7 @@ def test_step_is_pure_and_the_scheduler_immutable_and_hashable():
     s1 = p.step(s0, 1.0)
     s2 = p.step(s1, 1.0)
     assert s0 == PlateauState(1.0, math.inf, 0, 0, 0) and s1.lr == 1.0 and s2.lr == 0.1
-    assert p.step(s1, 1.0) == s2                         # same input, same output
+    assert p.step(s1, 1.0) == s2  # same input, same output
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.factor = 0.5
     assert p == ReduceLROnPlateau(patience=0) and hash(p) == hash(ReduceLROnPlateau(patience=0))
@@ -139,8 +150,11 @@ BAD = [
     ({"factor": 2}, ValueError, r"factor should be < 1.0, got 2"),
     ({"mode": "avg"}, ValueError, r"mode 'avg' is unknown: it must be 'min' or 'max'"),
     ({"mode": None}, ValueError, r"mode None is unknown"),
-    ({"threshold_mode": "relative"}, ValueError,
-     r"threshold mode 'relative' is unknown: it must be 'rel' or 'abs'"),
+    (
+        {"threshold_mode": "relative"},
+        ValueError,
+        r"threshold mode 'relative' is unknown: it must be 'rel' or 'abs'",
+    ),
     # fnn's additions
     ({"factor": -0.5}, ValueError, r"factor must be a finite number >= 0, got -0.5"),
     ({"factor": math.nan}, ValueError, r"factor must be a finite number >= 0, got nan"),
@@ -162,11 +176,14 @@ def test_bad_arguments(kwargs, error, match):
         ReduceLROnPlateau(**kwargs)
 
 
-@pytest.mark.parametrize("lr,error,match", [
-    (-0.1, ValueError, r"lr must be a finite number >= 0, got -0.1"),
-    (math.nan, ValueError, r"lr must be a finite number >= 0, got nan"),
-    (optim.step_lr(0.1, 2), TypeError, r"lr must be a number here, not a schedule"),
-])
+@pytest.mark.parametrize(
+    "lr,error,match",
+    [
+        (-0.1, ValueError, r"lr must be a finite number >= 0, got -0.1"),
+        (math.nan, ValueError, r"lr must be a finite number >= 0, got nan"),
+        (optim.step_lr(0.1, 2), TypeError, r"lr must be a number here, not a schedule"),
+    ],
+)
 def test_bad_initial_lr(lr, error, match):
     with pytest.raises(error, match=match):
         ReduceLROnPlateau().init(lr)

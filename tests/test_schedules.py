@@ -3,6 +3,7 @@
 step = number of updates already done, from 0 (torch's last_epoch after that many
 scheduler.step() calls).
 """
+
 import math
 
 import jax
@@ -20,26 +21,30 @@ def values(schedule, steps):
 def test_step_lr(x64):
     # SCHED-1 StepLR: lr·γ^⌊t/step⌋
     steps = range(10)
-    np.testing.assert_allclose(values(optim.step_lr(0.1, step_size=3, gamma=0.5), steps),
-                               [0.1 * 0.5 ** (t // 3) for t in steps], rtol=1e-15)
-    np.testing.assert_allclose(values(optim.step_lr(0.1, 3, 0.5), [0, 2, 3, 5, 6]),
-                               [0.1, 0.1, 0.05, 0.05, 0.025], rtol=1e-15)
-    assert float(optim.step_lr(1.0, 2)(4)) == pytest.approx(0.01)   # default gamma 0.1
+    np.testing.assert_allclose(
+        values(optim.step_lr(0.1, step_size=3, gamma=0.5), steps),
+        [0.1 * 0.5 ** (t // 3) for t in steps],
+        rtol=1e-15,
+    )
+    np.testing.assert_allclose(
+        values(optim.step_lr(0.1, 3, 0.5), [0, 2, 3, 5, 6]), [0.1, 0.1, 0.05, 0.05, 0.025], rtol=1e-15
+    )
+    assert float(optim.step_lr(1.0, 2)(4)) == pytest.approx(0.01)  # default gamma 0.1
 
 
 def test_multistep_lr(x64):
     # torch MultiStepLR closed form: lr·γ^bisect_right(sorted milestones, t)
     sched = optim.multistep_lr(1.0, milestones=[5, 2], gamma=0.1)
-    np.testing.assert_allclose(values(sched, [0, 1, 2, 4, 5, 9]),
-                               [1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-15)
-    twice = optim.multistep_lr(1.0, milestones=[3, 3], gamma=0.5)   # torch counts repeats
+    np.testing.assert_allclose(values(sched, [0, 1, 2, 4, 5, 9]), [1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-15)
+    twice = optim.multistep_lr(1.0, milestones=[3, 3], gamma=0.5)  # torch counts repeats
     np.testing.assert_allclose(values(twice, [2, 3]), [1.0, 0.25])
 
 
 def test_exponential_lr(x64):
     steps = [0, 1, 2, 7]
-    np.testing.assert_allclose(values(optim.exponential_lr(0.2, gamma=0.9), steps),
-                               [0.2 * 0.9 ** t for t in steps], rtol=1e-14)
+    np.testing.assert_allclose(
+        values(optim.exponential_lr(0.2, gamma=0.9), steps), [0.2 * 0.9**t for t in steps], rtol=1e-14
+    )
 
 
 def test_exponential_lr_with_a_floor_is_pylearn2s_exponential_decay(x64):
@@ -47,12 +52,13 @@ def test_exponential_lr_with_a_floor_is_pylearn2s_exponential_decay(x64):
     # others uses max(0.1 / 1.000004**k, 1e-6) (closed form in float64, independent of fnn)
     sched = optim.exponential_lr(0.1, gamma=1 / 1.000004, min_lr=1e-6)
     steps = [0, 1, 500, 150_000, 2_878_000, 2_879_000, 10_000_000]
-    expected = [max(0.1 / 1.000004 ** k, 1e-6) for k in steps]
-    np.testing.assert_allclose(values(sched, steps), expected, rtol=1e-9)   # γ is 1 − 4e-6 to 1 ulp
+    expected = [max(0.1 / 1.000004**k, 1e-6) for k in steps]
+    np.testing.assert_allclose(values(sched, steps), expected, rtol=1e-9)  # γ is 1 − 4e-6 to 1 ulp
     assert float(sched(10_000_000)) == 1e-6 and float(sched(2_878_000)) > 1e-6
-    assert repr(optim.exponential_lr(0.1, 0.5, min_lr=0.01)) == \
-        "exponential_lr(lr=0.1, gamma=0.5, min_lr=0.01)"
-    assert optim.exponential_lr(0.1, 0.5, min_lr=0.0) == optim.exponential_lr(0.1, 0.5)   # no floor: torch's
+    assert (
+        repr(optim.exponential_lr(0.1, 0.5, min_lr=0.01)) == "exponential_lr(lr=0.1, gamma=0.5, min_lr=0.01)"
+    )
+    assert optim.exponential_lr(0.1, 0.5, min_lr=0.0) == optim.exponential_lr(0.1, 0.5)  # no floor: torch's
     assert optim.exponential_lr(0.1, 0.5, min_lr=0.01) != optim.exponential_lr(0.1, 0.5)
     np.testing.assert_allclose(values(optim.exponential_lr(0.3, gamma=0.0), [0, 1, 5]), [0.3, 0, 0])
 
@@ -64,7 +70,7 @@ def test_exponential_lr_keeps_float32_precision_over_long_runs():
     for k in [150_000, 500_000, 2_000_000]:
         got = sched(jnp.asarray(k, jnp.int32))
         assert got.dtype == jnp.float32
-        assert float(got) == pytest.approx(0.1 / 1.000004 ** k, rel=2e-6)
+        assert float(got) == pytest.approx(0.1 / 1.000004**k, rel=2e-6)
 
 
 def test_linear_lr_warmup(x64):
@@ -90,8 +96,9 @@ def test_cosine_annealing_is_periodic_past_t_max(x64):
 
 def test_warmup_cosine(x64):
     sched = optim.warmup_cosine(1.0, warmup_steps=4, total_steps=12, eta_min=0.1)
-    np.testing.assert_allclose(values(sched, [0, 2, 4, 8, 12, 30]),
-                               [0.0, 0.5, 1.0, 0.55, 0.1, 0.1], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(
+        values(sched, [0, 2, 4, 8, 12, 30]), [0.0, 0.5, 1.0, 0.55, 0.1, 0.1], rtol=1e-14, atol=1e-15
+    )
     no_warmup = optim.warmup_cosine(2.0, warmup_steps=0, total_steps=4)
     np.testing.assert_allclose(values(no_warmup, [0, 2, 4]), [2.0, 1.0, 0.0], atol=1e-15)
 
@@ -99,8 +106,7 @@ def test_warmup_cosine(x64):
 def test_schedules_accept_traced_int32_steps():
     sched = optim.cosine_annealing_lr(1.0, T_max=4)
     got = jax.jit(jax.vmap(sched))(jnp.arange(9, dtype=jnp.int32))
-    np.testing.assert_allclose(got, [(1 + math.cos(math.pi * t / 4)) / 2 for t in range(9)],
-                               atol=1e-6)
+    np.testing.assert_allclose(got, [(1 + math.cos(math.pi * t / 4)) / 2 for t in range(9)], atol=1e-6)
     assert sched.hyperparams == {"lr": 1.0, "T_max": 4, "eta_min": 0.0}
 
 
@@ -128,7 +134,7 @@ def test_schedule_inside_scan_and_with_adagrad_lr_decay(x64):
         return state, u[0]
 
     _, us = jax.lax.scan(body, opt.init(p), None, length=4)
-    expected = [-(0.1 * 0.5 ** s / (1 + s)) / (math.sqrt(s + 1) + 1e-10) for s in range(4)]
+    expected = [-(0.1 * 0.5**s / (1 + s)) / (math.sqrt(s + 1) + 1e-10) for s in range(4)]
     np.testing.assert_allclose(us, expected, rtol=1e-13)
 
 
@@ -141,7 +147,7 @@ def test_adamw_decay_follows_the_scheduled_lr(x64):
     for s in range(3):
         u, state = opt.update(jnp.zeros_like(p), state, p)
         p = optim.apply_updates(p, u)
-        expected *= 1 - 0.1 * 0.5 ** s * 0.5
+        expected *= 1 - 0.1 * 0.5**s * 0.5
     np.testing.assert_allclose(p, np.full((2, 2), expected), rtol=1e-14)
 
 
@@ -154,16 +160,20 @@ BAD = [
     (lambda: optim.multistep_lr(0.1, [2], gamma=-0.5), "gamma must be >= 0, got -0.5"),
     (lambda: optim.exponential_lr(0.1, gamma=-2), "gamma must be >= 0, got -2"),
     (lambda: optim.exponential_lr(0.1, gamma=0.9, min_lr=-1e-6), "min_lr must be >= 0, got -1e-06"),
-    (lambda: optim.exponential_lr(0.1, gamma=0.9, min_lr=0.2),
-     "min_lr must be <= lr, got min_lr=0.2 and lr=0.1"),
+    (
+        lambda: optim.exponential_lr(0.1, gamma=0.9, min_lr=0.2),
+        "min_lr must be <= lr, got min_lr=0.2 and lr=0.1",
+    ),
     (lambda: optim.linear_lr(0.1, start_factor=0.0), r"start_factor must be in \(0, 1\], got 0.0"),
     (lambda: optim.linear_lr(0.1, end_factor=1.5), r"end_factor must be in \[0.0, 1.0\], got 1.5"),
     (lambda: optim.linear_lr(0.1, total_iters=0), "total_iters must be an integer >= 1, got 0"),
     (lambda: optim.cosine_annealing_lr(0.1, T_max=0), "T_max must be an integer >= 1, got 0"),
     (lambda: optim.cosine_annealing_lr(0.1, 10, eta_min=-1), "eta_min must be >= 0, got -1"),
     (lambda: optim.warmup_cosine(0.1, -1, 10), "warmup_steps must be an integer >= 0, got -1"),
-    (lambda: optim.warmup_cosine(0.1, 5, 5),
-     r"total_steps must be an integer >= 6 \(more than warmup_steps\), got 5"),
+    (
+        lambda: optim.warmup_cosine(0.1, 5, 5),
+        r"total_steps must be an integer >= 6 \(more than warmup_steps\), got 5",
+    ),
     (lambda: optim.cosine_annealing_lr(float("nan"), 10), "lr must be a finite number >= 0, got nan"),
     (lambda: optim.exponential_lr(float("inf"), 0.9), "lr must be a finite number >= 0, got inf"),
     (lambda: optim.linear_lr(-1), "lr must be a finite number >= 0, got -1"),
@@ -186,11 +196,15 @@ SCHEDULES = [
     (lambda: optim.step_lr(0.1, step_size=3, gamma=0.5), lambda: optim.step_lr(0.1, step_size=3)),
     (lambda: optim.multistep_lr(0.1, [2, 5]), lambda: optim.multistep_lr(0.1, [2, 6])),
     (lambda: optim.exponential_lr(0.1, gamma=0.9), lambda: optim.exponential_lr(0.2, gamma=0.9)),
-    (lambda: optim.exponential_lr(0.1, 0.9, min_lr=1e-3),
-     lambda: optim.exponential_lr(0.1, 0.9, min_lr=1e-4)),
+    (
+        lambda: optim.exponential_lr(0.1, 0.9, min_lr=1e-3),
+        lambda: optim.exponential_lr(0.1, 0.9, min_lr=1e-4),
+    ),
     (lambda: optim.linear_lr(0.1), lambda: optim.linear_lr(0.1, total_iters=6)),
-    (lambda: optim.cosine_annealing_lr(0.1, T_max=100), lambda: optim.cosine_annealing_lr(0.1, T_max=100,
-                                                                                          eta_min=1e-3)),
+    (
+        lambda: optim.cosine_annealing_lr(0.1, T_max=100),
+        lambda: optim.cosine_annealing_lr(0.1, T_max=100, eta_min=1e-3),
+    ),
     (lambda: optim.warmup_cosine(0.1, 5, 50), lambda: optim.warmup_cosine(0.1, 5, 51)),
 ]
 
@@ -202,14 +216,14 @@ def test_schedules_are_equal_and_hashable_by_value(make, other):
     assert a != c and len({a, b, c}) == 2
     assert float(a(7)) == float(b(7))
     with pytest.raises(TypeError):
-        a.hyperparams["lr"] = 1.0        # read-only, so the hash cannot go stale
+        a.hyperparams["lr"] = 1.0  # read-only, so the hash cannot go stale
     with pytest.raises(AttributeError):
-        a.name = "other"                 # frozen
+        a.name = "other"  # frozen
 
 
 def test_schedule_identity_is_name_and_arguments():
     assert optim.cosine_annealing_lr(0.1, T_max=100) == optim.cosine_annealing_lr(0.1, T_max=100)
-    assert optim.step_lr(1, 2) == optim.step_lr(1.0, 2)      # lr is stored as a float
+    assert optim.step_lr(1, 2) == optim.step_lr(1.0, 2)  # lr is stored as a float
     # the same values, but equality is by construction (kind and arguments), not by values
     assert optim.exponential_lr(0.1, 0.5) != optim.step_lr(0.1, 1, 0.5)
     assert isinstance(optim.linear_lr(0.1), optim.LRSchedule)

@@ -9,6 +9,7 @@ Documented deliberate deviations (SEMANTICS.md) are not tested as mismatches: WD
 weight-decay mask; here the mask is all-True), NLL-4 (any integer target dtype), MSE-1
 (shape mismatch raises), the int32 num_batches_tracked, logsumexp's default dim.
 """
+
 import math
 import warnings
 import zlib
@@ -30,6 +31,7 @@ torch.set_num_threads(1)
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def rng_for(*salt):
     """A generator seeded from the test's parameters (stable across runs, unlike hash())."""
@@ -196,6 +198,7 @@ def test_maxout_vs_torch_max_dim_ties_to_first(x64, shape, pieces):
 
 # ----------------------------------------------------------------------------- linear, flatten
 
+
 @pytest.mark.parametrize("shape", [(5,), (4, 5), (2, 3, 5)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear(x64, shape, bias):
@@ -220,8 +223,10 @@ def test_linear(x64, shape, bias):
         close(auto[i], wt_)
 
 
-@pytest.mark.parametrize("shape, s, e", [((2, 3, 4, 5), 1, -1), ((2, 3, 4, 5), 0, 2), ((2, 3, 4, 5), -3, -2),
-                                         ((2, 3), 1, 1), ((4,), 0, 0)])
+@pytest.mark.parametrize(
+    "shape, s, e",
+    [((2, 3, 4, 5), 1, -1), ((2, 3, 4, 5), 0, 2), ((2, 3, 4, 5), -3, -2), ((2, 3), 1, 1), ((4,), 0, 0)],
+)
 def test_flatten(x64, shape, s, e):
     # FLAT-1 (compared with torch.flatten with the same explicit dims)
     x = rng_for("flat", shape).normal(size=shape)
@@ -234,6 +239,7 @@ def test_flatten(x64, shape, s, e):
 
 # ----------------------------------------------------------------------------- dropout
 
+
 def test_dropout_p0_p1_eval_match_torch(x64):
     # DROP-2: p=0 identity (grad ones), p=1 zeros with zero (not NaN) grad, eval identity.
     rng = rng_for("dropout")
@@ -244,7 +250,12 @@ def test_dropout_p0_p1_eval_match_torch(x64):
         yt = TF.dropout(xt, p=p, training=training)
         (gt,) = torch_grads(yt, [xt], np.ones_like(x))
         close(F.dropout(jnp.asarray(x), key, p, training), yt, rtol=0, atol=0)
-        close(F.dropout_backward(jnp.ones_like(jnp.asarray(x)), jnp.asarray(x), key, p, training), gt, rtol=0, atol=0)
+        close(
+            F.dropout_backward(jnp.ones_like(jnp.asarray(x)), jnp.asarray(x), key, p, training),
+            gt,
+            rtol=0,
+            atol=0,
+        )
         close(jax.grad(lambda a: F.dropout(a, key, p, training).sum())(jnp.asarray(x)), gt, rtol=0, atol=0)
 
 
@@ -312,11 +323,15 @@ def test_batch_norm_functional(x64, shape, training, affine, track, momentum):
         else:
             close(got[i], want[i], rtol=1e-8, atol=1e-10, msg=name)
     if affine:
-        auto = jax_vjp(lambda a, ww, bb: F.batch_norm(a, J(rm), J(rv), ww, bb, training, momentum)[0],
-                       [jnp.asarray(x), J(w), J(b)], g)
+        auto = jax_vjp(
+            lambda a, ww, bb: F.batch_norm(a, J(rm), J(rv), ww, bb, training, momentum)[0],
+            [jnp.asarray(x), J(w), J(b)],
+            g,
+        )
     else:
-        auto = jax_vjp(lambda a: F.batch_norm(a, J(rm), J(rv), None, None, training, momentum)[0],
-                       [jnp.asarray(x)], g)
+        auto = jax_vjp(
+            lambda a: F.batch_norm(a, J(rm), J(rv), None, None, training, momentum)[0], [jnp.asarray(x)], g
+        )
     for a, wt_ in zip(auto, want):
         close(a, wt_, rtol=1e-8, atol=1e-10)
 
@@ -347,8 +362,9 @@ def test_batchnorm1d_module_several_steps(x64, momentum, affine, track, shape):
             close(y, yt, rtol=1e-8, atol=1e-10, msg=f"step {step} train={train}")
             gp, gx = fm.backward(params, state, jnp.asarray(x), jnp.asarray(g), train=train)
             close(gx, grads_t[0], rtol=1e-8, atol=1e-10)
-            ap, ax = jax.grad(lambda p, a: jnp.sum(fm.apply(p, state, a, train=train)[0] * g),
-                              argnums=(0, 1))(params, jnp.asarray(x))
+            ap, ax = jax.grad(
+                lambda p, a: jnp.sum(fm.apply(p, state, a, train=train)[0] * g), argnums=(0, 1)
+            )(params, jnp.asarray(x))
             close(ax, grads_t[0], rtol=1e-8, atol=1e-10)
             for (name, _), gt in zip(tm.named_parameters(), grads_t[1:]):
                 close(gp[name], gt, rtol=1e-8, atol=1e-10, msg=name)
@@ -362,9 +378,19 @@ def test_batchnorm1d_module_several_steps(x64, momentum, affine, track, shape):
 
 # ----------------------------------------------------------------------------- layer norm
 
-@pytest.mark.parametrize("shape, ns, affine", [
-    ((4, 5), 5, "both"), ((4, 5), 5, "none"), ((4, 5), 5, "weight"), ((4, 5), 5, "bias"),
-    ((2, 3, 4), (3, 4), "both"), ((2, 3, 4), 4, "none"), ((6,), 6, "both")])
+
+@pytest.mark.parametrize(
+    "shape, ns, affine",
+    [
+        ((4, 5), 5, "both"),
+        ((4, 5), 5, "none"),
+        ((4, 5), 5, "weight"),
+        ((4, 5), 5, "bias"),
+        ((2, 3, 4), (3, 4), "both"),
+        ((2, 3, 4), 4, "none"),
+        ((6,), 6, "both"),
+    ],
+)
 def test_layer_norm(x64, shape, ns, affine):
     rng = rng_for("ln", shape, ns, affine)
     x = rng.normal(size=shape) * 3 + 1
@@ -391,6 +417,7 @@ def test_layer_norm(x64, shape, ns, affine):
 
 # ----------------------------------------------------------------------------- losses
 
+
 def check_loss(name, x, target, kw, rng, rtol=1e-9, grad_rtol=1e-9):
     """fnn loss value + manual backward + jax.vjp vs torch autograd, same keyword args."""
     fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
@@ -404,10 +431,20 @@ def check_loss(name, x, target, kw, rng, rtol=1e-9, grad_rtol=1e-9):
     np.testing.assert_allclose(npy(y), npy(yt), rtol=rtol, atol=1e-12, equal_nan=True, err_msg="value")
     g = rng.normal(size=tuple(yt.shape))
     (gt,) = torch_grads(yt, [xt], g)
-    np.testing.assert_allclose(npy(bwd(jnp.asarray(g), xj, tj, **jkw)), npy(gt), rtol=grad_rtol,
-                               atol=1e-12, err_msg="manual backward")
-    np.testing.assert_allclose(npy(jax_vjp(lambda a: fwd(a, tj, **jkw), [xj], g)[0]), npy(gt),
-                               rtol=grad_rtol, atol=1e-12, err_msg="jax.vjp")
+    np.testing.assert_allclose(
+        npy(bwd(jnp.asarray(g), xj, tj, **jkw)),
+        npy(gt),
+        rtol=grad_rtol,
+        atol=1e-12,
+        err_msg="manual backward",
+    )
+    np.testing.assert_allclose(
+        npy(jax_vjp(lambda a: fwd(a, tj, **jkw), [xj], g)[0]),
+        npy(gt),
+        rtol=grad_rtol,
+        atol=1e-12,
+        err_msg="jax.vjp",
+    )
 
 
 def with_ties(rng, shape, hits):
@@ -416,7 +453,7 @@ def with_ties(rng, shape, hits):
     d = rng.normal(size=shape) * 2
     flat = d.reshape(-1)
     specials = [0.0] + [s * h for h in hits for s in (1, -1)]
-    flat[rng.choice(flat.size, min(len(specials), flat.size), replace=False)] = specials[:flat.size]
+    flat[rng.choice(flat.size, min(len(specials), flat.size), replace=False)] = specials[: flat.size]
     return target + d, target
 
 
@@ -472,8 +509,10 @@ def test_binary_cross_entropy(x64, reduction, weight):
 
 
 @pytest.mark.parametrize("reduction", REDS)
-@pytest.mark.parametrize("weight, pos_weight", [(None, None), ("full", None), (None, "class"),
-                                                ("class", "class"), ("row", "class")])
+@pytest.mark.parametrize(
+    "weight, pos_weight",
+    [(None, None), ("full", None), (None, "class"), ("class", "class"), ("row", "class")],
+)
 @pytest.mark.parametrize("shape", [(4, 5), (2, 3, 5)])
 def test_bce_with_logits(x64, reduction, weight, pos_weight, shape):
     # BCEL-1: stable at +-1000, pos_weight along the last dim, no -100 clamp.
@@ -506,7 +545,10 @@ def class_case(rng, shape, ignore, ii):
 
 CLASS_SHAPES = [(5, 4), (2, 4, 2, 3), (4,)]
 CLASS_OPTS = [  # (weight, ignore_index, ignore some)
-    (False, -100, False), (True, -100, True), (True, 1, True), (False, 2, True),
+    (False, -100, False),
+    (True, -100, True),
+    (True, 1, True),
+    (False, 2, True),
 ]
 
 
@@ -526,8 +568,12 @@ def test_nll_loss(x64, shape, weight, ii, ignore, reduction):
 
 
 CE_OPTS = [  # (weight, ignore_index, ignore some, label_smoothing)
-    (False, -100, False, 0.0), (False, -100, True, 0.1), (True, -100, True, 0.1), (True, 1, True, 0.0),
-    (True, 1, True, 0.2), (False, 2, True, 1.0),
+    (False, -100, False, 0.0),
+    (False, -100, True, 0.1),
+    (True, -100, True, 0.1),
+    (True, 1, True, 0.0),
+    (True, 1, True, 0.2),
+    (False, 2, True, 1.0),
 ]
 
 
@@ -584,25 +630,58 @@ def test_cross_entropy_empty_batch(x64):
 
 # ----------------------------------------------------------------------------- fnn.nn layers
 
+
 def torch_model(variant):
     T = torch.nn
-    bn = dict(momentum=variant.get("momentum", 0.1), affine=variant.get("affine", True),
-              track_running_stats=variant.get("track", True))
+    bn = dict(
+        momentum=variant.get("momentum", 0.1),
+        affine=variant.get("affine", True),
+        track_running_stats=variant.get("track", True),
+    )
     return T.Sequential(
-        T.Linear(6, 8), T.BatchNorm1d(8, **bn), T.ReLU(), T.Linear(8, 8, bias=False), T.PReLU(8, 0.1),
-        T.LayerNorm(8), T.ELU(0.7), T.Dropout(0.0), T.Linear(8, 8), T.LeakyReLU(0.1),
-        T.Softplus(2.0, 1.0), T.Tanh(), T.Linear(8, 8), T.Sigmoid(), T.Linear(8, 4), T.LogSoftmax(dim=1),
+        T.Linear(6, 8),
+        T.BatchNorm1d(8, **bn),
+        T.ReLU(),
+        T.Linear(8, 8, bias=False),
+        T.PReLU(8, 0.1),
+        T.LayerNorm(8),
+        T.ELU(0.7),
+        T.Dropout(0.0),
+        T.Linear(8, 8),
+        T.LeakyReLU(0.1),
+        T.Softplus(2.0, 1.0),
+        T.Tanh(),
+        T.Linear(8, 8),
+        T.Sigmoid(),
+        T.Linear(8, 4),
+        T.LogSoftmax(dim=1),
     ).double()
 
 
 def fnn_model(variant):
-    bn = dict(momentum=variant.get("momentum", 0.1), affine=variant.get("affine", True),
-              track_running_stats=variant.get("track", True))
+    bn = dict(
+        momentum=variant.get("momentum", 0.1),
+        affine=variant.get("affine", True),
+        track_running_stats=variant.get("track", True),
+    )
     return nn.Sequential(
-        nn.Linear(6, 8), nn.BatchNorm1d(8, **bn), nn.ReLU(), nn.Linear(8, 8, bias=False),
-        nn.PReLU(8, 0.1), nn.LayerNorm(8), nn.ELU(0.7), nn.Dropout(0.0), nn.Linear(8, 8),
-        nn.LeakyReLU(0.1), nn.Softplus(2.0, 1.0), nn.Tanh(), nn.Linear(8, 8), nn.Sigmoid(),
-        nn.Linear(8, 4), nn.LogSoftmax(dim=1))
+        nn.Linear(6, 8),
+        nn.BatchNorm1d(8, **bn),
+        nn.ReLU(),
+        nn.Linear(8, 8, bias=False),
+        nn.PReLU(8, 0.1),
+        nn.LayerNorm(8),
+        nn.ELU(0.7),
+        nn.Dropout(0.0),
+        nn.Linear(8, 8),
+        nn.LeakyReLU(0.1),
+        nn.Softplus(2.0, 1.0),
+        nn.Tanh(),
+        nn.Linear(8, 8),
+        nn.Sigmoid(),
+        nn.Linear(8, 4),
+        nn.LogSoftmax(dim=1),
+    )
 
 
 def load64(fm, tm):
@@ -613,12 +692,16 @@ def load64(fm, tm):
     assert sorted(fm.state_dict(params, state)) == sorted(sd)
 
     def exact(tree, prefix):
-        return {k: (jnp.asarray(sd[prefix + k]) if jnp.issubdtype(v.dtype, jnp.floating) else v)
-                for k, v in tree.items()}
+        return {
+            k: (jnp.asarray(sd[prefix + k]) if jnp.issubdtype(v.dtype, jnp.floating) else v)
+            for k, v in tree.items()
+        }
 
     if isinstance(fm, nn.Sequential):
-        return (tuple(exact(p, f"{i}.") for i, p in enumerate(params)),
-                tuple(exact(s, f"{i}.") for i, s in enumerate(state)))
+        return (
+            tuple(exact(p, f"{i}.") for i, p in enumerate(params)),
+            tuple(exact(s, f"{i}.") for i, s in enumerate(state)),
+        )
     return exact(params, ""), exact(state, "")
 
 
@@ -626,8 +709,11 @@ def flat_grads(model, grads):
     return dict(model.named_arrays(grads, tuple({} for _ in model.layers)))
 
 
-@pytest.mark.parametrize("variant", [{}, {"momentum": None}, {"affine": False}, {"track": False}],
-                         ids=["default", "momentum-None", "no-affine", "no-track"])
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"momentum": None}, {"affine": False}, {"track": False}],
+    ids=["default", "momentum-None", "no-affine", "no-track"],
+)
 def test_sequential_vs_torch_training(x64, variant):
     rng = rng_for("seq", variant)
     torch.manual_seed(0)
@@ -651,8 +737,9 @@ def test_sequential_vs_torch_training(x64, variant):
             y, new_state = fm.apply(params, state, jnp.asarray(x), train=train)
             close(y, yt, rtol=1e-8, atol=1e-10, msg=f"output step {step} train={train}")
             gp, gx = fm.backward(params, state, jnp.asarray(x), jnp.asarray(g), train=train)
-            ap, ax = jax.grad(lambda p, a: jnp.sum(fm.apply(p, state, a, train=train)[0] * g),
-                              argnums=(0, 1))(params, jnp.asarray(x))
+            ap, ax = jax.grad(
+                lambda p, a: jnp.sum(fm.apply(p, state, a, train=train)[0] * g), argnums=(0, 1)
+            )(params, jnp.asarray(x))
             close(gx, gts[0], rtol=1e-7, atol=1e-10)
             close(ax, gts[0], rtol=1e-7, atol=1e-10)
             manual, auto = flat_grads(fm, gp), flat_grads(fm, ap)
@@ -706,7 +793,11 @@ def test_layer_defaults_match_torch_modules():
     assert nn.Dropout().p == T.Dropout().p
     bn, tbn = nn.BatchNorm1d(4), T.BatchNorm1d(4)
     assert (bn.eps, bn.momentum, bn.affine, bn.track_running_stats) == (
-        tbn.eps, tbn.momentum, tbn.affine, tbn.track_running_stats)
+        tbn.eps,
+        tbn.momentum,
+        tbn.affine,
+        tbn.track_running_stats,
+    )
     ln, tln = nn.LayerNorm(4), T.LayerNorm(4)
     assert (ln.eps, ln.elementwise_affine) == (tln.eps, tln.elementwise_affine)
     fl, tfl = nn.Flatten(), T.Flatten()
@@ -719,11 +810,15 @@ def test_layer_defaults_match_torch_modules():
             close((params | state)[k], v, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("layer, tlayer", [
-    (lambda: nn.BatchNorm1d(3), lambda: torch.nn.BatchNorm1d(3)),
-    (lambda: nn.Linear(3, 2), lambda: torch.nn.Linear(3, 2)),
-    (lambda: nn.LayerNorm(3), lambda: torch.nn.LayerNorm(3)),
-], ids=["BatchNorm1d", "Linear", "LayerNorm"])
+@pytest.mark.parametrize(
+    "layer, tlayer",
+    [
+        (lambda: nn.BatchNorm1d(3), lambda: torch.nn.BatchNorm1d(3)),
+        (lambda: nn.Linear(3, 2), lambda: torch.nn.Linear(3, 2)),
+        (lambda: nn.LayerNorm(3), lambda: torch.nn.LayerNorm(3)),
+    ],
+    ids=["BatchNorm1d", "Linear", "LayerNorm"],
+)
 def test_state_dict_keys_in_torch_order_after_init(layer, tlayer):
     params, state = layer().init(jax.random.key(0))
     assert list(layer().state_dict(params, state)) == list(tlayer().state_dict())
@@ -736,9 +831,15 @@ def test_state_dict_round_trip_keeps_torch_order():
     assert list(fm.state_dict(*fm.load_state_dict(sd))) == list(sd)
 
 
-@pytest.mark.parametrize("kw", [dict(normalized_shape=5), dict(normalized_shape=5, bias=False),
-                                dict(normalized_shape=5, elementwise_affine=False),
-                                dict(normalized_shape=(2, 5), eps=1e-3)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(normalized_shape=5),
+        dict(normalized_shape=5, bias=False),
+        dict(normalized_shape=5, elementwise_affine=False),
+        dict(normalized_shape=(2, 5), eps=1e-3),
+    ],
+)
 def test_layernorm_module(x64, kw):
     rng = rng_for("lnmod", kw)
     tm = torch.nn.LayerNorm(**kw).double()
@@ -759,8 +860,9 @@ def test_layernorm_module(x64, kw):
         close(gp[n], gt, rtol=1e-8, atol=1e-10, msg=n)
 
 
-@pytest.mark.parametrize("shape, train, track", [((1, 3), True, True), ((1, 3, 1), True, True),
-                                                 ((1, 3), False, False)])
+@pytest.mark.parametrize(
+    "shape, train, track", [((1, 3), True, True), ((1, 3, 1), True, True), ((1, 3), False, False)]
+)
 def test_batchnorm_single_value_per_channel_raises_like_torch(shape, train, track):
     # BN-7: torch's module raises ValueError here (also in eval without running stats).
     tm = torch.nn.BatchNorm1d(3, track_running_stats=track).train(train)
@@ -773,6 +875,7 @@ def test_batchnorm_single_value_per_channel_raises_like_torch(shape, train, trac
 
 
 # ----------------------------------------------------------------------------- fnn.init
+
 
 class CaptureInit:
     """Record the (low, high) / (mean, std) that torch.nn.init passes to Tensor.uniform_ /
@@ -803,8 +906,20 @@ def torch_init_params(fn, shape, **kw):
     return cap.calls[0]
 
 
-NONLINEARITIES = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-                  "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu"]
+NONLINEARITIES = [
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "selu",
+]
 
 
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
@@ -812,7 +927,8 @@ NONLINEARITIES = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "c
 def test_calculate_gain(nonlinearity, param):
     # INIT-2
     assert I.calculate_gain(nonlinearity, param) == pytest.approx(
-        torch.nn.init.calculate_gain(nonlinearity, param), rel=1e-15)
+        torch.nn.init.calculate_gain(nonlinearity, param), rel=1e-15
+    )
 
 
 def test_calculate_gain_errors_like_torch():
@@ -825,15 +941,21 @@ def test_calculate_gain_errors_like_torch():
 
 INIT_SHAPES = [(5, 3), (2, 6, 3, 2)]  # 2-D and conv-style (receptive field 6, INIT-1)
 INIT_CASES = [
-    ("xavier_uniform", {}), ("xavier_uniform", dict(gain=2.0)),
-    ("xavier_normal", {}), ("xavier_normal", dict(gain=0.5)),
-    ("kaiming_uniform", {}), ("kaiming_uniform", dict(a=math.sqrt(5))),
+    ("xavier_uniform", {}),
+    ("xavier_uniform", dict(gain=2.0)),
+    ("xavier_normal", {}),
+    ("xavier_normal", dict(gain=0.5)),
+    ("kaiming_uniform", {}),
+    ("kaiming_uniform", dict(a=math.sqrt(5))),
     ("kaiming_uniform", dict(mode="fan_out", nonlinearity="relu")),
     ("kaiming_uniform", dict(a=0.2, mode="fan_in", nonlinearity="leaky_relu")),
     ("kaiming_uniform", dict(nonlinearity="tanh", mode="fan_out")),
-    ("kaiming_normal", {}), ("kaiming_normal", dict(mode="fan_out")),
-    ("kaiming_normal", dict(a=0.1, nonlinearity="leaky_relu")), ("kaiming_normal", dict(nonlinearity="selu")),
-    ("uniform", dict(a=-0.3, b=0.7)), ("normal", dict(mean=0.5, std=0.2)),
+    ("kaiming_normal", {}),
+    ("kaiming_normal", dict(mode="fan_out")),
+    ("kaiming_normal", dict(a=0.1, nonlinearity="leaky_relu")),
+    ("kaiming_normal", dict(nonlinearity="selu")),
+    ("uniform", dict(a=-0.3, b=0.7)),
+    ("normal", dict(mean=0.5, std=0.2)),
 ]
 
 
@@ -866,7 +988,7 @@ def test_linear_layer_init_bounds(fin, fout):
     for k, bound in bounds.items():
         v = np.abs(np.asarray(params[k]))
         assert np.all(v <= bound * (1 + 1e-6)), k
-        assert bound == 0 and np.all(v == 0) or v.max() > 0.95 * bound, k
+        assert (bound == 0 and np.all(v == 0)) or v.max() > 0.95 * bound, k
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -897,8 +1019,12 @@ ALL_TRUE = lambda p: jax.tree.map(lambda _: True, p)  # noqa: E731  torch decays
 
 
 def random_problem(rng, steps):
-    params = {"w1": rng.normal(size=(4, 3)), "b1": rng.normal(size=(4,)), "w2": rng.normal(size=(2, 4)),
-              "b2": rng.normal(size=(2,))}
+    params = {
+        "w1": rng.normal(size=(4, 3)),
+        "b1": rng.normal(size=(4,)),
+        "w2": rng.normal(size=(2, 4)),
+        "b2": rng.normal(size=(2,)),
+    }
     scales = rng.uniform(0.05, 3, size=steps)  # shrinking and growing: AMSGrad's max matters
     grads = [{k: rng.normal(size=v.shape) * s for k, v in params.items()} for s in scales]
     return params, grads
@@ -951,7 +1077,8 @@ def test_optimizer_defaults_match_torch():
         for k, v in fdef.items():
             if k in tdef and k not in ("weight_decay_mask",):
                 assert (tuple(v) if isinstance(v, tuple) else v) == (
-                    tuple(tdef[k]) if isinstance(tdef[k], tuple) else tdef[k]), (cls, k)
+                    tuple(tdef[k]) if isinstance(tdef[k], tuple) else tdef[k]
+                ), (cls, k)
 
 
 def test_default_mask_equals_torch_param_groups(x64):
@@ -959,9 +1086,14 @@ def test_default_mask_equals_torch_param_groups(x64):
     rng = rng_for("wdgroups")
     params, grads = random_problem(rng, 4)
     tparams = {k: tt(v, True) for k, v in params.items()}
-    opt = torch.optim.AdamW([{"params": [tparams["w1"], tparams["w2"]]},
-                             {"params": [tparams["b1"], tparams["b2"]], "weight_decay": 0.0}],
-                            lr=0.1, weight_decay=0.3)
+    opt = torch.optim.AdamW(
+        [
+            {"params": [tparams["w1"], tparams["w2"]]},
+            {"params": [tparams["b1"], tparams["b2"]], "weight_decay": 0.0},
+        ],
+        lr=0.1,
+        weight_decay=0.3,
+    )
     for g in grads:
         for k, p in tparams.items():
             p.grad = tt(g[k])
@@ -976,12 +1108,23 @@ def test_default_mask_equals_torch_param_groups(x64):
 SCHEDULES = [
     ("StepLR", dict(step_size=3, gamma=0.5), lambda lr: optim.step_lr(lr, 3, 0.5)),
     ("StepLR", dict(step_size=1), lambda lr: optim.step_lr(lr, 1)),
-    ("MultiStepLR", dict(milestones=[5, 2, 5, 9], gamma=0.3), lambda lr: optim.multistep_lr(lr, [5, 2, 5, 9], 0.3)),
+    (
+        "MultiStepLR",
+        dict(milestones=[5, 2, 5, 9], gamma=0.3),
+        lambda lr: optim.multistep_lr(lr, [5, 2, 5, 9], 0.3),
+    ),
     ("ExponentialLR", dict(gamma=0.9), lambda lr: optim.exponential_lr(lr, 0.9)),
     ("LinearLR", {}, lambda lr: optim.linear_lr(lr)),
-    ("LinearLR", dict(start_factor=0.25, end_factor=0.75, total_iters=4),
-     lambda lr: optim.linear_lr(lr, 0.25, 0.75, 4)),
-    ("LinearLR", dict(start_factor=1.0, end_factor=0.0, total_iters=6), lambda lr: optim.linear_lr(lr, 1.0, 0.0, 6)),
+    (
+        "LinearLR",
+        dict(start_factor=0.25, end_factor=0.75, total_iters=4),
+        lambda lr: optim.linear_lr(lr, 0.25, 0.75, 4),
+    ),
+    (
+        "LinearLR",
+        dict(start_factor=1.0, end_factor=0.0, total_iters=6),
+        lambda lr: optim.linear_lr(lr, 1.0, 0.0, 6),
+    ),
     ("CosineAnnealingLR", dict(T_max=5), lambda lr: optim.cosine_annealing_lr(lr, 5)),
     ("CosineAnnealingLR", dict(T_max=4, eta_min=0.01), lambda lr: optim.cosine_annealing_lr(lr, 4, 0.01)),
     ("CosineAnnealingLR", dict(T_max=1, eta_min=0.02), lambda lr: optim.cosine_annealing_lr(lr, 1, 0.02)),
@@ -1009,9 +1152,16 @@ def test_schedule_lr_per_step(x64, cls, kw, make, step_type):
 def test_linear_lr_warmup_trajectory_float64(x64):
     rng = rng_for("linlr")
     params, grads = random_problem(rng, 6)
-    want = run_torch("AdamW", dict(lr=0.3), params, grads,
-                     lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=0.25, total_iters=4))
-    got = run_fnn(optim.adamw(lr=optim.linear_lr(0.3, 0.25, 1.0, 4), weight_decay_mask=ALL_TRUE), params, grads)
+    want = run_torch(
+        "AdamW",
+        dict(lr=0.3),
+        params,
+        grads,
+        lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=0.25, total_iters=4),
+    )
+    got = run_fnn(
+        optim.adamw(lr=optim.linear_lr(0.3, 0.25, 1.0, 4), weight_decay_mask=ALL_TRUE), params, grads
+    )
     for a, b in zip(got, want):
         for k in params:
             close(a[k], b[k], rtol=1e-10, atol=1e-12, msg=k)
@@ -1021,14 +1171,24 @@ def test_scheduled_optimizer_trajectory(x64):
     # lr=schedule: the first update uses schedule(0), as torch's optimizer before sched.step().
     rng = rng_for("schedopt")
     params, grads = random_problem(rng, 9)
-    want = run_torch("SGD", dict(lr=0.2, momentum=0.9), params, grads,
-                     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4, eta_min=0.01))
+    want = run_torch(
+        "SGD",
+        dict(lr=0.2, momentum=0.9),
+        params,
+        grads,
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4, eta_min=0.01),
+    )
     got = run_fnn(optim.sgd(lr=optim.cosine_annealing_lr(0.2, 4, 0.01), momentum=0.9), params, grads)
     for a, b in zip(got, want):
         for k in params:
             close(a[k], b[k], rtol=1e-10, atol=1e-12, msg=k)
-    want = run_torch("Adagrad", dict(lr=0.2, lr_decay=0.3), params, grads,
-                     lambda o: torch.optim.lr_scheduler.StepLR(o, 2, 0.5))
+    want = run_torch(
+        "Adagrad",
+        dict(lr=0.2, lr_decay=0.3),
+        params,
+        grads,
+        lambda o: torch.optim.lr_scheduler.StepLR(o, 2, 0.5),
+    )
     got = run_fnn(optim.adagrad(lr=optim.step_lr(0.2, 2, 0.5), lr_decay=0.3), params, grads)
     for a, b in zip(got, want):
         for k in params:
@@ -1036,6 +1196,7 @@ def test_scheduled_optimizer_trajectory(x64):
 
 
 # ----------------------------------------------------------------------------- clipping
+
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
 @pytest.mark.parametrize("max_norm", [0.5, 1e3])
@@ -1068,6 +1229,7 @@ def test_clip_golden_and_zero_grads(x64):
 # Valid torch arguments that fnn rejects (not documented deviations; Adagrad/RMSprop's eps > 0
 # and RMSprop's alpha < 1 are documented in their docstrings and not listed here).
 
+
 def _lse_tuple_dim():
     x = rng_for("lse-tuple").normal(size=(2, 3, 4))
     close(F.logsumexp(jnp.asarray(x), (0, 2)), torch.logsumexp(tt(x), dim=(0, 2)))
@@ -1093,19 +1255,27 @@ def test_adam_eps_zero_is_rejected_on_purpose():
 def _gamma_zero(cls, make):
     def check():
         opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
-        sched = getattr(torch.optim.lr_scheduler, cls)(opt, gamma=0.0, **({"step_size": 2} if cls == "StepLR" else {}))
+        sched = getattr(torch.optim.lr_scheduler, cls)(
+            opt, gamma=0.0, **({"step_size": 2} if cls == "StepLR" else {})
+        )
         schedule = make()
         for step in range(5):
             close(schedule(step), opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
+
     return check
 
 
-@pytest.mark.parametrize("check", [
-    _lse_tuple_dim, _clip_max_norm_zero,
-    _gamma_zero("StepLR", lambda: optim.step_lr(0.3, 2, 0.0)),
-    _gamma_zero("ExponentialLR", lambda: optim.exponential_lr(0.3, 0.0)),
-], ids=["logsumexp-tuple-dim", "clip-max_norm-0", "steplr-gamma-0", "exponentiallr-gamma-0"])
+@pytest.mark.parametrize(
+    "check",
+    [
+        _lse_tuple_dim,
+        _clip_max_norm_zero,
+        _gamma_zero("StepLR", lambda: optim.step_lr(0.3, 2, 0.0)),
+        _gamma_zero("ExponentialLR", lambda: optim.exponential_lr(0.3, 0.0)),
+    ],
+    ids=["logsumexp-tuple-dim", "clip-max_norm-0", "steplr-gamma-0", "exponentiallr-gamma-0"],
+)
 def test_edge_arguments_torch_accepts(x64, check):
     check()

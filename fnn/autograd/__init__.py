@@ -3,6 +3,7 @@
 `Scalar` builds the computation graph as you compute; `backward()` fills in gradients;
 `to_dot` / `draw` export the graph for Graphviz.
 """
+
 from fnn.autograd.graph import draw, to_dot
 from fnn.autograd.scalar import Scalar
 

@@ -6,12 +6,12 @@ its inputs and its result, so the picture reads left to right like the computati
 `draw(root, path)` pipes that text through the Graphviz `dot` program to write SVG or PNG
 (chosen by the file suffix) and raises a RuntimeError saying so when `dot` is missing.
 """
+
 from __future__ import annotations
 
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Union
 
 from fnn.autograd.scalar import Scalar
 
@@ -20,7 +20,7 @@ _FORMATS = {".svg": "svg", ".png": "png"}
 
 def _escape(text: str) -> str:
     """Escape the characters that are special inside a DOT record label."""
-    for ch in "\\{}|<>\"":
+    for ch in '\\{}|<>"':
         text = text.replace(ch, "\\" + ch)
     return text
 
@@ -34,15 +34,15 @@ def to_dot(root: Scalar, *, rankdir: str = "LR", precision: int = 4) -> str:
         raise ValueError(f"to_dot: rankdir must be 'LR', 'RL', 'TB' or 'BT', got {rankdir!r}")
     order = root.topological_order()
     ids = {id(node): f"n{i}" for i, node in enumerate(order)}
-    lines = ["digraph scalar {", f"  rankdir={rankdir};", "  node [fontname=\"monospace\"];"]
+    lines = ["digraph scalar {", f"  rankdir={rankdir};", '  node [fontname="monospace"];']
     for node in order:
         name = ids[id(node)]
         fields = [_escape(node.label)] if node.label else []
         fields += [f"data {node.data:.{precision}g}", f"grad {node.grad:.{precision}g}"]
-        lines.append(f"  {name} [shape=record, label=\"{{ {' | '.join(fields)} }}\"];")
+        lines.append(f'  {name} [shape=record, label="{{ {" | ".join(fields)} }}"];')
         if node.inputs:
             op = f"{name}_op"
-            lines.append(f"  {op} [shape=ellipse, label=\"{_escape(node.op)}\"];")
+            lines.append(f'  {op} [shape=ellipse, label="{_escape(node.op)}"];')
             lines.append(f"  {op} -> {name};")
             for child in node.inputs:
                 lines.append(f"  {ids[id(child)]} -> {op};")
@@ -50,7 +50,7 @@ def to_dot(root: Scalar, *, rankdir: str = "LR", precision: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draw(root: Scalar, path: Union[str, Path], **kwargs) -> Path:
+def draw(root: Scalar, path: str | Path, **kwargs) -> Path:
     """Render the graph to `path` (.svg or .png) with Graphviz's `dot`; returns the path.
 
     Raises RuntimeError when the `dot` program is not on PATH (install Graphviz, e.g.
@@ -65,10 +65,15 @@ def draw(root: Scalar, path: Union[str, Path], **kwargs) -> Path:
         raise RuntimeError(
             "draw: the Graphviz program 'dot' was not found on PATH; install Graphviz "
             "(e.g. `apt install graphviz` or `brew install graphviz`) or call to_dot() "
-            "and render the DOT text elsewhere")
-    result = subprocess.run([dot, f"-T{fmt}", "-o", str(path)], input=to_dot(root, **kwargs),
-                            text=True, capture_output=True, check=False)
+            "and render the DOT text elsewhere"
+        )
+    result = subprocess.run(
+        [dot, f"-T{fmt}", "-o", str(path)],
+        input=to_dot(root, **kwargs),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"draw: dot failed with exit code {result.returncode}: "
-                           f"{result.stderr.strip()}")
+        raise RuntimeError(f"draw: dot failed with exit code {result.returncode}: {result.stderr.strip()}")
     return path

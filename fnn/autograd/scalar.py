@@ -22,11 +22,13 @@ Contract
   power, and a non-numeric operand raise ValueError/TypeError naming the operation and
   the value.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, Iterator, Union
+from collections.abc import Callable, Iterator
+from typing import Union
 
 Number = Union[int, float]
 
@@ -34,8 +36,10 @@ Number = Union[int, float]
 def _as_float(value: object, op: str) -> float:
     # bool is an int to Python, but `x + True` is almost always a bug in a teaching graph.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Scalar {op}: operand must be a real number or a Scalar, "
-                        f"got {value!r} of type {type(value).__name__}")
+        raise TypeError(
+            f"Scalar {op}: operand must be a real number or a Scalar, "
+            f"got {value!r} of type {type(value).__name__}"
+        )
     return float(value)
 
 
@@ -48,16 +52,16 @@ def _exp(x: float) -> float:
 
 def _pow(x: float, n: float, op: str) -> float:
     try:
-        out = x ** n
+        out = x**n
     except ZeroDivisionError:
-        raise ValueError(f"Scalar {op}: 0 raised to the negative power {n!r} "
-                         "is a division by zero") from None
+        raise ValueError(f"Scalar {op}: 0 raised to the negative power {n!r} is a division by zero") from None
     except OverflowError:
         odd = float(n).is_integer() and int(n) % 2 == 1
         return -math.inf if (x < 0 and odd) else math.inf
     if isinstance(out, complex):
-        raise ValueError(f"Scalar {op}: negative base {x!r} to the fractional power {n!r} "
-                         "is not a real number")
+        raise ValueError(
+            f"Scalar {op}: negative base {x!r} to the fractional power {n!r} is not a real number"
+        )
     return out
 
 
@@ -72,11 +76,12 @@ def _sigmoid(x: float) -> float:
 class Scalar:
     """A float that records how it was computed, so that `backward()` can differentiate it."""
 
-    __slots__ = ("data", "grad", "inputs", "op", "_backward", "label", "__weakref__")
+    __slots__ = ("__weakref__", "_backward", "data", "grad", "inputs", "label", "op")
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
 
-    def __init__(self, data: Number, inputs: tuple["Scalar", ...] = (), op: str = "",
-                 label: str = "") -> None:
+    def __init__(
+        self, data: Number, inputs: tuple[Scalar, ...] = (), op: str = "", label: str = ""
+    ) -> None:
         self.data = _as_float(data, "constructor")
         self.grad = 0.0
         self.inputs = tuple(inputs)
@@ -85,7 +90,7 @@ class Scalar:
         self.label = label
 
     @property
-    def _prev(self) -> tuple["Scalar", ...]:
+    def _prev(self) -> tuple[Scalar, ...]:
         """micrograd's name for `inputs`."""
         return self.inputs
 
@@ -94,42 +99,45 @@ class Scalar:
         return f"Scalar(data={self.data!r}, grad={self.grad!r}{name})"
 
     @staticmethod
-    def _lift(value: Union["Scalar", Number], op: str) -> "Scalar":
+    def _lift(value: Scalar | Number, op: str) -> Scalar:
         return value if isinstance(value, Scalar) else Scalar(_as_float(value, op))
 
     # ----- binary operations -------------------------------------------------------------
 
-    def __add__(self, other: Union["Scalar", Number]) -> "Scalar":
+    def __add__(self, other: Scalar | Number) -> Scalar:
         other = self._lift(other, "+")
         out = Scalar(self.data + other.data, (self, other), "+")
 
         def _backward() -> None:  # d(a+b)/da = d(a+b)/db = 1
             self.grad += out.grad
             other.grad += out.grad
+
         out._backward = _backward
         return out
 
-    def __mul__(self, other: Union["Scalar", Number]) -> "Scalar":
+    def __mul__(self, other: Scalar | Number) -> Scalar:
         other = self._lift(other, "*")
         out = Scalar(self.data * other.data, (self, other), "*")
 
         def _backward() -> None:  # d(ab)/da = b, d(ab)/db = a
             self.grad += other.data * out.grad
             other.grad += self.data * out.grad
+
         out._backward = _backward
         return out
 
-    def __sub__(self, other: Union["Scalar", Number]) -> "Scalar":
+    def __sub__(self, other: Scalar | Number) -> Scalar:
         other = self._lift(other, "-")
         out = Scalar(self.data - other.data, (self, other), "-")
 
         def _backward() -> None:
             self.grad += out.grad
             other.grad -= out.grad
+
         out._backward = _backward
         return out
 
-    def __truediv__(self, other: Union["Scalar", Number]) -> "Scalar":
+    def __truediv__(self, other: Scalar | Number) -> Scalar:
         other = self._lift(other, "/")
         if other.data == 0.0:
             raise ValueError(f"Scalar /: division by zero ({self.data!r} / {other.data!r})")
@@ -138,13 +146,16 @@ class Scalar:
         def _backward() -> None:  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
             self.grad += out.grad / other.data
             other.grad -= out.grad * self.data / (other.data * other.data)
+
         out._backward = _backward
         return out
 
-    def __pow__(self, exponent: Number) -> "Scalar":
+    def __pow__(self, exponent: Number) -> Scalar:
         if isinstance(exponent, Scalar):
-            raise TypeError("Scalar **: the exponent must be a Python number, got a Scalar "
-                            f"({exponent!r}); write (x.log() * y).exp() for x ** y")
+            raise TypeError(
+                "Scalar **: the exponent must be a Python number, got a Scalar "
+                f"({exponent!r}); write (x.log() * y).exp() for x ** y"
+            )
         n = _as_float(exponent, "**")
         out = Scalar(_pow(self.data, n, "**"), (self,), f"**{exponent!r}")
 
@@ -156,80 +167,82 @@ class Scalar:
             else:
                 local = n * _pow(self.data, n - 1.0, "**")
             self.grad += local * out.grad
+
         out._backward = _backward
         return out
 
-    def __rpow__(self, base: Number) -> "Scalar":
+    def __rpow__(self, base: Number) -> Scalar:
         b = _as_float(base, "**")
         if b <= 0.0:
-            raise ValueError(f"Scalar **: a number raised to a Scalar needs a positive base, "
-                             f"got {base!r}")
+            raise ValueError(f"Scalar **: a number raised to a Scalar needs a positive base, got {base!r}")
         out = Scalar(_pow(b, self.data, "**"), (self,), f"{base!r}**")
 
         def _backward() -> None:  # d(b^x)/dx = b^x log b
             self.grad += out.data * math.log(b) * out.grad
+
         out._backward = _backward
         return out
 
-    def __radd__(self, other: Number) -> "Scalar":
+    def __radd__(self, other: Number) -> Scalar:
         return self._lift(other, "+") + self
 
-    def __rsub__(self, other: Number) -> "Scalar":
+    def __rsub__(self, other: Number) -> Scalar:
         return self._lift(other, "-") - self
 
-    def __rmul__(self, other: Number) -> "Scalar":
+    def __rmul__(self, other: Number) -> Scalar:
         return self._lift(other, "*") * self
 
-    def __rtruediv__(self, other: Number) -> "Scalar":
+    def __rtruediv__(self, other: Number) -> Scalar:
         return self._lift(other, "/") / self
 
     # ----- unary operations --------------------------------------------------------------
 
-    def _unary(self, value: float, op: str, local: float) -> "Scalar":
+    def _unary(self, value: float, op: str, local: float) -> Scalar:
         """A node with one input whose local derivative d(out)/d(self) is `local`."""
         out = Scalar(value, (self,), op)
 
         def _backward() -> None:
             self.grad += local * out.grad
+
         out._backward = _backward
         return out
 
-    def __neg__(self) -> "Scalar":
+    def __neg__(self) -> Scalar:
         return self._unary(-self.data, "neg", -1.0)
 
-    def exp(self) -> "Scalar":
+    def exp(self) -> Scalar:
         e = _exp(self.data)
         return self._unary(e, "exp", e)  # (e^x)' = e^x
 
-    def log(self) -> "Scalar":
+    def log(self) -> Scalar:
         if not self.data > 0.0:
             raise ValueError(f"Scalar log: needs a positive value, got {self.data!r}")
         return self._unary(math.log(self.data), "log", 1.0 / self.data)
 
-    def log1p(self) -> "Scalar":
+    def log1p(self) -> Scalar:
         if not self.data > -1.0:
             raise ValueError(f"Scalar log1p: needs a value > -1, got {self.data!r}")
         return self._unary(math.log1p(self.data), "log1p", 1.0 / (1.0 + self.data))
 
-    def tanh(self) -> "Scalar":
+    def tanh(self) -> Scalar:
         t = math.tanh(self.data)
         return self._unary(t, "tanh", 1.0 - t * t)  # tanh' = 1 - tanh^2
 
-    def sigmoid(self) -> "Scalar":
+    def sigmoid(self) -> Scalar:
         s = _sigmoid(self.data)
         return self._unary(s, "sigmoid", s * (1.0 - s))  # s' = s(1 - s)
 
-    def relu(self) -> "Scalar":
+    def relu(self) -> Scalar:
         positive = self.data > 0.0  # relu'(0) = 0, as in PyTorch (ACT-1)
         return self._unary(self.data if positive else 0.0, "relu", 1.0 if positive else 0.0)
 
-    def softplus(self) -> "Scalar":
+    def softplus(self) -> Scalar:
         # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}); its derivative is sigmoid(x).
         x = self.data
         value = max(x, 0.0) + math.log1p(math.exp(-abs(x)))
         return self._unary(value, "softplus", _sigmoid(x))
 
-    def abs(self) -> "Scalar":
+    def abs(self) -> Scalar:
         x = self.data
         sign = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)  # |x|'(0) = 0 (ACT-7)
         return self._unary(abs(x), "abs", sign)
@@ -238,7 +251,7 @@ class Scalar:
 
     # ----- graph traversal ---------------------------------------------------------------
 
-    def topological_order(self) -> list["Scalar"]:
+    def topological_order(self) -> list[Scalar]:
         """Every node reachable from self, each after all of its inputs (iterative DFS)."""
         order: list[Scalar] = []
         seen: set[int] = {id(self)}
@@ -279,11 +292,13 @@ class Scalar:
     def to_dot(self, **kwargs) -> str:
         """The graph as Graphviz DOT text; see `fnn.autograd.graph.to_dot`."""
         from fnn.autograd.graph import to_dot
+
         return to_dot(self, **kwargs)
 
     def draw(self, path, **kwargs):
         """Render the graph to SVG/PNG with Graphviz `dot`; see `fnn.autograd.graph.draw`."""
         from fnn.autograd.graph import draw
+
         return draw(self, path, **kwargs)
 
 

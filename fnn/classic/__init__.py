@@ -12,24 +12,44 @@ tests check against jax.grad.
     params, history = softmax_regression_fit(X, y, 10, lr=0.5, epochs=10, batch_size=100,
                                              key=jax.random.key(0))
 """
+
 from fnn.classic.linear_regression import (
-    linear_regression_fit, linear_regression_loss, linear_regression_loss_backward,
-    linear_regression_predict)
+    linear_regression_fit,
+    linear_regression_loss,
+    linear_regression_loss_backward,
+    linear_regression_predict,
+)
 from fnn.classic.logistic_regression import (
-    logistic_regression_fit, logistic_regression_loss, logistic_regression_loss_backward,
-    logistic_regression_predict, logistic_regression_predict_proba)
+    logistic_regression_fit,
+    logistic_regression_loss,
+    logistic_regression_loss_backward,
+    logistic_regression_predict,
+    logistic_regression_predict_proba,
+)
 from fnn.classic.perceptron import perceptron_fit, perceptron_predict
 from fnn.classic.softmax_regression import (
-    softmax_regression_fit, softmax_regression_loss, softmax_regression_loss_backward,
-    softmax_regression_predict, softmax_regression_predict_proba)
+    softmax_regression_fit,
+    softmax_regression_loss,
+    softmax_regression_loss_backward,
+    softmax_regression_predict,
+    softmax_regression_predict_proba,
+)
 
 __all__ = [
-    "perceptron_fit", "perceptron_predict",
-    "linear_regression_fit", "linear_regression_predict", "linear_regression_loss",
+    "linear_regression_fit",
+    "linear_regression_loss",
     "linear_regression_loss_backward",
-    "logistic_regression_fit", "logistic_regression_predict",
-    "logistic_regression_predict_proba", "logistic_regression_loss",
+    "linear_regression_predict",
+    "logistic_regression_fit",
+    "logistic_regression_loss",
     "logistic_regression_loss_backward",
-    "softmax_regression_fit", "softmax_regression_predict", "softmax_regression_predict_proba",
-    "softmax_regression_loss", "softmax_regression_loss_backward",
+    "logistic_regression_predict",
+    "logistic_regression_predict_proba",
+    "perceptron_fit",
+    "perceptron_predict",
+    "softmax_regression_fit",
+    "softmax_regression_loss",
+    "softmax_regression_loss_backward",
+    "softmax_regression_predict",
+    "softmax_regression_predict_proba",
 ]

@@ -8,10 +8,12 @@ N // batch_size steps on consecutive slices of it, dropping the last incomplete 
 `lax.scan` runs the whole fit. History: per epoch, the mean over its steps of the loss and
 accuracy measured on each batch just before its update.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +23,18 @@ from fnn._checks import check_key
 from fnn.classic._validate import check_count, check_lr
 
 
-def fit_sgd(step_fn: Callable, params: dict, X: jax.Array, y: jax.Array, *, lr: float,
-            epochs: int, batch_size: int | None, key: Any, who: str) -> tuple[dict, dict]:
+def fit_sgd(
+    step_fn: Callable,
+    params: dict,
+    X: jax.Array,
+    y: jax.Array,
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int | None,
+    key: Any,
+    who: str,
+) -> tuple[dict, dict]:
     check_lr(lr)
     check_count("epochs", epochs)
     lr = jnp.asarray(lr, X.dtype)
@@ -31,8 +43,7 @@ def fit_sgd(step_fn: Callable, params: dict, X: jax.Array, y: jax.Array, *, lr: 
     else:
         check_count("batch_size", batch_size)
         if batch_size > X.shape[0]:
-            raise ValueError(f"batch_size must be <= the number of samples {X.shape[0]}, "
-                             f"got {batch_size}")
+            raise ValueError(f"batch_size must be <= the number of samples {X.shape[0]}, got {batch_size}")
         check_key("key", key, who)
         params, (loss, acc) = _minibatch(step_fn, params, X, y, lr, key, epochs, batch_size)
     return params, {"loss": loss, "accuracy": acc}
@@ -47,6 +58,7 @@ def _full_batch(step_fn, params, X, y, lr, epochs):
     def epoch(params, _):
         loss, acc, grads = step_fn(params, X, y)
         return _update(params, grads, lr), (loss, acc)
+
     return lax.scan(epoch, params, None, length=epochs)
 
 

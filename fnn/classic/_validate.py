@@ -4,6 +4,7 @@ They run in the Python wrappers before the jit-compiled cores, so value checks (
 features, labels in range) see concrete arrays; under an outer jit they check shapes only.
 Every error names the argument, what was expected and what was received.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +28,10 @@ def as_features(X: Any, params: dict | None = None) -> jnp.ndarray:
     if params is not None:
         d = jnp.shape(params["weight"])[-1]
         if X.shape[1] != d:
-            raise ValueError(f"X must have {d} features to match params['weight'] "
-                             f"{tuple(jnp.shape(params['weight']))}, got X {tuple(X.shape)}")
+            raise ValueError(
+                f"X must have {d} features to match params['weight'] "
+                f"{tuple(jnp.shape(params['weight']))}, got X {tuple(X.shape)}"
+            )
     elif X.shape[0] == 0:
         raise ValueError(f"X must hold at least one sample, got shape {tuple(X.shape)}")
     check_finite("X", X)
@@ -48,8 +51,9 @@ def check_finite(name: str, x: Any) -> None:
 def check_samples(X: jnp.ndarray, y: jnp.ndarray) -> None:
     check_ndim("y", y, (1,))
     if X.shape[0] != y.shape[0]:
-        raise ValueError("X and y must have the same number of samples, "
-                         f"got X {tuple(X.shape)} and y {tuple(y.shape)}")
+        raise ValueError(
+            f"X and y must have the same number of samples, got X {tuple(X.shape)} and y {tuple(y.shape)}"
+        )
 
 
 def as_targets(X: jnp.ndarray, y: Any) -> jnp.ndarray:
@@ -94,6 +98,7 @@ def check_lr(lr: Any) -> float:
     lr > 0: a classic fit with lr = 0 would run every epoch and return its initial params."""
     lr = _check_lr(lr, allow_schedule=False)
     if lr == 0:
-        raise ValueError(f"lr must be > 0 for a gradient-descent fit (lr = 0 never moves the "
-                         f"parameters), got {lr}")
+        raise ValueError(
+            f"lr must be > 0 for a gradient-descent fit (lr = 0 never moves the parameters), got {lr}"
+        )
     return lr

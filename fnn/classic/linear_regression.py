@@ -12,6 +12,7 @@ Loss: the mean squared error  L = (1/N) sum_n (x_n . w + b - y_n)^2.
   lr < 1 / lambda_max(2 [X 1]^T [X 1] / N) (standardize X first).
 Params are {'weight': (d,), 'bias': ()}; y is 1-D (one output).
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -40,8 +41,7 @@ def linear_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Arra
     return jnp.mean(r * r)
 
 
-def linear_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax.Array,
-                                    y: jax.Array) -> dict:
+def linear_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax.Array, y: jax.Array) -> dict:
     """Gradient of `linear_regression_loss` with respect to params (X, y are data).
 
     With r = X w + b - y and L = (1/N) r . r:
@@ -70,8 +70,9 @@ def _closed_form(X: jax.Array, y: jax.Array) -> dict:
     return {"weight": theta[:-1], "bias": theta[-1]}
 
 
-def linear_regression_fit(X: Any, y: Any, *, method: str = "closed_form", lr: float = 0.01,
-                          epochs: int = 1000) -> tuple[dict, dict]:
+def linear_regression_fit(
+    X: Any, y: Any, *, method: str = "closed_form", lr: float = 0.01, epochs: int = 1000
+) -> tuple[dict, dict]:
     """Fit w, b to X (N, d), y (N,). `lr` and `epochs` are used by method='gd' only.
 
     Returns (params {'weight': (d,), 'bias': ()}, history {'loss': (1,) or (epochs,)})."""

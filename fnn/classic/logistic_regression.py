@@ -9,6 +9,7 @@ Params start at 0 (the loss is convex, so no random init is needed) and are
 {'weight': (d,), 'bias': ()}. Training is full-batch gradient descent, or minibatch SGD
 when batch_size is given (then `key` is required); see `fnn.classic._sgd`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,9 @@ def logistic_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Ar
     return F.binary_cross_entropy_with_logits(_logits(params, X), y)
 
 
-def logistic_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax.Array,
-                                      y: jax.Array) -> dict:
+def logistic_regression_loss_backward(
+    grad_output: jax.Array, params: dict, X: jax.Array, y: jax.Array
+) -> dict:
     """Gradient of `logistic_regression_loss` with respect to params (X, y are data).
 
     d/dz [log(1 + e^z) - y z] = e^z / (1 + e^z) - y = sigmoid(z) - y, so with the mean,
@@ -47,14 +49,24 @@ def _step(params: dict, X: jax.Array, y: jax.Array):
     return loss, acc, logistic_regression_loss_backward(1.0, params, X, y)
 
 
-def logistic_regression_fit(X: Any, y: Any, *, lr: float = 0.1, epochs: int = 100,
-                            key: Any = None, batch_size: int | None = None) -> tuple[dict, dict]:
+def logistic_regression_fit(
+    X: Any, y: Any, *, lr: float = 0.1, epochs: int = 100, key: Any = None, batch_size: int | None = None
+) -> tuple[dict, dict]:
     """Fit X (N, d), y (N,) in {0, 1}. Returns (params, history {'loss', 'accuracy'}: (epochs,))."""
     X = as_features(X)
     y = as_binary_labels(X, y)
     params = {"weight": jnp.zeros(X.shape[1], X.dtype), "bias": jnp.zeros((), X.dtype)}
-    return fit_sgd(_step, params, X, y, lr=lr, epochs=epochs, batch_size=batch_size, key=key,
-                   who="logistic_regression_fit")
+    return fit_sgd(
+        _step,
+        params,
+        X,
+        y,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        key=key,
+        who="logistic_regression_fit",
+    )
 
 
 def logistic_regression_predict_proba(params: dict, X: Any) -> jax.Array:

@@ -14,6 +14,7 @@ The fit runs every epoch of the budget as one compiled `lax.scan` over epochs ar
 Params come back split as {'weight': (d,), 'bias': ()}; prediction rebuilds the same
 augmented dot product, so training and prediction agree bit for bit at ties.
 """
+
 from __future__ import annotations
 
 from functools import partial

@@ -8,6 +8,7 @@ full-batch gradient descent, or minibatch SGD when batch_size is given (then `ke
 required); see `fnn.classic._sgd`. On MNIST (pixels / 255) lr=0.1, batch_size=100,
 20 epochs reaches about 92.3% test accuracy in a few seconds on a CPU.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,9 @@ def softmax_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Arr
     return F.cross_entropy(_logits(params, X), y)
 
 
-def softmax_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax.Array,
-                                     y: jax.Array) -> dict:
+def softmax_regression_loss_backward(
+    grad_output: jax.Array, params: dict, X: jax.Array, y: jax.Array
+) -> dict:
     """Gradient of `softmax_regression_loss` with respect to params (X, y are data).
 
     d/dz_c [logsumexp(z) - z_y] = e^{z_c} / sum_k e^{z_k} - [c = y] = softmax(z)_c - onehot(y)_c,
@@ -49,19 +51,37 @@ def _step(params: dict, X: jax.Array, y: jax.Array):
     return loss, acc, softmax_regression_loss_backward(1.0, params, X, y)
 
 
-def softmax_regression_fit(X: Any, y: Any, num_classes: int, *, lr: float = 0.1,
-                           epochs: int = 10, batch_size: int | None = None,
-                           key: Any = None) -> tuple[dict, dict]:
+def softmax_regression_fit(
+    X: Any,
+    y: Any,
+    num_classes: int,
+    *,
+    lr: float = 0.1,
+    epochs: int = 10,
+    batch_size: int | None = None,
+    key: Any = None,
+) -> tuple[dict, dict]:
     """Fit X (N, d), integer y (N,) in [0, num_classes).
 
     Returns (params {'weight': (C, d), 'bias': (C,)}, history {'loss', 'accuracy'}: (epochs,))."""
     check_count("num_classes", num_classes)
     X = as_features(X)
     y = as_class_labels(X, y, num_classes)
-    params = {"weight": jnp.zeros((num_classes, X.shape[1]), X.dtype),
-              "bias": jnp.zeros(num_classes, X.dtype)}
-    return fit_sgd(_step, params, X, y, lr=lr, epochs=epochs, batch_size=batch_size, key=key,
-                   who="softmax_regression_fit")
+    params = {
+        "weight": jnp.zeros((num_classes, X.shape[1]), X.dtype),
+        "bias": jnp.zeros(num_classes, X.dtype),
+    }
+    return fit_sgd(
+        _step,
+        params,
+        X,
+        y,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        key=key,
+        who="softmax_regression_fit",
+    )
 
 
 def softmax_regression_predict_proba(params: dict, X: Any) -> jax.Array:

@@ -12,6 +12,7 @@ error: there is no global RNG. The caller splits its key once per epoch.
 for host-side loops. For a compiled epoch the trainer takes `epoch_permutation` and
 `num_batches` to gather device-resident batches and `lax.scan` over them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -36,8 +37,15 @@ def epoch_permutation(key: jax.Array, n: int) -> jax.Array:
     return jax.random.permutation(key, n)
 
 
-def batches(x: Any, y: Any, batch_size: int, *, key: jax.Array | None = None,
-            shuffle: bool = True, drop_last: bool = False) -> Iterator[tuple[Any, Any]]:
+def batches(
+    x: Any,
+    y: Any,
+    batch_size: int,
+    *,
+    key: jax.Array | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+) -> Iterator[tuple[Any, Any]]:
     """Yield (xb, yb) mini-batches covering one epoch; see the module docstring."""
     # Validate here, not inside the generator, so errors surface at the call.
     batch_size = check_batch_size(batch_size)
@@ -50,8 +58,9 @@ def batches(x: Any, y: Any, batch_size: int, *, key: jax.Array | None = None,
     return _iterate(x, y, n, batch_size, order, drop_last)
 
 
-def _iterate(x: Any, y: Any, n: int, batch_size: int, order: np.ndarray | None,
-             drop_last: bool) -> Iterator[tuple[Any, Any]]:
+def _iterate(
+    x: Any, y: Any, n: int, batch_size: int, order: np.ndarray | None, drop_last: bool
+) -> Iterator[tuple[Any, Any]]:
     for b in range(num_batches(n, batch_size, drop_last)):
         s = slice(b * batch_size, min((b + 1) * batch_size, n))
         if order is None:

@@ -20,6 +20,7 @@ directory it looked in. Nothing is downloaded.
 
 `normalize` maps raw pixels (0..255) to float32 ``(pixel/255 - mean) / std``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,7 +67,9 @@ def _bundled_mnist() -> Any:
 def _pair(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Check decoded IDX arrays are an MNIST-shaped image/label pair; labels to int32."""
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"{where}: images must be uint8 of shape (N, 28, 28), got {images.dtype} {images.shape}")
+        raise ValueError(
+            f"{where}: images must be uint8 of shape (N, 28, 28), got {images.dtype} {images.shape}"
+        )
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise ValueError(f"{where}: labels must be uint8 of shape (N,), got {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
@@ -90,8 +93,10 @@ def mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             raw = where.joinpath(name).read_bytes()
             actual = hashlib.sha256(raw).hexdigest()
             if sums.get(name) != actual:
-                raise ValueError(f"{where.joinpath(name)}: sha256 mismatch, expected {sums.get(name)}, "
-                                 f"found {actual} (the bundled file is damaged; reinstall fnn)")
+                raise ValueError(
+                    f"{where.joinpath(name)}: sha256 mismatch, expected {sums.get(name)}, "
+                    f"found {actual} (the bundled file is damaged; reinstall fnn)"
+                )
             arrays.append(parse_idx(raw, str(where.joinpath(name))))
         images, labels = _pair(*arrays, where=f"{where} ({split})")
         images.flags.writeable = False
@@ -100,7 +105,9 @@ def mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return _MNIST_CACHE[cache_key]
 
 
-def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fashion_mnist(
+    split: str = "train", root: str | os.PathLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST split as (images uint8 (N, 28, 28), labels int32 (N,)) from disk."""
     names = _split_files(split)
     candidates = []
@@ -115,7 +122,8 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -
     looked = "\n  ".join(str(d) for d in candidates)
     raise FileNotFoundError(
         f"Fashion-MNIST {split} files {names[0]}, {names[1]} not found; looked in:\n  {looked}\n"
-        "Pass root=..., or set FNN_DATA_DIR to the directory holding them.")
+        "Pass root=..., or set FNN_DATA_DIR to the directory holding them."
+    )
 
 
 def normalize(images: Any, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> Any:

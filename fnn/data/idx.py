@@ -12,6 +12,7 @@ returns a writable array in native byte order. Any problem raises ValueError nam
 file and what is wrong. `write_idx` is its inverse (gzip when the name ends in ``.gz``),
 used to build small fixtures.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -55,13 +56,17 @@ def parse_idx(raw: bytes, name: str) -> np.ndarray:
         raise ValueError(f"{name}: IDX header declares 0 dimensions (expected at least 1)")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{name}: truncated header (expected {header} bytes for {ndim} dimensions, found {len(raw)})")
+        raise ValueError(
+            f"{name}: truncated header (expected {header} bytes for {ndim} dimensions, found {len(raw)})"
+        )
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = _CODE_TO_DTYPE[code]
     expected = math.prod(dims) * dtype.itemsize
     found = len(raw) - header
     if found != expected:
-        raise ValueError(f"{name}: dims {dims} of {dtype.name} expected {expected} bytes of data, found {found}")
+        raise ValueError(
+            f"{name}: dims {dims} of {dtype.name} expected {expected} bytes of data, found {found}"
+        )
     # astype copies: the result is writable and in native byte order.
     return np.frombuffer(raw, dtype, offset=header).astype(dtype.newbyteorder("=")).reshape(dims)
 
@@ -78,13 +83,18 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     a = np.asarray(array)
     code = _KIND_SIZE_TO_CODE.get((a.dtype.kind, a.dtype.itemsize))
     if code is None:
-        raise TypeError(f"array dtype must be one of uint8, int8, int16, int32, float32, float64, got {a.dtype}")
+        raise TypeError(
+            f"array dtype must be one of uint8, int8, int16, int32, float32, float64, got {a.dtype}"
+        )
     if not 1 <= a.ndim <= 255:
         raise ValueError(f"array must have 1 to 255 dimensions for IDX, got shape {a.shape}")
     if any(d >= 2**32 for d in a.shape):
         raise ValueError(f"array dimensions must fit in uint32 for IDX, got shape {a.shape}")
-    data = (bytes([0, 0, code, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
-            + a.astype(_CODE_TO_DTYPE[code], copy=False).tobytes())
+    data = (
+        bytes([0, 0, code, a.ndim])
+        + struct.pack(f">{a.ndim}I", *a.shape)
+        + a.astype(_CODE_TO_DTYPE[code], copy=False).tobytes()
+    )
     if os.fspath(path).endswith(".gz"):
         data = gzip.compress(data)
     with open(path, "wb") as f:

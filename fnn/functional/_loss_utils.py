@@ -3,6 +3,7 @@
 Everything here runs at trace time on shapes, dtypes and Python numbers; value checks
 (class targets in range) run only on concrete arrays, via fnn._checks.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,7 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn._checks import (
-    check_classes_in_range, check_floating, check_integer, check_reduction, check_same_shape)
+    check_classes_in_range,
+    check_floating,
+    check_integer,
+    check_reduction,
+    check_same_shape,
+)
 
 
 def pointwise_args(input: Any, target: Any, reduction: str) -> tuple[jax.Array, jax.Array]:
@@ -25,8 +31,9 @@ def pointwise_args(input: Any, target: Any, reduction: str) -> tuple[jax.Array, 
     return input, target.astype(input.dtype)
 
 
-def optional_broadcast(name: str, value: Any, shape: tuple[int, ...], dtype: Any,
-                       what: str = "broadcast to") -> jax.Array | None:
+def optional_broadcast(
+    name: str, value: Any, shape: tuple[int, ...], dtype: Any, what: str = "broadcast to"
+) -> jax.Array | None:
     """A float array (or None) that broadcasts to `shape` without growing it."""
     if value is None:
         return None
@@ -46,8 +53,10 @@ def grad_output_for(grad_output: Any, reduction: str, loss_shape: tuple[int, ...
     g = jnp.asarray(grad_output)
     expected = tuple(loss_shape) if reduction == "none" else ()
     if g.shape != expected:
-        raise ValueError(f"grad_output must have shape {expected} (the loss's shape for "
-                         f"reduction={reduction!r}), got {g.shape}")
+        raise ValueError(
+            f"grad_output must have shape {expected} (the loss's shape for "
+            f"reduction={reduction!r}), got {g.shape}"
+        )
     return g
 
 
@@ -83,8 +92,9 @@ def class_weight(weight: Any, num_classes: int, dtype: Any) -> jax.Array | None:
     weight = jnp.asarray(weight)
     check_floating("weight", weight)
     if weight.shape != (num_classes,):
-        raise ValueError(f"weight must have shape ({num_classes},) (one entry per class), "
-                         f"got weight {weight.shape}")
+        raise ValueError(
+            f"weight must have shape ({num_classes},) (one entry per class), got weight {weight.shape}"
+        )
     return weight.astype(dtype)
 
 
@@ -104,8 +114,10 @@ def index_targets(input: jax.Array, unbatched: bool, target: Any, ignore_index: 
     check_integer("target", target)
     expected = () if unbatched else (input.shape[0],) + input.shape[2:]
     if target.shape != expected:
-        raise ValueError(f"target must have shape {expected} for input of shape "
-                         f"{input.shape[1:] if unbatched else input.shape}, got target {target.shape}")
+        raise ValueError(
+            f"target must have shape {expected} for input of shape "
+            f"{input.shape[1:] if unbatched else input.shape}, got target {target.shape}"
+        )
     check_classes_in_range("target", target, input.shape[1], ignore_index)
     # NLL-4: any integer dtype; a signed type keeps the comparison with ignore_index exact.
     if not (jnp.issubdtype(target.dtype, jnp.signedinteger) and target.dtype.itemsize >= 4):
@@ -139,8 +151,14 @@ def finish(loss: jax.Array, reduction: str, den: jax.Array | None, unbatched: bo
     return total if reduction == "sum" else safe_ratio(total, den)
 
 
-def item_scale(g: jax.Array, reduction: str, item_shape: tuple[int, ...], den: jax.Array | None,
-               unbatched: bool, dtype: Any) -> jax.Array:
+def item_scale(
+    g: jax.Array,
+    reduction: str,
+    item_shape: tuple[int, ...],
+    den: jax.Array | None,
+    unbatched: bool,
+    dtype: Any,
+) -> jax.Array:
     """dL/dℓ_n for each (batched) item, the reverse of `finish`."""
     g = g.astype(dtype)
     if reduction == "none":

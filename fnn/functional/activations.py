@@ -22,6 +22,7 @@ Contract (shared/SEMANTICS.md 1.2):
 Backward convention: `f_backward(grad_output, <f's arguments>)` returns d(loss)/d(input),
 or a tuple in argument order for several differentiable inputs (prelu).
 """
+
 from __future__ import annotations
 
 import operator
@@ -33,11 +34,32 @@ from jax import lax
 from fnn._checks import check_floating, check_same_shape
 
 __all__ = [
-    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "prelu", "prelu_backward",
-    "elu", "elu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
-    "softplus", "softplus_backward", "softmax", "softmax_backward", "log_softmax",
-    "log_softmax_backward", "logsumexp", "logsumexp_backward", "abs", "abs_backward",
-    "maxout", "maxout_backward"]
+    "abs",
+    "abs_backward",
+    "elu",
+    "elu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "logsumexp_backward",
+    "maxout",
+    "maxout_backward",
+    "prelu",
+    "prelu_backward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+    "softmax_backward",
+    "softplus",
+    "softplus_backward",
+    "tanh",
+    "tanh_backward",
+]
+
 
 def _dim(dim: int, x: jax.Array) -> int:
     """Normalise a torch-style dim (negative allowed) for an input of at least 1 dim."""
@@ -49,17 +71,22 @@ def _dim(dim: int, x: jax.Array) -> int:
     if n == 0:
         raise ValueError(f"input must have at least 1 dimension to reduce over dim, got shape {()}")
     if not -n <= d < n:
-        raise ValueError(f"dim must be in [{-n}, {n - 1}] for input of shape {tuple(jnp.shape(x))}, got {dim}")
+        raise ValueError(
+            f"dim must be in [{-n}, {n - 1}] for input of shape {tuple(jnp.shape(x))}, got {dim}"
+        )
     return d % n
 
 
 def _grad_check(grad_output: jax.Array, expected: tuple[int, ...]) -> None:
     if tuple(jnp.shape(grad_output)) != tuple(expected):
-        raise ValueError(f"grad_output must have the forward output's shape {tuple(expected)}, "
-                         f"got {tuple(jnp.shape(grad_output))}")
+        raise ValueError(
+            f"grad_output must have the forward output's shape {tuple(expected)}, "
+            f"got {tuple(jnp.shape(grad_output))}"
+        )
 
 
 # ---------------------------------------------------------------- piecewise linear
+
 
 def relu(input: jax.Array) -> jax.Array:
     """max(0, x). Written as where(x <= 0, 0, x): jax.grad gives 0 at 0 (ACT-1) and nan passes."""
@@ -97,8 +124,10 @@ def _prelu_weight(input: jax.Array, weight: jax.Array) -> jax.Array:
     if c == 1:
         return weight.reshape(())
     if jnp.ndim(input) < 2 or jnp.shape(input)[1] != c:
-        raise ValueError(f"weight of shape ({c},) needs input with {c} channels on dim 1, "
-                         f"got input shape {tuple(jnp.shape(input))}")
+        raise ValueError(
+            f"weight of shape ({c},) needs input with {c} channels on dim 1, "
+            f"got input shape {tuple(jnp.shape(input))}"
+        )
     return weight.reshape((1, c) + (1,) * (jnp.ndim(input) - 2))
 
 
@@ -108,7 +137,9 @@ def prelu(input: jax.Array, weight: jax.Array) -> jax.Array:
     return jnp.where(input > 0, input, a * input)
 
 
-def prelu_backward(grad_output: jax.Array, input: jax.Array, weight: jax.Array) -> tuple[jax.Array, jax.Array]:
+def prelu_backward(
+    grad_output: jax.Array, input: jax.Array, weight: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """y = x (x > 0), a_c * x (x <= 0).
 
     dL/dx = g * (1 if x > 0 else a_c)                 (x = 0 gets a_c, ACT-3)
@@ -143,6 +174,7 @@ def abs_backward(grad_output: jax.Array, input: jax.Array) -> jax.Array:
 
 
 # ---------------------------------------------------------------- smooth
+
 
 def elu(input: jax.Array, alpha: float = 1.0) -> jax.Array:
     """x if x > 0 else alpha * (e^x - 1).
@@ -206,8 +238,9 @@ def softplus(input: jax.Array, beta: float = 1.0, threshold: float = 20.0) -> ja
     return jnp.where(z > threshold, input, jnp.logaddexp(jnp.zeros_like(z), z) / beta)
 
 
-def softplus_backward(grad_output: jax.Array, input: jax.Array, beta: float = 1.0,
-                      threshold: float = 20.0) -> jax.Array:
+def softplus_backward(
+    grad_output: jax.Array, input: jax.Array, beta: float = 1.0, threshold: float = 20.0
+) -> jax.Array:
     """y = (1/beta) log(1 + e^(beta x))  =>  dy/dx = e^(beta x)/(1 + e^(beta x)) = sigmoid(beta x);
     where beta x > threshold, y = x and dy/dx = 1 (ACT-5)."""
     check_floating("input", input)
@@ -217,6 +250,7 @@ def softplus_backward(grad_output: jax.Array, input: jax.Array, beta: float = 1.
 
 
 # ---------------------------------------------------------------- reductions over dim
+
 
 def _dims(dim: int | tuple[int, ...], x: jax.Array) -> tuple[int, ...]:
     """One dim or a tuple of dims (as torch.logsumexp takes), normalised and sorted."""
@@ -242,15 +276,20 @@ def logsumexp(input: jax.Array, dim: int | tuple[int, ...] = -1, keepdim: bool =
     return out if keepdim else jnp.squeeze(out, axis=d)
 
 
-def logsumexp_backward(grad_output: jax.Array, input: jax.Array, dim: int | tuple[int, ...] = -1,
-                       keepdim: bool = False) -> jax.Array:
+def logsumexp_backward(
+    grad_output: jax.Array, input: jax.Array, dim: int | tuple[int, ...] = -1, keepdim: bool = False
+) -> jax.Array:
     """y = log sum_j e^(x_j)  =>  dy/dx_i = e^(x_i) / sum_j e^(x_j) = e^(x_i - y), the softmax
     over the reduced dims, so dL/dx = g (broadcast back over `dim`) * e^(x - y)."""
     check_floating("input", input)
     d = _dims(dim, input)
     shape = tuple(jnp.shape(input))
-    _grad_check(grad_output, tuple(1 if i in d else s for i, s in enumerate(shape)) if keepdim
-                else tuple(s for i, s in enumerate(shape) if i not in d))
+    _grad_check(
+        grad_output,
+        tuple(1 if i in d else s for i, s in enumerate(shape))
+        if keepdim
+        else tuple(s for i, s in enumerate(shape) if i not in d),
+    )
     g = grad_output if keepdim else jnp.expand_dims(grad_output, d)
     return g * jnp.exp(input - logsumexp(input, d, keepdim=True))
 
@@ -291,6 +330,7 @@ def log_softmax_backward(grad_output: jax.Array, input: jax.Array, dim: int = -1
 
 # ---------------------------------------------------------------- maxout
 
+
 def _maxout_split(input: jax.Array, pieces: int) -> tuple[jax.Array, jax.Array]:
     """Reshape (N, out*pieces, *rest) -> (N, out, pieces, *rest); return it and the first argmax."""
     check_floating("input", input)
@@ -302,8 +342,10 @@ def _maxout_split(input: jax.Array, pieces: int) -> tuple[jax.Array, jax.Array]:
     if len(shape) < 2:
         raise ValueError(f"maxout input must have a channel dim 1 (ndim >= 2), got shape {shape}")
     if shape[1] % pieces:
-        raise ValueError(f"maxout channel dim 1 (size {shape[1]}) must be divisible by pieces={pieces}, "
-                         f"got input shape {shape}")
+        raise ValueError(
+            f"maxout channel dim 1 (size {shape[1]}) must be divisible by pieces={pieces}, "
+            f"got input shape {shape}"
+        )
     z = input.reshape(shape[:1] + (shape[1] // pieces, pieces) + shape[2:])
     # jnp.argmax returns the first maximal index: the tie rule of ACT-8.
     return z, jnp.argmax(z, axis=2, keepdims=True)

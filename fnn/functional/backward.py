@@ -7,10 +7,11 @@ Used wherever a loss is given as a plain function and its manual gradient is nee
 2. ``functools.partial(F.op, **kw)`` -> ``functools.partial(F.op_backward, **kw)``;
 3. the ``<name>_backward`` beside the op in ``fnn.functional``.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 
 def backward_of(fn: Callable) -> Callable:
@@ -19,15 +20,19 @@ def backward_of(fn: Callable) -> Callable:
         return custom
     if isinstance(fn, functools.partial):
         if fn.args:
-            raise TypeError("backward_of: bind a partial loss's options by keyword "
-                            f"(got positional arguments {fn.args!r}), so that the backward "
-                            "can take the same ones after grad_output")
+            raise TypeError(
+                "backward_of: bind a partial loss's options by keyword "
+                f"(got positional arguments {fn.args!r}), so that the backward "
+                "can take the same ones after grad_output"
+            )
         return functools.partial(backward_of(fn.func), **fn.keywords)
     from fnn import functional as F  # the package imports this module; resolve lazily
 
     name = getattr(fn, "__name__", repr(fn))
     found = getattr(F, f"{name}_backward", None)
     if found is None or getattr(F, name, None) is not fn:
-        raise ValueError(f"no manual backward known for {name!r}: use an fnn.functional op, "
-                         "or set `fn.backward = f_backward(grad_output, input, target)`")
+        raise ValueError(
+            f"no manual backward known for {name!r}: use an fnn.functional op, "
+            "or set `fn.backward = f_backward(grad_output, input, target)`"
+        )
     return found

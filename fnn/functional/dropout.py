@@ -14,6 +14,7 @@ Contract (shared/SEMANTICS.md 1.3):
 - `key` is a typed key from `jax.random.key` or a legacy `jax.random.PRNGKey` array; both
   give the same mask for the same seed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,8 +41,10 @@ def _check_key_value(key: Any) -> None:
         return
     if dtype == jnp.uint32 and jnp.ndim(key) == 1:
         return  # legacy raw key data
-    raise TypeError(f"key must be a PRNG key from jax.random.key (or a legacy jax.random.PRNGKey), "
-                    f"got {type(key).__name__} with dtype {dtype}")
+    raise TypeError(
+        f"key must be a PRNG key from jax.random.key (or a legacy jax.random.PRNGKey), "
+        f"got {type(key).__name__} with dtype {dtype}"
+    )
 
 
 def dropout_mask(key: jax.Array, shape: tuple[int, ...], p: float, dtype: Any = None) -> jax.Array:
@@ -74,8 +77,9 @@ def dropout(input: jax.Array, key: jax.Array | None, p: float = 0.5, training: b
     return input * dropout_mask(key, jnp.shape(input), p, jnp.result_type(input))
 
 
-def dropout_backward(grad_output: jax.Array, input: jax.Array, key: jax.Array | None, p: float = 0.5,
-                     training: bool = True) -> jax.Array:
+def dropout_backward(
+    grad_output: jax.Array, input: jax.Array, key: jax.Array | None, p: float = 0.5, training: bool = True
+) -> jax.Array:
     """y = x * m with m the (x-independent) mask  =>  dL/dx = g * m: dropout applied to g
     with the same key, which regenerates the same mask. Eval or p = 0: m = 1, dL/dx = g.
     p = 1: m = 0, dL/dx = 0 (DROP-2)."""

@@ -4,6 +4,7 @@ Not differentiable (integer input). ``num_classes=-1`` infers max(tensor) + 1, w
 concrete values; under jit pass ``num_classes``. The result is int32 (torch gives int64;
 fnn keeps x64 off); cast it to a float dtype for use as probability targets.
 """
+
 from __future__ import annotations
 
 import jax

@@ -8,6 +8,7 @@ Contract (shared/SEMANTICS.md 1.1):
   `torch.flatten` (0). Negative dims count from the end; a 0-d input counts as 1-d, as in torch.
 - Shapes are checked at trace time; errors name the arguments and both shapes.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,22 +19,28 @@ import jax.numpy as jnp
 
 from fnn._checks import check_floating
 
-__all__ = ["linear", "linear_backward", "flatten", "flatten_backward"]
+__all__ = ["flatten", "flatten_backward", "linear", "linear_backward"]
 
 
 def _check_linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None) -> None:
     check_floating("input", input)
     check_floating("weight", weight)
     if jnp.ndim(weight) != 2:
-        raise ValueError(f"weight must have shape (out_features, in_features), got shape {tuple(jnp.shape(weight))}")
+        raise ValueError(
+            f"weight must have shape (out_features, in_features), got shape {tuple(jnp.shape(weight))}"
+        )
     if jnp.ndim(input) < 1 or jnp.shape(input)[-1] != jnp.shape(weight)[1]:
-        raise ValueError(f"input's last dim must equal weight's in_features (weight.shape[1]); got input "
-                         f"shape {tuple(jnp.shape(input))} and weight shape {tuple(jnp.shape(weight))}")
+        raise ValueError(
+            f"input's last dim must equal weight's in_features (weight.shape[1]); got input "
+            f"shape {tuple(jnp.shape(input))} and weight shape {tuple(jnp.shape(weight))}"
+        )
     if bias is not None:
         check_floating("bias", bias)
         if tuple(jnp.shape(bias)) != (jnp.shape(weight)[0],):
-            raise ValueError(f"bias must have shape (out_features,) = ({jnp.shape(weight)[0]},) for weight "
-                             f"shape {tuple(jnp.shape(weight))}, got bias shape {tuple(jnp.shape(bias))}")
+            raise ValueError(
+                f"bias must have shape (out_features,) = ({jnp.shape(weight)[0]},) for weight "
+                f"shape {tuple(jnp.shape(weight))}, got bias shape {tuple(jnp.shape(bias))}"
+            )
 
 
 def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
@@ -43,9 +50,9 @@ def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -
     return y if bias is None else y + bias
 
 
-def linear_backward(grad_output: jax.Array, input: jax.Array, weight: jax.Array,
-                    bias: jax.Array | None = None
-                    ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+def linear_backward(
+    grad_output: jax.Array, input: jax.Array, weight: jax.Array, bias: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """y_{n,o} = sum_i x_{n,i} W_{o,i} + b_o  (n runs over all leading dims, flattened)
 
     dL/dx_{n,i} = sum_o g_{n,o} W_{o,i}      ->  G W
@@ -56,7 +63,9 @@ def linear_backward(grad_output: jax.Array, input: jax.Array, weight: jax.Array,
     out_f, in_f = jnp.shape(weight)
     expected = tuple(jnp.shape(input)[:-1]) + (out_f,)
     if tuple(jnp.shape(grad_output)) != expected:
-        raise ValueError(f"grad_output must have the output's shape {expected}, got {tuple(jnp.shape(grad_output))}")
+        raise ValueError(
+            f"grad_output must have the output's shape {expected}, got {tuple(jnp.shape(grad_output))}"
+        )
     g2 = grad_output.reshape(-1, out_f)
     grad_input = grad_output @ weight
     grad_weight = g2.T @ input.reshape(-1, in_f)
@@ -77,10 +86,12 @@ def _flat_shape(shape: tuple[int, ...], start_dim: int, end_dim: int) -> tuple[i
         dims.append(d % n)
     s, e = dims
     if s > e:
-        raise ValueError(f"start_dim cannot come after end_dim, got start_dim={start_dim} and "
-                         f"end_dim={end_dim} for input of shape {shape}")
+        raise ValueError(
+            f"start_dim cannot come after end_dim, got start_dim={start_dim} and "
+            f"end_dim={end_dim} for input of shape {shape}"
+        )
     full = shape if shape else (1,)
-    return full[:s] + (math.prod(full[s:e + 1]),) + full[e + 1:]
+    return full[:s] + (math.prod(full[s : e + 1]),) + full[e + 1 :]
 
 
 def flatten(input: jax.Array, start_dim: int = 1, end_dim: int = -1) -> jax.Array:
@@ -88,11 +99,14 @@ def flatten(input: jax.Array, start_dim: int = 1, end_dim: int = -1) -> jax.Arra
     return jnp.reshape(input, _flat_shape(tuple(jnp.shape(input)), start_dim, end_dim))
 
 
-def flatten_backward(grad_output: jax.Array, input: jax.Array, start_dim: int = 1,
-                     end_dim: int = -1) -> jax.Array:
+def flatten_backward(
+    grad_output: jax.Array, input: jax.Array, start_dim: int = 1, end_dim: int = -1
+) -> jax.Array:
     """Flatten only relabels elements (a permutation-free reshape), so its Jacobian is the
     identity on the flat data: dL/dx = reshape(g, x.shape)."""
     expected = _flat_shape(tuple(jnp.shape(input)), start_dim, end_dim)
     if tuple(jnp.shape(grad_output)) != expected:
-        raise ValueError(f"grad_output must have the output's shape {expected}, got {tuple(jnp.shape(grad_output))}")
+        raise ValueError(
+            f"grad_output must have the output's shape {expected}, got {tuple(jnp.shape(grad_output))}"
+        )
     return jnp.reshape(grad_output, jnp.shape(input))

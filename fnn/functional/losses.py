@@ -22,6 +22,7 @@ Contract (rule IDs refer to shared/SEMANTICS.md 1.5):
   concrete arrays, so every loss also runs under jit, grad and vmap. Hyperparameters
   (reduction, delta, beta, ignore_index, label_smoothing) are static Python values.
 """
+
 from __future__ import annotations
 
 import jax
@@ -30,9 +31,20 @@ import numpy as np
 
 from fnn._checks import check_positive, check_range, check_reduction, is_concrete, reduce
 from fnn.functional._loss_utils import (
-    along_classes, check_ignore_index, class_input, class_weight, finish, grad_output_for,
-    index_targets, item_scale, optional_broadcast, picked, pointwise_args, pointwise_scale,
-    take_class)
+    along_classes,
+    check_ignore_index,
+    class_input,
+    class_weight,
+    finish,
+    grad_output_for,
+    index_targets,
+    item_scale,
+    optional_broadcast,
+    picked,
+    pointwise_args,
+    pointwise_scale,
+    take_class,
+)
 
 Array = jax.Array
 
@@ -62,7 +74,9 @@ def l1_loss_backward(grad_output: Array, input: Array, target: Array, reduction:
     With L = Σℓ_i ('sum') or Σℓ_i/n ('mean'): dL/dx_i = g·sign(d_i) (·1/n); 'none': g_i·sign(d_i).
     """
     input, target = pointwise_args(input, target, reduction)
-    s = pointwise_scale(grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype)
+    s = pointwise_scale(
+        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
+    )
     return s * jnp.sign(input - target)
 
 
@@ -76,7 +90,9 @@ def mse_loss(input: Array, target: Array, reduction: str = "mean") -> Array:
 def mse_loss_backward(grad_output: Array, input: Array, target: Array, reduction: str = "mean") -> Array:
     """dℓ_i/dx_i = 2(x_i − y_i); times g, g/n ('mean') or g_i ('none')."""
     input, target = pointwise_args(input, target, reduction)
-    s = pointwise_scale(grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype)
+    s = pointwise_scale(
+        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
+    )
     return s * 2 * (input - target)
 
 
@@ -89,15 +105,18 @@ def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: floa
     return reduce(jnp.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta)), reduction)
 
 
-def huber_loss_backward(grad_output: Array, input: Array, target: Array, reduction: str = "mean",
-                        delta: float = 1.0) -> Array:
+def huber_loss_backward(
+    grad_output: Array, input: Array, target: Array, reduction: str = "mean", delta: float = 1.0
+) -> Array:
     """dℓ/dd = d inside |d| < δ, δ·sign(d) outside: both are clip(d, −δ, δ).
 
     The two pieces meet with value and slope at |d| = δ (0.5δ² and δ), so clip is exact there.
     """
     input, target = pointwise_args(input, target, reduction)
     check_positive("delta", delta)
-    s = pointwise_scale(grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype)
+    s = pointwise_scale(
+        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
+    )
     return s * jnp.clip(input - target, -delta, delta)
 
 
@@ -115,12 +134,15 @@ def smooth_l1_loss(input: Array, target: Array, reduction: str = "mean", beta: f
     return reduce(jnp.where(ad < beta, 0.5 * d * d / beta, ad - 0.5 * beta), reduction)
 
 
-def smooth_l1_loss_backward(grad_output: Array, input: Array, target: Array, reduction: str = "mean",
-                            beta: float = 1.0) -> Array:
+def smooth_l1_loss_backward(
+    grad_output: Array, input: Array, target: Array, reduction: str = "mean", beta: float = 1.0
+) -> Array:
     """dℓ/dd = d/β inside |d| < β, sign(d) outside: clip(d/β, −1, 1); β = 0: sign(d) (L1)."""
     input, target = pointwise_args(input, target, reduction)
     check_positive("beta", beta, strict=False)
-    s = pointwise_scale(grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype)
+    s = pointwise_scale(
+        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
+    )
     d = input - target
     return s * (jnp.sign(d) if beta == 0 else jnp.clip(d / beta, -1, 1))
 
@@ -158,13 +180,16 @@ def _bce_args(input, target, weight, reduction):
         x = np.asarray(input)
         bad = x[(x < 0) | (x > 1)]
         if bad.size:
-            raise ValueError(f"input must hold probabilities in [0, 1] (use binary_cross_entropy_with_logits "
-                             f"for logits), got {bad[0]}")
+            raise ValueError(
+                f"input must hold probabilities in [0, 1] (use binary_cross_entropy_with_logits "
+                f"for logits), got {bad[0]}"
+            )
     return input, target, optional_broadcast("weight", weight, input.shape, input.dtype)
 
 
-def binary_cross_entropy(input: Array, target: Array, weight: Array | None = None,
-                         reduction: str = "mean") -> Array:
+def binary_cross_entropy(
+    input: Array, target: Array, weight: Array | None = None, reduction: str = "mean"
+) -> Array:
     """ℓ = −w·[y·max(log x, −100) + (1 − y)·max(log(1 − x), −100)] (BCE-1).
 
     Soft targets y ∈ [0, 1] are allowed; input outside [0, 1] raises on concrete arrays.
@@ -175,15 +200,18 @@ def binary_cross_entropy(input: Array, target: Array, weight: Array | None = Non
     return reduce(loss if w is None else w * loss, reduction)
 
 
-def binary_cross_entropy_backward(grad_output: Array, input: Array, target: Array,
-                                  weight: Array | None = None, reduction: str = "mean") -> Array:
+def binary_cross_entropy_backward(
+    grad_output: Array, input: Array, target: Array, weight: Array | None = None, reduction: str = "mean"
+) -> Array:
     """dℓ/dx = −w·[y/x − (1 − y)/(1 − x)] = w·(x − y)/(x(1 − x)), floored as torch does.
 
     BCE-2: the denominator is max(x(1 − x), 1e-12), so at x = 0, y = 1 the gradient is
     ≈ −1e12, not the 0 that the −100 clamp of the loss would give.
     """
     input, target, w = _bce_args(input, target, weight, reduction)
-    s = pointwise_scale(grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype)
+    s = pointwise_scale(
+        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
+    )
     grad = s * _bce_dx(input, target)
     return grad if w is None else w * grad
 
@@ -191,13 +219,23 @@ def binary_cross_entropy_backward(grad_output: Array, input: Array, target: Arra
 def _bcel_args(input, target, weight, reduction, pos_weight):
     input, target = pointwise_args(input, target, reduction)
     w = optional_broadcast("weight", weight, input.shape, input.dtype)
-    pw = optional_broadcast("pos_weight", pos_weight, input.shape, input.dtype,
-                            what="broadcast along the last (class) dimension of")
+    pw = optional_broadcast(
+        "pos_weight",
+        pos_weight,
+        input.shape,
+        input.dtype,
+        what="broadcast along the last (class) dimension of",
+    )
     return input, target, w, (target if pw is None else pw * target)
 
 
-def binary_cross_entropy_with_logits(input: Array, target: Array, weight: Array | None = None,
-                                     reduction: str = "mean", pos_weight: Array | None = None) -> Array:
+def binary_cross_entropy_with_logits(
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    reduction: str = "mean",
+    pos_weight: Array | None = None,
+) -> Array:
     """ℓ = −w·[p·y·log σ(x) + (1 − y)·log σ(−x)] (BCEL-1).
 
     Stable form: −log σ(x) = softplus(−x) and −log σ(−x) = softplus(x), with softplus a
@@ -209,15 +247,22 @@ def binary_cross_entropy_with_logits(input: Array, target: Array, weight: Array 
     return reduce(loss if w is None else w * loss, reduction)
 
 
-def binary_cross_entropy_with_logits_backward(grad_output: Array, input: Array, target: Array,
-                                              weight: Array | None = None, reduction: str = "mean",
-                                              pos_weight: Array | None = None) -> Array:
+def binary_cross_entropy_with_logits_backward(
+    grad_output: Array,
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    reduction: str = "mean",
+    pos_weight: Array | None = None,
+) -> Array:
     """softplus'(x) = σ(x), so dℓ/dx = w·[(1 − y)·σ(x) − p·y·σ(−x)].
 
     With p = 1 this is the familiar w·(σ(x) − y); σ(±x) never overflows, so it is finite at ±1000.
     """
     input, target, w, py = _bcel_args(input, target, weight, reduction, pos_weight)
-    s = pointwise_scale(grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype)
+    s = pointwise_scale(
+        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
+    )
     grad = s * ((1 - target) * jax.nn.sigmoid(input) - py * jax.nn.sigmoid(-input))
     return grad if w is None else w * grad
 
@@ -233,8 +278,13 @@ def _nll_args(input, target, weight, ignore_index, reduction):
     return x, unbatched, index_targets(x, unbatched, target, ignore_index), w, ignore_index
 
 
-def nll_loss(input: Array, target: Array, weight: Array | None = None, ignore_index: int = -100,
-             reduction: str = "mean") -> Array:
+def nll_loss(
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Array:
     """ℓ_n = −w_{y_n}·x_{n,y_n}·1[y_n ≠ ignore_index]; 'mean' = Σℓ_n / Σ_n w_{y_n}·1[y_n ≠ ii].
 
     The input is taken to be log-probabilities (unchecked). NLL-1..4: weighted mean; all
@@ -248,8 +298,14 @@ def nll_loss(input: Array, target: Array, weight: Array | None = None, ignore_in
     return finish(loss, reduction, jnp.sum(wn), unbatched)
 
 
-def nll_loss_backward(grad_output: Array, input: Array, target: Array, weight: Array | None = None,
-                      ignore_index: int = -100, reduction: str = "mean") -> Array:
+def nll_loss_backward(
+    grad_output: Array,
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Array:
     """dℓ_n/dx_{n,c} = −w_{y_n}·1[c = y_n]·1[y_n ≠ ii]: one entry per item, zero elsewhere.
 
     'mean' scales by g/Σ_n w_{y_n}; when every item is ignored all those weights are 0 and
@@ -274,17 +330,21 @@ def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
     probs = target.shape == jnp.shape(input)
     if probs:
         if not jnp.issubdtype(target.dtype, jnp.floating):
-            raise TypeError(f"target of the input's shape {target.shape} holds class probabilities and must "
-                            f"have a floating dtype, got {target.dtype}")
+            raise TypeError(
+                f"target of the input's shape {target.shape} holds class probabilities and must "
+                f"have a floating dtype, got {target.dtype}"
+            )
         if ignore_index >= 0:
             raise ValueError(f"ignore_index must be < 0 with class-probability targets, got {ignore_index}")
         t = target.astype(x.dtype)
         t = t[None] if unbatched else t
     else:
         if jnp.issubdtype(target.dtype, jnp.floating):
-            raise TypeError(f"target of shape {target.shape} (input {jnp.shape(input)}) holds class indices and "
-                            f"must have an integer dtype, got {target.dtype}; class probabilities need the "
-                            f"input's shape")
+            raise TypeError(
+                f"target of shape {target.shape} (input {jnp.shape(input)}) holds class indices and "
+                f"must have an integer dtype, got {target.dtype}; class probabilities need the "
+                f"input's shape"
+            )
         t = index_targets(x, unbatched, target, ignore_index)
     return x, unbatched, t, w, ignore_index, probs
 
@@ -295,8 +355,14 @@ def _smoothed_probs(t: Array, w: Array | None, label_smoothing: float) -> Array:
     return y if w is None else y * along_classes(w, t.ndim)
 
 
-def cross_entropy(input: Array, target: Array, weight: Array | None = None, ignore_index: int = -100,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Array:
+def cross_entropy(
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Array:
     """Softmax cross-entropy over dim 1 of logits, with torch's index and probability targets.
 
     Index targets (CE-1, CE-2): with log p = log_softmax(x, dim=1) (a stable log-sum-exp),
@@ -323,9 +389,15 @@ def cross_entropy(input: Array, target: Array, weight: Array | None = None, igno
     return finish(loss, reduction, jnp.sum(wn), unbatched)
 
 
-def cross_entropy_backward(grad_output: Array, input: Array, target: Array, weight: Array | None = None,
-                           ignore_index: int = -100, reduction: str = "mean",
-                           label_smoothing: float = 0.0) -> Array:
+def cross_entropy_backward(
+    grad_output: Array,
+    input: Array,
+    target: Array,
+    weight: Array | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Array:
     """Softmax + cross-entropy collapses to "p minus target" (p = softmax(x, dim=1)).
 
     d log p_c/dx_j = δ_cj − p_j, so for any per-class coefficients a_c,
@@ -344,7 +416,9 @@ def cross_entropy_backward(grad_output: Array, input: Array, target: Array, weig
     g = grad_output_for(grad_output, reduction, item_shape[1:] if unbatched else item_shape)
     if probs:
         a = _smoothed_probs(t, w, eps)
-        s = item_scale(g, reduction, item_shape, jnp.asarray(int(np.prod(item_shape)), dtype), unbatched, dtype)
+        s = item_scale(
+            g, reduction, item_shape, jnp.asarray(int(np.prod(item_shape)), dtype), unbatched, dtype
+        )
         grad = s[:, None] * (p * jnp.sum(a, axis=1, keepdims=True) - a)
     else:
         safe, mask, wn = picked(t, ii, w, dtype)

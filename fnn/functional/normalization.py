@@ -21,9 +21,11 @@ Contract (shared/SEMANTICS.md 1.4, rules BN-1..BN-8):
 `layer_norm` follows torch.nn.functional.layer_norm: normalize over the trailing dims given
 by `normalized_shape` (int or tuple) with the biased variance; weight/bias have that shape.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +41,16 @@ def _check_param(name: str, p: Any, shape: tuple[int, ...], why: str) -> None:
         raise ValueError(f"{name} must have shape {shape} ({why}), got {tuple(jnp.shape(p))}")
 
 
-def _bn_setup(input: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any,
-              training: bool, momentum: float | None, eps: float) -> tuple[tuple[int, ...], int, bool]:
+def _bn_setup(
+    input: Any,
+    running_mean: Any,
+    running_var: Any,
+    weight: Any,
+    bias: Any,
+    training: bool,
+    momentum: float | None,
+    eps: float,
+) -> tuple[tuple[int, ...], int, bool]:
     """Validate batch_norm arguments; return (reduction axes, n, use_batch_stats)."""
     check_floating("input", input)
     check_ndim("input", input, (2, 3))
@@ -48,12 +58,18 @@ def _bn_setup(input: Any, running_mean: Any, running_var: Any, weight: Any, bias
     c = (shape[1],)
     why = f"one per channel of input {shape}"
     if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must both be arrays or both be None "
-                         f"(track_running_stats=False), got running_mean "
-                         f"{'None' if running_mean is None else 'an array'} and running_var "
-                         f"{'None' if running_var is None else 'an array'}")
-    for name, p in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):
+        raise ValueError(
+            "running_mean and running_var must both be arrays or both be None "
+            f"(track_running_stats=False), got running_mean "
+            f"{'None' if running_mean is None else 'an array'} and running_var "
+            f"{'None' if running_var is None else 'an array'}"
+        )
+    for name, p in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ):
         _check_param(name, p, c, why)
     if momentum is not None:
         check_range("momentum", momentum, 0.0, 1.0)
@@ -62,8 +78,7 @@ def _bn_setup(input: Any, running_mean: Any, running_var: Any, weight: Any, bias
     n = shape[0] * (1 if len(shape) == 2 else shape[2])
     use_batch_stats = bool(training) or running_mean is None
     if use_batch_stats and n == 1:
-        raise ValueError("Expected more than 1 value per channel when training, "
-                         f"got input size {shape}")
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {shape}")
     return axes, n, use_batch_stats
 
 
@@ -72,8 +87,9 @@ def _per_channel(v: jax.Array, ndim: int) -> jax.Array:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _bn_stats(input: Any, running_mean: Any, running_var: Any, axes: tuple[int, ...],
-              use_batch_stats: bool) -> tuple[jax.Array, jax.Array]:
+def _bn_stats(
+    input: Any, running_mean: Any, running_var: Any, axes: tuple[int, ...], use_batch_stats: bool
+) -> tuple[jax.Array, jax.Array]:
     """(mean, variance) per channel used to normalize: batch (biased var, BN-1) or running (BN-4)."""
     x = jnp.asarray(input)
     if use_batch_stats:
@@ -83,19 +99,26 @@ def _bn_stats(input: Any, running_mean: Any, running_var: Any, axes: tuple[int, 
     return jnp.asarray(running_mean, x.dtype), jnp.asarray(running_var, x.dtype)
 
 
-def batch_norm(input: jax.Array, running_mean: jax.Array | None, running_var: jax.Array | None,
-               weight: jax.Array | None = None, bias: jax.Array | None = None,
-               training: bool = False, momentum: float | None = 0.1, eps: float = 1e-5,
-               num_batches_tracked: jax.Array | int | None = None
-               ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+def batch_norm(
+    input: jax.Array,
+    running_mean: jax.Array | None,
+    running_var: jax.Array | None,
+    weight: jax.Array | None = None,
+    bias: jax.Array | None = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+    num_batches_tracked: jax.Array | int | None = None,
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     """BatchNorm1d forward (BN-1..BN-7); returns (output, new_running_mean, new_running_var).
 
     `training` and the None-ness of the buffers are static (Python) choices. With
     `momentum=None`, `num_batches_tracked` is the number of batches seen before this one
     and the update uses m = 1/(num_batches_tracked + 1) (BN-3).
     """
-    axes, n, use_batch_stats = _bn_setup(input, running_mean, running_var, weight, bias,
-                                         training, momentum, eps)
+    axes, n, use_batch_stats = _bn_setup(
+        input, running_mean, running_var, weight, bias, training, momentum, eps
+    )
     x = jnp.asarray(input)
     mean, var = _bn_stats(x, running_mean, running_var, axes, use_batch_stats)
     y = (x - _per_channel(mean, x.ndim)) * _per_channel(jax.lax.rsqrt(var + eps), x.ndim)
@@ -108,8 +131,10 @@ def batch_norm(input: jax.Array, running_mean: jax.Array | None, running_var: ja
         return y, running_mean, running_var  # BN-4 (unchanged) / BN-5 (no buffers)
     if momentum is None:
         if num_batches_tracked is None:
-            raise ValueError("num_batches_tracked (the count of batches before this one) is "
-                             "required when momentum is None (cumulative average, BN-3), got None")
+            raise ValueError(
+                "num_batches_tracked (the count of batches before this one) is "
+                "required when momentum is None (cumulative average, BN-3), got None"
+            )
         m = 1.0 / (jnp.asarray(num_batches_tracked) + 1.0)
     else:
         m = momentum
@@ -122,12 +147,18 @@ def batch_norm(input: jax.Array, running_mean: jax.Array | None, running_var: ja
     return y, new_rm, new_rv
 
 
-def batch_norm_backward(grad_output: jax.Array, input: jax.Array,
-                        running_mean: jax.Array | None, running_var: jax.Array | None,
-                        weight: jax.Array | None = None, bias: jax.Array | None = None,
-                        training: bool = False, momentum: float | None = 0.1, eps: float = 1e-5,
-                        num_batches_tracked: jax.Array | int | None = None
-                        ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+def batch_norm_backward(
+    grad_output: jax.Array,
+    input: jax.Array,
+    running_mean: jax.Array | None,
+    running_var: jax.Array | None,
+    weight: jax.Array | None = None,
+    bias: jax.Array | None = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+    num_batches_tracked: jax.Array | int | None = None,
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     """Gradients (grad_input, grad_weight, grad_bias) of `batch_norm`'s output (BN-8).
 
     Sums Σ and means run over the statistics axes (N, and L for 3-D input), r = 1/√(σ² + eps),
@@ -139,8 +170,9 @@ def batch_norm_backward(grad_output: jax.Array, input: jax.Array,
     Running statistics (eval with buffers): μ, σ² are constants, so dx = γ·r·dy.
     γ = 1 when weight is None; grad_weight / grad_bias are None when weight / bias are.
     """
-    axes, _, use_batch_stats = _bn_setup(input, running_mean, running_var, weight, bias,
-                                         training, momentum, eps)
+    axes, _, use_batch_stats = _bn_setup(
+        input, running_mean, running_var, weight, bias, training, momentum, eps
+    )
     check_same_shape("grad_output", grad_output, "input", input)
     x, dy = jnp.asarray(input), jnp.asarray(grad_output)
     mean, var = _bn_stats(x, running_mean, running_var, axes, use_batch_stats)
@@ -158,18 +190,22 @@ def batch_norm_backward(grad_output: jax.Array, input: jax.Array,
     return grad_input, grad_weight, grad_bias
 
 
-def _ln_setup(input: Any, normalized_shape: int | Sequence[int], weight: Any, bias: Any,
-              eps: float) -> tuple[int, ...]:
+def _ln_setup(
+    input: Any, normalized_shape: int | Sequence[int], weight: Any, bias: Any, eps: float
+) -> tuple[int, ...]:
     """Validate layer_norm arguments; return the normalized (trailing) axes."""
     check_floating("input", input)
     ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if not ns or not all(isinstance(d, int) and not isinstance(d, bool) for d in ns):
-        raise ValueError("normalized_shape must be an int or a non-empty sequence of ints, "
-                         f"got {normalized_shape!r}")
+        raise ValueError(
+            f"normalized_shape must be an int or a non-empty sequence of ints, got {normalized_shape!r}"
+        )
     shape = tuple(jnp.shape(input))
-    if len(shape) < len(ns) or shape[len(shape) - len(ns):] != ns:
-        raise ValueError(f"Given normalized_shape={list(ns)}, expected input with shape "
-                         f"[*, {', '.join(map(str, ns))}], but got input of size {shape}")
+    if len(shape) < len(ns) or shape[len(shape) - len(ns) :] != ns:
+        raise ValueError(
+            f"Given normalized_shape={list(ns)}, expected input with shape "
+            f"[*, {', '.join(map(str, ns))}], but got input of size {shape}"
+        )
     for name, p in (("weight", weight), ("bias", bias)):
         _check_param(name, p, ns, "normalized_shape")
     check_positive("eps", eps, strict=False)
@@ -184,9 +220,13 @@ def _ln_normalize(x: jax.Array, axes: tuple[int, ...], eps: float) -> tuple[jax.
     return (x - mean) * r, r
 
 
-def layer_norm(input: jax.Array, normalized_shape: int | Sequence[int],
-               weight: jax.Array | None = None, bias: jax.Array | None = None,
-               eps: float = 1e-5) -> jax.Array:
+def layer_norm(
+    input: jax.Array,
+    normalized_shape: int | Sequence[int],
+    weight: jax.Array | None = None,
+    bias: jax.Array | None = None,
+    eps: float = 1e-5,
+) -> jax.Array:
     """y = γ·(x − μ)/√(σ² + eps) + β, statistics over the trailing `normalized_shape` dims."""
     axes = _ln_setup(input, normalized_shape, weight, bias, eps)
     x_hat, _ = _ln_normalize(jnp.asarray(input), axes, eps)
@@ -198,10 +238,14 @@ def layer_norm(input: jax.Array, normalized_shape: int | Sequence[int],
     return y
 
 
-def layer_norm_backward(grad_output: jax.Array, input: jax.Array,
-                        normalized_shape: int | Sequence[int],
-                        weight: jax.Array | None = None, bias: jax.Array | None = None,
-                        eps: float = 1e-5) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+def layer_norm_backward(
+    grad_output: jax.Array,
+    input: jax.Array,
+    normalized_shape: int | Sequence[int],
+    weight: jax.Array | None = None,
+    bias: jax.Array | None = None,
+    eps: float = 1e-5,
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     """Gradients (grad_input, grad_weight, grad_bias) of `layer_norm`.
 
     Per sample, over the D normalized elements: x̂ = (x − μ)·r, r = 1/√(σ² + eps), y = γ⊙x̂ + β.
@@ -214,8 +258,9 @@ def layer_norm_backward(grad_output: jax.Array, input: jax.Array,
     x, dy = jnp.asarray(input), jnp.asarray(grad_output)
     x_hat, r = _ln_normalize(x, axes, eps)
     g = dy if weight is None else dy * jnp.asarray(weight)
-    grad_input = r * (g - jnp.mean(g, axis=axes, keepdims=True)
-                      - x_hat * jnp.mean(g * x_hat, axis=axes, keepdims=True))
+    grad_input = r * (
+        g - jnp.mean(g, axis=axes, keepdims=True) - x_hat * jnp.mean(g * x_hat, axis=axes, keepdims=True)
+    )
     lead = tuple(range(x.ndim - len(axes)))
     grad_weight = None if weight is None else jnp.sum(dy * x_hat, axis=lead)
     grad_bias = None if bias is None else jnp.sum(dy, axis=lead)

@@ -1,18 +1,68 @@
 """fnn.nn: immutable, hashable layer specs with pure init / apply / apply_vjp (and the
 backward derived from it), and torch.nn's loss specs (CrossEntropyLoss, MSELoss, ...)."""
+
 from fnn.nn.activations import (
-    ELU, Abs, LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh)
+    ELU,
+    Abs,
+    LeakyReLU,
+    LogSoftmax,
+    Maxout,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from fnn.nn.base import Elementwise, Layer
 from fnn.nn.dropout import Dropout
 from fnn.nn.linear import Flatten, Linear
 from fnn.nn.losses import (
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, FunctionLoss, HuberLoss, L1Loss, Loss, MSELoss,
-    NLLLoss, SmoothL1Loss, as_loss)
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    FunctionLoss,
+    HuberLoss,
+    L1Loss,
+    Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+    as_loss,
+)
 from fnn.nn.normalization import BatchNorm1d, LayerNorm
 from fnn.nn.sequential import Sequential, num_params
 
-__all__ = ["Layer", "Elementwise", "Linear", "Flatten", "ReLU", "LeakyReLU", "PReLU", "ELU",
-           "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax", "Abs", "Maxout", "Dropout",
-           "BatchNorm1d", "LayerNorm", "Sequential", "num_params",
-           "Loss", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss",
-           "BCELoss", "BCEWithLogitsLoss", "FunctionLoss", "as_loss"]
+__all__ = [
+    "ELU",
+    "Abs",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Elementwise",
+    "Flatten",
+    "FunctionLoss",
+    "HuberLoss",
+    "L1Loss",
+    "Layer",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "Loss",
+    "MSELoss",
+    "Maxout",
+    "NLLLoss",
+    "PReLU",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "SmoothL1Loss",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "as_loss",
+    "num_params",
+]

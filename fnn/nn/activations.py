@@ -4,6 +4,7 @@ Only PReLU has parameters (``weight`` of shape (num_parameters,), init 0.25, ACT
 Softmax and LogSoftmax default to ``dim=-1`` (torch's ``dim=None`` is a deprecated
 implicit choice; fnn makes it explicit).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class Abs(Elementwise):
 @dataclass(frozen=True)
 class Maxout(Elementwise):
     """Channel dim 1 of size out·pieces is grouped into `pieces` contiguous candidates (ACT-8)."""
+
     pieces: int
 
     def _forward(self, x):
@@ -122,6 +124,7 @@ class Maxout(Elementwise):
 class PReLU(Layer):
     """torch's PReLU(num_parameters=1, init=0.25): weight (num_parameters,), per channel on
     dim 1. torch's ``init`` argument is named ``init_value`` here: ``init`` is the method."""
+
     num_parameters: int = 1
     init_value: float = 0.25
 

@@ -17,10 +17,12 @@ pure methods (DESIGN.md, tier 2); a layer implements the first three and inherit
   ``state`` and ``key`` as the forward it differentiates (Dropout draws the same mask from
   the same key).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -45,12 +47,14 @@ class Layer:
     def init(self, key: jax.Array | None) -> tuple[Params, State]:
         return {}, {}
 
-    def apply(self, params: Params, state: State, x: jax.Array, *, key: jax.Array | None = None,
-              train: bool) -> tuple[jax.Array, State]:
+    def apply(
+        self, params: Params, state: State, x: jax.Array, *, key: jax.Array | None = None, train: bool
+    ) -> tuple[jax.Array, State]:
         raise NotImplementedError(f"{type(self).__name__}.apply")
 
-    def apply_vjp(self, params: Any, state: Any, x: jax.Array, *, key: jax.Array | None = None,
-                  train: bool) -> tuple[jax.Array, Any, Callable[[jax.Array], tuple[Any, jax.Array]]]:
+    def apply_vjp(
+        self, params: Any, state: Any, x: jax.Array, *, key: jax.Array | None = None, train: bool
+    ) -> tuple[jax.Array, Any, Callable[[jax.Array], tuple[Any, jax.Array]]]:
         """Forward plus its manual pullback.
 
         Args:
@@ -63,8 +67,16 @@ class Layer:
         """
         raise NotImplementedError(f"{type(self).__name__}.apply_vjp")
 
-    def backward(self, params: Any, state: Any, x: jax.Array, grad_y: jax.Array, *,
-                 key: jax.Array | None = None, train: bool) -> tuple[Any, jax.Array]:
+    def backward(
+        self,
+        params: Any,
+        state: Any,
+        x: jax.Array,
+        grad_y: jax.Array,
+        *,
+        key: jax.Array | None = None,
+        train: bool,
+    ) -> tuple[Any, jax.Array]:
         """The manual backward of ``apply`` at ``x``: ``apply_vjp``'s pullback applied to ``grad_y``.
 
         Args:
@@ -112,8 +124,9 @@ class Layer:
             loaded[name] = jax.numpy.asarray(value, dtype=like.dtype)
         return self._unflatten(loaded, like_params, like_state)
 
-    def _unflatten(self, loaded: dict[str, jax.Array], like_params: Any, like_state: Any,
-                   prefix: str = "") -> tuple[Any, Any]:
+    def _unflatten(
+        self, loaded: dict[str, jax.Array], like_params: Any, like_state: Any, prefix: str = ""
+    ) -> tuple[Any, Any]:
         params = {name: loaded[prefix + name] for name in _torch_order(like_params)}
         state = {name: loaded[prefix + name] for name in _torch_order(like_state)}
         return params, state

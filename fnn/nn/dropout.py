@@ -5,6 +5,7 @@ multiplies by that same mask; the inherited ``backward`` runs ``apply_vjp`` and 
 the same mask again from the same key. ``apply`` is ``F.dropout``, which draws it with the
 same ``F.dropout_mask``, so all three agree for one key.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class Dropout(Layer):
     """Zeroes each element with probability p and scales the rest by 1/(1−p) when
     ``train=True``; needs ``key`` then (unless p = 0). Forward and backward of one step
     must be given the same key (the backward redraws the forward's mask from it)."""
+
     p: float = 0.5
 
     def __post_init__(self):

@@ -1,9 +1,10 @@
 """Linear and Flatten layers (LIN-1, LIN-2, FLAT-1)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 
@@ -20,6 +21,7 @@ class Linear(Layer):
     ``weight_init`` / ``bias_init`` replace those with any ``fnn.init``-style function
     ``(key, shape) -> array``, e.g. ``functools.partial(init.kaiming_normal,
     nonlinearity='relu')`` or ``functools.partial(init.constant, val=0.0)``."""
+
     in_features: int
     out_features: int
     bias: bool = True
@@ -28,8 +30,10 @@ class Linear(Layer):
 
     def init(self, key):
         if self.in_features < 0 or self.out_features < 0:
-            raise ValueError(f"Linear features must be >= 0, got in_features={self.in_features}, "
-                             f"out_features={self.out_features}")
+            raise ValueError(
+                f"Linear features must be >= 0, got in_features={self.in_features}, "
+                f"out_features={self.out_features}"
+            )
         k_w, k_b = jax.random.split(key)
         shape = (self.out_features, self.in_features)
         if self.weight_init is None:

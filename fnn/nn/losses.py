@@ -27,6 +27,7 @@ Every spec has the same four members (see ``Loss``):
 ``FunctionLoss`` adapts a plain function ``fn(output, target) -> loss`` to this interface
 and ``as_loss`` turns either into a ``Loss``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -80,8 +81,9 @@ def _as_array(value: Any) -> np.ndarray | None:
 
 def _batch_axes(losses: Array, who: str) -> tuple[int, ...]:
     if losses.ndim == 0:
-        raise ValueError(f"{who}.per_sample needs a batch dimension (dim 0), "
-                         "got unreduced losses of shape ()")
+        raise ValueError(
+            f"{who}.per_sample needs a batch dimension (dim 0), got unreduced losses of shape ()"
+        )
     return tuple(range(1, losses.ndim))
 
 
@@ -187,8 +189,10 @@ class _ClassLoss(Loss):
         losses = self._op(output, target, **self._options(reduction="none"))  # validates everything
         x = jnp.asarray(output)
         if x.ndim < 2:
-            raise ValueError(f"{type(self).__name__}.per_sample needs a batch: output (N, C) or "
-                             f"(N, C, d1, ..., dK), got the unbatched shape {x.shape}")
+            raise ValueError(
+                f"{type(self).__name__}.per_sample needs a batch: output (N, C) or "
+                f"(N, C, d1, ..., dK), got the unbatched shape {x.shape}"
+            )
         axes = _batch_axes(losses, type(self).__name__)
         loss_sum = jnp.sum(losses, axis=axes)
         if jnp.shape(target) == x.shape:  # class probabilities (only F.cross_entropy gets here)
@@ -209,6 +213,7 @@ class CrossEntropyLoss(_ClassLoss):
         reduction: 'mean' (weighted, CE-2; Σ/N for probability targets, CE-3), 'sum' or 'none'.
         label_smoothing: ε in [0, 1] (CE-2, CE-3).
     """
+
     weight: Any = None
     ignore_index: int = -100
     reduction: str = "mean"
@@ -233,6 +238,7 @@ class NLLLoss(_ClassLoss):
         ignore_index: target value that contributes neither loss nor weight.
         reduction: 'mean' (weighted mean, NLL-1), 'sum' or 'none'.
     """
+
     weight: Any = None
     ignore_index: int = -100
     reduction: str = "mean"
@@ -249,6 +255,7 @@ class MSELoss(_PointwiseLoss):
     Args:
         reduction: 'mean' (over all elements), 'sum' or 'none'.
     """
+
     reduction: str = "mean"
 
     _op = staticmethod(F.mse_loss)
@@ -262,6 +269,7 @@ class L1Loss(_PointwiseLoss):
     Args:
         reduction: 'mean' (over all elements), 'sum' or 'none'.
     """
+
     reduction: str = "mean"
 
     _op = staticmethod(F.l1_loss)
@@ -276,6 +284,7 @@ class HuberLoss(_PointwiseLoss):
         reduction: 'mean' (over all elements), 'sum' or 'none'.
         delta: δ > 0, where the quadratic turns linear.
     """
+
     reduction: str = "mean"
     delta: float = 1.0
 
@@ -296,6 +305,7 @@ class SmoothL1Loss(_PointwiseLoss):
         reduction: 'mean' (over all elements), 'sum' or 'none'.
         beta: β >= 0, where the quadratic turns linear.
     """
+
     reduction: str = "mean"
     beta: float = 1.0
 
@@ -316,6 +326,7 @@ class BCELoss(_PointwiseLoss):
         weight: element-wise rescaling that broadcasts to the input, or None.
         reduction: 'mean' (over all elements, not Σ weight: BCE-3), 'sum' or 'none'.
     """
+
     weight: Any = None
     reduction: str = "mean"
 
@@ -333,6 +344,7 @@ class BCEWithLogitsLoss(_PointwiseLoss):
         reduction: 'mean' (over all elements), 'sum' or 'none'.
         pos_weight: weight of the positive term, broadcast along the last (class) dim, or None.
     """
+
     weight: Any = None
     reduction: str = "mean"
     pos_weight: Any = None
@@ -367,16 +379,20 @@ class FunctionLoss(Loss):
         fn: ``fn(output, target) -> loss``.
         backward: ``backward(grad_output, output, target) -> dL/d output``, or None.
     """
+
     fn: Callable[..., Array]
     backward_fn: Callable[..., Array] | None
 
     def __init__(self, fn: Callable[..., Array], backward: Callable[..., Array] | None = None):
         if not callable(fn):
-            raise TypeError("FunctionLoss needs a function fn(output, target) -> loss, "
-                            f"got {type(fn).__name__}")
+            raise TypeError(
+                f"FunctionLoss needs a function fn(output, target) -> loss, got {type(fn).__name__}"
+            )
         if backward is not None and not callable(backward):
-            raise TypeError("FunctionLoss backward must be a function backward(grad_output, output, "
-                            f"target), got {type(backward).__name__}")
+            raise TypeError(
+                "FunctionLoss backward must be a function backward(grad_output, output, "
+                f"target), got {type(backward).__name__}"
+            )
         object.__setattr__(self, "fn", fn)
         object.__setattr__(self, "backward_fn", backward)
 
@@ -414,7 +430,8 @@ class FunctionLoss(Loss):
             raise ValueError(
                 f"{_name(self.fn)} has no hand-derived backward, and grad='manual' needs the loss's "
                 "hand-derived backward: FunctionLoss(fn, backward=fn_backward) with "
-                "fn_backward(grad_output, output, target) -> grad wrt output") from None
+                "fn_backward(grad_output, output, target) -> grad wrt output"
+            ) from None
 
     def per_sample(self, output: Array, target: Array) -> tuple[Array, Array]:
         """``(mean over non-batch dims of fn(output, target, reduction='none'), ones)``; see the class."""
@@ -425,7 +442,8 @@ class FunctionLoss(Loss):
                 f"evaluation needs per-sample loss values, but {_name(self.fn)} takes no `reduction` "
                 "argument: give it one (fn(output, target, reduction='none') returning the unreduced "
                 "losses, samples on dim 0), or use an nn loss spec (e.g. nn.CrossEntropyLoss()), or "
-                "subclass nn.Loss with per_sample(output, target) -> (loss_sum, weight)") from None
+                "subclass nn.Loss with per_sample(output, target) -> (loss_sum, weight)"
+            ) from None
         except ValueError:
             pass  # no signature to inspect: try the call
         losses = jnp.asarray(self.fn(output, target, reduction="none"))
@@ -448,9 +466,11 @@ def as_loss(obj: Loss | Callable[..., Array]) -> Loss:
     if isinstance(obj, Loss):
         return obj
     if isinstance(obj, type) and issubclass(obj, Loss):
-        raise TypeError(f"as_loss needs a loss instance, got the class {obj.__name__}: "
-                        f"write {obj.__name__}()")
+        raise TypeError(
+            f"as_loss needs a loss instance, got the class {obj.__name__}: write {obj.__name__}()"
+        )
     if callable(obj):
         return FunctionLoss(obj)
-    raise TypeError(f"as_loss needs an fnn.nn.Loss or a function fn(output, target) -> loss, "
-                    f"got {type(obj).__name__}")
+    raise TypeError(
+        f"as_loss needs an fnn.nn.Loss or a function fn(output, target) -> loss, got {type(obj).__name__}"
+    )

@@ -5,6 +5,7 @@ BatchNorm1d state holds ``running_mean``, ``running_var`` (float32) and
 uses int64; ``load_state_dict`` casts). ``track_running_stats=False`` gives no state and
 batch statistics in both modes (BN-5); ``affine=False`` gives no params (BN-6).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,28 +26,43 @@ class BatchNorm1d(Layer):
 
     def init(self, key):
         c = self.num_features
-        params = {"weight": jnp.ones((c,), jnp.float32), "bias": jnp.zeros((c,), jnp.float32)} if self.affine else {}
+        params = (
+            {"weight": jnp.ones((c,), jnp.float32), "bias": jnp.zeros((c,), jnp.float32)}
+            if self.affine
+            else {}
+        )
         state = {}
         if self.track_running_stats:
-            state = {"running_mean": jnp.zeros((c,), jnp.float32),
-                     "running_var": jnp.ones((c,), jnp.float32),
-                     "num_batches_tracked": jnp.zeros((), jnp.int32)}
+            state = {
+                "running_mean": jnp.zeros((c,), jnp.float32),
+                "running_var": jnp.ones((c,), jnp.float32),
+                "num_batches_tracked": jnp.zeros((), jnp.int32),
+            }
         return params, state
 
     def _call_args(self, params, state, train):
         """Arguments of F.batch_norm for this mode: batch stats when training or untracked."""
         use_batch = train or not self.track_running_stats
-        return dict(running_mean=state.get("running_mean"), running_var=state.get("running_var"),
-                    weight=params.get("weight"), bias=params.get("bias"), training=use_batch,
-                    momentum=self.momentum, eps=self.eps,
-                    num_batches_tracked=state.get("num_batches_tracked"))
+        return dict(
+            running_mean=state.get("running_mean"),
+            running_var=state.get("running_var"),
+            weight=params.get("weight"),
+            bias=params.get("bias"),
+            training=use_batch,
+            momentum=self.momentum,
+            eps=self.eps,
+            num_batches_tracked=state.get("num_batches_tracked"),
+        )
 
     def apply(self, params, state, x, *, key=None, train):
         y, mean, var = F.batch_norm(x, **self._call_args(params, state, train))
         if not (train and self.track_running_stats):
             return y, state
-        return y, {"running_mean": mean, "running_var": var,
-                   "num_batches_tracked": state["num_batches_tracked"] + 1}
+        return y, {
+            "running_mean": mean,
+            "running_var": var,
+            "num_batches_tracked": state["num_batches_tracked"] + 1,
+        }
 
     def apply_vjp(self, params, state, x, *, key=None, train):
         # The backward recomputes the batch statistics from x (F.batch_norm_backward's
@@ -93,7 +109,8 @@ class LayerNorm(Layer):
 
         def pullback(grad_y):
             grad_x, grad_w, grad_b = F.layer_norm_backward(
-                grad_y, x, self._shape, params.get("weight"), params.get("bias"), self.eps)
+                grad_y, x, self._shape, params.get("weight"), params.get("bias"), self.eps
+            )
             grads = {}
             if "weight" in params:
                 grads["weight"] = grad_w

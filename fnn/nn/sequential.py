@@ -9,6 +9,7 @@ is the inherited one (``Layer.backward``: ``apply_vjp``'s pullback). A layer's p
 recomputes its cheap internals (BatchNorm statistics), which XLA merges with the
 forward's under jit.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,9 +43,14 @@ class Sequential(Layer):
 
     def _check_tree(self, name: str, tree: Any) -> None:
         if not isinstance(tree, tuple) or len(tree) != len(self.layers):
-            got = f"{type(tree).__name__} of length {len(tree)}" if isinstance(tree, (tuple, list)) else type(tree).__name__
-            raise ValueError(f"Sequential {name} must be a tuple with one entry per layer "
-                             f"({len(self.layers)}), got {got}")
+            got = (
+                f"{type(tree).__name__} of length {len(tree)}"
+                if isinstance(tree, (tuple, list))
+                else type(tree).__name__
+            )
+            raise ValueError(
+                f"Sequential {name} must be a tuple with one entry per layer ({len(self.layers)}), got {got}"
+            )
 
     def init(self, key: jax.Array) -> tuple[tuple, tuple]:
         pairs = [layer.init(k) for layer, k in zip(self.layers, jax.random.split(key, len(self.layers)))]
@@ -94,8 +100,10 @@ class Sequential(Layer):
             yield from layer.named_arrays(p, s, f"{prefix}{i}.")
 
     def _unflatten(self, loaded, like_params, like_state, prefix=""):
-        pairs = [layer._unflatten(loaded, p, s, f"{prefix}{i}.")
-                 for i, (layer, p, s) in enumerate(zip(self.layers, like_params, like_state))]
+        pairs = [
+            layer._unflatten(loaded, p, s, f"{prefix}{i}.")
+            for i, (layer, p, s) in enumerate(zip(self.layers, like_params, like_state))
+        ]
         return tuple(p for p, _ in pairs), tuple(s for _, s in pairs)
 
 

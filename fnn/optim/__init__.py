@@ -16,26 +16,71 @@ updates by s (e.g. from a ReduceLROnPlateau) without rebuilding or retracing, an
 `last_lr(opt_state)` is the rate the latest update used. Optimizers and schedules built
 with equal arguments are equal and hash equal.
 """
+
 from fnn.optim.adagrad import adagrad, scale_by_adagrad
 from fnn.optim.adam import adam, adamw, scale_by_adam
-from fnn.optim.base import (GradientTransformation, LearningRateState, add_decayed_weights,
-                            apply_updates, chain, default_weight_decay_mask, last_lr,
-                            learning_rate_state, scale, scale_by_learning_rate, with_lr_scale)
+from fnn.optim.base import (
+    GradientTransformation,
+    LearningRateState,
+    add_decayed_weights,
+    apply_updates,
+    chain,
+    default_weight_decay_mask,
+    last_lr,
+    learning_rate_state,
+    scale,
+    scale_by_learning_rate,
+    with_lr_scale,
+)
 from fnn.optim.clip import clip_by_global_norm, clip_grad_norm, global_norm
 from fnn.optim.constraints import max_norm, renorm
 from fnn.optim.plateau import PlateauState, ReduceLROnPlateau
 from fnn.optim.rmsprop import rmsprop, scale_by_rms, trace
-from fnn.optim.schedules import (LRSchedule, cosine_annealing_lr, exponential_lr, linear_lr,
-                                 multistep_lr, step_lr, warmup_cosine)
+from fnn.optim.schedules import (
+    LRSchedule,
+    cosine_annealing_lr,
+    exponential_lr,
+    linear_lr,
+    multistep_lr,
+    step_lr,
+    warmup_cosine,
+)
 from fnn.optim.sgd import scale_by_sgd_momentum, sgd
 
 __all__ = [
-    "GradientTransformation", "chain", "apply_updates", "scale", "scale_by_learning_rate",
-    "add_decayed_weights", "default_weight_decay_mask",
-    "LearningRateState", "learning_rate_state", "with_lr_scale", "last_lr",
-    "sgd", "adagrad", "rmsprop", "adam", "adamw",
-    "scale_by_sgd_momentum", "scale_by_adagrad", "scale_by_rms", "trace", "scale_by_adam",
-    "clip_grad_norm", "clip_by_global_norm", "global_norm", "max_norm", "renorm",
-    "step_lr", "multistep_lr", "exponential_lr", "linear_lr", "cosine_annealing_lr",
-    "warmup_cosine", "LRSchedule", "ReduceLROnPlateau", "PlateauState",
+    "GradientTransformation",
+    "LRSchedule",
+    "LearningRateState",
+    "PlateauState",
+    "ReduceLROnPlateau",
+    "adagrad",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "apply_updates",
+    "chain",
+    "clip_by_global_norm",
+    "clip_grad_norm",
+    "cosine_annealing_lr",
+    "default_weight_decay_mask",
+    "exponential_lr",
+    "global_norm",
+    "last_lr",
+    "learning_rate_state",
+    "linear_lr",
+    "max_norm",
+    "multistep_lr",
+    "renorm",
+    "rmsprop",
+    "scale",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_sgd_momentum",
+    "sgd",
+    "step_lr",
+    "trace",
+    "warmup_cosine",
+    "with_lr_scale",
 ]

@@ -7,44 +7,57 @@
 step counts the updates already done (torch's t − 1). eps sits outside the sqrt; optax's
 adagrad differs (initial_accumulator_value=0.1, eps=1e-7 inside the sqrt).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive
-from fnn.optim.base import (GradientTransformation, Schedule, check_tree_match, decay_and_maximize,
-                            make_spec, optimizer, scale_by_learning_rate)
+from fnn.optim.base import (
+    GradientTransformation,
+    Schedule,
+    check_tree_match,
+    decay_and_maximize,
+    make_spec,
+    optimizer,
+    scale_by_learning_rate,
+)
 
 
 class AdagradState(NamedTuple):
-    sum: Any    # running Σg² per parameter (torch's state name)
+    sum: Any  # running Σg² per parameter (torch's state name)
 
 
-def scale_by_adagrad(initial_accumulator_value: float = 0.0, eps: float = 1e-10
-                     ) -> GradientTransformation:
+def scale_by_adagrad(initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> GradientTransformation:
     """u ← g/(√G + eps) after G ← G + g²."""
+
     def init(params):
-        return AdagradState(jax.tree.map(
-            lambda p: jnp.full_like(p, initial_accumulator_value), params))
+        return AdagradState(jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params))
 
     def update(grads, state, params=None):
         check_tree_match(grads, state.sum, "the optimizer state's sum")
         sums = jax.tree.map(lambda g, s: s + jnp.square(g.astype(s.dtype)), grads, state.sum)
-        out = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps).astype(jnp.result_type(g)),
-                           grads, sums)
+        out = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps).astype(jnp.result_type(g)), grads, sums)
         return out, AdagradState(sums)
 
     args = {"initial_accumulator_value": initial_accumulator_value, "eps": eps}
     return GradientTransformation(init, update, args, make_spec("scale_by_adagrad", **args))
 
 
-def adagrad(lr: float | Schedule = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-            initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
-            maximize: bool = False,
-            weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
+def adagrad(
+    lr: float | Schedule = 1e-2,
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
+    *,
+    maximize: bool = False,
+    weight_decay_mask: Any | Callable[[Any], Any] | None = None,
+) -> GradientTransformation:
     """torch.optim.Adagrad as a pure transform (eps must be > 0 here; torch allows 0).
     Equal arguments give an equal, equally hashed optimizer; a mask function compares by
     identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
@@ -57,10 +70,17 @@ def adagrad(lr: float | Schedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
         effective_lr = lr
     else:
         base = lr if callable(lr) else (lambda step: lr)
-        effective_lr = lambda step: base(step) / (1 + step * lr_decay)   # noqa: E731
+        effective_lr = lambda step: base(step) / (1 + step * lr_decay)  # noqa: E731
     transforms = decay_and_maximize(weight_decay, weight_decay_mask, maximize)
-    transforms += [scale_by_adagrad(initial_accumulator_value, eps),
-                   scale_by_learning_rate(effective_lr)]
-    return optimizer("adagrad", transforms, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                     initial_accumulator_value=initial_accumulator_value, eps=eps,
-                     maximize=maximize, weight_decay_mask=weight_decay_mask)
+    transforms += [scale_by_adagrad(initial_accumulator_value, eps), scale_by_learning_rate(effective_lr)]
+    return optimizer(
+        "adagrad",
+        transforms,
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        initial_accumulator_value=initial_accumulator_value,
+        eps=eps,
+        maximize=maximize,
+        weight_decay_mask=weight_decay_mask,
+    )

@@ -11,46 +11,60 @@
 eps must be > 0 (torch allows 0, where a zero gradient gives 0/0). eps is added after
 bias-correcting √v, as in torch (optax's m̂/(√v̂ + eps) is the same formula). Torch's AdamW default weight_decay is 0.01 (optax's is 1e-4).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive
-from fnn.optim.base import (GradientTransformation, Schedule, add_decayed_weights,
-                            check_half_open, check_tree_match, decay_and_maximize, init_step,
-                            make_spec, optimizer, scale, scale_by_learning_rate)
+from fnn.optim.base import (
+    GradientTransformation,
+    Schedule,
+    add_decayed_weights,
+    check_half_open,
+    check_tree_match,
+    decay_and_maximize,
+    init_step,
+    make_spec,
+    optimizer,
+    scale,
+    scale_by_learning_rate,
+)
 
 
 class AdamState(NamedTuple):
-    step: jax.Array         # int32, updates already done
+    step: jax.Array  # int32, updates already done
     exp_avg: Any
     exp_avg_sq: Any
-    max_exp_avg_sq: Any     # () unless amsgrad
+    max_exp_avg_sq: Any  # () unless amsgrad
 
 
-def scale_by_adam(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                  amsgrad: bool = False) -> GradientTransformation:
+def scale_by_adam(
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, amsgrad: bool = False
+) -> GradientTransformation:
     """u ← s of ADAM-1/ADAM-2 (without the −lr)."""
     b1, b2 = betas
 
     def init(params):
-        zeros = lambda: jax.tree.map(jnp.zeros_like, params)   # noqa: E731
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
         return AdamState(init_step(), zeros(), zeros(), zeros() if amsgrad else ())
 
     def update(grads, state, params=None):
         check_tree_match(grads, state.exp_avg, "the optimizer state's exp_avg")
         t = state.step + 1
         m = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g.astype(m.dtype), grads, state.exp_avg)
-        v = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * jnp.square(g.astype(v.dtype)),
-                         grads, state.exp_avg_sq)
+        v = jax.tree.map(
+            lambda g, v: b2 * v + (1 - b2) * jnp.square(g.astype(v.dtype)), grads, state.exp_avg_sq
+        )
         vmax = jax.tree.map(jnp.maximum, state.max_exp_avg_sq, v) if amsgrad else ()
 
         def step(m, v):
-            bc1 = (1 - b1 ** t).astype(m.dtype)
-            bc2_sqrt = jnp.sqrt(1 - b2 ** t).astype(m.dtype)
+            bc1 = (1 - b1**t).astype(m.dtype)
+            bc2_sqrt = jnp.sqrt(1 - b2**t).astype(m.dtype)
             return (m / bc1) / (jnp.sqrt(v) / bc2_sqrt + eps)
 
         out = jax.tree.map(step, m, vmax if amsgrad else v)
@@ -72,24 +86,45 @@ def _check_adam_args(lr, betas, eps, weight_decay):
     return lr, (float(betas[0]), float(betas[1]))
 
 
-def adam(lr: float | Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-         eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
-         maximize: bool = False,
-         weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
+def adam(
+    lr: float | Schedule = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    *,
+    maximize: bool = False,
+    weight_decay_mask: Any | Callable[[Any], Any] | None = None,
+) -> GradientTransformation:
     """torch.optim.Adam (coupled L2 weight decay) as a pure transform.
     Equal arguments give an equal, equally hashed optimizer; a mask function compares by
     identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
     lr, betas = _check_adam_args(lr, betas, eps, weight_decay)
     transforms = decay_and_maximize(weight_decay, weight_decay_mask, maximize)
     transforms += [scale_by_adam(betas, eps, amsgrad), scale_by_learning_rate(lr)]
-    return optimizer("adam", transforms, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                     amsgrad=amsgrad, maximize=maximize, weight_decay_mask=weight_decay_mask)
+    return optimizer(
+        "adam",
+        transforms,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
+        maximize=maximize,
+        weight_decay_mask=weight_decay_mask,
+    )
 
 
-def adamw(lr: float | Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-          eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
-          maximize: bool = False,
-          weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
+def adamw(
+    lr: float | Schedule = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    amsgrad: bool = False,
+    *,
+    maximize: bool = False,
+    weight_decay_mask: Any | Callable[[Any], Any] | None = None,
+) -> GradientTransformation:
     """torch.optim.AdamW (decoupled weight decay, ADAMW-1) as a pure transform.
     Equal arguments give an equal, equally hashed optimizer; a mask function compares by
     identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
@@ -99,5 +134,14 @@ def adamw(lr: float | Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999)
     if weight_decay != 0:
         transforms.append(add_decayed_weights(weight_decay, weight_decay_mask))
     transforms.append(scale_by_learning_rate(lr))
-    return optimizer("adamw", transforms, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                     amsgrad=amsgrad, maximize=maximize, weight_decay_mask=weight_decay_mask)
+    return optimizer(
+        "adamw",
+        transforms,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
+        maximize=maximize,
+        weight_decay_mask=weight_decay_mask,
+    )

@@ -34,12 +34,14 @@ norm scales). `weight_decay_mask` is a pytree of bools shaped like params, or a 
 params -> such a pytree; `lambda p: jax.tree.map(lambda _: True, p)` gives torch's
 behaviour exactly.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Hashable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,10 +65,10 @@ class GradientTransformation:
     optimizers share one compiled step. Without a spec two transforms are equal only when
     they hold the same init and update functions (in practice: the same object).
     """
+
     init: InitFn
     update: UpdateFn
-    hyperparams: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: MappingProxyType({}))
+    hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     spec: Hashable | None = None
 
     def __post_init__(self) -> None:
@@ -101,9 +103,10 @@ def make_spec(name: str, **args: Any) -> tuple | None:
 
 class LearningRateState(NamedTuple):
     """State of `scale_by_learning_rate`, the last link of every optimizer."""
-    step: jax.Array       # int32 scalar, updates done
-    lr_scale: jax.Array   # float32 scalar, multiplies every update; 1.0 at init
-    last_lr: jax.Array    # float32 scalar, lr(step)·lr_scale of the latest update; 0.0 at init
+
+    step: jax.Array  # int32 scalar, updates done
+    lr_scale: jax.Array  # float32 scalar, multiplies every update; 1.0 at init
+    last_lr: jax.Array  # float32 scalar, lr(step)·lr_scale of the latest update; 0.0 at init
 
 
 def init_step() -> jax.Array:
@@ -114,8 +117,7 @@ def check_tree_match(grads: PyTree, reference: PyTree, what: str) -> None:
     """Trace-time check that grads has the structure of the params/state they update."""
     tg, tr = jax.tree.structure(grads), jax.tree.structure(reference)
     if tg != tr:
-        raise ValueError(f"grads must have the same tree structure as {what}, "
-                         f"got grads {tg} and {what} {tr}")
+        raise ValueError(f"grads must have the same tree structure as {what}, got grads {tg} and {what} {tr}")
 
 
 def check_half_open(name: str, value: float, low: float = 0.0, high: float = 1.0) -> None:
@@ -125,13 +127,15 @@ def check_half_open(name: str, value: float, low: float = 0.0, high: float = 1.0
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Apply `transforms` in order; the state is the tuple of their states."""
+
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
     def update(grads, state, params=None):
         if len(state) != len(transforms):
-            raise ValueError(f"state must have one entry per chained transform "
-                             f"({len(transforms)}), got {len(state)}")
+            raise ValueError(
+                f"state must have one entry per chained transform ({len(transforms)}), got {len(state)}"
+            )
         if params is not None:
             check_tree_match(grads, params, "params")
         new_state = []
@@ -152,11 +156,13 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
 
 def scale(factor: float) -> GradientTransformation:
     """u ← factor·u (scale(-1) is `maximize`: torch negates the gradient first)."""
+
     def update(grads, state, params=None):
         return jax.tree.map(lambda g: g * jnp.asarray(factor, jnp.result_type(g)), grads), state
 
-    return GradientTransformation(lambda params: (), update, {"factor": factor},
-                                  make_spec("scale", factor=factor))
+    return GradientTransformation(
+        lambda params: (), update, {"factor": factor}, make_spec("scale", factor=factor)
+    )
 
 
 def scale_by_learning_rate(lr: float | Schedule) -> GradientTransformation:
@@ -174,7 +180,7 @@ def scale_by_learning_rate(lr: float | Schedule) -> GradientTransformation:
 
     def update(grads, state, params=None):
         value = lr(state.step) if callable(lr) else lr
-        lr_scale = jnp.asarray(state.lr_scale, jnp.float32)   # a numpy scalar from a checkpoint too
+        lr_scale = jnp.asarray(state.lr_scale, jnp.float32)  # a numpy scalar from a checkpoint too
 
         def scaled(g):
             dtype = jnp.result_type(g)
@@ -184,8 +190,7 @@ def scale_by_learning_rate(lr: float | Schedule) -> GradientTransformation:
         last = jnp.asarray(value, jnp.float32) * lr_scale
         return new, LearningRateState(state.step + 1, lr_scale, last)
 
-    return GradientTransformation(init, update, {"lr": lr},
-                                  make_spec("scale_by_learning_rate", lr=lr))
+    return GradientTransformation(init, update, {"lr": lr}, make_spec("scale_by_learning_rate", lr=lr))
 
 
 def _is_lr_state(x: Any) -> bool:
@@ -207,8 +212,10 @@ def learning_rate_state(opt_state: PyTree) -> LearningRateState:
     """
     found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_lr_state) if _is_lr_state(x)]
     if len(found) != 1:
-        raise ValueError(f"opt_state must hold exactly one LearningRateState (the last link of an "
-                         f"fnn.optim optimizer), found {len(found)}")
+        raise ValueError(
+            f"opt_state must hold exactly one LearningRateState (the last link of an "
+            f"fnn.optim optimizer), found {len(found)}"
+        )
     return found[0]
 
 
@@ -232,9 +239,10 @@ def with_lr_scale(opt_state: PyTree, scale: Any) -> PyTree:
         if not (math.isfinite(float(scale)) and float(scale) >= 0):
             raise ValueError(f"scale must be a finite number >= 0, got {scale}")
         if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer):
-            new = jax.device_put(new, old.sharding)   # keep the placement (e.g. replicated on a mesh)
-    return jax.tree.map(lambda x: x._replace(lr_scale=new) if _is_lr_state(x) else x,
-                        opt_state, is_leaf=_is_lr_state)
+            new = jax.device_put(new, old.sharding)  # keep the placement (e.g. replicated on a mesh)
+    return jax.tree.map(
+        lambda x: x._replace(lr_scale=new) if _is_lr_state(x) else x, opt_state, is_leaf=_is_lr_state
+    )
 
 
 def last_lr(opt_state: PyTree) -> jax.Array:
@@ -264,11 +272,11 @@ def resolve_mask(mask: PyTree | Callable[[PyTree], PyTree] | None, params: PyTre
     except ValueError as e:
         raise ValueError(
             f"weight_decay_mask must have the tree structure of params, got mask "
-            f"{jax.tree.structure(mask)} and params {jax.tree.structure(params)}") from e
+            f"{jax.tree.structure(mask)} and params {jax.tree.structure(params)}"
+        ) from e
 
 
-def add_decayed_weights(weight_decay: float, mask: PyTree | Callable | None = None
-                        ) -> GradientTransformation:
+def add_decayed_weights(weight_decay: float, mask: PyTree | Callable | None = None) -> GradientTransformation:
     """u ← u + λ·θ on the leaves where mask is True (coupled L2 before the optimizer's
     math, SGD-1/ADAG-1/RMS-1/ADAM-1; placed after the Adam scaling and before
     scale_by_learning_rate it is AdamW's decoupled θ·(1 − lr·λ), ADAMW-1).
@@ -291,21 +299,25 @@ def add_decayed_weights(weight_decay: float, mask: PyTree | Callable | None = No
 
         return jax.tree.map(decay, grads, params, resolve_mask(mask, params)), state
 
-    return GradientTransformation(lambda params: (), update,
-                                  {"weight_decay": weight_decay, "mask": mask},
-                                  make_spec("add_decayed_weights", weight_decay=weight_decay, mask=mask))
+    return GradientTransformation(
+        lambda params: (),
+        update,
+        {"weight_decay": weight_decay, "mask": mask},
+        make_spec("add_decayed_weights", weight_decay=weight_decay, mask=mask),
+    )
 
 
-def optimizer(name: str, transforms: list[GradientTransformation], **hyperparams: Any
-              ) -> GradientTransformation:
+def optimizer(
+    name: str, transforms: list[GradientTransformation], **hyperparams: Any
+) -> GradientTransformation:
     """Chain the transforms and label the result with its torch-named hyperparameters,
     which (with the name) are also its spec: equal arguments, equal optimizers."""
-    return dataclasses.replace(chain(*transforms), hyperparams=dict(name=name, **hyperparams),
-                               spec=make_spec(name, **hyperparams))
+    return dataclasses.replace(
+        chain(*transforms), hyperparams=dict(name=name, **hyperparams), spec=make_spec(name, **hyperparams)
+    )
 
 
-def decay_and_maximize(weight_decay: float, mask: Any, maximize: bool
-                       ) -> list[GradientTransformation]:
+def decay_and_maximize(weight_decay: float, mask: Any, maximize: bool) -> list[GradientTransformation]:
     """torch's prologue for every optimizer: g ← −g if maximize, then g ← g + λθ."""
     out = [scale(-1.0)] if maximize else []
     if weight_decay != 0:

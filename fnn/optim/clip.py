@@ -8,6 +8,7 @@
 `chain(clip_by_global_norm(1.0), sgd(0.1))`. The 1e-6 is torch's, so even a gradient
 already at the max norm shrinks by a hair (CLIP-1's golden value shows it).
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,7 @@ def global_norm(grads: Any, norm_type: float = 2.0) -> jax.Array:
     return jnp.sum(jnp.stack(sums)) ** (1 / norm_type)
 
 
-def clip_grad_norm(grads: Any, max_norm: float, norm_type: float = 2.0
-                   ) -> tuple[Any, jax.Array]:
+def clip_grad_norm(grads: Any, max_norm: float, norm_type: float = 2.0) -> tuple[Any, jax.Array]:
     """Return (grads·min(1, max_norm/(total + 1e-6)), total); nothing is modified in place."""
     _check_clip_args(max_norm, norm_type)
     total = global_norm(grads, norm_type)
@@ -55,5 +55,4 @@ def clip_by_global_norm(max_norm: float, norm_type: float = 2.0) -> GradientTran
         return clip_grad_norm(grads, max_norm, norm_type)[0], state
 
     args = {"max_norm": max_norm, "norm_type": norm_type}
-    return GradientTransformation(lambda params: (), update, args,
-                                  make_spec("clip_by_global_norm", **args))
+    return GradientTransformation(lambda params: (), update, args, make_spec("clip_by_global_norm", **args))

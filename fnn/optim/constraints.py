@@ -20,10 +20,12 @@ default WD-1), so by default biases are never renormalised.
 
     opt = optim.chain(optim.sgd(lr=0.1, momentum=0.5), optim.max_norm(1.9365))
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,14 +33,17 @@ import numpy as np
 
 from fnn.optim.base import GradientTransformation, check_tree_match, make_spec, resolve_mask
 
-RENORM_EPS = 1e-7   # torch.renorm's: maxnorm / (norm + 1e-7)
+RENORM_EPS = 1e-7  # torch.renorm's: maxnorm / (norm + 1e-7)
 
 
 def _check_renorm_args(p: float, maxnorm: float, name: str) -> None:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
         raise ValueError(f"p must be a number > 0 (or inf), got {p!r}")
-    if isinstance(maxnorm, bool) or not isinstance(maxnorm, (int, float)) or not (
-            math.isfinite(maxnorm) and maxnorm >= 0):
+    if (
+        isinstance(maxnorm, bool)
+        or not isinstance(maxnorm, (int, float))
+        or not (math.isfinite(maxnorm) and maxnorm >= 0)
+    ):
         raise ValueError(f"{name} must be a finite number >= 0, got {maxnorm!r}")
 
 
@@ -61,8 +66,9 @@ def renorm(input: jax.Array, p: float, dim: int, maxnorm: float) -> jax.Array:
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"renorm needs a floating input, got {x.dtype}")
     if x.ndim < 2:
-        raise ValueError(f"renorm needs an input with at least 2 dimensions (as torch.renorm), "
-                         f"got shape {x.shape}")
+        raise ValueError(
+            f"renorm needs an input with at least 2 dimensions (as torch.renorm), got shape {x.shape}"
+        )
     if not -x.ndim <= dim < x.ndim:
         raise ValueError(f"dim must be in [{-x.ndim}, {x.ndim}) for an input of shape {x.shape}, got {dim}")
     axes = tuple(a for a in range(x.ndim) if a != dim % x.ndim)
@@ -74,8 +80,9 @@ def renorm(input: jax.Array, p: float, dim: int, maxnorm: float) -> jax.Array:
     return x * factor
 
 
-def max_norm(max_norm: float, *, dim: int = 0, p: float = 2.0,
-             mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
+def max_norm(
+    max_norm: float, *, dim: int = 0, p: float = 2.0, mask: Any | Callable[[Any], Any] | None = None
+) -> GradientTransformation:
     """Constrain each weight's slices along `dim` to a p-norm <= max_norm after the update
     (see the module docstring): `updates ← renorm(params + updates) − params` on masked leaves.
 
@@ -98,13 +105,14 @@ def max_norm(max_norm: float, *, dim: int = 0, p: float = 2.0,
 
     def update(updates, state, params=None):
         if params is None:
-            raise ValueError("max_norm needs params (it constrains params + updates): "
-                             "call update(updates, state, params)")
+            raise ValueError(
+                "max_norm needs params (it constrains params + updates): call update(updates, state, params)"
+            )
         check_tree_match(updates, params, "params")
 
         def constrain(u, w, m):
             if isinstance(m, (bool, np.bool_)) and not m:
-                return u   # resolved at trace time: an unconstrained leaf costs nothing
+                return u  # resolved at trace time: an unconstrained leaf costs nothing
             # params + updates as apply_updates forms it (in the parameter's dtype)
             new = renorm((w + u).astype(jnp.result_type(w)), p, dim, limit)
             clipped = (new - w).astype(jnp.result_type(u))

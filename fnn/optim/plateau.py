@@ -29,6 +29,7 @@ which Python's json reads back). `step` runs on the host between epochs: it take
 Python number or a concrete scalar array (a jax scalar is fetched from the device), not a
 traced value.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,11 +42,12 @@ from fnn._checks import check_lr
 
 class PlateauState(NamedTuple):
     """Torch's scheduler attributes of the same names, as plain Python numbers."""
-    lr: float               # the current learning rate (torch's param_group["lr"])
-    best: float             # best metric so far; ±inf before the first step
-    num_bad_epochs: int     # epochs since best improved (reset by cooldown and reductions)
-    cooldown_counter: int   # epochs of cooldown left
-    last_epoch: int         # number of step() calls
+
+    lr: float  # the current learning rate (torch's param_group["lr"])
+    best: float  # best metric so far; ±inf before the first step
+    num_bad_epochs: int  # epochs since best improved (reset by cooldown and reductions)
+    cooldown_counter: int  # epochs of cooldown left
+    last_epoch: int  # number of step() calls
 
 
 def _check_count(name: str, value: Any) -> None:
@@ -83,6 +85,7 @@ class ReduceLROnPlateau:
         min_lr: lower bound on the lr.
         eps: a reduction smaller than eps is skipped.
     """
+
     mode: str = "min"
     factor: float = 0.1
     patience: int = 10
@@ -94,15 +97,16 @@ class ReduceLROnPlateau:
 
     def __post_init__(self) -> None:
         if isinstance(self.factor, numbers.Real) and self.factor >= 1.0:
-            raise ValueError(f"factor should be < 1.0, got {self.factor}")   # torch's check
+            raise ValueError(f"factor should be < 1.0, got {self.factor}")  # torch's check
         if self.mode not in ("min", "max"):
             raise ValueError(f"mode {self.mode!r} is unknown: it must be 'min' or 'max'")
         if self.threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"threshold mode {self.threshold_mode!r} is unknown: "
-                             f"it must be 'rel' or 'abs'")
+            raise ValueError(f"threshold mode {self.threshold_mode!r} is unknown: it must be 'rel' or 'abs'")
         if isinstance(self.min_lr, (list, tuple)):
-            raise TypeError(f"min_lr must be one number (fnn has one lr per optimizer; torch's "
-                            f"per-param-group list has no meaning here), got {self.min_lr!r}")
+            raise TypeError(
+                f"min_lr must be one number (fnn has one lr per optimizer; torch's "
+                f"per-param-group list has no meaning here), got {self.min_lr!r}"
+            )
         for name in ("factor", "threshold", "min_lr", "eps"):
             object.__setattr__(self, name, _check_finite_nonneg(name, getattr(self, name)))
         _check_count("patience", self.patience)
@@ -152,7 +156,7 @@ class ReduceLROnPlateau:
             bad += 1
         if cooldown_counter > 0:
             cooldown_counter -= 1
-            bad = 0   # bad epochs during cooldown are ignored, as in torch
+            bad = 0  # bad epochs during cooldown are ignored, as in torch
         if bad > self.patience:
             new_lr = max(lr * self.factor, self.min_lr)
             if lr - new_lr > self.eps:

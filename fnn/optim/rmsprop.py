@@ -8,41 +8,51 @@
 All state starts at zeros. eps sits outside the sqrt; optax's rmsprop differs (decay=0.9,
 eps inside the sqrt).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive
-from fnn.optim.base import (GradientTransformation, Schedule, check_half_open, check_tree_match,
-                            decay_and_maximize, make_spec, optimizer, scale_by_learning_rate)
+from fnn.optim.base import (
+    GradientTransformation,
+    Schedule,
+    check_half_open,
+    check_tree_match,
+    decay_and_maximize,
+    make_spec,
+    optimizer,
+    scale_by_learning_rate,
+)
 
 
 class RmsState(NamedTuple):
     square_avg: Any
-    grad_avg: Any       # () unless centered
+    grad_avg: Any  # () unless centered
 
 
 class TraceState(NamedTuple):
     momentum_buffer: Any
 
 
-def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False
-                 ) -> GradientTransformation:
+def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False) -> GradientTransformation:
     """u ← g/d with d as in RMS-1."""
+
     def init(params):
-        zeros = lambda: jax.tree.map(jnp.zeros_like, params)   # noqa: E731
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
         return RmsState(zeros(), zeros() if centered else ())
 
     def update(grads, state, params=None):
         check_tree_match(grads, state.square_avg, "the optimizer state's square_avg")
-        sq = jax.tree.map(lambda g, v: alpha * v + (1 - alpha) * jnp.square(g.astype(v.dtype)),
-                          grads, state.square_avg)
+        sq = jax.tree.map(
+            lambda g, v: alpha * v + (1 - alpha) * jnp.square(g.astype(v.dtype)), grads, state.square_avg
+        )
         if centered:
-            ga = jax.tree.map(lambda g, m: alpha * m + (1 - alpha) * g.astype(m.dtype),
-                              grads, state.grad_avg)
+            ga = jax.tree.map(lambda g, m: alpha * m + (1 - alpha) * g.astype(m.dtype), grads, state.grad_avg)
             denom = jax.tree.map(lambda v, m: jnp.sqrt(v - jnp.square(m)) + eps, sq, ga)
         else:
             ga = ()
@@ -56,23 +66,29 @@ def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False
 
 def trace(momentum: float) -> GradientTransformation:
     """b ← μ·b + u from b = 0 (RMSprop's heavy ball: no first-step copy, unlike SGD-1)."""
+
     def init(params):
         return TraceState(jax.tree.map(jnp.zeros_like, params))
 
     def update(grads, state, params=None):
         check_tree_match(grads, state.momentum_buffer, "the optimizer state's momentum_buffer")
-        bufs = jax.tree.map(lambda g, b: momentum * b + g.astype(b.dtype), grads,
-                            state.momentum_buffer)
+        bufs = jax.tree.map(lambda g, b: momentum * b + g.astype(b.dtype), grads, state.momentum_buffer)
         return bufs, TraceState(bufs)
 
-    return GradientTransformation(init, update, {"momentum": momentum},
-                                  make_spec("trace", momentum=momentum))
+    return GradientTransformation(init, update, {"momentum": momentum}, make_spec("trace", momentum=momentum))
 
 
-def rmsprop(lr: float | Schedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-            weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
-            maximize: bool = False,
-            weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
+def rmsprop(
+    lr: float | Schedule = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    *,
+    maximize: bool = False,
+    weight_decay_mask: Any | Callable[[Any], Any] | None = None,
+) -> GradientTransformation:
     """torch.optim.RMSprop as a pure transform (alpha in [0, 1) and eps > 0 required).
     Equal arguments give an equal, equally hashed optimizer; a mask function compares by
     identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
@@ -86,6 +102,15 @@ def rmsprop(lr: float | Schedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
     if momentum > 0:
         transforms.append(trace(momentum))
     transforms.append(scale_by_learning_rate(lr))
-    return optimizer("rmsprop", transforms, lr=lr, alpha=alpha, eps=eps,
-                     weight_decay=weight_decay, momentum=momentum, centered=centered,
-                     maximize=maximize, weight_decay_mask=weight_decay_mask)
+    return optimizer(
+        "rmsprop",
+        transforms,
+        lr=lr,
+        alpha=alpha,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        centered=centered,
+        maximize=maximize,
+        weight_decay_mask=weight_decay_mask,
+    )

@@ -14,13 +14,15 @@ share one compiled step.
 Torch defines most schedulers recursively; the closed forms below are what torch's own
 `_get_closed_form_lr` gives, and equal the recursions up to rounding.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import jax.numpy as jnp
 
@@ -37,6 +39,7 @@ class LRSchedule:
     `formula` is a module-level function (one per schedule kind), so equal arguments give
     the same computation; `hyperparams` holds hashable values only (numbers, tuples).
     """
+
     name: str
     formula: Callable[..., Any]
     hyperparams: Mapping[str, Any]
@@ -49,8 +52,7 @@ class LRSchedule:
 
     def _key(self) -> tuple:
         # types too, as in fnn.optim.base.make_spec: 0.5 == np.float64(0.5) but promotes differently
-        return (self.name, self.formula,
-                tuple(sorted((k, type(v), v) for k, v in self.hyperparams.items())))
+        return (self.name, self.formula, tuple(sorted((k, type(v), v) for k, v in self.hyperparams.items())))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LRSchedule):
@@ -139,7 +141,7 @@ def exponential_lr(lr: float, gamma: float, min_lr: float = 0.0) -> LRSchedule:
     check_positive("min_lr", min_lr, strict=False)
     if min_lr > lr:
         raise ValueError(f"min_lr must be <= lr, got min_lr={min_lr} and lr={lr}")
-    if min_lr == 0:   # torch's ExponentialLR, and equal to the schedules built before min_lr existed
+    if min_lr == 0:  # torch's ExponentialLR, and equal to the schedules built before min_lr existed
         return _schedule(_exponential_lr, lr=lr, gamma=gamma)
     return _schedule(_exponential_lr, lr=lr, gamma=gamma, min_lr=float(min_lr))
 
@@ -150,16 +152,18 @@ def _linear_lr(step, lr, start_factor, end_factor, total_iters):
     return lr * (start_factor + (end_factor - start_factor) * frac)
 
 
-def linear_lr(lr: float, start_factor: float = 1 / 3, end_factor: float = 1.0,
-              total_iters: int = 5) -> LRSchedule:
+def linear_lr(
+    lr: float, start_factor: float = 1 / 3, end_factor: float = 1.0, total_iters: int = 5
+) -> LRSchedule:
     """LinearLR (warm-up): lr·(s + (e − s)·min(step, total_iters)/total_iters)."""
     lr = check_lr(lr, allow_schedule=False)
     if not 0 < start_factor <= 1:
         raise ValueError(f"start_factor must be in (0, 1], got {start_factor}")
     check_range("end_factor", end_factor, 0.0, 1.0)
     _check_int("total_iters", total_iters, 1)
-    return _schedule(_linear_lr, lr=lr, start_factor=start_factor, end_factor=end_factor,
-                     total_iters=total_iters)
+    return _schedule(
+        _linear_lr, lr=lr, start_factor=start_factor, end_factor=end_factor, total_iters=total_iters
+    )
 
 
 def _cosine_annealing_lr(step, lr, T_max, eta_min):
@@ -183,8 +187,7 @@ def _warmup_cosine(step, lr, warmup_steps, total_steps, eta_min):
     return jnp.where(step < warmup_steps, warm, cos)
 
 
-def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float = 0.0
-                  ) -> LRSchedule:
+def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float = 0.0) -> LRSchedule:
     """Linear warm-up from 0 to lr over warmup_steps, then one cosine half-period down to
     eta_min at total_steps, then eta_min for ever (not periodic, unlike cosine_annealing_lr):
 
@@ -200,5 +203,6 @@ def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float
     _check_int("warmup_steps", warmup_steps, 0)
     _check_int("total_steps", total_steps, warmup_steps + 1, " (more than warmup_steps)")
     check_positive("eta_min", eta_min, strict=False)
-    return _schedule(_warmup_cosine, lr=lr, warmup_steps=warmup_steps, total_steps=total_steps,
-                     eta_min=eta_min)
+    return _schedule(
+        _warmup_cosine, lr=lr, warmup_steps=warmup_steps, total_steps=total_steps, eta_min=eta_min
+    )

@@ -20,27 +20,39 @@ that equals SGD-1 (v = −lr·b); with a decaying lr it weighs past gradients by
 instead of the current one. `chain(scale_by_learning_rate(lr), scale_by_sgd_momentum(μ))`
 is that rule exactly (the momentum link then accumulates −lr·g).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive
-from fnn.optim.base import (GradientTransformation, Schedule, check_tree_match, decay_and_maximize,
-                            init_step, make_spec, optimizer, scale_by_learning_rate)
+from fnn.optim.base import (
+    GradientTransformation,
+    Schedule,
+    check_tree_match,
+    decay_and_maximize,
+    init_step,
+    make_spec,
+    optimizer,
+    scale_by_learning_rate,
+)
 
 
 class SgdMomentumState(NamedTuple):
-    step: jax.Array             # int32, updates already done
-    momentum_buffer: Any        # pytree like params
+    step: jax.Array  # int32, updates already done
+    momentum_buffer: Any  # pytree like params
 
 
-def scale_by_sgd_momentum(momentum: float | Schedule, dampening: float = 0.0, nesterov: bool = False
-                          ) -> GradientTransformation:
+def scale_by_sgd_momentum(
+    momentum: float | Schedule, dampening: float = 0.0, nesterov: bool = False
+) -> GradientTransformation:
     """The momentum part of SGD-1 (without the −lr); `momentum` is a number or a schedule
     step -> μ (see the module docstring)."""
+
     def init(params):
         return SgdMomentumState(init_step(), jax.tree.map(jnp.zeros_like, params))
 
@@ -55,6 +67,7 @@ def scale_by_sgd_momentum(momentum: float | Schedule, dampening: float = 0.0, ne
 
         bufs = jax.tree.map(buffer, grads, state.momentum_buffer)
         if nesterov:
+
             def nesterov_step(g, b):
                 dtype = jnp.result_type(g)
                 return g + jnp.asarray(mu, dtype) * b.astype(dtype)
@@ -68,9 +81,16 @@ def scale_by_sgd_momentum(momentum: float | Schedule, dampening: float = 0.0, ne
     return GradientTransformation(init, update, args, make_spec("scale_by_sgd_momentum", **args))
 
 
-def sgd(lr: float | Schedule = 1e-3, momentum: float | Schedule = 0.0, dampening: float = 0.0,
-        weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
-        weight_decay_mask: Any | Callable[[Any], Any] | None = None) -> GradientTransformation:
+def sgd(
+    lr: float | Schedule = 1e-3,
+    momentum: float | Schedule = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    *,
+    maximize: bool = False,
+    weight_decay_mask: Any | Callable[[Any], Any] | None = None,
+) -> GradientTransformation:
     """torch.optim.SGD as a pure transform. `lr` is a number or a schedule step -> lr
     (step = updates already done, from 0); so is `momentum` (a schedule is always on, see the
     module docstring). `weight_decay_mask` defaults to ndim >= 2.
@@ -82,12 +102,22 @@ def sgd(lr: float | Schedule = 1e-3, momentum: float | Schedule = 0.0, dampening
         check_positive("momentum", momentum, strict=False)
     check_positive("weight_decay", weight_decay, strict=False)
     if nesterov and ((not scheduled and momentum <= 0) or dampening != 0):
-        raise ValueError("nesterov=True requires momentum > 0 and dampening = 0, "
-                         f"got momentum={momentum}, dampening={dampening}")
+        raise ValueError(
+            "nesterov=True requires momentum > 0 and dampening = 0, "
+            f"got momentum={momentum}, dampening={dampening}"
+        )
     transforms = decay_and_maximize(weight_decay, weight_decay_mask, maximize)
     if scheduled or momentum != 0:
         transforms.append(scale_by_sgd_momentum(momentum, dampening, nesterov))
     transforms.append(scale_by_learning_rate(lr))
-    return optimizer("sgd", transforms, lr=lr, momentum=momentum, dampening=dampening,
-                     weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-                     weight_decay_mask=weight_decay_mask)
+    return optimizer(
+        "sgd",
+        transforms,
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+        weight_decay_mask=weight_decay_mask,
+    )

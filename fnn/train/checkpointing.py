@@ -22,7 +22,8 @@ import dataclasses
 import functools
 import hashlib
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np

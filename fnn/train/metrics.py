@@ -15,7 +15,8 @@ The history records ``train_<name>`` and ``test_<name>``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,7 @@ METRICS: dict[str, Metric] = {"accuracy": accuracy, "mae": mae, "mse": mse}
 
 
 def resolve_metrics(
-    metrics: None | str | Sequence[str] | Mapping[str, Metric], target: Any
+    metrics: str | Sequence[str] | Mapping[str, Metric] | None, target: Any
 ) -> tuple[tuple[str, Metric], ...]:
     """``fit``'s ``metrics=`` argument as ``((name, fn), ...)`` (see the module docstring).
 

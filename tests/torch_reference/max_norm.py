@@ -15,6 +15,7 @@ grad = c·θ + d, and after each step `W.copy_(torch.renorm(W, 2, 0, maxnorm))` 
 constrained). lrs = max(0.1·0.8^t, 0.03) and mus = 0.5 + 0.04·min(t, 5) for t = 0, 1, ...
 JSON floats round-trip exactly (repr); inf is written as Infinity.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,9 @@ STEPS = 12
 def renorm_cases():
     rng = np.random.default_rng(0)
     x2 = rng.normal(size=(5, 4))
-    x2[1] *= 0.1                                                    # well under the limit
-    x2[2] = 0.0                                                     # a zero row
-    x2[3] *= 1.5 / np.linalg.norm(x2[3])                            # exactly at the limit
+    x2[1] *= 0.1  # well under the limit
+    x2[2] = 0.0  # a zero row
+    x2[3] *= 1.5 / np.linalg.norm(x2[3])  # exactly at the limit
     x3 = rng.normal(size=(3, 2, 4))
     yield "rows_p2", x2, 2.0, 0, 1.5
     yield "cols_p2", x2, 2.0, 1, 1.0
@@ -48,7 +49,7 @@ def renorm_cases():
 
 def sgd_run(kwargs, maxnorm):
     rng = np.random.default_rng(1)
-    c = rng.uniform(0.5, 2.0, size=(4, 4))                          # columns 0..2: W, column 3: b
+    c = rng.uniform(0.5, 2.0, size=(4, 4))  # columns 0..2: W, column 3: b
     d = rng.normal(size=(4, 4))
     W = torch.tensor(rng.normal(size=(4, 3)) * 0.8, dtype=torch.float64, requires_grad=True)
     b = torch.tensor(rng.normal(size=4), dtype=torch.float64, requires_grad=True)
@@ -57,11 +58,11 @@ def sgd_run(kwargs, maxnorm):
     opt = torch.optim.SGD([W, b], lr=0.1, momentum=0.5, **kwargs)
     lrs, mus, Ws, bs = [], [], [], []
     for t in range(STEPS):
-        lr, mu = max(0.1 * 0.8 ** t, 0.03), 0.5 + 0.04 * min(t, 5)
+        lr, mu = max(0.1 * 0.8**t, 0.03), 0.5 + 0.04 * min(t, 5)
         opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"] = lr, mu
         opt.zero_grad()
         theta = torch.cat([W, b[:, None]], dim=1)
-        (0.5 * ct * theta ** 2 + dt * theta).sum().backward()
+        (0.5 * ct * theta**2 + dt * theta).sum().backward()
         opt.step()
         if maxnorm is not None:
             with torch.no_grad():
@@ -77,11 +78,22 @@ def main():
     out = {"torch": torch.__version__, "renorm": [], "sgd": []}
     for name, x, p, dim, maxnorm in renorm_cases():
         y = torch.renorm(torch.tensor(x, dtype=torch.float64), p, dim, maxnorm)
-        out["renorm"].append({"name": name, "input": x.tolist(), "p": p, "dim": dim, "maxnorm": maxnorm,
-                              "output": y.numpy().tolist()})
-    for name, kwargs, maxnorm in [("momentum_schedule", {}, 1.0), ("nesterov", {"nesterov": True}, 1.0),
-                                  ("dampening_weight_decay", {"dampening": 0.3, "weight_decay": 0.1}, 0.7),
-                                  ("no_constraint", {}, None)]:
+        out["renorm"].append(
+            {
+                "name": name,
+                "input": x.tolist(),
+                "p": p,
+                "dim": dim,
+                "maxnorm": maxnorm,
+                "output": y.numpy().tolist(),
+            }
+        )
+    for name, kwargs, maxnorm in [
+        ("momentum_schedule", {}, 1.0),
+        ("nesterov", {"nesterov": True}, 1.0),
+        ("dampening_weight_decay", {"dampening": 0.3, "weight_decay": 0.1}, 0.7),
+        ("no_constraint", {}, None),
+    ]:
         out["sgd"].append({"name": name, "kwargs": kwargs, "maxnorm": maxnorm, **sgd_run(kwargs, maxnorm)})
     OUT.write_text(json.dumps(out, separators=(",", ":")) + "\n")
     print(f"wrote {len(out['renorm'])} renorm and {len(out['sgd'])} sgd cases to {OUT}")

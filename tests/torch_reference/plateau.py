@@ -15,6 +15,7 @@ with best, values one ulp either side of the improvement bar (chosen from torch'
 by min_lr and reductions skipped by eps. JSON floats round-trip exactly (repr); NaN and
 ±inf are written as NaN / Infinity, which Python's json reads back.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,11 +60,10 @@ def run_near_bar(kwargs, lr, n, seed):
     metrics, lrs = [], []
     for i in range(n):
         b = bar(sched)
-        if math.isinf(b):                          # before the first step: any finite value
+        if math.isinf(b):  # before the first step: any finite value
             m = float(rng.uniform(0.5, 2.0))
         else:
-            m = [b, math.nextafter(b, better), math.nextafter(b, -better),
-                 sched.best][rng.integers(4)]
+            m = [b, math.nextafter(b, better), math.nextafter(b, -better), sched.best][rng.integers(4)]
         sched.step(m)
         metrics.append(m)
         lrs.append(float(opt.param_groups[0]["lr"]))
@@ -74,7 +74,7 @@ def random_walk(n, seed, ties=True, nans=0.0):
     """A noisy decreasing loss with plateaus; rounding makes exact ties frequent."""
     rng = np.random.default_rng(seed)
     x = 2.0 + np.cumsum(rng.normal(-0.02, 0.05, n))
-    x[n // 3: n // 2] = x[n // 3]                  # a flat plateau
+    x[n // 3 : n // 2] = x[n // 3]  # a flat plateau
     if ties:
         x = np.round(x, 2)
     out = [float(v) for v in x]
@@ -83,13 +83,83 @@ def random_walk(n, seed, ties=True, nans=0.0):
     return out
 
 
-DESCENT = [1.0, 0.9, 0.8, 0.8, 0.8, 0.79995, 0.79, 0.79, 0.79, 0.79, 0.78, 0.78, 0.78, 0.78, 0.78,
-           0.78, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
-ACCURACY = [0.1, 0.3, 0.5, 0.5, 0.5, 0.50004, 0.6, 0.6, 0.6, 0.6, 0.61, 0.61, 0.61, 0.61, 0.9,
-            0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+DESCENT = [
+    1.0,
+    0.9,
+    0.8,
+    0.8,
+    0.8,
+    0.79995,
+    0.79,
+    0.79,
+    0.79,
+    0.79,
+    0.78,
+    0.78,
+    0.78,
+    0.78,
+    0.78,
+    0.78,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+]
+ACCURACY = [
+    0.1,
+    0.3,
+    0.5,
+    0.5,
+    0.5,
+    0.50004,
+    0.6,
+    0.6,
+    0.6,
+    0.6,
+    0.61,
+    0.61,
+    0.61,
+    0.61,
+    0.9,
+    0.9,
+    0.9,
+    0.9,
+    0.9,
+    0.9,
+    0.9,
+    0.9,
+    0.9,
+]
 SPECIAL = [1.0, NAN, NAN, 0.5, INF, 0.5, NAN, 0.4, 0.4, -INF, 0.3, NAN, -1.0, INF, NAN, NAN, 0.1]
-NEGATIVE = [-1.0, -1.0, -1.00005, -1.0002, -1.0002, -0.5, -2.0, -2.0, -2.0001, -2.0003, -2.0003,
-            -2.0003, -3.0, 0.0, 0.0, 0.0, -3.0]
+NEGATIVE = [
+    -1.0,
+    -1.0,
+    -1.00005,
+    -1.0002,
+    -1.0002,
+    -0.5,
+    -2.0,
+    -2.0,
+    -2.0001,
+    -2.0003,
+    -2.0003,
+    -2.0003,
+    -3.0,
+    0.0,
+    0.0,
+    0.0,
+    -3.0,
+]
 ZEROS = [0.0, 0.0, -0.0, 0.0, 1e-300, 0.0, -1e-300, 0.0, 0.0, 0.0, 5e-324, 0.0, 0.0]
 
 
@@ -106,8 +176,12 @@ def cases():
     yield "max_rel", {"mode": "max", "patience": 2, "factor": 0.5}, 0.1, ACCURACY
     yield "max_abs", {"mode": "max", "threshold_mode": "abs", "threshold": 0.01, "patience": 1}, 0.1, ACCURACY
     yield "min_abs", {"threshold_mode": "abs", "threshold": 0.01, "patience": 1, "factor": 0.5}, 0.1, DESCENT
-    yield "min_abs_big_threshold", {"threshold_mode": "abs", "threshold": 0.5, "patience": 2}, 1.0, \
-        random_walk(60, 5)
+    yield (
+        "min_abs_big_threshold",
+        {"threshold_mode": "abs", "threshold": 0.5, "patience": 2},
+        1.0,
+        random_walk(60, 5),
+    )
     yield "threshold0_ties", {"threshold": 0.0, "patience": 1, "factor": 0.5}, 0.1, DESCENT
     yield "rel_threshold0.1", {"threshold": 0.1, "patience": 2, "factor": 0.5}, 0.1, random_walk(60, 6, False)
     yield "min_lr_clamps", {"patience": 0, "factor": 0.1, "min_lr": 1e-3}, 0.1, random_walk(40, 7)
@@ -121,8 +195,12 @@ def cases():
     yield "special_max", {"mode": "max", "patience": 1, "factor": 0.5}, 0.1, SPECIAL + [-x for x in SPECIAL]
     yield "special_abs", {"threshold_mode": "abs", "patience": 0, "factor": 0.5, "cooldown": 1}, 0.1, SPECIAL
     yield "nan_first", {"patience": 2, "factor": 0.5}, 0.1, [NAN, NAN, NAN, NAN, 1.0, NAN, 0.9, NAN, NAN, NAN]
-    yield "inf_first_max", {"mode": "max", "patience": 0, "factor": 0.5}, 0.1, \
-        [-INF, -INF, 0.0, INF, INF, 1.0]
+    yield (
+        "inf_first_max",
+        {"mode": "max", "patience": 0, "factor": 0.5},
+        0.1,
+        [-INF, -INF, 0.0, INF, INF, 1.0],
+    )
     yield "negative_min_rel", {"patience": 1, "factor": 0.5}, 0.1, NEGATIVE
     yield "negative_max_rel", {"mode": "max", "patience": 1, "factor": 0.5}, 0.1, NEGATIVE
     yield "zeros_rel", {"patience": 1, "factor": 0.5}, 0.1, ZEROS
@@ -141,8 +219,9 @@ NEAR = [
 def main():
     out = []
     for name, kwargs, lr, metrics in cases():
-        out.append({"name": name, "kwargs": kwargs, "lr": lr, "metrics": metrics,
-                    "lrs": run(kwargs, lr, metrics)})
+        out.append(
+            {"name": name, "kwargs": kwargs, "lr": lr, "metrics": metrics, "lrs": run(kwargs, lr, metrics)}
+        )
     for i, (name, kwargs) in enumerate(NEAR):
         metrics, lrs = run_near_bar(kwargs, 0.1, 60, seed=100 + i)
         out.append({"name": name, "kwargs": kwargs, "lr": 0.1, "metrics": metrics, "lrs": lrs})
