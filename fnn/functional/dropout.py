@@ -1,6 +1,6 @@
 """Inverted dropout with PyTorch semantics and an explicit PRNG key.
 
-Contract (shared/SEMANTICS.md 1.3):
+Contract (docs/semantics.md, rules DROP-1..DROP-3):
 - Training: mask_i ~ Bernoulli(1 - p) independently per element (DROP-3) and
   y = x * mask / (1 - p) (DROP-1). `dropout_mask` returns that float scaling mask,
   values 0 or 1/(1 - p), and both `dropout` and `dropout_backward` use it, so the backward
@@ -50,8 +50,25 @@ def _check_key_value(key: Any) -> None:
 def dropout_mask(key: jax.Array, shape: tuple[int, ...], p: float, dtype: Any = None) -> jax.Array:
     """The inverted-dropout scaling mask: 1/(1 - p) with probability 1 - p, else 0 (DROP-1, DROP-3).
 
-    `dtype` defaults to the default float dtype. p = 0 gives ones and p = 1 zeros, without
-    drawing (so no key is needed there).
+    p = 0 gives ones and p = 1 zeros, without drawing (so no key is needed there).
+
+    Args:
+        key: a PRNG key (`jax.random.key`, or a legacy `jax.random.PRNGKey`); may be None
+            when p is 0 or 1.
+        shape: the mask's shape.
+        p: the drop probability in [0, 1], a static Python number.
+        dtype: the mask's dtype; default: the default float dtype.
+
+    Returns:
+        An array of `shape` whose entries are 0 or 1/(1 - p).
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> m = F.dropout_mask(jax.random.key(0), (1000,), p=0.75)
+        >>> sorted(set(m.tolist()))
+        [0.0, 4.0]
     """
     _check_p(p)
     dtype = jnp.result_type(float) if dtype is None else dtype
@@ -67,7 +84,30 @@ def dropout_mask(key: jax.Array, shape: tuple[int, ...], p: float, dtype: Any = 
 
 
 def dropout(input: jax.Array, key: jax.Array | None, p: float = 0.5, training: bool = True) -> jax.Array:
-    """y = x * mask, mask = dropout_mask(key, x.shape, p) in training; identity in eval or p = 0."""
+    """Inverted dropout: y = x * mask with mask = dropout_mask(key, x.shape, p) in training.
+
+    Identity in eval or when p = 0 (no key needed); zeros when p = 1 (DROP-2).
+
+    Args:
+        input: a floating array of any shape.
+        key: a PRNG key, required when training with 0 < p < 1; pass the same key to
+            `dropout_backward` to get the same mask.
+        p: the drop probability in [0, 1] (default 0.5), a static Python number.
+        training: apply dropout (default True); False is the identity (DROP-1).
+
+    Returns:
+        An array of the input's shape and dtype: each entry 0 or x/(1 - p).
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x = jnp.ones(8)
+        >>> sorted(set(F.dropout(x, jax.random.key(0), p=0.5).tolist()))
+        [0.0, 2.0]
+        >>> F.dropout(x, None, p=0.5, training=False).tolist() == x.tolist()
+        True
+    """
     check_floating("input", input)
     _check_p(p)
     if not training or p == 0:
@@ -80,9 +120,32 @@ def dropout(input: jax.Array, key: jax.Array | None, p: float = 0.5, training: b
 def dropout_backward(
     grad_output: jax.Array, input: jax.Array, key: jax.Array | None, p: float = 0.5, training: bool = True
 ) -> jax.Array:
-    """y = x * m with m the (x-independent) mask  =>  dL/dx = g * m: dropout applied to g
+    """Gradient of `dropout` with respect to its input.
+
+    y = x * m with m the (x-independent) mask  =>  dL/dx = g * m: dropout applied to g
     with the same key, which regenerates the same mask. Eval or p = 0: m = 1, dL/dx = g.
-    p = 1: m = 0, dL/dx = 0 (DROP-2)."""
+    p = 1: m = 0, dL/dx = 0 (DROP-2).
+
+    Args:
+        grad_output: dL/dy, of the input's shape.
+        input: the forward's input x.
+        key: the forward's key (the same one, so the mask is the same).
+        p: the forward's p (default 0.5).
+        training: the forward's training flag (default True).
+
+    Returns:
+        dL/dx, of the input's shape: zero where the forward dropped, g/(1 - p) elsewhere.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> key, x = jax.random.key(0), jnp.arange(1.0, 9.0)
+        >>> y = F.dropout(x, key, p=0.5)
+        >>> g = F.dropout_backward(jnp.ones(8), x, key, p=0.5)
+        >>> ((g == 0) == (y == 0)).all().item(), sorted(set(g.tolist()))
+        (True, [0.0, 2.0])
+    """
     check_floating("input", input)
     check_same_shape("grad_output", grad_output, "input", input)
     _check_p(p)

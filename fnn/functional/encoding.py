@@ -13,9 +13,29 @@ import numpy as np
 
 from fnn._checks import check_classes_in_range, check_integer, is_concrete
 
+__all__ = ["one_hot"]
+
 
 def one_hot(tensor: jax.Array, num_classes: int = -1) -> jax.Array:
-    """(*,) integer indices in [0, num_classes) -> (*, num_classes) int32 indicators."""
+    """Indicator vectors of integer class indices: (*,) in [0, num_classes) -> (*, num_classes).
+
+    Args:
+        tensor: an integer array of class indices, any shape.
+        num_classes: the number of classes, >= 1; -1 (default) infers max(tensor) + 1, which
+            needs concrete values (pass it under jit).
+
+    Returns:
+        An int32 array (*tensor.shape, num_classes) with a single 1 per row.
+
+    Raises:
+        ValueError: an index outside [0, num_classes) (checked on concrete values), or num_classes < 1 and not -1.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.one_hot(jnp.array([0, 2]), 3).tolist()
+        [[1, 0, 0], [0, 0, 1]]
+    """
     check_integer("tensor", tensor)
     if num_classes == -1:
         if not is_concrete(tensor):

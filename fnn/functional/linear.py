@@ -1,6 +1,6 @@
 """Affine map and flatten, with PyTorch semantics and hand-derived backwards.
 
-Contract (shared/SEMANTICS.md 1.1):
+Contract (docs/semantics.md, rules LIN-1, LIN-2, FLAT-1):
 - `linear(input, weight, bias=None)`: y = x W^T + b with weight of shape (out, in) and bias
   (out,) (LIN-1, LIN-2); input has shape (*, in), any number of leading dims (also none).
 - `flatten(input, start_dim=1, end_dim=-1)` merges dims start_dim..end_dim (FLAT-1). The
@@ -44,7 +44,23 @@ def _check_linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None) -
 
 
 def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
-    """y = x W^T + b over the last dim of x (LIN-1)."""
+    """Affine map y = x W^T + b over the last dim of x (LIN-1).
+
+    Args:
+        input: a floating array (*, in_features); any number of leading dims, also none.
+        weight: the weight, shape (out_features, in_features), torch's layout.
+        bias: the bias, shape (out_features,), or None for no bias (LIN-2).
+
+    Returns:
+        An array (*, out_features).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> W = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+        >>> F.linear(jnp.array([[1.0, 2.0]]), W, jnp.array([0.0, 0.0, 1.0])).tolist()
+        [[1.0, 2.0, 4.0]]
+    """
     _check_linear(input, weight, bias)
     y = input @ weight.T
     return y if bias is None else y + bias
@@ -53,11 +69,31 @@ def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -
 def linear_backward(
     grad_output: jax.Array, input: jax.Array, weight: jax.Array, bias: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """y_{n,o} = sum_i x_{n,i} W_{o,i} + b_o  (n runs over all leading dims, flattened)
+    """Gradients of `linear` with respect to its input, weight and bias.
 
-    dL/dx_{n,i} = sum_o g_{n,o} W_{o,i}      ->  G W
-    dL/dW_{o,i} = sum_n g_{n,o} x_{n,i}      ->  G^T X
-    dL/db_o     = sum_n g_{n,o}              (None when bias is None)
+    y_(n,o) = sum_i x_(n,i) W_(o,i) + b_o  (n runs over all leading dims, flattened)
+
+    dL/dx_(n,i) = sum_o g_(n,o) W_(o,i)      ->  G W
+    dL/dW_(o,i) = sum_n g_(n,o) x_(n,i)      ->  G^T X
+    dL/db_o     = sum_n g_(n,o)              (None when bias is None)
+
+    Args:
+        grad_output: dL/dy, shape (*, out_features).
+        input: the forward's input x, shape (*, in_features).
+        weight: the forward's weight, shape (out_features, in_features).
+        bias: the forward's bias (out_features,), or None.
+
+    Returns:
+        (grad_input, grad_weight, grad_bias), of the shapes of input, weight and bias;
+        grad_bias is None when bias is None.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> W = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+        >>> gx, gW, gb = F.linear_backward(jnp.ones((1, 3)), jnp.array([[1.0, 2.0]]), W, jnp.zeros(3))
+        >>> gx.tolist(), gW.tolist(), gb.tolist()
+        ([[2.0, 2.0]], [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]], [1.0, 1.0, 1.0])
     """
     _check_linear(input, weight, bias)
     out_f, in_f = jnp.shape(weight)
@@ -95,15 +131,48 @@ def _flat_shape(shape: tuple[int, ...], start_dim: int, end_dim: int) -> tuple[i
 
 
 def flatten(input: jax.Array, start_dim: int = 1, end_dim: int = -1) -> jax.Array:
-    """Merge dims start_dim..end_dim into one (FLAT-1: (N, d1, ..., dk) -> (N, d1...dk))."""
+    """Merge dims start_dim..end_dim into one (FLAT-1: (N, d1, ..., dk) -> (N, d1...dk)).
+
+    Args:
+        input: an array of any shape (a 0-d input counts as 1-d, as in torch).
+        start_dim: the first dim to merge (default 1: keep the batch dim, as torch.nn.Flatten).
+        end_dim: the last dim to merge, inclusive (default -1).
+
+    Returns:
+        The same elements, reshaped.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.flatten(jnp.zeros((2, 3, 4))).shape
+        (2, 12)
+    """
     return jnp.reshape(input, _flat_shape(tuple(jnp.shape(input)), start_dim, end_dim))
 
 
 def flatten_backward(
     grad_output: jax.Array, input: jax.Array, start_dim: int = 1, end_dim: int = -1
 ) -> jax.Array:
-    """Flatten only relabels elements (a permutation-free reshape), so its Jacobian is the
-    identity on the flat data: dL/dx = reshape(g, x.shape)."""
+    """Gradient of `flatten` with respect to its input.
+
+    Flatten only relabels elements (a permutation-free reshape), so its Jacobian is the
+    identity on the flat data: dL/dx = reshape(g, x.shape).
+
+    Args:
+        grad_output: dL/dy, of the forward output's shape.
+        input: the forward's input x.
+        start_dim: the forward's start_dim (default 1).
+        end_dim: the forward's end_dim (default -1).
+
+    Returns:
+        dL/dx, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.flatten_backward(jnp.ones((2, 12)), jnp.zeros((2, 3, 4))).shape
+        (2, 3, 4)
+    """
     expected = _flat_shape(tuple(jnp.shape(input)), start_dim, end_dim)
     if tuple(jnp.shape(grad_output)) != expected:
         raise ValueError(

@@ -1,6 +1,6 @@
 """Batch normalization (BatchNorm1d semantics) and layer normalization, with manual backwards.
 
-Contract (shared/SEMANTICS.md 1.4, rules BN-1..BN-8):
+Contract (docs/semantics.md, rules BN-1..BN-8):
 
 - `batch_norm` takes input (N, C) or (N, C, L); statistics are per channel over N (and L),
   n = N·L. It returns `(output, new_running_mean, new_running_var)`; the caller keeps the
@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 
 from fnn._checks import check_floating, check_ndim, check_positive, check_range, check_same_shape
+
+__all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"]
 
 
 def _check_param(name: str, p: Any, shape: tuple[int, ...], why: str) -> None:
@@ -115,6 +117,30 @@ def batch_norm(
     `training` and the None-ness of the buffers are static (Python) choices. With
     `momentum=None`, `num_batches_tracked` is the number of batches seen before this one
     and the update uses m = 1/(num_batches_tracked + 1) (BN-3).
+
+    Args:
+        input: a floating array (N, C) or (N, C, L).
+        running_mean: the running mean buffer (C,), or None (track_running_stats=False).
+        running_var: the running variance buffer (C,), or None (together with running_mean).
+        weight: the scale γ (C,), or None for 1 (affine=False, BN-6).
+        bias: the shift β (C,), or None for 0.
+        training: normalize with batch statistics and update the buffers (default False).
+        momentum: the running-average factor in [0, 1] (default 0.1), or None for a
+            cumulative average (BN-3).
+        eps: added to the variance before the square root (default 1e-5), >= 0.
+        num_batches_tracked: batches seen before this one; required when momentum is None.
+
+    Returns:
+        (output, new_running_mean, new_running_var): output of the input's shape; the buffers
+        (C,), updated in training (BN-2), unchanged in eval, None when they were None.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x = jnp.array([[0.0], [1.0], [2.0]])
+        >>> y, rm, rv = F.batch_norm(x, jnp.zeros(1), jnp.ones(1), training=True)
+        >>> y.tolist(), rm.tolist(), rv.tolist()
+        ([[-1.2247], [0.0], [1.2247]], [0.1], [1.0])
     """
     axes, n, use_batch_stats = _bn_setup(
         input, running_mean, running_var, weight, bias, training, momentum, eps
@@ -169,6 +195,33 @@ def batch_norm_backward(
       dx = γ·r·(dy − mean(dy) − x̂·mean(dy·x̂)).
     Running statistics (eval with buffers): μ, σ² are constants, so dx = γ·r·dy.
     γ = 1 when weight is None; grad_weight / grad_bias are None when weight / bias are.
+
+    Args:
+        grad_output: dL/dy, of the input's shape.
+        input: the forward's input x, (N, C) or (N, C, L).
+        running_mean: the forward's running_mean (C,), or None.
+        running_var: the forward's running_var (C,), or None.
+        weight: the forward's γ (C,), or None.
+        bias: the forward's β (C,), or None.
+        training: the forward's training flag: batch statistics, whose dependence on x
+            enters dx.
+        momentum: the forward's momentum (only validated: the buffers carry no gradient).
+        eps: the forward's eps (default 1e-5).
+        num_batches_tracked: the forward's count (accepted for symmetry; unused here).
+
+    Returns:
+        (grad_input, grad_weight, grad_bias): dL/dx of the input's shape, dL/dγ and dL/dβ
+        of shape (C,) (None where weight / bias is None).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x = jnp.array([[0.0], [1.0], [2.0]])
+        >>> dx, dw, db = F.batch_norm_backward(
+        ...     jnp.array([[1.0], [0.0], [0.0]]), x, jnp.zeros(1), jnp.ones(1),
+        ...     jnp.ones(1), jnp.zeros(1), training=True)
+        >>> dx.tolist(), dw.tolist(), db.tolist()
+        ([[0.2041], [-0.4082], [0.2041]], [-1.2247], [1.0])
     """
     axes, _, use_batch_stats = _bn_setup(
         input, running_mean, running_var, weight, bias, training, momentum, eps
@@ -227,7 +280,26 @@ def layer_norm(
     bias: jax.Array | None = None,
     eps: float = 1e-5,
 ) -> jax.Array:
-    """y = γ·(x − μ)/√(σ² + eps) + β, statistics over the trailing `normalized_shape` dims."""
+    """Layer normalization y = γ·(x − μ)/√(σ² + eps) + β over the trailing `normalized_shape` dims.
+
+    Statistics are per sample, with the biased variance, as torch.nn.functional.layer_norm.
+
+    Args:
+        input: a floating array (*, *normalized_shape).
+        normalized_shape: the trailing shape to normalize over, an int or a tuple of ints.
+        weight: the scale γ of shape normalized_shape, or None for 1.
+        bias: the shift β of shape normalized_shape, or None for 0.
+        eps: added to the variance before the square root (default 1e-5), >= 0.
+
+    Returns:
+        An array of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.layer_norm(jnp.array([[0.0, 1.0, 2.0]]), 3).tolist()
+        [[-1.2247, 0.0, 1.2247]]
+    """
     axes = _ln_setup(input, normalized_shape, weight, bias, eps)
     x_hat, _ = _ln_normalize(jnp.asarray(input), axes, eps)
     y = x_hat
@@ -252,6 +324,27 @@ def layer_norm_backward(
     With g = dy⊙γ (the gradient reaching x̂), and ∂μ/∂x_i = 1/D, ∂σ²/∂x_i = 2(x_i − μ)/D:
       dx = r·(g − mean(g) − x̂·mean(g⊙x̂))   (means over the normalized dims),
       dγ = Σ_samples dy⊙x̂,   dβ = Σ_samples dy   (sums over the leading dims).
+
+    Args:
+        grad_output: dL/dy, of the input's shape.
+        input: the forward's input x.
+        normalized_shape: the forward's normalized_shape.
+        weight: the forward's weight, or None.
+        bias: the forward's bias, or None.
+        eps: the forward's eps (default 1e-5).
+
+    Returns:
+        (grad_input, grad_weight, grad_bias): dL/dx of the input's shape, dL/dγ and dL/dβ of
+        shape normalized_shape (None where weight / bias is None).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x = jnp.array([[0.0, 1.0, 2.0]])
+        >>> dx, dw, db = F.layer_norm_backward(
+        ...     jnp.array([[1.0, 0.0, 0.0]]), x, 3, jnp.ones(3), jnp.zeros(3))
+        >>> dx.tolist(), dw.tolist(), db.tolist()
+        ([[0.2041, -0.4082, 0.2041]], [-1.2247, 0.0, 0.0], [1.0, 0.0, 0.0])
     """
     axes = _ln_setup(input, normalized_shape, weight, bias, eps)
     check_same_shape("grad_output", grad_output, "input", input)
