@@ -28,7 +28,8 @@ def one_hot(tensor: jax.Array, num_classes: int = -1) -> jax.Array:
         An int32 array (*tensor.shape, num_classes) with a single 1 per row.
 
     Raises:
-        ValueError: an index outside [0, num_classes) (checked on concrete values), or num_classes < 1 and not -1.
+        ValueError: an index outside [0, num_classes) (checked on concrete values), or
+            num_classes < 1 and not -1.
 
     Example:
         >>> import jax.numpy as jnp
