@@ -41,6 +41,19 @@ from jax.sharding import PartitionSpec as P
 
 from fnn._checks import check_batch_size
 
+__all__ = [
+    "DATA_AXIS",
+    "batch_sharding",
+    "check_divisible_batch",
+    "data_axis_size",
+    "data_mesh",
+    "is_global",
+    "local_shard",
+    "put_dataset",
+    "replicate",
+    "replicated",
+]
+
 DATA_AXIS = "data"
 
 

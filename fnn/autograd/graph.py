@@ -15,6 +15,8 @@ from pathlib import Path
 
 from fnn.autograd.scalar import Scalar
 
+__all__ = ["draw", "to_dot"]
+
 _FORMATS = {".svg": "svg", ".png": "png"}
 
 

@@ -30,6 +30,8 @@ import numbers
 from collections.abc import Callable, Iterator
 from typing import Union
 
+__all__ = ["Scalar"]
+
 Number = Union[int, float]
 
 
@@ -79,9 +81,7 @@ class Scalar:
     __slots__ = ("__weakref__", "_backward", "data", "grad", "inputs", "label", "op")
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
 
-    def __init__(
-        self, data: Number, inputs: tuple[Scalar, ...] = (), op: str = "", label: str = ""
-    ) -> None:
+    def __init__(self, data: Number, inputs: tuple[Scalar, ...] = (), op: str = "", label: str = "") -> None:
         self.data = _as_float(data, "constructor")
         self.grad = 0.0
         self.inputs = tuple(inputs)

@@ -24,6 +24,13 @@ from jax import lax
 
 from fnn.classic._validate import as_features, as_targets, check_count, check_lr
 
+__all__ = [
+    "linear_regression_fit",
+    "linear_regression_loss",
+    "linear_regression_loss_backward",
+    "linear_regression_predict",
+]
+
 
 def linear_regression_predict(params: dict, X: Any) -> jax.Array:
     """Predictions X w + b, shape (N,)."""

@@ -21,6 +21,14 @@ from fnn import functional as F
 from fnn.classic._sgd import fit_sgd
 from fnn.classic._validate import as_binary_labels, as_features
 
+__all__ = [
+    "logistic_regression_fit",
+    "logistic_regression_loss",
+    "logistic_regression_loss_backward",
+    "logistic_regression_predict",
+    "logistic_regression_predict_proba",
+]
+
 
 def _logits(params: dict, X: jax.Array) -> jax.Array:
     return X @ params["weight"] + params["bias"]

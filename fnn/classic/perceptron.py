@@ -26,6 +26,8 @@ from jax import lax
 
 from fnn.classic._validate import as_binary_labels, as_features, check_count
 
+__all__ = ["perceptron_fit", "perceptron_predict"]
+
 
 def _augment(X: jax.Array) -> jax.Array:
     return jnp.concatenate([X, jnp.ones((X.shape[0], 1), X.dtype)], axis=1)

@@ -20,6 +20,14 @@ from fnn import functional as F
 from fnn.classic._sgd import fit_sgd
 from fnn.classic._validate import as_class_labels, as_features, check_count
 
+__all__ = [
+    "softmax_regression_fit",
+    "softmax_regression_loss",
+    "softmax_regression_loss_backward",
+    "softmax_regression_predict",
+    "softmax_regression_predict_proba",
+]
+
 
 def _logits(params: dict, X: jax.Array) -> jax.Array:
     return X @ params["weight"].T + params["bias"]

@@ -9,7 +9,8 @@
            scaled by the same scheduled lr; the default mask applies here too)
 
 eps must be > 0 (torch allows 0, where a zero gradient gives 0/0). eps is added after
-bias-correcting √v, as in torch (optax's m̂/(√v̂ + eps) is the same formula). Torch's AdamW default weight_decay is 0.01 (optax's is 1e-4).
+bias-correcting √v, as in torch (optax's m̂/(√v̂ + eps) is the same formula). Torch's
+AdamW default weight_decay is 0.01 (optax's is 1e-4).
 """
 
 from __future__ import annotations
@@ -35,8 +36,19 @@ from fnn.optim.base import (
     scale_by_learning_rate,
 )
 
+__all__ = ["AdamState", "adam", "adamw", "scale_by_adam"]
+
 
 class AdamState(NamedTuple):
+    """State of `scale_by_adam`.
+
+    Attributes:
+        step: int32 scalar, the number of updates already done.
+        exp_avg: the first moment m, a pytree like params.
+        exp_avg_sq: the second moment v, a pytree like params.
+        max_exp_avg_sq: the running max of v with amsgrad, else ().
+    """
+
     step: jax.Array  # int32, updates already done
     exp_avg: Any
     exp_avg_sq: Any
@@ -46,7 +58,24 @@ class AdamState(NamedTuple):
 def scale_by_adam(
     betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, amsgrad: bool = False
 ) -> GradientTransformation:
-    """u ← s of ADAM-1/ADAM-2 (without the −lr)."""
+    """Adam's scaling without the −lr: u ← s of ADAM-1/ADAM-2.
+
+    Args:
+        betas: (β1, β2), each in [0, 1) (default (0.9, 0.999)).
+        eps: added to the bias-corrected √v (default 1e-8).
+        amsgrad: divide by the running max of v (ADAM-2, default False).
+
+    Returns:
+        A GradientTransformation whose state is an AdamState.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> t = optim.scale_by_adam()
+        >>> g = jnp.array([0.5, -2.0])
+        >>> t.update(g, t.init(g))[0].tolist()  # the first step is sign(g), bias-corrected
+        [1.0, -1.0]
+    """
     b1, b2 = betas
 
     def init(params):
@@ -96,9 +125,32 @@ def adam(
     maximize: bool = False,
     weight_decay_mask: Any | Callable[[Any], Any] | None = None,
 ) -> GradientTransformation:
-    """torch.optim.Adam (coupled L2 weight decay) as a pure transform.
+    """torch.optim.Adam (coupled L2 weight decay) as a pure transform (ADAM-1, ADAM-2).
+
     Equal arguments give an equal, equally hashed optimizer; a mask function compares by
-    identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
+    identity, and a dict mask makes the optimizer equal only to itself (base.py).
+
+    Args:
+        lr: the learning rate (default 1e-3), >= 0, or a schedule step -> lr.
+        betas: (β1, β2), each in [0, 1) (default (0.9, 0.999)).
+        eps: added to the bias-corrected √v, > 0 (default 1e-8).
+        weight_decay: λ of the coupled L2 term g + λθ (default 0).
+        amsgrad: use the running max of v (default False).
+        maximize: ascend instead of descend (default False).
+        weight_decay_mask: which leaves decay; default: ndim >= 2 (WD-1).
+
+    Returns:
+        A GradientTransformation.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> opt = optim.adam(lr=0.1)
+        >>> params, grads = jnp.array([1.0, 2.0]), jnp.array([0.5, -2.0])
+        >>> updates, state = opt.update(grads, opt.init(params), params)
+        >>> updates.tolist()  # -lr·sign(g) on the first step
+        [-0.1, 0.1]
+    """
     lr, betas = _check_adam_args(lr, betas, eps, weight_decay)
     transforms = decay_and_maximize(weight_decay, weight_decay_mask, maximize)
     transforms += [scale_by_adam(betas, eps, amsgrad), scale_by_learning_rate(lr)]
@@ -126,8 +178,31 @@ def adamw(
     weight_decay_mask: Any | Callable[[Any], Any] | None = None,
 ) -> GradientTransformation:
     """torch.optim.AdamW (decoupled weight decay, ADAMW-1) as a pure transform.
+
     Equal arguments give an equal, equally hashed optimizer; a mask function compares by
-    identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
+    identity, and a dict mask makes the optimizer equal only to itself (base.py).
+
+    Args:
+        lr: the learning rate (default 1e-3), >= 0, or a schedule step -> lr.
+        betas: (β1, β2), each in [0, 1) (default (0.9, 0.999)).
+        eps: added to the bias-corrected √v, > 0 (default 1e-8).
+        weight_decay: λ, applied as θ·(1 − lr·λ) (default 1e-2, torch's).
+        amsgrad: use the running max of v (default False).
+        maximize: ascend instead of descend (default False).
+        weight_decay_mask: which leaves decay; default: ndim >= 2 (WD-1).
+
+    Returns:
+        A GradientTransformation.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> opt = optim.adamw(lr=0.1, weight_decay=0.5)
+        >>> params, grads = jnp.array([[1.0, 2.0]]), jnp.array([[0.5, -2.0]])
+        >>> updates, state = opt.update(grads, opt.init(params), params)
+        >>> updates.tolist()  # -lr·(sign(g) + λθ)
+        [[-0.15, 0.0]]
+    """
     lr, betas = _check_adam_args(lr, betas, eps, weight_decay)
     transforms = [scale(-1.0)] if maximize else []
     transforms.append(scale_by_adam(betas, eps, amsgrad))

@@ -49,6 +49,20 @@ import numpy as np
 
 from fnn._checks import check_lr, check_positive
 
+__all__ = [
+    "GradientTransformation",
+    "LearningRateState",
+    "add_decayed_weights",
+    "apply_updates",
+    "chain",
+    "default_weight_decay_mask",
+    "last_lr",
+    "learning_rate_state",
+    "scale",
+    "scale_by_learning_rate",
+    "with_lr_scale",
+]
+
 PyTree = Any
 Schedule = Callable[[Any], Any]
 InitFn = Callable[[PyTree], PyTree]
@@ -57,13 +71,30 @@ UpdateFn = Callable[..., tuple[PyTree, PyTree]]
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GradientTransformation:
-    """`init(params) -> state`, `update(grads, state, params=None) -> (updates, state)`.
+    """A gradient transformation: the pure pair `init` and `update`, in optax's shape.
+
+    `init(params) -> state`; `update(grads, state, params=None) -> (updates, state)`.
 
     `hyperparams` exposes the arguments an optimizer was built with (read-only). `spec`, a
     hashable description of what the transform computes (built by `make_spec`), decides
     equality and the hash when present: equal specs mean equal updates, so equal
     optimizers share one compiled step. Without a spec two transforms are equal only when
     they hold the same init and update functions (in practice: the same object).
+
+    Attributes:
+        init: params -> state; fixes the state's structure, shapes and dtypes.
+        update: (grads, state, params=None) -> (updates, new_state); updates has the grads'
+            structure and is added to params by `apply_updates`.
+        hyperparams: the constructor's arguments, a read-only mapping.
+        spec: the hashable description that decides equality, or None.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> optim.sgd(lr=0.1, momentum=0.9) == optim.sgd(lr=0.1, momentum=0.9)
+        True
+        >>> optim.sgd(lr=0.1).hyperparams["lr"]
+        0.1
     """
 
     init: InitFn
@@ -87,11 +118,20 @@ class GradientTransformation:
 
 
 def make_spec(name: str, **args: Any) -> tuple | None:
-    """`(name, sorted (arg, type, value))`, or None when an argument is unhashable (e.g. a
-    dict mask): such a transform falls back to identity equality instead of failing to
-    build. Functions among the arguments (a mask function, a custom schedule) hash by
-    identity. The type is part of the spec because 0.9 == np.float64(0.9) but JAX promotes
-    them differently (a numpy scalar is not weakly typed), so they may compile differently.
+    """The hashable spec `(name, sorted (arg, type, value))` of a transform, or None.
+
+    None when an argument is unhashable (e.g. a dict mask): such a transform falls back to
+    identity equality instead of failing to build. Functions among the arguments (a mask
+    function, a custom schedule) hash by identity. The type is part of the spec because
+    0.9 == np.float64(0.9) but JAX promotes them differently (a numpy scalar is not weakly
+    typed), so they may compile differently.
+
+    Args:
+        name: the transform's name.
+        **args: its arguments.
+
+    Returns:
+        The spec tuple, or None.
     """
     spec = (name, tuple(sorted((k, type(v), v) for k, v in args.items())))
     try:
@@ -102,7 +142,21 @@ def make_spec(name: str, **args: Any) -> tuple | None:
 
 
 class LearningRateState(NamedTuple):
-    """State of `scale_by_learning_rate`, the last link of every optimizer."""
+    """State of `scale_by_learning_rate`, the last link of every optimizer.
+
+    Attributes:
+        step: int32 scalar, the number of updates done.
+        lr_scale: float32 scalar that multiplies every update; 1.0 at init.
+        last_lr: float32 scalar, lr(step)·lr_scale of the latest update; 0.0 at init.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> state = optim.sgd(lr=0.1).init(jnp.zeros(2))
+        >>> s = optim.learning_rate_state(state)
+        >>> s.step.item(), s.lr_scale.item(), s.last_lr.item()
+        (0, 1.0, 0.0)
+    """
 
     step: jax.Array  # int32 scalar, updates done
     lr_scale: jax.Array  # float32 scalar, multiplies every update; 1.0 at init
@@ -110,6 +164,7 @@ class LearningRateState(NamedTuple):
 
 
 def init_step() -> jax.Array:
+    """A fresh step counter: the int32 scalar 0."""
     return jnp.zeros((), jnp.int32)
 
 
@@ -121,12 +176,29 @@ def check_tree_match(grads: PyTree, reference: PyTree, what: str) -> None:
 
 
 def check_half_open(name: str, value: float, low: float = 0.0, high: float = 1.0) -> None:
+    """Raise a ValueError naming `name` unless low <= value < high."""
     if not (low <= value < high):
         raise ValueError(f"{name} must be in [{low}, {high}), got {value}")
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
-    """Apply `transforms` in order; the state is the tuple of their states."""
+    """Apply `transforms` in order; the state is the tuple of their states.
+
+    Args:
+        *transforms: GradientTransformations; each one's updates are the next one's grads.
+
+    Returns:
+        A GradientTransformation; chains of equal transforms are equal.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> opt = optim.chain(optim.clip_by_global_norm(1.0), optim.sgd(lr=0.1))
+        >>> params = jnp.zeros(2)
+        >>> updates, _ = opt.update(jnp.array([3.0, 4.0]), opt.init(params), params)
+        >>> updates.tolist()  # clipped to norm 1, then -lr·g
+        [-0.06, -0.08]
+    """
 
     def init(params):
         return tuple(t.init(params) for t in transforms)
@@ -149,13 +221,45 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
 
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
-    """θ + u per leaf, keeping each parameter's dtype (so the train step never retraces)."""
+    """Add the updates to the parameters, θ + u per leaf, keeping each parameter's dtype.
+
+    Keeping the dtype means the train step never retraces.
+
+    Args:
+        params: a pytree of arrays.
+        updates: a pytree of the same structure (from an optimizer's `update`).
+
+    Returns:
+        The new parameters, with params' structure, shapes and dtypes.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> optim.apply_updates({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([0.5, 0.5])})["w"].tolist()
+        [1.5, 2.5]
+    """
     check_tree_match(updates, params, "params")
     return jax.tree.map(lambda p, u: (p + u).astype(jnp.result_type(p)), params, updates)
 
 
 def scale(factor: float) -> GradientTransformation:
-    """u ← factor·u (scale(-1) is `maximize`: torch negates the gradient first)."""
+    """Multiply the updates by a constant: u ← factor·u.
+
+    scale(-1) is `maximize` (torch negates the gradient first).
+
+    Args:
+        factor: the constant.
+
+    Returns:
+        A stateless GradientTransformation.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> t = optim.scale(-2.0)
+        >>> t.update(jnp.array([1.0, -3.0]), t.init(None))[0].tolist()
+        [-2.0, 6.0]
+    """
 
     def update(grads, state, params=None):
         return jax.tree.map(lambda g: g * jnp.asarray(factor, jnp.result_type(g)), grads), state
@@ -166,12 +270,30 @@ def scale(factor: float) -> GradientTransformation:
 
 
 def scale_by_learning_rate(lr: float | Schedule) -> GradientTransformation:
-    """u ← (−lr(step)·u)·lr_scale. Every optimizer ends with this link, so its state
-    (`LearningRateState`) always carries the int32 count of updates done, the float32
-    lr_scale and the float32 last_lr, even when lr is a plain number.
+    """The last link of every optimizer: u ← (−lr(step)·u)·lr_scale.
+
+    Its state (`LearningRateState`) always carries the int32 count of updates done, the
+    float32 lr_scale and the float32 last_lr, even when lr is a plain number.
 
     The scale multiplies last, after −lr·u is formed in u's dtype, and the product is cast
     back to u's dtype: with lr_scale = 1 the update is bit-identical to −lr·u.
+
+    Args:
+        lr: the learning rate, a finite number >= 0, or a schedule step -> lr (step = updates
+            already done, from 0).
+
+    Returns:
+        A GradientTransformation whose state is a LearningRateState.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> t = optim.scale_by_learning_rate(optim.step_lr(0.1, step_size=1, gamma=0.5))
+        >>> state = t.init(None)
+        >>> u, state = t.update(jnp.array([1.0]), state)
+        >>> u2, state = t.update(jnp.array([1.0]), state)
+        >>> u.tolist(), u2.tolist(), optim.last_lr(state).item()
+        ([-0.1], [-0.05], 0.05)
     """
     lr = check_lr(lr)
 
@@ -209,6 +331,15 @@ def learning_rate_state(opt_state: PyTree) -> LearningRateState:
     Raises:
         ValueError: when the state holds none or more than one (e.g. two chained
             optimizers), naming how many it found.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> opt = optim.adam(lr=1e-3)
+        >>> params = jnp.zeros(2)
+        >>> _, state = opt.update(jnp.ones(2), opt.init(params), params)
+        >>> optim.learning_rate_state(state).step.item()
+        1
     """
     found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_lr_state) if _is_lr_state(x)]
     if len(found) != 1:
@@ -220,9 +351,10 @@ def learning_rate_state(opt_state: PyTree) -> LearningRateState:
 
 
 def with_lr_scale(opt_state: PyTree, scale: Any) -> PyTree:
-    """The state with its LearningRateState's lr_scale replaced: later updates are
-    multiplied by `scale` (e.g. plateau_lr / base_lr). Structure, shapes and dtypes are
-    unchanged (float32 scalar), so a jitted step that takes the state does not retrace.
+    """The state with its LearningRateState's lr_scale replaced: later updates are multiplied by `scale`.
+
+    Typically scale = plateau_lr / base_lr (ReduceLROnPlateau). Structure, shapes and dtypes
+    are unchanged (float32 scalar), so a jitted step that takes the state does not retrace.
 
     Args:
         opt_state: a state holding exactly one LearningRateState.
@@ -230,6 +362,16 @@ def with_lr_scale(opt_state: PyTree, scale: Any) -> PyTree:
 
     Returns:
         The new state; `opt_state` itself is not modified.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> opt = optim.sgd(lr=0.1)
+        >>> params = jnp.zeros(1)
+        >>> state = optim.with_lr_scale(opt.init(params), 0.5)
+        >>> updates, state = opt.update(jnp.array([1.0]), state, params)
+        >>> updates.tolist(), optim.last_lr(state).item()
+        ([-0.05], 0.05)
     """
     old = learning_rate_state(opt_state).lr_scale
     if jnp.shape(scale) != ():
@@ -246,24 +388,52 @@ def with_lr_scale(opt_state: PyTree, scale: Any) -> PyTree:
 
 
 def last_lr(opt_state: PyTree) -> jax.Array:
-    """The learning rate the latest update used, lr(step)·lr_scale (float32; 0.0 before
-    the first update).
+    """The learning rate the latest update used, lr(step)·lr_scale (0.0 before the first update).
 
     Args:
         opt_state: a state holding exactly one LearningRateState.
 
     Returns:
         A float32 scalar array.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> opt = optim.sgd(lr=optim.exponential_lr(1.0, gamma=0.5))
+        >>> params, state = jnp.zeros(1), opt.init(jnp.zeros(1))
+        >>> for _ in range(3):
+        ...     _, state = opt.update(jnp.ones(1), state, params)
+        >>> optim.last_lr(state).item()  # the third update used lr(2)
+        0.25
     """
     return learning_rate_state(opt_state).last_lr
 
 
 def default_weight_decay_mask(params: PyTree) -> PyTree:
-    """WD-1 (fnn's default, not torch's): decay only leaves with ndim >= 2."""
+    """fnn's default weight-decay mask (WD-1, not torch's): decay only leaves with ndim >= 2.
+
+    Args:
+        params: a pytree of arrays.
+
+    Returns:
+        A pytree of Python bools of params' structure: True for weight matrices and kernels,
+        False for biases and norm scales.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> optim.default_weight_decay_mask({"weight": jnp.zeros((2, 3)), "bias": jnp.zeros(2)})
+        {'bias': False, 'weight': True}
+    """
     return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 
 def resolve_mask(mask: PyTree | Callable[[PyTree], PyTree] | None, params: PyTree) -> PyTree:
+    """The weight-decay mask as a pytree of params' structure (None: the WD-1 default).
+
+    A function mask is called on params; a structure mismatch raises a ValueError naming both
+    structures.
+    """
     if mask is None:
         mask = default_weight_decay_mask
     mask = mask(params) if callable(mask) else mask
@@ -277,12 +447,32 @@ def resolve_mask(mask: PyTree | Callable[[PyTree], PyTree] | None, params: PyTre
 
 
 def add_decayed_weights(weight_decay: float, mask: PyTree | Callable | None = None) -> GradientTransformation:
-    """u ← u + λ·θ on the leaves where mask is True (coupled L2 before the optimizer's
-    math, SGD-1/ADAG-1/RMS-1/ADAM-1; placed after the Adam scaling and before
-    scale_by_learning_rate it is AdamW's decoupled θ·(1 − lr·λ), ADAMW-1).
+    """Add L2 weight decay to the updates: u ← u + λ·θ on the leaves where mask is True.
+
+    Coupled L2 before the optimizer's math (SGD-1/ADAG-1/RMS-1/ADAM-1); placed after the
+    Adam scaling and before scale_by_learning_rate it is AdamW's decoupled θ·(1 − lr·λ),
+    ADAMW-1.
 
     Python-bool mask leaves are resolved at trace time (unmasked leaves cost nothing);
     array-valued mask leaves go through jnp.where.
+
+    Args:
+        weight_decay: λ, a number >= 0.
+        mask: a pytree of bools shaped like params, or a function params -> such a pytree;
+            default (None): leaves with ndim >= 2 (WD-1).
+
+    Returns:
+        A stateless GradientTransformation; its update needs params.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> t = optim.add_decayed_weights(0.1)
+        >>> params = {"weight": jnp.array([[1.0, 2.0]]), "bias": jnp.array([1.0])}
+        >>> grads = {"weight": jnp.zeros((1, 2)), "bias": jnp.zeros(1)}
+        >>> u, _ = t.update(grads, t.init(params), params)
+        >>> u["weight"].tolist(), u["bias"].tolist()  # the bias is not decayed (WD-1)
+        ([[0.1, 0.2]], [0.0])
     """
     check_positive("weight_decay", weight_decay, strict=False)
 
@@ -310,8 +500,10 @@ def add_decayed_weights(weight_decay: float, mask: PyTree | Callable | None = No
 def optimizer(
     name: str, transforms: list[GradientTransformation], **hyperparams: Any
 ) -> GradientTransformation:
-    """Chain the transforms and label the result with its torch-named hyperparameters,
-    which (with the name) are also its spec: equal arguments, equal optimizers."""
+    """Chain the transforms and label the result with its torch-named hyperparameters.
+
+    The name and hyperparameters are also its spec: equal arguments, equal optimizers.
+    """
     return dataclasses.replace(
         chain(*transforms), hyperparams=dict(name=name, **hyperparams), spec=make_spec(name, **hyperparams)
     )

@@ -33,6 +33,8 @@ import numpy as np
 
 from fnn.optim.base import GradientTransformation, check_tree_match, make_spec, resolve_mask
 
+__all__ = ["max_norm", "renorm"]
+
 RENORM_EPS = 1e-7  # torch.renorm's: maxnorm / (norm + 1e-7)
 
 
@@ -48,8 +50,9 @@ def _check_renorm_args(p: float, maxnorm: float, name: str) -> None:
 
 
 def renorm(input: jax.Array, p: float, dim: int, maxnorm: float) -> jax.Array:
-    """torch.renorm: each slice along `dim` whose p-norm exceeds `maxnorm` is scaled by
-    maxnorm/(norm + 1e-7); the others are returned unchanged.
+    """torch.renorm: scale each slice along `dim` whose p-norm exceeds `maxnorm` back to it.
+
+    The scale is maxnorm/(norm + 1e-7); the other slices are returned unchanged.
 
     Args:
         input: an array with at least two dimensions (floating dtype), as torch requires.
@@ -60,6 +63,13 @@ def renorm(input: jax.Array, p: float, dim: int, maxnorm: float) -> jax.Array:
 
     Returns:
         The renormalised array, of `input`'s shape and dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> W = jnp.array([[3.0, 4.0], [0.3, 0.4]])
+        >>> optim.renorm(W, p=2, dim=0, maxnorm=1.0).tolist()  # only the first row is too long
+        [[0.6, 0.8], [0.3, 0.4]]
     """
     _check_renorm_args(p, maxnorm, "maxnorm")
     x = jnp.asarray(input)
@@ -83,8 +93,10 @@ def renorm(input: jax.Array, p: float, dim: int, maxnorm: float) -> jax.Array:
 def max_norm(
     max_norm: float, *, dim: int = 0, p: float = 2.0, mask: Any | Callable[[Any], Any] | None = None
 ) -> GradientTransformation:
-    """Constrain each weight's slices along `dim` to a p-norm <= max_norm after the update
-    (see the module docstring): `updates ← renorm(params + updates) − params` on masked leaves.
+    """Max-norm weight constraint after the update: `updates ← renorm(params + updates) − params`.
+
+    Constrains each weight's slices along `dim` to a p-norm <= max_norm (see the module
+    docstring), on the masked leaves.
 
     Args:
         max_norm: the largest norm, a finite number >= 0 (pylearn2's max_col_norm, Keras'
@@ -97,6 +109,15 @@ def max_norm(
 
     Returns:
         A stateless GradientTransformation; chain it last, after the optimizer.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> opt = optim.chain(optim.sgd(lr=1.0), optim.max_norm(1.0))
+        >>> params = jnp.zeros((1, 2))
+        >>> updates, _ = opt.update(jnp.array([[-3.0, -4.0]]), opt.init(params), params)
+        >>> optim.apply_updates(params, updates).tolist()  # [[3, 4]] renormed to norm 1
+        [[0.6, 0.8]]
     """
     _check_renorm_args(p, max_norm, "max_norm")
     if isinstance(dim, bool) or not isinstance(dim, int):

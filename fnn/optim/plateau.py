@@ -39,9 +39,19 @@ from typing import Any, NamedTuple
 
 from fnn._checks import check_lr
 
+__all__ = ["PlateauState", "ReduceLROnPlateau"]
+
 
 class PlateauState(NamedTuple):
-    """Torch's scheduler attributes of the same names, as plain Python numbers."""
+    """Torch's scheduler attributes of the same names, as plain Python numbers.
+
+    Attributes:
+        lr: the current learning rate (torch's param_group["lr"]).
+        best: the best metric so far; ±inf before the first step.
+        num_bad_epochs: epochs since best improved (reset by cooldown and reductions).
+        cooldown_counter: epochs of cooldown left.
+        last_epoch: the number of step() calls.
+    """
 
     lr: float  # the current learning rate (torch's param_group["lr"])
     best: float  # best metric so far; ±inf before the first step
@@ -65,9 +75,10 @@ def _check_finite_nonneg(name: str, value: Any) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class ReduceLROnPlateau:
-    """torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode, factor, patience, threshold,
-    threshold_mode, cooldown, min_lr, eps) without the optimizer: same arguments, defaults
-    and rule (see the module docstring). Frozen and hashable by value.
+    """torch.optim.lr_scheduler.ReduceLROnPlateau without the optimizer, as an immutable object.
+
+    Same arguments (mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps),
+    defaults and rule as torch (see the module docstring). Frozen and hashable by value.
 
     Torch's own checks, same conditions, ValueError: factor < 1.0, mode in {'min', 'max'},
     threshold_mode in {'rel', 'abs'}. fnn adds: factor, threshold, min_lr and eps finite
@@ -84,6 +95,17 @@ class ReduceLROnPlateau:
         cooldown: epochs after a reduction during which bad epochs are not counted.
         min_lr: lower bound on the lr.
         eps: a reduction smaller than eps is skipped.
+
+    Example:
+        >>> from fnn import optim
+        >>> plateau = optim.ReduceLROnPlateau(factor=0.5, patience=1)
+        >>> s = plateau.init(0.1)
+        >>> lrs = []
+        >>> for metric in [1.0, 1.0, 1.0, 1.0, 1.0]:
+        ...     s = plateau.step(s, metric)
+        ...     lrs.append(s.lr)
+        >>> lrs  # the second bad epoch in a row halves the lr
+        [0.1, 0.1, 0.05, 0.05, 0.025]
     """
 
     mode: str = "min"
@@ -127,7 +149,15 @@ class ReduceLROnPlateau:
         return PlateauState(lr, math.inf if self.mode == "min" else -math.inf, 0, 0, 0)
 
     def is_better(self, a: float, best: float) -> bool:
-        """Torch's `_is_better`: is metric `a` an improvement on `best`?"""
+        """Torch's `_is_better`: is metric `a` an improvement on `best`?
+
+        Args:
+            a: the new metric.
+            best: the best metric so far.
+
+        Returns:
+            True when `a` beats `best` by more than the threshold in the direction of mode.
+        """
         if self.mode == "min" and self.threshold_mode == "rel":
             return a < best * (1.0 - self.threshold)
         if self.mode == "min":

@@ -28,16 +28,38 @@ import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive, check_range
 
+__all__ = [
+    "LRSchedule",
+    "cosine_annealing_lr",
+    "exponential_lr",
+    "linear_lr",
+    "multistep_lr",
+    "step_lr",
+    "warmup_cosine",
+]
+
 Schedule = Callable[[Any], Any]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LRSchedule:
-    """`step -> lr` for `formula(step, **hyperparams)`; equal and hash equal by (name,
-    formula, hyperparams and their types), never by object identity.
+    """A schedule `step -> lr` computing `formula(step, **hyperparams)`, equal by value.
 
-    `formula` is a module-level function (one per schedule kind), so equal arguments give
-    the same computation; `hyperparams` holds hashable values only (numbers, tuples).
+    Equal and hash equal by (name, formula, hyperparams and their types), never by object
+    identity. `formula` is a module-level function (one per schedule kind), so equal
+    arguments give the same computation; `hyperparams` holds hashable values only (numbers,
+    tuples).
+
+    Attributes:
+        name: the schedule's name, e.g. 'step_lr'.
+        formula: the module-level function (step, **hyperparams) -> lr.
+        hyperparams: the arguments, a read-only mapping.
+
+    Example:
+        >>> from fnn import optim
+        >>> s = optim.step_lr(0.1, step_size=2)
+        >>> s == optim.step_lr(0.1, step_size=2), s
+        (True, step_lr(lr=0.1, step_size=2, gamma=0.1))
     """
 
     name: str
@@ -86,7 +108,22 @@ def _step_lr(step, lr, step_size, gamma):
 
 
 def step_lr(lr: float, step_size: int, gamma: float = 0.1) -> LRSchedule:
-    """StepLR: lr·γ^⌊step/step_size⌋."""
+    """StepLR: lr·γ^⌊step/step_size⌋.
+
+    Args:
+        lr: the rate at step 0, a finite number >= 0.
+        step_size: steps between decays, an int >= 1.
+        gamma: the decay factor, >= 0 (default 0.1).
+
+    Returns:
+        The schedule.
+
+    Example:
+        >>> from fnn import optim
+        >>> s = optim.step_lr(0.1, step_size=2, gamma=0.5)
+        >>> [float(s(t)) for t in range(5)]
+        [0.1, 0.1, 0.05, 0.05, 0.025]
+    """
     lr = check_lr(lr, allow_schedule=False)
     _check_int("step_size", step_size, 1)
     check_positive("gamma", gamma, strict=False)
@@ -99,8 +136,25 @@ def _multistep_lr(step, lr, milestones, gamma):
 
 
 def multistep_lr(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> LRSchedule:
-    """MultiStepLR: lr·γ^(number of milestones ≤ step); a repeated milestone counts twice,
-    as in torch (whose milestones are a Counter). Milestones may come unsorted."""
+    """MultiStepLR: lr·γ^(number of milestones ≤ step).
+
+    A repeated milestone counts twice, as in torch (whose milestones are a Counter).
+    Milestones may come unsorted.
+
+    Args:
+        lr: the rate at step 0, a finite number >= 0.
+        milestones: the steps at which the rate is multiplied by γ, ints >= 0.
+        gamma: the decay factor, >= 0 (default 0.1).
+
+    Returns:
+        The schedule.
+
+    Example:
+        >>> from fnn import optim
+        >>> s = optim.multistep_lr(1.0, milestones=[1, 3], gamma=0.1)
+        >>> [float(s(t)) for t in range(5)]
+        [1.0, 0.1, 0.1, 0.01, 0.01]
+    """
     lr = check_lr(lr, allow_schedule=False)
     for m in milestones:
         _check_int("milestones", m, 0)
@@ -135,6 +189,12 @@ def exponential_lr(lr: float, gamma: float, min_lr: float = 0.0) -> LRSchedule:
 
     Returns:
         The schedule.
+
+    Example:
+        >>> from fnn import optim
+        >>> s = optim.exponential_lr(1.0, gamma=0.5, min_lr=0.2)
+        >>> [float(s(t)) for t in range(4)]
+        [1.0, 0.5, 0.25, 0.2]
     """
     lr = check_lr(lr, allow_schedule=False)
     check_positive("gamma", gamma, strict=False)
@@ -155,7 +215,23 @@ def _linear_lr(step, lr, start_factor, end_factor, total_iters):
 def linear_lr(
     lr: float, start_factor: float = 1 / 3, end_factor: float = 1.0, total_iters: int = 5
 ) -> LRSchedule:
-    """LinearLR (warm-up): lr·(s + (e − s)·min(step, total_iters)/total_iters)."""
+    """LinearLR (warm-up): lr·(s + (e − s)·min(step, total_iters)/total_iters).
+
+    Args:
+        lr: the base rate, a finite number >= 0.
+        start_factor: s, the factor at step 0, in (0, 1] (default 1/3).
+        end_factor: e, the factor from step total_iters on, in [0, 1] (default 1).
+        total_iters: the steps the factor takes to go from s to e, >= 1 (default 5).
+
+    Returns:
+        The schedule.
+
+    Example:
+        >>> from fnn import optim
+        >>> s = optim.linear_lr(0.3, total_iters=2)
+        >>> [float(s(t)) for t in range(4)]
+        [0.1, 0.2, 0.3, 0.3]
+    """
     lr = check_lr(lr, allow_schedule=False)
     if not 0 < start_factor <= 1:
         raise ValueError(f"start_factor must be in (0, 1], got {start_factor}")
@@ -171,8 +247,24 @@ def _cosine_annealing_lr(step, lr, T_max, eta_min):
 
 
 def cosine_annealing_lr(lr: float, T_max: int, eta_min: float = 0.0) -> LRSchedule:
-    """CosineAnnealingLR: η_min + (lr − η_min)·(1 + cos(π·step/T_max))/2. Periodic past
-    T_max (it rises again, as torch's does; optax clamps), SCHED-1."""
+    """CosineAnnealingLR: η_min + (lr − η_min)·(1 + cos(π·step/T_max))/2 (SCHED-1).
+
+    Periodic past T_max (it rises again, as torch's does; optax clamps).
+
+    Args:
+        lr: the rate at step 0, a finite number >= 0.
+        T_max: the steps of one half-period, an int >= 1.
+        eta_min: the lowest rate, reached at step T_max (default 0).
+
+    Returns:
+        The schedule.
+
+    Example:
+        >>> from fnn import optim
+        >>> s = optim.cosine_annealing_lr(1.0, T_max=4)
+        >>> [float(s(t)) for t in range(6)]
+        [1.0, 0.8536, 0.5, 0.1464, 0.0, 0.1464]
+    """
     lr = check_lr(lr, allow_schedule=False)
     _check_int("T_max", T_max, 1)
     check_positive("eta_min", eta_min, strict=False)
@@ -188,8 +280,11 @@ def _warmup_cosine(step, lr, warmup_steps, total_steps, eta_min):
 
 
 def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float = 0.0) -> LRSchedule:
-    """Linear warm-up from 0 to lr over warmup_steps, then one cosine half-period down to
-    eta_min at total_steps, then eta_min for ever (not periodic, unlike cosine_annealing_lr):
+    """Linear warm-up from 0 to lr, then one cosine half-period down to eta_min, then eta_min.
+
+    Over warmup_steps the rate rises linearly, then falls along one cosine half-period to
+    eta_min at total_steps, then stays at eta_min for ever (not periodic, unlike
+    cosine_annealing_lr):
 
         step < W:       lr·step/W
         W ≤ step ≤ T:   η_min + (lr − η_min)·(1 + cos(π·(step − W)/(T − W)))/2
@@ -198,6 +293,21 @@ def warmup_cosine(lr: float, warmup_steps: int, total_steps: int, eta_min: float
     The convention of HuggingFace's cosine schedule with warm-up and optax's
     warmup_cosine_decay_schedule(0, lr, W, T, η_min): the first update (step 0) has lr 0
     when W > 0, and total_steps counts the warm-up steps too.
+
+    Args:
+        lr: the peak rate, a finite number >= 0.
+        warmup_steps: W, an int >= 0.
+        total_steps: T, an int > W.
+        eta_min: the final rate (default 0).
+
+    Returns:
+        The schedule.
+
+    Example:
+        >>> from fnn import optim
+        >>> s = optim.warmup_cosine(1.0, warmup_steps=2, total_steps=6)
+        >>> [float(s(t)) for t in range(8)]
+        [0.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 0.0, 0.0]
     """
     lr = check_lr(lr, allow_schedule=False)
     _check_int("warmup_steps", warmup_steps, 0)

@@ -41,8 +41,17 @@ from fnn.optim.base import (
     scale_by_learning_rate,
 )
 
+__all__ = ["SgdMomentumState", "scale_by_sgd_momentum", "sgd"]
+
 
 class SgdMomentumState(NamedTuple):
+    """State of `scale_by_sgd_momentum`.
+
+    Attributes:
+        step: int32 scalar, the number of updates already done.
+        momentum_buffer: the buffer b, a pytree like params (zeros at init).
+    """
+
     step: jax.Array  # int32, updates already done
     momentum_buffer: Any  # pytree like params
 
@@ -50,8 +59,26 @@ class SgdMomentumState(NamedTuple):
 def scale_by_sgd_momentum(
     momentum: float | Schedule, dampening: float = 0.0, nesterov: bool = False
 ) -> GradientTransformation:
-    """The momentum part of SGD-1 (without the −lr); `momentum` is a number or a schedule
-    step -> μ (see the module docstring)."""
+    """The momentum part of SGD-1, without the −lr: b ← g at the first update, then μ·b + (1−τ)·g.
+
+    Args:
+        momentum: μ, a number or a schedule step -> μ (see the module docstring).
+        dampening: τ (default 0).
+        nesterov: return g + μ·b instead of b (default False).
+
+    Returns:
+        A GradientTransformation whose state is a SgdMomentumState.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> t = optim.scale_by_sgd_momentum(0.9)
+        >>> g = jnp.array([1.0])
+        >>> u1, state = t.update(g, t.init(g))
+        >>> u2, state = t.update(g, state)
+        >>> u1.tolist(), u2.tolist()  # a copy of g first, then 0.9·b + g
+        ([1.0], [1.9])
+    """
 
     def init(params):
         return SgdMomentumState(init_step(), jax.tree.map(jnp.zeros_like, params))
@@ -91,11 +118,41 @@ def sgd(
     maximize: bool = False,
     weight_decay_mask: Any | Callable[[Any], Any] | None = None,
 ) -> GradientTransformation:
-    """torch.optim.SGD as a pure transform. `lr` is a number or a schedule step -> lr
-    (step = updates already done, from 0); so is `momentum` (a schedule is always on, see the
-    module docstring). `weight_decay_mask` defaults to ndim >= 2.
-    Equal arguments give an equal, equally hashed optimizer; a mask function compares by
-    identity, and a dict mask makes the optimizer equal only to itself (base.py)."""
+    """torch.optim.SGD as a pure transform (SGD-1).
+
+    `lr` is a number or a schedule step -> lr (step = updates already done, from 0); so is
+    `momentum` (a schedule is always on, see the module docstring). Equal arguments give an
+    equal, equally hashed optimizer; a mask function compares by identity, and a dict mask
+    makes the optimizer equal only to itself (base.py).
+
+    Args:
+        lr: the learning rate (default 1e-3), >= 0, or a schedule.
+        momentum: μ (default 0: plain SGD), >= 0, or a schedule.
+        dampening: τ, the weight 1 − τ of a new gradient in the buffer (default 0).
+        weight_decay: λ of the coupled L2 term g + λθ (default 0).
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).
+        maximize: ascend instead of descend (default False).
+        weight_decay_mask: which leaves decay, a pytree of bools or a function params -> such
+            a pytree; default: ndim >= 2 (WD-1; torch decays every leaf).
+
+    Returns:
+        A GradientTransformation.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> opt = optim.sgd(lr=0.1, momentum=0.9)
+        >>> params, grads = jnp.array([1.0, 2.0]), jnp.array([0.5, -1.0])
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update(grads, state, params)
+        >>> updates.tolist()  # -lr·g: the buffer starts as a copy of g
+        [-0.05, 0.1]
+        >>> updates, state = opt.update(grads, state, params)
+        >>> updates.tolist()  # -lr·(0.9·g + g)
+        [-0.095, 0.19]
+        >>> optim.apply_updates(params, updates).tolist()
+        [0.905, 2.19]
+    """
     lr = check_lr(lr)
     scheduled = callable(momentum)
     if not scheduled:

@@ -39,6 +39,8 @@ import jax.numpy as jnp
 from fnn import optim
 from fnn.train.state import TrainState
 
+__all__ = ["Callback", "EarlyStopping", "LambdaCallback", "PlateauCallback", "Run"]
+
 
 @dataclasses.dataclass
 class Run:

@@ -31,6 +31,8 @@ import numpy as np
 from fnn import checkpoint as ckpt
 from fnn.train.state import TrainState
 
+__all__ = ["check_fingerprint", "describe", "fingerprint", "load", "paths", "save"]
+
 CHECKPOINT_NAME = "checkpoint.npz"
 BEST_NAME = "best.npz"
 DIVERGED_NAME = "diverged.npz"

@@ -21,6 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+__all__ = ["METRICS", "Metric", "accuracy", "mae", "mse", "resolve_metrics"]
+
 Metric = Callable[[jax.Array, jax.Array], jax.Array]
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 import time
 
+__all__ = ["ProgressBar", "callback_interval", "tick"]
+
 _active: ProgressBar | None = None
 
 

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+__all__ = ["FitResult", "TrainState", "TrainingDiverged", "init_train_state"]
+
 
 class TrainState(NamedTuple):
     """The whole state of a training run (see the module docstring)."""
