@@ -28,8 +28,36 @@ def _escape(text: str) -> str:
 
 
 def to_dot(root: Scalar, *, rankdir: str = "LR", precision: int = 4) -> str:
-    """Return the graph that ends at `root` as DOT text (one record per value, one
-    ellipse per operation). `precision` is the number of significant digits shown."""
+    """The graph that ends at `root` as Graphviz DOT text.
+
+    One record per value (label, data, grad) and one ellipse per operation, placed between
+    its inputs and its result.
+
+    Args:
+        root: the Scalar the graph ends at (usually the one `backward()` was called on).
+        rankdir: Graphviz's layout direction, 'LR' (default), 'RL', 'TB' or 'BT'.
+        precision: the significant digits shown for data and grad (default 4).
+
+    Returns:
+        The DOT text, ending with a newline.
+
+    Example:
+        >>> from fnn.autograd import Scalar, to_dot
+        >>> x = Scalar(2.0, label="x")
+        >>> y = x.exp()
+        >>> y.backward()
+        >>> print(to_dot(y))
+        digraph scalar {
+          rankdir=LR;
+          node [fontname="monospace"];
+          n0 [shape=record, label="{ x | data 2 | grad 7.389 }"];
+          n1 [shape=record, label="{ data 7.389 | grad 1 }"];
+          n1_op [shape=ellipse, label="exp"];
+          n1_op -> n1;
+          n0 -> n1_op;
+        }
+        <BLANKLINE>
+    """
     if not isinstance(root, Scalar):
         raise TypeError(f"to_dot: root must be a Scalar, got {type(root).__name__}")
     if rankdir not in ("LR", "RL", "TB", "BT"):
@@ -53,11 +81,27 @@ def to_dot(root: Scalar, *, rankdir: str = "LR", precision: int = 4) -> str:
 
 
 def draw(root: Scalar, path: str | Path, **kwargs) -> Path:
-    """Render the graph to `path` (.svg or .png) with Graphviz's `dot`; returns the path.
+    """Render the graph to `path` (.svg or .png) with Graphviz's `dot`.
 
-    Raises RuntimeError when the `dot` program is not on PATH (install Graphviz, e.g.
-    `apt install graphviz` or `brew install graphviz`, or use `to_dot` and render the
-    text elsewhere)."""
+    Args:
+        root: the Scalar the graph ends at.
+        path: the output file; its suffix (.svg or .png) picks the format.
+        **kwargs: `rankdir` and `precision`, passed to `to_dot`.
+
+    Returns:
+        The path written, as a pathlib.Path.
+
+    Raises:
+        ValueError: the suffix is neither .svg nor .png.
+        RuntimeError: the `dot` program is not on PATH (install Graphviz, e.g.
+            `apt install graphviz` or `brew install graphviz`, or use `to_dot` and render the
+            text elsewhere), or it failed.
+
+    Example:
+        >>> from fnn.autograd import Scalar, draw
+        >>> draw(Scalar(2.0).exp(), "graph.svg")  # doctest: +SKIP
+        PosixPath('graph.svg')
+    """
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:

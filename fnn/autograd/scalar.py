@@ -76,7 +76,26 @@ def _sigmoid(x: float) -> float:
 
 
 class Scalar:
-    """A float that records how it was computed, so that `backward()` can differentiate it."""
+    """A float that records how it was computed, so that `backward()` can differentiate it.
+
+    Args:
+        data: the value, a real Python number (bool is refused).
+        inputs: the Scalars this one was computed from (set by the operations).
+        op: the name of the operation that made it (set by the operations).
+        label: an optional name shown by `to_dot`.
+
+    Attributes:
+        data: the value, a Python float.
+        grad: d(root)/d(self) after `root.backward()`, a Python float (0.0 before).
+
+    Example:
+        >>> from fnn.autograd import Scalar
+        >>> x, y = Scalar(2.0), Scalar(-3.0)
+        >>> z = x * y + x.tanh()
+        >>> z.backward()
+        >>> z.data, x.grad, y.grad  # dz/dx = y + 1 - tanh(x)^2, dz/dy = x
+        (-5.036, -2.9293, 2.0)
+    """
 
     __slots__ = ("__weakref__", "_backward", "data", "grad", "inputs", "label", "op")
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
@@ -211,38 +230,134 @@ class Scalar:
         return self._unary(-self.data, "neg", -1.0)
 
     def exp(self) -> Scalar:
+        """e^self, as a new node of the graph.
+
+        Local derivative: (e^x)' = e^x.
+
+        Returns:
+            A new Scalar whose input is self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> Scalar(0.0).exp().data
+            1.0
+        """
         e = _exp(self.data)
         return self._unary(e, "exp", e)  # (e^x)' = e^x
 
     def log(self) -> Scalar:
+        """The natural log of self (self > 0, else ValueError), as a new node of the graph.
+
+        Local derivative: (log x)' = 1/x.
+
+        Returns:
+            A new Scalar whose input is self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> Scalar(1.0).log().data
+            0.0
+        """
         if not self.data > 0.0:
             raise ValueError(f"Scalar log: needs a positive value, got {self.data!r}")
         return self._unary(math.log(self.data), "log", 1.0 / self.data)
 
     def log1p(self) -> Scalar:
+        """log(1 + self), accurate near 0 (self > -1, else ValueError), as a new node of the graph.
+
+        Local derivative: d/dx log(1 + x) = 1/(1 + x).
+
+        Returns:
+            A new Scalar whose input is self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> Scalar(0.0).log1p().data
+            0.0
+        """
         if not self.data > -1.0:
             raise ValueError(f"Scalar log1p: needs a value > -1, got {self.data!r}")
         return self._unary(math.log1p(self.data), "log1p", 1.0 / (1.0 + self.data))
 
     def tanh(self) -> Scalar:
+        """tanh(self), as a new node of the graph.
+
+        Local derivative: tanh' = 1 - tanh^2.
+
+        Returns:
+            A new Scalar whose input is self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> Scalar(0.0).tanh().data
+            0.0
+        """
         t = math.tanh(self.data)
         return self._unary(t, "tanh", 1.0 - t * t)  # tanh' = 1 - tanh^2
 
     def sigmoid(self) -> Scalar:
+        """1 / (1 + e^-self), without overflow for large |self|, as a new node of the graph.
+
+        Local derivative: s' = s (1 - s).
+
+        Returns:
+            A new Scalar whose input is self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> Scalar(0.0).sigmoid().data
+            0.5
+        """
         s = _sigmoid(self.data)
         return self._unary(s, "sigmoid", s * (1.0 - s))  # s' = s(1 - s)
 
     def relu(self) -> Scalar:
+        """max(0, self), as a new node of the graph.
+
+        Local derivative: relu'(x) = [x > 0], so 0 at 0 as in PyTorch (ACT-1).
+
+        Returns:
+            A new Scalar whose input is self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> Scalar(-2.0).relu().data
+            0.0
+        """
         positive = self.data > 0.0  # relu'(0) = 0, as in PyTorch (ACT-1)
         return self._unary(self.data if positive else 0.0, "relu", 1.0 if positive else 0.0)
 
     def softplus(self) -> Scalar:
         # log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}); its derivative is sigmoid(x).
+        """log(1 + e^self), exact and stable (no threshold), as a new node of the graph.
+
+        Local derivative: softplus' = sigmoid.
+
+        Returns:
+            A new Scalar whose input is self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> Scalar(0.0).softplus().data
+            0.6931
+        """
         x = self.data
         value = max(x, 0.0) + math.log1p(math.exp(-abs(x)))
         return self._unary(value, "softplus", _sigmoid(x))
 
     def abs(self) -> Scalar:
+        """|self|, as a new node of the graph.
+
+        Local derivative: |x|' = sign(x), 0 at 0 as in PyTorch (ACT-7).
+
+        Returns:
+            A new Scalar whose input is self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> Scalar(-2.0).abs().data
+            2.0
+        """
         x = self.data
         sign = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)  # |x|'(0) = 0 (ACT-7)
         return self._unary(abs(x), "abs", sign)
@@ -252,7 +367,17 @@ class Scalar:
     # ----- graph traversal ---------------------------------------------------------------
 
     def topological_order(self) -> list[Scalar]:
-        """Every node reachable from self, each after all of its inputs (iterative DFS)."""
+        """Every node reachable from self, each after all of its inputs (iterative DFS).
+
+        Returns:
+            A list of Scalars ending with self; each node appears once.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> x = Scalar(2.0, label="x")
+            >>> [n.label or n.op for n in (x * x).exp().topological_order()]
+            ['x', '*', 'exp']
+        """
         order: list[Scalar] = []
         seen: set[int] = {id(self)}
         stack: list[tuple[Scalar, Iterator[Scalar]]] = [(self, iter(self.inputs))]
@@ -273,6 +398,20 @@ class Scalar:
 
         Interior nodes are cleared first so that each pass starts from a clean slate;
         leaves accumulate across passes (call `zero_grad()` between independent passes).
+
+        Returns:
+            None; the gradients are in each node's `grad`.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> x = Scalar(3.0)
+            >>> y = x * x + x  # x used three times: the paths add up
+            >>> y.backward()
+            >>> x.grad
+            7.0
+            >>> y.backward()  # leaves accumulate, as in PyTorch
+            >>> x.grad
+            14.0
         """
         order = self.topological_order()
         for node in order:
@@ -283,20 +422,45 @@ class Scalar:
             node._backward()
 
     def zero_grad(self) -> None:
-        """Set `grad` to 0 on every node of the graph that ends at self."""
+        """Set `grad` to 0 on every node of the graph that ends at self.
+
+        Example:
+            >>> from fnn.autograd import Scalar
+            >>> x = Scalar(3.0)
+            >>> y = 2 * x
+            >>> y.backward()
+            >>> y.zero_grad()
+            >>> x.grad
+            0.0
+        """
         for node in self.topological_order():
             node.grad = 0.0
 
     # ----- graph export (fnn.autograd.graph) ---------------------------------------------
 
     def to_dot(self, **kwargs) -> str:
-        """The graph as Graphviz DOT text; see `fnn.autograd.graph.to_dot`."""
+        """The graph as Graphviz DOT text; see `fnn.autograd.graph.to_dot`.
+
+        Args:
+            **kwargs: `rankdir` and `precision`, passed to `fnn.autograd.graph.to_dot`.
+
+        Returns:
+            The DOT text.
+        """
         from fnn.autograd.graph import to_dot
 
         return to_dot(self, **kwargs)
 
     def draw(self, path, **kwargs):
-        """Render the graph to SVG/PNG with Graphviz `dot`; see `fnn.autograd.graph.draw`."""
+        """Render the graph to SVG/PNG with Graphviz `dot`; see `fnn.autograd.graph.draw`.
+
+        Args:
+            path: the output file, ending in .svg or .png.
+            **kwargs: `rankdir` and `precision`, passed to `fnn.autograd.graph.to_dot`.
+
+        Returns:
+            The path written, a pathlib.Path.
+        """
         from fnn.autograd.graph import draw
 
         return draw(self, path, **kwargs)

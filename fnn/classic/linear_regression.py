@@ -33,7 +33,22 @@ __all__ = [
 
 
 def linear_regression_predict(params: dict, X: Any) -> jax.Array:
-    """Predictions X w + b, shape (N,)."""
+    """Predictions X w + b.
+
+    Args:
+        params: {'weight': (d,), 'bias': ()}, as `linear_regression_fit` returns.
+        X: features (N, d), finite.
+
+    Returns:
+        The predictions, shape (N,).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> params = {"weight": jnp.array([2.0]), "bias": jnp.array(1.0)}
+        >>> classic.linear_regression_predict(params, jnp.array([[3.0]])).tolist()
+        [7.0]
+    """
     return _predict(params, as_features(X, params))
 
 
@@ -43,7 +58,24 @@ def _predict(params: dict, X: jax.Array) -> jax.Array:
 
 
 def linear_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean squared error of X w + b against y."""
+    """Mean squared error of X w + b against y (LINREG-1).
+
+    Args:
+        params: {'weight': (d,), 'bias': ()}.
+        X: features (N, d).
+        y: targets (N,).
+
+    Returns:
+        The loss, a scalar array.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> X, y = jnp.array([[0.0], [1.0], [2.0]]), jnp.array([1.0, 3.0, 5.0])
+        >>> params = {"weight": jnp.array([1.0]), "bias": jnp.array(0.0)}
+        >>> classic.linear_regression_loss(params, X, y).item()  # residuals -1, -2, -3
+        4.6667
+    """
     r = X @ params["weight"] + params["bias"] - y
     return jnp.mean(r * r)
 
@@ -53,6 +85,24 @@ def linear_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax
 
     With r = X w + b - y and L = (1/N) r . r:
         dL/dr = 2 r / N,  dL/dw = X^T dL/dr = 2 X^T r / N,  dL/db = sum(dL/dr) = 2 mean(r).
+
+    Args:
+        grad_output: dL/d(loss), a scalar (1.0 for the plain gradient).
+        params: {'weight': (d,), 'bias': ()}.
+        X: features (N, d).
+        y: targets (N,).
+
+    Returns:
+        {'weight': (d,), 'bias': ()}, the gradients.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> X, y = jnp.array([[0.0], [1.0], [2.0]]), jnp.array([1.0, 3.0, 5.0])
+        >>> params = {"weight": jnp.array([1.0]), "bias": jnp.array(0.0)}
+        >>> g = classic.linear_regression_loss_backward(1.0, params, X, y)
+        >>> g["weight"].tolist(), g["bias"].item()
+        ([-5.3333], -4.0)
     """
     r = X @ params["weight"] + params["bias"] - y
     dr = grad_output * 2.0 * r / X.shape[0]
@@ -80,9 +130,30 @@ def _closed_form(X: jax.Array, y: jax.Array) -> dict:
 def linear_regression_fit(
     X: Any, y: Any, *, method: str = "closed_form", lr: float = 0.01, epochs: int = 1000
 ) -> tuple[dict, dict]:
-    """Fit w, b to X (N, d), y (N,). `lr` and `epochs` are used by method='gd' only.
+    """Fit w, b to X (N, d), y (N,), by least squares or by gradient descent (LINREG-1).
 
-    Returns (params {'weight': (d,), 'bias': ()}, history {'loss': (1,) or (epochs,)})."""
+    Args:
+        X: features (N, d), finite; integer or bool features become the default float.
+        y: targets (N,), finite.
+        method: 'closed_form' (default, an SVD least-squares solve) or 'gd'.
+        lr: the step size of method='gd', > 0 (default 0.01).
+        epochs: the full-batch steps of method='gd', >= 1 (default 1000).
+
+    Returns:
+        (params, history): params {'weight': (d,), 'bias': ()}; history {'loss': (1,)} for
+        the closed form, {'loss': (epochs,)} (the loss at the start of each epoch) for 'gd'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> X, y = jnp.array([[0.0], [1.0], [2.0]]), jnp.array([1.0, 3.0, 5.0])
+        >>> params, history = classic.linear_regression_fit(X, y)
+        >>> params["weight"].tolist(), params["bias"].item()
+        ([2.0], 1.0)
+        >>> params, history = classic.linear_regression_fit(X, y, method="gd", lr=0.1, epochs=500)
+        >>> params["weight"].tolist(), params["bias"].item(), history["loss"].shape
+        ([2.0], 1.0, (500,))
+    """
     if method not in ("closed_form", "gd"):
         raise ValueError(f"method must be 'closed_form' or 'gd', got {method!r}")
     X = as_features(X)

@@ -35,7 +35,24 @@ def _logits(params: dict, X: jax.Array) -> jax.Array:
 
 
 def logistic_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean binary cross-entropy with logits of X w + b against y."""
+    """Mean binary cross-entropy with logits of X w + b against y (LOGREG-1, BCEL-1).
+
+    Args:
+        params: {'weight': (d,), 'bias': ()}.
+        X: features (N, d).
+        y: labels (N,) in {0, 1}, in X's dtype.
+
+    Returns:
+        The loss, a scalar array.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> X, y = jnp.array([[-1.0], [1.0]]), jnp.array([0.0, 1.0])
+        >>> zeros = {"weight": jnp.zeros(1), "bias": jnp.array(0.0)}
+        >>> classic.logistic_regression_loss(zeros, X, y).item()  # log 2
+        0.6931
+    """
     return F.binary_cross_entropy_with_logits(_logits(params, X), y)
 
 
@@ -46,6 +63,24 @@ def logistic_regression_loss_backward(
 
     d/dz [log(1 + e^z) - y z] = e^z / (1 + e^z) - y = sigmoid(z) - y, so with the mean,
         dL/dz = (sigmoid(z) - y) / N,  dL/dw = X^T dL/dz,  dL/db = sum(dL/dz).
+
+    Args:
+        grad_output: dL/d(loss), a scalar (1.0 for the plain gradient).
+        params: {'weight': (d,), 'bias': ()}.
+        X: features (N, d).
+        y: labels (N,) in {0, 1}.
+
+    Returns:
+        {'weight': (d,), 'bias': ()}, the gradients.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> X, y = jnp.array([[-1.0], [1.0]]), jnp.array([0.0, 1.0])
+        >>> zeros = {"weight": jnp.zeros(1), "bias": jnp.array(0.0)}
+        >>> g = classic.logistic_regression_loss_backward(1.0, zeros, X, y)
+        >>> g["weight"].tolist(), g["bias"].item()  # dL/dz = (0.5 - y)/2 = (0.25, -0.25)
+        ([-0.5], 0.0)
     """
     dz = grad_output * (F.sigmoid(_logits(params, X)) - y) / X.shape[0]
     return {"weight": X.T @ dz, "bias": jnp.sum(dz)}
@@ -60,7 +95,31 @@ def _step(params: dict, X: jax.Array, y: jax.Array):
 def logistic_regression_fit(
     X: Any, y: Any, *, lr: float = 0.1, epochs: int = 100, key: Any = None, batch_size: int | None = None
 ) -> tuple[dict, dict]:
-    """Fit X (N, d), y (N,) in {0, 1}. Returns (params, history {'loss', 'accuracy'}: (epochs,))."""
+    """Fit a binary logistic regression to X (N, d), y (N,) in {0, 1} by gradient descent.
+
+    Full-batch gradient descent from zero parameters, or minibatch SGD when batch_size is
+    given (a fresh permutation per epoch from `key`; the last incomplete batch is dropped).
+
+    Args:
+        X: features (N, d), finite.
+        y: labels (N,) in {0, 1}, any real dtype.
+        lr: the step size, > 0 (default 0.1).
+        epochs: passes over the data, >= 1 (default 100).
+        key: a PRNG key, required with batch_size.
+        batch_size: None (default) for full-batch steps, else the minibatch size <= N.
+
+    Returns:
+        (params, history): params {'weight': (d,), 'bias': ()}; history {'loss',
+        'accuracy'}, each (epochs,), measured before each epoch's updates.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> X, y = jnp.array([[-1.0], [1.0]]), jnp.array([0.0, 1.0])
+        >>> params, history = classic.logistic_regression_fit(X, y, lr=1.0, epochs=50)
+        >>> classic.logistic_regression_predict(params, X).tolist(), history["loss"][0].item()
+        ([0, 1], 0.6931)
+    """
     X = as_features(X)
     y = as_binary_labels(X, y)
     params = {"weight": jnp.zeros(X.shape[1], X.dtype), "bias": jnp.zeros((), X.dtype)}
@@ -78,12 +137,42 @@ def logistic_regression_fit(
 
 
 def logistic_regression_predict_proba(params: dict, X: Any) -> jax.Array:
-    """p(y = 1 | x) = sigmoid(X w + b), shape (N,)."""
+    """The probability of class 1, p(y = 1 | x) = sigmoid(X w + b).
+
+    Args:
+        params: {'weight': (d,), 'bias': ()}.
+        X: features (N, d), finite.
+
+    Returns:
+        Probabilities, shape (N,).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> params = {"weight": jnp.array([2.0]), "bias": jnp.array(0.0)}
+        >>> classic.logistic_regression_predict_proba(params, jnp.array([[-1.0], [1.0]])).tolist()
+        [0.1192, 0.8808]
+    """
     return _proba(params, as_features(X, params))
 
 
 def logistic_regression_predict(params: dict, X: Any) -> jax.Array:
-    """Labels int32 (N,): 1 where X w + b >= 0, i.e. where the probability is >= 1/2."""
+    """Class labels: 1 where X w + b >= 0, i.e. where the probability is >= 1/2, else 0.
+
+    Args:
+        params: {'weight': (d,), 'bias': ()}.
+        X: features (N, d), finite.
+
+    Returns:
+        int32 labels, shape (N,).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> params = {"weight": jnp.array([2.0]), "bias": jnp.array(0.0)}
+        >>> classic.logistic_regression_predict(params, jnp.array([[-1.0], [0.0], [1.0]])).tolist()
+        [0, 1, 1]
+    """
     return _predict(params, as_features(X, params))
 
 

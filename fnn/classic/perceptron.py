@@ -48,11 +48,28 @@ def _train(Xa: jax.Array, y: jax.Array, epochs: int) -> tuple[jax.Array, jax.Arr
 
 
 def perceptron_fit(X: Any, y: Any, *, epochs: int = 100) -> tuple[dict, dict]:
-    """Train the perceptron for `epochs` passes over (X (N, d), y (N,) in {0, 1}).
+    """Train the perceptron for `epochs` passes over (X (N, d), y (N,) in {0, 1}) (PERC-1).
 
-    Returns (params, history): params {'weight': (d,), 'bias': ()}; history
-    {'mistakes': int32 (epochs,), updates made in each pass, and 'converged': bool (),
-    True when some pass made no mistake}."""
+    Args:
+        X: features (N, d), finite.
+        y: labels (N,) in {0, 1}.
+        epochs: passes over the data in order, >= 1 (default 100).
+
+    Returns:
+        (params, history): params {'weight': (d,), 'bias': ()}; history {'mistakes': int32
+        (epochs,), the updates made in each pass, and 'converged': bool (), True when some
+        pass made no mistake}.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> X, y = jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.array([0, 1])
+        >>> params, history = classic.perceptron_fit(X, y, epochs=4)
+        >>> history["mistakes"].tolist(), history["converged"].item()
+        ([2, 1, 0, 0], True)
+        >>> params["weight"].tolist(), params["bias"].item()
+        ([1.0, 1.0], -1.0)
+    """
     X = as_features(X)
     y = as_binary_labels(X, y)
     check_count("epochs", epochs)
@@ -68,5 +85,20 @@ def _predict(params: dict, X: jax.Array) -> jax.Array:
 
 
 def perceptron_predict(params: dict, X: Any) -> jax.Array:
-    """Class labels int32 (N,) in {0, 1}: 1 where w . x + b >= 0."""
+    """Class labels: 1 where w . x + b >= 0 (the tie counts as class 1), else 0.
+
+    Args:
+        params: {'weight': (d,), 'bias': ()}, as `perceptron_fit` returns.
+        X: features (N, d), finite.
+
+    Returns:
+        int32 labels in {0, 1}, shape (N,).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import classic
+        >>> params = {"weight": jnp.array([1.0, 1.0]), "bias": jnp.array(-1.0)}
+        >>> classic.perceptron_predict(params, jnp.array([[0.0, 0.0], [1.0, 0.0], [2.0, 1.0]])).tolist()
+        [0, 1, 1]
+    """
     return _predict(params, as_features(X, params))
