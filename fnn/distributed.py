@@ -58,9 +58,22 @@ DATA_AXIS = "data"
 
 
 def data_mesh(num_devices: int | None = None, devices: Sequence[Any] | None = None) -> Mesh:
-    """A 1-D mesh with axis ``'data'`` over ``devices`` (default: the first
-    ``num_devices`` of ``jax.devices()``, all of them when None) — every process's devices
-    under ``jax.distributed``."""
+    """A 1-D mesh with axis ``'data'`` over ``devices``.
+
+    Under ``jax.distributed`` the default covers every process's devices.
+
+    Args:
+        num_devices: use the first ``num_devices`` of ``jax.devices()`` (default: all of them).
+        devices: the devices to use, in mesh order (overrides num_devices).
+
+    Returns:
+        A ``jax.sharding.Mesh`` with the one axis ``'data'``.
+
+    Example:
+        >>> from fnn import distributed
+        >>> dict(distributed.data_mesh(1).shape)
+        {'data': 1}
+    """
     if devices is None:
         available = jax.devices()
         n = len(available) if num_devices is None else num_devices
@@ -71,7 +84,19 @@ def data_mesh(num_devices: int | None = None, devices: Sequence[Any] | None = No
 
 
 def data_axis_size(mesh: Any) -> int:
-    """The size of the mesh's ``'data'`` axis; a clear error for anything else."""
+    """The size of the mesh's ``'data'`` axis; a clear error for anything else.
+
+    Args:
+        mesh: a ``jax.sharding.Mesh`` with a ``'data'`` axis.
+
+    Returns:
+        The number of devices along ``'data'``.
+
+    Example:
+        >>> from fnn import distributed
+        >>> distributed.data_axis_size(distributed.data_mesh(1))
+        1
+    """
     if not isinstance(mesh, Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
     if DATA_AXIS not in mesh.shape:
@@ -83,8 +108,23 @@ def data_axis_size(mesh: Any) -> int:
 
 
 def check_divisible_batch(batch_size: int, mesh: Mesh) -> int:
-    """The data-axis size, after checking the global batch (a valid batch size,
-    ``fnn._checks.check_batch_size``) splits evenly over it."""
+    """The data-axis size, after checking the global batch splits evenly over it.
+
+    Args:
+        batch_size: the global batch size, a valid batch size (``fnn._checks.check_batch_size``).
+        mesh: a mesh with a ``'data'`` axis.
+
+    Returns:
+        The size of the ``'data'`` axis.
+
+    Raises:
+        ValueError: batch_size is not divisible by that size.
+
+    Example:
+        >>> from fnn import distributed
+        >>> distributed.check_divisible_batch(32, distributed.data_mesh(1))
+        1
+    """
     batch_size = check_batch_size(batch_size)
     n = data_axis_size(mesh)
     if batch_size % n:
@@ -96,15 +136,56 @@ def check_divisible_batch(batch_size: int, mesh: Mesh) -> int:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding that places a full copy on every device of ``mesh`` (``PartitionSpec()``).
+
+    Args:
+        mesh: the mesh.
+
+    Returns:
+        A ``NamedSharding``.
+
+    Example:
+        >>> from fnn import distributed
+        >>> distributed.replicated(distributed.data_mesh(1)).is_fully_replicated
+        True
+    """
     return NamedSharding(mesh, P())
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """The sharding that splits dim 0 along the ``'data'`` axis (``PartitionSpec('data')``).
+
+    Args:
+        mesh: a mesh with a ``'data'`` axis.
+
+    Returns:
+        A ``NamedSharding``.
+
+    Example:
+        >>> from fnn import distributed
+        >>> tuple(distributed.batch_sharding(distributed.data_mesh(1)).spec)
+        ('data',)
+    """
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Every leaf replicated on every device of ``mesh`` (all processes pass the same values)."""
+    """Every leaf replicated on every device of ``mesh`` (all processes pass the same values).
+
+    Args:
+        tree: a pytree of arrays (numpy, jax, typed PRNG keys).
+        mesh: the mesh.
+
+    Returns:
+        The same pytree of jax Arrays, each replicated over the mesh.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import distributed
+        >>> x = distributed.replicate(jnp.ones(2), distributed.data_mesh(1))
+        >>> x.sharding.is_fully_replicated, x.tolist()
+        (True, [1.0, 1.0])
+    """
     sharding = replicated(mesh)
     if jax.process_count() == 1:
         return jax.device_put(tree, sharding)
@@ -123,7 +204,20 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def is_global(a: Any) -> bool:
-    """True for a jax.Array spanning devices of other processes (built by the caller)."""
+    """True for a jax.Array spanning devices of other processes (built by the caller).
+
+    Args:
+        a: any value.
+
+    Returns:
+        Whether ``a`` is a jax.Array that is not fully addressable from this process.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import distributed
+        >>> distributed.is_global(jnp.ones(2))
+        False
+    """
     return isinstance(a, jax.Array) and not a.is_fully_addressable
 
 
@@ -133,6 +227,21 @@ def put_dataset(x: Any, y: Any, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
     One process: ``x``, ``y`` are the whole dataset, replicated. Several processes: they
     are this process's shard (numpy or local arrays, the same length in every process),
     assembled with ``jax.make_array_from_process_local_data``; global arrays pass through.
+
+    Args:
+        x: the inputs (N, ...), or this process's shard of them.
+        y: the targets (N, ...), or this process's shard of them.
+        mesh: a mesh with a ``'data'`` axis.
+
+    Returns:
+        (x, y) as global jax Arrays: replicated (one process) or sharded along ``'data'``.
+
+    Example:
+        >>> import numpy as np
+        >>> from fnn import distributed
+        >>> x, y = distributed.put_dataset(np.zeros((4, 2)), np.arange(4), distributed.data_mesh(1))
+        >>> x.shape, y.tolist()
+        ((4, 2), [0, 1, 2, 3])
     """
     data_axis_size(mesh)
     if is_global(x) and is_global(y):
@@ -159,9 +268,24 @@ def put_dataset(x: Any, y: Any, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
 
 
 def local_shard(n: int, process_index: int | None = None, process_count: int | None = None) -> slice:
-    """The contiguous rows ``[start, stop)`` of an ``n``-sample dataset that a process
-    loads, so the processes' shards concatenate back to the dataset in process order.
-    ``n`` must divide evenly (drop the remainder first)."""
+    """The contiguous rows ``[start, stop)`` of an ``n``-sample dataset that a process loads.
+
+    The processes' shards concatenate back to the dataset in process order. ``n`` must
+    divide evenly (drop the remainder first).
+
+    Args:
+        n: the dataset's number of samples.
+        process_index: this process's index (default ``jax.process_index()``).
+        process_count: the number of processes (default ``jax.process_count()``).
+
+    Returns:
+        A ``slice`` of the rows to load.
+
+    Example:
+        >>> from fnn import distributed
+        >>> distributed.local_shard(10, process_index=1, process_count=2)
+        slice(5, 10, None)
+    """
     i = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
     if n % count:

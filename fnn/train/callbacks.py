@@ -44,7 +44,19 @@ __all__ = ["Callback", "EarlyStopping", "LambdaCallback", "PlateauCallback", "Ru
 
 @dataclasses.dataclass
 class Run:
-    """What callbacks see and may change between epochs (see the module docstring)."""
+    """What callbacks see and may change between epochs (see the module docstring).
+
+    Attributes:
+        model: the model being trained.
+        loss: the loss spec.
+        optimizer: the optimizer.
+        train_state: the current ``TrainState``; replace it to change what the next epoch
+            starts from.
+        history: this ``fit`` call's records so far.
+        epochs: the target total number of epochs.
+        has_eval_data: whether ``fit`` got ``eval_data`` (so ``test_*`` keys exist).
+        stop_training: set it to True to stop after this epoch.
+    """
 
     model: Any
     loss: Any
@@ -57,21 +69,63 @@ class Run:
 
 
 class Callback:
-    """Base class: every hook does nothing (see the module docstring for the protocol)."""
+    """Base class: every hook does nothing (see the module docstring for the protocol).
+
+    Example:
+        >>> class CountEpochs(Callback):
+        ...     def __init__(self):
+        ...         self.n = 0
+        ...     def on_epoch_end(self, run, record):
+        ...         self.n += 1
+        ...     def state_dict(self):
+        ...         return {"n": self.n}
+        ...     def load_state_dict(self, state):
+        ...         self.n = state["n"]
+        >>> cb = CountEpochs()
+        >>> cb.on_epoch_end(None, {"epoch": 1})
+        >>> cb.state_dict()
+        {'n': 1}
+    """
 
     def on_train_begin(self, run: Run) -> None:
+        """Called before the first epoch of a ``fit`` call.
+
+        Args:
+            run: the ``Run``.
+        """
         pass
 
     def on_epoch_end(self, run: Run, record: dict[str, Any]) -> None:
+        """Called after each epoch's training and evaluation, before its checkpoint.
+
+        Args:
+            run: the ``Run``; set ``run.stop_training`` or replace ``run.train_state`` here.
+            record: that epoch's history dict (keys may be added).
+        """
         pass
 
     def on_train_end(self, run: Run) -> None:
+        """Called after the last epoch (also after an early stop).
+
+        Args:
+            run: the ``Run``.
+        """
         pass
 
     def state_dict(self) -> dict[str, Any]:
+        """The callback's own state, saved in every checkpoint.
+
+        Returns:
+            A JSON-serialisable dict ({} by default).
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state ``state_dict`` returned, on ``resume`` (after ``on_train_begin``).
+
+        Args:
+            state: the dict read from the checkpoint.
+        """
         pass
 
 
@@ -79,9 +133,14 @@ class LambdaCallback(Callback):
     """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda run, r: print(r))``.
 
     Args:
-      on_train_begin: ``f(run)``.
-      on_epoch_end: ``f(run, record)``.
-      on_train_end: ``f(run)``.
+        on_train_begin: ``f(run)``.
+        on_epoch_end: ``f(run, record)``.
+        on_train_end: ``f(run)``.
+
+    Example:
+        >>> cb = LambdaCallback(on_epoch_end=lambda run, record: print(record["epoch"]))
+        >>> cb.on_epoch_end(None, {"epoch": 3})
+        3
     """
 
     def __init__(
@@ -106,12 +165,32 @@ class LambdaCallback(Callback):
 
 
 def mode_for(monitor: str) -> str:
-    """'max' for accuracy-like metrics, 'min' for losses and errors."""
+    """'max' for accuracy-like metrics, 'min' for losses and errors.
+
+    Args:
+        monitor: a history key.
+
+    Returns:
+        'max' or 'min'.
+
+    Example:
+        >>> mode_for("test_accuracy"), mode_for("test_loss")
+        ('max', 'min')
+    """
     return "max" if monitor.endswith("accuracy") else "min"
 
 
 def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
-    """``record[monitor]`` as a float, or an error naming the keys there are."""
+    """``record[monitor]`` as a float, or an error naming the keys there are.
+
+    Args:
+        record: an epoch's history dict.
+        monitor: the key to read.
+        who: the caller's name, for the error message.
+
+    Returns:
+        The value as a Python float.
+    """
     if monitor not in record:
         hint = " (test_* metrics need eval_data)" if monitor.startswith("test_") else ""
         raise ValueError(
@@ -122,7 +201,21 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
-    """value beats best by more than min_delta in the direction of mode; NaN never does."""
+    """Whether value beats best by more than min_delta in the direction of mode; NaN never does.
+
+    Args:
+        value: the new value.
+        best: the best so far, or None before the first (then any non-NaN value improves).
+        mode: 'min' or 'max'.
+        min_delta: the margin, >= 0 (default 0).
+
+    Returns:
+        True on an improvement.
+
+    Example:
+        >>> improved(0.9, 1.0, "min"), improved(0.95, 1.0, "min", min_delta=0.1)
+        (True, False)
+    """
     if math.isnan(value):
         return False
     if best is None:
@@ -131,6 +224,7 @@ def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0
 
 
 def check_mode(mode: str) -> str:
+    """``mode`` itself when it is 'min' or 'max', else a ValueError naming it."""
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     return mode
@@ -149,14 +243,22 @@ class EarlyStopping(Callback):
     latest state, not the best; ``keep_best=`` writes that to ``best.npz``).
 
     Args:
-      monitor: a history key, e.g. ``'test_loss'`` or ``'test_accuracy'``.
-      mode: ``'min'`` or ``'max'``.
-      patience: epochs without improvement before stopping (>= 0).
-      min_delta: the smallest change that counts as an improvement (>= 0).
-      restore_best: return the best epoch's TrainState instead of the last one.
+        monitor: a history key, e.g. ``'test_loss'`` or ``'test_accuracy'``.
+        mode: ``'min'`` or ``'max'``.
+        patience: epochs without improvement before stopping (>= 0).
+        min_delta: the smallest change that counts as an improvement (>= 0).
+        restore_best: return the best epoch's TrainState instead of the last one.
 
     Attributes after ``fit``: ``best``, ``best_epoch``, ``stopped_epoch`` (None if it did
     not stop training).
+
+    Example:
+        >>> es = EarlyStopping(patience=2, restore_best=False)
+        >>> run = Run(None, None, None, None, [], epochs=10, has_eval_data=True)
+        >>> for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.85], start=1):
+        ...     es.on_epoch_end(run, {"epoch": epoch, "test_loss": loss})
+        >>> run.stop_training, es.best, es.best_epoch, es.stopped_epoch
+        (True, 0.8, 2, 4)
     """
 
     def __init__(
@@ -209,14 +311,33 @@ class EarlyStopping(Callback):
 
 
 def copy_train_state(ts: TrainState) -> TrainState:
-    """A copy whose buffers survive the next epoch (which donates the carry's)."""
+    """A copy whose buffers survive the next epoch (which donates the carry's).
+
+    Args:
+        ts: a TrainState.
+
+    Returns:
+        The TrainState with params, state and opt_state copied.
+    """
     return ts._replace(
         **{f: jax.tree.map(jnp.copy, getattr(ts, f)) for f in ("params", "state", "opt_state")}
     )
 
 
 def base_lr(optimizer: Any) -> float:
-    """The optimizer's lr at step 0 (its ``lr`` hyperparameter, or its schedule's start)."""
+    """The optimizer's lr at step 0 (its ``lr`` hyperparameter, or its schedule's start).
+
+    Args:
+        optimizer: an ``fnn.optim`` optimizer.
+
+    Returns:
+        The rate as a Python float.
+
+    Example:
+        >>> from fnn import optim
+        >>> base_lr(optim.sgd(lr=optim.step_lr(0.1, step_size=5)))
+        0.1
+    """
     lr = getattr(optimizer, "hyperparams", {}).get("lr")
     if lr is None:
         raise ValueError(
@@ -236,9 +357,23 @@ class PlateauCallback(Callback):
     bare ``ReduceLROnPlateau`` in ``callbacks=`` in this class.
 
     Args:
-      plateau: the ``fnn.optim.ReduceLROnPlateau``.
-      monitor: the history key it steps on; default ``'test_loss'`` with eval data, else
-        ``'train_loss'``.
+        plateau: the ``fnn.optim.ReduceLROnPlateau``.
+        monitor: the history key it steps on; default ``'test_loss'`` with eval data, else
+            ``'train_loss'``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import optim
+        >>> from fnn.train import TrainState
+        >>> opt, params = optim.sgd(lr=0.1), jnp.zeros(1)
+        >>> ts = TrainState(params, {}, opt.init(params), None, 0, 0)
+        >>> run = Run(None, None, opt, ts, [], epochs=10, has_eval_data=False)
+        >>> cb = PlateauCallback(optim.ReduceLROnPlateau(factor=0.5, patience=0))
+        >>> cb.on_train_begin(run)
+        >>> for epoch in (1, 2):  # the second epoch does not improve: halve
+        ...     cb.on_epoch_end(run, {"epoch": epoch, "train_loss": 1.0})
+        >>> cb.state.lr, optim.learning_rate_state(run.train_state.opt_state).lr_scale.item()
+        (0.05, 0.5)
     """
 
     def __init__(self, plateau: optim.ReduceLROnPlateau, monitor: str | None = None):
@@ -270,7 +405,17 @@ class PlateauCallback(Callback):
 
 
 def as_callbacks(callbacks: Any) -> list[Callback]:
-    """fit's ``callbacks=``: Callback objects; a bare ReduceLROnPlateau gets a PlateauCallback."""
+    """fit's ``callbacks=`` as a list of Callbacks; a bare ReduceLROnPlateau gets a PlateauCallback.
+
+    Args:
+        callbacks: None or an iterable of Callback / ReduceLROnPlateau objects.
+
+    Returns:
+        A list of Callback objects.
+
+    Raises:
+        TypeError: an element is neither.
+    """
     out = []
     for cb in callbacks or ():
         if isinstance(cb, optim.ReduceLROnPlateau):

@@ -39,14 +39,23 @@ DIVERGED_NAME = "diverged.npz"
 
 
 def describe(obj: Any) -> str:
-    """A canonical, process-independent description of a spec, optimizer or value (no
-    memory addresses), for fingerprints.
+    """A canonical, process-independent description of a spec, optimizer or value, for fingerprints.
 
-    >>> from fnn import nn
-    >>> describe(nn.Sequential(nn.Linear(2, 3, bias=False), nn.ReLU()))[:67]
-    'Sequential(layers=(Linear(in_features=2, out_features=3, bias=False'
-    >>> describe(nn.Sequential(nn.ReLU()))
-    'Sequential(layers=(ReLU()))'
+    No memory addresses appear in it: arrays are described by shape, dtype and a hash of
+    their bytes, functions by their qualified name.
+
+    Args:
+        obj: a layer or loss spec, an optimizer or schedule, a container of them, or a value.
+
+    Returns:
+        The description text.
+
+    Example:
+        >>> from fnn import nn
+        >>> describe(nn.Sequential(nn.Linear(2, 3, bias=False), nn.ReLU()))[:67]
+        'Sequential(layers=(Linear(in_features=2, out_features=3, bias=False'
+        >>> describe(nn.Sequential(nn.ReLU()))
+        'Sequential(layers=(ReLU()))'
     """
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return repr(obj)
@@ -76,7 +85,27 @@ def describe(obj: Any) -> str:
 
 
 def fingerprint(model: Any, loss: Any, optimizer: Any, batch_size: int, x: Any, y: Any) -> dict[str, str]:
-    """The fields ``resume`` compares (see the module docstring)."""
+    """The fields ``resume`` compares (see the module docstring).
+
+    Args:
+        model: the model spec.
+        loss: the loss spec.
+        optimizer: the optimizer.
+        batch_size: the training batch size.
+        x: the training inputs (their shape and dtype count).
+        y: the training targets (their shape and dtype count).
+
+    Returns:
+        A dict of text descriptions: model, loss, optimizer, batch_size, data.
+
+    Example:
+        >>> import numpy as np
+        >>> from fnn import optim
+        >>> x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int32)
+        >>> fp = fingerprint(None, None, optim.sgd(lr=0.1), 32, x, y)
+        >>> fp["batch_size"], fp["data"]
+        ('32', 'x (4, 2) float32, y (4,) int32')
+    """
     return {
         "model": describe(model),
         "loss": describe(loss),
@@ -98,7 +127,24 @@ def _excerpt(a: str, b: str, context: int = 50) -> tuple[str, str]:
 
 
 def check_fingerprint(path: str, saved: Mapping[str, str] | None, current: Mapping[str, str]) -> None:
-    """Refuse to resume from a run with another config, naming the first differing field."""
+    """Refuse to resume from a run with another config, naming the first differing field.
+
+    Args:
+        path: the checkpoint's path, for the message.
+        saved: the fingerprint stored in the checkpoint, or None (an older checkpoint).
+        current: this run's fingerprint.
+
+    Raises:
+        ValueError: saved is None, or a field differs (the message shows both values
+            around the first difference).
+
+    Example:
+        >>> try:
+        ...     check_fingerprint("run/checkpoint.npz", {"batch_size": "32"}, {"batch_size": "64"})
+        ... except ValueError as e:
+        ...     print(str(e).split(" (use")[0])
+        run/checkpoint.npz: cannot resume, the batch_size differs: checkpoint has 32, this run has 64
+    """
     if saved is None:
         raise ValueError(
             f"{path}: the checkpoint has no config fingerprint (written by an older fnn); "
@@ -114,7 +160,14 @@ def check_fingerprint(path: str, saved: Mapping[str, str] | None, current: Mappi
 
 
 def save(path: str, ts: TrainState, metadata: dict[str, Any]) -> None:
-    """Write a TrainState with metadata, atomically; only process 0 writes."""
+    """Write a TrainState with metadata, atomically; only process 0 writes.
+
+    Args:
+        path: the .npz file to write.
+        ts: the TrainState.
+        metadata: JSON-serialisable metadata (history, fingerprint, callbacks, ...); the
+            TrainState's ``epoch`` is added.
+    """
     if jax.process_index() == 0:
         ckpt.save(path, ts, metadata={"epoch": ts.epoch, **metadata})
 
@@ -122,9 +175,23 @@ def save(path: str, ts: TrainState, metadata: dict[str, Any]) -> None:
 def load(
     path: str, like: TrainState, fingerprint: Mapping[str, str] | None = None
 ) -> tuple[TrainState, dict[str, Any]]:
-    """Read a checkpoint into the structure of ``like``. With ``fingerprint``, a config
-    mismatch is reported by field before any array mismatch (naming the leaf); the file is
-    read once, and a second time only to explain a structural mismatch."""
+    """Read a checkpoint into the structure of ``like``.
+
+    With ``fingerprint``, a config mismatch is reported by field before any array mismatch
+    (naming the leaf); the file is read once, and a second time only to explain a structural
+    mismatch.
+
+    Args:
+        path: the .npz file to read.
+        like: a TrainState of the structure, shapes and dtypes expected.
+        fingerprint: this run's fingerprint, to check against the saved one; None skips it.
+
+    Returns:
+        (the TrainState read, its metadata dict ({} when it has none)).
+
+    Raises:
+        ValueError: the fingerprint or the structure does not match.
+    """
     try:
         ts, meta = ckpt.load(path, like=like)
     except ValueError:
@@ -137,6 +204,18 @@ def load(
 
 
 def paths(checkpoint_dir: str | os.PathLike) -> dict[str, str]:
+    """The checkpoint files of ``checkpoint_dir``: 'latest', 'best' and 'diverged'.
+
+    Args:
+        checkpoint_dir: the directory.
+
+    Returns:
+        A dict name -> path.
+
+    Example:
+        >>> paths("run")["best"]
+        'run/best.npz'
+    """
     d = os.fspath(checkpoint_dir)
     return {
         "latest": os.path.join(d, CHECKPOINT_NAME),

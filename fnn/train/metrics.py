@@ -31,11 +31,19 @@ def _per_sample_mean(v: jax.Array) -> jax.Array:
 
 
 def accuracy(output: jax.Array, target: jax.Array) -> jax.Array:
-    """1.0 where ``argmax(output, 1) == target`` (class dim 1, as torch), else 0.0.
+    """Per-sample accuracy: 1.0 where ``argmax(output, 1) == target`` (class dim 1, as torch), else 0.0.
 
-    >>> import jax.numpy as jnp
-    >>> accuracy(jnp.array([[0.1, 0.9], [0.8, 0.2]]), jnp.array([1, 1])).tolist()
-    [1.0, 0.0]
+    Args:
+        output: class scores (N, C, ...).
+        target: integer class indices (N, ...).
+
+    Returns:
+        float32 (N,): each sample's fraction of correct positions (1.0 or 0.0 for (N, C)).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> accuracy(jnp.array([[0.1, 0.9], [0.8, 0.2]]), jnp.array([1, 1])).tolist()
+        [1.0, 0.0]
     """
     if output.ndim < 2 or not jnp.issubdtype(target.dtype, jnp.integer):
         raise ValueError(
@@ -48,15 +56,36 @@ def accuracy(output: jax.Array, target: jax.Array) -> jax.Array:
 def mae(output: jax.Array, target: jax.Array) -> jax.Array:
     """Mean absolute error of each sample (over its non-batch elements).
 
-    >>> import jax.numpy as jnp
-    >>> mae(jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 4.0]])).tolist()
-    [1.5]
+    Args:
+        output: predictions (N, ...).
+        target: targets of the same shape, cast to output's dtype.
+
+    Returns:
+        The per-sample values, shape (N,).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> mae(jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 4.0]])).tolist()
+        [1.5]
     """
     return _per_sample_mean(jnp.abs(output - target.astype(output.dtype)))
 
 
 def mse(output: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean squared error of each sample (over its non-batch elements)."""
+    """Mean squared error of each sample (over its non-batch elements).
+
+    Args:
+        output: predictions (N, ...).
+        target: targets of the same shape, cast to output's dtype.
+
+    Returns:
+        The per-sample values, shape (N,).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> mse(jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 4.0]])).tolist()
+        [2.5]
+    """
     return _per_sample_mean(jnp.square(output - target.astype(output.dtype)))
 
 
@@ -69,12 +98,24 @@ def resolve_metrics(
     """``fit``'s ``metrics=`` argument as ``((name, fn), ...)`` (see the module docstring).
 
     Args:
-      metrics: None, a name, a sequence of names, a dict name -> fn, or the pairs this
-        function returned.
-      target: the training targets (their dtype picks the default).
+        metrics: None, a name, a sequence of names, a dict name -> fn, or the pairs this
+            function returned.
+        target: the training targets (their dtype picks the default).
 
     Returns:
-      A tuple of (name, per-sample function) pairs.
+        A tuple of (name, per-sample function) pairs.
+
+    Raises:
+        ValueError: an unknown name, or a metric named loss, grad_norm or lr.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> [name for name, _ in resolve_metrics(None, jnp.array([0, 1]))]
+        ['accuracy']
+        >>> [name for name, _ in resolve_metrics(None, jnp.array([0.5]))]
+        ['mae']
+        >>> [name for name, _ in resolve_metrics(["mae", "mse"], jnp.array([0.5]))]
+        ['mae', 'mse']
     """
     if isinstance(metrics, tuple) and all(isinstance(m, tuple) and len(m) == 2 for m in metrics) and metrics:
         return metrics  # already resolved (fit resolves once and passes the pairs down)

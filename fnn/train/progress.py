@@ -18,18 +18,47 @@ _active: ProgressBar | None = None
 
 
 def tick(steps_done) -> None:
-    """Host side of the epoch's callback (runs on the host, never traced)."""
+    """Host side of the epoch's callback: redraw the active bar (runs on the host, never traced).
+
+    Args:
+        steps_done: the steps done in this epoch (a concrete scalar).
+    """
     if _active is not None:
         _active.update(int(steps_done))
 
 
 def callback_interval(n_steps: int, updates: int = 50) -> int:
-    """Steps between host callbacks: about ``updates`` redraws per epoch, at least every step."""
+    """Steps between host callbacks: about ``updates`` redraws per epoch, at least every step.
+
+    Args:
+        n_steps: the steps in an epoch.
+        updates: the redraws wanted per epoch (default 50).
+
+    Returns:
+        The interval in steps, >= 1.
+
+    Example:
+        >>> callback_interval(468), callback_interval(10)
+        (9, 1)
+    """
     return max(1, n_steps // updates)
 
 
 class ProgressBar:
-    """``epoch 3/10 [#######-----] 210/468 steps  35.2k samples/s  ETA 4s``"""
+    """A one-line bar: ``epoch 3/10 [#######-----] 210/468 steps  35.2k samples/s  ETA 4s``.
+
+    Used as a context manager, it becomes the bar that ``tick`` draws on.
+
+    Args:
+        enabled: draw at all; the bar draws only when this is True and the stream is a
+            terminal.
+        stream: where to draw (default ``sys.stderr``).
+
+    Example:
+        >>> import io
+        >>> ProgressBar(True, io.StringIO()).enabled  # not a terminal: stays silent
+        False
+    """
 
     WIDTH = 100
 
@@ -50,11 +79,23 @@ class ProgressBar:
         self.done()
 
     def begin_epoch(self, label: str, total_steps: int, batch_size: int) -> None:
+        """Start a new epoch's line.
+
+        Args:
+            label: the text before the bar, e.g. ``'epoch 3/10'``.
+            total_steps: the steps in the epoch.
+            batch_size: samples per step (for samples/s).
+        """
         self.label, self.total, self.batch_size = label, total_steps, batch_size
         self.start = time.perf_counter()
         self.show(f"{label} compiling / starting ...")
 
     def update(self, steps_done: int) -> None:
+        """Redraw the bar for ``steps_done`` steps of the epoch.
+
+        Args:
+            steps_done: the steps done so far in this epoch.
+        """
         elapsed = time.perf_counter() - self.start
         rate = steps_done * self.batch_size / elapsed if elapsed > 0 else 0.0
         left = (self.total - steps_done) * self.batch_size / rate if rate > 0 else 0.0
@@ -65,6 +106,11 @@ class ProgressBar:
         )
 
     def show(self, text: str) -> None:
+        """Overwrite the line with ``text`` (padded and cut to ``WIDTH``), when enabled.
+
+        Args:
+            text: the line to show.
+        """
         if self.enabled:
             self.stream.write("\r" + text.ljust(self.WIDTH)[: self.WIDTH])
             self.stream.flush()

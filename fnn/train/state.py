@@ -24,7 +24,16 @@ __all__ = ["FitResult", "TrainState", "TrainingDiverged", "init_train_state"]
 
 
 class TrainState(NamedTuple):
-    """The whole state of a training run (see the module docstring)."""
+    """The whole state of a training run (see the module docstring).
+
+    Attributes:
+        params: the model's parameters.
+        state: the model's buffers (BatchNorm running statistics).
+        opt_state: the optimizer's state.
+        key: the run's PRNG key; epoch e draws from ``fold_in(key, e)``.
+        epoch: epochs done, a Python int.
+        step: optimizer steps done, a Python int.
+    """
 
     params: Any
     state: Any
@@ -64,22 +73,32 @@ def init_train_state(
 
 
 class FitResult(NamedTuple):
-    """What ``fit`` returns: the final ``train_state`` and one history record per epoch
-    run by this call. ``params``, ``state`` and ``opt_state`` are shortcuts into it."""
+    """What ``fit`` returns: the final ``train_state`` and one history record per epoch run.
+
+    ``params``, ``state`` and ``opt_state`` are shortcuts into the train state.
+
+    Attributes:
+        train_state: the ``TrainState`` after the last epoch (or the best one, with
+            ``EarlyStopping(restore_best=True)``).
+        history: one dict per epoch run by this call (``epoch``, ``train_loss``, ...).
+    """
 
     train_state: TrainState
     history: list[dict[str, Any]]
 
     @property
     def params(self) -> Any:
+        """The final parameters, ``train_state.params``."""
         return self.train_state.params
 
     @property
     def state(self) -> Any:
+        """The final buffers, ``train_state.state``."""
         return self.train_state.state
 
     @property
     def opt_state(self) -> Any:
+        """The final optimizer state, ``train_state.opt_state``."""
         return self.train_state.opt_state
 
 
