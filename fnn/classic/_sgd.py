@@ -35,6 +35,22 @@ def fit_sgd(
     key: Any,
     who: str,
 ) -> tuple[dict, dict]:
+    """Run the (minibatch) gradient-descent loop of the module docstring for `epochs` epochs.
+
+    Args:
+        step_fn: a module-level function (params, X, y) -> (loss, accuracy, grads).
+        params: the initial params.
+        X: validated features (N, d).
+        y: validated labels (N,).
+        lr: the step size, > 0.
+        epochs: the number of epochs, >= 1.
+        batch_size: None for full-batch steps, else the minibatch size <= N.
+        key: a PRNG key, required with batch_size.
+        who: the caller's name, for error messages.
+
+    Returns:
+        (params, history): the final params and {'loss', 'accuracy'}, each (epochs,).
+    """
     check_lr(lr)
     check_count("epochs", epochs)
     lr = jnp.asarray(lr, X.dtype)

@@ -20,7 +20,15 @@ def as_features(X: Any, params: dict | None = None) -> jnp.ndarray:
     """X as a 2-D floating array (integer or bool features become the default float).
 
     For fitting (params None) X must be non-empty; for predicting, its feature count must
-    match params['weight']."""
+    match params['weight'].
+
+    Args:
+        X: features (N, d), finite.
+        params: the fitted params when predicting, else None.
+
+    Returns:
+        X as a floating jax array (N, d).
+    """
     X = jnp.asarray(X)
     check_ndim("X", X, (2,))
     if not jnp.issubdtype(X.dtype, jnp.floating):
@@ -39,6 +47,14 @@ def as_features(X: Any, params: dict | None = None) -> jnp.ndarray:
 
 
 def check_finite(name: str, x: Any) -> None:
+    """Raise a ValueError naming `name`, the bad value and its index unless x is all finite.
+
+    Only concrete arrays are checked; under an outer jit this does nothing.
+
+    Args:
+        name: the argument's name, for the message.
+        x: the array.
+    """
     if not is_concrete(x):
         return
     a = np.asarray(x)
@@ -49,6 +65,12 @@ def check_finite(name: str, x: Any) -> None:
 
 
 def check_samples(X: jnp.ndarray, y: jnp.ndarray) -> None:
+    """Check that y is 1-D with one entry per row of X.
+
+    Args:
+        X: features (N, d).
+        y: targets or labels.
+    """
     check_ndim("y", y, (1,))
     if X.shape[0] != y.shape[0]:
         raise ValueError(
@@ -57,7 +79,15 @@ def check_samples(X: jnp.ndarray, y: jnp.ndarray) -> None:
 
 
 def as_targets(X: jnp.ndarray, y: Any) -> jnp.ndarray:
-    """Real-valued regression targets y (N,), cast to X's dtype."""
+    """Real-valued regression targets y (N,), cast to X's dtype.
+
+    Args:
+        X: the validated features (N, d).
+        y: targets (N,), finite.
+
+    Returns:
+        y as a jax array in X's dtype.
+    """
     y = jnp.asarray(y)
     check_samples(X, y)
     check_finite("y", y)
@@ -65,7 +95,15 @@ def as_targets(X: jnp.ndarray, y: Any) -> jnp.ndarray:
 
 
 def as_binary_labels(X: jnp.ndarray, y: Any) -> jnp.ndarray:
-    """Labels y (N,) in {0, 1}, any real dtype, returned in X's dtype."""
+    """Labels y (N,) in {0, 1}, any real dtype, returned in X's dtype.
+
+    Args:
+        X: the validated features (N, d).
+        y: labels (N,), each 0 or 1 (checked when concrete).
+
+    Returns:
+        y as a jax array in X's dtype.
+    """
     y = jnp.asarray(y)
     check_samples(X, y)
     if is_concrete(y):
@@ -77,7 +115,16 @@ def as_binary_labels(X: jnp.ndarray, y: Any) -> jnp.ndarray:
 
 
 def as_class_labels(X: jnp.ndarray, y: Any, num_classes: int) -> jnp.ndarray:
-    """Integer class labels y (N,) in [0, num_classes)."""
+    """Integer class labels y (N,) in [0, num_classes).
+
+    Args:
+        X: the validated features (N, d).
+        y: integer labels (N,).
+        num_classes: C.
+
+    Returns:
+        y as an integer jax array.
+    """
     y = jnp.asarray(y)
     check_samples(X, y)
     check_integer("y", y)
@@ -86,7 +133,17 @@ def as_class_labels(X: jnp.ndarray, y: Any, num_classes: int) -> jnp.ndarray:
 
 
 def check_count(name: str, value: Any, *, low: int = 1) -> None:
-    """A Python int >= low (epochs, batch_size, num_classes)."""
+    """Check that value is a Python int >= low (epochs, batch_size, num_classes).
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value.
+        low: the smallest allowed value (default 1).
+
+    Raises:
+        TypeError: value is not an int.
+        ValueError: value < low.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     if value < low:
@@ -94,8 +151,16 @@ def check_count(name: str, value: Any, *, low: int = 1) -> None:
 
 
 def check_lr(lr: Any) -> float:
-    """fnn's one lr rule (`fnn._checks.check_lr`: a finite number >= 0, no schedule), plus
-    lr > 0: a classic fit with lr = 0 would run every epoch and return its initial params."""
+    """fnn's one lr rule (`fnn._checks.check_lr`: a finite number >= 0, no schedule), plus lr > 0.
+
+    A classic fit with lr = 0 would run every epoch and return its initial params.
+
+    Args:
+        lr: the learning rate.
+
+    Returns:
+        lr as a Python float.
+    """
     lr = _check_lr(lr, allow_schedule=False)
     if lr == 0:
         raise ValueError(

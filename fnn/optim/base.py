@@ -164,19 +164,39 @@ class LearningRateState(NamedTuple):
 
 
 def init_step() -> jax.Array:
-    """A fresh step counter: the int32 scalar 0."""
+    """A fresh step counter.
+
+    Returns:
+        The int32 scalar 0.
+    """
     return jnp.zeros((), jnp.int32)
 
 
 def check_tree_match(grads: PyTree, reference: PyTree, what: str) -> None:
-    """Trace-time check that grads has the structure of the params/state they update."""
+    """Trace-time check that grads has the structure of the params/state they update.
+
+    Args:
+        grads: the incoming gradients or updates.
+        reference: the params or state buffers they must match.
+        what: the reference's name, for the error message.
+
+    Raises:
+        ValueError: the structures differ (both are named).
+    """
     tg, tr = jax.tree.structure(grads), jax.tree.structure(reference)
     if tg != tr:
         raise ValueError(f"grads must have the same tree structure as {what}, got grads {tg} and {what} {tr}")
 
 
 def check_half_open(name: str, value: float, low: float = 0.0, high: float = 1.0) -> None:
-    """Raise a ValueError naming `name` unless low <= value < high."""
+    """Raise a ValueError naming `name` unless low <= value < high.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the number to check.
+        low: the inclusive lower bound (default 0).
+        high: the exclusive upper bound (default 1).
+    """
     if not (low <= value < high):
         raise ValueError(f"{name} must be in [{low}, {high}), got {value}")
 
@@ -429,10 +449,18 @@ def default_weight_decay_mask(params: PyTree) -> PyTree:
 
 
 def resolve_mask(mask: PyTree | Callable[[PyTree], PyTree] | None, params: PyTree) -> PyTree:
-    """The weight-decay mask as a pytree of params' structure (None: the WD-1 default).
+    """The weight-decay mask as a pytree of params' structure.
 
-    A function mask is called on params; a structure mismatch raises a ValueError naming both
-    structures.
+    Args:
+        mask: a pytree of bools, a function params -> such a pytree, or None for the WD-1
+            default (ndim >= 2).
+        params: the parameters.
+
+    Returns:
+        A pytree of bools (Python or array) of params' structure.
+
+    Raises:
+        ValueError: the mask's structure differs from params' (both are named).
     """
     if mask is None:
         mask = default_weight_decay_mask
@@ -503,6 +531,14 @@ def optimizer(
     """Chain the transforms and label the result with its torch-named hyperparameters.
 
     The name and hyperparameters are also its spec: equal arguments, equal optimizers.
+
+    Args:
+        name: the optimizer's name ('sgd', 'adam', ...).
+        transforms: the links, in order.
+        **hyperparams: the constructor's arguments, under torch's names.
+
+    Returns:
+        The chained GradientTransformation with `hyperparams` (name included) and its spec.
     """
     return dataclasses.replace(
         chain(*transforms), hyperparams=dict(name=name, **hyperparams), spec=make_spec(name, **hyperparams)
@@ -510,7 +546,16 @@ def optimizer(
 
 
 def decay_and_maximize(weight_decay: float, mask: Any, maximize: bool) -> list[GradientTransformation]:
-    """torch's prologue for every optimizer: g ← −g if maximize, then g ← g + λθ."""
+    """torch's prologue for every optimizer: g ← −g if maximize, then g ← g + λθ.
+
+    Args:
+        weight_decay: λ (0: no decay link).
+        mask: the weight-decay mask (see `add_decayed_weights`).
+        maximize: negate the gradient first.
+
+    Returns:
+        The list of links (possibly empty) to put before the optimizer's own.
+    """
     out = [scale(-1.0)] if maximize else []
     if weight_decay != 0:
         out.append(add_decayed_weights(weight_decay, mask))
