@@ -24,6 +24,20 @@ import jax.numpy as jnp
 
 from fnn._checks import check_positive, is_concrete
 
+__all__ = [
+    "calculate_fans",
+    "calculate_gain",
+    "constant",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "normal",
+    "ones",
+    "uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "zeros",
+]
+
 Shape = int | Sequence[int]
 _LINEAR = (
     "linear",
@@ -73,7 +87,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return 3.0 / 4  # torch's choice for self-normalizing networks
     raise ValueError(
         f"Unsupported nonlinearity {nonlinearity!r}; expected one of "
-        f"{list(_LINEAR) + ['tanh', 'relu', 'leaky_relu', 'selu']}"
+        f"{[*_LINEAR, 'tanh', 'relu', 'leaky_relu', 'selu']}"
     )
 
 
@@ -126,7 +140,8 @@ def xavier_uniform(key: Any, shape: Shape, gain: float = 1.0, dtype: Any = jnp.f
     """U(−b, b), b = gain·√(6/(fan_in + fan_out)) (INIT-3)."""
     dims = _random_args("xavier_uniform", key, shape, dtype)
     fan_in, fan_out = calculate_fans(dims)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
+    # torch's operation order (√3·std), so the bound is torch's to the last bit
+    bound = math.sqrt(3.0) * (gain * math.sqrt(2.0 / (fan_in + fan_out))) if fan_in + fan_out else 0.0
     return jax.random.uniform(key, dims, dtype, minval=-bound, maxval=bound)
 
 

@@ -2,13 +2,22 @@
 momentum under a max-norm constraint, the fixture of the max-norm and momentum-schedule
 tests in tests/test_optim.py (which run without torch).
 
-Needs torch (checked with 2.14.1, CPU) and numpy, not fnn. From the repository root:
+Needs torch 2.13 (CPU) and numpy, not fnn. From the repository root:
 
-    /work/torch-venv/bin/python tests/torch_reference/max_norm.py
+    /work/torch213/bin/python tests/torch_reference/max_norm.py
 
-"renorm": cases {"name", "input", "p", "dim", "maxnorm", "output"}: torch.renorm in float64
+or, on a fresh machine,
+
+    python -m venv v && v/bin/pip install numpy torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    v/bin/python tests/torch_reference/max_norm.py
+
+Top level {"torch", "generator", "renorm", "sgd"}. Every case also has "api" (the fnn name)
+and "kwargs" (fnn's argument names), the fixture contract of tests/torch_reference/README.md;
+the fixture coverage test (tests/test_reference_coverage.py) reads both lists.
+"renorm": cases {"api", "kwargs", "name", "input", "p", "dim", "maxnorm", "output"}: torch.renorm in float64
 on random arrays whose slices straddle maxnorm (some exactly at it, some zero).
-"sgd": cases {"name", "kwargs" (torch.optim.SGD's, without lr and momentum), "lrs", "mus"
+"sgd": cases {"api", "name", "kwargs" (SGD's, fnn's and torch's names alike, without lr, momentum
+and the mask: fnn runs with weight_decay_mask decaying every leaf, torch's behaviour), "lrs", "mus"
 (the lr and momentum set in param_groups[0] before each step), "maxnorm", "c", "d", "W0",
 "b0", "W", "b" (after every step)}: the loss Σ(0.5·c·θ² + d·θ) over W (4, 3) and b (4,), so
 grad = c·θ + d, and after each step `W.copy_(torch.renorm(W, 2, 0, maxnorm))` (b is not
@@ -75,11 +84,18 @@ def sgd_run(kwargs, maxnorm):
 
 
 def main():
-    out = {"torch": torch.__version__, "renorm": [], "sgd": []}
+    out = {
+        "torch": torch.__version__,
+        "generator": "tests/torch_reference/max_norm.py",
+        "renorm": [],
+        "sgd": [],
+    }
     for name, x, p, dim, maxnorm in renorm_cases():
         y = torch.renorm(torch.tensor(x, dtype=torch.float64), p, dim, maxnorm)
         out["renorm"].append(
             {
+                "api": "fnn.optim.renorm",
+                "kwargs": {"p": p, "dim": dim, "maxnorm": maxnorm},
                 "name": name,
                 "input": x.tolist(),
                 "p": p,
@@ -94,7 +110,15 @@ def main():
         ("dampening_weight_decay", {"dampening": 0.3, "weight_decay": 0.1}, 0.7),
         ("no_constraint", {}, None),
     ]:
-        out["sgd"].append({"name": name, "kwargs": kwargs, "maxnorm": maxnorm, **sgd_run(kwargs, maxnorm)})
+        out["sgd"].append(
+            {
+                "api": "fnn.optim.sgd",
+                "name": name,
+                "kwargs": kwargs,
+                "maxnorm": maxnorm,
+                **sgd_run(kwargs, maxnorm),
+            }
+        )
     OUT.write_text(json.dumps(out, separators=(",", ":")) + "\n")
     print(f"wrote {len(out['renorm'])} renorm and {len(out['sgd'])} sgd cases to {OUT}")
 

@@ -1,13 +1,18 @@
 """Write plateau.json: torch's ReduceLROnPlateau lr after every step(metric), the fixture of
 tests/test_plateau.py (which runs without torch).
 
-Needs torch (any build; checked with 2.14.1, CPU) and numpy, not fnn. From the repository
-root, in a separate environment:
+Needs torch 2.13 (CPU) and numpy, not fnn. From the repository root:
 
-    python3 -m venv /tmp/torch-venv && /tmp/torch-venv/bin/pip install torch==2.14.1 numpy
-    /tmp/torch-venv/bin/python tests/torch_reference/plateau.py
+    /work/torch213/bin/python tests/torch_reference/plateau.py
 
-Each case is {"name", "kwargs" (ReduceLROnPlateau's, without the optimizer), "lr" (the
+or, on a fresh machine,
+
+    python -m venv v && v/bin/pip install numpy torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    v/bin/python tests/torch_reference/plateau.py
+
+Top level {"torch", "generator", "cases"}.
+Each case is {"api" ("fnn.optim.ReduceLROnPlateau"), "name", "kwargs" (ReduceLROnPlateau's,
+fnn's and torch's names alike, without the optimizer), "lr" (the
 optimizer's initial lr), "metrics", "lrs" (param_groups[0]["lr"] after each step)}. Metric
 sequences are written so that every branch of torch's rule is taken: plateaus, exact ties
 with best, values one ulp either side of the improvement bar (chosen from torch's own
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 
 OUT = pathlib.Path(__file__).with_suffix(".json")
+API = "fnn.optim.ReduceLROnPlateau"
 INF, NAN = math.inf, math.nan
 
 
@@ -58,7 +64,7 @@ def run_near_bar(kwargs, lr, n, seed):
     opt, sched = make(kwargs, lr)
     better = -INF if sched.mode == "min" else INF
     metrics, lrs = [], []
-    for i in range(n):
+    for _ in range(n):
         b = bar(sched)
         if math.isinf(b):  # before the first step: any finite value
             m = float(rng.uniform(0.5, 2.0))
@@ -219,14 +225,16 @@ NEAR = [
 def main():
     out = []
     for name, kwargs, lr, metrics in cases():
-        out.append(
-            {"name": name, "kwargs": kwargs, "lr": lr, "metrics": metrics, "lrs": run(kwargs, lr, metrics)}
-        )
+        lrs = run(kwargs, lr, metrics)
+        out.append({"api": API, "name": name, "kwargs": kwargs, "lr": lr, "metrics": metrics, "lrs": lrs})
     for i, (name, kwargs) in enumerate(NEAR):
         metrics, lrs = run_near_bar(kwargs, 0.1, 60, seed=100 + i)
-        out.append({"name": name, "kwargs": kwargs, "lr": 0.1, "metrics": metrics, "lrs": lrs})
+        out.append({"api": API, "name": name, "kwargs": kwargs, "lr": 0.1, "metrics": metrics, "lrs": lrs})
     lines = ",\n".join(json.dumps(c, separators=(",", ":")) for c in out)
-    OUT.write_text(f'{{"torch":{json.dumps(torch.__version__)},"cases":[\n{lines}\n]}}\n')
+    generator = json.dumps("tests/torch_reference/plateau.py")
+    OUT.write_text(
+        f'{{"torch":{json.dumps(torch.__version__)},"generator":{generator},"cases":[\n{lines}\n]}}\n'
+    )
     print(f"wrote {len(out)} cases to {OUT}")
 
 
