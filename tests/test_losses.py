@@ -565,11 +565,11 @@ def test_huber_and_smooth_l1_hyperparameters():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_bce_input_outside_unit_interval(bad):
-    # BCE-1: input outside [0, 1] → error (checked on concrete arrays)
+    # BCE-1, BCE-4: input outside [0, 1] → error (checked on concrete arrays), torch's wording
     x, t = jnp.array([0.2, bad, 0.7]), jnp.array([0.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match=f"input must hold probabilities in \\[0, 1\\].*got {bad}"):
+    with pytest.raises(ValueError, match=f"all elements of input should be between 0 and 1.*got {bad}"):
         L.binary_cross_entropy(x, t)
-    with pytest.raises(ValueError, match="input must hold probabilities"):
+    with pytest.raises(ValueError, match="all elements of input should be between 0 and 1"):
         L.binary_cross_entropy_backward(jnp.float32(1.0), x, t)
 
 
