@@ -147,21 +147,25 @@ def picked(target: jax.Array, ignore_index: int, weight: jax.Array | None, num_c
     return safe, mask, w, bad
 
 
-def nan_where_bad(loss: jax.Array, bad: jax.Array, x: jax.Array) -> jax.Array:
-    """Per-item losses with NaN at ``bad`` items, such that jax.grad is NaN on their rows (LBL-1).
+def nan_where_bad(loss: jax.Array, bad: jax.Array, picked_value: jax.Array) -> jax.Array:
+    """Per-item losses with NaN at ``bad`` items, such that jax.grad is NaN there too (LBL-1).
 
     A plain ``where(bad, nan, loss)`` would give jax.grad a zero there. The NaN comes
-    instead from ``nan_n·Σ_c x_{n,c}``, whose derivative is NaN on every class of a bad item;
-    ``nan_n`` is 0 on good items, so no 0·NaN leaks into their gradient (even where x holds
-    −inf log-probabilities, the selected branch is the untouched loss).
+    instead from ``nan_n·picked_value_n``, with ``picked_value`` (N, d...) the input value
+    the loss already gathered for the item (at the placeholder class 0), so the common path
+    reads nothing more: cross-entropy gathers a log-probability, whose derivative reaches
+    every logit of the row through the softmax (a NaN row); NLL gathers the input entry
+    itself (NaN at that entry, the only one NLL reads). ``nan_n`` is 0 on good items, so no
+    0·NaN leaks into their gradient, and there the selected branch is the untouched loss.
     """
-    nan_n = jnp.where(bad, jnp.nan, 0).astype(x.dtype)
-    return jnp.where(bad, nan_n * jnp.sum(x, axis=1), loss)
+    nan_n = jnp.where(bad, jnp.nan, 0).astype(loss.dtype)
+    return jnp.where(bad, nan_n * picked_value, loss)
 
 
-def nan_rows_where_bad(grad: jax.Array, bad: jax.Array) -> jax.Array:
-    """The manual-backward side of `nan_where_bad`: NaN on every class of a bad item's row."""
-    return jnp.where(bad[:, None], jnp.nan, grad)
+def nan_where_bad_coef(coef: jax.Array, bad: jax.Array) -> jax.Array:
+    """The manual-backward side of `nan_where_bad`: a per-item coefficient (N, d...) that is
+    NaN at ``bad`` items (LBL-1), an (N, d...) select rather than one over every class."""
+    return jnp.where(bad, jnp.nan, coef)
 
 
 def take_class(x: jax.Array, safe_target: jax.Array) -> jax.Array:

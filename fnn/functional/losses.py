@@ -21,11 +21,12 @@ Contract (rule IDs refer to shared/SEMANTICS.md 1.5):
   weight shapes); values (class targets in range, BCE input and target in [0, 1]) are
   checked only on concrete arrays, so every loss also runs under jit, grad and vmap.
   Under jit a bad value cannot raise, so it poisons instead: a class target outside
-  [0, C) that is not ignore_index makes its item's loss NaN and its gradient row NaN, in
-  the manual backward and in jax.grad alike (LBL-1), never a finite value from a wrapped
-  or clamped index; a BCE input or target outside [0, 1] does the same per element
-  (BCE-4). Hyperparameters (reduction, delta, beta, ignore_index, label_smoothing) are
-  static Python values.
+  [0, C) that is not ignore_index makes its item's loss NaN and its gradient NaN (the
+  whole row for cross_entropy; for nll_loss the one entry it reads), in the manual
+  backward and in jax.grad alike (LBL-1), never a finite value from a wrapped or clamped
+  index; a BCE input or target outside [0, 1] does the same per element (BCE-4).
+  Hyperparameters (reduction, delta, beta, ignore_index, label_smoothing) are static
+  Python values.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ from fnn.functional._loss_utils import (
     grad_output_for,
     index_targets,
     item_scale,
-    nan_rows_where_bad,
     nan_where_bad,
+    nan_where_bad_coef,
     optional_broadcast,
     picked,
     pointwise_args,
@@ -338,7 +339,8 @@ def nll_loss(
     x, unbatched, t, w, ii = _nll_args(input, target, weight, ignore_index, reduction)
     safe, mask, wn, bad = picked(t, ii, w, x.shape[1], x.dtype)
     # where, not a product: an ignored position's log-probability may be −inf.
-    loss = nan_where_bad(jnp.where(mask, -wn * take_class(x, safe), 0), bad, x)
+    x_y = take_class(x, safe)
+    loss = nan_where_bad(jnp.where(mask, -wn * x_y, 0), bad, x_y)
     return finish(loss, reduction, jnp.sum(wn), unbatched)
 
 
@@ -353,16 +355,18 @@ def nll_loss_backward(
     """dℓ_n/dx_{n,c} = −w_{y_n}·1[c = y_n]·1[y_n ≠ ii]: one entry per item, zero elsewhere.
 
     'mean' scales by g/Σ_n w_{y_n}; when every item is ignored all those weights are 0 and
-    the gradient is zeros, not NaN (NLL-2). LBL-1: the row of an item whose (traced)
-    target is outside [0, C) and not ignore_index is NaN, as jax.grad of ``nll_loss`` gives.
+    the gradient is zeros, not NaN (NLL-2). LBL-1: an item whose (traced) target is
+    outside [0, C) and not ignore_index gets NaN at the entry it reads (its placeholder
+    class 0), zeros elsewhere, as jax.grad of ``nll_loss`` gives.
     """
     x, unbatched, t, w, ii = _nll_args(input, target, weight, ignore_index, reduction)
     safe, _, wn, bad = picked(t, ii, w, x.shape[1], x.dtype)
     item_shape = t.shape
     g = grad_output_for(grad_output, reduction, item_shape[1:] if unbatched else item_shape)
     s = item_scale(g, reduction, item_shape, jnp.sum(wn), unbatched, x.dtype)
-    grad = -(s * wn)[:, None] * jax.nn.one_hot(safe, x.shape[1], axis=1, dtype=x.dtype)
-    grad = nan_rows_where_bad(grad, bad)
+    # LBL-1: a bad item's coefficient is NaN, at its placeholder class 0, as jax.grad gives.
+    coef = nan_where_bad_coef(-(s * wn), bad)
+    grad = jnp.where(jax.nn.one_hot(safe, x.shape[1], axis=1, dtype=bool), coef[:, None], 0)
     return grad[0] if unbatched else grad
 
 
@@ -430,12 +434,13 @@ def cross_entropy(
         loss = -jnp.sum(_smoothed_probs(t, w, eps) * logp, axis=1)
         return finish(loss, reduction, jnp.asarray(loss.size, x.dtype), unbatched)
     safe, mask, wn, bad = picked(t, ii, w, num_classes, x.dtype)
-    loss = jnp.where(mask, -wn * take_class(logp, safe), 0)
+    logp_y = take_class(logp, safe)
+    loss = jnp.where(mask, -wn * logp_y, 0)
     if eps > 0:
         wc = 1 if w is None else along_classes(w, x.ndim)
         smooth = jnp.where(mask, -jnp.sum(wc * logp, axis=1), 0)
         loss = (1 - eps) * loss + (eps / num_classes) * smooth
-    return finish(nan_where_bad(loss, bad, logp), reduction, jnp.sum(wn), unbatched)
+    return finish(nan_where_bad(loss, bad, logp_y), reduction, jnp.sum(wn), unbatched)
 
 
 def cross_entropy_backward(
@@ -477,5 +482,6 @@ def cross_entropy_backward(
         if eps > 0:
             wc, total = (1, num_classes) if w is None else (along_classes(w, x.ndim), jnp.sum(w))
             grad = grad + (eps / num_classes) * mask[:, None] * (p * total - wc)
-        grad = nan_rows_where_bad(s[:, None] * grad, bad)
+        # LBL-1: a NaN scale makes a bad item's whole row NaN, as jax.grad of cross_entropy gives.
+        grad = nan_where_bad_coef(s, bad)[:, None] * grad
     return grad[0] if unbatched else grad
