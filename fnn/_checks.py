@@ -112,16 +112,42 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def check_classes_in_range(name: str, target: Any, num_classes: int, ignore_index: int | None = None) -> None:
-    """Value check on concrete integer targets: each in [0, num_classes) or == ignore_index."""
+def check_classes_in_range(
+    name: str, target: Any, num_classes: int, ignore_index: int | None = None, *, what: str = "values"
+) -> None:
+    """The one class-label check (losses, one_hot, the classic learners, evaluate, fit, the
+    data loaders): every integer label in [0, num_classes) or equal to ``ignore_index``.
+
+    It needs values, so it runs on concrete arrays only (on the host: a device array is
+    copied there) and returns without looking under jit, where the class losses turn an
+    invalid label into NaN instead (LBL-1).
+
+    Args:
+        name: what the labels are, for the message (``"target"``, ``"eval_data"``).
+        target: integer labels of any shape.
+        num_classes: C, the number of classes.
+        ignore_index: a label value that is allowed besides the classes, or None.
+        what: the noun after ``name`` in the message (``"values"``, ``"labels"``).
+
+    Raises:
+        ValueError: naming the first bad value, its index, the valid range and how many
+            labels are bad.
+    """
     if not is_concrete(target):
         return
     t = np.asarray(target)
+    bad = (t < 0) | (t >= num_classes)
     if ignore_index is not None:
-        t = t[t != ignore_index]
-    if t.size and (t.min() < 0 or t.max() >= num_classes):
-        bad = t[(t < 0) | (t >= num_classes)][0]
-        raise ValueError(f"{name} values must be in [0, {num_classes}), got {int(bad)}")
+        bad &= t != ignore_index
+    if not bad.any():
+        return
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = f" at index {first[0] if len(first) == 1 else first}" if first else ""
+    also = f"; ignore_index={ignore_index} is also allowed" if ignore_index is not None else ""
+    raise ValueError(
+        f"{name} {what} must be in [0, {num_classes}), got {t[first].item()}{where} ({int(bad.sum())} "
+        f"of {t.size} out of range, spanning [{t[bad].min()}, {t[bad].max()}]{also})"
+    )
 
 
 def check_key(name: str, key: Any, who: str) -> None:

@@ -118,7 +118,7 @@ def test_idx_truncated_header_and_zero_dims(tmp_path):
 
 
 def test_write_idx_rejects_unsupported_arrays(tmp_path):
-    with pytest.raises(TypeError, match="array dtype must be one of .*, got int64"):
+    with pytest.raises(TypeError, match=r"array dtype must be one of .*, got int64"):
         D.write_idx(tmp_path / "a.idx", np.zeros(3, np.int64))
     with pytest.raises(ValueError, match=r"array must have 1 to 255 dimensions for IDX, got shape \(\)"):
         D.write_idx(tmp_path / "a.idx", np.uint8(3))
@@ -223,6 +223,22 @@ def test_mnist_rejects_non_mnist_shapes(tmp_path, monkeypatch):
         D.mnist("train")
 
 
+def test_mnist_rejects_labels_outside_the_ten_classes(tmp_path, monkeypatch):
+    # LBL-1 (host side): a damaged label file fails when read, not as a NaN loss in training.
+    d = _fake_bundle(
+        tmp_path,
+        {
+            "t10k-images-idx3-ubyte.gz": np.zeros((3, 28, 28), np.uint8),
+            "t10k-labels-idx1-ubyte.gz": np.array([3, 12, 4], np.uint8),
+        },
+    )
+    monkeypatch.setattr(datasets, "_bundled_mnist", lambda: d)
+    with pytest.raises(
+        ValueError, match=r"\(test\): labels must be in \[0, 10\), got 12 at index 1 \(1 of 3"
+    ):
+        D.mnist("test")
+
+
 # ---------------------------------------------------------------- Fashion-MNIST
 
 
@@ -267,6 +283,13 @@ def test_fashion_mnist_not_found_lists_every_place(tmp_path, monkeypatch):
 def test_fashion_mnist_bad_split(tmp_path):
     with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'val'"):
         D.fashion_mnist("val", root=tmp_path)
+
+
+def test_fashion_mnist_rejects_labels_outside_the_ten_classes(tmp_path):
+    # LBL-1 (host side), as for MNIST: the value, its index, the range.
+    root = _fashion_dir(tmp_path / "root", 10)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\), got 10 at index 0 \(4 of 4"):
+        D.fashion_mnist("train", root=root)
 
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason=f"Fashion-MNIST not found at {FASHION_DIR}")
@@ -324,7 +347,7 @@ def _epoch(n, batch_size, **kw):
 def test_batches_shuffle_is_determined_by_key():
     k = jax.random.key(0)
     a, b = _epoch(50, 8, key=k), _epoch(50, 8, key=k)
-    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
     c = _epoch(50, 8, key=jax.random.key(1))
     assert not np.array_equal(np.concatenate(a), np.concatenate(c))
     np.testing.assert_array_equal(np.concatenate(a), D.epoch_permutation(k, 50))
@@ -371,7 +394,7 @@ def test_batching_errors():
     k = jax.random.key(0)
     with pytest.raises(ValueError, match="batch_size must be > 0, got 0"):
         D.batches(x, x, 0, key=k)
-    with pytest.raises(TypeError, match="batch_size must be an int, got 2.5"):
+    with pytest.raises(TypeError, match=r"batch_size must be an int, got 2\.5"):
         D.batches(x, x, 2.5, key=k)
     with pytest.raises(TypeError, match="batch_size must be an int, got True"):
         D.num_batches(4, True)
@@ -383,3 +406,14 @@ def test_batching_errors():
         D.batches(x, x, 2)
     with pytest.raises(ValueError, match="n must be >= 0, got -1"):
         D.num_batches(-1, 2)
+
+
+def test_batches_check_class_labels_when_given_num_classes():
+    # LBL-1 (host side): with num_classes, a bad label fails at the call, named with its index.
+    x, y = np.zeros((5, 2)), np.array([0, 2, 3, 1, 0])
+    with pytest.raises(ValueError, match=r"y labels must be in \[0, 3\), got 3 at index 2"):
+        D.batches(x, y, 2, shuffle=False, num_classes=3)
+    with pytest.raises(TypeError, match="y must have an integer dtype"):
+        D.batches(x, y.astype(np.float32), 2, shuffle=False, num_classes=4)
+    got = [yb.tolist() for _, yb in D.batches(x, y, 2, shuffle=False, num_classes=4)]
+    assert got == [[0, 2], [3, 1], [0]]

@@ -512,7 +512,7 @@ ELEMENTWISE = [
     L.binary_cross_entropy,
     L.binary_cross_entropy_with_logits,
 ]
-ALL = ELEMENTWISE + [L.nll_loss, L.cross_entropy]
+ALL = [*ELEMENTWISE, L.nll_loss, L.cross_entropy]
 PAIRS = {f.__name__: (f, getattr(L, f.__name__ + "_backward")) for f in ALL}
 
 
@@ -557,7 +557,7 @@ def test_huber_and_smooth_l1_hyperparameters():
         with pytest.raises(ValueError, match="delta must be > 0"):
             L.huber_loss_backward(jnp.float32(1.0), x, t, delta=delta)
     # SL1-1: β < 0 → error (β = 0 is L1)
-    with pytest.raises(ValueError, match="beta must be >= 0, got -0.5"):
+    with pytest.raises(ValueError, match=r"beta must be >= 0, got -0\.5"):
         L.smooth_l1_loss(x, t, beta=-0.5)
     with pytest.raises(ValueError, match="beta must be >= 0"):
         L.smooth_l1_loss_backward(jnp.float32(1.0), x, t, beta=-0.5)
@@ -565,12 +565,153 @@ def test_huber_and_smooth_l1_hyperparameters():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_bce_input_outside_unit_interval(bad):
-    # BCE-1: input outside [0, 1] → error (checked on concrete arrays)
+    # BCE-1, BCE-4: input outside [0, 1] → error (checked on concrete arrays), torch's wording
     x, t = jnp.array([0.2, bad, 0.7]), jnp.array([0.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match=f"input must hold probabilities in \\[0, 1\\].*got {bad}"):
+    with pytest.raises(ValueError, match=f"all elements of input should be between 0 and 1.*got {bad}"):
         L.binary_cross_entropy(x, t)
-    with pytest.raises(ValueError, match="input must hold probabilities"):
+    with pytest.raises(ValueError, match="all elements of input should be between 0 and 1"):
         L.binary_cross_entropy_backward(jnp.float32(1.0), x, t)
+
+
+def test_bce_nan_and_out_of_range_raise_with_torch_wording():
+    # BCE-4: torch 2.13 raises "all elements of input should be between 0 and 1" for a NaN
+    # probability, and "... of target ..." for a target outside [0, 1] (NaN included).
+    x, t = jnp.array([0.2, 0.5, 0.7]), jnp.array([0.0, 1.0, 1.0])
+    nan_x = x.at[1].set(jnp.nan)
+    for fn in (L.binary_cross_entropy, functools.partial(L.binary_cross_entropy_backward, jnp.float32(1))):
+        with pytest.raises(
+            ValueError, match=r"all elements of input should be between 0 and 1.*got nan at index 1"
+        ):
+            fn(nan_x, t)
+        for bad in (1.5, -0.5, np.nan):
+            with pytest.raises(
+                ValueError, match=f"all elements of target should be between 0 and 1, got {bad} at index 1"
+            ):
+                fn(x, t.at[1].set(bad))
+    # torch checks the input first
+    with pytest.raises(ValueError, match="all elements of input"):
+        L.binary_cross_entropy(nan_x, t.at[1].set(2.0))
+
+
+def test_bce_out_of_range_under_jit_is_nan(x64):
+    # BCE-4: under jit the values cannot raise; the bad elements' loss and gradient are NaN
+    # (manual and jax.grad), the others keep their closed forms −log(1 − x), −log x and
+    # (x − y)/(x(1 − x)).
+    x = f64([0.2, np.nan, 1.5, -0.1, 0.7, 0.4, 0.4])
+    y = f64([0.0, 1.0, 1.0, 0.0, 1.0, 1.5, np.nan])
+    ok = np.array([True, False, False, False, True, False, False])
+
+    @jax.jit
+    def run(x, y):
+        none = L.binary_cross_entropy(x, y, reduction="none")
+        manual = L.binary_cross_entropy_backward(jnp.ones(7), x, y, reduction="none")
+        auto = jax.grad(lambda x: L.binary_cross_entropy(x, y, reduction="sum"))(x)
+        return none, manual, auto, L.binary_cross_entropy(x, y), L.binary_cross_entropy(x, y, reduction="sum")
+
+    none, manual, auto, mean, total = run(x, y)
+    close(none[ok], [-np.log(0.8), -np.log(0.7)])
+    close(manual[ok], [0.2 / 0.16, -0.3 / 0.21])
+    close(auto[ok], [0.2 / 0.16, -0.3 / 0.21])
+    for got in (none, manual, auto):
+        assert np.isnan(np.asarray(got)[~ok]).all()
+    assert np.isnan(mean) and np.isnan(total)
+
+
+def test_bce_with_logits_accepts_targets_outside_unit_interval(x64):
+    # BCE-4: torch 2.13's BCE-with-logits has no range check; these values are its output
+    # for logits [0.2, 0.5, 0.7] and targets [0, 1.5, 1] / [0, −0.5, 1] in float64.
+    z = f64([0.2, 0.5, 0.7])
+    for y, want in (
+        ([0.0, 1.5, 1.0], [0.7981388693815918, 0.2240769841801067, 0.4031860488854579]),
+        ([0.0, -0.5, 1.0], [0.7981388693815918, 1.2240769841801067, 0.4031860488854579]),
+    ):
+        close(L.binary_cross_entropy_with_logits(z, f64(y), reduction="none"), want, rtol=1e-12)
+        # closed form of the gradient without pos_weight: σ(z) − y
+        sig = 1 / (1 + np.exp(-np.asarray(z)))
+        close(L.binary_cross_entropy_with_logits_backward(jnp.ones(3), z, f64(y), reduction="none"), sig - y)
+
+
+def test_class_label_error_names_value_index_and_range():
+    # LBL-1 (eager side): the message names the first bad value, its index and the range.
+    x = jnp.zeros((4, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"target values must be in \[0, 3\), got 3 at index 1 \(2 of 4 out of range, spanning "
+        r"\[-1, 3\]; ignore_index=-100 is also allowed\)",
+    ):
+        L.cross_entropy(x, jnp.array([0, 3, 2, -1]))
+    with pytest.raises(ValueError, match=r"got 7 at index \(1, 0\) \(1 of 4 out of range"):
+        L.nll_loss(jnp.zeros((2, 3, 2)), jnp.array([[0, 1], [7, -100]]))
+    # the ignore_index is not a bad label, whatever its value
+    close(L.nll_loss(jnp.zeros((2, 3)), jnp.array([5, 1]), ignore_index=5), 0.0)
+
+
+# LBL-1 cases: (loss, input, targets with a bad label at BAD_AT, options). Every label other
+# than the bad one is valid or ignored; the nll input has a −inf log-probability at a
+# class that is not its row's target, which must not leak NaN into that row's gradient.
+_LOGP = np.log(np.exp(X) / np.exp(X).sum(1, keepdims=True))
+_LOGP[0, 0] = -np.inf
+LBL_CASES = {
+    "ce": (L.cross_entropy, np.asarray(X), [2, 0, -100, 1], dict(weight=W, label_smoothing=0.1), (1,)),
+    "ce_kdim": (L.cross_entropy, XK, TK, dict(weight=W), (1, 1)),
+    "nll": (L.nll_loss, _LOGP, [2, 0, -100, 1], dict(weight=W), (1,)),
+    "nll_kdim": (L.nll_loss, np.log(np.exp(XK) / np.exp(XK).sum(1, keepdims=True)), TK, {}, (0, 2)),
+}
+
+
+@pytest.mark.parametrize("name", list(LBL_CASES))
+def test_invalid_label_under_jit_is_nan_never_a_wrapped_class(x64, name):
+    # LBL-1: under jit, a label outside [0, C) that is not ignore_index gives a NaN loss for
+    # its item ('mean'/'sum': NaN) and NaN in its gradient row, by the manual backward and by
+    # jax.grad alike; every other entry equals the gradient with that label ignored. −1 would
+    # wrap to class C − 1 in a plain gather and C would clamp to C − 1: neither may pass.
+    # One compiled program per case runs all three reductions.
+    f, x, t, kw, at = LBL_CASES[name]
+    fb = getattr(L, f.__name__ + "_backward")
+    x, t = f64(x), np.asarray(t)
+    kw = {k: f64(v) if k == "weight" else v for k, v in kw.items()}
+    rng = np.random.default_rng(3)
+    gs = [f64(rng.uniform(0.5, 1.5, () if r != "none" else t.shape)) for r in REDUCTIONS]
+
+    @jax.jit
+    def run(x, t):
+        out = []
+        for r, g in zip(REDUCTIONS, gs, strict=True):
+            loss, vjp = jax.vjp(lambda x, r=r: f(x, t, reduction=r, **kw), x)
+            out.append((loss, fb(g, x, t, reduction=r, **kw), vjp(g)[0]))
+        return out
+
+    ignored = t.copy()
+    ignored[at] = -100
+    want = run(x, jnp.asarray(ignored, jnp.int32))  # the ignore_index rules, golden-tested above
+    row = (at[0], slice(None), *at[1:])  # every class of the bad item
+    for bad in (-1, 3, 10**6):
+        t_bad = t.copy()
+        t_bad[at] = bad
+        got = run(x, jnp.asarray(t_bad, jnp.int32))
+        for r, (loss, manual, auto), (want_loss, want_grad, _) in zip(REDUCTIONS, got, want, strict=True):
+            loss = np.array(loss)
+            if r == "none":
+                assert np.isnan(loss[at]), (bad, r)
+                loss[at] = 0.0  # an ignored item's loss
+                close(loss, want_loss)
+            else:
+                assert np.isnan(loss), (bad, r, loss)
+            for grad in (np.array(manual), np.array(auto)):
+                # cross-entropy: the whole row (through the softmax); NLL: the entry it reads
+                nan = np.isnan(grad[row])
+                assert nan.all() if f is L.cross_entropy else nan.any(), (bad, r, grad)
+                grad[row] = np.where(nan, 0.0, grad[row])  # as if ignored
+                close(grad, want_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_invalid_label_golden_none(x64):
+    # LBL-1 against torch 2.13's golden 'none' values (SEMANTICS 2.1, CE with weight and
+    # label smoothing): the valid items keep them, the bad one is NaN.
+    got = jax.jit(lambda x, t: L.cross_entropy(x, t, weight=f64(W), label_smoothing=0.1, reduction="none"))(
+        f64(X), jnp.array([2, -1, -100, 1])
+    )
+    close(got, [1.31539063, np.nan, 0, 4.41919659])
 
 
 def test_bce_weight_and_pos_weight_shapes():
@@ -603,7 +744,7 @@ def test_class_loss_errors(name):
     # NLL-1 / CE-1: class indices need an integer dtype
     with pytest.raises(
         TypeError,
-        match="target must have an integer dtype|holds class indices and must have an integer dtype",
+        match=r"target must have an integer dtype|holds class indices and must have an integer dtype",
     ):
         f(x, jnp.array([0.0, 1.0, 2.0, 1.0]))
     with pytest.raises(TypeError, match="input must have a floating dtype"):
@@ -630,7 +771,7 @@ def test_class_loss_errors(name):
         ValueError, match=r"weight must have shape \(3,\) \(one entry per class\), got weight \(4,\)"
     ):
         f(x, jnp.array([0, 1, 2, 1]), weight=jnp.ones(4))
-    with pytest.raises(TypeError, match="ignore_index must be an int, got 1.0"):
+    with pytest.raises(TypeError, match=r"ignore_index must be an int, got 1\.0"):
         f(x, jnp.array([0, 1, 2, 1]), ignore_index=1.0)
 
 

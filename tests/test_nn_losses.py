@@ -406,9 +406,43 @@ def test_per_sample_under_jit(x64):
     spec = nn.CrossEntropyLoss(weight=W, label_smoothing=0.1)
     got = jax.jit(spec.per_sample)(f64(X), i64(T))
     want = spec.per_sample(f64(X), i64(T))
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         close(a, b, rtol=1e-12)
     close(jnp.sum(got[0]) / jnp.sum(got[1]), 1.088062194)  # CE-2 golden 'mean'
+
+
+def test_specs_turn_an_invalid_label_under_jit_into_nan(x64):
+    # LBL-1 through the specs that train and evaluate use: the loss, the manual backward's
+    # row and per_sample's loss_sum are NaN for the bad item; its weight is 0 and the valid
+    # items keep torch's golden 'none' values (CE-6) and denominators (NLL-1).
+    spec = nn.CrossEntropyLoss(weight=W)
+    none = nn.CrossEntropyLoss(weight=W, reduction="none")
+    t_bad = i64([2, -1, -100, 1])
+
+    @jax.jit
+    def run(x, t):
+        return spec(x, t), none(x, t), spec.backward(f64(1.0), x, t), spec.per_sample(x, t)
+
+    loss, per_item, grad, (loss_sum, weight) = run(f64(X), t_bad)
+    assert np.isnan(loss)
+    close(per_item, [1.222817893, np.nan, 0, 4.285863257])
+    grad = np.asarray(grad)
+    assert np.isnan(grad[1]).all() and np.isfinite(np.delete(grad, 1, axis=0)).all()
+    close(loss_sum, [1.222817893, np.nan, 0, 4.285863257])
+    close(weight, [3.0, 0.0, 0.0, 2.0])
+    with pytest.raises(ValueError, match=r"target values must be in \[0, 3\), got -1 at index 1"):
+        spec(f64(X), t_bad)  # eagerly it raises
+
+
+def test_bce_spec_checks_input_and_target_range():
+    # BCE-4: torch's wording eagerly; under jit the bad element's loss is NaN.
+    spec = nn.BCELoss(reduction="none")
+    with pytest.raises(ValueError, match=r"all elements of input should be between 0 and 1 .*got nan"):
+        spec(jnp.array([0.5, jnp.nan]), jnp.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"all elements of target should be between 0 and 1, got 2\.0"):
+        spec(jnp.array([0.5, 0.5]), jnp.array([1.0, 2.0]))
+    got = jax.jit(spec)(jnp.array([0.5, 1.5]), jnp.array([1.0, 0.0]))
+    close(got, [np.log(2), np.nan], rtol=1e-6)
 
 
 def test_per_sample_needs_a_batch():
@@ -505,7 +539,7 @@ def test_as_loss_wraps_functions_and_keeps_specs():
     assert isinstance(wrapped, nn.FunctionLoss) and wrapped.fn is F.cross_entropy
     assert wrapped == nn.as_loss(F.cross_entropy) and hash(wrapped) == hash(nn.FunctionLoss(F.cross_entropy))
     assert wrapped.reduction == "mean"
-    with pytest.raises(TypeError, match="as_loss needs an fnn.nn.Loss or a function .* got int"):
+    with pytest.raises(TypeError, match=r"as_loss needs an fnn\.nn\.Loss or a function .* got int"):
         nn.as_loss(3)
     with pytest.raises(TypeError, match=r"got the class MSELoss: write MSELoss\(\)"):
         nn.as_loss(nn.MSELoss)
@@ -598,9 +632,9 @@ def test_function_loss_is_hashable_by_identity():
 
 
 def test_function_loss_bad_arguments():
-    with pytest.raises(TypeError, match="FunctionLoss needs a function fn.* got str"):
+    with pytest.raises(TypeError, match=r"FunctionLoss needs a function fn.* got str"):
         nn.FunctionLoss("mse")
-    with pytest.raises(TypeError, match="FunctionLoss backward must be a function .* got int"):
+    with pytest.raises(TypeError, match=r"FunctionLoss backward must be a function .* got int"):
         nn.FunctionLoss(F.mse_loss, backward=1)
 
 

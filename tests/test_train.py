@@ -54,7 +54,7 @@ def toy_model(d=20, classes=4):
 def assert_trees_equal(a, b):
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(la) == len(lb)
-    for u, v in zip(la, lb):
+    for u, v in zip(la, lb, strict=True):
         if isinstance(u, int):
             assert u == v
             continue
@@ -79,7 +79,7 @@ def test_manual_and_autodiff_steps_agree():
             *carry, metrics = step(*carry, jax.random.key(i), x, y)
         outs.append((carry, metrics))
     (c_auto, m_auto), (c_man, m_man) = outs
-    for a, b in zip(jax.tree.leaves(c_auto), jax.tree.leaves(c_man)):
+    for a, b in zip(jax.tree.leaves(c_auto), jax.tree.leaves(c_man), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     for name in ("loss", "grad_norm"):
         np.testing.assert_allclose(m_auto[name], m_man[name], rtol=1e-5)
@@ -131,7 +131,7 @@ def test_grad_norm_and_lr_are_what_they_claim():
     step = make_train_step(model, nn.CrossEntropyLoss(), opt)
     opt_state = opt.init(params)
     for i in range(4):
-        grads = jax.grad(lambda p: F.cross_entropy(model.apply(p, state, x, train=True)[0], y))(params)
+        grads = jax.grad(lambda p, s=state: F.cross_entropy(model.apply(p, s, x, train=True)[0], y))(params)
         want = float(np.sqrt(sum(np.sum(np.square(np.asarray(g))) for g in jax.tree.leaves(grads))))
         params, state, opt_state, m = step(params, state, opt_state, jax.random.key(i), x, y)
         np.testing.assert_allclose(float(m["grad_norm"]), want, rtol=1e-5)
@@ -306,9 +306,11 @@ def test_divergence_returns_the_state_from_just_before_the_bad_step(grad, tmp_pa
     order = np.asarray(jax.random.permutation(k_perm, 256)).reshape(8, 32)
     step = make_train_step(poisoned_model(10**6), nn.CrossEntropyLoss(), opt, grad)
     carry = (first.params, first.state, first.opt_state)
-    for i, k in zip(range(5), jax.random.split(k_steps, 8)):
+    for i, k in zip(range(5), jax.random.split(k_steps, 8), strict=False):  # 5 of the 8 steps
         *carry, _ = step(*carry, k, x[order[i]], y[order[i]])
-    for a, b in zip(jax.tree.leaves((ts.params, ts.opt_state)), jax.tree.leaves((carry[0], carry[2]))):
+    for a, b in zip(
+        jax.tree.leaves((ts.params, ts.opt_state)), jax.tree.leaves((carry[0], carry[2])), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
     # On disk: the epoch-1 checkpoint and the pre-divergence state beside it.
@@ -365,7 +367,7 @@ def test_metrics_argument_chooses_and_accepts_functions():
         progress=False,
     )
     out = np.asarray(predict(toy_model(), result.params, result.state, x))
-    want = np.mean([yi in np.argsort(o)[-2:] for o, yi in zip(out, y)])
+    want = np.mean([yi in np.argsort(o)[-2:] for o, yi in zip(out, y, strict=True)])
     assert result.history[0]["test_top2"] == pytest.approx(want) and "test_accuracy" not in result.history[0]
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
         fit(
@@ -613,7 +615,7 @@ def test_an_existing_checkpoint_is_not_overwritten_silently(tmp_path):
     )
     fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), **common)
     before = (tmp_path / "checkpoint.npz").read_bytes()
-    with pytest.raises(FileExistsError, match="resume=True.*overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"resume=True.*overwrite=True"):
         fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.2), (x, y), **common)
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
     fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.2), (x, y), overwrite=True, **common)
@@ -793,6 +795,84 @@ def test_predict_matches_apply_and_checks_input():
         predict(model, params, state, x[:0])
     with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
         evaluate(model, params, state, (x, np.full(37, 4)))
+
+
+# ---------------------------------------------------------------- bad labels (LBL-1)
+
+
+@pytest.mark.parametrize("grad", ["autodiff", "manual"])
+def test_epoch_stops_at_the_step_with_a_bad_label(grad):
+    # LBL-1: inside the compiled epoch a label outside [0, C) cannot raise; its step's loss
+    # is NaN, so that step and the later ones are not applied (ok False) with either
+    # gradient source, and the earlier steps are.
+    model, opt = nn.Linear(4, 3), optim.sgd(lr=0.1)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)).astype(np.float32), rng.integers(0, 3, 16).astype(np.int32)
+    key = jax.random.key(1)
+    k_perm, _ = jax.random.split(key)  # the epoch's documented shuffle
+    order = np.asarray(jax.random.permutation(k_perm, 16)).reshape(4, 4)
+    bad_step = 1
+    y[order[bad_step, 2]] = -1  # a plain gather would read class 2 here
+    params, state = model.init(jax.random.key(0))
+    epoch = make_train_epoch(model, nn.CrossEntropyLoss(), opt, 4, grad)
+    *_, metrics = epoch(jax.tree.map(jnp.array, params), state, opt.init(params), key, x, y)
+    loss, ok = np.asarray(metrics["loss"]), np.asarray(metrics["ok"])
+    assert np.isnan(loss[bad_step]) and np.isfinite(loss[:bad_step]).all()
+    np.testing.assert_array_equal(ok, np.arange(4) < bad_step)
+
+
+def test_divergence_message_points_at_the_labels():
+    # LBL-1: a loss that reads labels the host check cannot see (here it shifts them, so
+    # label 0 becomes -1) diverges, and the message names labels as a possible cause.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)).astype(np.float32), rng.integers(1, 3, 16).astype(np.int32)
+    y[3] = 0
+
+    def shifted(out, y):
+        return F.cross_entropy(out, y - 1)
+
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss nan.*class labels outside \[0, C\)") as info:
+        fit(
+            nn.Linear(4, 3),
+            shifted,
+            optim.sgd(lr=0.1),
+            (x, y),
+            epochs=1,
+            batch_size=16,
+            key=jax.random.key(0),
+            progress=False,
+        )
+    assert (info.value.epoch, info.value.step) == (1, 1)
+
+
+def test_fit_and_evaluate_name_the_bad_label_before_compiling():
+    # LBL-1 (host side): the value, its index and the model's class range, before compiling.
+    model = toy_model()
+    params, state = model.init(jax.random.key(0))
+    x, y = toy_data(64)
+    bad = y.copy()
+    bad[5] = 9
+    with pytest.raises(ValueError, match=r"^data labels must be in \[0, 4\), got 9 at index 5 \(1 of 64"):
+        evaluate(model, params, state, (x, bad))
+    common = dict(epochs=1, batch_size=8, key=jax.random.key(0), progress=False)
+    with pytest.raises(ValueError, match=r"^train_data labels must be in \[0, 4\), got 9 at index 5"):
+        fit(model, nn.CrossEntropyLoss(), optim.sgd(lr=0.1), (x, bad), **common)
+    with pytest.raises(ValueError, match=r"^eval_data labels must be in \[0, 4\), got 9 at index 5"):
+        fit(model, nn.CrossEntropyLoss(), optim.sgd(lr=0.1), (x, y), eval_data=(x, bad), **common)
+
+
+def test_evaluate_accepts_the_loss_ignore_index():
+    # NLL-1 through evaluate: labels equal to ignore_index pass the host check and carry no
+    # weight; the result equals F.cross_entropy over the whole set (golden-tested op).
+    model = nn.Linear(20, 4)
+    params, state = model.init(jax.random.key(0))
+    x, y = toy_data(40)
+    y[::7] = 7
+    loss = nn.CrossEntropyLoss(weight=[1.0, 2.0, 0.5, 1.5], ignore_index=7)
+    logits, _ = model.apply(params, state, jnp.asarray(x), train=False)
+    want = F.cross_entropy(logits, jnp.asarray(y), weight=jnp.array([1.0, 2.0, 0.5, 1.5]), ignore_index=7)
+    got = evaluate(model, params, state, (x, y), batch_size=16, loss=loss)
+    np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- progress

@@ -1,12 +1,13 @@
 """Mini-batches over (x, y) arrays, shuffled by a JAX PRNG key.
 
-`batches(x, y, batch_size, key=..., shuffle=True, drop_last=False)` follows
+`batches(x, y, batch_size, key=..., shuffle=True, drop_last=False, num_classes=None)` follows
 torch.utils.data.DataLoader: each epoch visits every example once in a random order
 (the order is `epoch_permutation(key, len(x))`, so the same key gives the same order),
 in `num_batches(len(x), batch_size, drop_last)` batches; the last batch is smaller
 unless `drop_last=True`, which drops it. With ``shuffle=False`` the order is 0..n-1 and
 `key` is ignored (as torch ignores a generator then). Shuffling without a key is an
-error: there is no global RNG. The caller splits its key once per epoch.
+error: there is no global RNG. The caller splits its key once per epoch. With
+``num_classes`` the labels are checked first (each in [0, num_classes)).
 
 `batches` yields slices of the inputs (numpy in, numpy out; jax in, jax out) and is
 for host-side loops. For a compiled epoch the trainer takes `epoch_permutation` and
@@ -21,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from fnn._checks import check_batch_size, check_positive
+from fnn._checks import check_batch_size, check_classes_in_range, check_integer, check_positive
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
@@ -45,12 +46,31 @@ def batches(
     key: jax.Array | None = None,
     shuffle: bool = True,
     drop_last: bool = False,
+    num_classes: int | None = None,
 ) -> Iterator[tuple[Any, Any]]:
-    """Yield (xb, yb) mini-batches covering one epoch; see the module docstring."""
+    """Yield (xb, yb) mini-batches covering one epoch; see the module docstring.
+
+    Args:
+        x, y: inputs and targets with the same number of rows (numpy or jax arrays).
+        batch_size: rows per batch.
+        key: the epoch's PRNG key; needed when ``shuffle``.
+        shuffle: visit the rows in the order ``epoch_permutation(key, len(x))``.
+        drop_last: drop the last, smaller batch.
+        num_classes: when given, ``y`` holds class labels and each must be in
+            [0, num_classes); checked once, here, on the host, since inside a compiled
+            step a bad label only makes the loss NaN (LBL-1).
+
+    Returns:
+        An iterator over ``(xb, yb)``.
+    """
     # Validate here, not inside the generator, so errors surface at the call.
     batch_size = check_batch_size(batch_size)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got x {len(x)} and y {len(y)}")
+    if num_classes is not None:
+        check_integer("y", y)
+        check_positive("num_classes", num_classes)
+        check_classes_in_range("y", y, num_classes, what="labels")
     if shuffle and key is None:
         raise ValueError("batches needs a PRNG key (key=jax.random.key(...)) when shuffle=True, got None")
     n = len(x)

@@ -4,7 +4,8 @@ Both loaders return ``(images, labels)`` as numpy arrays: images uint8 of shape
 (N, 28, 28), labels **int32** of shape (N,), N = 60000 for ``split='train'`` and 10000
 for ``split='test'``. Labels are int32 rather than the file's uint8 because int32 is
 JAX's default integer, what the class-index losses expect, and safe for arithmetic
-(uint8 wraps at 256).
+(uint8 wraps at 256). They are checked to lie in [0, 10) when read: a damaged file
+raises ValueError naming the bad label and its index.
 
 `mnist` reads the four original IDX files shipped inside the package
 (``fnn/data/mnist``) through importlib.resources and checks each file's sha256 against
@@ -33,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn._checks import check_positive
+from fnn._checks import check_classes_in_range, check_positive
 from fnn.data.idx import parse_idx, read_idx
 
 # Mean and std of pixel/255 over the 60000 MNIST training images (the standard values).
@@ -43,6 +44,9 @@ MNIST_STD = 0.3081
 # 60000 x 28 x 28 Fashion-MNIST training pixels, in float64: 0.286040597, 0.353024245.
 FASHION_MNIST_MEAN = 0.2860
 FASHION_MNIST_STD = 0.3530
+
+# Both datasets have ten classes; their labels are checked against it when read.
+NUM_CLASSES = 10
 
 FASHION_MNIST_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -74,6 +78,9 @@ def _pair(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.ndarra
         raise ValueError(f"{where}: labels must be uint8 of shape (N,), got {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
         raise ValueError(f"{where}: {len(images)} images but {len(labels)} labels")
+    # A damaged or foreign label file must fail here: in a compiled step a label >= 10
+    # would only turn the loss NaN (LBL-1).
+    check_classes_in_range(f"{where}:", labels, NUM_CLASSES, what="labels")
     return images, labels.astype(np.int32)
 
 

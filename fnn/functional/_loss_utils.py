@@ -1,7 +1,8 @@
 """Validation and bookkeeping shared by the losses in fnn.functional.losses.
 
 Everything here runs at trace time on shapes, dtypes and Python numbers; value checks
-(class targets in range) run only on concrete arrays, via fnn._checks.
+(class targets in range) run only on concrete arrays, via fnn._checks. Under jit an
+invalid class target cannot raise, so it makes its item's loss and gradient NaN (LBL-1).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def index_targets(input: jax.Array, unbatched: bool, target: Any, ignore_index: 
     """Validate class-index targets for a batched input; returns them batched, signed."""
     target = jnp.asarray(target)
     check_integer("target", target)
-    expected = () if unbatched else (input.shape[0],) + input.shape[2:]
+    expected = () if unbatched else (input.shape[0], *input.shape[2:])
     if target.shape != expected:
         raise ValueError(
             f"target must have shape {expected} for input of shape "
@@ -130,12 +131,41 @@ def along_classes(v: jax.Array, ndim: int) -> jax.Array:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def picked(target: jax.Array, ignore_index: int, weight: jax.Array | None, dtype: Any):
-    """Per-item (safe target, mask, w_{y_n}·mask) for index targets; ignored items get 0."""
-    mask = target != ignore_index
+def picked(target: jax.Array, ignore_index: int, weight: jax.Array | None, num_classes: int, dtype: Any):
+    """Per-item (safe target, mask, w_{y_n}·mask, bad) for index targets.
+
+    ``mask`` marks the items that count: neither ignored nor invalid. ``bad`` marks the
+    invalid ones (outside [0, C) and not ignore_index; only traced targets get here, concrete
+    ones raise first). Both get weight 0 and the safe class 0, so no gather wraps (−1 would
+    read class C − 1) or clamps; the caller turns ``bad`` items into NaN (LBL-1).
+    """
+    counted = target != ignore_index
+    bad = counted & ((target < 0) | (target >= num_classes))
+    mask = counted & ~bad
     safe = jnp.where(mask, target, 0)
     w = mask.astype(dtype) if weight is None else jnp.where(mask, weight[safe], 0).astype(dtype)
-    return safe, mask, w
+    return safe, mask, w, bad
+
+
+def nan_where_bad(loss: jax.Array, bad: jax.Array, picked_value: jax.Array) -> jax.Array:
+    """Per-item losses with NaN at ``bad`` items, such that jax.grad is NaN there too (LBL-1).
+
+    A plain ``where(bad, nan, loss)`` would give jax.grad a zero there. The NaN comes
+    instead from ``nan_n·picked_value_n``, with ``picked_value`` (N, d...) the input value
+    the loss already gathered for the item (at the placeholder class 0), so the common path
+    reads nothing more: cross-entropy gathers a log-probability, whose derivative reaches
+    every logit of the row through the softmax (a NaN row); NLL gathers the input entry
+    itself (NaN at that entry, the only one NLL reads). ``nan_n`` is 0 on good items, so no
+    0·NaN leaks into their gradient, and there the selected branch is the untouched loss.
+    """
+    nan_n = jnp.where(bad, jnp.nan, 0).astype(loss.dtype)
+    return jnp.where(bad, nan_n * picked_value, loss)
+
+
+def nan_where_bad_coef(coef: jax.Array, bad: jax.Array) -> jax.Array:
+    """The manual-backward side of `nan_where_bad`: a per-item coefficient (N, d...) that is
+    NaN at ``bad`` items (LBL-1), an (N, d...) select rather than one over every class."""
+    return jnp.where(bad, jnp.nan, coef)
 
 
 def take_class(x: jax.Array, safe_target: jax.Array) -> jax.Array:

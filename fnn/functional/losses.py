@@ -18,9 +18,15 @@ Contract (rule IDs refer to shared/SEMANTICS.md 1.5):
   |d|'(0) = 0 (L1-1), BCE's gradient is torch's w(x − y)/max(x(1 − x), 1e-12) (BCE-2),
   and an all-ignored batch gives a NaN 'mean' loss with a zero gradient (NLL-2).
 - Validation happens at trace time (shapes, dtypes, reduction, delta/beta/label_smoothing,
-  weight shapes); values (class targets in range, BCE input in [0, 1]) are checked only on
-  concrete arrays, so every loss also runs under jit, grad and vmap. Hyperparameters
-  (reduction, delta, beta, ignore_index, label_smoothing) are static Python values.
+  weight shapes); values (class targets in range, BCE input and target in [0, 1]) are
+  checked only on concrete arrays, so every loss also runs under jit, grad and vmap.
+  Under jit a bad value cannot raise, so it poisons instead: a class target outside
+  [0, C) that is not ignore_index makes its item's loss NaN and its gradient NaN (the
+  whole row for cross_entropy; for nll_loss the one entry it reads), in the manual
+  backward and in jax.grad alike (LBL-1), never a finite value from a wrapped or clamped
+  index; a BCE input or target outside [0, 1] does the same per element (BCE-4).
+  Hyperparameters (reduction, delta, beta, ignore_index, label_smoothing) are static
+  Python values.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from fnn.functional._loss_utils import (
     grad_output_for,
     index_targets,
     item_scale,
+    nan_where_bad,
+    nan_where_bad_coef,
     optional_broadcast,
     picked,
     pointwise_args,
@@ -155,35 +163,55 @@ def _clamped_logs(x: Array) -> tuple[Array, Array]:
     return jnp.maximum(jnp.log(x), -100.0), jnp.maximum(jnp.log1p(-x), -100.0)
 
 
+def _bce_invalid(x: Array, y: Array) -> Array:
+    # BCE-4: what torch rejects (x or y outside [0, 1]); NaN fails both comparisons, so it counts.
+    return ~((x >= 0) & (x <= 1) & (y >= 0) & (y <= 1))
+
+
 def _bce_dx(x: Array, y: Array) -> Array:
-    return (x - y) / jnp.maximum(x * (1 - x), jnp.asarray(_BCE_GRAD_FLOOR, x.dtype))
+    # BCE-4: without the where, x outside [0, 1] would hit the 1e-12 floor and give a huge
+    # but finite gradient.
+    dx = (x - y) / jnp.maximum(x * (1 - x), jnp.asarray(_BCE_GRAD_FLOOR, x.dtype))
+    return jnp.where(_bce_invalid(x, y), jnp.nan, dx)
+
+
+def _bce_values(x: Array, y: Array) -> tuple[Array, Array, Array]:
+    """(ℓ, log x, log(1 − x)), both logs clamped, ℓ NaN where x or y is outside [0, 1]."""
+    log_x, log_1mx = _clamped_logs(x)
+    out = -y * log_x - (1 - y) * log_1mx  # not −(a + b): gives +0, not −0, at x = y ∈ {0, 1}
+    return jnp.where(_bce_invalid(x, y), jnp.nan, out), log_x, log_1mx
 
 
 @jax.custom_jvp
 def _bce_terms(x: Array, y: Array) -> Array:
-    log_x, log_1mx = _clamped_logs(x)
-    return -y * log_x - (1 - y) * log_1mx  # not −(a + b): gives +0, not −0, at x = y ∈ {0, 1}
+    return _bce_values(x, y)[0]
 
 
 @_bce_terms.defjvp
 def _bce_terms_jvp(primals, tangents):
     # BCE-2: torch's gradient, not the derivative of the clamped loss (which is 0 at the clamp).
     (x, y), (dx, dy) = primals, tangents
-    log_x, log_1mx = _clamped_logs(x)
-    out = -y * log_x - (1 - y) * log_1mx
+    out, log_x, log_1mx = _bce_values(x, y)
     return out, _bce_dx(x, y) * dx + (log_1mx - log_x) * dy
+
+
+def _check_unit_interval(name: str, a: Array) -> None:
+    """BCE-4, on concrete arrays: torch's message, plus the first bad value and its index."""
+    if not is_concrete(a):
+        return
+    v = np.asarray(a)
+    bad = ~((v >= 0) & (v <= 1))
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        at = f" at index {first[0] if len(first) == 1 else first}" if first else ""
+        hint = " (use binary_cross_entropy_with_logits for logits)" if name == "input" else ""
+        raise ValueError(f"all elements of {name} should be between 0 and 1{hint}, got {v[first]}{at}")
 
 
 def _bce_args(input, target, weight, reduction):
     input, target = pointwise_args(input, target, reduction)
-    if is_concrete(input):
-        x = np.asarray(input)
-        bad = x[(x < 0) | (x > 1)]
-        if bad.size:
-            raise ValueError(
-                f"input must hold probabilities in [0, 1] (use binary_cross_entropy_with_logits "
-                f"for logits), got {bad[0]}"
-            )
+    _check_unit_interval("input", input)  # torch checks the input first
+    _check_unit_interval("target", target)
     return input, target, optional_broadcast("weight", weight, input.shape, input.dtype)
 
 
@@ -192,8 +220,20 @@ def binary_cross_entropy(
 ) -> Array:
     """ℓ = −w·[y·max(log x, −100) + (1 − y)·max(log(1 − x), −100)] (BCE-1).
 
-    Soft targets y ∈ [0, 1] are allowed; input outside [0, 1] raises on concrete arrays.
-    ``weight`` broadcasts to the input and 'mean' divides by numel, not Σw (BCE-3).
+    Soft targets y ∈ [0, 1] are allowed; ``weight`` broadcasts to the input and 'mean'
+    divides by numel, not Σw (BCE-3). BCE-4, as torch: an input or a target outside
+    [0, 1] (NaN included) raises ValueError("all elements of input should be between 0 and
+    1") on concrete arrays; under jit, where values cannot raise, that element's loss and
+    gradient (manual and jax.grad) are NaN, so a 'mean' or 'sum' is NaN too.
+
+    Args:
+        input: probabilities in [0, 1].
+        target: targets in [0, 1], of the input's shape.
+        weight: element-wise rescaling that broadcasts to the input, or None.
+        reduction: 'mean', 'sum' or 'none'.
+
+    Returns:
+        The loss: a scalar, or the input's shape for 'none'.
     """
     input, target, w = _bce_args(input, target, weight, reduction)
     loss = _bce_terms(input, target)
@@ -206,7 +246,8 @@ def binary_cross_entropy_backward(
     """dℓ/dx = −w·[y/x − (1 − y)/(1 − x)] = w·(x − y)/(x(1 − x)), floored as torch does.
 
     BCE-2: the denominator is max(x(1 − x), 1e-12), so at x = 0, y = 1 the gradient is
-    ≈ −1e12, not the 0 that the −100 clamp of the loss would give.
+    ≈ −1e12, not the 0 that the −100 clamp of the loss would give. BCE-4: an input or
+    target outside [0, 1] raises on concrete arrays and gives NaN under jit.
     """
     input, target, w = _bce_args(input, target, weight, reduction)
     s = pointwise_scale(
@@ -241,6 +282,8 @@ def binary_cross_entropy_with_logits(
     Stable form: −log σ(x) = softplus(−x) and −log σ(−x) = softplus(x), with softplus a
     log-sum-exp, so ℓ = w·[p·y·softplus(−x) + (1 − y)·softplus(x)]; no −100 clamp (logit
     100 with y = 0 costs 100). ``pos_weight`` broadcasts along the last dimension.
+    BCE-4: unlike ``binary_cross_entropy``, any target is accepted, as torch does: a target
+    outside [0, 1] (e.g. 1.5) just enters the formula, and a NaN target gives a NaN loss.
     """
     input, target, w, py = _bcel_args(input, target, weight, reduction, pos_weight)
     loss = py * jax.nn.softplus(-input) + (1 - target) * jax.nn.softplus(input)
@@ -290,11 +333,14 @@ def nll_loss(
     The input is taken to be log-probabilities (unchecked). NLL-1..4: weighted mean; all
     items ignored → 'mean' NaN, 'sum' 0, 'none' zeros; (N, C, d1..dK) averages over every
     position; unbatched (C,) with a scalar target; any integer target dtype.
+    LBL-1: a target outside [0, C) that is not ignore_index raises on concrete arrays and,
+    under jit, makes that item's loss NaN (so 'mean' and 'sum' are NaN).
     """
     x, unbatched, t, w, ii = _nll_args(input, target, weight, ignore_index, reduction)
-    safe, mask, wn = picked(t, ii, w, x.dtype)
+    safe, mask, wn, bad = picked(t, ii, w, x.shape[1], x.dtype)
     # where, not a product: an ignored position's log-probability may be −inf.
-    loss = jnp.where(mask, -wn * take_class(x, safe), 0)
+    x_y = take_class(x, safe)
+    loss = nan_where_bad(jnp.where(mask, -wn * x_y, 0), bad, x_y)
     return finish(loss, reduction, jnp.sum(wn), unbatched)
 
 
@@ -309,14 +355,18 @@ def nll_loss_backward(
     """dℓ_n/dx_{n,c} = −w_{y_n}·1[c = y_n]·1[y_n ≠ ii]: one entry per item, zero elsewhere.
 
     'mean' scales by g/Σ_n w_{y_n}; when every item is ignored all those weights are 0 and
-    the gradient is zeros, not NaN (NLL-2).
+    the gradient is zeros, not NaN (NLL-2). LBL-1: an item whose (traced) target is
+    outside [0, C) and not ignore_index gets NaN at the entry it reads (its placeholder
+    class 0), zeros elsewhere, as jax.grad of ``nll_loss`` gives.
     """
     x, unbatched, t, w, ii = _nll_args(input, target, weight, ignore_index, reduction)
-    safe, _, wn = picked(t, ii, w, x.dtype)
+    safe, _, wn, bad = picked(t, ii, w, x.shape[1], x.dtype)
     item_shape = t.shape
     g = grad_output_for(grad_output, reduction, item_shape[1:] if unbatched else item_shape)
     s = item_scale(g, reduction, item_shape, jnp.sum(wn), unbatched, x.dtype)
-    grad = -(s * wn)[:, None] * jax.nn.one_hot(safe, x.shape[1], axis=1, dtype=x.dtype)
+    # LBL-1: a bad item's coefficient is NaN, at its placeholder class 0, as jax.grad gives.
+    coef = nan_where_bad_coef(-(s * wn), bad)
+    grad = jnp.where(jax.nn.one_hot(safe, x.shape[1], axis=1, dtype=bool), coef[:, None], 0)
     return grad[0] if unbatched else grad
 
 
@@ -373,6 +423,9 @@ def cross_entropy(
     Probability targets (CE-3), float and of the input's shape: y' = (1 − ε)·y + ε/C,
       ℓ_n = −Σ_c w_c·y'_c·log p_{n,c},  'mean' divides by N (items times positions), not Σw;
     ignore_index must then be negative.
+    LBL-1: an index target outside [0, C) that is not ignore_index raises on concrete
+    arrays; under jit it makes that item's loss NaN ('mean' and 'sum' NaN too), never the
+    loss of a wrapped class (a plain gather would read −1 as class C − 1).
     """
     x, unbatched, t, w, ii, probs = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing)
     eps, num_classes = label_smoothing, x.shape[1]
@@ -380,13 +433,14 @@ def cross_entropy(
     if probs:
         loss = -jnp.sum(_smoothed_probs(t, w, eps) * logp, axis=1)
         return finish(loss, reduction, jnp.asarray(loss.size, x.dtype), unbatched)
-    safe, mask, wn = picked(t, ii, w, x.dtype)
-    loss = jnp.where(mask, -wn * take_class(logp, safe), 0)
+    safe, mask, wn, bad = picked(t, ii, w, num_classes, x.dtype)
+    logp_y = take_class(logp, safe)
+    loss = jnp.where(mask, -wn * logp_y, 0)
     if eps > 0:
         wc = 1 if w is None else along_classes(w, x.ndim)
         smooth = jnp.where(mask, -jnp.sum(wc * logp, axis=1), 0)
         loss = (1 - eps) * loss + (eps / num_classes) * smooth
-    return finish(loss, reduction, jnp.sum(wn), unbatched)
+    return finish(nan_where_bad(loss, bad, logp_y), reduction, jnp.sum(wn), unbatched)
 
 
 def cross_entropy_backward(
@@ -407,12 +461,13 @@ def cross_entropy_backward(
       zero at ignored items; without weights this is p − ((1 − ε)·onehot + ε/C).
     Probability targets: a = w·y' → p·Σ_c w_c·y'_c − w·y' (= p − y' without weights).
     Then times g, g_n ('none'), g/N (probability 'mean') or g/Σ_n w_{y_n} (index 'mean';
-    zeros when every item is ignored).
+    zeros when every item is ignored). LBL-1: the row of an item whose (traced) index
+    target is invalid is NaN, as jax.grad of ``cross_entropy`` gives, not p − 0.
     """
     x, unbatched, t, w, ii, probs = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing)
     eps, num_classes, dtype = label_smoothing, x.shape[1], x.dtype
     p = jax.nn.softmax(x, axis=1)
-    item_shape = (x.shape[0],) + x.shape[2:]
+    item_shape = (x.shape[0], *x.shape[2:])
     g = grad_output_for(grad_output, reduction, item_shape[1:] if unbatched else item_shape)
     if probs:
         a = _smoothed_probs(t, w, eps)
@@ -421,11 +476,12 @@ def cross_entropy_backward(
         )
         grad = s[:, None] * (p * jnp.sum(a, axis=1, keepdims=True) - a)
     else:
-        safe, mask, wn = picked(t, ii, w, dtype)
+        safe, mask, wn, bad = picked(t, ii, w, num_classes, dtype)
         s = item_scale(g, reduction, item_shape, jnp.sum(wn), unbatched, dtype)
         grad = (1 - eps) * wn[:, None] * (p - jax.nn.one_hot(safe, num_classes, axis=1, dtype=dtype))
         if eps > 0:
             wc, total = (1, num_classes) if w is None else (along_classes(w, x.ndim), jnp.sum(w))
             grad = grad + (eps / num_classes) * mask[:, None] * (p * total - wc)
-        grad = s[:, None] * grad
+        # LBL-1: a NaN scale makes a bad item's whole row NaN, as jax.grad of cross_entropy gives.
+        grad = nan_where_bad_coef(s, bad)[:, None] * grad
     return grad[0] if unbatched else grad

@@ -199,7 +199,7 @@ class _ClassLoss(Loss):
             return loss_sum, jnp.full(loss_sum.shape, int(np.prod(x.shape[2:])), losses.dtype)
         t = index_targets(x, False, target, self.ignore_index)
         w = class_weight(_as_array(self.weight), x.shape[1], losses.dtype)
-        _, _, wn = picked(t, self.ignore_index, w, losses.dtype)
+        _, _, wn, _ = picked(t, self.ignore_index, w, x.shape[1], losses.dtype)
         return loss_sum, jnp.sum(wn, axis=axes)
 
 

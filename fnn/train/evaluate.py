@@ -2,7 +2,9 @@
 
 Both split the data into batches (the last one zero-padded and masked out) and run them
 with ``lax.scan`` inside one ``jit``, so there is no per-batch host work. Class labels are
-checked on the host before compiling (a label outside the model's classes raises).
+checked on the host before compiling: a label outside the model's classes (other than
+the loss's ignore_index) raises, naming the label and its index, since inside the
+compiled pass it would only make the loss NaN (LBL-1). ``predict`` takes no labels.
 
 ``evaluate``'s loss is exact at the dataset level: it sums the loss spec's
 ``per_sample`` terms, so it equals the loss with ``reduction='mean'`` over all samples at
@@ -12,14 +14,14 @@ once (class weights and ``ignore_index`` included), whatever the batch size.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fnn import nn
-from fnn._checks import check_batch_size
+from fnn._checks import check_batch_size, check_classes_in_range
 from fnn.train.metrics import resolve_metrics
 
 
@@ -41,19 +43,44 @@ def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
     check_batch_size(batch_size, jnp.shape(x)[0], name)
 
 
-def check_labels(model, params: Any, state: Any, x: Any, y: Any, name: str = "labels") -> None:
-    """Before compiling: integer labels must index the model's output classes (dim 1)."""
+def _ignore_index(loss: nn.Loss) -> int | None:
+    """The label value the loss skips: a spec's ``ignore_index``, or the default (or bound
+    value) of a plain function's ``ignore_index`` parameter (``F.cross_entropy``'s -100)."""
+    if isinstance(loss, nn.FunctionLoss):
+        try:
+            param = inspect.signature(loss.fn).parameters.get("ignore_index")
+        except (TypeError, ValueError):  # no signature to read
+            return None
+        return None if param is None or param.default is inspect.Parameter.empty else param.default
+    return getattr(loss, "ignore_index", None)
+
+
+def check_labels(
+    model, params: Any, state: Any, x: Any, y: Any, loss: nn.Loss | None = None, name: str = "labels"
+) -> None:
+    """Before compiling: integer labels must index the model's output classes (dim 1).
+
+    Under jit a bad label would only turn the loss NaN (LBL-1), so evaluate, fit and the
+    CLI check on the host first, with ``fnn._checks.check_classes_in_range`` (the one
+    class-label check). C comes from the model's output shape (``jax.eval_shape``, nothing
+    runs); ``loss``'s ignore_index, if it has one, is allowed too. Float targets (class
+    probabilities, regression) and models with a 1-d output are not checked.
+
+    Args:
+        model, params, state: the model and its arrays.
+        x, y: inputs and labels with the same number of rows.
+        loss: the loss spec that will read the labels, for its ignore_index (None: none).
+        name: the data's name in the message (``"train_data"``, ``"eval_data"``).
+
+    Raises:
+        ValueError: naming the first bad label, its index and the valid range.
+    """
     if not jnp.issubdtype(jnp.result_type(y), jnp.integer) or jnp.size(y) == 0:
         return
     out = jax.eval_shape(lambda p, s, xb: model.apply(p, s, xb, train=False)[0], params, state, x[:1])
     if len(out.shape) >= 2:
-        labels = np.asarray(y)
-        classes, low, top = out.shape[1], int(labels.min()), int(labels.max())
-        if low < 0 or top >= classes:
-            raise ValueError(
-                f"{name} must be in [0, {classes}) for a model with {classes} outputs, "
-                f"got labels in [{low}, {top}]"
-            )
+        ignore_index = None if loss is None else _ignore_index(loss)
+        check_classes_in_range(name, y, out.shape[1], ignore_index, what="labels")
 
 
 def _in_batches(a: jax.Array, batch_size: int) -> jax.Array:
@@ -76,12 +103,12 @@ def _eval_fn(model, loss: nn.Loss, metrics: tuple, batch_size: int):
             loss_sum, weight = loss.per_sample(out, yb)
             values = [jnp.sum(loss_sum * m), jnp.sum(weight * m)]
             values += [jnp.sum(fn(out, yb) * m) for _, fn in metrics]
-            return [t + v for t, v in zip(totals, values)], None
+            return [t + v for t, v in zip(totals, values, strict=True)], None
 
         zeros = [jnp.zeros((), jnp.float32) for _ in range(2 + len(metrics))]
         totals, _ = jax.lax.scan(body, zeros, (_in_batches(x, batch_size), _in_batches(y, batch_size), mask))
         out = {"loss": totals[0] / totals[1]}
-        out.update({name: t / x.shape[0] for (name, _), t in zip(metrics, totals[2:])})
+        out.update({name: t / x.shape[0] for (name, _), t in zip(metrics, totals[2:], strict=True)})
         return out
 
     return jax.jit(run)
@@ -114,8 +141,8 @@ def evaluate(
     x, y = (jnp.asarray(a) for a in data)
     check_data("data", x, y)
     batch_size = check_batch_size(batch_size)
-    check_labels(model, params, state, x, y)
     loss = nn.as_loss(default_loss(y) if loss is None else loss)
+    check_labels(model, params, state, x, y, loss, "data")
     return evaluate_checked(model, params, state, x, y, loss, resolve_metrics(metrics, y), batch_size)
 
 

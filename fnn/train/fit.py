@@ -94,6 +94,7 @@ def _owned(ts: TrainState, mesh) -> TrainState:
                 zip(
                     ("params", "state", "opt_state", "key"),
                     distributed.replicate((ts.params, ts.state, ts.opt_state, ts.key), mesh),
+                    strict=True,
                 )
             )
         )
@@ -131,7 +132,8 @@ class _Checkpoints:
                     os.unlink(self.paths[name])
             return ts, []
         ts, meta = checkpointing.load(latest, like=ts, fingerprint=self.fingerprint)
-        for cb, saved in zip(callbacks, meta.get("callbacks", [])):
+        # strict=False: a resumed run may pass fewer or more callbacks than were saved.
+        for cb, saved in zip(callbacks, meta.get("callbacks", []), strict=False):
             if saved.get("type") == type(cb).__name__:
                 cb.load_state_dict(saved["state"])
         self.best = (meta.get("keep_best") or {}).get("value")
@@ -208,10 +210,17 @@ def _diverged_error(info: dict, n_steps: int, saved: str | None, result: FitResu
     )
     lr = f" with learning rate {info['lr']:.4g}" if info["lr"] is not None else ""
     kept = f" (also in {saved})" if saved else ""
+    # LBL-1: under jit a class label outside [0, C) cannot raise; it makes the loss NaN.
+    labels = (
+        "; a NaN loss can also come from class labels outside [0, C) (or inputs outside the "
+        "loss's domain, such as BCE probabilities outside [0, 1])"
+        if np.isnan(info["loss"])
+        else ""
+    )
     return TrainingDiverged(
         f"training diverged at epoch {info['epoch']}, step {info['step']}/{n_steps}: non-finite {what}{lr}. "
         f"The state from just before that step is kept in error.result.train_state{kept}; "
-        "try a smaller learning rate",
+        f"try a smaller learning rate{labels}",
         epoch=info["epoch"],
         step=info["step"],
         loss=info["loss"],
@@ -283,9 +292,9 @@ def fit(
     data, (local_x, local_y) = _prepare_data(train_data, eval_data, batch_size, mesh)
     ts = _initial_state(model, optimizer, key, train_state, params, state)
     if not distributed.is_global(local_y):
-        check_labels(model, ts.params, ts.state, local_x, local_y, "train_data labels")
+        check_labels(model, ts.params, ts.state, local_x, local_y, loss, "train_data")
     if data.eval is not None and not distributed.is_global(data.eval[1]):
-        check_labels(model, ts.params, ts.state, *data.eval, "eval_data labels")
+        check_labels(model, ts.params, ts.state, *data.eval, loss, "eval_data")
     callbacks = as_callbacks(callbacks)
     checkpoints = _Checkpoints(
         checkpoint_dir,
