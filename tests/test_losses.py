@@ -456,7 +456,9 @@ def _case_arrays(name, float_dtype):
 @pytest.mark.parametrize("name", list(CASES))
 def test_backward_matches_vjp(x64, name):
     # Every reduction of one case is checked inside one jitted program: one compile per case
-    # instead of one per eager op keeps this file fast.
+    # instead of one per eager op keeps this file fast. For BCE this checks only the wiring of
+    # its custom_jvp (weights, reductions), which reuses the manual backward's _bce_dx: the
+    # backward itself is checked by test_bce_backward_against_closed_form_and_finite_differences.
     f, fb, x, t, kw = _case_arrays(name, jnp.float64)
     rng = np.random.default_rng(7)
     cotangents = [
@@ -467,14 +469,38 @@ def test_backward_matches_vjp(x64, name):
     @jax.jit
     def manual_and_vjp(x, cotangents):
         pairs = []
-        for r, g in zip(REDUCTIONS, cotangents):
-            _, vjp = jax.vjp(lambda x: f(x, t, reduction=r, **kw), x)
+        for r, g in zip(REDUCTIONS, cotangents, strict=True):
+            _, vjp = jax.vjp(lambda x, r=r: f(x, t, reduction=r, **kw), x)
             pairs.append((fb(g, x, t, reduction=r, **kw), vjp(g)[0]))
         return pairs
 
-    for r, (got, want) in zip(REDUCTIONS, manual_and_vjp(x, cotangents)):
+    for r, (got, want) in zip(REDUCTIONS, manual_and_vjp(x, cotangents), strict=True):
         assert got.shape == x.shape and got.dtype == x.dtype, r
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=f"reduction={r!r}")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_backward_against_closed_form_and_finite_differences(x64, reduction):
+    # BCE's jax.grad runs through a custom_jvp that calls the manual backward's own helper
+    # (_bce_dx), so manual vs jax.grad cannot fail for BCE. Here the manual backward meets two
+    # references that share none of its code: the textbook derivative, written unsimplified,
+    # −w·(y/x − (1 − y)/(1 − x)) times the reduction's scale (1/numel for 'mean', BCE-3), and
+    # element-wise central differences of the forward (the loss is element-wise, so shifting
+    # every x_i by ε at once gives each ∂ℓ_i/∂x_i). x stays inside [0.05, 0.95], away from the
+    # −100 clamp of BCE-1 and the 1e-12 floor of BCE-2 (test_bce_gradient_golden covers those).
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0.05, 0.95, (3, 4)), rng.uniform(0, 1, (3, 4))
+    y[0, :2] = [0.0, 1.0]  # hard labels too
+    w = rng.uniform(0.5, 2.0, (4,))
+    scale = {"mean": 1 / x.size, "sum": 1.0, "none": 1.0}[reduction]
+    g = 0.7 if reduction != "none" else rng.normal(size=x.shape)
+    want = g * scale * -w * (y / x - (1 - y) / (1 - x))
+    got = L.binary_cross_entropy_backward(f64(g), f64(x), f64(y), weight=f64(w), reduction=reduction)
+    close(got, want, rtol=1e-12, atol=1e-14)
+    eps = 1e-6
+    terms = functools.partial(L.binary_cross_entropy, target=f64(y), weight=f64(w), reduction="none")
+    fd = g * scale * (terms(f64(x + eps)) - terms(f64(x - eps))) / (2 * eps)
+    close(got, fd, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize(
