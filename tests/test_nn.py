@@ -182,7 +182,8 @@ def test_batchnorm_training_one_value_per_channel_BN7():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         bn.apply(params, state, jnp.ones((1, 3)), train=True)
     y, _ = bn.apply(params, state, jnp.ones((1, 3)), train=False)  # eval with N = 1 is fine
-    assert y.shape == (1, 3)
+    # BN-4 at init: running stats (0, 1), γ = 1, β = 0, so y = x / sqrt(1 + eps)
+    np.testing.assert_allclose(y, np.full((1, 3), 1 / np.sqrt(1 + 1e-5)), rtol=1e-6)
 
 
 def test_dropout_layer_needs_key_in_training_only():
