@@ -81,7 +81,7 @@ def test_golden_momentum_none_cumulative_average(x64):
 
 def test_momentum_none_requires_num_batches_tracked():
     p = _fresh(dtype=jnp.float32)
-    with pytest.raises(ValueError, match="num_batches_tracked.*required when momentum is None"):
+    with pytest.raises(ValueError, match=r"num_batches_tracked.*required when momentum is None"):
         batch_norm(jnp.asarray(X1, jnp.float32), **p, training=True, momentum=None)
 
 
@@ -233,7 +233,7 @@ def test_batch_norm_backward_matches_vjp(x64, shape, training, affine, track):
     _, vjp = jax.vjp(f, x, w, b)
     expected = vjp(dy)
     got = batch_norm_backward(dy, x, rm, rv, w, b, training=training)
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, got, strict=True):
         if e is None:
             assert g is None
         else:
@@ -253,7 +253,7 @@ def test_layer_norm_backward_matches_vjp(x64, shape, normalized_shape, affine):
     w = jax.random.normal(ks[2], ns, jnp.float64) if affine else None
     b = jax.random.normal(ks[3], ns, jnp.float64) if affine else None
     _, vjp = jax.vjp(lambda x, w, b: layer_norm(x, normalized_shape, w, b), x, w, b)
-    for e, g in zip(vjp(dy), layer_norm_backward(dy, x, normalized_shape, w, b)):
+    for e, g in zip(vjp(dy), layer_norm_backward(dy, x, normalized_shape, w, b), strict=True):
         if e is None:
             assert g is None
         else:
@@ -273,32 +273,88 @@ def test_layer_norm_values(x64):
 # ---------------------------------------------------------------- jit
 
 
-def test_jit_equals_eager():
-    kx, kd = jax.random.split(jax.random.key(3))
-    x = jax.random.normal(kx, (6, 3, 2))
-    dy = jax.random.normal(kd, (6, 3, 2))
+def _np_normalize_backward(g, xhat, std, axes):
+    """Textbook dx of x̂ = (x − μ)/σ with batch statistics (biased σ): (g − ⟨g⟩ − x̂·⟨g·x̂⟩)/σ."""
+    return (g - g.mean(axes, keepdims=True) - xhat * (g * xhat).mean(axes, keepdims=True)) / std
+
+
+def test_jitted_float32_norms_match_goldens_and_closed_forms():
+    # Training runs these compiled and in float32: one jitted program, checked against
+    # SEMANTICS 2.3's torch goldens (BN-1, BN-2, BN-3 with a traced count, BN-4) and against
+    # the textbook backward in numpy (float64), in training and eval mode, and layer_norm's.
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     p = _fresh(dtype=jnp.float32)
-    for training in (True, False):
+    gamma, beta = f32([0.5, 1.5, -2.0]), f32([0.1, 0.0, -0.3])
+    rng = np.random.default_rng(3)
+    x, dy = f32(rng.normal(size=(6, 3, 2))), f32(rng.normal(size=(6, 3, 2)))
+    rm_e, rv_e = f32([0.2, -0.1, 0.4]), f32([0.5, 2.0, 1.5])
 
-        def f(x, running_mean, running_var, weight, bias):
-            return batch_norm(x, running_mean, running_var, weight, bias, training=training)
+    @jax.jit
+    def run(x, dy, n0):
+        y1, rm, rv = batch_norm(f32(X1), **p, training=True)
+        _, rm2, rv2 = batch_norm(f32(X2), rm, rv, p["weight"], p["bias"], training=True)
+        y_eval, _, _ = batch_norm(f32(X2), rm2, rv2, p["weight"], p["bias"], training=False)
+        _, cm, cv = batch_norm(f32(X1), **p, training=True, momentum=None, num_batches_tracked=n0)
+        cm, cv = batch_norm(
+            f32(X2), cm, cv, p["weight"], p["bias"], training=True, momentum=None, num_batches_tracked=n0 + 1
+        )[1:]
+        return {
+            "y1": y1,
+            "rm": rm,
+            "rv": rv,
+            "rm2": rm2,
+            "rv2": rv2,
+            "y_eval": y_eval,
+            "cm": cm,
+            "cv": cv,
+            "bn_train_bwd": batch_norm_backward(
+                dy, x, p["running_mean"], p["running_var"], gamma, beta, training=True
+            ),
+            "bn_eval_bwd": batch_norm_backward(dy, x, rm_e, rv_e, gamma, beta, training=False),
+            "ln": layer_norm(x, (3, 2)),
+            "ln_bwd": layer_norm_backward(dy, x, (3, 2))[0],
+        }
 
-        for a, b in zip(jax.jit(f)(x, **p), f(x, **p)):
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-
-        def g(dy, x, running_mean, running_var, weight, bias):
-            return batch_norm_backward(dy, x, running_mean, running_var, weight, bias, training=training)
-
-        for a, b in zip(jax.jit(g)(dy, x, **p), g(dy, x, **p)):
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-    # traced num_batches_tracked with momentum=None
-    h = lambda x, n: batch_norm(x, **p, training=True, momentum=None, num_batches_tracked=n)
-    for a, b in zip(jax.jit(h)(x, jnp.asarray(2)), h(x, 2)):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-    ln = lambda x: layer_norm(x, (3, 2))
-    np.testing.assert_allclose(jax.jit(ln)(x), ln(x), rtol=1e-6, atol=1e-6)
-    lnb = lambda dy, x: layer_norm_backward(dy, x, 2)[0]
-    np.testing.assert_allclose(jax.jit(lnb)(dy, x), lnb(dy, x), rtol=1e-6, atol=1e-6)
+    got = run(x, dy, jnp.asarray(0))
+    X, G, gam = (np.asarray(a, np.float64) for a in (x, dy, gamma))
+    gam = gam[None, :, None]
+    mu, var = X.mean((0, 2), keepdims=True), X.var((0, 2), keepdims=True)
+    xhat = (X - mu) / np.sqrt(var + 1e-5)
+    rstd_e = 1 / np.sqrt(np.asarray(rv_e, np.float64) + 1e-5)[None, :, None]
+    xhat_e = (X - np.asarray(rm_e, np.float64)[None, :, None]) * rstd_e
+    lmu, lvar = X.mean((1, 2), keepdims=True), X.var((1, 2), keepdims=True)
+    lhat = (X - lmu) / np.sqrt(lvar + 1e-5)
+    want = {
+        "y1": [
+            [-1.06904344, 0.6324542671, 0],
+            [-1.1e-16, -1.264908534, 0],
+            [-0.5345217202, -0.6324542671, 1.41419942],
+            [1.603565161, 1.264908534, -1.41419942],
+        ],  # BN-1
+        "rm": [0.3, 0.1, 0],  # BN-2
+        "rv": [1.366666667, 1.233333333, 0.9666666667],
+        "rm2": [0.37, 0.19, 0],
+        "rv2": [1.43, 1.11, 1.67],
+        "y_eval": [
+            [-0.3094084619, 0.7688145134, 1.547641831],
+            [1.36306971, 0.7688145134, -1.547641831],
+        ],  # BN-4
+        "cm": [2, 1, 0],  # BN-3: cumulative average of the two batches
+        "cv": [3.333333333, 1.666666667, 4.333333333],
+        "bn_train_bwd": (
+            gam * _np_normalize_backward(G, xhat, np.sqrt(var + 1e-5), (0, 2)),
+            (G * xhat).sum((0, 2)),
+            G.sum((0, 2)),
+        ),
+        "bn_eval_bwd": (G * gam * rstd_e, (G * xhat_e).sum((0, 2)), G.sum((0, 2))),
+        "ln": lhat,
+        "ln_bwd": _np_normalize_backward(G, lhat, np.sqrt(lvar + 1e-5), (1, 2)),
+    }
+    for name, value in want.items():
+        pairs = zip(got[name], value, strict=True) if isinstance(value, tuple) else [(got[name], value)]
+        for a, b in pairs:
+            assert a.dtype == jnp.float32, name
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=name)
 
 
 # ---------------------------------------------------------------- bad input
