@@ -162,7 +162,7 @@ def activations():
         add(f"fnn.functional.{op}", name, edge_normal(rng, (3, 4, 2)), dict(kw), ref, rng)
 
     # ACT-5: the switch is beta * x > threshold, strict: points below, at and above it.
-    for beta, thr in [(2.0, 1.0), (1.0, 0.5), (4.0, 2.0)]:
+    for beta, thr in [(2.0, 1.0), (4.0, 2.0)]:
         name = f"softplus-threshold-boundary-beta={beta}-threshold={thr}"
         x = np.array([thr / beta - 1e-7, thr / beta, thr / beta + 1e-7, 10.0, -3.0, 0.0])
         add(
@@ -209,10 +209,8 @@ def reductions():
             )
     for shape, dim, keepdim in [
         ((5,), 0, False),
-        ((5,), -1, True),
         ((2, 3, 4), 1, False),
         ((2, 3, 4), -3, True),
-        ((2, 3, 4), 2, True),
         ((2, 3, 4), [0, 2], False),
         ((2, 3, 4), [-1, 1], True),
     ]:
@@ -241,7 +239,7 @@ def reductions():
 
 def maxout():
     # ACT-8: x.view(N, C // k, k, *rest).max(dim=2) sends a tie's gradient to the first index.
-    for shape, pieces in [((4, 6), 2), ((3, 6, 2), 3), ((2, 4), 4), ((3, 4), 1)]:
+    for shape, pieces in [((4, 6), 2), ((3, 6, 2), 3), ((3, 4), 1)]:
         name = f"maxout-{shape}-pieces={pieces}"
         rng = rng_for(name)
         x = np.round(rng.normal(size=shape), 0)  # rounding plants many ties
@@ -369,15 +367,12 @@ def batch_norm():
         ((6, 3), True, True, True, True, 0.1, 1e-5, None),
         ((6, 3), True, False, False, True, 0.7, 1e-5, None),
         ((6, 3), True, True, False, True, 0.1, 1e-3, None),
-        ((6, 3), True, False, True, True, 0.1, 1e-5, None),
         ((4, 3, 5), True, True, True, True, 0.1, 1e-5, None),
-        ((2, 3), True, True, True, True, 1.0, 1e-5, None),
         ((6, 3), False, True, True, True, 0.1, 1e-5, None),
         ((4, 3, 5), False, False, False, True, 0.1, 0.5, None),
         ((1, 3), False, True, True, True, 0.1, 1e-5, None),
         ((6, 3), True, True, True, False, 0.1, 1e-5, None),
         ((4, 3, 2), False, True, True, False, 0.1, 1e-5, None),
-        ((1, 3, 4), True, True, True, True, 0.1, 1e-5, None),
         ((5, 3), True, True, True, True, None, 1e-5, 0),
         ((4, 3, 2), True, False, False, True, None, 1e-5, 1),
     ]
@@ -438,7 +433,6 @@ def layer_norm():
         # (shape, normalized_shape, weight, bias, eps)
         ((4, 5), 5, True, True, 1e-5),
         ((4, 5), 5, True, False, 1e-5),
-        ((4, 5), 5, False, True, 1e-3),
         ((2, 3, 4), [3, 4], True, True, 1e-5),
         ((2, 3, 4), [2, 3, 4], True, True, 0.1),
         ((2, 3, 4), 4, False, False, 1e-5),
