@@ -11,6 +11,7 @@ next step starts from fnn's own new state, as training does. Rule IDs (LIN-*, BN
 DROP-*, FLAT-1) are those of docs/semantics.md.
 """
 
+import dataclasses
 import json
 import pathlib
 
@@ -148,3 +149,32 @@ def test_train_and_eval_steps_equal_torch(x64, case):
         assert sorted(buffers) == sorted(step["buffers"]), where
         for name, want in step["buffers"].items():
             close(buffers[name], want, f"buffer {name} after {where}", rtol)
+
+
+# Constructor options a state_dict fixture cannot exercise: Linear's weight_init/bias_init
+# only replace torch's initialization, which load_state_dict overwrites (fnn.init's formulas
+# have their own fixtures); dtype (where a layer has it) is the parameters' precision, and
+# these tests run every layer in float64 through widened float32-exact parameters.
+NOT_STATE_DICT_OPTIONS = {"weight_init", "bias_init", "dtype"}
+
+
+def test_every_layer_and_option_has_a_torch_case():
+    """Every layer class of fnn.nn has a case (alone or inside a Sequential), and each of
+    its constructor's fields is set by some case's kwargs."""
+    covered = {}
+
+    def visit(spec):
+        covered.setdefault(spec["api"].rsplit(".", 1)[1], set()).update(spec["kwargs"])
+        for inner in spec["kwargs"].get("layers", []):
+            visit(inner)
+
+    for case in CASES:
+        visit(case)
+    for name in nn.__all__:
+        cls = getattr(nn, name)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Layer)) or cls in (nn.Layer, nn.Elementwise):
+            continue
+        assert name in covered, f"fnn.nn.{name} has no torch case"
+        options = {f.name for f in dataclasses.fields(cls)} - NOT_STATE_DICT_OPTIONS
+        missing = options - covered[name]
+        assert not missing, f"fnn.nn.{name}: no torch case sets {sorted(missing)}"
