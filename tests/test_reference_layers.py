@@ -73,14 +73,14 @@ def run_steps(layer, params, state, steps):
         results = []
         for (train, seed), x, g in zip(modes, xs, gs, strict=True):
             key = None if seed is None else jax.random.key(seed)
-            y, new_state = layer.apply(params, state, x, key=key, train=train)
-            grad_p, grad_x = layer.backward(params, state, x, g, key=key, train=train)
 
             def forward(p, a, state=state, key=key, train=train):
-                return layer.apply(p, state, a, key=key, train=train)[0]
+                return layer.apply(p, state, a, key=key, train=train)  # (y, new_state): aux
 
-            _, pullback = jax.vjp(forward, params, x)
+            # apply's output and new state are those of jax.vjp's own forward.
+            y, pullback, new_state = jax.vjp(forward, params, x, has_aux=True)
             auto_p, auto_x = pullback(g)
+            grad_p, grad_x = layer.backward(params, state, x, g, key=key, train=train)
             mask = F.dropout_mask(key, x.shape, layer.p, x.dtype) if seed is not None else None
             results.append((y, new_state, grad_p, grad_x, auto_p, auto_x, mask))
             state = new_state
