@@ -54,14 +54,17 @@ def canonical_dtype(dtype: Any, who: str) -> str:
     Args:
         dtype: a name from ``DTYPES`` or a numpy / jax dtype or scalar type
             (``jnp.float64``, ``np.dtype('float16')``, ``jnp.bfloat16``). Python's ``float``
-            is refused: it means float64 to numpy but float32 to torch.
+            is refused: it means float64 to numpy but float32 to torch. None means float32,
+            as torch's ``dtype=None`` means its default dtype.
         who: the layer, for the message.
 
     Returns:
         One of ``DTYPES``.
     """
     name = None
-    if isinstance(dtype, str):
+    if dtype is None:  # torch's dtype=None: the default dtype, float32 here
+        name = "float32"
+    elif isinstance(dtype, str):
         name = dtype
     elif dtype is not float and not isinstance(dtype, bool):
         try:
