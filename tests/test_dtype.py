@@ -131,6 +131,24 @@ def test_float32_state_dict_loads_into_float64_model_and_back(x64, tmp_path):
             np.testing.assert_array_equal(v, sd_f64[k].astype(np.float32))  # round to nearest
 
 
+def test_load_state_dict_copies_even_an_aligned_host_buffer():
+    # A torch tensor's .numpy() is 64-byte aligned, which jnp.asarray may alias on CPU: torch's
+    # next in-place BatchNorm update then changed the "loaded" fnn state. A loaded array must
+    # not see later writes to the caller's buffer.
+    spec = nn.BatchNorm1d(40)
+    params, state = spec.init(KEY)
+    sd = {}
+    for k, v in spec.state_dict(params, state).items():
+        buf = np.empty(v.nbytes + 64, np.uint8)
+        sd[k] = buf[(-buf.ctypes.data) % 64 :][: v.nbytes].view(v.dtype).reshape(v.shape)
+        sd[k][...] = v
+    loaded_params, loaded_state = spec.load_state_dict(sd)
+    sd["running_mean"][...] = 7.0
+    sd["weight"][...] = 7.0
+    np.testing.assert_array_equal(loaded_state["running_mean"], np.zeros(40, np.float32))
+    np.testing.assert_array_equal(loaded_params["weight"], np.ones(40, np.float32))
+
+
 def test_mlp_and_softmax_regression_pass_dtype_to_every_layer_with_arrays():
     spec = models.mlp(6, (4, 4), 3, dtype="bfloat16")
     dtypes = {type(layer).__name__: layer.dtype for layer in spec.layers if hasattr(layer, "dtype")}

@@ -201,7 +201,9 @@ class Layer:
             value = np.asarray(flat[name])
             if value.shape != like.shape:
                 raise ValueError(f"state_dict entry {name!r}: expected shape {like.shape}, got {value.shape}")
-            loaded[name] = jax.numpy.asarray(value, dtype=like.dtype)
+            # A copy: jnp.asarray may alias a suitably aligned host buffer (a torch tensor's
+            # .numpy() is one), and torch's next in-place step would then change these arrays.
+            loaded[name] = jnp.array(value, dtype=like.dtype, copy=True)
         return self._unflatten(loaded, like_params, like_state)
 
     def _unflatten(
