@@ -180,7 +180,9 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> None:
 def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     """Manifest and raw array entries of the file; any failure names the path."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own handle: np.load leaves the file it opened unclosed when a truncated
+        # archive makes it raise (a ResourceWarning, an error under filterwarnings).
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             manifest = json.loads(bytes(npz[_MANIFEST]).decode())
             entries = {name: npz[name] for name in npz.files if name != _MANIFEST}
     except FileNotFoundError:
