@@ -10,6 +10,14 @@ that already holds a run needs ``--resume`` (go on from it; the config must matc
 0.1 with cosine decay, weight decay 5e-4 on weights, 10 epochs of batch 128) reach ≥ 98%
 on MNIST in under a minute on 2 CPU cores.
 
+``--dtype`` (float32 by default; float64, bfloat16, float16) is the dtype of the model's
+parameters and BatchNorm statistics (torch's factory keyword, DTYPE-1); the images are cast
+to it where they are loaded, the optimizer state follows the parameters, and float64 runs
+with JAX's 64-bit mode on for that command only. ``bfloat16`` here means parameters, optimizer
+state and all compute in bfloat16: there are no float32 master weights and no loss scaling,
+so small updates can round away; it is a precision setting, not mixed-precision training.
+``evaluate`` reads the dtype back from ``config.json``.
+
 ``evaluate DIR`` rebuilds the model from ``DIR/config.json``, loads its checkpoint and
 prints ``test_loss=… test_accuracy=…``. ``gradcheck`` prints the three-way gradient table
 (manual backward vs jax.grad vs finite differences) of an MNIST-sized MLP.
@@ -23,6 +31,7 @@ mistake.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -95,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         help="BatchNorm1d after each hidden Linear (default on)",
     )
     m.add_argument("--init", choices=models.INITS, default=None, help="weight init, default torch's")
+    t.add_argument(
+        "--dtype",
+        choices=nn.DTYPES,
+        default="float32",
+        help="parameter and compute dtype (bfloat16: no float32 master weights), default float32",
+    )
     t.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
     t.add_argument(
         "--data-dir",
@@ -138,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gradcheck", help="print the gradient-check table of an MNIST-sized MLP")
     g.add_argument("--batch-size", type=_positive(int, "an integer >= 1"), default=32)
     g.add_argument("--seed", type=int, default=0)
-    for command, sub_parser in sub.choices.items():
+    for sub_parser in sub.choices.values():
         sub_parser.set_defaults(command_parser=sub_parser)  # later errors read like argparse's own
     return parser
 
@@ -191,6 +206,7 @@ def config_of(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "early_stopping": args.early_stopping,
         "reduce_lr_on_plateau": args.reduce_lr_on_plateau,
+        "dtype": args.dtype,
     }
     if args.model == "mlp":
         config.update(
@@ -204,15 +220,23 @@ def config_of(args: argparse.Namespace) -> dict:
 
 
 def build_model(config: dict) -> nn.Sequential:
+    dtype = config.get("dtype", "float32")  # runs written before --dtype are float32
     if config["model"] == "softmax":
-        return models.softmax_regression()
+        return models.softmax_regression(dtype=dtype)
     return models.mlp(
         hidden=tuple(config["hidden"]),
         activation=config["activation"],
         dropout=config["dropout"],
         batch_norm=config["batch_norm"],
         init=config["init"],
+        dtype=dtype,
     )
+
+
+def numerics(dtype: str) -> contextlib.AbstractContextManager:
+    """JAX's 64-bit mode for a float64 run, scoped to the command (a process-wide switch
+    would also make every integer int64 for whoever calls ``main`` next)."""
+    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
 
 def build_optimizer(config: dict, steps_per_epoch: int) -> optim.GradientTransformation:
@@ -225,8 +249,9 @@ def build_optimizer(config: dict, steps_per_epoch: int) -> optim.GradientTransfo
     return getattr(optim, name)(lr=lr, weight_decay=wd)
 
 
-def load_data(dataset: str, data_dir: str | None):
-    """((x, y) train, (x, y) test), normalized; a missing dataset is a UsageError."""
+def load_data(dataset: str, data_dir: str | None, dtype: str = "float32"):
+    """((x, y) train, (x, y) test), normalized and cast to the model's ``dtype`` (layers
+    refuse another dtype, DTYPE-2); a missing dataset is a UsageError."""
     if dataset == "mnist":
         loader, mean, std = data.mnist, data.MNIST_MEAN, data.MNIST_STD
     else:
@@ -236,7 +261,13 @@ def load_data(dataset: str, data_dir: str | None):
         (xtr, ytr), (xte, yte) = loader("train"), loader("test")
     except FileNotFoundError as e:
         raise UsageError(" ".join(str(e).split())) from None
-    return (data.normalize(xtr, mean, std), ytr), (data.normalize(xte, mean, std), yte)
+    cast = functools.partial(_as_dtype, dtype=dtype)
+    return (cast(data.normalize(xtr, mean, std)), ytr), (cast(data.normalize(xte, mean, std)), yte)
+
+
+def _as_dtype(x, dtype: str):
+    # numpy has no bfloat16 of its own: jnp.dtype resolves the name to ml_dtypes' type.
+    return x.astype(jax.numpy.dtype(dtype), copy=False)
 
 
 def save_curves(history: list[dict], path: str, title: str) -> bool:
@@ -289,11 +320,16 @@ def _print_epoch(epochs: int, run, h: dict) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    from fnn import train as T  # imported here so `gradcheck` starts fast
-
     _check_combinations(args)
     config = config_of(args)
-    train_data, test_data = load_data(args.dataset, args.data_dir)
+    with numerics(config["dtype"]):
+        return _train(args, config)
+
+
+def _train(args: argparse.Namespace, config: dict) -> int:
+    from fnn import train as T  # imported here so `gradcheck` starts fast
+
+    train_data, test_data = load_data(args.dataset, args.data_dir, config["dtype"])
     n = len(train_data[0])
     if args.batch_size > n:
         raise UsageError(f"--batch-size {args.batch_size} is larger than the training set ({n} samples)")
@@ -305,7 +341,8 @@ def train(args: argparse.Namespace) -> int:
     print(
         f"fnn: {args.model} on {args.dataset}, {nn.num_params(model.init(jax.random.key(0))[0]):,} params, "
         f"{args.optimizer}(lr={config['lr']}, schedule={args.schedule}), grad={args.grad}, "
-        f"{args.epochs} epochs of batch {args.batch_size}, device {jax.devices()[0].platform}, run dir {out}",
+        f"{args.epochs} epochs of batch {args.batch_size}, {config['dtype']}, "
+        f"device {jax.devices()[0].platform}, run dir {out}",
         flush=True,
     )
     callbacks: list = [T.LambdaCallback(on_epoch_end=functools.partial(_print_epoch, args.epochs))]
@@ -358,8 +395,6 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
-    from fnn import train as T
-
     config_path = os.path.join(args.dir, "config.json")
     try:
         with open(config_path) as f:
@@ -367,14 +402,22 @@ def evaluate_run(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise UsageError(
             f"{config_path} not found: DIR must be a run directory written by `python -m fnn train`"
-        )
+        ) from None
     except json.JSONDecodeError as e:
         raise UsageError(f"{config_path} is not valid JSON ({e})") from None
     name = "checkpoint.npz" if args.checkpoint == "latest" else "best.npz"
     path = os.path.join(args.dir, name)
     if not os.path.exists(path):
         raise UsageError(f"{path} not found (the run wrote no {args.checkpoint} checkpoint)")
-    train_data, test_data = load_data(config["dataset"], args.data_dir or config.get("data_dir"))
+    with numerics(config.get("dtype", "float32")):
+        return _evaluate(args, config, path)
+
+
+def _evaluate(args: argparse.Namespace, config: dict, path: str) -> int:
+    from fnn import train as T
+
+    dtype = config.get("dtype", "float32")
+    train_data, test_data = load_data(config["dataset"], args.data_dir or config.get("data_dir"), dtype)
     model = build_model(config)
     opt = build_optimizer(config, len(train_data[0]) // config["batch_size"])
     like = T.init_train_state(model, opt, jax.random.key(config["seed"]))

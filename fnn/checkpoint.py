@@ -33,7 +33,9 @@ the same length as in `like` (load a growing history without `like`, or leave it
 `like`). The round trip is bit-exact.
 
 A missing file raises FileNotFoundError and an unreadable one ValueError, both naming
-the path.
+the path. So does a manifest that parses as JSON but is malformed (a missing key, a value
+of the wrong type, an unknown node kind or dtype): the whole manifest is checked before any
+array is read, and the ValueError names the file, the node's path and what is wrong.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def _encode(x: Any, path: str, arrays: list[np.ndarray]) -> dict:
             "t": "namedtuple",
             "name": type(x).__name__,
             "fields": list(x._fields),
-            "v": [_encode(v, _join(path, f, "field"), arrays) for f, v in zip(x._fields, x)],
+            "v": [_encode(v, _join(path, f, "field"), arrays) for f, v in zip(x._fields, x, strict=True)],
         }
     if isinstance(x, (tuple, list)):
         return {
@@ -178,7 +180,9 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> None:
 def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     """Manifest and raw array entries of the file; any failure names the path."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own handle: np.load leaves the file it opened unclosed when a truncated
+        # archive makes it raise (a ResourceWarning, an error under filterwarnings).
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             manifest = json.loads(bytes(npz[_MANIFEST]).decode())
             entries = {name: npz[name] for name in npz.files if name != _MANIFEST}
     except FileNotFoundError:
@@ -201,7 +205,95 @@ def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
             f"{path}: unsupported checkpoint version {manifest.get('version')!r} "
             f"(this fnn reads version {_VERSION})"
         )
+    if "tree" not in manifest:
+        raise ValueError(f"{path}: malformed checkpoint manifest: it has no 'tree' entry")
+    _check_node(manifest["tree"], "", path)
     return manifest, entries
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_shape(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_int(d) and d >= 0 for d in v)
+
+
+# Per node kind: the keys it must have, each with its check and what the check expects.
+_SCALAR = {"bool": bool, "int": int, "float": float, "str": str}
+_FIELDS = {
+    "array": {
+        "i": (_is_int, "an int"),
+        "dtype": (lambda v: isinstance(v, str), "a dtype name"),
+        "ext": (lambda v: isinstance(v, bool), "a bool"),
+        "shape": (_is_shape, "a list of ints >= 0"),
+        "scalar": (lambda v: isinstance(v, bool), "a bool"),
+    },
+    "key": {
+        "i": (_is_int, "an int"),
+        "impl": (lambda v: isinstance(v, str), "a PRNG impl name"),
+        "shape": (_is_shape, "a list of ints >= 0"),
+    },
+    "none": {},
+    **{
+        t: {
+            "v": (
+                (lambda v, k=k: isinstance(v, k) and (k is bool or not isinstance(v, bool))),
+                f"{'an' if t == 'int' else 'a'} {t}",
+            )
+        }
+        for t, k in _SCALAR.items()
+    },
+    "list": {"v": (lambda v: isinstance(v, list), "a list of nodes")},
+    "tuple": {"v": (lambda v: isinstance(v, list), "a list of nodes")},
+    "dict": {"k": (_is_str_list, "a list of str"), "v": (lambda v: isinstance(v, list), "a list of nodes")},
+    "namedtuple": {
+        "name": (lambda v: isinstance(v, str), "a str"),
+        "fields": (_is_str_list, "a list of str"),
+        "v": (lambda v: isinstance(v, list), "a list of nodes"),
+    },
+}
+
+
+def _check_node(node: Any, path: str, file: str) -> None:
+    """Check one manifest node and its children, so that loading never meets a bare
+    KeyError or TypeError from a hand-edited or foreign manifest."""
+    where = _where(path)
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{file}: malformed checkpoint manifest at {where}: {what}")
+
+    if not isinstance(node, dict):
+        raise bad(f"a node must be a JSON object, got {type(node).__name__}")
+    t = node.get("t")
+    if t not in _FIELDS:
+        raise bad(f"unknown node kind {t!r}" if "t" in node else "node has no kind ('t')")
+    for name, (ok, expected) in _FIELDS[t].items():
+        if name not in node:
+            raise bad(f"{t} node has no {name!r}")
+        if not ok(node[name]):
+            raise bad(f"{t} node's {name!r} must be {expected}, got {node[name]!r}")
+    if t == "array":
+        try:
+            _node_dtype(node)
+        except (TypeError, ValueError):
+            raise bad(f"unknown dtype {node['dtype']!r}") from None
+    if t in ("dict", "namedtuple"):
+        names = node["k"] if t == "dict" else node["fields"]
+        if len(names) != len(node["v"]):
+            raise bad(f"{t} node has {len(names)} names but {len(node['v'])} values")
+        if len(set(names)) != len(names):
+            raise bad(f"{t} node repeats a name: {names}")
+        how = "key" if t == "dict" else "field"
+        for k, v in zip(names, node["v"], strict=True):
+            _check_node(v, _join(path, k, how), file)
+    elif t in ("list", "tuple"):
+        for i, v in enumerate(node["v"]):
+            _check_node(v, _join(path, i, "index"), file)
 
 
 def _node_dtype(node: dict) -> np.dtype:
@@ -266,7 +358,9 @@ def _decode(node: dict, path: str, entries: dict, file: str) -> Any:
     if t == "namedtuple" or t == "dict":
         names = node["fields"] if t == "namedtuple" else node["k"]
         how = "field" if t == "namedtuple" else "key"
-        return {k: _decode(v, _join(path, k, how), entries, file) for k, v in zip(names, node["v"])}
+        return {
+            k: _decode(v, _join(path, k, how), entries, file) for k, v in zip(names, node["v"], strict=True)
+        }
     raise ValueError(f"{file}: corrupt checkpoint, unknown node kind {t!r} at {_where(path)}")
 
 
@@ -305,7 +399,7 @@ def _restore(node: dict, like: Any, path: str, entries: dict, file: str) -> Any:
             what = "fields" if t == "namedtuple" else "keys"
             raise ValueError(f"{where}: expected {what} {list(children)}, found {names}")
         how = "field" if t == "namedtuple" else "key"
-        stored = dict(zip(names, node["v"]))
+        stored = dict(zip(names, node["v"], strict=True))
         values = {k: _restore(stored[k], v, _join(path, k, how), entries, file) for k, v in children.items()}
         return type(like)(**values) if t == "namedtuple" else values
     # list or tuple
@@ -313,7 +407,7 @@ def _restore(node: dict, like: Any, path: str, entries: dict, file: str) -> Any:
         raise ValueError(f"{where}: expected {t} of length {len(like)}, found {t} of length {len(node['v'])}")
     items = [
         _restore(v, l, _join(path, i, "index"), entries, file)
-        for i, (v, l) in enumerate(zip(node["v"], like))
+        for i, (v, l) in enumerate(zip(node["v"], like, strict=True))
     ]
     return items if t == "list" else tuple(items)
 

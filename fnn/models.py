@@ -27,22 +27,34 @@ _GAIN_NAME = {
 }
 
 
-def softmax_regression(in_features: int = 784, num_classes: int = 10) -> nn.Sequential:
-    """Flatten + one Linear layer: multinomial logistic regression on raw logits."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, num_classes))
+def softmax_regression(
+    in_features: int = 784, num_classes: int = 10, *, dtype: str = "float32"
+) -> nn.Sequential:
+    """Flatten + one Linear layer: multinomial logistic regression on raw logits.
+
+    Args:
+      in_features, num_classes: the widths.
+      dtype: the Linear's parameter dtype, torch's factory keyword (DTYPE-1).
+
+    Returns:
+      The ``Sequential`` spec.
+    """
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, num_classes, dtype=dtype))
 
 
-def _linear(in_features: int, out_features: int, scheme: str, activation: nn.Layer | None) -> nn.Linear:
+def _linear(
+    in_features: int, out_features: int, scheme: str, activation: nn.Layer | None, dtype: str
+) -> nn.Linear:
     """A Linear initialised by ``scheme`` for the nonlinearity that follows it (None: the output)."""
     if scheme == "torch":
-        return nn.Linear(in_features, out_features)
+        return nn.Linear(in_features, out_features, dtype=dtype)
     name, param_field = _GAIN_NAME.get(type(activation), ("linear", None))
     param = getattr(activation, param_field) if param_field else None
     if scheme == "kaiming":
         weight = functools.partial(initializers.kaiming_normal, a=param or 0, nonlinearity=name)
     else:
         weight = functools.partial(initializers.xavier_uniform, gain=initializers.calculate_gain(name, param))
-    return nn.Linear(in_features, out_features, weight_init=weight, bias_init=initializers.zeros)
+    return nn.Linear(in_features, out_features, weight_init=weight, bias_init=initializers.zeros, dtype=dtype)
 
 
 def mlp(
@@ -52,8 +64,9 @@ def mlp(
     *,
     batch_norm: bool = True,
     dropout: float = 0.2,
-    activation: nn.Layer | str = nn.ReLU(),
+    activation: nn.Layer | str = "relu",
     init: str = "torch",
+    dtype: str = "float32",
 ) -> nn.Sequential:
     """Flatten, then per hidden width: Linear, [BatchNorm1d], activation, [Dropout(p)]; a
     final Linear to the class logits.
@@ -66,6 +79,9 @@ def mlp(
       init: ``'torch'`` (nn.Linear's default, LIN-1), ``'kaiming'`` (He normal with the
         activation's gain, biases 0) or ``'xavier'`` (Glorot uniform with
         ``calculate_gain`` of the activation, biases 0); the output layer gets gain 1.
+      dtype: torch's factory keyword (DTYPE-1), given to every Linear and BatchNorm1d:
+        ``'float32'`` (default), ``'float64'`` (needs JAX's 64-bit mode), ``'bfloat16'`` or
+        ``'float16'``. The input must then be of that dtype too (DTYPE-2).
 
     Returns:
       The ``Sequential`` spec.
@@ -79,12 +95,12 @@ def mlp(
     layers: list[nn.Layer] = [nn.Flatten()]
     width = in_features
     for h in hidden:
-        layers.append(_linear(width, h, init, activation))
+        layers.append(_linear(width, h, init, activation, dtype))
         if batch_norm:
-            layers.append(nn.BatchNorm1d(h))
+            layers.append(nn.BatchNorm1d(h, dtype=dtype))
         layers.append(activation)
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
-    layers.append(_linear(width, num_classes, init, None))
+    layers.append(_linear(width, num_classes, init, None, dtype))
     return nn.Sequential(*layers)

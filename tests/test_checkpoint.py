@@ -1,5 +1,6 @@
 """fnn.checkpoint: bit-exact pytree round trips, atomic writes, leaf-naming mismatch errors."""
 
+import json
 import os
 import re
 from typing import NamedTuple
@@ -78,7 +79,7 @@ def _assert_same(a, b, path="tree"):
             _assert_same(a[k], b[k], f"{path}[{k!r}]")
     elif isinstance(a, (list, tuple)):
         assert type(b) is type(a) and len(b) == len(a), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _assert_same(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and a != a:
         assert isinstance(b, float) and b != b, path
@@ -263,3 +264,100 @@ def test_unsupported_leaves_are_rejected_with_their_path(tmp_path):
     checkpoint.save(tmp_path / "ckpt", {"w": [1, 2]})
     with pytest.raises(TypeError, match=re.escape("like w: cannot restore into a set")):
         checkpoint.load(tmp_path / "ckpt", like={"w": {1, 2}})
+
+
+# ------------------------------------------------------------------ malformed manifests
+
+
+def _tree_node(m, name):
+    """The manifest node of top-level dict entry `name`."""
+    return m["tree"]["v"][m["tree"]["k"].index(name)]
+
+
+def _pop(key):
+    return lambda node: node.pop(key)
+
+
+def _set(key, value):
+    return lambda node: node.__setitem__(key, value)
+
+
+# (what to change in the manifest, the message it must give). The tree saved is
+# {"w": array, "k": typed key, "h": [int, float, str, bool, None], "nt": MomentumState}.
+MALFORMED = {
+    "no-tree": (lambda m: m.pop("tree"), "<PATH>: malformed checkpoint manifest: it has no 'tree' entry"),
+    "tree-not-object": (
+        lambda m: m.__setitem__("tree", [1]),
+        "at <root>: a node must be a JSON object, got list",
+    ),
+    "no-kind": (lambda m: _pop("t")(_tree_node(m, "w")), "at w: node has no kind ('t')"),
+    "unknown-kind": (lambda m: _set("t", "set")(_tree_node(m, "w")), "at w: unknown node kind 'set'"),
+    "array-no-shape": (lambda m: _pop("shape")(_tree_node(m, "w")), "at w: array node has no 'shape'"),
+    "array-index-str": (
+        lambda m: _set("i", "0")(_tree_node(m, "w")),
+        "at w: array node's 'i' must be an int, got '0'",
+    ),
+    "array-shape-float": (
+        lambda m: _set("shape", [2.0])(_tree_node(m, "w")),
+        "at w: array node's 'shape' must be a list of ints >= 0, got [2.0]",
+    ),
+    "array-unknown-dtype": (
+        lambda m: _set("dtype", "<f3")(_tree_node(m, "w")),
+        "at w: unknown dtype '<f3'",
+    ),
+    "key-no-impl": (lambda m: _pop("impl")(_tree_node(m, "k")), "at k: key node has no 'impl'"),
+    "int-value-str": (
+        lambda m: _set("v", "1")(_tree_node(m, "h")["v"][0]),
+        "at h[0]: int node's 'v' must be an int, got '1'",
+    ),
+    "float-value-bool": (
+        lambda m: _set("v", True)(_tree_node(m, "h")["v"][1]),
+        "at h[1]: float node's 'v' must be a float, got True",
+    ),
+    "list-values-not-list": (
+        lambda m: _set("v", {"0": 1})(_tree_node(m, "h")),
+        "at h: list node's 'v' must be a list of nodes, got {'0': 1}",
+    ),
+    "dict-keys-not-str": (
+        lambda m: m["tree"]["k"].__setitem__(0, 0),
+        "at <root>: dict node's 'k' must be a list of str, got [0,",
+    ),
+    "dict-lengths-differ": (
+        lambda m: m["tree"]["v"].pop(),
+        "at <root>: dict node has 4 names but 3 values",
+    ),
+    "dict-repeated-key": (
+        lambda m: m["tree"]["k"].__setitem__(1, m["tree"]["k"][0]),
+        "at <root>: dict node repeats a name",
+    ),
+    "namedtuple-no-fields": (
+        lambda m: _pop("fields")(_tree_node(m, "nt")),
+        "at nt: namedtuple node has no 'fields'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_manifest_is_a_value_error_naming_file_and_problem(tmp_path, case):
+    tree = {
+        "w": np.ones(2, np.float32),
+        "k": jax.random.key(0),
+        "h": [1, 2.5, "a", True, None],
+        "nt": MomentumState(np.zeros(1), 3),
+    }
+    path = tmp_path / "ckpt.npz"
+    checkpoint.save(path, tree)
+    with np.load(path) as npz:
+        entries = {name: npz[name] for name in npz.files}
+    manifest = json.loads(bytes(entries["__manifest__"]).decode())
+    change, message = MALFORMED[case]
+    change(manifest)
+    entries["__manifest__"] = np.frombuffer(json.dumps(manifest).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **entries)
+    expected = message.replace("<PATH>", str(path))
+    if "<PATH>" not in message:
+        expected = f"{path}: malformed checkpoint manifest {message}"
+    for like in (None, tree):  # both loaders check before reading: no bare KeyError or TypeError
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            checkpoint.load(path, like=like)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -123,6 +124,7 @@ BAD_ARGUMENTS = [
     ),
     (["--model", "softmax", "--hidden", "64"], "--hidden configure --model mlp, not softmax"),
     (["--resume"], "--resume needs --out DIR"),
+    (["--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
 ]
 
 
@@ -210,3 +212,27 @@ def test_gradcheck_command_prints_an_agreeing_table(capsys):
     assert main(["gradcheck", "--batch-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "all leaves agree" in out and "1.weight" in out and "FAIL" not in out
+
+
+def test_dtype_float64_trains_evaluates_and_leaves_64_bit_mode_off(tmp_path, capsys, monkeypatch):
+    # DTYPE-1: --dtype reaches every layer and the data is cast where the CLI loads it (a
+    # float32 input would raise, DTYPE-2); 64-bit mode is on for the command only.
+    from fnn import data
+
+    rng = np.random.default_rng(0)
+    images = {s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) for s, n in (("train", 256), ("test", 64))}
+    labels = {s: rng.integers(0, 10, len(images[s])).astype(np.int32) for s in images}
+    monkeypatch.setattr(data, "mnist", lambda split: (images[split], labels[split]))
+    out = tmp_path / "run"
+    assert (
+        main([*SOFTMAX, "--dtype", "float64", "--epochs", "1", "--batch-size", "64", "--out", str(out)]) == 0
+    )
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float64"
+    saved, _ = checkpoint.load(out / "checkpoint.npz")
+    assert {leaf.dtype for leaf in jax.tree.leaves(saved["params"])} == {np.dtype(np.float64)}
+    # SGD's momentum buffers follow the params (its scalar step and lr bookkeeping do not)
+    buffers = [leaf for leaf in jax.tree.leaves(saved["opt_state"]) if np.ndim(leaf) > 0]
+    assert len(buffers) == 2 and all(b.dtype == np.float64 for b in buffers)
+    assert main(["evaluate", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("test_loss=")
+    assert jnp.zeros(1, float).dtype == jnp.float32  # 64-bit mode did not outlive the commands

@@ -24,7 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from fnn import functional as F  # noqa: E402
 from fnn import init as I  # noqa: E402
-from fnn import nn, optim  # noqa: E402
+from fnn import models, nn, optim  # noqa: E402
 
 TF = torch.nn.functional
 torch.set_num_threads(1)
@@ -782,6 +782,57 @@ def test_conv_style_model_3d_input(x64):
         state = new_state
         for k, v in fm.state_dict(params, state).items():
             close(v, tm.state_dict()[k], rtol=1e-8, atol=1e-10, msg=k)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda dt: (nn.Linear(4, 3, dtype=dt), torch.nn.Linear(4, 3, dtype=torch.float64)),
+        lambda dt: (nn.BatchNorm1d(4, dtype=dt), torch.nn.BatchNorm1d(4, dtype=torch.float64)),
+        lambda dt: (nn.LayerNorm(4, dtype=dt), torch.nn.LayerNorm(4, dtype=torch.float64)),
+        lambda dt: (nn.PReLU(4, dtype=dt), torch.nn.PReLU(4, dtype=torch.float64)),
+        lambda dt: (
+            models.mlp(4, (5,), 3, dropout=0.0, dtype=dt),
+            torch.nn.Sequential(
+                torch.nn.Flatten(),
+                torch.nn.Linear(4, 5, dtype=torch.float64),
+                torch.nn.BatchNorm1d(5, dtype=torch.float64),
+                torch.nn.ReLU(),
+                torch.nn.Linear(5, 3, dtype=torch.float64),
+            ),
+        ),
+    ],
+    ids=["Linear", "BatchNorm1d", "LayerNorm", "PReLU", "mlp"],
+)
+def test_float64_factory_dtype_state_dict_loads_unchanged(x64, make):
+    # DTYPE-1/3, live: torch's dtype=torch.float64 module and fnn's dtype='float64' spec; the
+    # state_dict loads as is (no float32 round trip, unlike load64 above) and forward, running
+    # statistics and manual backward agree to 1e-10 (tests/test_dtype.py does it from a fixture).
+    fm, tm = make("float64")
+    rng = rng_for("dtype", type(fm).__name__)
+    with torch.no_grad():
+        for p in tm.parameters():
+            p.add_(tt(rng.normal(size=tuple(p.shape)) * 0.3))
+    params, state = fm.load_state_dict({k: v.numpy() for k, v in tm.state_dict().items()})
+    assert all(leaf.dtype in (jnp.float64, jnp.int32) for leaf in jax.tree.leaves((params, state)))
+    for train in (True, False):
+        tm.train(train)
+        x = rng.normal(size=(6, 4))
+        xt = tt(x, True)
+        yt = tm(xt)
+        g = rng.normal(size=tuple(yt.shape))
+        gts = torch.autograd.grad(yt, [xt, *tm.parameters()], tt(g))
+        y, new_state = fm.apply(params, state, jnp.asarray(x), train=train)
+        close(y, yt, rtol=1e-10, atol=1e-10)
+        gp, gx = fm.backward(params, state, jnp.asarray(x), jnp.asarray(g), train=train)
+        close(gx, gts[0], rtol=1e-10, atol=1e-10)
+        no_state = tuple({} for _ in fm.layers) if isinstance(fm, nn.Sequential) else {}
+        manual = fm.state_dict(gp, no_state)
+        for (n, _), gt in zip(tm.named_parameters(), gts[1:], strict=True):
+            close(manual[n], gt, rtol=1e-10, atol=1e-10, msg=n)
+        for k, v in fm.state_dict(params, new_state).items():
+            close(v, tm.state_dict()[k], rtol=1e-10, atol=1e-10, msg=k)
+        state = new_state
 
 
 def test_layer_defaults_match_torch_modules():

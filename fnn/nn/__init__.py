@@ -14,7 +14,7 @@ from fnn.nn.activations import (
     Softplus,
     Tanh,
 )
-from fnn.nn.base import Elementwise, Layer
+from fnn.nn.base import DTYPES, Elementwise, Layer
 from fnn.nn.dropout import Dropout
 from fnn.nn.linear import Flatten, Linear
 from fnn.nn.losses import (
@@ -34,6 +34,7 @@ from fnn.nn.normalization import BatchNorm1d, LayerNorm
 from fnn.nn.sequential import Sequential, num_params
 
 __all__ = [
+    "DTYPES",
     "ELU",
     "Abs",
     "BCELoss",

@@ -1,18 +1,20 @@
 """Activation layers: thin specs over fnn.functional, torch.nn names and defaults.
 
-Only PReLU has parameters (``weight`` of shape (num_parameters,), init 0.25, ACT-3).
+Only PReLU has parameters (``weight`` of shape (num_parameters,), init 0.25, ACT-3), and
+so only PReLU takes torch's ``dtype=`` (DTYPE-1): the others, Maxout included, have no
+arrays of their own and compute in their input's dtype.
 Softmax and LogSoftmax default to ``dim=-1`` (torch's ``dim=None`` is a deprecated
 implicit choice; fnn makes it explicit).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 
 from fnn import functional as F
-from fnn.nn.base import Elementwise, Layer
+from fnn.nn.base import Elementwise, Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
 
 @dataclass(frozen=True)
@@ -123,17 +125,26 @@ class Maxout(Elementwise):
 @dataclass(frozen=True)
 class PReLU(Layer):
     """torch's PReLU(num_parameters=1, init=0.25): weight (num_parameters,), per channel on
-    dim 1. torch's ``init`` argument is named ``init_value`` here: ``init`` is the method."""
+    dim 1. torch's ``init`` argument is named ``init_value`` here: ``init`` is the method.
+    ``dtype`` is torch's factory keyword, keyword-only (DTYPE-1): the weight's dtype, one of
+    ``'float32'`` (default), ``'float64'``, ``'bfloat16'``, ``'float16'``; an input of
+    another dtype raises (DTYPE-2)."""
 
     num_parameters: int = 1
     init_value: float = 0.25
+    dtype: str = field(default="float32", kw_only=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "PReLU"))
 
     def init(self, key):
         if self.num_parameters < 1:
             raise ValueError(f"num_parameters must be >= 1, got {self.num_parameters}")
-        return {"weight": jnp.full((self.num_parameters,), self.init_value, jnp.float32)}, {}
+        require_dtype_available(self.dtype, "PReLU")
+        return {"weight": jnp.full((self.num_parameters,), self.init_value, self.dtype)}, {}
 
     def apply(self, params, state, x, *, key=None, train):
+        check_input_dtype("PReLU", x, params)
         return F.prelu(x, params["weight"]), state
 
     def apply_vjp(self, params, state, x, *, key=None, train):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 Params = dict[str, jax.Array]
@@ -37,6 +38,76 @@ _TORCH_ORDER = ("weight", "bias", "running_mean", "running_var", "num_batches_tr
 
 def _torch_order(d: dict) -> list[str]:
     return sorted(d, key=lambda k: (_TORCH_ORDER.index(k) if k in _TORCH_ORDER else len(_TORCH_ORDER), k))
+
+
+# torch's factory keyword `dtype=` on layers with parameters or buffers (DTYPE-1): the
+# floating dtypes a layer may be built in, by canonical name.
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+def canonical_dtype(dtype: Any, who: str) -> str:
+    """The canonical name of a layer's ``dtype=`` argument (DTYPE-1).
+
+    A spec stores the name, not a dtype object, so that it stays hashable, equal by value
+    and readable in ``repr`` and in fit's config fingerprint.
+
+    Args:
+        dtype: a name from ``DTYPES`` or a numpy / jax dtype or scalar type
+            (``jnp.float64``, ``np.dtype('float16')``, ``jnp.bfloat16``). Python's ``float``
+            is refused: it means float64 to numpy but float32 to torch. None means float32,
+            as torch's ``dtype=None`` means its default dtype.
+        who: the layer, for the message.
+
+    Returns:
+        One of ``DTYPES``.
+    """
+    name = None
+    if dtype is None:  # torch's dtype=None: the default dtype, float32 here
+        name = "float32"
+    elif isinstance(dtype, str):
+        name = dtype
+    elif dtype is not float and not isinstance(dtype, bool):
+        try:
+            name = jnp.dtype(dtype).name
+        except TypeError:
+            name = None
+    if name not in DTYPES:
+        raise ValueError(f"{who}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return name
+
+
+def require_dtype_available(dtype: str, who: str) -> None:
+    """float64 needs JAX's 64-bit mode; without it jnp would silently give float32."""
+    if dtype == "float64" and jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
+        raise ValueError(
+            f"{who}: dtype='float64' needs JAX's 64-bit mode, which is off: run inside "
+            "`with jax.enable_x64(True):` or call jax.config.update('jax_enable_x64', True) first"
+        )
+
+
+def check_input_dtype(who: str, x: Any, *trees: dict[str, Any]) -> None:
+    """Refuse an input whose dtype differs from the layer's floating arrays (DTYPE-2).
+
+    torch raises here too ("mat1 and mat2 must have the same dtype, but got Double and
+    Float"), integer inputs included; promoting instead would silently run the layer in
+    another precision, or truncate the input. Dtypes are static, so under jit this check
+    runs once, at trace time, and costs nothing.
+    """
+    x_dtype = jnp.result_type(x)
+    for tree in trees:
+        for name in _torch_order(tree):
+            a = tree[name]
+            if a is None or not jnp.issubdtype(jnp.result_type(a), jnp.floating):
+                continue  # num_batches_tracked is an integer counter
+            a_dtype = jnp.result_type(a)
+            if a_dtype != x_dtype:
+                hint = f"cast the input with x.astype('{a_dtype}')"
+                if x_dtype.name in DTYPES:
+                    hint += f", or build the layer with dtype='{x_dtype}'"
+                raise TypeError(
+                    f"{who}: input and {name}: expected both to have the same dtype, got input "
+                    f"{x_dtype} and {name} {a_dtype} ({hint})"
+                )
 
 
 @dataclass(frozen=True)
@@ -105,8 +176,17 @@ class Layer:
         """Inverse of ``state_dict``; accepts a PyTorch ``state_dict()`` converted to numpy.
 
         Every expected entry must be present with the expected shape; extra entries are an
-        error too (PyTorch's strict=True). Values are cast to fnn's dtypes (e.g. torch's
-        int64 ``num_batches_tracked`` becomes int32, fnn's fixed counter dtype).
+        error too (PyTorch's strict=True). Values are cast into the dtypes ``init`` gives,
+        as torch's ``load_state_dict`` copies into the existing tensors: a float32
+        ``state_dict`` loads into a ``dtype='float64'`` layer as float64 and the reverse
+        (DTYPE-3), and torch's int64 ``num_batches_tracked`` becomes int32, fnn's fixed
+        counter dtype.
+
+        Args:
+            flat: flat name -> array (numpy, jax, or anything ``np.asarray`` takes).
+
+        Returns:
+            ``(params, state)`` in the structure and dtypes of ``init``.
         """
         like_params, like_state = jax.eval_shape(self.init, jax.random.key(0))
         expected = dict(self.named_arrays(like_params, like_state))
@@ -121,7 +201,9 @@ class Layer:
             value = np.asarray(flat[name])
             if value.shape != like.shape:
                 raise ValueError(f"state_dict entry {name!r}: expected shape {like.shape}, got {value.shape}")
-            loaded[name] = jax.numpy.asarray(value, dtype=like.dtype)
+            # A copy: jnp.asarray may alias a suitably aligned host buffer (a torch tensor's
+            # .numpy() is one), and torch's next in-place step would then change these arrays.
+            loaded[name] = jnp.array(value, dtype=like.dtype, copy=True)
         return self._unflatten(loaded, like_params, like_state)
 
     def _unflatten(

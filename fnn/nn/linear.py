@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 
 from fnn import functional as F
 from fnn import init as initializers
-from fnn.nn.base import Elementwise, Layer
+from fnn.nn.base import Elementwise, Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
 
 @dataclass(frozen=True)
@@ -20,13 +20,27 @@ class Linear(Layer):
 
     ``weight_init`` / ``bias_init`` replace those with any ``fnn.init``-style function
     ``(key, shape) -> array``, e.g. ``functools.partial(init.kaiming_normal,
-    nonlinearity='relu')`` or ``functools.partial(init.constant, val=0.0)``."""
+    nonlinearity='relu')`` or ``functools.partial(init.constant, val=0.0)``; their result
+    is cast to ``dtype``.
+
+    ``dtype`` is torch's factory keyword (DTYPE-1), keyword-only: ``'float32'`` (default),
+    ``'float64'`` (needs JAX's 64-bit mode), ``'bfloat16'`` or ``'float16'``, or the
+    matching numpy/jax dtype; the spec stores its name. ``init`` draws the parameters in
+    that dtype, and an input of another dtype raises (DTYPE-2).
+
+    >>> Linear(3, 2, dtype=jax.numpy.float16)
+    Linear(in_features=3, out_features=2, bias=True, weight_init=None, bias_init=None, dtype='float16')
+    """
 
     in_features: int
     out_features: int
     bias: bool = True
     weight_init: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None
     bias_init: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None
+    dtype: str = field(default="float32", kw_only=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "Linear"))
 
     def init(self, key):
         if self.in_features < 0 or self.out_features < 0:
@@ -34,29 +48,30 @@ class Linear(Layer):
                 f"Linear features must be >= 0, got in_features={self.in_features}, "
                 f"out_features={self.out_features}"
             )
+        require_dtype_available(self.dtype, "Linear")
         k_w, k_b = jax.random.split(key)
         shape = (self.out_features, self.in_features)
         if self.weight_init is None:
-            weight = initializers.kaiming_uniform(k_w, shape, a=math.sqrt(5))
+            weight = initializers.kaiming_uniform(k_w, shape, a=math.sqrt(5), dtype=self.dtype)
         else:
             weight = self._custom("weight_init", self.weight_init, k_w, shape)
         params = {"weight": weight}
         if self.bias:
             if self.bias_init is None:
                 bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
-                params["bias"] = initializers.uniform(k_b, (self.out_features,), -bound, bound)
+                params["bias"] = initializers.uniform(k_b, (self.out_features,), -bound, bound, self.dtype)
             else:
                 params["bias"] = self._custom("bias_init", self.bias_init, k_b, (self.out_features,))
         return params, {}
 
-    @staticmethod
-    def _custom(name, fn, key, shape):
-        value = jax.numpy.asarray(fn(key, shape), jax.numpy.float32)
+    def _custom(self, name, fn, key, shape):
+        value = jax.numpy.asarray(fn(key, shape), self.dtype)
         if value.shape != shape:
             raise ValueError(f"Linear {name} must return shape {shape}, got {value.shape}")
         return value
 
     def apply(self, params, state, x, *, key=None, train):
+        check_input_dtype("Linear", x, params)
         return F.linear(x, params["weight"], params.get("bias")), state
 
     def apply_vjp(self, params, state, x, *, key=None, train):

@@ -1,19 +1,22 @@
 """BatchNorm1d and LayerNorm layers (BN-1..8).
 
-BatchNorm1d state holds ``running_mean``, ``running_var`` (float32) and
-``num_batches_tracked`` (int32: fnn keeps x64 off, so the counter is int32 where PyTorch
-uses int64; ``load_state_dict`` casts). ``track_running_stats=False`` gives no state and
-batch statistics in both modes (BN-5); ``affine=False`` gives no params (BN-6).
+Both take torch's factory keyword ``dtype=`` (keyword-only; DTYPE-1): ``'float32'``
+(default), ``'float64'`` (needs JAX's 64-bit mode), ``'bfloat16'`` or ``'float16'``. The
+parameters and BatchNorm1d's ``running_mean`` / ``running_var`` are of that dtype;
+``num_batches_tracked`` is always int32 (where torch uses int64: int32 needs no 64-bit mode,
+and the default float32 run keeps that off; ``load_state_dict`` casts). An input of another
+dtype than the layer's arrays raises (DTYPE-2). ``track_running_stats=False`` gives no
+state and batch statistics in both modes (BN-5); ``affine=False`` gives no params (BN-6).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 
 from fnn import functional as F
-from fnn.nn.base import Layer
+from fnn.nn.base import Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
 
 @dataclass(frozen=True)
@@ -23,19 +26,20 @@ class BatchNorm1d(Layer):
     momentum: float | None = 0.1
     affine: bool = True
     track_running_stats: bool = True
+    dtype: str = field(default="float32", kw_only=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "BatchNorm1d"))
 
     def init(self, key):
-        c = self.num_features
-        params = (
-            {"weight": jnp.ones((c,), jnp.float32), "bias": jnp.zeros((c,), jnp.float32)}
-            if self.affine
-            else {}
-        )
+        require_dtype_available(self.dtype, "BatchNorm1d")
+        c, dt = self.num_features, self.dtype
+        params = {"weight": jnp.ones((c,), dt), "bias": jnp.zeros((c,), dt)} if self.affine else {}
         state = {}
         if self.track_running_stats:
             state = {
-                "running_mean": jnp.zeros((c,), jnp.float32),
-                "running_var": jnp.ones((c,), jnp.float32),
+                "running_mean": jnp.zeros((c,), dt),
+                "running_var": jnp.ones((c,), dt),
                 "num_batches_tracked": jnp.zeros((), jnp.int32),
             }
         return params, state
@@ -55,6 +59,7 @@ class BatchNorm1d(Layer):
         )
 
     def apply(self, params, state, x, *, key=None, train):
+        check_input_dtype("BatchNorm1d", x, params, state)
         y, mean, var = F.batch_norm(x, **self._call_args(params, state, train))
         if not (train and self.track_running_stats):
             return y, state
@@ -82,11 +87,13 @@ class LayerNorm(Layer):
     eps: float = 1e-5
     elementwise_affine: bool = True
     bias: bool = True
+    dtype: str = field(default="float32", kw_only=True)
 
     def __post_init__(self):
         # A list (as torch accepts) would make the spec unhashable; store a tuple.
         if not isinstance(self.normalized_shape, int):
             object.__setattr__(self, "normalized_shape", tuple(self.normalized_shape))
+        object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "LayerNorm"))
 
     @property
     def _shape(self) -> tuple[int, ...]:
@@ -96,12 +103,14 @@ class LayerNorm(Layer):
     def init(self, key):
         if not self.elementwise_affine:
             return {}, {}
-        params = {"weight": jnp.ones(self._shape, jnp.float32)}
+        require_dtype_available(self.dtype, "LayerNorm")
+        params = {"weight": jnp.ones(self._shape, self.dtype)}
         if self.bias:
-            params["bias"] = jnp.zeros(self._shape, jnp.float32)
+            params["bias"] = jnp.zeros(self._shape, self.dtype)
         return params, {}
 
     def apply(self, params, state, x, *, key=None, train):
+        check_input_dtype("LayerNorm", x, params)
         return F.layer_norm(x, self._shape, params.get("weight"), params.get("bias"), self.eps), state
 
     def apply_vjp(self, params, state, x, *, key=None, train):

@@ -105,7 +105,8 @@ def _eval_fn(model, loss: nn.Loss, metrics: tuple, batch_size: int):
             values += [jnp.sum(fn(out, yb) * m) for _, fn in metrics]
             return [t + v for t, v in zip(totals, values, strict=True)], None
 
-        zeros = [jnp.zeros((), jnp.float32) for _ in range(2 + len(metrics))]
+        # float64 models sum in float64 (a scan carry keeps its dtype); bf16/f16 ones in float32
+        zeros = [jnp.zeros((), jnp.promote_types(jnp.float32, x.dtype)) for _ in range(2 + len(metrics))]
         totals, _ = jax.lax.scan(body, zeros, (_in_batches(x, batch_size), _in_batches(y, batch_size), mask))
         out = {"loss": totals[0] / totals[1]}
         out.update({name: t / x.shape[0] for (name, _), t in zip(metrics, totals[2:], strict=True)})
