@@ -16,7 +16,8 @@ of some file has that option in its kwargs. The public API is
   through the optimizers they make up.
 
 The options of a function are its parameters with a default or keyword-only; of a class, its
-constructor's, plus the mode argument of a Layer's apply (``train``). EXEMPT lists what torch
+constructor's, plus the mode argument of a Layer's apply (``train``), covered when a case's
+"steps" run in both modes. EXEMPT lists what torch
 cannot check, each with its reason; an exemption that names nothing real, or a pair a fixture
 does cover, fails too, so the list stays short and true.
 """
@@ -67,6 +68,10 @@ def covered():
         for case in fixture_cases(load(path)):
             pairs.add((case["api"], "*"))
             pairs |= {(case["api"], k) for k in case.get("kwargs", {})}
+            # layers.json runs each layer over "steps", each in a mode: the call's argument.
+            modes = {step["train"] for step in case.get("steps", ()) if "train" in step}
+            if modes == {True, False}:
+                pairs.add((case["api"], "train"))
     return pairs
 
 
@@ -76,11 +81,8 @@ def _is_option(p):
 
 def _parameters(obj):
     """(all named parameters, the options among them) of a function or a class."""
-    params = [
-        p
-        for p in inspect.signature(obj).parameters.values()
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+    # *args count as a name (Sequential(*layers) is written {"layers": [...]}), never as an option.
+    params = [p for p in inspect.signature(obj).parameters.values() if p.kind is not p.VAR_KEYWORD]
     names, options = [p.name for p in params], [p.name for p in params if _is_option(p)]
     if inspect.isclass(obj) and issubclass(obj, nn.Layer):
         modes = [p.name for p in inspect.signature(obj.apply).parameters.values() if p.kind is p.KEYWORD_ONLY]
