@@ -177,7 +177,9 @@ def reference_epoch(batch_size: int):
 
     def init(key):
         params, state = {}, {}
-        for i, (k, fan_in, fan_out) in enumerate(zip(jax.random.split(key, 3), (IN, H, H), (H, H, OUT))):
+        for i, (k, fan_in, fan_out) in enumerate(
+            zip(jax.random.split(key, 3), (IN, H, H), (H, H, OUT), strict=True)
+        ):
             kw, kb = jax.random.split(k)
             bound = 1.0 / fan_in**0.5
             params[f"w{i}"] = jax.random.uniform(kw, (fan_out, fan_in), jnp.float32, -bound, bound)
@@ -366,7 +368,7 @@ def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: i
         "loss_finite": bool(torch.isfinite(losses).all()),
         "torch_version": torch.__version__,
         "torch_threads": threads,
-        "env_in_row": {v: os.environ.get(v) for v in OPENBLAS_VARS + ("OMP_WAIT_POLICY",)},
+        "env_in_row": {v: os.environ.get(v) for v in (*OPENBLAS_VARS, "OMP_WAIT_POLICY")},
     }
 
 
@@ -383,7 +385,7 @@ def run_matmul_peak(sizes: tuple[int, ...], repeats: int) -> dict:
         a = jax.random.normal(jax.random.key(n), (n, n), jnp.float32)
         b = jax.random.normal(jax.random.key(n + 1), (n, n), jnp.float32)
         mm(a, b).block_until_ready()
-        t = min(_timed(lambda: mm(a, b).block_until_ready()) for _ in range(repeats))
+        t = min(_timed(lambda a=a, b=b: mm(a, b).block_until_ready()) for _ in range(repeats))
         best[str(n)] = 2 * n**3 / t / 1e9
     return {"gflops_by_size": best, "peak_gflops": max(best.values())}
 
@@ -579,7 +581,7 @@ def plot(rows: list[dict], peak: float, out: str) -> None:
     batches = sorted({r["batch"] for r in rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
     colors = {"fnn-autodiff": "tab:blue", "fnn-manual": "tab:cyan", "pure-jax": "tab:green"}
-    for ax, b in zip(axes[0], batches):
+    for ax, b in zip(axes[0], batches, strict=True):
         sel = [r for r in rows if r["batch"] == b]
         names = [r["impl"] for r in sel]
         bars = ax.bar(

@@ -69,12 +69,15 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
     if not rows:
         return
     columns = columns or list(rows[0])
-    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
     widths = [max(len(c), *(len(cell(r.get(c, ""))) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in rows:
-        print("  ".join(cell(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
+        print("  ".join(cell(r.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)))
 
 
 def mnist(n_train: int | None = None, n_test: int | None = None) -> tuple[tuple[Any, Any], tuple[Any, Any]]:

@@ -107,7 +107,7 @@ def main() -> None:
                 opt_state = opt.init(params)
                 diverged = False
                 for e in range(epochs):
-                    params, st, opt_state, metrics = run_epoch(
+                    params, _st, opt_state, metrics = run_epoch(
                         params, state, opt_state, jax.random.fold_in(k_train, e), x_train, y_train
                     )
                     if not np.all(np.isfinite(np.asarray(metrics["loss"]))):
@@ -167,9 +167,11 @@ def plot(results: dict, out: str) -> None:
     if plt is None:
         return
     rows = results["table"]
-    colors = dict(zip(ACTIVATIONS, ["tab:red", "tab:blue", "tab:green"]))
-    markers = dict(zip(ACTIVATIONS, [("o", 9), ("s", 6), ("^", 6)]))  # ReLU and LeakyReLU overlap
-    styles = dict(zip(INITS, ["-", "--"]))
+    colors = dict(zip(ACTIVATIONS, ["tab:red", "tab:blue", "tab:green"], strict=True))
+    markers = dict(
+        zip(ACTIVATIONS, [("o", 9), ("s", 6), ("^", 6)], strict=True)
+    )  # ReLU and LeakyReLU overlap
+    styles = dict(zip(INITS, ["-", "--"], strict=True))
     fig, (ax_dead, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.8))
     for act_name in ACTIVATIONS:
         for init_name in INITS:
@@ -188,7 +190,7 @@ def plot(results: dict, out: str) -> None:
             ax_acc.plot(lrs, [100 * r["test acc"] for r in sel], **kw)
             gone = np.array([r["diverged"] == "yes" for r in sel])
             if gone.any():  # a diverged run has no dead fraction or accuracy: mark it at 0
-                jitter = {name: f for name, f in zip(ACTIVATIONS, (0.85, 1.0, 1.18))}[
+                jitter = {name: f for name, f in zip(ACTIVATIONS, (0.85, 1.0, 1.18), strict=True)}[
                     act_name
                 ]  # keep x's apart
                 ax_acc.plot(

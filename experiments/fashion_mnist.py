@@ -114,14 +114,17 @@ def main() -> None:
         "history": history,
         "final_test_accuracy": history[-1]["test_accuracy"],
         "best_test_accuracy": max(r["test_accuracy"] for r in history),
-        "per_class_accuracy": dict(zip(CLASSES, per_class.tolist())),
+        "per_class_accuracy": dict(zip(CLASSES, per_class.tolist(), strict=True)),
         "confusion_matrix": confusion.tolist(),
         "wall_seconds": wall,
     }
     common.print_history(history)
     print()
     common.print_table(
-        [{"class": c, "test_accuracy": float(a), "n": int(n)} for c, a, n in zip(CLASSES, per_class, support)]
+        [
+            {"class": c, "test_accuracy": float(a), "n": int(n)}
+            for c, a, n in zip(CLASSES, per_class, support, strict=True)
+        ]
     )
     print(f"final test accuracy {overall:.4f}; wall {wall:.1f} s")
 
@@ -162,7 +165,8 @@ def main() -> None:
         fig.colorbar(im, ax=ax_cm, label="% of true class")
         fig.suptitle(
             f"MLP 784-{'-'.join(map(str, config['hidden']))}-10 (BatchNorm, Dropout 0.2) on Fashion-MNIST, "
-            f"{config['epochs']} epoch{'s' if config['epochs'] > 1 else ''}: test accuracy {100 * overall:.2f}%"
+            f"{config['epochs']} epoch{'s' if config['epochs'] > 1 else ''}: "
+            f"test accuracy {100 * overall:.2f}%"
         )
         common.save_figure(fig, args.out, "fashion_mnist.png")
 

@@ -101,10 +101,10 @@ def plot(results: dict, out: str) -> None:
     if plt is None:
         return
     stats, curves = results["forward_statistics"], results["training"]["step_losses"]
-    colors = dict(zip(SCHEMES, ["tab:gray", "tab:red", "tab:blue", "tab:green"]))
+    colors = dict(zip(SCHEMES, ["tab:gray", "tab:red", "tab:blue", "tab:green"], strict=True))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     layers = np.arange(1, DEPTH + 1)
-    for ax, act_name in zip(axes, ACTIVATIONS):
+    for ax, act_name in zip(axes, ACTIVATIONS, strict=True):
         for scheme in SCHEMES:
             s = stats[f"{scheme} | {act_name}"]
             label = scheme
@@ -121,7 +121,7 @@ def plot(results: dict, out: str) -> None:
 
     window = 25
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    for ax, act_name in zip(axes, ACTIVATIONS):
+    for ax, act_name in zip(axes, ACTIVATIONS, strict=True):
         for scheme in SCHEMES:
             losses = np.asarray(curves[f"{scheme} | {act_name}"], dtype=float)
             finite = np.isfinite(losses)

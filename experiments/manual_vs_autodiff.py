@@ -11,8 +11,9 @@ same test accuracy as ``grad='autodiff'`` at a comparable throughput.
 
 Throughput is samples per second of the compiled training epoch (``fit``'s
 ``train_seconds``: the training part of each epoch, without the evaluation that follows
-it), over the epochs after the first (which includes compilation). Both the median and the fastest such epoch are reported: on a
-shared machine the fastest epoch is the better estimate of the intrinsic cost.
+it), over the epochs after the first (which includes compilation). Both the median and the
+fastest such epoch are reported: on a shared machine the fastest epoch is the better estimate
+of the intrinsic cost.
 
 Writes results.json (gradcheck table, per-epoch timings, accuracies) and
 manual_vs_autodiff.png (per-leaf errors on a log scale; throughput and accuracy bars).
@@ -139,7 +140,9 @@ def main() -> None:
     max_param_diff = max(
         float(np.max(np.abs(a - m)))
         for a, m in zip(
-            jax.tree.leaves(runs["autodiff"]["params"]), jax.tree.leaves(runs["manual"]["params"])
+            jax.tree.leaves(runs["autodiff"]["params"]),
+            jax.tree.leaves(runs["manual"]["params"]),
+            strict=False,
         )
     )
     for run in runs.values():
@@ -184,7 +187,9 @@ def main() -> None:
             if leaf["manual_vs_jax_rel"] == 0.0:
                 ax_err.annotate("0*", (pos[i], TINY), ha="center", va="bottom", fontsize=8)
         ax_err.set_yscale("log")
-        ax_err.set_xticks(pos, [f"{n}\n{tuple(leaf['shape'])}" for n, leaf in zip(names, leaves)], fontsize=7)
+        ax_err.set_xticks(
+            pos, [f"{n}\n{tuple(leaf['shape'])}" for n, leaf in zip(names, leaves, strict=True)], fontsize=7
+        )
         ax_err.set(
             xlabel="parameter leaf (layer index . name, shape)\n0*: |gradient| < atol both ways, so the "
             "relative error is reported as 0 (a bias before BatchNorm has true gradient 0)",

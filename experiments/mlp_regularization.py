@@ -118,7 +118,7 @@ def main() -> None:
     plt = common.pyplot()
     if plt is not None:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-        colors = dict(zip(VARIANTS, ["tab:red", "tab:blue", "tab:green", "tab:purple"]))
+        colors = dict(zip(VARIANTS, ["tab:red", "tab:blue", "tab:green", "tab:purple"], strict=True))
         for label, run in runs.items():
             h = run["history"]
             ep = [r["epoch"] for r in h]

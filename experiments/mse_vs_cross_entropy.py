@@ -1,4 +1,5 @@
-"""MSE vs cross-entropy for classification: squared error through a sigmoid/softmax saturates when confidently wrong.
+"""MSE vs cross-entropy for classification: squared error through a sigmoid/softmax saturates
+when confidently wrong.
 
 The course's argument for cross-entropy. With a sigmoid output σ(z) and squared error
 (σ − y)² the gradient wrt the logit is 2(σ(z) − y)·σ'(z): the factor σ'(z) = σ(1 − σ)
@@ -95,7 +96,7 @@ def saturate(params, scale: float):
     """Scale the last Linear's weight and bias: same ranking of classes, confident softmax."""
     last = dict(params[-1])
     last["weight"], last["bias"] = last["weight"] * scale, last["bias"] * scale
-    return params[:-1] + (last,)
+    return (*params[:-1], last)
 
 
 def run(model, loss_fn, opt, params, state, x, y, x_test, y_test, cfg, key):
@@ -105,7 +106,7 @@ def run(model, loss_fn, opt, params, state, x, y, x_test, y_test, cfg, key):
     opt_state = opt.init(params)
     curve = [(0, train.evaluate(model, params, state, (x_test, y_test))["accuracy"])]
     losses, n = [], 0
-    for epoch in range(cfg["epochs"]):
+    for _ in range(cfg["epochs"]):
         key, k_epoch = jax.random.split(key)
         k_shuffle, k_steps = jax.random.split(k_epoch)
         for xb, yb in data.batches(x, y, cfg["batch_size"], key=k_shuffle, shuffle=True, drop_last=True):
@@ -294,7 +295,7 @@ def main() -> None:
             ("softmax_mse", "tab:red", "softmax + squared error"),
         ):
             r = runs[f"{init_name}/{loss_name}"]
-            steps, acc = zip(*r["curve"])
+            steps, acc = zip(*r["curve"], strict=True)
             ax.plot(steps, 100 * np.asarray(acc), "-", color=color, lw=1.8, label=label)
         stats = runs[f"{init_name}/cross_entropy"]["init_stats"]
         what = (

@@ -80,7 +80,8 @@ def main() -> None:
         )
         print(f"{name}: done in {seconds:.1f} s", flush=True)
     print(
-        f"\nMNIST, mlp() 784-{'-'.join(map(str, hidden))}-10 (BN, dropout 0.2), batch {batch_size}, {epochs} epoch(s), "
+        f"\nMNIST, mlp() 784-{'-'.join(map(str, hidden))}-10 (BN, dropout 0.2), "
+        f"batch {batch_size}, {epochs} epoch(s), "
         f"{n_train} train / {n_test} test, key 0:"
     )
     common.print_table(rows)

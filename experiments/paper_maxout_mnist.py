@@ -211,7 +211,7 @@ def dropout_objective(model, params, state, xy, key, batch_size=1000) -> float:
 def error(model, params, state, xy) -> tuple[float, int]:
     """(misclassification rate, number of mistakes) in eval mode."""
     acc = train.evaluate(model, params, state, xy, batch_size=1000)["accuracy"]
-    return 1 - acc, int(round((1 - acc) * len(xy[1])))
+    return 1 - acc, round((1 - acc) * len(xy[1]))
 
 
 class Monitor(train.Callback):
@@ -304,7 +304,7 @@ def run_protocol(variant: str, cfg: dict, sets: dict, seed: int, log=print) -> d
     momentum = momentum_schedule(
         steps_per_epoch, cfg["init_momentum"], cfg["final_momentum"], 1, cfg["momentum_saturate"]
     )
-    key_init, key_run, key_mon, key_cont, key_mon2 = jax.random.split(jax.random.key(seed), 5)
+    key_init, _key_run, key_mon, key_cont, key_mon2 = jax.random.split(jax.random.key(seed), 5)
 
     # Phase 1: early stopping on the validation error.
     mon = Monitor(

@@ -109,7 +109,7 @@ def main() -> None:
                 progress=False,
             )
             # evaluate() on the training set after each epoch: misclassified points then.
-            mistakes = [int(round((1 - r["test_accuracy"]) * len(y_xor))) for r in result.history]
+            mistakes = [round((1 - r["test_accuracy"]) * len(y_xor)) for r in result.history]
             logits = train.predict(model, result.params, result.state, CORNERS)
             corners_ok = bool(np.all(np.asarray(logits).argmax(axis=1) == CORNER_LABELS))
             run = {

@@ -41,7 +41,7 @@ def _perceptron_reference(X, y, epochs):
     mistakes = []
     for _ in range(epochs):
         wrong = 0
-        for x, t in zip(Xa, y):
+        for x, t in zip(Xa, y, strict=True):
             err = t - (1.0 if x @ w >= 0 else 0.0)
             w = w + err * x
             wrong += err != 0
@@ -179,7 +179,7 @@ def test_logistic_regression_fits_full_batch_and_minibatch():
     true_rule = float(np.mean(((X @ np.array([2.0, -1.0, 0.5, 0.0]) - 0.3) >= 0) == y))
     assert accuracy >= true_rule - 0.02  # as good as the labels' generating rule
     typed, h_typed = logistic_regression_fit(X, y, lr=0.5, epochs=5, batch_size=32, key=jax.random.key(1))
-    legacy, h_legacy = logistic_regression_fit(
+    legacy, _h_legacy = logistic_regression_fit(
         X, y, lr=0.5, epochs=5, batch_size=32, key=jax.random.PRNGKey(1)
     )
     np.testing.assert_array_equal(typed["weight"], legacy["weight"])  # same key bits, same run

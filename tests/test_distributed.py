@@ -100,7 +100,7 @@ def test_four_devices_steps_equal_one_device(runs, grad):
     assert (
         len(one) == len(mesh) == 19
     )  # params, BatchNorm state, momentum buffers, step counts, lr scale, last lr
-    for a, b in zip(one, mesh):
+    for a, b in zip(one, mesh, strict=True):
         np.testing.assert_allclose(b, a, **TOL)
     assert info[f"step_{grad}_param_sharding"] == "P()"  # params come back replicated
 
@@ -110,7 +110,7 @@ def test_four_devices_fit_equals_one_device(runs):
     # key: any per-device difference would show in the running stats and the params.
     data, info = load(runs, "devices", "devices")
     np.testing.assert_allclose(data["fit/mesh/history"], data["fit/one/history"], **TOL)
-    for a, b in zip(leaves(data, "fit/one"), leaves(data, "fit/mesh")):
+    for a, b in zip(leaves(data, "fit/one"), leaves(data, "fit/mesh"), strict=True):
         np.testing.assert_allclose(b, a, **TOL)
     assert info["fit_one_param_devices"] == 1 and info["fit_mesh_param_devices"] == 4
 
@@ -153,7 +153,7 @@ def test_two_processes_reach_the_one_process_parameters(runs):
     np.testing.assert_allclose(data["history"], ref["fit/one/history"], **TOL)
     one, two = leaves(ref, "fit/one"), leaves(data, "fit")
     assert len(one) == len(two)
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(b, a, **TOL)
 
 
@@ -168,7 +168,7 @@ def test_mesh_without_data_axis_raises_before_compiling():
         fit(model, F.cross_entropy, opt, (x, y), epochs=1, batch_size=8, key=jax.random.key(0), mesh=other)
     with pytest.raises(ValueError, match=match):
         make_train_epoch(model, F.cross_entropy, opt, 8, mesh=other)
-    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh, got tuple"):
+    with pytest.raises(TypeError, match=r"mesh must be a jax\.sharding\.Mesh, got tuple"):
         make_train_step(model, F.cross_entropy, opt, mesh=(1,))
 
 

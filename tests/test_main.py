@@ -20,7 +20,7 @@ SOFTMAX = ["train", "--model", "softmax", "--batch-size", "256", "--no-progress"
 
 def test_train_softmax_writes_its_run_directory_and_prints_accuracy_last(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(SOFTMAX + ["--epochs", "1", "--out", str(out)]) == 0
+    assert main([*SOFTMAX, "--epochs", "1", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("test_accuracy=")
     accuracy = float(lines[-1].split("=")[1])
@@ -39,10 +39,10 @@ def test_train_softmax_writes_its_run_directory_and_prints_accuracy_last(tmp_pat
 
 
 def test_resume_through_the_cli_equals_an_uninterrupted_run(tmp_path, capsys):
-    args = SOFTMAX + ["--schedule", "constant", "--optimizer", "adam"]
-    assert main(args + ["--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
-    assert main(args + ["--epochs", "1", "--out", str(tmp_path / "parts")]) == 0
-    assert main(args + ["--epochs", "2", "--out", str(tmp_path / "parts"), "--resume"]) == 0
+    args = [*SOFTMAX, "--schedule", "constant", "--optimizer", "adam"]
+    assert main([*args, "--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
+    assert main([*args, "--epochs", "1", "--out", str(tmp_path / "parts")]) == 0
+    assert main([*args, "--epochs", "2", "--out", str(tmp_path / "parts"), "--resume"]) == 0
     whole, _ = checkpoint.load(tmp_path / "whole" / "checkpoint.npz")
     parts, meta = checkpoint.load(tmp_path / "parts" / "checkpoint.npz")
     assert meta["epoch"] == 2
@@ -50,7 +50,7 @@ def test_resume_through_the_cli_equals_an_uninterrupted_run(tmp_path, capsys):
     np.testing.assert_array_equal(
         jax.random.key_data(whole.pop("key")), jax.random.key_data(parts.pop("key"))
     )
-    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(parts)):
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(parts), strict=True):
         np.testing.assert_array_equal(a, b)
     capsys.readouterr()
 
@@ -164,13 +164,13 @@ def test_a_missing_data_directory_lists_where_it_looked(tmp_path, capsys, monkey
 
 def test_an_existing_run_directory_needs_resume_or_overwrite(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert main(SOFTMAX + ["--epochs", "1", "--out", out]) == 0
+    assert main([*SOFTMAX, "--epochs", "1", "--out", out]) == 0
     with pytest.raises(SystemExit) as exit_info:
-        main(SOFTMAX + ["--epochs", "1", "--out", out])
+        main([*SOFTMAX, "--epochs", "1", "--out", out])
     assert exit_info.value.code == 2 and "already holds a run: add --resume" in capsys.readouterr().err
-    assert main(SOFTMAX + ["--epochs", "1", "--out", out, "--resume", "--batch-size", "128"]) == 1
+    assert main([*SOFTMAX, "--epochs", "1", "--out", out, "--resume", "--batch-size", "128"]) == 1
     assert "error:" in capsys.readouterr().err  # the batch size differs from the checkpoint's
-    assert main(SOFTMAX + ["--epochs", "1", "--out", out, "--overwrite"]) == 0
+    assert main([*SOFTMAX, "--epochs", "1", "--out", out, "--overwrite"]) == 0
 
 
 def test_evaluate_of_a_directory_without_a_run_is_one_line(tmp_path, capsys):

@@ -334,7 +334,7 @@ def test_jitted_step_traces_once(opt):
         params, state = step(params, state)
     assert traces == 1
     assert jax.tree.structure(state) == jax.tree.structure(state0)
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(state0)):
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(state0), strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
     steps = [x for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
     assert steps and all(int(s) == 3 for s in steps)
@@ -800,7 +800,7 @@ def test_max_norm_needs_params_and_a_2d_leaf():
         t.update({"w": jnp.ones((2, 2))}, t.init(None))
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         optim.max_norm(1.0, mask=ALL).update({"b": jnp.ones(2)}, (), {"b": jnp.ones(2)})
-    with pytest.raises(TypeError, match="dim must be an int, got 0.5"):
+    with pytest.raises(TypeError, match=r"dim must be an int, got 0\.5"):
         optim.max_norm(1.0, dim=0.5)
 
 
@@ -832,5 +832,5 @@ def test_learning_rate_before_momentum_is_pylearn2s_rule(x64):
 def test_momentum_schedule_needs_no_numeric_checks_but_numbers_still_get_them():
     sched = optim.linear_lr(0.9)
     assert optim.sgd(momentum=sched, nesterov=True).hyperparams["momentum"] is sched
-    with pytest.raises(ValueError, match="momentum must be >= 0, got -0.1"):
+    with pytest.raises(ValueError, match=r"momentum must be >= 0, got -0\.1"):
         optim.sgd(momentum=-0.1)

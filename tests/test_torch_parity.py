@@ -120,7 +120,11 @@ def test_softplus_threshold_boundary(x64):
         (gt,) = torch_grads(yt, [xt], np.ones(5))
         close(F.softplus(jnp.asarray(x), beta, thr), yt, rtol=1e-12)
         close(F.softplus_backward(jnp.ones(5), jnp.asarray(x), beta, thr), gt, rtol=1e-12)
-        close(jax.grad(lambda a: F.softplus(a, beta, thr).sum())(jnp.asarray(x)), gt, rtol=1e-12)
+        close(
+            jax.grad(lambda a, beta=beta, thr=thr: F.softplus(a, beta, thr).sum())(jnp.asarray(x)),
+            gt,
+            rtol=1e-12,
+        )
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 3, 4)])
@@ -139,7 +143,7 @@ def test_softmax_family_every_dim(x64, op, shape):
         g = rng.normal(size=shape)
         (gt,) = torch_grads(yt, [xt], g)
         close(bwd(jnp.asarray(g), jnp.asarray(x), dim), gt)
-        close(jax_vjp(lambda a: fwd(a, dim), [jnp.asarray(x)], g)[0], gt)
+        close(jax_vjp(lambda a, dim=dim: fwd(a, dim), [jnp.asarray(x)], g)[0], gt)
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 3, 4)])
@@ -154,7 +158,7 @@ def test_logsumexp(x64, shape, keepdim):
         g = rng.normal(size=tuple(yt.shape))
         (gt,) = torch_grads(yt, [xt], g)
         close(F.logsumexp_backward(jnp.asarray(g), jnp.asarray(x), dim, keepdim), gt)
-        close(jax_vjp(lambda a: F.logsumexp(a, dim, keepdim), [jnp.asarray(x)], g)[0], gt)
+        close(jax_vjp(lambda a, dim=dim: F.logsumexp(a, dim, keepdim), [jnp.asarray(x)], g)[0], gt)
 
 
 def test_logsumexp_infinities(x64):
@@ -188,7 +192,7 @@ def test_maxout_vs_torch_max_dim_ties_to_first(x64, shape, pieces):
     x = np.round(rng.normal(size=shape), 0)  # rounding makes many ties
     n, c = shape[:2]
     xt = tt(x, True)
-    yt = xt.reshape((n, c // pieces, pieces) + shape[2:]).max(dim=2).values
+    yt = xt.reshape((n, c // pieces, pieces, *shape[2:])).max(dim=2).values
     close(F.maxout(jnp.asarray(x), pieces), yt)
     g = rng.normal(size=tuple(yt.shape))
     (gt,) = torch_grads(yt, [xt], g)
@@ -256,7 +260,12 @@ def test_dropout_p0_p1_eval_match_torch(x64):
             rtol=0,
             atol=0,
         )
-        close(jax.grad(lambda a: F.dropout(a, key, p, training).sum())(jnp.asarray(x)), gt, rtol=0, atol=0)
+        close(
+            jax.grad(lambda a, p=p, training=training: F.dropout(a, key, p, training).sum())(jnp.asarray(x)),
+            gt,
+            rtol=0,
+            atol=0,
+        )
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
@@ -332,7 +341,7 @@ def test_batch_norm_functional(x64, shape, training, affine, track, momentum):
         auto = jax_vjp(
             lambda a: F.batch_norm(a, J(rm), J(rv), None, None, training, momentum)[0], [jnp.asarray(x)], g
         )
-    for a, wt_ in zip(auto, want):
+    for a, wt_ in zip(auto, want, strict=True):
         close(a, wt_, rtol=1e-8, atol=1e-10)
 
 
@@ -357,16 +366,19 @@ def test_batchnorm1d_module_several_steps(x64, momentum, affine, track, shape):
             xt = tt(x, True)
             yt = tm(xt)
             ptorch = list(tm.parameters())
-            grads_t = torch.autograd.grad(yt, [xt] + ptorch, tt(g))
+            grads_t = torch.autograd.grad(yt, [xt, *ptorch], tt(g))
             y, new_state = fm.apply(params, state, jnp.asarray(x), train=train)
             close(y, yt, rtol=1e-8, atol=1e-10, msg=f"step {step} train={train}")
             gp, gx = fm.backward(params, state, jnp.asarray(x), jnp.asarray(g), train=train)
             close(gx, grads_t[0], rtol=1e-8, atol=1e-10)
             ap, ax = jax.grad(
-                lambda p, a: jnp.sum(fm.apply(p, state, a, train=train)[0] * g), argnums=(0, 1)
+                lambda p, a, state=state, train=train, g=g: jnp.sum(
+                    fm.apply(p, state, a, train=train)[0] * g
+                ),
+                argnums=(0, 1),
             )(params, jnp.asarray(x))
             close(ax, grads_t[0], rtol=1e-8, atol=1e-10)
-            for (name, _), gt in zip(tm.named_parameters(), grads_t[1:]):
+            for (name, _), gt in zip(tm.named_parameters(), grads_t[1:], strict=True):
                 close(gp[name], gt, rtol=1e-8, atol=1e-10, msg=name)
                 close(ap[name], gt, rtol=1e-8, atol=1e-10, msg=name)
             state = new_state
@@ -522,7 +534,7 @@ def test_bce_with_logits(x64, reduction, weight, pos_weight, shape):
     y.reshape(-1)[:4] = [0.0, 1.0, 0.0, 1.0]
     kw = dict(reduction=reduction)
     c = shape[-1]
-    wshapes = {"full": shape, "class": (c,), "row": shape[:-1] + (1,)}
+    wshapes = {"full": shape, "class": (c,), "row": (*shape[:-1], 1)}
     if weight:
         kw["weight"] = rng.uniform(0, 2, size=wshapes[weight])
     if pos_weight:
@@ -534,7 +546,7 @@ def class_case(rng, shape, ignore, ii):
     """Logits (with +-1000), index targets with some ignored (ii) positions."""
     c = shape[1] if len(shape) > 1 else shape[0]
     x = edge_normal(rng, shape)
-    tshape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    tshape = () if len(shape) == 1 else (shape[0], *shape[2:])
     t = rng.integers(0, c, size=tshape)
     if ignore and t.size:
         flat = t.reshape(-1)
@@ -733,24 +745,27 @@ def test_sequential_vs_torch_training(x64, variant):
             xt = tt(x, True)
             yt = tm(xt)
             names = [n for n, _ in tm.named_parameters()]
-            gts = torch.autograd.grad(yt, [xt] + list(tm.parameters()), tt(g))
+            gts = torch.autograd.grad(yt, [xt, *list(tm.parameters())], tt(g))
             y, new_state = fm.apply(params, state, jnp.asarray(x), train=train)
             close(y, yt, rtol=1e-8, atol=1e-10, msg=f"output step {step} train={train}")
             gp, gx = fm.backward(params, state, jnp.asarray(x), jnp.asarray(g), train=train)
             ap, ax = jax.grad(
-                lambda p, a: jnp.sum(fm.apply(p, state, a, train=train)[0] * g), argnums=(0, 1)
+                lambda p, a, state=state, train=train, g=g: jnp.sum(
+                    fm.apply(p, state, a, train=train)[0] * g
+                ),
+                argnums=(0, 1),
             )(params, jnp.asarray(x))
             close(gx, gts[0], rtol=1e-7, atol=1e-10)
             close(ax, gts[0], rtol=1e-7, atol=1e-10)
             manual, auto = flat_grads(fm, gp), flat_grads(fm, ap)
             assert sorted(manual) == sorted(names)
-            for n, gt in zip(names, gts[1:]):
+            for n, gt in zip(names, gts[1:], strict=True):
                 close(manual[n], gt, rtol=1e-7, atol=1e-10, msg=f"manual {n}")
                 close(auto[n], gt, rtol=1e-7, atol=1e-10, msg=f"jax.grad {n}")
             state = new_state
             if train:  # one plain gradient step on both
                 with torch.no_grad():
-                    for p, gt in zip(tm.parameters(), gts[1:]):
+                    for p, gt in zip(tm.parameters(), gts[1:], strict=True):
                         p.sub_(lr * gt)
                 params = jax.tree.map(lambda p, d: p - lr * d, params, gp)
             sd = tm.state_dict()
@@ -771,13 +786,13 @@ def test_conv_style_model_3d_input(x64):
         g = rng.normal(size=(5, 4))
         xt = tt(x, True)
         yt = tm(xt)
-        gts = torch.autograd.grad(yt, [xt] + list(tm.parameters()), tt(g))
+        gts = torch.autograd.grad(yt, [xt, *list(tm.parameters())], tt(g))
         y, new_state = fm.apply(params, state, jnp.asarray(x), train=train)
         close(y, yt, rtol=1e-8, atol=1e-10)
         gp, gx = fm.backward(params, state, jnp.asarray(x), jnp.asarray(g), train=train)
         close(gx, gts[0], rtol=1e-7, atol=1e-10)
         manual = flat_grads(fm, gp)
-        for (n, _), gt in zip(tm.named_parameters(), gts[1:]):
+        for (n, _), gt in zip(tm.named_parameters(), gts[1:], strict=True):
             close(manual[n], gt, rtol=1e-7, atol=1e-10, msg=n)
         state = new_state
         for k, v in fm.state_dict(params, state).items():
@@ -855,7 +870,7 @@ def test_layer_defaults_match_torch_modules():
     assert (fl.start_dim, fl.end_dim) == (tfl.start_dim, tfl.end_dim)
     p, _ = nn.PReLU().init(jax.random.key(0))
     close(p["weight"], T.PReLU().weight, rtol=0, atol=0)
-    for shape in [(), (3,)]:
+    for _shape in [(), (3,)]:
         params, state = nn.BatchNorm1d(3).init(jax.random.key(0))
         for k, v in T.BatchNorm1d(3).state_dict().items():
             close((params | state)[k], v, rtol=0, atol=0)
@@ -903,11 +918,11 @@ def test_layernorm_module(x64, kw):
     g = rng.normal(size=(3, 2, 5))
     xt = tt(x, True)
     yt = tm(xt)
-    gts = torch.autograd.grad(yt, [xt] + list(tm.parameters()), tt(g))
+    gts = torch.autograd.grad(yt, [xt, *list(tm.parameters())], tt(g))
     close(fm.apply(params, state, jnp.asarray(x), train=True)[0], yt)
     gp, gx = fm.backward(params, state, jnp.asarray(x), jnp.asarray(g), train=True)
     close(gx, gts[0], rtol=1e-8, atol=1e-10)
-    for (n, _), gt in zip(tm.named_parameters(), gts[1:]):
+    for (n, _), gt in zip(tm.named_parameters(), gts[1:], strict=True):
         close(gp[n], gt, rtol=1e-8, atol=1e-10, msg=n)
 
 
@@ -1034,7 +1049,7 @@ def test_linear_layer_init_bounds(fin, fout):
         warnings.simplefilter("ignore")  # torch: "Initializing zero-element tensors is a no-op"
         torch.nn.Linear(fin, fout)
     highs = [hi for _, (lo, hi) in cap.calls]
-    bounds = dict(zip(["weight", "bias"], highs)) if fin else {"bias": highs[0]}
+    bounds = dict(zip(["weight", "bias"], highs, strict=True)) if fin else {"bias": highs[0]}
     params, _ = nn.Linear(fin, fout).init(jax.random.key(0))
     for k, bound in bounds.items():
         v = np.abs(np.asarray(params[k]))
@@ -1115,7 +1130,7 @@ def test_optimizer_trajectory(x64, cls, kw):
     want = run_torch(cls, kw, params, grads)
     fkw = dict(kw, weight_decay_mask=ALL_TRUE)
     got = run_fnn(getattr(optim, cls.lower())(**fkw), params, grads)
-    for step, (a, b) in enumerate(zip(got, want)):
+    for step, (a, b) in enumerate(zip(got, want, strict=True)):
         for k in params:
             close(a[k], b[k], rtol=1e-10, atol=1e-12, msg=f"{k} after step {step + 1}")
 
@@ -1213,7 +1228,7 @@ def test_linear_lr_warmup_trajectory_float64(x64):
     got = run_fnn(
         optim.adamw(lr=optim.linear_lr(0.3, 0.25, 1.0, 4), weight_decay_mask=ALL_TRUE), params, grads
     )
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         for k in params:
             close(a[k], b[k], rtol=1e-10, atol=1e-12, msg=k)
 
@@ -1230,7 +1245,7 @@ def test_scheduled_optimizer_trajectory(x64):
         lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4, eta_min=0.01),
     )
     got = run_fnn(optim.sgd(lr=optim.cosine_annealing_lr(0.2, 4, 0.01), momentum=0.9), params, grads)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         for k in params:
             close(a[k], b[k], rtol=1e-10, atol=1e-12, msg=k)
     want = run_torch(
@@ -1241,7 +1256,7 @@ def test_scheduled_optimizer_trajectory(x64):
         lambda o: torch.optim.lr_scheduler.StepLR(o, 2, 0.5),
     )
     got = run_fnn(optim.adagrad(lr=optim.step_lr(0.2, 2, 0.5), lr_decay=0.3), params, grads)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         for k in params:
             close(a[k], b[k], rtol=1e-10, atol=1e-12, msg=k)
 

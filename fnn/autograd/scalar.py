@@ -28,11 +28,10 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterator
-from typing import Union
 
 __all__ = ["Scalar"]
 
-Number = Union[int, float]
+Number = int | float
 
 
 def _as_float(value: object, op: str) -> float:

@@ -255,7 +255,7 @@ def prelu_backward(
     if jnp.shape(weight)[0] == 1:
         grad_weight = jnp.sum(contrib).reshape(1)
     else:
-        grad_weight = jnp.sum(contrib, axis=(0,) + tuple(range(2, jnp.ndim(input))))
+        grad_weight = jnp.sum(contrib, axis=(0, *tuple(range(2, jnp.ndim(input)))))
     return grad_input, grad_weight.astype(weight.dtype)
 
 
@@ -692,7 +692,7 @@ def _maxout_split(input: jax.Array, pieces: int) -> tuple[jax.Array, jax.Array]:
             f"maxout channel dim 1 (size {shape[1]}) must be divisible by pieces={pieces}, "
             f"got input shape {shape}"
         )
-    z = input.reshape(shape[:1] + (shape[1] // pieces, pieces) + shape[2:])
+    z = input.reshape((*shape[:1], shape[1] // pieces, pieces, *shape[2:]))
     # jnp.argmax returns the first maximal index: the tie rule of ACT-8.
     return z, jnp.argmax(z, axis=2, keepdims=True)
 

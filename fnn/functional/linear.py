@@ -97,7 +97,7 @@ def linear_backward(
     """
     _check_linear(input, weight, bias)
     out_f, in_f = jnp.shape(weight)
-    expected = tuple(jnp.shape(input)[:-1]) + (out_f,)
+    expected = (*tuple(jnp.shape(input)[:-1]), out_f)
     if tuple(jnp.shape(grad_output)) != expected:
         raise ValueError(
             f"grad_output must have the output's shape {expected}, got {tuple(jnp.shape(grad_output))}"
@@ -127,7 +127,7 @@ def _flat_shape(shape: tuple[int, ...], start_dim: int, end_dim: int) -> tuple[i
             f"end_dim={end_dim} for input of shape {shape}"
         )
     full = shape if shape else (1,)
-    return full[:s] + (math.prod(full[s : e + 1]),) + full[e + 1 :]
+    return (*full[:s], math.prod(full[s : e + 1]), *full[e + 1 :])
 
 
 def flatten(input: jax.Array, start_dim: int = 1, end_dim: int = -1) -> jax.Array:

@@ -53,7 +53,10 @@ class Sequential(Layer):
             )
 
     def init(self, key: jax.Array) -> tuple[tuple, tuple]:
-        pairs = [layer.init(k) for layer, k in zip(self.layers, jax.random.split(key, len(self.layers)))]
+        pairs = [
+            layer.init(k)
+            for layer, k in zip(self.layers, jax.random.split(key, len(self.layers)), strict=True)
+        ]
         return tuple(p for p, _ in pairs), tuple(s for _, s in pairs)
 
     def apply(self, params, state, x, *, key=None, train):
@@ -64,7 +67,7 @@ class Sequential(Layer):
         self._check_tree("params", params)
         self._check_tree("state", state)
         inputs, new_state = [], []
-        for layer, p, s, k in zip(self.layers, params, state, self._keys(key)):
+        for layer, p, s, k in zip(self.layers, params, state, self._keys(key), strict=True):
             inputs.append(x)
             x, s_new = layer.apply(p, s, x, key=k, train=train)
             new_state.append(s_new)
@@ -80,7 +83,7 @@ class Sequential(Layer):
         self._check_tree("params", params)
         self._check_tree("state", state)
         new_state, pullbacks = [], []
-        for layer, p, s, k in zip(self.layers, params, state, self._keys(key)):
+        for layer, p, s, k in zip(self.layers, params, state, self._keys(key), strict=True):
             x, s_new, pullback = layer.apply_vjp(p, s, x, key=k, train=train)
             new_state.append(s_new)
             pullbacks.append(pullback)
@@ -96,13 +99,13 @@ class Sequential(Layer):
     def named_arrays(self, params, state, prefix=""):
         self._check_tree("params", params)
         self._check_tree("state", state)
-        for i, (layer, p, s) in enumerate(zip(self.layers, params, state)):
+        for i, (layer, p, s) in enumerate(zip(self.layers, params, state, strict=True)):
             yield from layer.named_arrays(p, s, f"{prefix}{i}.")
 
     def _unflatten(self, loaded, like_params, like_state, prefix=""):
         pairs = [
             layer._unflatten(loaded, p, s, f"{prefix}{i}.")
-            for i, (layer, p, s) in enumerate(zip(self.layers, like_params, like_state))
+            for i, (layer, p, s) in enumerate(zip(self.layers, like_params, like_state, strict=True))
         ]
         return tuple(p for p, _ in pairs), tuple(s for _, s in pairs)
 

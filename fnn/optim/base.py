@@ -231,7 +231,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         if params is not None:
             check_tree_match(grads, params, "params")
         new_state = []
-        for t, s in zip(transforms, state):
+        for t, s in zip(transforms, state, strict=True):
             grads, s = t.update(grads, s, params)
             new_state.append(s)
         return grads, tuple(new_state)

@@ -117,7 +117,7 @@ def fingerprint(model: Any, loss: Any, optimizer: Any, batch_size: int, x: Any, 
 
 def _excerpt(a: str, b: str, context: int = 50) -> tuple[str, str]:
     """The two texts around their first difference."""
-    i = next((k for k, (p, q) in enumerate(zip(a, b)) if p != q), min(len(a), len(b)))
+    i = next((k for k, (p, q) in enumerate(zip(a, b, strict=False)) if p != q), min(len(a), len(b)))
     start = max(0, i - context)
 
     def cut(s: str) -> str:
