@@ -20,7 +20,8 @@ so small updates can round away; it is a precision setting, not mixed-precision 
 
 ``evaluate DIR`` rebuilds the model from ``DIR/config.json``, loads its checkpoint and
 prints ``test_loss=… test_accuracy=…``. ``gradcheck`` prints the three-way gradient table
-(manual backward vs jax.grad vs finite differences) of an MNIST-sized MLP.
+(manual backward vs jax.grad vs finite differences, gradients and Hessian-vector products)
+of an MNIST-sized MLP.
 
 Exit status: 0 done; 2 a bad argument (argparse's one-line ``error:``); 3 training
 diverged (one line says where, and to try a smaller ``--lr``); 1 any other failure, as one
@@ -450,7 +451,7 @@ def gradcheck_table(args: argparse.Namespace) -> int:
     report = gradcheck.check_model(model, F.cross_entropy, params, state, x, y, key=k_drop, train=True)
     print(
         f"gradient check on {args.batch_size} MNIST images, float64, train mode (BatchNorm batch statistics, "
-        "a fixed dropout mask)"
+        "a fixed dropout mask); Hv: Hessian-vector products along one random unit direction"
     )
     print(report)
     return 0 if report.passed else 1

@@ -1,19 +1,28 @@
-"""Three-way gradient check: manual backward vs jax.grad vs central finite differences.
+"""Three-way gradient check, first and second order: manual backward vs jax.grad vs
+central finite differences.
 
 Everything runs in float64 (inside ``jax.enable_x64``; floating inputs are cast). A scalar
 objective L is built from the thing under test: for an op or a layer,
-L = Σ f(inputs)·v with a random cotangent v (so the manual side is ``backward(v, ...)``);
-for a model plus loss, L is the loss itself. Per leaf of the differentiated tree the
-report gives
+L = Σ f(inputs)·v with a random cotangent v (so the manual gradient is
+G(θ) = ``backward(v, ...)``); for a model plus loss, L is the loss itself. Per leaf of the
+differentiated tree the report gives
 
-- the max abs and leaf-wise relative (max|a−b| / max|b|) difference between the manual gradient and ``jax.grad`` (every
-  element), and
-- the max abs / rel difference between the manual gradient and central differences
-  (L(θ+εeᵢ) − L(θ−εeᵢ))/2ε on ``fd_samples`` random coordinates per leaf (all of them for
-  small leaves): exhaustive differences on an MNIST-sized layer would take 10⁵ forwards.
+- first order: the max abs and relative difference (``relative_error``) between the manual
+  gradient and ``jax.grad`` (every element), and between the manual gradient and central
+  differences (L(θ+εeᵢ) − L(θ−εeᵢ))/2ε on ``fd_samples`` random coordinates per leaf (all
+  of them for small leaves): exhaustive differences on an MNIST-sized layer would take
+  10⁵ forwards;
+- second order, along one random direction t (a normal draw per element): the
+  Hessian-vector product of the manual backward by forward-over-reverse,
+  ``jax.jvp(G, (θ,), (t,))``, against ``jax.jvp(jax.grad(L), (θ,), (t,))`` and against the
+  central differences (G(θ + h·t) − G(θ − h·t))/2h of the manual gradient (every element).
+  It fails when the backward is right in value but not differentiable as written (a
+  ``stop_gradient`` in the wrong place, a ``custom_vjp`` without a second derivative), which
+  ``jax.vmap``/``jax.jacfwd``/Newton steps through fnn's backward would then get wrong.
 
-A leaf passes when both comparisons satisfy |a − b| ≤ atol + rtol·|b| (the finite-difference
-comparison with its own, looser, tolerances). ``print(report)`` gives a readable table.
+A leaf passes when every comparison satisfies |a − b| ≤ atol + rtol·|b| elementwise, each
+with its own tolerances (the finite-difference ones looser). ``print(report)`` gives a
+readable table; ``second_order=False`` leaves out the HVP columns and their cost.
 """
 
 from __future__ import annotations
@@ -31,6 +40,11 @@ from fnn.functional.backward import backward_of
 
 @dataclass(frozen=True)
 class LeafReport:
+    """One leaf's row of the table: max abs and relative (``relative_error``) differences of
+    the manual gradient from ``jax.grad`` and from finite differences, and of the manual HVP
+    from the autodiff HVP and from finite differences of the manual gradient (``None`` when
+    the check ran with ``second_order=False``)."""
+
     name: str
     shape: tuple[int, ...]
     autodiff_abs: float
@@ -39,6 +53,10 @@ class LeafReport:
     fd_rel: float
     fd_points: int
     passed: bool
+    hvp_autodiff_abs: float | None = None
+    hvp_autodiff_rel: float | None = None
+    hvp_fd_abs: float | None = None
+    hvp_fd_rel: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,25 +68,37 @@ class GradReport:
     def passed(self) -> bool:
         return all(leaf.passed for leaf in self.leaves)
 
+    @property
+    def second_order(self) -> bool:
+        """Whether the report has the HVP columns."""
+        return any(leaf.hvp_autodiff_abs is not None for leaf in self.leaves)
+
     def __str__(self) -> str:
-        head = ("leaf", "shape", "|manual-jax|", "rel", "|manual-FD|", "rel", "FD pts", "ok")
-        rows = [
-            (
-                leaf.name,
-                str(leaf.shape),
-                f"{leaf.autodiff_abs:.2e}",
-                f"{leaf.autodiff_rel:.2e}",
-                f"{leaf.fd_abs:.2e}",
-                f"{leaf.fd_rel:.2e}",
-                str(leaf.fd_points),
-                "PASS" if leaf.passed else "FAIL",
-            )
-            for leaf in self.leaves
-        ]
+        hvp = self.second_order
+        head = ("leaf", "shape", "|manual-jax|", "rel", "|manual-FD|", "rel", "FD pts")
+        head += ("|Hv manual-jax|", "rel", "|Hv manual-FD|", "rel", "ok") if hvp else ("ok",)
+        rows = []
+        for leaf in self.leaves:
+            row = (leaf.name, str(leaf.shape), f"{leaf.autodiff_abs:.2e}", f"{leaf.autodiff_rel:.2e}")
+            row += (f"{leaf.fd_abs:.2e}", f"{leaf.fd_rel:.2e}", str(leaf.fd_points))
+            if hvp:
+                row += tuple(
+                    f"{value:.2e}"
+                    for value in (
+                        leaf.hvp_autodiff_abs,
+                        leaf.hvp_autodiff_rel,
+                        leaf.hvp_fd_abs,
+                        leaf.hvp_fd_rel,
+                    )
+                )
+            rows.append((*row, "PASS" if leaf.passed else "FAIL"))
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        line = lambda r: "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
-        )
+
+        def line(r):
+            return "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+
         verdict = "all leaves agree" if self.passed else "MISMATCH"
         return "\n".join(
             [f"{self.title}: {verdict}", line(head), line(tuple("-" * w for w in widths)), *map(line, rows)]
@@ -93,9 +123,30 @@ def _to64(tree: Any) -> Any:
     )
 
 
-def _rel(a: np.ndarray, b: np.ndarray, atol: float) -> float:
-    """Leaf-wise relative error max|a−b| / max|b|; 0 when both are zero to within atol
-    (e.g. a bias followed by BatchNorm, whose true gradient is exactly 0)."""
+def relative_error(a: Any, b: Any, atol: float = 0.0) -> float:
+    """Leaf-wise relative error max|a − b| / max(max|a|, max|b|), the report's ``rel``.
+
+    The worst difference measured against the larger of the two leaves' magnitudes (the
+    symmetric form of gradient checking): it is defined when one side is all zeros (then
+    it is 1, a total mismatch, never inf or NaN) and does not blow up on single entries
+    near zero, where an elementwise ratio would. When both leaves are zero to within
+    ``atol`` it is 0: e.g. the bias of a Linear layer feeding a BatchNorm, whose true
+    gradient is exactly 0 and computes as ~1e-17 on both sides.
+
+    Args:
+        a: one array (the manual side, in the report).
+        b: the array it is compared with, of the same shape.
+        atol: magnitudes at or below this count as zero.
+
+    Returns:
+        A float in [0, 2]; 0 for empty arrays.
+
+    >>> relative_error(np.array([1.0, -4.0]), np.array([2.0, -3.0]))
+    0.25
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"relative_error needs arrays of one shape, got {a.shape} and {b.shape}")
     scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
     return 0.0 if scale <= atol else float(np.max(np.abs(a - b), initial=0.0)) / scale
 
@@ -130,27 +181,71 @@ def _finite_differences(
     return [np.asarray(d) for d in run(tree, [jnp.asarray(i) for i in indices])]
 
 
+def _second_order(
+    objective: Callable[[Any], jax.Array],
+    manual_fn: Callable[[Any], Any],
+    tree: Any,
+    key: jax.Array,
+    eps: float,
+) -> tuple[Any, Any, Any]:
+    """(manual HVP, autodiff HVP, finite differences of the manual gradient) along one
+    random direction of unit length over the whole tree, in one compiled program with the
+    tree as an argument.
+
+    Unit length keeps the step h·t tiny for every pre-activation: a ReLU kink crossed
+    between θ − h·t and θ + h·t makes the gradient jump, and its difference quotient with it.
+    """
+
+    @jax.jit
+    def run(tree, key):
+        # The direction is drawn inside the program: eager draws would compile one sampler per leaf shape.
+        leaves, treedef = jax.tree.flatten(tree)
+        draws = [
+            jax.random.normal(k, jnp.shape(a), jnp.float64)
+            for k, a in zip(jax.random.split(key, len(leaves)), leaves, strict=True)
+        ]
+        norm = jnp.sqrt(sum(jnp.sum(d * d) for d in draws))
+        t = jax.tree.unflatten(treedef, [d / norm for d in draws])
+        manual_hvp = jax.jvp(manual_fn, (tree,), (t,))[1]
+        autodiff_hvp = jax.jvp(jax.grad(objective), (tree,), (t,))[1]
+        plus = manual_fn(jax.tree.map(lambda p, d: p + eps * d, tree, t))
+        minus = manual_fn(jax.tree.map(lambda p, d: p - eps * d, tree, t))
+        return manual_hvp, autodiff_hvp, jax.tree.map(lambda u, w: (u - w) / (2 * eps), plus, minus)
+
+    return run(tree, key)
+
+
 def _compare(
     title: str,
     objective: Callable[[Any], jax.Array],
     tree: Any,
-    manual: Any,
+    manual_fn: Callable[[Any], Any],
     *,
     key: jax.Array,
+    second_order: bool,
     eps: float,
     atol: float,
     rtol: float,
     fd_atol: float,
     fd_rtol: float,
     fd_samples: int,
+    hvp_eps: float,
+    hvp_atol: float,
+    hvp_rtol: float,
+    hvp_fd_atol: float,
+    hvp_fd_rtol: float,
 ) -> GradReport:
-    """Compare `manual` (same structure as `tree`) against jax.grad and finite differences."""
+    """Compare ``manual_fn(tree)`` (same structure as `tree`) against jax.grad and finite
+    differences, and (second_order) its forward-mode derivative against the HVP of jax.grad
+    and finite differences of ``manual_fn``."""
+    manual = manual_fn(tree)  # eagerly: value checks (labels in range, ...) run on concrete arrays
     autodiff = jax.jit(jax.grad(objective))(tree)
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
     manual_leaves = treedef.flatten_up_to(manual)
     auto_leaves = treedef.flatten_up_to(autodiff)
-    keys = jax.random.split(key, len(paths_leaves))
-    for (path, leaf), m in zip(paths_leaves, manual_leaves):
+    k_fd, k_hvp = jax.random.split(key)
+    keys = jax.random.split(k_fd, len(paths_leaves))
+    for (path, leaf), m in zip(paths_leaves, manual_leaves, strict=True):
         if jnp.shape(m) != leaf.shape:
             raise ValueError(
                 f"manual gradient of {_name(path)} has shape {jnp.shape(m)}, expected {leaf.shape}"
@@ -159,30 +254,73 @@ def _compare(
         np.arange(leaf.size)
         if leaf.size <= fd_samples
         else np.asarray(jax.random.choice(k, leaf.size, (fd_samples,), replace=False))
-        for (_, leaf), k in zip(paths_leaves, keys)
+        for (_, leaf), k in zip(paths_leaves, keys, strict=True)
     ]
     fds = _finite_differences(objective, tree, indices, eps)
+    if second_order:
+        hvps = [treedef.flatten_up_to(h) for h in _second_order(objective, manual_fn, tree, k_hvp, hvp_eps)]
     reports = []
-    for (path, leaf), m, a, idx, fd in zip(paths_leaves, manual_leaves, auto_leaves, indices, fds):
+    for i, ((path, leaf), m, a, idx, fd) in enumerate(
+        zip(paths_leaves, manual_leaves, auto_leaves, indices, fds, strict=True)
+    ):
         m, a = np.asarray(m, np.float64), np.asarray(a, np.float64)
         m_at = m.reshape(-1)[idx]
         ok = _close(m, a, atol, rtol) and _close(m_at, fd, fd_atol, fd_rtol)
+        hvp_columns = {}
+        if second_order:
+            hm, ha, hfd = (np.asarray(h[i], np.float64) for h in hvps)
+            ok = ok and _close(hm, ha, hvp_atol, hvp_rtol) and _close(hm, hfd, hvp_fd_atol, hvp_fd_rtol)
+            hvp_columns = dict(
+                hvp_autodiff_abs=float(np.max(np.abs(hm - ha), initial=0.0)),
+                hvp_autodiff_rel=relative_error(hm, ha, hvp_atol),
+                hvp_fd_abs=float(np.max(np.abs(hm - hfd), initial=0.0)),
+                hvp_fd_rel=relative_error(hm, hfd, hvp_fd_atol),
+            )
         reports.append(
             LeafReport(
                 _name(path),
                 tuple(leaf.shape),
                 float(np.max(np.abs(m - a), initial=0.0)),
-                _rel(m, a, atol),
+                relative_error(m, a, atol),
                 float(np.max(np.abs(m_at - fd), initial=0.0)),
-                _rel(m_at, fd, fd_atol),
+                relative_error(m_at, fd, fd_atol),
                 len(idx),
                 ok,
+                **hvp_columns,
             )
         )
     return GradReport(title, reports)
 
 
-_DEFAULTS = dict(eps=1e-6, atol=1e-10, rtol=1e-8, fd_atol=1e-6, fd_rtol=1e-4, fd_samples=16)
+_DEFAULTS = dict(
+    eps=1e-6,
+    atol=1e-10,
+    rtol=1e-8,
+    fd_atol=1e-6,
+    fd_rtol=1e-4,
+    fd_samples=16,
+    hvp_eps=1e-6,
+    hvp_atol=1e-12,
+    hvp_rtol=1e-8,
+    hvp_fd_atol=1e-8,
+    hvp_fd_rtol=1e-4,
+)
+
+_TOLERANCES_DOC = """
+        second_order: also check the Hessian-vector product along a random direction
+            (forward-over-reverse through the manual backward; three more programs).
+        **tolerances: any of ``eps``, ``atol``, ``rtol`` (manual vs jax.grad),
+            ``fd_atol``, ``fd_rtol``, ``fd_samples`` (vs finite differences of step
+            ``eps``), ``hvp_atol``, ``hvp_rtol`` (manual HVP vs autodiff HVP),
+            ``hvp_fd_atol``, ``hvp_fd_rtol`` (vs finite differences of the manual
+            gradient of step ``hvp_eps``); defaults in ``fnn.gradcheck._DEFAULTS``."""
+
+
+def _options(tolerances: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(tolerances) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown gradcheck tolerance {unknown[0]!r}; known: {sorted(_DEFAULTS)}")
+    return {**_DEFAULTS, **tolerances}
 
 
 def check_op(
@@ -192,13 +330,23 @@ def check_op(
     *,
     kwargs: dict | None = None,
     key: jax.Array | None = None,
+    second_order: bool = True,
     **tolerances,
 ) -> GradReport:
-    """Check ``op_backward`` against ``op``. ``inputs`` maps the op's differentiable
-    argument names to arrays, in the op's argument order; ``kwargs`` holds the rest
-    (non-differentiable arguments such as ``target`` or ``dim``). The backward must return
-    one gradient per entry of ``inputs`` (a bare array when there is one)."""
-    opts = {**_DEFAULTS, **tolerances}
+    """Check ``op_backward`` against ``op``, with L = Σ op(inputs)·v for a random v.
+
+    Args:
+        op: the forward, called as ``op(**inputs, **kwargs)``.
+        op_backward: its manual backward, called as ``op_backward(v, **inputs, **kwargs)``;
+            it returns one gradient per entry of ``inputs``, in order (a bare array for one).
+        inputs: the op's differentiable arguments by name, in the op's argument order.
+        kwargs: the rest (non-differentiable arguments such as ``target`` or ``dim``).
+        key: for the cotangent, the sampled coordinates and the HVP direction.{tolerances}
+
+    Returns:
+        A ``GradReport`` with one row per entry of ``inputs``.
+    """
+    opts = _options(tolerances)
     key = jax.random.key(0) if key is None else key
     kwargs = dict(kwargs or {})
     with jax.enable_x64(True):
@@ -207,11 +355,24 @@ def check_op(
         k_v, k_fd = jax.random.split(key)
         out = op(**tree, **kwargs)
         v = jax.random.normal(k_v, jnp.shape(out), jnp.float64)
-        objective = lambda t: jnp.sum(op(**t, **kwargs) * v)
-        grads = op_backward(v, **tree, **kwargs)
-        grads = grads if isinstance(grads, tuple) else (grads,)
-        manual = dict(zip(inputs, grads))  # `inputs` keeps argument order; `tree` is key-sorted
-        return _compare(getattr(op, "__name__", "op"), objective, tree, manual, key=k_fd, **opts)
+
+        def objective(t):
+            return jnp.sum(op(**t, **kwargs) * v)
+
+        def manual_fn(t):
+            grads = op_backward(v, **t, **kwargs)
+            grads = grads if isinstance(grads, tuple) else (grads,)
+            return dict(zip(inputs, grads, strict=True))  # `inputs` keeps argument order; `t` is key-sorted
+
+        return _compare(
+            getattr(op, "__name__", "op"),
+            objective,
+            tree,
+            manual_fn,
+            key=k_fd,
+            second_order=second_order,
+            **opts,
+        )
 
 
 def check_layer(
@@ -222,10 +383,21 @@ def check_layer(
     *,
     key: jax.Array | None = None,
     train: bool = True,
+    second_order: bool = True,
     **tolerances,
 ) -> GradReport:
-    """Check ``layer.backward`` for the params and the input x (dropout: same key both ways)."""
-    opts = {**_DEFAULTS, **tolerances}
+    """Check ``layer.backward`` for the params and the input x, with L = Σ apply(...)·v.
+
+    Args:
+        layer: an ``fnn.nn`` layer (or anything with ``apply`` and ``backward``).
+        params, state, x: the forward's arguments; state is not differentiated.
+        key: the forward's key (dropout: the same mask both ways).
+        train: the forward's mode.{tolerances}
+
+    Returns:
+        A ``GradReport`` with rows ``params.<name>...`` and ``input``.
+    """
+    opts = _options(tolerances)
     with jax.enable_x64(True):
         params, state, x = _to64(params), _to64(state), _to64(x)
         y, _ = layer.apply(params, state, x, key=key, train=train)
@@ -234,13 +406,17 @@ def check_layer(
         def objective(t):
             return jnp.sum(layer.apply(t["params"], state, t["input"], key=key, train=train)[0] * v)
 
-        grad_p, grad_x = layer.backward(params, state, x, v, key=key, train=train)
+        def manual_fn(t):
+            grad_p, grad_x = layer.backward(t["params"], state, t["input"], v, key=key, train=train)
+            return {"params": grad_p, "input": grad_x}
+
         return _compare(
             type(layer).__name__,
             objective,
             {"params": params, "input": x},
-            {"params": grad_p, "input": grad_x},
+            manual_fn,
             key=jax.random.key(2),
+            second_order=second_order,
             **opts,
         )
 
@@ -255,11 +431,22 @@ def check_model(
     *,
     key: jax.Array | None = None,
     train: bool = True,
+    second_order: bool = True,
     **tolerances,
 ) -> GradReport:
     """Check the manual gradient of ``loss_fn(model(x), target)`` with respect to params.
-    ``loss_fn`` must have a manual backward (see ``fnn.functional.backward_of``)."""
-    opts = {**_DEFAULTS, **tolerances}
+
+    Args:
+        model: a layer (typically ``nn.Sequential``) with ``apply`` and ``apply_vjp``.
+        loss_fn: a loss with a manual backward (see ``fnn.functional.backward_of``).
+        params, state, x, target: the forward's arguments; only params are differentiated.
+        key: the forward's key (dropout: the same mask both ways).
+        train: the forward's mode (BatchNorm's batch statistics in training).{tolerances}
+
+    Returns:
+        A ``GradReport`` with one row per parameter leaf.
+    """
+    opts = _options(tolerances)
     loss_backward = backward_of(loss_fn)
     with jax.enable_x64(True):
         params, state = _to64(params), _to64(state)
@@ -268,13 +455,20 @@ def check_model(
         def objective(p):
             return loss_fn(model.apply(p, state, x, key=key, train=train)[0], target)
 
-        y, _, pullback = model.apply_vjp(params, state, x, key=key, train=train)
-        grad_p, _ = pullback(loss_backward(jnp.ones((), jnp.float64), y, target))
+        def manual_fn(p):
+            y, _, pullback = model.apply_vjp(p, state, x, key=key, train=train)
+            return pullback(loss_backward(jnp.ones((), jnp.float64), y, target))[0]
+
         return _compare(
             f"{type(model).__name__} + {getattr(loss_fn, '__name__', 'loss')}",
             objective,
             params,
-            grad_p,
+            manual_fn,
             key=jax.random.key(3),
+            second_order=second_order,
             **opts,
         )
+
+
+for _f in (check_op, check_layer, check_model):
+    _f.__doc__ = _f.__doc__.format(tolerances=_TOLERANCES_DOC)

@@ -1,4 +1,5 @@
-"""fnn.gradcheck: the three-way report agrees on correct backwards and catches wrong ones."""
+"""fnn.gradcheck: the three-way report, first and second order, agrees on correct backwards
+and catches wrong ones."""
 
 import functools
 
@@ -51,6 +52,9 @@ def test_mnist_sized_mlp_every_leaf_agrees():
     ]
     table = str(report)
     assert "all leaves agree" in table and "1.weight" in table and "(256, 784)" in table
+    # Second order through BatchNorm (batch statistics), ReLU and a fixed dropout mask too.
+    assert "|Hv manual-jax|" in table
+    assert all(leaf.hvp_autodiff_rel < 1e-12 and leaf.hvp_fd_rel < 1e-6 for leaf in report.leaves), table
 
 
 def test_check_model_with_partial_loss_options():
@@ -59,17 +63,23 @@ def test_check_model_with_partial_loss_options():
     loss = functools.partial(F.cross_entropy, label_smoothing=0.1)
     x = jax.random.normal(jax.random.key(1), (6, 5))
     y = jnp.array([0, 1, 2, 3, 0, 1])
-    assert gradcheck.check_model(model, loss, params, state, x, y).passed
+    # first order only: test_second_order covers every loss option's HVP
+    assert gradcheck.check_model(model, loss, params, state, x, y, second_order=False).passed
 
 
 def test_check_op_and_layer_pass():
     x = jax.random.normal(jax.random.key(0), (4, 5))
     w = jax.random.normal(jax.random.key(1), (3, 5))
     b = jax.random.normal(jax.random.key(2), (3,))
-    assert gradcheck.check_op(F.linear, F.linear_backward, {"input": x, "weight": w, "bias": b}).passed
-    assert gradcheck.check_op(F.softmax, F.softmax_backward, {"input": x}, kwargs={"dim": 0}).passed
+    inputs = {"input": x, "weight": w, "bias": b}
+    assert gradcheck.check_op(F.linear, F.linear_backward, inputs, second_order=False).passed
+    softmax_inputs = {"input": x}
+    assert gradcheck.check_op(
+        F.softmax, F.softmax_backward, softmax_inputs, kwargs={"dim": 0}, second_order=False
+    ).passed
     layer = nn.BatchNorm1d(5)
-    assert gradcheck.check_layer(layer, *layer.init(jax.random.key(0)), x, train=True).passed
+    report = gradcheck.check_layer(layer, *layer.init(jax.random.key(0)), x, train=True)
+    assert report.passed and report.second_order  # BatchNorm's batch statistics, twice differentiated
 
 
 def test_wrong_backward_is_reported():
@@ -117,3 +127,83 @@ def test_bce_is_vouched_for_by_the_finite_difference_column():
     assert report.passed, str(report)
     (leaf,) = report.leaves
     assert leaf.fd_points == 12 and leaf.fd_rel < 1e-6, str(report)
+
+
+# ------------------------------------------------------------------ relative error
+
+
+def test_relative_error_is_max_difference_over_the_larger_magnitude():
+    # max|a − b| = 1; max|a| = 4 > max|b| = 3, so rel = 1/4 (a max|b| denominator would give 1/3).
+    assert gradcheck.relative_error(np.array([1.0, -4.0]), np.array([2.0, -3.0])) == 0.25
+    assert gradcheck.relative_error(np.array([2.0, -3.0]), np.array([1.0, -4.0])) == 0.25  # symmetric
+    # One side all zeros: a total mismatch reads 1, never inf or NaN.
+    assert gradcheck.relative_error(np.array([3.0, 0.0]), np.zeros(2)) == 1.0
+    # Both zero to within atol (a bias feeding BatchNorm): 0, not 1e-17 / 1e-17.
+    assert gradcheck.relative_error(np.array([1e-17, 0.0]), np.array([-2e-17, 0.0]), atol=1e-10) == 0.0
+    assert gradcheck.relative_error(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_relative_error_of_different_shapes_is_an_error():
+    with pytest.raises(ValueError, match="one shape"):
+        gradcheck.relative_error(np.zeros(2), np.zeros(3))
+
+
+def test_report_rel_columns_are_the_closed_form():
+    # y = 2x with a backward that returns 3g: manual 3v against jax.grad's (and FD's) 2v, so
+    # max|3v − 2v| / max|3v| = 1/3 exactly, whatever the random cotangent v. The op is linear:
+    # its Hessian is 0 on every side, so the second-order columns read 0.
+    x = jnp.arange(6.0).reshape(2, 3)
+    report = gradcheck.check_op(lambda input: 2 * input, lambda g, input: 3 * g, {"input": x})
+    (leaf,) = report.leaves
+    assert leaf.autodiff_rel == pytest.approx(1 / 3, rel=1e-12)
+    assert leaf.fd_rel == pytest.approx(1 / 3, rel=1e-6)
+    assert leaf.hvp_autodiff_abs == 0.0 and leaf.hvp_autodiff_rel == 0.0
+    assert leaf.hvp_fd_rel == 0.0
+    assert not report.passed
+
+
+# ------------------------------------------------------------------ second order
+
+
+def test_second_order_columns_agree_on_correct_backwards():
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    report = gradcheck.check_op(F.tanh, F.tanh_backward, {"input": x})
+    (leaf,) = report.leaves
+    assert report.passed and report.second_order
+    # tanh'' = −2 tanh (1 − tanh²) ≠ 0: the columns compare a real curvature.
+    assert leaf.hvp_autodiff_rel < 1e-12 and leaf.hvp_fd_rel < 1e-6
+    header = str(report).splitlines()[1]
+    assert "|Hv manual-jax|" in header and "|Hv manual-FD|" in header
+
+
+def test_second_order_catches_a_backward_right_only_in_value():
+    # The right value of tanh's gradient, but computed through stop_gradient: its own
+    # derivative is 0, so vmap/jacfwd/Newton through it would be wrong. First order cannot
+    # tell; the manual HVP (0) disagrees with jax's and with finite differences of the
+    # manual gradient (which see only values, and so the true curvature).
+    def frozen_tanh_backward(grad_output, input):
+        return grad_output * (1 - jax.lax.stop_gradient(jnp.tanh(input)) ** 2)
+
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    report = gradcheck.check_op(F.tanh, frozen_tanh_backward, {"input": x})
+    (leaf,) = report.leaves
+    assert leaf.autodiff_abs < 1e-15 and leaf.fd_rel < 1e-6  # first order: agrees
+    assert leaf.hvp_autodiff_rel == pytest.approx(1.0) and leaf.hvp_fd_rel == pytest.approx(1.0, rel=1e-6)
+    assert not report.passed
+    assert "MISMATCH" in str(report) and "FAIL" in str(report)
+    # Without the second-order column the same backward passes: the column is what catches it.
+    assert gradcheck.check_op(F.tanh, frozen_tanh_backward, {"input": x}, second_order=False).passed
+
+
+def test_second_order_false_leaves_out_the_columns():
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    report = gradcheck.check_op(F.sigmoid, F.sigmoid_backward, {"input": x}, second_order=False)
+    assert report.passed and not report.second_order
+    assert report.leaves[0].hvp_autodiff_abs is None
+    assert "Hv" not in str(report)
+
+
+def test_unknown_tolerance_is_an_error():
+    x = jnp.ones((2, 2))
+    with pytest.raises(TypeError, match="unknown gradcheck tolerance 'hvp_rtl'"):
+        gradcheck.check_op(F.tanh, F.tanh_backward, {"input": x}, hvp_rtl=1e-3)
