@@ -361,7 +361,13 @@ def check_op(
 
         def manual_fn(t):
             grads = op_backward(v, **t, **kwargs)
-            grads = grads if isinstance(grads, tuple) else (grads,)
+            # None is the gradient of an optional input left out of `inputs` (the backward convention)
+            grads = [g for g in (grads if isinstance(grads, tuple) else (grads,)) if g is not None]
+            if len(grads) != len(inputs):
+                raise ValueError(
+                    f"the backward returned {len(grads)} gradients for the "
+                    f"{len(inputs)} inputs {list(inputs)}"
+                )
             return dict(zip(inputs, grads, strict=True))  # `inputs` keeps argument order; `t` is key-sorted
 
         return _compare(

@@ -207,3 +207,17 @@ def test_unknown_tolerance_is_an_error():
     x = jnp.ones((2, 2))
     with pytest.raises(TypeError, match="unknown gradcheck tolerance 'hvp_rtl'"):
         gradcheck.check_op(F.tanh, F.tanh_backward, {"input": x}, hvp_rtl=1e-3)
+
+
+def test_none_gradient_of_a_left_out_optional_input_is_skipped():
+    # linear_backward returns (grad_input, grad_weight, None) for bias=None
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    w = jax.random.normal(jax.random.key(1), (3, 5))
+    report = gradcheck.check_op(F.linear, F.linear_backward, {"input": x, "weight": w}, second_order=False)
+    assert report.passed and [leaf.name for leaf in report.leaves] == ["input", "weight"]
+
+
+def test_backward_with_too_few_gradients_is_an_error():
+    x, w = jnp.ones((2, 3)), jnp.ones((4, 3))
+    with pytest.raises(ValueError, match="returned 1 gradients for the 2 inputs"):
+        gradcheck.check_op(F.linear, lambda g, input, weight: g @ weight, {"input": x, "weight": w})

@@ -417,7 +417,9 @@ def _as_tuple(g):
 
 def _manual_grad(case: Case, names, diff, data, v):
     # `names` is the backward's return order; jax rebuilds dicts key-sorted inside transforms.
-    return dict(zip(names, _as_tuple(case.backward(v, **diff, **data)), strict=True))
+    # None is the gradient of an optional input left out (linear's bias=None): not in `names`.
+    grads = [g for g in _as_tuple(case.backward(v, **diff, **data)) if g is not None]
+    return dict(zip(names, grads, strict=True))
 
 
 def _autodiff_grad(case: Case, diff, data, v):
