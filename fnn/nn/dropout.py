@@ -55,7 +55,15 @@ class Dropout(Layer):
 
     def apply_vjp(self, params, state, x, *, key=None, train):
         """Forward and pullback share one mask: the pullback does not draw it again, which
-        would cost a second pass of the random generator that XLA does not merge."""
+        would cost a second pass of the random generator that XLA does not merge.
+
+        Args:
+            params, state, x, key, train: as for ``apply``; ``key`` is needed when training
+                with p > 0.
+
+        Returns:
+            ``(y, state, pullback)``, ``pullback(grad_y) -> ({}, grad_y * mask)``.
+        """
         self._needs_key(key, train)
         _checks.check_floating("input", x)  # as F.dropout checks in apply
         if not train or self.p == 0:

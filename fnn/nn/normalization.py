@@ -35,7 +35,7 @@ class BatchNorm1d(Layer):
         num_features: C, the size of the input's dim 1.
         eps: added to the variance before the square root (default 1e-5).
         momentum: the running statistics' update factor, r ← (1 − m)·r + m·batch (default
-            0.1); None for a cumulative average over the batches seen (BN-4).
+            0.1); None for a cumulative average over the batches seen (BN-3).
         affine: learn a per-channel scale and shift (default True).
         track_running_stats: keep running statistics (default True); False gives no state
             and batch statistics in both modes (BN-5).
