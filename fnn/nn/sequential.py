@@ -157,10 +157,9 @@ def num_params(tree: Any) -> int:
         The sum of the leaves' sizes, a Python int.
 
     Example:
-        >>> import jax
+        >>> import numpy as np
         >>> from fnn import nn
-        >>> params, _ = nn.Linear(784, 10).init(jax.random.key(0))
-        >>> num_params(params)
+        >>> nn.num_params(({"weight": np.zeros((10, 784)), "bias": np.zeros(10)}, {}))
         7850
     """
     return sum(int(leaf.size) for leaf in jax.tree.leaves(tree))
