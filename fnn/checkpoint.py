@@ -50,6 +50,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["load", "save"]
+
 _FORMAT = "fnn.checkpoint"
 _VERSION = 1
 _MANIFEST = "__manifest__"
@@ -146,7 +148,31 @@ def _fsync_dir(directory: str) -> None:
 
 
 def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> None:
-    """Write `tree` and JSON `metadata` to `path` atomically (see the module docstring)."""
+    """Write `tree` and JSON `metadata` to `path` atomically (see the module docstring).
+
+    Args:
+        path: the file to write, exactly (no suffix is added); its directory must exist.
+        tree: the pytree to save (see "What can be saved" above).
+        metadata: any JSON-serialisable value, or None.
+
+    Returns:
+        None.
+
+    Raises:
+        TypeError: a leaf of an unsupported type (named by its path), or metadata that is
+            not JSON-serialisable.
+
+    Example:
+        >>> import os, tempfile, numpy as np
+        >>> from fnn import checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "run.npz")
+        >>> checkpoint.save(path, {"w": np.array([1.5, 2.0]), "epoch": 3}, metadata={"lr": 0.1})
+        >>> tree, meta = checkpoint.load(path)
+        >>> tree["w"].tolist(), tree["epoch"], meta
+        ([1.5, 2.0], 3, {'lr': 0.1})
+        >>> tmp.cleanup()
+    """
     path = os.fspath(path)
     arrays: list[np.ndarray] = []
     manifest = {"format": _FORMAT, "version": _VERSION, "tree": _encode(tree, "", arrays)}
@@ -413,7 +439,36 @@ def _restore(node: dict, like: Any, path: str, entries: dict, file: str) -> Any:
 
 
 def load(path: str | os.PathLike, like: Any = None) -> tuple[Any, Any]:
-    """Read a checkpoint written by `save`; returns (tree, metadata). See the module docstring."""
+    """Read a checkpoint written by `save`; returns (tree, metadata). See the module docstring.
+
+    Args:
+        path: a file written by ``save``.
+        like: None, or a pytree of the expected structure, whose NamedTuple classes, dict
+            key order and array kinds (jax or numpy) the result takes.
+
+    Returns:
+        ``(tree, metadata)``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an unreadable file or a malformed manifest (naming the file), or a
+            mismatch with ``like`` (naming the leaf's path).
+
+    Example:
+        >>> import os, tempfile, jax, jax.numpy as jnp
+        >>> from fnn import checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "params.npz")
+        >>> checkpoint.save(path, {"weight": jnp.ones((2, 3))})
+        >>> checkpoint.load(path, like={"weight": jnp.zeros((3, 3))})
+        Traceback (most recent call last):
+        ...
+        ValueError: weight: expected shape (3, 3), found (2, 3)
+        >>> tree, _ = checkpoint.load(path, like={"weight": jnp.zeros((2, 3))})
+        >>> isinstance(tree["weight"], jax.Array), tree["weight"].sum().tolist()  # jax, as in like
+        (True, 6.0)
+        >>> tmp.cleanup()
+    """
     file = os.fspath(path)
     manifest, entries = _read(file)
     root = manifest["tree"]

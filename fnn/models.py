@@ -7,6 +7,8 @@ import functools
 from fnn import init as initializers
 from fnn import nn
 
+__all__ = ["ACTIVATIONS", "INITS", "mlp", "softmax_regression"]
+
 ACTIVATIONS: dict[str, nn.Layer] = {
     "relu": nn.ReLU(),
     "leaky_relu": nn.LeakyReLU(),
@@ -33,11 +35,18 @@ def softmax_regression(
     """Flatten + one Linear layer: multinomial logistic regression on raw logits.
 
     Args:
-      in_features, num_classes: the widths.
-      dtype: the Linear's parameter dtype, torch's factory keyword (DTYPE-1).
+        in_features: the flattened input width (default 784, a 28×28 image).
+        num_classes: the number of logits (default 10).
+        dtype: the Linear's parameter dtype, torch's factory keyword (DTYPE-1).
 
     Returns:
-      The ``Sequential`` spec.
+        The ``Sequential`` spec: Flatten, Linear(in_features, num_classes).
+
+    Example:
+        >>> from fnn import models
+        >>> model = models.softmax_regression(4, 3)
+        >>> model[0], model[1].in_features, model[1].out_features
+        (Flatten(start_dim=1, end_dim=-1), 4, 3)
     """
     return nn.Sequential(nn.Flatten(), nn.Linear(in_features, num_classes, dtype=dtype))
 
@@ -72,19 +81,27 @@ def mlp(
     final Linear to the class logits.
 
     Args:
-      in_features, hidden, num_classes: the widths.
-      batch_norm: put a BatchNorm1d after each hidden Linear.
-      dropout: the Dropout p after each activation (0 leaves it out).
-      activation: a layer, or a name from ``ACTIVATIONS``.
-      init: ``'torch'`` (nn.Linear's default, LIN-1), ``'kaiming'`` (He normal with the
-        activation's gain, biases 0) or ``'xavier'`` (Glorot uniform with
-        ``calculate_gain`` of the activation, biases 0); the output layer gets gain 1.
-      dtype: torch's factory keyword (DTYPE-1), given to every Linear and BatchNorm1d:
-        ``'float32'`` (default), ``'float64'`` (needs JAX's 64-bit mode), ``'bfloat16'`` or
-        ``'float16'``. The input must then be of that dtype too (DTYPE-2).
+        in_features: the flattened input width (default 784).
+        hidden: the hidden widths, one block per entry (default (512, 512)).
+        num_classes: the number of logits (default 10).
+        batch_norm: put a BatchNorm1d after each hidden Linear (default True).
+        dropout: the Dropout p after each activation (default 0.2; 0 leaves it out).
+        activation: a layer, or a name from ``ACTIVATIONS`` (default 'relu').
+        init: ``'torch'`` (nn.Linear's default, LIN-1), ``'kaiming'`` (He normal with the
+            activation's gain, biases 0) or ``'xavier'`` (Glorot uniform with
+            ``calculate_gain`` of the activation, biases 0); the output layer gets gain 1.
+        dtype: torch's factory keyword (DTYPE-1), given to every Linear and BatchNorm1d:
+            ``'float32'`` (default), ``'float64'`` (needs JAX's 64-bit mode), ``'bfloat16'``
+            or ``'float16'``. The input must then be of that dtype too (DTYPE-2).
 
     Returns:
-      The ``Sequential`` spec.
+        The ``Sequential`` spec.
+
+    Example:
+        >>> from fnn import models
+        >>> model = models.mlp(4, hidden=(8,), num_classes=3, activation="tanh")
+        >>> [type(layer).__name__ for layer in model.layers]
+        ['Flatten', 'Linear', 'BatchNorm1d', 'Tanh', 'Dropout', 'Linear']
     """
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:

@@ -24,16 +24,47 @@ import numpy as np
 
 from fnn._checks import check_batch_size, check_classes_in_range, check_integer, check_positive
 
+__all__ = ["batches", "epoch_permutation", "num_batches"]
+
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
-    """Number of batches in an epoch of `n` examples (floor with drop_last, else ceil)."""
+    """Number of batches in an epoch of `n` examples (floor with drop_last, else ceil).
+
+    Args:
+        n: the number of examples, >= 0.
+        batch_size: rows per batch, a positive int.
+        drop_last: drop the last, smaller batch (default False).
+
+    Returns:
+        The number of batches, a Python int.
+
+    Example:
+        >>> from fnn import data
+        >>> data.num_batches(10, 4), data.num_batches(10, 4, drop_last=True)
+        (3, 2)
+    """
     batch_size = check_batch_size(batch_size)
     check_positive("n", n, strict=False)
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
 def epoch_permutation(key: jax.Array, n: int) -> jax.Array:
-    """A random permutation of 0..n-1 (int32) determined by `key`; jit-able for static n."""
+    """A random permutation of 0..n-1 (int32) determined by `key`; jit-able for static n.
+
+    Args:
+        key: the epoch's PRNG key.
+        n: the number of examples, >= 0 (static under jit).
+
+    Returns:
+        An int32 array of shape (n,) holding each of 0..n-1 once.
+
+    Example:
+        >>> import jax
+        >>> from fnn import data
+        >>> perm = data.epoch_permutation(jax.random.key(0), 5)
+        >>> sorted(perm.tolist()), perm.dtype
+        ([0, 1, 2, 3, 4], dtype('int32'))
+    """
     check_positive("n", n, strict=False)
     return jax.random.permutation(key, n)
 
@@ -62,6 +93,16 @@ def batches(
 
     Returns:
         An iterator over ``(xb, yb)``.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from fnn import data
+        >>> x, y = np.arange(10.0).reshape(5, 2), np.array([0, 1, 0, 1, 1])
+        >>> [yb.tolist() for _, yb in data.batches(x, y, 2, shuffle=False)]
+        [[0, 1], [0, 1], [1]]
+        >>> shuffled = data.batches(x, y, 2, key=jax.random.key(0), drop_last=True)
+        >>> [len(xb) for xb, _ in shuffled]  # the fifth row is in the dropped last batch
+        [2, 2]
     """
     # Validate here, not inside the generator, so errors surface at the call.
     batch_size = check_batch_size(batch_size)

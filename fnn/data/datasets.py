@@ -37,6 +37,16 @@ import numpy as np
 from fnn._checks import check_classes_in_range, check_positive
 from fnn.data.idx import parse_idx, read_idx
 
+__all__ = [
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "fashion_mnist",
+    "mnist",
+    "normalize",
+]
+
 # Mean and std of pixel/255 over the 60000 MNIST training images (the standard values).
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -85,7 +95,23 @@ def _pair(images: np.ndarray, labels: np.ndarray, where: str) -> tuple[np.ndarra
 
 
 def mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """The bundled MNIST split as (images uint8 (N, 28, 28), labels int32 (N,)), read-only."""
+    """The bundled MNIST split as (images uint8 (N, 28, 28), labels int32 (N,)), read-only.
+
+    The files are verified against SHA256SUMS on the first call; later calls return the
+    cached arrays.
+
+    Args:
+        split: 'train' (60000 images, default) or 'test' (10000).
+
+    Returns:
+        ``(images, labels)``: uint8 (N, 28, 28) and int32 (N,) numpy arrays, read-only.
+
+    Example:
+        >>> from fnn import data
+        >>> images, labels = data.mnist("test")
+        >>> images.shape, images.dtype, labels.shape, labels.dtype, labels[:5].tolist()
+        ((10000, 28, 28), dtype('uint8'), (10000,), dtype('int32'), [7, 2, 1, 0, 4])
+    """
     names = _split_files(split)
     where = _bundled_mnist()
     cache_key = (str(where), split)
@@ -115,7 +141,28 @@ def mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
 def fashion_mnist(
     split: str = "train", root: str | os.PathLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST split as (images uint8 (N, 28, 28), labels int32 (N,)) from disk."""
+    """Fashion-MNIST split as (images uint8 (N, 28, 28), labels int32 (N,)) from disk.
+
+    Args:
+        split: 'train' (default) or 'test'.
+        root: a directory to search first, or None; then ``$FNN_DATA_DIR``, then
+            ``/usr/share/datasets/fashion-mnist``.
+
+    Returns:
+        ``(images, labels)``: uint8 (N, 28, 28) and int32 (N,) numpy arrays.
+
+    Example:
+        >>> import os, tempfile, numpy as np
+        >>> from fnn import data
+        >>> tmp = tempfile.TemporaryDirectory()  # two fake test images under the dataset's file names
+        >>> root = tmp.name
+        >>> data.write_idx(os.path.join(root, "t10k-images-idx3-ubyte.gz"), np.zeros((2, 28, 28), np.uint8))
+        >>> data.write_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"), np.array([3, 9], np.uint8))
+        >>> images, labels = data.fashion_mnist("test", root=root)
+        >>> images.shape, labels.tolist(), labels.dtype
+        ((2, 28, 28), [3, 9], dtype('int32'))
+        >>> tmp.cleanup()
+    """
     names = _split_files(split)
     candidates = []
     if root is not None:
@@ -134,7 +181,22 @@ def fashion_mnist(
 
 
 def normalize(images: Any, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> Any:
-    """float32 ``(images/255 - mean)/std``; numpy in, numpy out; jax in, jax out."""
+    """float32 ``(images/255 - mean)/std``; numpy in, numpy out; jax in, jax out.
+
+    Args:
+        images: raw pixels 0..255 (numpy or jax, any shape and numeric dtype).
+        mean: the mean of pixel/255 to subtract (default MNIST's 0.1307).
+        std: the std of pixel/255 to divide by, > 0 (default MNIST's 0.3081).
+
+    Returns:
+        A float32 array of the images' shape, numpy or jax as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from fnn import data
+        >>> data.normalize(np.array([0, 255], np.uint8), mean=0.5, std=0.5).tolist()
+        [-1.0, 1.0]
+    """
     check_positive("std", std)
     xp = jnp if isinstance(images, jax.Array) else np
     x = xp.asarray(images, dtype=xp.float32)

@@ -23,6 +23,8 @@ import zlib
 
 import numpy as np
 
+__all__ = ["parse_idx", "read_idx", "write_idx"]
+
 _GZIP_MAGIC = b"\x1f\x8b"
 
 # IDX type code -> big-endian numpy dtype.
@@ -38,7 +40,21 @@ _KIND_SIZE_TO_CODE = {(dt.kind, dt.itemsize): code for code, dt in _CODE_TO_DTYP
 
 
 def parse_idx(raw: bytes, name: str) -> np.ndarray:
-    """Decode the bytes of an IDX file (raw or gzip); `name` is used in error messages."""
+    """Decode the bytes of an IDX file (raw or gzip); `name` is used in error messages.
+
+    Args:
+        raw: the file's bytes, raw IDX or gzip-compressed.
+        name: the file's name, for error messages.
+
+    Returns:
+        A writable numpy array in native byte order, of the header's dims and type.
+
+    Example:
+        >>> from fnn.data.idx import parse_idx
+        >>> raw = bytes([0, 0, 0x08, 1, 0, 0, 0, 3, 7, 8, 9])  # uint8, 1 dim of size 3
+        >>> parse_idx(raw, "example").tolist()
+        [7, 8, 9]
+    """
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
@@ -72,14 +88,50 @@ def parse_idx(raw: bytes, name: str) -> np.ndarray:
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (raw or gzip-compressed) into a native-endian numpy array."""
+    """Read an IDX file (raw or gzip-compressed) into a native-endian numpy array.
+
+    Args:
+        path: the file's path.
+
+    Returns:
+        A writable numpy array in native byte order.
+
+    Example:
+        >>> import os, tempfile, numpy as np
+        >>> from fnn import data
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "a.idx.gz")
+        >>> data.write_idx(path, np.array([[1.5, -2.0]], np.float32))
+        >>> a = data.read_idx(path)
+        >>> a.tolist(), a.dtype
+        ([[1.5, -2.0]], dtype('float32'))
+        >>> tmp.cleanup()
+    """
     with open(path, "rb") as f:
         raw = f.read()
     return parse_idx(raw, os.fspath(path))
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write `array` as an IDX file; gzip-compressed when `path` ends in ``.gz``."""
+    """Write `array` as an IDX file; gzip-compressed when `path` ends in ``.gz``.
+
+    Args:
+        path: the file's path; a name ending in ``.gz`` gets gzip compression.
+        array: uint8, int8, int16, int32, float32 or float64, with 1 to 255 dims.
+
+    Returns:
+        None.
+
+    Example:
+        >>> import os, pathlib, tempfile, numpy as np
+        >>> from fnn import data
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "labels.idx")
+        >>> data.write_idx(path, np.array([3, 1], np.uint8))
+        >>> pathlib.Path(path).read_bytes().hex(" ")  # magic 00 00 08 01, dim 2, then the items
+        '00 00 08 01 00 00 00 02 03 01'
+        >>> tmp.cleanup()
+    """
     a = np.asarray(array)
     code = _KIND_SIZE_TO_CODE.get((a.dtype.kind, a.dtype.itemsize))
     if code is None:

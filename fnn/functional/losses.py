@@ -54,6 +54,25 @@ from fnn.functional._loss_utils import (
     take_class,
 )
 
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_backward",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "huber_loss",
+    "huber_loss_backward",
+    "l1_loss",
+    "l1_loss_backward",
+    "mse_loss",
+    "mse_loss_backward",
+    "nll_loss",
+    "nll_loss_backward",
+    "smooth_l1_loss",
+    "smooth_l1_loss_backward",
+]
+
 Array = jax.Array
 
 # torch clamps BCE's gradient denominator at the C++ float 1e-12, i.e. float32(1e-12)
@@ -71,7 +90,22 @@ def _abs(d: Array) -> Array:
 
 
 def l1_loss(input: Array, target: Array, reduction: str = "mean") -> Array:
-    """ℓ = |x − y| (L1-1)."""
+    """ℓ = |x − y| (L1-1).
+
+    Args:
+        input: a floating array of any shape.
+        target: an array of the input's shape, cast to its dtype.
+        reduction: 'mean' (default, over all elements), 'sum' or 'none'.
+
+    Returns:
+        The loss: a scalar, or the input's shape for 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.l1_loss(jnp.array([1.0, -2.0, 0.0]), jnp.zeros(3)).tolist()
+        1.0
+    """
     input, target = pointwise_args(input, target, reduction)
     return reduce(_abs(input - target), reduction)
 
@@ -80,6 +114,20 @@ def l1_loss_backward(grad_output: Array, input: Array, target: Array, reduction:
     """dℓ_i/dx_i = sign(x_i − y_i), with sign(0) = 0 (torch's subgradient, L1-1).
 
     With L = Σℓ_i ('sum') or Σℓ_i/n ('mean'): dL/dx_i = g·sign(d_i) (·1/n); 'none': g_i·sign(d_i).
+
+    Args:
+        grad_output: dL/d loss: a scalar for 'mean'/'sum', the input's shape for 'none'.
+        input, target, reduction: the forward's arguments.
+
+    Returns:
+        dL/d input, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x, y = jnp.array([1.0, -2.0, 0.0]), jnp.zeros(3)
+        >>> F.l1_loss_backward(jnp.array(1.0), x, y, reduction="sum").tolist()  # sign(0) = 0
+        [1.0, -1.0, 0.0]
     """
     input, target = pointwise_args(input, target, reduction)
     s = pointwise_scale(
@@ -89,14 +137,43 @@ def l1_loss_backward(grad_output: Array, input: Array, target: Array, reduction:
 
 
 def mse_loss(input: Array, target: Array, reduction: str = "mean") -> Array:
-    """ℓ = (x − y)² (MSE-1)."""
+    """ℓ = (x − y)² (MSE-1).
+
+    Args:
+        input: a floating array of any shape.
+        target: an array of the input's shape, cast to its dtype.
+        reduction: 'mean' (default, over all elements), 'sum' or 'none'.
+
+    Returns:
+        The loss: a scalar, or the input's shape for 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.mse_loss(jnp.array([1.0, 2.0]), jnp.zeros(2)).tolist()
+        2.5
+    """
     input, target = pointwise_args(input, target, reduction)
     d = input - target
     return reduce(d * d, reduction)
 
 
 def mse_loss_backward(grad_output: Array, input: Array, target: Array, reduction: str = "mean") -> Array:
-    """dℓ_i/dx_i = 2(x_i − y_i); times g, g/n ('mean') or g_i ('none')."""
+    """dℓ_i/dx_i = 2(x_i − y_i); times g, g/n ('mean') or g_i ('none').
+
+    Args:
+        grad_output: dL/d loss: a scalar for 'mean'/'sum', the input's shape for 'none'.
+        input, target, reduction: the forward's arguments.
+
+    Returns:
+        dL/d input, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.mse_loss_backward(jnp.array(1.0), jnp.array([1.0, 2.0]), jnp.zeros(2)).tolist()  # 2d / 2
+        [1.0, 2.0]
+    """
     input, target = pointwise_args(input, target, reduction)
     s = pointwise_scale(
         grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
@@ -105,7 +182,23 @@ def mse_loss_backward(grad_output: Array, input: Array, target: Array, reduction
 
 
 def huber_loss(input: Array, target: Array, reduction: str = "mean", delta: float = 1.0) -> Array:
-    """ℓ = 0.5·d² if |d| < δ else δ·(|d| − 0.5·δ), d = x − y; δ must be > 0 (HUB-1)."""
+    """ℓ = 0.5·d² if |d| < δ else δ·(|d| − 0.5·δ), d = x − y; δ must be > 0 (HUB-1).
+
+    Args:
+        input: a floating array of any shape.
+        target: an array of the input's shape, cast to its dtype.
+        reduction: 'mean' (default, over all elements), 'sum' or 'none'.
+        delta: δ > 0 (default 1.0), where the quadratic turns linear; a static Python number.
+
+    Returns:
+        The loss: a scalar, or the input's shape for 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.huber_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none").tolist()
+        [0.125, 2.5]
+    """
     input, target = pointwise_args(input, target, reduction)
     check_positive("delta", delta)
     d = input - target
@@ -119,6 +212,20 @@ def huber_loss_backward(
     """dℓ/dd = d inside |d| < δ, δ·sign(d) outside: both are clip(d, −δ, δ).
 
     The two pieces meet with value and slope at |d| = δ (0.5δ² and δ), so clip is exact there.
+
+    Args:
+        grad_output: dL/d loss: a scalar for 'mean'/'sum', the input's shape for 'none'.
+        input, target, reduction, delta: the forward's arguments.
+
+    Returns:
+        dL/d input, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x, y = jnp.array([0.5, 3.0]), jnp.zeros(2)
+        >>> F.huber_loss_backward(jnp.array(1.0), x, y, reduction="sum").tolist()  # clip(d, -1, 1)
+        [0.5, 1.0]
     """
     input, target = pointwise_args(input, target, reduction)
     check_positive("delta", delta)
@@ -132,6 +239,21 @@ def smooth_l1_loss(input: Array, target: Array, reduction: str = "mean", beta: f
     """ℓ = 0.5·d²/β if |d| < β else |d| − 0.5·β; β = 0 is exactly L1, β < 0 an error (SL1-1).
 
     Huber_δ = δ·SmoothL1_{β=δ}; the two coincide only at δ = β = 1.
+
+    Args:
+        input: a floating array of any shape.
+        target: an array of the input's shape, cast to its dtype.
+        reduction: 'mean' (default, over all elements), 'sum' or 'none'.
+        beta: β >= 0 (default 1.0), where the quadratic turns linear; a static Python number.
+
+    Returns:
+        The loss: a scalar, or the input's shape for 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.smooth_l1_loss(jnp.array([1.0, 3.0]), jnp.zeros(2), reduction="none", beta=2.0).tolist()
+        [0.25, 2.0]
     """
     input, target = pointwise_args(input, target, reduction)
     check_positive("beta", beta, strict=False)
@@ -145,7 +267,22 @@ def smooth_l1_loss(input: Array, target: Array, reduction: str = "mean", beta: f
 def smooth_l1_loss_backward(
     grad_output: Array, input: Array, target: Array, reduction: str = "mean", beta: float = 1.0
 ) -> Array:
-    """dℓ/dd = d/β inside |d| < β, sign(d) outside: clip(d/β, −1, 1); β = 0: sign(d) (L1)."""
+    """dℓ/dd = d/β inside |d| < β, sign(d) outside: clip(d/β, −1, 1); β = 0: sign(d) (L1).
+
+    Args:
+        grad_output: dL/d loss: a scalar for 'mean'/'sum', the input's shape for 'none'.
+        input, target, reduction, beta: the forward's arguments.
+
+    Returns:
+        dL/d input, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x, y = jnp.array([1.0, 3.0]), jnp.zeros(2)
+        >>> F.smooth_l1_loss_backward(jnp.array(1.0), x, y, reduction="sum", beta=2.0).tolist()
+        [0.5, 1.0]
+    """
     input, target = pointwise_args(input, target, reduction)
     check_positive("beta", beta, strict=False)
     s = pointwise_scale(
@@ -234,6 +371,13 @@ def binary_cross_entropy(
 
     Returns:
         The loss: a scalar, or the input's shape for 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> p, y = jnp.array([0.5, 0.9, 0.0]), jnp.ones(3)
+        >>> F.binary_cross_entropy(p, y, reduction="none").round(4).tolist()  # log clamped at -100
+        [0.6931, 0.1054, 100.0]
     """
     input, target, w = _bce_args(input, target, weight, reduction)
     loss = _bce_terms(input, target)
@@ -248,6 +392,20 @@ def binary_cross_entropy_backward(
     BCE-2: the denominator is max(x(1 − x), 1e-12), so at x = 0, y = 1 the gradient is
     ≈ −1e12, not the 0 that the −100 clamp of the loss would give. BCE-4: an input or
     target outside [0, 1] raises on concrete arrays and gives NaN under jit.
+
+    Args:
+        grad_output: dL/d loss: a scalar for 'mean'/'sum', the input's shape for 'none'.
+        input, target, weight, reduction: the forward's arguments.
+
+    Returns:
+        dL/d input, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> p, y = jnp.array([0.5, 0.8]), jnp.array([1.0, 0.0])
+        >>> F.binary_cross_entropy_backward(jnp.array(1.0), p, y, reduction="sum").round(4).tolist()
+        [-2.0, 5.0]
     """
     input, target, w = _bce_args(input, target, weight, reduction)
     s = pointwise_scale(
@@ -284,6 +442,23 @@ def binary_cross_entropy_with_logits(
     100 with y = 0 costs 100). ``pos_weight`` broadcasts along the last dimension.
     BCE-4: unlike ``binary_cross_entropy``, any target is accepted, as torch does: a target
     outside [0, 1] (e.g. 1.5) just enters the formula, and a NaN target gives a NaN loss.
+
+    Args:
+        input: logits, a floating array of any shape.
+        target: an array of the input's shape (any values, see BCE-4 above).
+        weight: element-wise rescaling that broadcasts to the input, or None.
+        reduction: 'mean' (default, over all elements), 'sum' or 'none'.
+        pos_weight: weight p of the positive term, broadcast along the last (class) dim, or None.
+
+    Returns:
+        The loss: a scalar, or the input's shape for 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x, y = jnp.array([0.0, 1000.0]), jnp.array([1.0, 0.0])
+        >>> F.binary_cross_entropy_with_logits(x, y, reduction="none").round(4).tolist()
+        [0.6931, 1000.0]
     """
     input, target, w, py = _bcel_args(input, target, weight, reduction, pos_weight)
     loss = py * jax.nn.softplus(-input) + (1 - target) * jax.nn.softplus(input)
@@ -301,6 +476,21 @@ def binary_cross_entropy_with_logits_backward(
     """softplus'(x) = σ(x), so dℓ/dx = w·[(1 − y)·σ(x) − p·y·σ(−x)].
 
     With p = 1 this is the familiar w·(σ(x) − y); σ(±x) never overflows, so it is finite at ±1000.
+
+    Args:
+        grad_output: dL/d loss: a scalar for 'mean'/'sum', the input's shape for 'none'.
+        input, target, weight, reduction, pos_weight: the forward's arguments.
+
+    Returns:
+        dL/d input, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> x, y = jnp.array([0.0, 2.0]), jnp.array([1.0, 0.0])
+        >>> g = F.binary_cross_entropy_with_logits_backward(jnp.array(1.0), x, y, reduction="sum")
+        >>> g.round(4).tolist()  # σ(x) - y
+        [-0.5, 0.8808]
     """
     input, target, w, py = _bcel_args(input, target, weight, reduction, pos_weight)
     s = pointwise_scale(
@@ -335,6 +525,23 @@ def nll_loss(
     position; unbatched (C,) with a scalar target; any integer target dtype.
     LBL-1: a target outside [0, C) that is not ignore_index raises on concrete arrays and,
     under jit, makes that item's loss NaN (so 'mean' and 'sum' are NaN).
+
+    Args:
+        input: log-probabilities (C,), (N, C) or (N, C, d1..dK), classes on dim 1 (0 if unbatched).
+        target: integer class indices of the input's shape without the class dim.
+        weight: per-class weights (C,), or None.
+        ignore_index: a target value that contributes neither loss nor weight (default -100).
+        reduction: 'mean' (default, weighted), 'sum' or 'none'.
+
+    Returns:
+        The loss: a scalar, or the target's shape for 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> log_probs, labels = jnp.array([[-1.0, -2.0], [-3.0, -0.5]]), jnp.array([0, 1])
+        >>> F.nll_loss(log_probs, labels).tolist()  # (1 + 0.5) / 2
+        0.75
     """
     x, unbatched, t, w, ii = _nll_args(input, target, weight, ignore_index, reduction)
     safe, mask, wn, bad = picked(t, ii, w, x.shape[1], x.dtype)
@@ -358,6 +565,20 @@ def nll_loss_backward(
     the gradient is zeros, not NaN (NLL-2). LBL-1: an item whose (traced) target is
     outside [0, C) and not ignore_index gets NaN at the entry it reads (its placeholder
     class 0), zeros elsewhere, as jax.grad of ``nll_loss`` gives.
+
+    Args:
+        grad_output: dL/d loss: a scalar for 'mean'/'sum', the target's shape for 'none'.
+        input, target, weight, ignore_index, reduction: the forward's arguments.
+
+    Returns:
+        dL/d input, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> log_probs, labels = jnp.array([[-1.0, -2.0], [-3.0, -0.5]]), jnp.array([0, 1])
+        >>> F.nll_loss_backward(jnp.array(1.0), log_probs, labels).tolist()
+        [[-0.5, 0.0], [0.0, -0.5]]
     """
     x, unbatched, t, w, ii = _nll_args(input, target, weight, ignore_index, reduction)
     safe, _, wn, bad = picked(t, ii, w, x.shape[1], x.dtype)
@@ -426,6 +647,30 @@ def cross_entropy(
     LBL-1: an index target outside [0, C) that is not ignore_index raises on concrete
     arrays; under jit it makes that item's loss NaN ('mean' and 'sum' NaN too), never the
     loss of a wrapped class (a plain gather would read −1 as class C − 1).
+
+    Args:
+        input: logits (C,), (N, C) or (N, C, d1..dK), classes on dim 1 (0 if unbatched).
+        target: integer class indices of the input's shape without the class dim, or float
+            class probabilities of the input's shape.
+        weight: per-class weights (C,), or None.
+        ignore_index: an index target value that contributes neither loss nor weight
+            (default -100); must be negative with probability targets.
+        reduction: 'mean' (default), 'sum' or 'none'.
+        label_smoothing: ε in [0, 1] (default 0.0).
+
+    Returns:
+        The loss: a scalar, or one value per item (and position) for 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> logits = jnp.array([[2.0, 0.0], [0.0, 0.0]])
+        >>> F.cross_entropy(logits, jnp.array([0, 1])).round(4).tolist()
+        0.41
+        >>> F.cross_entropy(logits, jnp.array([0, -100])).round(4).tolist()  # second item ignored
+        0.1269
+        >>> F.cross_entropy(logits, jnp.array([[0.5, 0.5], [1.0, 0.0]])).round(4).tolist()  # probabilities
+        0.91
     """
     x, unbatched, t, w, ii, probs = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing)
     eps, num_classes = label_smoothing, x.shape[1]
@@ -463,6 +708,23 @@ def cross_entropy_backward(
     Then times g, g_n ('none'), g/N (probability 'mean') or g/Σ_n w_{y_n} (index 'mean';
     zeros when every item is ignored). LBL-1: the row of an item whose (traced) index
     target is invalid is NaN, as jax.grad of ``cross_entropy`` gives, not p − 0.
+
+    Args:
+        grad_output: dL/d loss: a scalar for 'mean'/'sum', the 'none' output's shape for 'none'.
+        input, target, weight, ignore_index, reduction, label_smoothing: the forward's arguments.
+
+    Returns:
+        dL/d input, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> logits = jnp.array([[2.0, 0.0], [0.0, 0.0]])
+        >>> F.cross_entropy_backward(jnp.array(1.0), logits, jnp.array([0, 1])).round(4).tolist()
+        [[-0.0596, 0.0596], [0.25, -0.25]]
+        >>> g = F.cross_entropy_backward(jnp.array(1.0), jnp.zeros(2), jnp.array(0), label_smoothing=0.2)
+        >>> g.round(4).tolist()  # p - ((1 - ε)·onehot + ε/C)
+        [-0.4, 0.4]
     """
     x, unbatched, t, w, ii, probs = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing)
     eps, num_classes, dtype = label_smoothing, x.shape[1], x.dtype

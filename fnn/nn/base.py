@@ -28,6 +28,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+    "DTYPES",
+    "Elementwise",
+    "Layer",
+    "Params",
+    "State",
+    "canonical_dtype",
+    "check_input_dtype",
+    "require_dtype_available",
+]
+
 Params = dict[str, jax.Array]
 State = dict[str, jax.Array]
 
@@ -60,6 +71,11 @@ def canonical_dtype(dtype: Any, who: str) -> str:
 
     Returns:
         One of ``DTYPES``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> canonical_dtype(jnp.bfloat16, "Linear"), canonical_dtype(None, "Linear")
+        ('bfloat16', 'float32')
     """
     name = None
     if dtype is None:  # torch's dtype=None: the default dtype, float32 here
@@ -77,7 +93,15 @@ def canonical_dtype(dtype: Any, who: str) -> str:
 
 
 def require_dtype_available(dtype: str, who: str) -> None:
-    """float64 needs JAX's 64-bit mode; without it jnp would silently give float32."""
+    """Refuse float64 when JAX's 64-bit mode is off; without it jnp would silently give float32.
+
+    Args:
+        dtype: a canonical name from ``DTYPES``.
+        who: the layer, for the message.
+
+    Raises:
+        ValueError: dtype is 'float64' and 64-bit mode is off.
+    """
     if dtype == "float64" and jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
         raise ValueError(
             f"{who}: dtype='float64' needs JAX's 64-bit mode, which is off: run inside "
@@ -92,6 +116,14 @@ def check_input_dtype(who: str, x: Any, *trees: dict[str, Any]) -> None:
     Float"), integer inputs included; promoting instead would silently run the layer in
     another precision, or truncate the input. Dtypes are static, so under jit this check
     runs once, at trace time, and costs nothing.
+
+    Args:
+        who: the layer, for the message.
+        x: the input.
+        *trees: the layer's params and state dicts; integer entries are skipped.
+
+    Raises:
+        TypeError: naming both dtypes, when a floating entry's dtype differs from x's.
     """
     x_dtype = jnp.result_type(x)
     for tree in trees:
@@ -113,14 +145,50 @@ def check_input_dtype(who: str, x: Any, *trees: dict[str, Any]) -> None:
 @dataclass(frozen=True)
 class Layer:
     """Base class: ``init`` gives neither parameters nor state; subclasses implement ``apply``
-    and ``apply_vjp`` and inherit ``backward``."""
+    and ``apply_vjp`` and inherit ``backward``.
+
+    A spec holds only hyperparameters (its constructor's arguments), so it is hashable and
+    can be a static argument of ``jax.jit``; arrays live in the ``(params, state)`` that
+    ``init`` returns.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn
+        >>> layer = nn.Linear(2, 1, bias=False)
+        >>> params = {"weight": jnp.array([[1.0, -1.0]])}
+        >>> x = jnp.array([[3.0, 1.0]])
+        >>> y, _ = layer.apply(params, {}, x, train=False)
+        >>> grads, grad_x = layer.backward(params, {}, x, jnp.ones_like(y), train=False)
+        >>> y.tolist(), grads["weight"].tolist(), grad_x.tolist()
+        ([[2.0]], [[3.0, 1.0]], [[1.0, -1.0]])
+    """
 
     def init(self, key: jax.Array | None) -> tuple[Params, State]:
+        """Build the layer's parameters and state, with PyTorch's names and this layer's dtypes.
+
+        Args:
+            key: a JAX PRNG key for random initialisation (layers without random init ignore it).
+
+        Returns:
+            ``(params, state)``: dicts of arrays, ``{}`` when the layer has none.
+        """
         return {}, {}
 
     def apply(
         self, params: Params, state: State, x: jax.Array, *, key: jax.Array | None = None, train: bool
     ) -> tuple[jax.Array, State]:
+        """The forward pass in plain ``jax.numpy`` (what ``jax.grad`` differentiates).
+
+        Args:
+            params: the layer's parameters, as ``init`` gives them.
+            state: the layer's state (e.g. BatchNorm's running statistics).
+            x: the input array.
+            key: a PRNG key, needed by Dropout when ``train`` is True.
+            train: training mode (a static Python bool), torch's ``module.train()``.
+
+        Returns:
+            ``(y, new_state)``.
+        """
         raise NotImplementedError(f"{type(self).__name__}.apply")
 
     def apply_vjp(
@@ -162,14 +230,41 @@ class Layer:
 
     # -- PyTorch-style flat names -------------------------------------------------------
     def named_arrays(self, params: Any, state: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        """Yield (flat name, array) for params then buffers, in PyTorch's state_dict order."""
+        """Yield (flat name, array) for params then buffers, in PyTorch's state_dict order.
+
+        Args:
+            params: the layer's parameters.
+            state: the layer's state.
+            prefix: prepended to each name (Sequential passes ``"0."``, ``"1."``, ...).
+
+        Returns:
+            An iterator of ``(name, array)`` pairs.
+        """
         for name in _torch_order(params):
             yield prefix + name, params[name]
         for name in _torch_order(state):
             yield prefix + name, state[name]
 
     def state_dict(self, params: Any, state: Any) -> dict[str, np.ndarray]:
-        """PyTorch-style flat names -> numpy arrays (``"1.weight"``, ``"2.running_var"``)."""
+        """PyTorch-style flat names -> numpy arrays (``"1.weight"``, ``"2.running_var"``).
+
+        Args:
+            params: the layer's parameters.
+            state: the layer's state.
+
+        Returns:
+            A dict of numpy arrays, params before buffers as in torch's ``state_dict()``.
+
+        Example:
+            >>> import jax
+            >>> from fnn import nn
+            >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.BatchNorm1d(3))
+            >>> params, state = model.init(jax.random.key(0))
+            >>> sd = model.state_dict(params, state)
+            >>> [(name, sd[name].shape) for name in sd]  # doctest: +NORMALIZE_WHITESPACE
+            [('0.weight', (3, 2)), ('0.bias', (3,)), ('2.weight', (3,)), ('2.bias', (3,)),
+             ('2.running_mean', (3,)), ('2.running_var', (3,)), ('2.num_batches_tracked', ())]
+        """
         return {name: np.asarray(value) for name, value in self.named_arrays(params, state)}
 
     def load_state_dict(self, flat: dict[str, Any]) -> tuple[Any, Any]:
@@ -187,6 +282,14 @@ class Layer:
 
         Returns:
             ``(params, state)`` in the structure and dtypes of ``init``.
+
+        Example:
+            >>> import numpy as np
+            >>> from fnn import nn
+            >>> flat = {"weight": np.array([[1.0, 2.0]]), "bias": np.array([0.5])}  # float64
+            >>> params, state = nn.Linear(2, 1).load_state_dict(flat)
+            >>> params["weight"].dtype, params["bias"].tolist()  # cast into the layer's float32
+            (dtype('float32'), [0.5])
         """
         like_params, like_state = jax.eval_shape(self.init, jax.random.key(0))
         expected = dict(self.named_arrays(like_params, like_state))
@@ -216,7 +319,11 @@ class Layer:
 
 @dataclass(frozen=True)
 class Elementwise(Layer):
-    """A layer with no params or state: subclasses give ``_forward(x)`` and ``_backward(x, g)``."""
+    """A layer with no params or state: subclasses give ``_forward(x)`` and ``_backward(x, g)``.
+
+    ``apply`` returns ``(_forward(x), state)`` and ``apply_vjp``'s pullback returns
+    ``({}, _backward(x, grad_y))``; ``key`` and ``train`` are ignored.
+    """
 
     def _forward(self, x: jax.Array) -> jax.Array:
         raise NotImplementedError

@@ -15,12 +15,30 @@ from fnn import functional as F
 from fnn.functional.dropout import _check_p
 from fnn.nn.base import Layer
 
+__all__ = ["Dropout"]
+
 
 @dataclass(frozen=True)
 class Dropout(Layer):
-    """Zeroes each element with probability p and scales the rest by 1/(1−p) when
+    """torch.nn.Dropout: inverted dropout in training, identity in eval (DROP-1..3).
+
+    Zeroes each element with probability p and scales the rest by 1/(1−p) when
     ``train=True``; needs ``key`` then (unless p = 0). Forward and backward of one step
-    must be given the same key (the backward redraws the forward's mask from it)."""
+    must be given the same key (the backward redraws the forward's mask from it).
+
+    Args:
+        p: the probability of zeroing an element, in [0, 1] (default 0.5); p = 1 gives zeros.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn
+        >>> x = jnp.ones(8)
+        >>> y, _ = nn.Dropout(0.5).apply({}, {}, x, key=jax.random.key(0), train=True)
+        >>> sorted(set(y.tolist()))  # dropped, or kept and scaled by 1/(1 - p)
+        [0.0, 2.0]
+        >>> nn.Dropout(0.5).apply({}, {}, x, train=False)[0].tolist() == x.tolist()
+        True
+    """
 
     p: float = 0.5
 
@@ -37,7 +55,15 @@ class Dropout(Layer):
 
     def apply_vjp(self, params, state, x, *, key=None, train):
         """Forward and pullback share one mask: the pullback does not draw it again, which
-        would cost a second pass of the random generator that XLA does not merge."""
+        would cost a second pass of the random generator that XLA does not merge.
+
+        Args:
+            params, state, x, key, train: as for ``apply``; ``key`` is needed when training
+                with p > 0.
+
+        Returns:
+            ``(y, state, pullback)``, ``pullback(grad_y) -> ({}, grad_y * mask)``.
+        """
         self._needs_key(key, train)
         _checks.check_floating("input", x)  # as F.dropout checks in apply
         if not train or self.p == 0:

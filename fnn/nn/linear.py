@@ -12,24 +12,41 @@ from fnn import functional as F
 from fnn import init as initializers
 from fnn.nn.base import Elementwise, Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
+__all__ = ["Flatten", "Linear"]
+
 
 @dataclass(frozen=True)
 class Linear(Layer):
     """y = x Wᵀ + b with W (out, in). Default init is PyTorch's (LIN-1):
     W = kaiming_uniform(a=√5) = U(±1/√in), b = U(±1/√in) (bound 0 when in = 0).
 
-    ``weight_init`` / ``bias_init`` replace those with any ``fnn.init``-style function
-    ``(key, shape) -> array``, e.g. ``functools.partial(init.kaiming_normal,
-    nonlinearity='relu')`` or ``functools.partial(init.constant, val=0.0)``; their result
-    is cast to ``dtype``.
+    Params: ``weight`` (out_features, in_features) and, with ``bias``, ``bias``
+    (out_features,); no state. The input is (..., in_features), the output (..., out_features).
 
-    ``dtype`` is torch's factory keyword (DTYPE-1), keyword-only: ``'float32'`` (default),
-    ``'float64'`` (needs JAX's 64-bit mode), ``'bfloat16'`` or ``'float16'``, or the
-    matching numpy/jax dtype; the spec stores its name. ``init`` draws the parameters in
-    that dtype, and an input of another dtype raises (DTYPE-2).
+    Args:
+        in_features: size of the input's last dimension (>= 0).
+        out_features: size of the output's last dimension (>= 0).
+        bias: whether to learn an additive bias (default True).
+        weight_init: None for torch's default, or any ``fnn.init``-style function
+            ``(key, shape) -> array``, e.g. ``functools.partial(init.kaiming_normal,
+            nonlinearity='relu')``; its result is cast to ``dtype``.
+        bias_init: the same for the bias, e.g. ``functools.partial(init.constant, val=0.0)``.
+        dtype: torch's factory keyword (DTYPE-1), keyword-only: ``'float32'`` (default),
+            ``'float64'`` (needs JAX's 64-bit mode), ``'bfloat16'`` or ``'float16'``, or the
+            matching numpy/jax dtype; the spec stores its name. ``init`` draws the
+            parameters in that dtype, and an input of another dtype raises (DTYPE-2).
 
-    >>> Linear(3, 2, dtype=jax.numpy.float16)
-    Linear(in_features=3, out_features=2, bias=True, weight_init=None, bias_init=None, dtype='float16')
+    Example:
+        >>> import functools, jax, jax.numpy as jnp
+        >>> from fnn import init, nn
+        >>> Linear(3, 2, dtype=jax.numpy.float16)
+        Linear(in_features=3, out_features=2, bias=True, weight_init=None, bias_init=None, dtype='float16')
+        >>> ones = functools.partial(init.constant, val=1.0)
+        >>> layer = nn.Linear(3, 2, weight_init=ones, bias_init=ones)
+        >>> params, state = layer.init(jax.random.key(0))
+        >>> y, _ = layer.apply(params, state, jnp.array([[1.0, 2.0, 3.0]]), train=False)
+        >>> y.tolist()
+        [[7.0, 7.0]]
     """
 
     in_features: int
@@ -89,6 +106,20 @@ class Linear(Layer):
 
 @dataclass(frozen=True)
 class Flatten(Elementwise):
+    """torch.nn.Flatten: merges dims start_dim..end_dim into one (FLAT-1).
+
+    Args:
+        start_dim: first dim to flatten (default 1, keeping the batch dim).
+        end_dim: last dim to flatten, inclusive (default -1).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> y, _ = nn.Flatten().apply({}, {}, jnp.zeros((2, 3, 4)), train=False)
+        >>> y.shape
+        (2, 12)
+    """
+
     start_dim: int = 1
     end_dim: int = -1
 

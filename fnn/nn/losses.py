@@ -152,6 +152,15 @@ class Loss:
 
         Returns:
             ``(loss_sum, weight)``, two arrays of shape (N,) in the output's float dtype.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from fnn import nn
+            >>> loss = nn.CrossEntropyLoss(weight=[1.0, 3.0])
+            >>> logits, labels = jnp.array([[2.0, 0.0], [0.0, 0.0]]), jnp.array([0, 1])
+            >>> loss_sum, weight = loss.per_sample(logits, labels)
+            >>> loss_sum.round(4).tolist(), weight.tolist()  # w_y·ℓ and w_y per sample
+            ([0.1269, 2.0794], [1.0, 3.0])
         """
         raise NotImplementedError(f"{type(self).__name__}.per_sample")
 
@@ -212,6 +221,16 @@ class CrossEntropyLoss(_ClassLoss):
         ignore_index: target value that contributes neither loss nor weight (index targets).
         reduction: 'mean' (weighted, CE-2; Σ/N for probability targets, CE-3), 'sum' or 'none'.
         label_smoothing: ε in [0, 1] (CE-2, CE-3).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> logits, labels = jnp.array([[2.0, 0.0], [0.0, 0.0]]), jnp.array([0, 1])
+        >>> loss = nn.CrossEntropyLoss()
+        >>> loss(logits, labels).round(4).tolist()  # mean of -log softmax at the labels
+        0.41
+        >>> loss.backward(jnp.array(1.0), logits, labels).round(4).tolist()  # (p - onehot) / N
+        [[-0.0596, 0.0596], [0.25, -0.25]]
     """
 
     weight: Any = None
@@ -237,6 +256,17 @@ class NLLLoss(_ClassLoss):
         weight: per-class weights (C,), or None.
         ignore_index: target value that contributes neither loss nor weight.
         reduction: 'mean' (weighted mean, NLL-1), 'sum' or 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> log_probs, labels = jnp.array([[-1.0, -2.0], [-3.0, -0.5]]), jnp.array([0, 1])
+        >>> nn.NLLLoss()(log_probs, labels).tolist()
+        0.75
+        >>> nn.NLLLoss(weight=[1.0, 3.0])(log_probs, labels).tolist()  # (1·1 + 3·0.5) / (1 + 3)
+        0.625
+        >>> nn.NLLLoss(ignore_index=1)(log_probs, labels).tolist()  # only the first item counts
+        1.0
     """
 
     weight: Any = None
@@ -254,6 +284,13 @@ class MSELoss(_PointwiseLoss):
 
     Args:
         reduction: 'mean' (over all elements), 'sum' or 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> x, y = jnp.array([1.0, 2.0]), jnp.zeros(2)
+        >>> nn.MSELoss()(x, y).tolist(), nn.MSELoss().backward(jnp.array(1.0), x, y).tolist()
+        (2.5, [1.0, 2.0])
     """
 
     reduction: str = "mean"
@@ -268,6 +305,15 @@ class L1Loss(_PointwiseLoss):
 
     Args:
         reduction: 'mean' (over all elements), 'sum' or 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> x, y = jnp.array([1.0, -2.0, 0.0]), jnp.zeros(3)
+        >>> nn.L1Loss(reduction="none")(x, y).tolist()
+        [1.0, 2.0, 0.0]
+        >>> nn.L1Loss().backward(jnp.array(1.0), x, y).round(4).tolist()  # sign(x - y) / 3
+        [0.3333, -0.3333, 0.0]
     """
 
     reduction: str = "mean"
@@ -283,6 +329,12 @@ class HuberLoss(_PointwiseLoss):
     Args:
         reduction: 'mean' (over all elements), 'sum' or 'none'.
         delta: δ > 0, where the quadratic turns linear.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> nn.HuberLoss(reduction="none")(jnp.array([0.5, 3.0]), jnp.zeros(2)).tolist()
+        [0.125, 2.5]
     """
 
     reduction: str = "mean"
@@ -304,6 +356,12 @@ class SmoothL1Loss(_PointwiseLoss):
     Args:
         reduction: 'mean' (over all elements), 'sum' or 'none'.
         beta: β >= 0, where the quadratic turns linear.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> nn.SmoothL1Loss(reduction="none", beta=2.0)(jnp.array([1.0, 3.0]), jnp.zeros(2)).tolist()
+        [0.25, 2.0]
     """
 
     reduction: str = "mean"
@@ -325,6 +383,13 @@ class BCELoss(_PointwiseLoss):
     Args:
         weight: element-wise rescaling that broadcasts to the input, or None.
         reduction: 'mean' (over all elements, not Σ weight: BCE-3), 'sum' or 'none'.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> p, y = jnp.array([0.5, 0.9, 0.0]), jnp.ones(3)
+        >>> nn.BCELoss(reduction="none")(p, y).round(4).tolist()  # log clamped at -100 (BCE-1)
+        [0.6931, 0.1054, 100.0]
     """
 
     weight: Any = None
@@ -343,6 +408,13 @@ class BCEWithLogitsLoss(_PointwiseLoss):
         weight: element-wise rescaling that broadcasts to the input, or None.
         reduction: 'mean' (over all elements), 'sum' or 'none'.
         pos_weight: weight of the positive term, broadcast along the last (class) dim, or None.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> loss = nn.BCEWithLogitsLoss(reduction="none", pos_weight=jnp.array([2.0]))
+        >>> loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0])).round(4).tolist()  # 2·log 2, log 2
+        [1.3863, 0.6931]
     """
 
     weight: Any = None
@@ -378,6 +450,15 @@ class FunctionLoss(Loss):
     Args:
         fn: ``fn(output, target) -> loss``.
         backward: ``backward(grad_output, output, target) -> dL/d output``, or None.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> import fnn.functional as F
+        >>> loss = nn.FunctionLoss(F.mse_loss)
+        >>> x, y = jnp.array([1.0, 2.0]), jnp.zeros(2)
+        >>> loss(x, y).tolist(), loss.backward(jnp.array(1.0), x, y).tolist(), loss.reduction
+        (2.5, [1.0, 2.0], 'mean')
     """
 
     fn: Callable[..., Array]
@@ -418,7 +499,15 @@ class FunctionLoss(Loss):
         return self.fn(output, target)
 
     def backward(self, grad_output: Array, output: Array, target: Array) -> Array:
-        """dL/d output by the given backward, or by ``backward_of(fn)``; ValueError if neither."""
+        """dL/d output by the given backward, or by ``backward_of(fn)``; ValueError if neither.
+
+        Args:
+            grad_output: dL/d loss, a scalar for a reduced loss.
+            output, target: as for ``__call__``.
+
+        Returns:
+            The gradient with respect to ``output``, of its shape.
+        """
         return self._backward()(grad_output, output, target)
 
     def _backward(self) -> Callable[..., Array]:
@@ -434,7 +523,15 @@ class FunctionLoss(Loss):
             ) from None
 
     def per_sample(self, output: Array, target: Array) -> tuple[Array, Array]:
-        """``(mean over non-batch dims of fn(output, target, reduction='none'), ones)``; see the class."""
+        """``(mean over non-batch dims of fn(output, target, reduction='none'), ones)``; see the class.
+
+        Args:
+            output: batched model output, samples on dim 0.
+            target: the matching target.
+
+        Returns:
+            ``(loss_sum, weight)``, two arrays of shape (N,).
+        """
         try:
             inspect.signature(self.fn).bind(output, target, reduction="none")
         except TypeError:
@@ -462,6 +559,14 @@ def as_loss(obj: Loss | Callable[..., Array]) -> Loss:
 
     Returns:
         A ``Loss``.
+
+    Example:
+        >>> import fnn.functional as F
+        >>> from fnn import nn
+        >>> nn.as_loss(nn.MSELoss())
+        MSELoss(reduction='mean')
+        >>> nn.as_loss(F.cross_entropy).fn is F.cross_entropy
+        True
     """
     if isinstance(obj, Loss):
         return obj

@@ -18,9 +18,41 @@ import jax.numpy as jnp
 from fnn import functional as F
 from fnn.nn.base import Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
+__all__ = ["BatchNorm1d", "LayerNorm"]
+
 
 @dataclass(frozen=True)
 class BatchNorm1d(Layer):
+    """torch.nn.BatchNorm1d over the channels of (N, C) or (N, C, L) inputs (BN-1..8).
+
+    Training normalises with the batch mean and biased variance and updates
+    running_mean / running_var with the unbiased one; eval uses the running statistics.
+    Params: ``weight`` (ones) and ``bias`` (zeros) of shape (C,) when ``affine``. State:
+    ``running_mean`` (zeros), ``running_var`` (ones) and the int32 ``num_batches_tracked``
+    when ``track_running_stats``.
+
+    Args:
+        num_features: C, the size of the input's dim 1.
+        eps: added to the variance before the square root (default 1e-5).
+        momentum: the running statistics' update factor, r ← (1 − m)·r + m·batch (default
+            0.1); None for a cumulative average over the batches seen (BN-3).
+        affine: learn a per-channel scale and shift (default True).
+        track_running_stats: keep running statistics (default True); False gives no state
+            and batch statistics in both modes (BN-5).
+        dtype: torch's factory keyword, keyword-only (DTYPE-1); see the module docstring.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn
+        >>> bn = nn.BatchNorm1d(1)
+        >>> params, state = bn.init(jax.random.key(0))
+        >>> y, state = bn.apply(params, state, jnp.array([[1.0], [3.0]]), train=True)
+        >>> y.round(4).tolist()
+        [[-1.0], [1.0]]
+        >>> state["running_mean"].round(4).tolist(), state["running_var"].round(4).tolist()
+        ([0.2], [1.1])
+    """
+
     num_features: int
     eps: float = 1e-5
     momentum: float | None = 0.1
@@ -83,6 +115,28 @@ class BatchNorm1d(Layer):
 
 @dataclass(frozen=True)
 class LayerNorm(Layer):
+    """torch.nn.LayerNorm over the trailing ``normalized_shape`` dims, the same in train and eval.
+
+    Params: ``weight`` (ones) and ``bias`` (zeros) of shape ``normalized_shape`` when
+    ``elementwise_affine`` (``bias`` only if ``bias``); no state.
+
+    Args:
+        normalized_shape: an int or a tuple (a list is stored as a tuple): the input's last dims.
+        eps: added to the (biased) variance before the square root (default 1e-5).
+        elementwise_affine: learn a per-element scale and, with ``bias``, a shift (default True).
+        bias: learn the shift, when ``elementwise_affine`` (default True).
+        dtype: torch's factory keyword, keyword-only (DTYPE-1); see the module docstring.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn
+        >>> ln = nn.LayerNorm(2)
+        >>> params, state = ln.init(jax.random.key(0))
+        >>> y, _ = ln.apply(params, state, jnp.array([[1.0, 3.0]]), train=False)
+        >>> y.round(4).tolist()
+        [[-1.0, 1.0]]
+    """
+
     normalized_shape: int | tuple[int, ...]
     eps: float = 1e-5
     elementwise_affine: bool = True

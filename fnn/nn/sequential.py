@@ -19,9 +19,31 @@ import jax
 
 from fnn.nn.base import Layer
 
+__all__ = ["Sequential", "num_params"]
+
 
 @dataclass(frozen=True, init=False)
 class Sequential(Layer):
+    """torch.nn.Sequential: the layers applied in order, with manual backpropagation through all.
+
+    params and state are tuples with one entry per layer; ``state_dict`` names them
+    ``"<index>.<name>"`` as torch does.
+
+    Args:
+        *layers: fnn.nn layers (positional, as torch's ``Sequential(*modules)``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn
+        >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+        >>> params, state = model.init(jax.random.key(0))
+        >>> [p["weight"].shape for p in params if p]
+        [(3, 2), (1, 3)]
+        >>> y, _ = model.apply(params, state, jnp.ones((4, 2)), train=False)
+        >>> y.shape, nn.num_params(params)
+        ((4, 1), 13)
+    """
+
     layers: tuple[Layer, ...]
 
     def __init__(self, *layers: Layer):
@@ -75,7 +97,22 @@ class Sequential(Layer):
 
     def intermediates(self, params, state, x, *, key=None, train: bool) -> tuple[jax.Array, ...]:
         """Every layer's output, in order (the last is ``apply``'s output): for looking
-        inside a network, e.g. activation statistics per layer."""
+        inside a network, e.g. activation statistics per layer.
+
+        Args:
+            params, state, x, key, train: as for ``apply``.
+
+        Returns:
+            A tuple with one array per layer.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from fnn import nn
+            >>> model = nn.Sequential(nn.Flatten(), nn.ReLU())
+            >>> outs = model.intermediates(({}, {}), ({}, {}), jnp.array([[[-1.0, 2.0]]]), train=False)
+            >>> [o.tolist() for o in outs]
+            [[[-1.0, 2.0]], [[0.0, 2.0]]]
+        """
         y, _, inputs = self._forward(params, state, x, key, train)
         return (*inputs[1:], y)
 
@@ -111,5 +148,18 @@ class Sequential(Layer):
 
 
 def num_params(tree: Any) -> int:
-    """Total number of scalars in a pytree of arrays (e.g. a model's params)."""
+    """Total number of scalars in a pytree of arrays (e.g. a model's params).
+
+    Args:
+        tree: any pytree whose leaves are arrays.
+
+    Returns:
+        The sum of the leaves' sizes, a Python int.
+
+    Example:
+        >>> import numpy as np
+        >>> from fnn import nn
+        >>> nn.num_params(({"weight": np.zeros((10, 784)), "bias": np.zeros(10)}, {}))
+        7850
+    """
     return sum(int(leaf.size) for leaf in jax.tree.leaves(tree))

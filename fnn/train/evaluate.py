@@ -24,14 +24,48 @@ from fnn import nn
 from fnn._checks import check_batch_size, check_classes_in_range
 from fnn.train.metrics import resolve_metrics
 
+__all__ = ["check_data", "check_labels", "default_loss", "evaluate", "evaluate_checked", "predict"]
+
 
 def default_loss(target: Any) -> nn.Loss:
-    """CrossEntropyLoss for integer (class-index) targets, MSELoss otherwise."""
+    """CrossEntropyLoss for integer (class-index) targets, MSELoss otherwise.
+
+    Args:
+        target: the targets (only the dtype is read).
+
+    Returns:
+        ``nn.CrossEntropyLoss()`` or ``nn.MSELoss()``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn.train.evaluate import default_loss
+        >>> default_loss(jnp.array([3]))
+        CrossEntropyLoss(weight=None, ignore_index=-100, reduction='mean', label_smoothing=0.0)
+        >>> default_loss(jnp.array([0.5]))
+        MSELoss(reduction='mean')
+    """
     return nn.CrossEntropyLoss() if jnp.issubdtype(jnp.result_type(target), jnp.integer) else nn.MSELoss()
 
 
 def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
-    """x and y hold the same number of samples, at least ``batch_size`` of them."""
+    """x and y hold the same number of samples, at least ``batch_size`` of them.
+
+    Args:
+        name: the data's name in the message.
+        x, y: inputs and targets, each with a batch dimension.
+        batch_size: the fewest samples allowed (default 1).
+
+    Raises:
+        ValueError: a missing batch dimension, different lengths, or too few samples.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn.train.evaluate import check_data
+        >>> check_data("data", jnp.zeros((3, 2)), jnp.zeros(2))
+        Traceback (most recent call last):
+        ...
+        ValueError: data: x and y must have the same length, got 3 and 2
+    """
     if jnp.ndim(x) == 0 or jnp.ndim(y) == 0:
         raise ValueError(
             f"{name}: x and y must have a batch dimension, got shapes {jnp.shape(x)} and {jnp.shape(y)}"
@@ -74,6 +108,16 @@ def check_labels(
 
     Raises:
         ValueError: naming the first bad label, its index and the valid range.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> from fnn.train.evaluate import check_labels
+        >>> model, params = nn.Linear(2, 3), {"weight": jnp.zeros((3, 2)), "bias": jnp.zeros(3)}
+        >>> check_labels(model, params, {}, jnp.zeros((2, 2)), jnp.array([0, 3]), name="y")
+        Traceback (most recent call last):
+        ...
+        ValueError: y labels must be in [0, 3), got 3 at index 1 (1 of 2 out of range, spanning [3, 3])
     """
     if not jnp.issubdtype(jnp.result_type(y), jnp.integer) or jnp.size(y) == 0:
         return
@@ -128,16 +172,24 @@ def evaluate(
     """The mean loss and task metrics over ``data = (x, y)`` in eval mode.
 
     Args:
-      model: an ``fnn.nn`` layer.
-      params, state: the model's parameters and buffers.
-      data: ``(x, y)`` with the same number of rows.
-      batch_size: rows per compiled batch (memory only: the result does not depend on it).
-      loss: an ``fnn.nn`` loss spec or function (default: ``default_loss(y)``).
-      metrics: see ``fnn.train.metrics.resolve_metrics`` (default: accuracy for class
-        labels, MAE otherwise).
+        model: an ``fnn.nn`` layer.
+        params, state: the model's parameters and buffers.
+        data: ``(x, y)`` with the same number of rows.
+        batch_size: rows per compiled batch (memory only: the result does not depend on it).
+        loss: an ``fnn.nn`` loss spec or function (default: ``default_loss(y)``).
+        metrics: see ``fnn.train.metrics.resolve_metrics`` (default: accuracy for class
+            labels, MAE otherwise).
 
     Returns:
-      ``{"loss": float, <metric>: float, ...}``.
+        ``{"loss": float, <metric>: float, ...}``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn, train
+        >>> model, params = nn.Linear(2, 1, bias=False), {"weight": jnp.array([[1.0, 1.0]])}
+        >>> x, y = jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([[1.0], [3.0]])
+        >>> train.evaluate(model, params, {}, (x, y), batch_size=1)  # errors 0 and -2
+        {'loss': 2.0, 'mae': 1.0}
     """
     x, y = (jnp.asarray(a) for a in data)
     check_data("data", x, y)
@@ -158,7 +210,18 @@ def evaluate_checked(
     batch_size: int = 1000,
 ) -> dict[str, float]:
     """``evaluate`` without its host-side checks, for data already checked (``fit`` checks
-    its eval data once, not every epoch; global arrays under ``jax.distributed``)."""
+    its eval data once, not every epoch; global arrays under ``jax.distributed``).
+
+    Args:
+        model, params, state: as for ``evaluate``.
+        x, y: the data, already checked (``check_data``, ``check_labels``).
+        loss: an ``fnn.nn.Loss`` (already through ``as_loss``).
+        metrics: resolved metrics (``fnn.train.metrics.resolve_metrics``).
+        batch_size: rows per compiled batch.
+
+    Returns:
+        ``{"loss": float, <metric>: float, ...}``, as ``evaluate``.
+    """
     run = _eval_fn(model, loss, metrics, min(batch_size, x.shape[0]))
     return {name: float(value) for name, value in run(params, state, x, y).items()}
 
@@ -179,12 +242,20 @@ def predict(model, params: Any, state: Any, x: Any, batch_size: int = 1000) -> j
     """The model's eval-mode outputs (e.g. logits) for every row of ``x``.
 
     Args:
-      model, params, state: the model and its arrays.
-      x: inputs with a batch dimension.
-      batch_size: rows per compiled batch.
+        model, params, state: the model and its arrays.
+        x: inputs with a batch dimension.
+        batch_size: rows per compiled batch.
 
     Returns:
-      The outputs, one row per row of ``x``; ``jnp.argmax(predict(...), 1)`` gives classes.
+        The outputs, one row per row of ``x``; ``jnp.argmax(predict(...), 1)`` gives classes.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn, train
+        >>> model, params = nn.Linear(2, 1, bias=False), {"weight": jnp.array([[1.0, 2.0]])}
+        >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+        >>> train.predict(model, params, {}, x, batch_size=2).tolist()  # two batches, the last padded
+        [[1.0], [3.0], [4.0]]
     """
     x = jnp.asarray(x)
     if x.ndim == 0 or x.shape[0] == 0:

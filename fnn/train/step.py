@@ -42,11 +42,25 @@ from fnn.nn import as_loss
 from fnn.train import progress as progress_bar
 from fnn.train.metrics import resolve_metrics
 
+__all__ = ["GRAD_MODES", "check_grad_mode", "make_train_epoch", "make_train_step"]
+
 GRAD_MODES = ("autodiff", "manual")
 
 
 def check_grad_mode(grad: str) -> str:
-    """The one check of ``grad=``: 'autodiff' or 'manual'."""
+    """The one check of ``grad=``: 'autodiff' or 'manual'.
+
+    Args:
+        grad: the value to check.
+
+    Returns:
+        ``grad``, unchanged.
+
+    Example:
+        >>> from fnn.train.step import check_grad_mode
+        >>> check_grad_mode("manual")
+        'manual'
+    """
     if grad not in GRAD_MODES:
         raise ValueError(f"grad must be 'autodiff' or 'manual', got {grad!r}")
     return grad
@@ -136,20 +150,33 @@ def make_train_step(
     """A jitted pure step ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
 
     Args:
-      model: an ``fnn.nn`` layer.
-      loss: an ``fnn.nn`` loss spec or a plain loss function (``fnn.nn.as_loss``).
-      optimizer: an ``fnn.optim`` gradient transformation.
-      grad: ``'autodiff'`` (``jax.value_and_grad``) or ``'manual'`` (hand-derived backward).
-      metrics: task metrics, see ``fnn.train.metrics.resolve_metrics``.
-      mesh: a mesh with a ``'data'`` axis for data parallelism (``fnn.distributed``).
+        model: an ``fnn.nn`` layer.
+        loss: an ``fnn.nn`` loss spec or a plain loss function (``fnn.nn.as_loss``).
+        optimizer: an ``fnn.optim`` gradient transformation.
+        grad: ``'autodiff'`` (``jax.value_and_grad``) or ``'manual'`` (hand-derived backward).
+        metrics: task metrics, see ``fnn.train.metrics.resolve_metrics``.
+        mesh: a mesh with a ``'data'`` axis for data parallelism (``fnn.distributed``).
 
     Returns:
-      The compiled step; ``metrics`` holds ``loss``, ``grad_norm``, ``lr`` and the task
-      metrics as scalars.
+        The compiled step; ``metrics`` holds ``loss``, ``grad_norm``, ``lr`` and the task
+        metrics as scalars.
 
     With ``mesh`` the step is jitted with params, state, opt_state and key replicated and
     the batch ``x, y`` sharded along ``'data'``; a batch whose length does not divide by
     the data-axis size raises before compiling.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn, optim, train
+        >>> model, opt = nn.Linear(2, 1, bias=False), optim.sgd(lr=0.5)
+        >>> params = {"weight": jnp.zeros((1, 2))}
+        >>> x, y = jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([[1.0], [2.0]])
+        >>> step = train.make_train_step(model, nn.MSELoss(), opt, grad="manual")
+        >>> params, state, opt_state, m = step(params, {}, opt.init(params), None, x, y)
+        >>> params["weight"].tolist()  # W - 0.5·dL/dW, dL/dW = -(1, 2)
+        [[0.5, 1.0]]
+        >>> {name: round(float(v), 4) for name, v in sorted(m.items())}
+        {'grad_norm': 2.2361, 'loss': 2.5, 'lr': 0.5, 'mae': 1.5}
     """
     raw = _raw_step(model, loss, optimizer, grad, metrics)
     if mesh is None:
@@ -186,17 +213,17 @@ def make_train_epoch(
     """A jitted epoch ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
 
     Args:
-      model, loss, optimizer, grad, metrics, mesh: as for ``make_train_step``.
-      batch_size: samples per step; the epoch runs ``len(x) // batch_size`` steps.
-      progress_every: when > 0, report progress to ``fnn.train.progress`` every that many
-        steps through a host callback (a different compiled program; 0 adds nothing).
+        model, loss, optimizer, grad, metrics, mesh: as for ``make_train_step``.
+        batch_size: samples per step; the epoch runs ``len(x) // batch_size`` steps.
+        progress_every: when > 0, report progress to ``fnn.train.progress`` every that many
+            steps through a host callback (a different compiled program; 0 adds nothing).
 
     Returns:
-      The compiled epoch. ``x, y`` hold the whole training set; ``key`` is the epoch's key
-      (``fit`` uses ``fold_in(run_key, epoch)``). ``metrics`` holds per-step arrays of
-      length ``len(x) // batch_size``: those of the step, plus ``ok``, False from the first
-      step whose loss or gradient norm is non-finite (that step and all later ones were
-      not applied, see the module docstring).
+        The compiled epoch. ``x, y`` hold the whole training set; ``key`` is the epoch's key
+        (``fit`` uses ``fold_in(run_key, epoch)``). ``metrics`` holds per-step arrays of
+        length ``len(x) // batch_size``: those of the step, plus ``ok``, False from the first
+        step whose loss or gradient norm is non-finite (that step and all later ones were
+        not applied, see the module docstring).
 
     The carry (params, state, opt_state) is donated to the compiled epoch, which updates
     it in place: keep using the returned values, not the ones passed in.
@@ -205,6 +232,17 @@ def make_train_epoch(
     ``fnn.distributed.put_dataset`` (``fit`` does both); each step's indices and batch are
     constrained to ``P('data')``, so with a replicated dataset every device gathers only its
     own rows, locally.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn, optim, train
+        >>> model, opt = nn.Linear(2, 1, bias=False), optim.sgd(lr=0.5)
+        >>> params = {"weight": jnp.zeros((1, 2))}
+        >>> x, y = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), jnp.array([[1.0], [2.0], [3.0]])
+        >>> epoch = train.make_train_epoch(model, nn.MSELoss(), opt, batch_size=1)
+        >>> params, state, opt_state, m = epoch(params, {}, opt.init(params), jax.random.key(0), x, y)
+        >>> m["loss"].shape, m["ok"].tolist()  # one entry per step
+        ((3,), [True, True, True])
     """
     step = _raw_step(model, loss, optimizer, grad, metrics)
     if mesh is None:
