@@ -90,7 +90,7 @@ def _ignore_index(loss: nn.Loss) -> int | None:
 
 
 def check_labels(
-    model, params: Any, state: Any, x: Any, y: Any, loss: nn.Loss | None = None, name: str = "labels"
+    model, params: Any, state: Any, x: Any, y: Any, loss: nn.Loss | None = None, name: str = "y"
 ) -> None:
     """Before compiling: integer labels must index the model's output classes (dim 1).
 
