@@ -61,6 +61,13 @@ class LeafReport:
 
 @dataclass(frozen=True)
 class GradReport:
+    """The result of a gradient check: one ``LeafReport`` row per parameter or input.
+
+    Attributes:
+        title: what was checked (the op, layer or model), printed above the table.
+        leaves: the rows, in the order of the pytree's leaves.
+    """
+
     title: str
     leaves: list[LeafReport] = field(default_factory=list)
 

@@ -15,6 +15,28 @@ from collections.abc import Callable
 
 
 def backward_of(fn: Callable) -> Callable:
+    """The hand-derived backward of a loss function, in the resolution order above.
+
+    Args:
+        fn: an ``fnn.functional`` op, a ``functools.partial`` of one with its options bound
+            by keyword, or any function with a ``backward`` attribute.
+
+    Returns:
+        ``backward(grad_output, *fn's arguments)``: the op's ``*_backward``, with the
+        partial's keywords bound the same way.
+
+    Raises:
+        TypeError: a partial binds options by position.
+        ValueError: no manual backward is known for ``fn``.
+
+    Example:
+        >>> import functools
+        >>> import fnn.functional as F
+        >>> backward_of(F.mse_loss) is F.mse_loss_backward
+        True
+        >>> backward_of(functools.partial(F.cross_entropy, label_smoothing=0.1)).keywords
+        {'label_smoothing': 0.1}
+    """
     custom = getattr(fn, "backward", None)
     if callable(custom):
         return custom
