@@ -28,8 +28,10 @@ and records each step's training loss. Its contract:
   (possibly inf or NaN); they are kept in ``losses`` but ignored by the suggestion. The
   rule assumes a loss >= 0 (every fnn loss is).
 - **The suggestion**: ``suggested_lr`` = (the lr at the minimum of the smoothed loss over
-  the valid steps) / 10, fastai's "minimum loss divided by 10" (Howard & Gugger 2020,
-  ``fastai`` ``LRFinder``; the rule ``Recorder.plot(suggestion=True)`` printed). Smith's
+  the valid steps) / 10, fastai's "minimum loss divided by 10" (``lr_find``'s ``lr_min``,
+  ``SuggestionMethod.Minimum``; Howard & Gugger, "fastai: a layered API for deep
+  learning", 2020; its ``LRFinder`` also smooths with β = 0.98 and stops at 4× the best
+  smoothed loss, the defaults here). Smith's
   own reading of the curve (section 3.3 of "Cyclical learning rates for training neural
   networks", arXiv:1506.01186) takes the rate where the loss stops falling as the upper
   end of the useful range; at the minimum the smoothed loss is already at the edge of
