@@ -176,35 +176,34 @@ def plot(results: dict, out: str) -> None:
         title=f"LR range test: {rt['steps']} steps of batch {results['batch_size']}",
     )
     ax_curve.legend(fontsize=8)
-    ax_curve.grid(alpha=0.3, which="both")
+    ax_curve.grid(alpha=0.3)
 
+    floor = 88.0  # zoom on the top: a failed run is drawn on the floor with its number
     for row in results["table"]:
-        acc = row["test acc"]
+        acc = 100 * row["test acc"] if np.isfinite(row["test acc"]) else None
         suggested = row["source"] == "suggested"
-        y = 100 * acc if np.isfinite(acc) else 0.0
-        ax_acc.semilogx(
-            row["lr"],
-            y,
-            marker="*" if suggested else "o",
-            ms=16 if suggested else 8,
-            color="tab:green" if suggested else ("tab:red" if not np.isfinite(acc) else "tab:blue"),
-            ls="none",
-        )
-        text = "diverged" if not np.isfinite(acc) else f"{100 * acc:.2f}%"
+        y = floor if acc is None or acc < floor else acc
+        color = "tab:green" if suggested else ("tab:red" if y == floor else "tab:blue")
+        marker = "*" if suggested else ("v" if y == floor else "o")
+        ax_acc.semilogx(row["lr"], y, marker=marker, ms=16 if suggested else 8, color=color, ls="none")
+        text = "diverged" if acc is None else f"{acc:.2f}%"
+        # the suggestion sits next to a course value: its label goes below, theirs above
+        offset = (0, -20) if suggested else (0, 9)
         ax_acc.annotate(
-            text, (row["lr"], y), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8
+            text, (row["lr"], y), textcoords="offset points", xytext=offset, ha="center", fontsize=8
         )
     ax_acc.axhline(98, color="0.5", ls="--", lw=1, label="98%")
     ax_acc.plot([], [], "g*", ms=12, label="suggested lr")
     ax_acc.plot([], [], "o", color="tab:blue", label="course lr values")
+    ax_acc.plot([], [], "v", color="tab:red", label=f"below {floor:.0f}% (value shown)")
     ax_acc.set(
         xlabel="peak learning rate (cosine schedule, log scale)",
         ylabel="test accuracy (%)",
-        ylim=(0, 105),
+        ylim=(floor - 1.5, 100),
         title=f"test accuracy after {results['epochs']} epoch(s)",
     )
     ax_acc.legend(fontsize=8, loc="lower left")
-    ax_acc.grid(alpha=0.3, which="both")
+    ax_acc.grid(alpha=0.3)
     fig.suptitle("Default MLP on MNIST, SGD momentum 0.9: the range test's suggestion vs the course's values")
     common.save_figure(fig, out, "lr_range_test.png")
 
