@@ -1,4 +1,4 @@
-"""Command line: ``python -m fnn train | evaluate | gradcheck``.
+"""Command line: ``python -m fnn train | evaluate | lr-find | gradcheck``.
 
 ``train`` fits a model on MNIST (bundled) or Fashion-MNIST, prints one line per epoch and,
 as its last line, ``test_accuracy=<float>``. It writes into its run directory (``--out``;
@@ -17,6 +17,15 @@ with JAX's 64-bit mode on for that command only. ``bfloat16`` here means paramet
 state and all compute in bfloat16: there are no float32 master weights and no loss scaling,
 so small updates can round away; it is a precision setting, not mixed-precision training.
 ``evaluate`` reads the dtype back from ``config.json``.
+
+``lr-find`` takes train's model, data and optimizer options and runs the LR range test
+(``fnn.diagnostics.lr_find``: ``--steps`` steps, default 100, of exponentially growing
+learning rates from ``--min-lr`` 1e-7 to ``--max-lr`` 10, on a copy of the model built as
+``train`` would build it with the same ``--seed``). It writes ``lr_find.json`` (the curve,
+where it diverged, the suggestion and its rule) and, with matplotlib, ``lr_find.png`` into
+``--out`` (default a new ``runs/<dataset>-<model>-lr-find-<time>``), and prints
+``suggested_lr=<float>`` as its last line; exit status 3 when the loss is non-finite already
+at the first step.
 
 ``evaluate DIR`` rebuilds the model from ``DIR/config.json``, loads its checkpoint and
 prints ``test_loss=… test_accuracy=…``. ``gradcheck`` prints the three-way gradient table
@@ -87,12 +96,10 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fnn", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train on MNIST / Fashion-MNIST and print the test accuracy")
-    t.add_argument("--model", choices=["softmax", "mlp"], default="mlp")
-    m = t.add_argument_group("MLP (--model mlp)")
+def _add_setup_options(p: argparse.ArgumentParser) -> None:
+    """The model, data and optimizer options that ``train`` and ``lr-find`` share."""
+    p.add_argument("--model", choices=["softmax", "mlp"], default="mlp")
+    m = p.add_argument_group("MLP (--model mlp)")
     m.add_argument("--hidden", type=_widths, default=None, help="hidden widths, default 512,512")
     m.add_argument("--activation", choices=sorted(models.ACTIVATIONS), default=None, help="default relu")
     m.add_argument(
@@ -105,32 +112,39 @@ def _parser() -> argparse.ArgumentParser:
         help="BatchNorm1d after each hidden Linear (default on)",
     )
     m.add_argument("--init", choices=models.INITS, default=None, help="weight init, default torch's")
-    t.add_argument(
+    p.add_argument(
         "--dtype",
         choices=nn.DTYPES,
         default="float32",
         help="parameter and compute dtype (bfloat16: no float32 master weights), default float32",
     )
-    t.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
-    t.add_argument(
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    p.add_argument(
         "--data-dir",
         default=None,
         help="Fashion-MNIST IDX directory (else $FNN_DATA_DIR, else /usr/share/datasets/fashion-mnist)",
     )
-    t.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="sgd")
+    p.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="sgd")
+    p.add_argument("--momentum", type=float, default=None, help="sgd and rmsprop momentum, default 0.9")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="decays weights (ndim >= 2), not biases")
+    p.add_argument("--batch-size", type=_positive(int, "an integer >= 1"), default=128)
+    p.add_argument("--grad", choices=["autodiff", "manual"], default="autodiff")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fnn", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train on MNIST / Fashion-MNIST and print the test accuracy")
+    _add_setup_options(t)
     t.add_argument(
         "--lr",
         type=_positive(float, "a finite number > 0"),
         default=None,
         help="default: 0.1 for sgd, else the usual Adam-family values",
     )
-    t.add_argument("--momentum", type=float, default=None, help="sgd and rmsprop momentum, default 0.9")
-    t.add_argument("--weight-decay", type=float, default=5e-4, help="decays weights (ndim >= 2), not biases")
     t.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
     t.add_argument("--epochs", type=_positive(int, "an integer >= 1"), default=10)
-    t.add_argument("--batch-size", type=_positive(int, "an integer >= 1"), default=128)
-    t.add_argument("--grad", choices=["autodiff", "manual"], default="autodiff")
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument(
         "--early-stopping",
         type=_positive(int, "an integer >= 1"),
@@ -151,6 +165,30 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("dir", help="a run directory written by `python -m fnn train`")
     e.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
     e.add_argument("--data-dir", default=None, help="override the run's Fashion-MNIST directory")
+    f = sub.add_parser(
+        "lr-find", help="LR range test: train briefly at growing learning rates and suggest one"
+    )
+    _add_setup_options(f)
+    f.add_argument(
+        "--min-lr", type=_positive(float, "a finite number > 0"), default=1e-7, help="default 1e-7"
+    )
+    f.add_argument("--max-lr", type=_positive(float, "a finite number > 0"), default=10.0, help="default 10")
+    f.add_argument("--steps", type=_positive(int, "an integer >= 2"), default=100, help="default 100")
+    f.add_argument(
+        "--out",
+        default=None,
+        help="directory for lr_find.png and lr_find.json (default: a new one under runs/)",
+    )
+    # What config_of reads but the range test sets itself (the lr) or does not have (epochs).
+    f.set_defaults(
+        lr=None,
+        schedule="constant",
+        epochs=1,
+        early_stopping=None,
+        reduce_lr_on_plateau=False,
+        resume=False,
+        overwrite=False,
+    )
     g = sub.add_parser("gradcheck", help="print the gradient-check table of an MNIST-sized MLP")
     g.add_argument("--batch-size", type=_positive(int, "an integer >= 1"), default=32)
     g.add_argument("--seed", type=int, default=0)
@@ -429,6 +467,118 @@ def _evaluate(args: argparse.Namespace, config: dict, path: str) -> int:
     return 0
 
 
+# config_of keys that the range test does not use: it sweeps the lr itself and trains no epochs.
+_NOT_LR_FIND = ("lr", "schedule", "epochs", "early_stopping", "reduce_lr_on_plateau")
+
+
+def lr_find_command(args: argparse.Namespace) -> int:
+    _check_combinations(args)
+    if args.steps < 2:
+        raise UsageError(f"--steps must be an integer >= 2 (the range needs its two ends), got {args.steps}")
+    if not args.max_lr > args.min_lr:
+        raise UsageError(f"--max-lr must be greater than --min-lr, got {args.min_lr} and {args.max_lr}")
+    config = config_of(args)
+    with numerics(config["dtype"]):
+        return _lr_find(args, {k: v for k, v in config.items() if k not in _NOT_LR_FIND})
+
+
+def _lr_find(args: argparse.Namespace, config: dict) -> int:
+    from fnn.diagnostics import lr_find
+
+    train_data, _ = load_data(args.dataset, args.data_dir, config["dtype"])
+    n = len(train_data[0])
+    if args.batch_size > n:
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the training set ({n} samples)")
+    out = args.out or os.path.join(
+        "runs", f"{args.dataset}-{args.model}-lr-find-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    model = build_model(config)
+    print(
+        f"fnn lr-find: {args.model} on {args.dataset}, {args.optimizer}, {args.steps} steps of batch "
+        f"{args.batch_size}, lr {args.min_lr:g} to {args.max_lr:g}, grad={args.grad}, {config['dtype']}, "
+        f"device {jax.devices()[0].platform}, out {out}",
+        flush=True,
+    )
+    try:
+        result = lr_find(
+            model,
+            nn.CrossEntropyLoss(),
+            lambda lr: build_optimizer({**config, "lr": lr, "schedule": "constant"}, 1),
+            train_data,
+            key=jax.random.key(args.seed),
+            min_lr=args.min_lr,
+            max_lr=args.max_lr,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            grad=args.grad,
+        )
+    except FloatingPointError as e:
+        print(f"fnn lr-find: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_DIVERGED
+    os.makedirs(out, exist_ok=True)
+    summary = {
+        "config": config,
+        "min_lr": args.min_lr,
+        "max_lr": args.max_lr,
+        "steps": args.steps,
+        "suggested_lr": result.suggested_lr,
+        "rule": result.rule,
+        "diverged_at": result.diverged_at,
+        # JSON has no inf/NaN: a diverged step's loss is null.
+        **{
+            name: [float(v) if math.isfinite(v) else None for v in getattr(result, name).tolist()]
+            for name in ("lrs", "losses", "smoothed")
+        },
+        "valid": result.valid.tolist(),
+    }
+    with open(os.path.join(out, "lr_find.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    where = (
+        f"diverged at step {result.diverged_at + 1} (lr {result.lrs[result.diverged_at]:.3g})"
+        if result.diverged_at is not None
+        else "did not diverge within the range"
+    )
+    print(f"range test {where}; {result.rule}")
+    png = os.path.join(out, "lr_find.png")
+    if save_lr_find_plot(result, png, f"LR range test: {args.model} on {args.dataset}, {args.optimizer}"):
+        print(f"plot: {png}")
+    else:
+        print("plot: matplotlib is not installed, no lr_find.png (pip install -e '.[plots]')")
+    print(f"json: {os.path.join(out, 'lr_find.json')}")
+    print(f"suggested_lr={result.suggested_lr:.6g}")
+    return 0
+
+
+def save_lr_find_plot(result, path: str, title: str) -> bool:
+    """The range test's raw and smoothed loss against the lr, the suggestion marked, as a
+    PNG; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    import numpy as np
+
+    end = len(result.lrs) if result.diverged_at is None else result.diverged_at
+    losses = np.where(np.isfinite(result.losses), result.losses, np.nan)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.semilogx(result.lrs, losses, color="0.6", lw=0.8, label="loss per step")
+    ax.semilogx(result.lrs[:end], result.smoothed[:end], color="tab:blue", lw=2, label="smoothed loss")
+    if result.diverged_at is not None:
+        ax.axvline(result.lrs[end], color="tab:red", ls=":", label=f"diverged: lr {result.lrs[end]:.3g}")
+    ax.axvline(result.suggested_lr, color="tab:green", lw=2, label=f"suggested lr {result.suggested_lr:.3g}")
+    ax.set_ylim(0, 2 * float(result.smoothed[0]))  # what matters is below the start; a blow-up is cut off
+    ax.set(xlabel="learning rate (log scale)", ylabel="training cross-entropy loss", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def gradcheck_table(args: argparse.Namespace) -> int:
     from fnn import gradcheck
 
@@ -457,7 +607,12 @@ def gradcheck_table(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-COMMANDS = {"train": train, "evaluate": evaluate_run, "gradcheck": gradcheck_table}
+COMMANDS = {
+    "train": train,
+    "evaluate": evaluate_run,
+    "lr-find": lr_find_command,
+    "gradcheck": gradcheck_table,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

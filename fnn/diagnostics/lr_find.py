@@ -1,0 +1,301 @@
+"""The learning-rate range test (Smith 2015), fastai style: one compiled scan, smoothed loss.
+
+``lr_find(model, loss, make_optimizer, data, key=...)`` trains a *copy* of the model for
+``steps`` steps while the learning rate grows exponentially from ``min_lr`` to ``max_lr``,
+``lr(t) = min_lr · (max_lr / min_lr) ** (t / (steps - 1))`` for the t-th update (t from 0),
+and records each step's training loss. Its contract:
+
+- **One compiled scan.** ``make_optimizer(lr)`` is called once, with ``lr`` the schedule
+  above (an ``fnn.optim.LRSchedule``, equal by value), so the whole test is one
+  ``lax.scan`` over the compiled train step of ``fnn.train.make_train_step``; running it again
+  with equal arguments reuses the compiled program.
+- **The caller's arrays are untouched.** It starts from ``params``/``state`` (or the
+  model's init) and a fresh optimizer state; nothing is donated, nothing is returned but the
+  curve.
+- **Batches as the train epoch draws them.** ``key`` is used exactly as ``fit`` uses it:
+  ``init_train_state`` splits it into the init key and the run key, and epoch e's
+  shuffle and per-step keys (dropout) come from ``fold_in(run_key, e)``, split as in
+  ``make_train_epoch``. So the first ``len(x) // batch_size`` steps see the same batches
+  and dropout masks as the first epoch of ``fit(..., key=key)`` from the same init; a test
+  longer than an epoch goes on into reshuffled epochs.
+- **Smoothing.** ``smoothed`` is the bias-corrected exponential moving average of the raw
+  losses: ``a_t = β a_{t-1} + (1 − β) loss_t`` with ``a_{-1} = 0``, ``smoothed_t = a_t / (1 −
+  β^{t+1})`` (fastai's ``LRFinder``; Adam's bias correction).
+- **Where it stopped.** A scan cannot stop early: all ``steps`` steps run, and those from
+  the first step whose smoothed loss is non-finite or exceeds ``diverge_factor`` × the
+  lowest smoothed loss so far are marked invalid (``valid`` False, ``diverged_at`` the
+  index of that first step). Past that point the losses are those of a diverged model
+  (possibly inf or NaN); they are kept in ``losses`` but ignored by the suggestion. The
+  rule assumes a loss >= 0 (every fnn loss is).
+- **The suggestion**: ``suggested_lr`` = (the lr at the minimum of the smoothed loss over
+  the valid steps) / 10, fastai's "minimum loss divided by 10" (``lr_find``'s ``lr_min``,
+  ``SuggestionMethod.Minimum``; Howard & Gugger, "fastai: a layered API for deep
+  learning", 2020; its ``LRFinder`` also smooths with β = 0.98 and stops at 4× the best
+  smoothed loss, the defaults here). Smith's
+  own reading of the curve (section 3.3 of "Cyclical learning rates for training neural
+  networks", arXiv:1506.01186) takes the rate where the loss stops falling as the upper
+  end of the useful range; at the minimum the smoothed loss is already at the edge of
+  stability (and the moving average lags behind the raw loss), so one decade below it is
+  a rate that still descends fast but safely. ``rule`` says this in a sentence.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import nn, optim
+from fnn._checks import check_batch_size
+from fnn.optim.schedules import LRSchedule
+from fnn.train import init_train_state, make_train_step
+from fnn.train.evaluate import check_data, check_labels
+from fnn.train.step import check_grad_mode
+
+__all__ = ["LRFindResult", "lr_find", "range_schedule", "summarize"]
+
+RULE = (
+    "suggested_lr = the learning rate at the minimum of the smoothed loss, divided by 10 "
+    "(fastai's 'minimum loss / 10' reading of Smith's LR range test)"
+)
+
+
+class LRFindResult(NamedTuple):
+    """The curve of an LR range test and the rate it suggests (see the module docstring).
+
+    Attributes:
+        lrs: float64 array (steps,), the learning rate each step's update used.
+        losses: float64 array (steps,), each step's raw training loss (the batch mean, before
+            that step's update), possibly inf/NaN after divergence.
+        smoothed: float64 array (steps,), the bias-corrected exponential moving average.
+        valid: bool array (steps,), False from the first diverged step on.
+        diverged_at: the index of the first invalid step, or None when all are valid.
+        suggested_lr: the suggested learning rate (``rule``).
+        rule: one sentence naming the rule behind ``suggested_lr``.
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    valid: np.ndarray
+    diverged_at: int | None
+    suggested_lr: float
+    rule: str
+
+
+def _exponential_range(step: Any, min_lr: float, max_lr: float, steps: int) -> jax.Array:
+    return min_lr * (max_lr / min_lr) ** (jnp.asarray(step, jnp.float32) / (steps - 1))
+
+
+def _check_range(min_lr: Any, max_lr: Any, steps: Any) -> tuple[float, float, int]:
+    for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    if not max_lr > min_lr:
+        raise ValueError(f"max_lr must be greater than min_lr, got min_lr={min_lr} and max_lr={max_lr}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps must be an int, got {steps!r}")
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2 (the range needs its two ends), got {steps}")
+    return float(min_lr), float(max_lr), int(steps)
+
+
+def range_schedule(min_lr: float, max_lr: float, steps: int) -> LRSchedule:
+    """The range test's schedule ``t -> min_lr · (max_lr/min_lr) ** (t/(steps-1))``.
+
+    Args:
+        min_lr: the rate of the first update, > 0.
+        max_lr: the rate of the last update (t = steps - 1), > min_lr.
+        steps: the number of updates, >= 2.
+
+    Returns:
+        An ``fnn.optim.LRSchedule`` (equal by value, so optimizers built on equal ranges
+        share one compiled program).
+
+    Example:
+        >>> s = range_schedule(1e-3, 1.0, 4)
+        >>> [round(float(s(t)), 6) for t in range(4)]  # a decade per step
+        [0.001, 0.01, 0.1, 1.0]
+    """
+    min_lr, max_lr, steps = _check_range(min_lr, max_lr, steps)
+    return LRSchedule("lr_range", _exponential_range, {"min_lr": min_lr, "max_lr": max_lr, "steps": steps})
+
+
+def summarize(lrs: Any, losses: Any, *, beta: float = 0.98, diverge_factor: float = 4.0) -> LRFindResult:
+    """Smooth a range test's raw losses, mark where it diverged and suggest a rate.
+
+    This is the host-side half of ``lr_find`` (numpy, float64), usable on any recorded
+    curve.
+
+    Args:
+        lrs: the learning rate of each step, shape (steps,).
+        losses: the raw loss of each step, shape (steps,).
+        beta: the moving average's decay, in [0, 1) (0: no smoothing).
+        diverge_factor: a step whose smoothed loss exceeds this many times the lowest
+            smoothed loss so far counts as diverged, > 1.
+
+    Returns:
+        ``LRFindResult``.
+
+    Raises:
+        FloatingPointError: the loss of the first step is already non-finite, so there is
+            nothing to suggest from.
+
+    Example:
+        >>> r = summarize([0.01, 0.1, 1.0, 10.0], [2.0, 1.0, 0.5, 40.0], beta=0.0)
+        >>> r.valid.tolist(), r.diverged_at, r.suggested_lr  # 40 > 4 x 0.5
+        ([True, True, True, False], 3, 0.1)
+    """
+    lrs, losses = np.asarray(lrs, np.float64), np.asarray(losses, np.float64)
+    if lrs.ndim != 1 or lrs.shape != losses.shape:
+        raise ValueError(
+            f"lrs and losses must be 1-d of the same length, got shapes {lrs.shape} and {losses.shape}"
+        )
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    if not (math.isfinite(diverge_factor) and diverge_factor > 1):
+        raise ValueError(f"diverge_factor must be a finite number > 1, got {diverge_factor}")
+    if lrs.size == 0 or not np.isfinite(losses[0]):
+        raise FloatingPointError(
+            f"the loss of the first step (lr {lrs[0] if lrs.size else 'n/a'}) is not finite: "
+            "nothing to read from the range test; check the data and labels, or lower min_lr"
+        )
+    smoothed = np.empty_like(losses)
+    average = 0.0
+    with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN after divergence is expected
+        for t, value in enumerate(losses):
+            average = beta * average + (1 - beta) * value
+            smoothed[t] = average / (1 - beta ** (t + 1))
+        lowest = np.minimum.accumulate(np.where(np.isfinite(smoothed), smoothed, np.inf))
+        bad = ~np.isfinite(smoothed) | (smoothed > diverge_factor * lowest)
+    diverged_at = int(np.argmax(bad)) if bad.any() else None
+    valid = np.arange(lrs.size) < (lrs.size if diverged_at is None else diverged_at)
+    best = int(np.argmin(np.where(valid, smoothed, np.inf)))
+    return LRFindResult(lrs, losses, smoothed, valid, diverged_at, float(lrs[best] / 10), RULE)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_range(model, loss, optimizer, batch_size: int, grad: str, steps: int, n: int) -> Callable:
+    """The whole test as one jitted function (params, state, opt_state, run_key, x, y) -> metrics."""
+    step = make_train_step(model, loss, optimizer, grad, metrics=())
+    n_batches = n // batch_size
+    n_epochs = -(-steps // n_batches)
+
+    def epoch_batches(epoch_key):
+        # make_train_epoch's draws: the shuffle, then one key per step, from the epoch's key.
+        k_perm, k_steps = jax.random.split(epoch_key)
+        order = jax.random.permutation(k_perm, n)[: n_batches * batch_size]
+        return order.reshape(n_batches, batch_size), jax.random.split(k_steps, n_batches)
+
+    def run(params, state, opt_state, run_key, x, y):
+        epoch_keys = jax.vmap(lambda e: jax.random.fold_in(run_key, e))(jnp.arange(n_epochs))
+        orders, step_keys = jax.vmap(epoch_batches)(epoch_keys)
+        orders = orders.reshape(n_epochs * n_batches, batch_size)[:steps]
+        step_keys = step_keys.reshape(n_epochs * n_batches)[:steps]
+
+        def body(carry, inputs):
+            idx, k = inputs
+            params, state, opt_state = carry
+            params, state, opt_state, record = step(params, state, opt_state, k, x[idx], y[idx])
+            return (params, state, opt_state), record
+
+        _, records = jax.lax.scan(body, (params, state, opt_state), (orders, step_keys))
+        return records
+
+    return jax.jit(run)
+
+
+def _build(model, loss, optimizer, batch_size, grad, steps, n) -> Callable:
+    try:
+        return _compiled_range(model, loss, optimizer, batch_size, grad, steps, n)
+    except TypeError:  # an unhashable optimizer or loss: compile afresh
+        return _compiled_range.__wrapped__(model, loss, optimizer, batch_size, grad, steps, n)
+
+
+def lr_find(
+    model: Any,
+    loss: Any,
+    make_optimizer: Callable[[Any], optim.GradientTransformation],
+    data: tuple[Any, Any],
+    *,
+    key: jax.Array,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 100,
+    params: Any = None,
+    state: Any = None,
+    batch_size: int = 128,
+    grad: str = "autodiff",
+    beta: float = 0.98,
+    diverge_factor: float = 4.0,
+) -> LRFindResult:
+    """Run the LR range test on a copy of the model (see the module docstring).
+
+    Args:
+        model: an ``fnn.nn`` layer (usually a ``Sequential``).
+        loss: an ``fnn.nn`` loss spec or a plain loss function.
+        make_optimizer: ``lr -> optimizer``; called once with the range schedule, e.g.
+            ``lambda lr: fnn.optim.sgd(lr=lr, momentum=0.9)``.
+        data: ``(x, y)`` training data; batches are drawn as ``fit``'s epoch draws them.
+        key: a PRNG key, used as ``fit(key=...)`` uses it (init, shuffles, dropout).
+        min_lr: the first step's rate, > 0 (default 1e-7).
+        max_lr: the last step's rate, > min_lr (default 10).
+        steps: the number of steps, >= 2 (default 100).
+        params, state: start from these arrays instead of the model's init (not modified).
+        batch_size: samples per step (default 128, the CLI's).
+        grad: ``'autodiff'`` or ``'manual'``.
+        beta: the smoothing's decay in [0, 1) (default 0.98, fastai's).
+        diverge_factor: the smoothed loss above this many times its minimum counts as
+            diverged, > 1 (default 4, fastai's).
+
+    Returns:
+        ``LRFindResult(lrs, losses, smoothed, valid, diverged_at, suggested_lr, rule)``.
+
+    Raises:
+        ValueError, TypeError: a bad range, steps, batch size, data or labels.
+        FloatingPointError: the first step's loss is already non-finite.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn, optim
+        >>> x = jax.random.normal(jax.random.key(1), (64, 2))
+        >>> y = x @ jnp.array([[1.0], [-2.0]])
+        >>> r = lr_find(nn.Linear(2, 1), nn.MSELoss(), lambda lr: optim.sgd(lr=lr), (x, y),
+        ...             key=jax.random.key(0), min_lr=1e-3, max_lr=100.0, steps=30, batch_size=16)
+        >>> r.diverged_at is not None and r.suggested_lr < float(r.lrs[r.diverged_at])
+        True
+    """
+    min_lr, max_lr, steps = _check_range(min_lr, max_lr, steps)
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    if not (math.isfinite(diverge_factor) and diverge_factor > 1):
+        raise ValueError(f"diverge_factor must be a finite number > 1, got {diverge_factor}")
+    batch_size, grad, loss = check_batch_size(batch_size), check_grad_mode(grad), nn.as_loss(loss)
+    x, y = (jnp.asarray(a) for a in data)
+    check_data("data", x, y, batch_size)
+    schedule = range_schedule(min_lr, max_lr, steps)
+    optimizer = make_optimizer(schedule)
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(
+            "make_optimizer(lr) must return an fnn.optim optimizer (with init and update), "
+            f"got {type(optimizer).__name__}"
+        )
+    ts = init_train_state(model, optimizer, key, params=params, state=state)
+    check_labels(model, ts.params, ts.state, x, y, loss, "data")
+    run = _build(model, loss, optimizer, batch_size, grad, steps, int(x.shape[0]))
+    records = run(ts.params, ts.state, ts.opt_state, ts.key, x, y)
+    # The rates the optimizer really used (its lr link); the schedule when it has none.
+    lrs = records["lr"] if "lr" in records else jax.vmap(schedule)(jnp.arange(steps))
+    return summarize(
+        np.asarray(lrs, np.float64),
+        np.asarray(records["loss"], np.float64),
+        beta=beta,
+        diverge_factor=diverge_factor,
+    )
