@@ -74,19 +74,32 @@ lr-too-large
     The training loss (a) becomes non-finite, (b) passes ``LOSS_BLOWUP`` = 10x its start
     (the first point's loss, or the first epoch's mean), or (c) rises over a window: the
     mean over the last ``RISE_WINDOW`` = 5 monitored points exceeds the lowest earlier
-    (non-overlapping) window mean by more than ``RISE_FRACTION`` = 50% of the start loss.
-    Without monitor points the window is one epoch mean. (b) and (c) need a positive
-    start loss. (c) is measured against the start, not against the low, because late
-    batch losses near 0 are noisy by large factors. ``value`` is the loss at the point
-    that fired (the window mean for (c)). Source: the course's ``learning_rates``
-    experiment (lr 10: x1e26 within 7 steps; lr 1 oscillates 2.3 -> 9.9 -> 41 before NaN).
+    (non-overlapping) window mean by more than ``RISE_FRACTION`` = 50% of the start loss;
+    or (d) a monitored step moves the Linear weights by more than their own norm (the
+    model's update ratio, defined under lr-too-small, above ``MAX_UPDATE`` = 1, 1000x the
+    healthy 1e-3). Without monitor points the window of (c) is one epoch mean. (b) and
+    (c) need a positive start loss; (c) is measured against the start, not against the
+    low, because late batch losses near 0 are noisy by large factors. (d) is there
+    because the loss can blow up before the first monitored point and then fall back,
+    leaving no sane start to compare to: the default MLP (BatchNorm) with SGD lr 50 has
+    loss 4.4e13 at step 12, the first point, then 9-22 with most units dead, and update
+    ratio 3.8 at step 12; healthy runs peak at 0.07 (SGD lr 0.05, momentum 0.9) and 0.03
+    (lr 1, momentum 0.9). (A model whose Linear weights all start at 0, monitored every
+    step, has ratios of 1-2 at step 2: monitor it less often.) When several hold in one
+    epoch the earliest step is reported; ``value`` is the loss that fired (the window
+    mean for (c), the update ratio for (d)). Source: the course's ``learning_rates``
+    experiment (lr 10: x1e26 within 7 steps; lr 1 oscillates 2.3 -> 9.9 -> 41 before
+    NaN); CS231n "Neural Networks Part 3" (the update ratio).
 lr-too-small
     Over epoch 1 the loss falls by less than ``SMALL_FALL`` = 1% (mean of its first 5
-    monitored points against the mean of its last 5) *and* the model's update ratio
-    ``||dW|| / ||W||`` over all Linear weights together (from each layer's
-    ``update_ratio`` and ``weight_norm``) stays below ``SMALL_UPDATE`` = 1e-5 at every
-    point; ``value`` is its largest point. Silent when dead-relu fires in epoch 1: dead
-    units also stop the updates, and a larger step does not revive them. Measured on
+    monitored points against the mean of its last 5; with fewer than 10 points, of its
+    first and last halves) *and* the model's update ratio over all Linear weights
+    together, ``sqrt(sum((update_ratio * weight_norm) ** 2) / sum(weight_norm ** 2))``
+    over the Linear layers, stays below ``SMALL_UPDATE`` = 1e-5 at every point (one
+    number for the model: the last Linear of an MLP has a 5x larger ratio than the
+    others, measured 2.3e-5 against 4e-6 at lr 1e-4); ``value`` is its largest point.
+    Silent when dead-relu fires in epoch 1: dead units also stop the updates, and a
+    larger step does not revive them (the -1 bias net's ratio is exactly 0). Measured on
     ``models.mlp(batch_norm=False)``, plain SGD: lr 1e-4 falls 0.76% with ratio <= 5.5e-6
     (fires); lr 1e-3 falls 7.7% with ratio ~5e-5; the default MLP at lr 0.05 ~5e-3.
     Source: the course's ``learning_rates`` experiment; CS231n "Neural Networks Part 3"
@@ -341,6 +354,10 @@ def _num(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _steps(n: int) -> str:
+    return f"{n} monitored step" + ("" if n == 1 else "s")
+
+
 def _message(rule: str, seen: str) -> str:
     return f"{seen}. Try: {RULES[rule].remedy}."
 
@@ -394,8 +411,8 @@ def _layer_fraction_rules(epochs: list[_Epoch]) -> list[Diagnosis]:
                 median, first = hit
                 k, n = _count(values, threshold, above=True)
                 seen = (
-                    f"{_pct(median)} {what} at the median of the epoch's {n} monitored steps, "
-                    f"over {_pct(threshold)} at {k} of them"
+                    f"{_pct(median)} {what}; median of the epoch's {_steps(n)}, over "
+                    f"{_pct(threshold)} at {k} of {n}"
                 )
                 found.append(
                     Diagnosis(
@@ -420,9 +437,9 @@ def _signal_rules(epochs: list[_Epoch]) -> list[Diagnosis]:
                 ratios.append(math.nan)
             else:
                 ratios.append((s1 / s0) ** (1 / (len(acts) - 1)))
-        for rule, threshold, above, verb in (
-            ("vanishing-signal", 1 / SIGNAL_RATIO, False, "shrinks"),
-            ("exploding-signal", SIGNAL_RATIO, True, "grows"),
+        for rule, threshold, above, verb, side in (
+            ("vanishing-signal", 1 / SIGNAL_RATIO, False, "shrinks", "below"),
+            ("exploding-signal", SIGNAL_RATIO, True, "grows", "above"),
         ):
             hit = _persistent(ratios, threshold, above)
             if hit is None:
@@ -431,8 +448,8 @@ def _signal_rules(epochs: list[_Epoch]) -> list[Diagnosis]:
             k, n = _count(ratios, threshold, above)
             seen = (
                 f"the activation std {verb} {_times(median)} per layer (geometric mean over "
-                f"{len(acts)} activation layers; median of {n} monitored steps, beyond "
-                f"{_times(threshold)} at {k}): at step {ep.monitor.steps[j]} it went from "
+                f"{len(acts)} activation layers; median of the epoch's {_steps(n)}, {side} "
+                f"{_times(threshold)} at {k} of {n}): at step {ep.monitor.steps[j]} it went from "
                 f"{_num(first.series['std'][j])} (layer {first.label}) to "
                 f"{_num(last.series['std'][j])} (layer {last.label})"
             )
@@ -448,10 +465,10 @@ def _lr_too_large(epochs: list[_Epoch]) -> list[Diagnosis]:
             for e, ep in enumerate(epochs)
             for s, v in zip(ep.monitor.steps, ep.monitor.loss, strict=True)
         ]
-        window, unit = RISE_WINDOW, "monitored points"
+        window = RISE_WINDOW
     else:
         series = [(e, None, ep.train_loss) for e, ep in enumerate(epochs)]
-        window, unit = 1, "epochs"
+        window = 1
     if not series:
         return []
     start = series[0][2]
@@ -480,11 +497,11 @@ def _lr_too_large(epochs: list[_Epoch]) -> list[Diagnosis]:
             )
             fire(e, step, 1, loss, what)
         elif scale is not None and math.isfinite(means[j]) and means[j] - low > RISE_FRACTION * scale:
-            mean_of = f"{window}-point mean" if window > 1 else "epoch mean"
+            mean_of = f"a {window}-point mean" if window > 1 else "an epoch mean"
             rise = _pct((means[j] - low) / scale)
             what = (
-                f"the training loss climbed to a {mean_of} of {_num(means[j])}{at}, up from an earlier "
-                f"low of {_num(low)} (a rise of {rise} of its start {_num(start)}, over {unit})"
+                f"the training loss climbed to {mean_of} of {_num(means[j])}{at}, up from an earlier "
+                f"low of {_num(low)} (a rise of {rise} of its start {_num(start)})"
             )
             fire(e, step, 3, means[j], what)
     for e, ep in enumerate(epochs):
@@ -538,11 +555,12 @@ def _lr_too_small(epochs: list[_Epoch], dead_epochs: set[int]) -> list[Diagnosis
     if fall >= SMALL_FALL or largest >= SMALL_UPDATE:
         return []
     factor = HEALTHY_UPDATE / largest if largest > 0 else math.inf
-    how = (
-        f", about {10 ** round(math.log10(factor)):g}× (to an update ratio near {HEALTHY_UPDATE:g})"
-        if math.isfinite(factor) and factor >= 10
-        else ""
-    )
+    how = ""
+    if math.isfinite(factor) and factor >= 10:
+        factor = 10 ** round(math.log10(factor))
+        how = f"; about {factor:g}× would bring the update ratio near {HEALTHY_UPDATE:g}"
+        if ep.lr is not None and ep.lr > 0:
+            how += f" ({ep.lr * factor:.3g} instead of {ep.lr:.3g})"
     seen = (
         f"over epoch 1 the training loss fell only {_pct(fall)} ({w}-point means {_num(head)} → "
         f"{_num(tail)}) and the update ratio ‖Δw‖/‖w‖ of the Linear weights stayed at or below "
