@@ -194,8 +194,8 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             "ReLU units that output 0 for every sample of a batch get no gradient and stop learning",
             f"more than {DEAD_FRACTION:.0%} of a ReLU layer's units dead at most of an epoch's "
             "monitored points",
-            "lower the learning rate, use LeakyReLU or ELU, check the bias init (a negative bias "
-            "kills units)",
+            "lower the learning rate, use LeakyReLU or ELU, check the init (a negative bias shift "
+            "or a constant weight init kills units)",
         ),
         "vanishing-signal": Rule(
             "the activation std shrinks from layer to layer, so deep layers see (and pass back) "
