@@ -395,6 +395,7 @@ def test_healthy_default_mlp_history_is_silent():
         rec["diagnoses"] = []
         history.append(rec)
     assert diagnose(history) == []
+    assert diagnose([]) == []
 
 
 def test_order_and_causality():

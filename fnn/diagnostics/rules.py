@@ -221,7 +221,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             "steps overshoot: the training loss blows up or climbs",
             f"the training loss becomes non-finite, passes {LOSS_BLOWUP:g}× its start, or its "
             f"{RISE_WINDOW}-point mean rises above an earlier low by more than {RISE_FRACTION:.0%} "
-            "of the start",
+            f"of the start; or a step's update ratio ‖Δw‖/‖w‖ exceeds {MAX_UPDATE:g}",
             "a 10× smaller learning rate (lr_find suggests one), gradient clipping or a warm-up",
         ),
         "lr-too-small": Rule(
