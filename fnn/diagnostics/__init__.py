@@ -2,8 +2,14 @@
 test, the HTML report)."""
 
 from fnn.diagnostics.lr_find import LRFindResult, lr_find
+from fnn.diagnostics.rules import RULES, Diagnosis, Rule, diagnose, format_diagnosis
 
 __all__ = [
+    "RULES",
+    "Diagnosis",
     "LRFindResult",
+    "Rule",
+    "diagnose",
+    "format_diagnosis",
     "lr_find",
 ]
