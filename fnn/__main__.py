@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("dir", help="a run directory written by `python -m fnn train`")
     e.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
     e.add_argument("--data-dir", default=None, help="override the run's Fashion-MNIST directory")
+    r = sub.add_parser("report", help="rebuild DIR/report.html, the one-file HTML report of a run")
+    r.add_argument("dir", help="a run directory written by `python -m fnn train`")
+    r.add_argument("--data-dir", default=None, help="override the run's Fashion-MNIST directory")
     g = sub.add_parser("gradcheck", help="print the gradient-check table of an MNIST-sized MLP")
     g.add_argument("--batch-size", type=_positive(int, "an integer >= 1"), default=32)
     g.add_argument("--seed", type=int, default=0)
@@ -334,6 +337,9 @@ def _train(args: argparse.Namespace, config: dict) -> int:
         result.history, os.path.join(out, "curves.png"), f"fnn {args.model} on {args.dataset}"
     ):
         print(f"curves: {os.path.join(out, 'curves.png')}")
+    from fnn.diagnostics.report import write_report  # diagnostics sits above train: imported late
+
+    print(f"report: {write_report(out, data_dir=args.data_dir)}")
     stopper = next((cb for cb in callbacks if isinstance(cb, T.EarlyStopping)), None)
     if stopper is not None and stopper.stopped_epoch is not None:
         print(
@@ -391,7 +397,14 @@ def gradcheck_table(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-COMMANDS = {"train": train, "evaluate": evaluate_run, "gradcheck": gradcheck_table}
+def report_run(args: argparse.Namespace) -> int:
+    from fnn.diagnostics.report import write_report
+
+    print(f"report: {write_report(args.dir, data_dir=args.data_dir)}")
+    return 0
+
+
+COMMANDS = {"train": train, "evaluate": evaluate_run, "gradcheck": gradcheck_table, "report": report_run}
 
 
 def main(argv: list[str] | None = None) -> int:
