@@ -34,6 +34,7 @@ keep the lower test index first.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import os
@@ -88,8 +89,8 @@ _LAYER_STATS = (
     ("update_ratio", "Update-to-weight ratio", "‖ΔW‖ / ‖W‖ (log)", True, False, (1e-3, "1e-3: healthy")),
     ("mean", "Activation mean", "mean of the layer's outputs", False, False, None),
     ("std", "Activation std", "std of the layer's outputs (log)", True, False, None),
-    ("dead_fraction", "Dead units", "units 0 for the whole batch", False, True, (0.5, "half")),
-    ("saturated_fraction", "Saturated outputs", "outputs saturated", False, True, (0.5, "half")),
+    ("dead_fraction", "Dead units", "% of units 0 for the whole batch", False, True, (0.5, "half")),
+    ("saturated_fraction", "Saturated outputs", "% of outputs saturated", False, True, (0.5, "half")),
 )
 _CSS = """
 body { font-family: sans-serif; margin: 0 auto; max-width: 1000px; padding: 0 16px 40px; color: #222;
@@ -298,10 +299,19 @@ def _monitors(diagnostics: dict | None) -> str:
     if not model and not layers:
         return _missing("diagnostics.json holds no monitor series.")
     every = diagnostics.get("every")
+    # Epoch starts, halfway between an epoch's last monitored step and the next one's first.
+    starts = []
+    records = [r for r in diagnostics.get("epochs", []) if r.get("step")]
+    for prev, rec in itertools.pairwise(records):
+        starts.append(((max(prev["step"]) + min(rec["step"])) / 2, f"epoch {rec.get('epoch', '')}"))
+
+    def line_chart(series, **kw):
+        return svg.line_chart(series, vlines=starts, **kw)
+
     charts = []
     if "loss" in model:
         charts.append(
-            svg.line_chart(
+            line_chart(
                 [("training loss", *model["loss"])],
                 title="Training loss per monitored step",
                 xlabel="step",
@@ -310,7 +320,7 @@ def _monitors(diagnostics: dict | None) -> str:
         )
     if "grad_norm" in model:
         charts.append(
-            svg.line_chart(
+            line_chart(
                 [("global gradient norm", *model["grad_norm"])],
                 title="Global gradient norm",
                 xlabel="step",
@@ -322,7 +332,7 @@ def _monitors(diagnostics: dict | None) -> str:
         series = [(f"{i} {name}", *stats[key]) for (i, name), stats in layers.items() if key in stats]
         if series:
             charts.append(
-                svg.line_chart(
+                line_chart(
                     series,
                     title=title,
                     xlabel="step",
@@ -341,7 +351,7 @@ def _monitors(diagnostics: dict | None) -> str:
                 bn.append((f"{i} {name} {word}", *stats[key], {"color": c, "dash": dash}))
     if bn:
         charts.append(
-            svg.line_chart(
+            line_chart(
                 bn,
                 title="BatchNorm running variance range",
                 xlabel="step",
@@ -379,7 +389,7 @@ def _diagnoses(diagnostics: dict | None, history: list[dict] | None) -> str:
         value = d.get("value")
         rows.append(
             f'<tr class="diagnosis"><td>{_e(d.get("epoch", ""))}</td>'
-            f"<td>{'' if step is None else _e(step)}</td>"
+            f"<td>{'–' if step is None else _e(step)}</td>"
             f'<td class="rule">{_e(d.get("rule", ""))}</td><td>{_e(d.get("layer") or "whole model")}</td>'
             f"<td>{_num(value, 3) if value is not None else ''}</td>"
             f'<td class="message">{_e(d.get("message", ""))}</td></tr>'

@@ -182,7 +182,7 @@ def _fmt(v: float, percent: bool = False) -> str:
     if abs(v) >= 1e5 or abs(v) < 1e-3:
         mantissa, exponent = f"{v:.1e}".split("e")
         mantissa = mantissa.rstrip("0").rstrip(".")
-        return f"{'' if mantissa == '1' else mantissa + '×'}1e{int(exponent)}"
+        return f"{mantissa}e{int(exponent)}"
     return f"{v:.4g}"
 
 
@@ -205,6 +205,7 @@ def line_chart(
     guide: tuple[float, str] | None = None,
     integer_x: bool = False,
     markers: bool | None = None,
+    vlines: Sequence[tuple[float, str]] = (),
     width: int = 460,
     height: int = 280,
 ) -> str:
@@ -223,6 +224,7 @@ def line_chart(
             the legend.
         integer_x: x ticks at whole numbers only (epochs).
         markers: draw a dot at each point (default: when the longest series has <= 40 points).
+        vlines: ``(x, label)`` pairs: faint vertical lines labelled at the top (epoch starts).
         width, height: the plot's size in px (the legend adds rows below).
 
     Returns:
@@ -318,12 +320,12 @@ def line_chart(
     x_lo, x_hi = float(xs_all.min()), float(xs_all.max())
     if x_hi == x_lo:  # one point (a one-epoch run): centre it
         x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
-    xticks = nice_ticks(x_lo, x_hi, 6)
-    if integer_x:
-        xticks = [t for t in xticks if float(t).is_integer()] or [x_lo, x_hi]
-        if xticks[-1] - xticks[0] < 1:
-            xticks = sorted({math.floor(x_lo), math.ceil(x_hi)})
-    xticks = [t for t in xticks if x_lo - 1e-9 <= t <= x_hi + 1e-9] or [x_lo, x_hi]
+    if integer_x:  # whole numbers only (epochs), at most about 8 of them
+        first, last = math.ceil(x_lo - 1e-9), math.floor(x_hi + 1e-9)
+        stride = max(1, math.ceil((last - first + 1) / 8))
+        xticks = list(range(first, last + 1, stride))
+    else:
+        xticks = [t for t in nice_ticks(x_lo, x_hi, 6) if x_lo - 1e-9 <= t <= x_hi + 1e-9]
     pad = 0.03 * (x_hi - x_lo)
 
     def tx(v):
@@ -336,7 +338,15 @@ def line_chart(
     for t in xticks:
         x = tx(t)
         out.append(f'<line x1="{x:.1f}" y1="{top + ph}" x2="{x:.1f}" y2="{top + ph + 4}" stroke="#999"/>')
-        out.append(_text(x, top + ph + 15, _fmt(int(t) if integer_x else t), size=10))
+        out.append(_text(x, top + ph + 15, _fmt(t), size=10))
+    for x_at, label in vlines:
+        if x_lo <= x_at <= x_hi:
+            vx = tx(x_at)
+            out.append(
+                f'<line x1="{vx:.1f}" y1="{top}" x2="{vx:.1f}" y2="{top + ph}" '
+                'stroke="#bbb" stroke-dasharray="2 3"/>'
+            )
+            out.append(_text(vx + 3, top + 11, label, "start", 9, ' fill="#888"'))
     if guide is not None:
         gy = ty(guide[0])
         out.append(
