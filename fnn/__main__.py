@@ -1,14 +1,14 @@
-"""Command line: ``python -m fnn train | evaluate | gradcheck``.
+"""Command line: ``python -m fnn train | evaluate | report | gradcheck``.
 
 ``train`` fits a model on MNIST (bundled) or Fashion-MNIST, prints one line per epoch and,
 as its last line, ``test_accuracy=<float>``. It writes into its run directory (``--out``;
 by default a new ``runs/<dataset>-<model>-<time>``): ``config.json`` (every argument, enough
 to rebuild the run), ``history.json``, ``checkpoint.npz`` (the latest epoch), ``best.npz``
-(the epoch with the lowest test loss) and, with matplotlib, ``curves.png``. An ``--out``
-that already holds a run needs ``--resume`` (go on from it; the config must match) or
-``--overwrite``. Its defaults (BatchNorm + Dropout MLP 784-512-512-10, SGD momentum 0.9, lr
-0.1 with cosine decay, weight decay 5e-4 on weights, 10 epochs of batch 128) reach ≥ 98%
-on MNIST in under a minute on 2 CPU cores.
+(the epoch with the lowest test loss), ``report.html`` (``fnn.diagnostics.report``) and,
+with matplotlib, ``curves.png``. An ``--out`` that already holds a run needs ``--resume``
+(go on from it; the config must match) or ``--overwrite``. Its defaults (BatchNorm +
+Dropout MLP 784-512-512-10, SGD momentum 0.9, lr 0.1 with cosine decay, weight decay 5e-4
+on weights, 10 epochs of batch 128) reach ≥ 98% on MNIST in under a minute on 2 CPU cores.
 
 ``--dtype`` (float32 by default; float64, bfloat16, float16) is the dtype of the model's
 parameters and BatchNorm statistics (torch's factory keyword, DTYPE-1); the images are cast
@@ -19,9 +19,11 @@ so small updates can round away; it is a precision setting, not mixed-precision 
 ``evaluate`` reads the dtype back from ``config.json``.
 
 ``evaluate DIR`` rebuilds the model from ``DIR/config.json``, loads its checkpoint and
-prints ``test_loss=… test_accuracy=…``. ``gradcheck`` prints the three-way gradient table
-(manual backward vs jax.grad vs finite differences, gradients and Hessian-vector products)
-of an MNIST-sized MLP.
+prints ``test_loss=… test_accuracy=…``. ``report DIR`` rebuilds ``DIR/report.html`` from the
+run directory and prints ``report: <path>``; a missing directory, config or checkpoint, or
+malformed JSON, is argparse's one ``error:`` line (exit 2), as for ``evaluate``.
+``gradcheck`` prints the three-way gradient table (manual backward vs jax.grad vs finite
+differences, gradients and Hessian-vector products) of an MNIST-sized MLP.
 
 Exit status: 0 done; 2 a bad argument (argparse's one-line ``error:``); 3 training
 diverged (one line says where, and to try a smaller ``--lr``); 1 any other failure, as one
