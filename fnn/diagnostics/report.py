@@ -89,7 +89,7 @@ _LAYER_STATS = (
     ("update_ratio", "Update-to-weight ratio", "‖ΔW‖ / ‖W‖ (log)", True, False, (1e-3, "1e-3: healthy")),
     ("mean", "Activation mean", "mean of the layer's outputs", False, False, None),
     ("std", "Activation std", "std of the layer's outputs (log)", True, False, None),
-    ("dead_fraction", "Dead units", "% of units 0 for the whole batch", False, True, (0.5, "half")),
+    ("dead_fraction", "Dead units", "% of units never > 0 on the batch", False, True, (0.5, "half")),
     ("saturated_fraction", "Saturated outputs", "% of outputs saturated", False, True, (0.5, "half")),
 )
 _CSS = """
@@ -252,7 +252,7 @@ def _learning_curves(history: list[dict] | None) -> str:
                 lrs,
                 title="Learning rate at the end of each epoch",
                 xlabel="epoch",
-                ylabel="lr",
+                ylabel="learning rate",
                 integer_x=True,
             )
         )

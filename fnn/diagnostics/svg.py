@@ -217,7 +217,8 @@ def line_chart(
             (e.g. a layer's min and max in one colour, the min dashed).
         title: the chart's title (top).
         xlabel, ylabel: axis labels; put the unit in them.
-        log_y: a base-10 log y axis (values <= 0 are left out and counted in a note).
+        log_y: a base-10 log y axis (values <= 0 are left out and counted in a note;
+            non-finite values also get a red × on the plot's top edge at their x).
         percent: y values are fractions, labelled as percentages.
         y_range: a fixed y range (e.g. (0, 1) for fractions); it grows to hold the data.
         guide: ``(y, label)``: a dashed horizontal line, always inside the y range, named in
@@ -237,9 +238,7 @@ def line_chart(
         >>> svg.startswith("<svg") and svg.count("<polyline") == 2 and ">test</text>" in svg
         True
     """
-    left, right, top, bottom = 66, 14, 30, 42
-    pw, ph = width - left - right, height - top - bottom
-    clean, dropped = [], 0
+    clean, dropped, nonfinite_x = [], 0, []
     styles = []
     for i, (label, xs, ys, *rest) in enumerate(series):
         style = rest[0] if rest else {}
@@ -255,8 +254,13 @@ def line_chart(
         x, y = x[:n], y[:n]
         ok = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
         dropped += int(np.sum(~ok))
+        nonfinite_x.extend(x[np.isfinite(x) & ~np.isfinite(y)].tolist())
         clean.append((label, x, np.where(ok, y, np.nan)))
-    xs_all = np.concatenate([x[np.isfinite(y)] for _, x, y in clean]) if clean else np.zeros(0)
+    # The x range holds the points left out too, so a run that blew up shows where it did.
+    xs_all = np.concatenate([x[np.isfinite(x)] for _, x, _ in clean]) if clean else np.zeros(0)
+    # A note about left-out points gets its own line under the title.
+    left, right, top, bottom = 66, 14, (42 if dropped else 30), 42
+    pw, ph = width - left - right, height - top - bottom
     ys_all = np.concatenate([y[np.isfinite(y)] for _, _, y in clean]) if clean else np.zeros(0)
 
     # Legend rows below the x label, left to right and wrapped; the guide line is an entry too,
@@ -290,7 +294,7 @@ def line_chart(
     if dropped:
         what = "non-finite or <= 0" if log_y else "non-finite"
         out.append(
-            _text(left + pw, top - 4, f"{dropped} {what} point(s) not drawn", "end", 10, ' fill="#b00"')
+            _text(left + pw, top - 6, f"{dropped} {what} point(s) not drawn", "end", 10, ' fill="#b00"')
         )
     if len(ys_all) == 0:
         out.append(_text(left + pw / 2, top + ph / 2, "no values to draw", extra=' fill="#666"'))
@@ -354,6 +358,8 @@ def line_chart(
             'stroke-dasharray="6 4" stroke-width="1.2"/>'
         )
 
+    for xv in sorted(set(nonfinite_x)):  # a red mark on the top edge where a value was inf/nan
+        out.append(_text(tx(xv), top + 4, "×", size=10, extra=' fill="#b00"'))
     longest = max(len(x) for _, x, _ in clean)
     dots = longest <= 40 if markers is None else markers
     for i, (_, x, y) in enumerate(clean):
