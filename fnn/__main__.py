@@ -1,14 +1,14 @@
-"""Command line: ``python -m fnn train | evaluate | lr-find | gradcheck``.
+"""Command line: ``python -m fnn train | evaluate | lr-find | report | gradcheck``.
 
 ``train`` fits a model on MNIST (bundled) or Fashion-MNIST, prints one line per epoch and,
 as its last line, ``test_accuracy=<float>``. It writes into its run directory (``--out``;
 by default a new ``runs/<dataset>-<model>-<time>``): ``config.json`` (every argument, enough
 to rebuild the run), ``history.json``, ``checkpoint.npz`` (the latest epoch), ``best.npz``
-(the epoch with the lowest test loss) and, with matplotlib, ``curves.png``. An ``--out``
-that already holds a run needs ``--resume`` (go on from it; the config must match) or
-``--overwrite``. Its defaults (BatchNorm + Dropout MLP 784-512-512-10, SGD momentum 0.9, lr
-0.1 with cosine decay, weight decay 5e-4 on weights, 10 epochs of batch 128) reach ≥ 98%
-on MNIST in under a minute on 2 CPU cores.
+(the epoch with the lowest test loss), ``report.html`` (``fnn.diagnostics.report``) and,
+with matplotlib, ``curves.png``. An ``--out`` that already holds a run needs ``--resume``
+(go on from it; the config must match) or ``--overwrite``. Its defaults (BatchNorm +
+Dropout MLP 784-512-512-10, SGD momentum 0.9, lr 0.1 with cosine decay, weight decay 5e-4
+on weights, 10 epochs of batch 128) reach ≥ 98% on MNIST in under a minute on 2 CPU cores.
 
 ``--dtype`` (float32 by default; float64, bfloat16, float16) is the dtype of the model's
 parameters and BatchNorm statistics (torch's factory keyword, DTYPE-1); the images are cast
@@ -28,9 +28,11 @@ where it diverged, the suggestion and its rule) and, with matplotlib, ``lr_find.
 at the first step.
 
 ``evaluate DIR`` rebuilds the model from ``DIR/config.json``, loads its checkpoint and
-prints ``test_loss=… test_accuracy=…``. ``gradcheck`` prints the three-way gradient table
-(manual backward vs jax.grad vs finite differences, gradients and Hessian-vector products)
-of an MNIST-sized MLP.
+prints ``test_loss=… test_accuracy=…``. ``report DIR`` rebuilds ``DIR/report.html`` from the
+run directory and prints ``report: <path>``; a missing directory, config or checkpoint, or
+malformed JSON, is argparse's one ``error:`` line (exit 2), as for ``evaluate``.
+``gradcheck`` prints the three-way gradient table (manual backward vs jax.grad vs finite
+differences, gradients and Hessian-vector products) of an MNIST-sized MLP.
 
 Exit status: 0 done; 2 a bad argument (argparse's one-line ``error:``); 3 training
 diverged (one line says where, and to try a smaller ``--lr``); 1 any other failure, as one
@@ -41,7 +43,6 @@ mistake.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import math
@@ -51,11 +52,14 @@ import time
 
 import jax
 
-from fnn import checkpoint, data, models, nn, optim
+from fnn import data, models, nn, optim, runs
 from fnn import functional as F
 
+# The run-directory helpers live in fnn.runs (fnn.diagnostics.report rebuilds runs too);
+# the names stay importable from here.
+from fnn.runs import MOMENTUM_OPTIMIZERS, build_model, build_optimizer, load_data, numerics
+
 DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.01, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
-MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 EXIT_DIVERGED = 3
 
 
@@ -189,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
         resume=False,
         overwrite=False,
     )
+    r = sub.add_parser("report", help="rebuild DIR/report.html, the one-file HTML report of a run")
+    r.add_argument("dir", help="a run directory written by `python -m fnn train`")
+    r.add_argument("--data-dir", default=None, help="override the run's Fashion-MNIST directory")
     g = sub.add_parser("gradcheck", help="print the gradient-check table of an MNIST-sized MLP")
     g.add_argument("--batch-size", type=_positive(int, "an integer >= 1"), default=32)
     g.add_argument("--seed", type=int, default=0)
@@ -256,57 +263,6 @@ def config_of(args: argparse.Namespace) -> dict:
             init=args.init or "torch",
         )
     return config
-
-
-def build_model(config: dict) -> nn.Sequential:
-    dtype = config.get("dtype", "float32")  # runs written before --dtype are float32
-    if config["model"] == "softmax":
-        return models.softmax_regression(dtype=dtype)
-    return models.mlp(
-        hidden=tuple(config["hidden"]),
-        activation=config["activation"],
-        dropout=config["dropout"],
-        batch_norm=config["batch_norm"],
-        init=config["init"],
-        dtype=dtype,
-    )
-
-
-def numerics(dtype: str) -> contextlib.AbstractContextManager:
-    """JAX's 64-bit mode for a float64 run, scoped to the command (a process-wide switch
-    would also make every integer int64 for whoever calls ``main`` next)."""
-    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
-
-
-def build_optimizer(config: dict, steps_per_epoch: int) -> optim.GradientTransformation:
-    lr = config["lr"]
-    if config["schedule"] == "cosine":
-        lr = optim.cosine_annealing_lr(lr, T_max=max(config["epochs"] * steps_per_epoch, 1))
-    name, wd = config["optimizer"], config["weight_decay"]
-    if name in MOMENTUM_OPTIMIZERS:
-        return getattr(optim, name)(lr=lr, momentum=config["momentum"], weight_decay=wd)
-    return getattr(optim, name)(lr=lr, weight_decay=wd)
-
-
-def load_data(dataset: str, data_dir: str | None, dtype: str = "float32"):
-    """((x, y) train, (x, y) test), normalized and cast to the model's ``dtype`` (layers
-    refuse another dtype, DTYPE-2); a missing dataset is a UsageError."""
-    if dataset == "mnist":
-        loader, mean, std = data.mnist, data.MNIST_MEAN, data.MNIST_STD
-    else:
-        loader = functools.partial(data.fashion_mnist, root=data_dir)
-        mean, std = data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD
-    try:
-        (xtr, ytr), (xte, yte) = loader("train"), loader("test")
-    except FileNotFoundError as e:
-        raise UsageError(" ".join(str(e).split())) from None
-    cast = functools.partial(_as_dtype, dtype=dtype)
-    return (cast(data.normalize(xtr, mean, std)), ytr), (cast(data.normalize(xte, mean, std)), yte)
-
-
-def _as_dtype(x, dtype: str):
-    # numpy has no bfloat16 of its own: jnp.dtype resolves the name to ml_dtypes' type.
-    return x.astype(jax.numpy.dtype(dtype), copy=False)
 
 
 def save_curves(history: list[dict], path: str, title: str) -> bool:
@@ -421,6 +377,9 @@ def _train(args: argparse.Namespace, config: dict) -> int:
         result.history, os.path.join(out, "curves.png"), f"fnn {args.model} on {args.dataset}"
     ):
         print(f"curves: {os.path.join(out, 'curves.png')}")
+    from fnn.diagnostics.report import write_report  # diagnostics sits above train: imported late
+
+    print(f"report: {write_report(out, data_dir=args.data_dir)}")
     stopper = next((cb for cb in callbacks if isinstance(cb, T.EarlyStopping)), None)
     if stopper is not None and stopper.stopped_epoch is not None:
         print(
@@ -434,35 +393,18 @@ def _train(args: argparse.Namespace, config: dict) -> int:
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
-    config_path = os.path.join(args.dir, "config.json")
-    try:
-        with open(config_path) as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        raise UsageError(
-            f"{config_path} not found: DIR must be a run directory written by `python -m fnn train`"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{config_path} is not valid JSON ({e})") from None
-    name = "checkpoint.npz" if args.checkpoint == "latest" else "best.npz"
-    path = os.path.join(args.dir, name)
-    if not os.path.exists(path):
-        raise UsageError(f"{path} not found (the run wrote no {args.checkpoint} checkpoint)")
-    with numerics(config.get("dtype", "float32")):
-        return _evaluate(args, config, path)
+    config = runs.read_json(os.path.join(args.dir, "config.json"))
+    with numerics(config.get("dtype", "float32") if isinstance(config, dict) else "float32"):
+        return _evaluate(args)
 
 
-def _evaluate(args: argparse.Namespace, config: dict, path: str) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
     from fnn import train as T
 
-    dtype = config.get("dtype", "float32")
-    train_data, test_data = load_data(config["dataset"], args.data_dir or config.get("data_dir"), dtype)
-    model = build_model(config)
-    opt = build_optimizer(config, len(train_data[0]) // config["batch_size"])
-    like = T.init_train_state(model, opt, jax.random.key(config["seed"]))
-    ts, meta = checkpoint.load(path, like=like)
-    scores = T.evaluate(model, ts.params, ts.state, test_data, loss=nn.CrossEntropyLoss())
-    print(f"{path}: epoch {meta['epoch']}")
+    run = runs.load_run(args.dir, args.checkpoint, args.data_dir)
+    ts = run.train_state
+    scores = T.evaluate(run.model, ts.params, ts.state, run.test_data, loss=nn.CrossEntropyLoss())
+    print(f"{run.checkpoint_path}: epoch {run.meta['epoch']}")
     print(f"test_loss={scores['loss']:.4f} test_accuracy={scores['accuracy']:.4f}")
     return 0
 
@@ -607,10 +549,18 @@ def gradcheck_table(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def report_run(args: argparse.Namespace) -> int:
+    from fnn.diagnostics.report import write_report
+
+    print(f"report: {write_report(args.dir, data_dir=args.data_dir)}")
+    return 0
+
+
 COMMANDS = {
     "train": train,
     "evaluate": evaluate_run,
     "lr-find": lr_find_command,
+    "report": report_run,
     "gradcheck": gradcheck_table,
 }
 
@@ -620,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except UsageError as e:
+    except (UsageError, runs.RunError) as e:
         args.command_parser.error(str(e))  # argparse's one line and exit status 2
     except (ValueError, TypeError, OSError) as e:  # e.g. a checkpoint that does not match the model
         if os.environ.get("FNN_TRACEBACK"):

@@ -2,6 +2,7 @@
 test, the HTML report)."""
 
 from fnn.diagnostics.lr_find import LRFindResult, lr_find
+from fnn.diagnostics.report import write_report
 from fnn.diagnostics.rules import RULES, Diagnosis, Rule, diagnose, format_diagnosis
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "diagnose",
     "format_diagnosis",
     "lr_find",
+    "write_report",
 ]

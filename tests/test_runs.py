@@ -1,0 +1,99 @@
+"""fnn.runs: rebuilding a run from its directory, and the one-line RunError for each way a
+run directory can be unreadable (the CLI's evaluate/report tests cover a real run)."""
+
+import json
+import math
+import re
+
+import jax.numpy as jnp
+import pytest
+
+from fnn import nn, runs
+
+CONFIG = {
+    "model": "mlp",
+    "dataset": "mnist",
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "epochs": 2,
+    "batch_size": 128,
+    "seed": 0,
+    "hidden": [16, 8],
+    "activation": "tanh",
+    "dropout": 0.0,
+    "batch_norm": False,
+    "init": "xavier",
+}
+
+
+def test_build_model_builds_the_mlp_the_config_names():
+    model = runs.build_model(CONFIG)
+    linears = [layer for layer in model.layers if isinstance(layer, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 16), (16, 8), (8, 10)]
+    assert sum(isinstance(layer, nn.Tanh) for layer in model.layers) == 2
+    assert not any(isinstance(layer, nn.BatchNorm1d | nn.Dropout) for layer in model.layers)
+    assert all(m.dtype == "float32" for m in linears)  # a config without "dtype" is float32
+
+
+def test_build_optimizer_follows_the_cosine_schedule():
+    opt = runs.build_optimizer({**CONFIG, "momentum": 0.0, "weight_decay": 0.0}, steps_per_epoch=5)
+    params = {"w": jnp.ones(())}
+    state = opt.init(params)
+    grads = {"w": jnp.ones(())}
+    steps = []
+    for _ in range(3):
+        updates, state = opt.update(grads, state, params)
+        steps.append(-float(updates["w"]))
+    # torch's CosineAnnealingLR with T_max = 2 epochs x 5 steps: lr_t = 0.05 (1 + cos(pi t / 10))
+    assert steps == pytest.approx([0.05 * (1 + math.cos(math.pi * t / 10)) for t in range(3)], rel=1e-6)
+
+
+def _run_dir(tmp_path, config=CONFIG):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_read_json_of_a_missing_file(tmp_path):
+    with pytest.raises(runs.RunError, match=r"config\.json not found: DIR must be a run directory"):
+        runs.read_json(tmp_path / "config.json")
+
+
+def test_read_json_of_malformed_json(tmp_path):
+    (tmp_path / "h.json").write_text('{"a": ')
+    with pytest.raises(runs.RunError, match=r"h.json is not valid JSON \(Expecting value"):
+        runs.read_json(tmp_path / "h.json")
+
+
+def test_load_run_of_a_missing_directory(tmp_path):
+    with pytest.raises(runs.RunError, match="nope is not a directory: DIR must be a run directory"):
+        runs.load_run(tmp_path / "nope")
+
+
+def test_load_run_of_a_config_without_its_keys(tmp_path):
+    d = _run_dir(tmp_path, {"model": "mlp", "lr": 0.1})
+    with pytest.raises(runs.RunError, match="is not a run config: no dataset, optimizer, weight_decay"):
+        runs.load_run(d)
+
+
+def test_load_run_of_a_config_that_is_not_an_object(tmp_path):
+    d = _run_dir(tmp_path, [1, 2])
+    with pytest.raises(runs.RunError, match="is not a run config: no model"):
+        runs.load_run(d)
+
+
+def test_load_run_without_a_checkpoint(tmp_path):
+    with pytest.raises(runs.RunError, match=r"best.npz not found \(the run wrote no best checkpoint\)"):
+        runs.load_run(_run_dir(tmp_path), "best")
+
+
+def test_load_run_of_an_unknown_checkpoint_name(tmp_path):
+    with pytest.raises(ValueError, match=r"which must be one of \['best', 'latest'\], got 'first'"):
+        runs.load_run(_run_dir(tmp_path), "first")
+
+
+def test_load_data_of_a_missing_fashion_mnist_names_where_it_looked(tmp_path):
+    with pytest.raises(runs.RunError, match=re.escape(str(tmp_path))):
+        runs.load_data("fashion-mnist", str(tmp_path))
