@@ -34,8 +34,9 @@ All statistics are computed in float32, whatever the model's dtype.
 
 The activations are those of the very forward the step trained on: ``collect`` reruns
 ``model.intermediates`` (or ``apply``) with the step's params, state, key (so the same
-dropout masks) and ``train=True``. It runs only on the monitored steps, inside the epoch's
-``lax.cond``, so it costs one forward per point (about 1/3 of a step, 32 times an epoch).
+dropout masks) and ``train=True``. It runs only on the monitored steps (the epoch is a scan
+over chunks of plain steps, each ending in one monitored step), so it costs one forward per
+point (about 1/3 of a step, 32 times an epoch of hundreds of steps).
 Returning the intermediates from every step's own forward would save that forward but
 would tie the monitor to each gradient path's internals (the manual path's ``apply_vjp``
 keeps them inside its pullbacks) and make every step hand them out; the recomputation is
