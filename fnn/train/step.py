@@ -46,9 +46,9 @@ Without a monitor (the default) the epoch is the same compiled program as before
 existed: nothing of them is traced. With one, the epoch is a scan over chunks of
 ``every - 1`` plain steps and one monitored step (then the steps left over): the plain
 steps run exactly the unmonitored code. Measured against a ``lax.cond`` on every step's
-index, which cost ~25% of the step at batch 128 on the CPU (its operands, params and
-gradients, must be materialized every step), the chunks cost ~0 at run time and ~50% more
-compile time (the step is compiled three times: plain, monitored, leftover); see
+index, which cost 15-30% of the step at batch 128 on the CPU (its operands, params and
+gradients, must be materialized every step), the chunks cost ~0 at run time and 50-80%
+more compile time (the step is compiled three times: plain, monitored, leftover); see
 experiments/README.md.
 """
 
@@ -305,7 +305,7 @@ def make_train_epoch(
         length ``len(x) // batch_size``: those of the step, plus ``ok``, False from the first
         step whose loss or gradient norm is non-finite (that step and all later ones were
         not applied, see the module docstring). With a monitor, ``metrics["monitor"]`` is
-        ``{"every": int, "step": (P,) int32, "ok": (P,) bool, "points": pytree}``: the
+        ``{"every": () int32, "step": (P,) int32, "ok": (P,) bool, "points": pytree}``: the
         points of the steps ``every, 2·every, ...`` (1-based within the epoch, P =
         n_steps // every), each leaf of ``points`` stacked to shape (P,). A point's ``ok``
         is its step's: points from the first non-finite step on describe steps that were
@@ -404,7 +404,7 @@ def _scan_with_points(plain: Callable, watched: Callable, carry: Any, inputs: An
     step plus ``monitor.collect``): a scan over chunks of ``every - 1`` plain steps and one
     watched step, then a scan of the steps left over. The unwatched steps run the plain
     step's code, with nothing kept alive for the monitor (a ``lax.cond`` per step instead
-    cost ~25% of the step at batch 128: its operands, params and gradients, must exist as
+    cost 15-30% of the step at batch 128: its operands, params and gradients, must exist as
     buffers every step, which stops XLA fusing the update)."""
     n = jax.tree.leaves(inputs)[0].shape[0]
     n_points = n // every
