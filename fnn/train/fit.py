@@ -32,6 +32,8 @@ checkpoint. Its contract:
   plain floats and global 1-based steps (``TrainState.step`` after that step). This is the
   one place ``fnn.train`` touches ``fnn.diagnostics``, imported lazily here, so importing
   ``fnn.train`` does not import it. Off (the default), the compiled epoch is unchanged.
+  An epoch that diverges gets no record (``fit`` raises ``TrainingDiverged``), so its points,
+  those from the bad step on describing steps that were not applied, are never reported.
 """
 
 from __future__ import annotations
