@@ -35,6 +35,12 @@ Measured per row (implementation x batch size):
   which nothing uses and XLA removes); elementwise work is not counted. The peak is the
   best of several jitted float32 square matmuls.
 
+Monitor row (``fnn-autodiff-monitor``): the fnn autodiff epoch built as
+``fit(monitor=True)`` builds it, with ``fnn.diagnostics.Monitor()`` (per-layer statistics
+every ``max(1, steps // 32)`` steps under a ``lax.cond``); "monitor cost" is its
+throughput loss against the plain ``fnn-autodiff`` row of the same run (target <= 5% at
+batch 128).
+
 Data-parallel rows (``fnn-autodiff-Ndev``, batch 128): the same fnn epoch with
 ``mesh=fnn.distributed.data_mesh(N)``, each in a subprocess started with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. On this CPU the N "devices" share
@@ -66,7 +72,7 @@ IN, H, OUT = 784, 512, 10
 FLOPS_PER_SAMPLE = 2 * (3 * (IN * H + H * H + H * OUT) - IN * H)
 LR, MOMENTUM, WEIGHT_DECAY, P_DROP, BN_MOMENTUM, BN_EPS = 0.01, 0.9, 1e-4, 0.2, 0.1, 1e-5
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax", "fnn-autodiff-progress")
+JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax", "fnn-autodiff-progress", "fnn-autodiff-monitor")
 
 
 def _options(parser) -> None:
@@ -140,12 +146,14 @@ class _Terminal:
         pass
 
 
-def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0):
+def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0, monitor: bool = False):
     """fnn's compiled epoch; with ``progress_steps`` (the epoch's step count), the one
-    ``fit`` builds for a terminal: a host callback about 50 times an epoch, drawing a live bar."""
+    ``fit`` builds for a terminal: a host callback about 50 times an epoch, drawing a live bar;
+    with ``monitor``, the one ``fit(monitor=True)`` builds (``fnn.diagnostics.Monitor()``)."""
     import jax
 
     from fnn import distributed, models, nn, optim, train
+    from fnn.diagnostics import Monitor
     from fnn.train import progress
 
     model = models.mlp(IN, (H, H), OUT, batch_norm=True, dropout=P_DROP)
@@ -156,7 +164,14 @@ def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0):
         bar = progress.ProgressBar(True, stream=_Terminal()).__enter__()
         bar.begin_epoch("epoch", progress_steps, batch_size)
     run = train.make_train_epoch(
-        model, nn.CrossEntropyLoss(), opt, batch_size, grad, mesh=mesh, progress_every=every
+        model,
+        nn.CrossEntropyLoss(),
+        opt,
+        batch_size,
+        grad,
+        mesh=mesh,
+        progress_every=every,
+        monitor=Monitor() if monitor else None,
     )
     carry = (params, state, opt.init(params))
     return run, (carry if mesh is None else distributed.replicate(carry, mesh))
@@ -254,6 +269,7 @@ def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, 
             batch_size,
             impl.split("-")[1],
             progress_steps=len(x_np) // batch_size if impl.endswith("progress") else 0,
+            monitor=impl.endswith("monitor"),
         )
     else:
         from fnn import distributed
@@ -553,6 +569,12 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
             add(f"progress bar cost @{b}", v, "<= 2" if b == 128 else "(info)", v <= 2, "%")
             v = 100 * (1 - shown["samples_per_cpu_s"] / auto["samples_per_cpu_s"])
             add("  same, per CPU-second", v, "(info)", v <= 2, "%")
+        watched = by.get(("fnn-autodiff-monitor", b))
+        if auto and watched:
+            v = 100 * (1 - watched["samples_per_s"] / auto["samples_per_s"])
+            add(f"monitor cost @{b}", v, "<= 5" if b == 128 else "(info)", v <= 5, "%")
+            v = 100 * (1 - watched["samples_per_cpu_s"] / auto["samples_per_cpu_s"])
+            add("  same, per CPU-second", v, "(info)", v <= 5, "%")
     base = by.get(("fnn-autodiff", 128))
     for r in rows:
         if _devices(r["impl"]) and base:

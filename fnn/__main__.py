@@ -10,6 +10,13 @@ with matplotlib, ``curves.png``. An ``--out`` that already holds a run needs ``-
 Dropout MLP 784-512-512-10, SGD momentum 0.9, lr 0.1 with cosine decay, weight decay 5e-4
 on weights, 10 epochs of batch 128) reach ≥ 98% on MNIST in under a minute on 2 CPU cores.
 
+By default ``train`` also monitors every layer inside the compiled epoch
+(``fnn.diagnostics.Monitor()``, about 32 points an epoch) and writes the series to
+``diagnostics.json`` (``{"every", "epochs": [{"epoch", **record["monitor"]}], "diagnoses"}``,
+also after a divergence, for the epochs completed); ``history.json`` then holds the
+per-epoch numbers without the series. ``--no-monitor`` turns that off; config.json records
+it (``"monitor": false``).
+
 ``--dtype`` (float32 by default; float64, bfloat16, float16) is the dtype of the model's
 parameters and BatchNorm statistics (torch's factory keyword, DTYPE-1); the images are cast
 to it where they are loaded, the optimizer state follows the parameters, and float64 runs
@@ -165,6 +172,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="go on from the checkpoint in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument(
+        "--no-monitor",
+        action="store_true",
+        help="do not collect per-layer statistics (diagnostics.json) inside the epoch",
+    )
     e = sub.add_parser("evaluate", help="evaluate a trained run directory on its test set")
     e.add_argument("dir", help="a run directory written by `python -m fnn train`")
     e.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
@@ -253,6 +265,7 @@ def config_of(args: argparse.Namespace) -> dict:
         "early_stopping": args.early_stopping,
         "reduce_lr_on_plateau": args.reduce_lr_on_plateau,
         "dtype": args.dtype,
+        "monitor": not args.no_monitor,
     }
     if args.model == "mlp":
         config.update(
@@ -290,6 +303,26 @@ def save_curves(history: list[dict], path: str, title: str) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def without_series(history: list[dict]) -> list[dict]:
+    """The history without the monitor series (they live in diagnostics.json)."""
+    return [{k: v for k, v in h.items() if k != "monitor"} for h in history]
+
+
+def write_diagnostics(out: str, history: list[dict], monitor: bool) -> None:
+    """``DIR/diagnostics.json``: the monitor series of every epoch and the diagnoses found;
+    without a monitor, nothing (and no stale file from an overwritten run)."""
+    path = os.path.join(out, "diagnostics.json")
+    series = [{"epoch": h["epoch"], **h["monitor"]} for h in history if "monitor" in h]
+    if not monitor:
+        if os.path.exists(path):
+            os.unlink(path)
+        return
+    every = series[0]["every"] if series else None
+    diagnoses = [d for h in history for d in h.get("diagnoses", [])]
+    with open(path, "w") as f:
+        json.dump({"every": every, "epochs": series, "diagnoses": diagnoses}, f)
 
 
 def _run_dir(args: argparse.Namespace) -> str:
@@ -362,8 +395,10 @@ def _train(args: argparse.Namespace, config: dict) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             keep_best="test_loss",
+            monitor=config["monitor"],
         )
     except T.TrainingDiverged as e:
+        write_diagnostics(out, e.result.history, config["monitor"])
         lr = f" at learning rate {e.lr:.3g}" if e.lr is not None else ""
         print(
             f"fnn: training diverged at epoch {e.epoch}, step {e.step} (loss {e.loss}){lr}; "
@@ -371,8 +406,9 @@ def _train(args: argparse.Namespace, config: dict) -> int:
             file=sys.stderr,
         )
         return EXIT_DIVERGED
+    write_diagnostics(out, result.history, config["monitor"])
     with open(os.path.join(out, "history.json"), "w") as f:
-        json.dump({"config": config, "history": result.history}, f, indent=1)
+        json.dump({"config": config, "history": without_series(result.history)}, f, indent=1)
     if result.history and save_curves(
         result.history, os.path.join(out, "curves.png"), f"fnn {args.model} on {args.dataset}"
     ):

@@ -31,6 +31,15 @@ def test_train_softmax_writes_its_run_directory_and_prints_accuracy_last(tmp_pat
     assert config["model"] == "softmax" and config["lr"] == 0.1 and config["batch_size"] == 256
     assert (out / "checkpoint.npz").exists() and (out / "best.npz").exists()
     assert (out / "curves.png").exists() or pytest.importorskip("matplotlib") is None
+    # Monitored by default: the series in diagnostics.json, not in history.json.
+    assert config["monitor"] is True and "monitor" not in history[0]
+    diagnostics = json.loads((out / "diagnostics.json").read_text())
+    steps = 60000 // 256  # 234 steps: every max(1, 234 // 32) = 7, points at 7, 14, ..., 231
+    assert diagnostics["every"] == 7 and diagnostics["diagnoses"] == []
+    (epoch,) = diagnostics["epochs"]
+    assert epoch["epoch"] == 1 and epoch["step"] == list(range(7, steps + 1, 7))
+    assert [(e["index"], e["name"], e["kind"]) for e in epoch["layers"]] == [(1, "Linear(784, 10)", "linear")]
+    assert len(epoch["loss"]) == len(epoch["layers"][0]["update_ratio"]) == 33
 
     # evaluate DIR rebuilds the model from config.json and prints the same numbers
     assert main(["evaluate", str(out)]) == 0
@@ -53,6 +62,17 @@ def test_resume_through_the_cli_equals_an_uninterrupted_run(tmp_path, capsys):
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(parts), strict=True):
         np.testing.assert_array_equal(a, b)
     capsys.readouterr()
+
+
+def test_no_monitor_writes_no_diagnostics_and_evaluate_still_reads_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*SOFTMAX, "--epochs", "1", "--no-monitor", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["monitor"] is False
+    assert not (out / "diagnostics.json").exists()
+    assert "monitor" not in json.loads((out / "history.json").read_text())["history"][0]
+    accuracy = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["evaluate", str(out)]) == 0
+    assert accuracy in capsys.readouterr().out
 
 
 def test_mlp_options_build_the_model_they_name(tmp_path, capsys):

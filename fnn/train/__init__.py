@@ -6,14 +6,16 @@ from fnn.train.evaluate import evaluate, predict
 from fnn.train.fit import fit
 from fnn.train.metrics import METRICS, accuracy, mae, mse
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
-from fnn.train.step import make_train_epoch, make_train_step
+from fnn.train.step import EpochMonitor, MonitorStep, make_train_epoch, make_train_step
 
 __all__ = [
     "METRICS",
     "Callback",
     "EarlyStopping",
+    "EpochMonitor",
     "FitResult",
     "LambdaCallback",
+    "MonitorStep",
     "PlateauCallback",
     "Run",
     "TrainState",

@@ -26,6 +26,14 @@ checkpoint. Its contract:
 - ``mesh=`` makes training data parallel (``fnn.distributed``); under
   ``jax.distributed`` every process passes its own shard of the data and only process 0
   writes checkpoints.
+- **Monitor.** ``monitor=True`` (``fnn.diagnostics.Monitor()``) or any object implementing
+  ``fnn.train.EpochMonitor`` collects per-layer statistics inside the compiled epoch; each
+  record then holds ``record["monitor"] = {"every", "step", **monitor.summarize(...)}`` with
+  plain floats and global 1-based steps (``TrainState.step`` after that step). This is the
+  one place ``fnn.train`` touches ``fnn.diagnostics``, imported lazily here, so importing
+  ``fnn.train`` does not import it. Off (the default), the compiled epoch is unchanged.
+  An epoch that diverges gets no record (``fit`` raises ``TrainingDiverged``), so its points,
+  those from the bad step on describing steps that were not applied, are never reported.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from fnn.train.evaluate import check_data, check_labels, evaluate_checked
 from fnn.train.metrics import resolve_metrics
 from fnn.train.progress import ProgressBar, callback_interval
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
-from fnn.train.step import check_grad_mode, make_train_epoch
+from fnn.train.step import EpochMonitor, check_grad_mode, make_train_epoch
 
 __all__ = ["fit"]
 
@@ -166,7 +174,34 @@ class _Checkpoints:
         return self.paths["diverged"]
 
 
-def _train_epoch(run: Run, run_epoch, data: _Data, n_steps: int) -> tuple[TrainState, dict, dict | None]:
+def _as_monitor(monitor: Any) -> EpochMonitor | None:
+    """fit's ``monitor=``: False/None off, True the default ``fnn.diagnostics.Monitor()``."""
+    if monitor is None or monitor is False:
+        return None
+    if monitor is True:
+        from fnn.diagnostics import Monitor  # lazily: train sits below diagnostics
+
+        return Monitor()
+    if isinstance(monitor, (int, float, str)):
+        raise TypeError(
+            f"monitor must be True, False or a monitor such as fnn.diagnostics.Monitor(every=...), "
+            f"got {monitor!r}"
+        )
+    return monitor
+
+
+def _monitor_record(run: Run, monitor: EpochMonitor, m: dict, first_step: int) -> dict:
+    """The epoch's ``record["monitor"]``: every, the points' global steps, the summary."""
+    return {
+        "every": int(m["every"]),
+        "step": [first_step + int(s) for s in m["step"]],
+        **monitor.summarize(run.model, m["points"]),
+    }
+
+
+def _train_epoch(
+    run: Run, run_epoch, data: _Data, n_steps: int, monitor: EpochMonitor | None = None
+) -> tuple[TrainState, dict, dict | None]:
     """One compiled epoch; returns the new TrainState, the training part of the record
     and, if a step diverged, what happened (the TrainState is then the one before it)."""
     ts = run.train_state
@@ -174,6 +209,7 @@ def _train_epoch(run: Run, run_epoch, data: _Data, n_steps: int) -> tuple[TrainS
         ts.params, ts.state, ts.opt_state, jax.random.fold_in(ts.key, ts.epoch), data.x, data.y
     )
     m = jax.tree.map(np.asarray, m)  # waits for the epoch
+    points = m.pop("monitor", None)
     ok = m.pop("ok")
     done = n_steps if ok.all() else int(np.argmin(ok))
     ts = ts._replace(
@@ -201,6 +237,8 @@ def _train_epoch(run: Run, run_epoch, data: _Data, n_steps: int) -> tuple[TrainS
     record.update({(k if k == "grad_norm" else f"train_{k}"): float(v.mean()) for k, v in m.items()})
     if lr is not None:
         record["lr"] = float(lr[-1])
+    if monitor is not None:
+        record["monitor"] = _monitor_record(run, monitor, points, run.train_state.step)
     return ts, record, None
 
 
@@ -253,6 +291,7 @@ def fit(
     overwrite: bool = False,
     keep_best: str | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    monitor: Any = False,
 ) -> FitResult:
     """Train ``model`` until ``epochs`` epochs are done (see the module docstring).
 
@@ -279,6 +318,9 @@ def fit(
         overwrite: allow replacing an existing checkpoint when not resuming.
         keep_best: a history key (e.g. ``'test_loss'``); keeps its best epoch in ``best.npz``.
         mesh: a ``jax.sharding.Mesh`` with a ``'data'`` axis for data parallelism.
+        monitor: True for ``fnn.diagnostics.Monitor()`` (imported lazily, only then), a
+            monitor object (``Monitor(every=...)`` or any ``fnn.train.EpochMonitor``), or
+            False (default): per-layer statistics in each record's ``"monitor"``.
 
     Returns:
         ``FitResult(train_state, history)``.
@@ -322,7 +364,9 @@ def fit(
         cb.on_train_begin(run)
     ts, run.history = checkpoints.start(ts, resume, overwrite, callbacks)
     run.train_state = _owned(ts, mesh)
-    epoch_args = dict(grad=grad, metrics=resolve_metrics(metrics, local_y), mesh=mesh)
+    epoch_args = dict(
+        grad=grad, metrics=resolve_metrics(metrics, local_y), mesh=mesh, monitor=_as_monitor(monitor)
+    )
     _run_epochs(run, data, batch_size, epoch_args, callbacks, checkpoints, progress)
     for cb in callbacks:
         cb.on_train_end(run)
@@ -353,7 +397,7 @@ def _run_epochs(
         while run.train_state.epoch < run.epochs and not run.stop_training:
             bar.begin_epoch(f"epoch {run.train_state.epoch + 1}/{run.epochs}", n_steps, batch_size)
             t0 = time.perf_counter()
-            ts, record, bad = _train_epoch(run, run_epoch, data, n_steps)
+            ts, record, bad = _train_epoch(run, run_epoch, data, n_steps, epoch_args["monitor"])
             bar.done()
             if bad is not None:
                 saved = checkpoints.diverged(ts, run, callbacks, bad)

@@ -1,0 +1,290 @@
+"""Per-layer statistics of training steps, collected inside the compiled epoch.
+
+``Monitor(every=None)`` is a frozen, hashable spec (equal by value, like the layer specs,
+so an epoch built twice with equal monitors compiles once). It implements the protocol
+``fnn.train.EpochMonitor``: ``fit(..., monitor=True)`` or
+``make_train_epoch(..., monitor=Monitor())`` call ``collect`` inside the scanned epoch on
+every ``every``-th step of each epoch (1-based, counted within the epoch) and ``summarize``
+on the host afterwards. ``every=None`` means ``max(1, n_steps // 32)``: about 32 points per
+epoch, whatever the dataset and batch size (468 steps of batch 128 on MNIST: every 14).
+
+Per point, for the model: ``loss`` (the step's batch-mean training loss) and ``grad_norm``
+(the global L2 norm of all its gradients). Per top-level layer of a ``Sequential`` (any
+other model counts as a one-layer Sequential), in model order, where the layer has
+statistics (``kind``):
+
+- ``"linear"`` (``nn.Linear``): ``weight_norm`` ||W|| (Frobenius) before the step's update,
+  ``grad_norm`` ||dL/dW||, ``update_ratio`` ||W_new - W|| / ||W|| (~1e-3 is healthy; 0 when
+  both are 0, inf when only ||W|| is). Biases are not included.
+- ``"batchnorm"`` (``nn.BatchNorm1d`` with running statistics): ``running_var_min`` and
+  ``running_var_max``, of the running variance after the step (what evaluation uses).
+- ``"relu"`` (``nn.ReLU``): ``mean``, ``std`` of the layer's output and ``dead_fraction``,
+  the fraction of units whose output is 0 for every sample of the batch.
+- ``"leaky_relu"``, ``"elu"``, ``"prelu"``: ``mean``, ``std`` and ``dead_fraction`` defined on
+  the pre-activation (the layer's input): the fraction of units <= 0 for every sample,
+  "never in the positive regime" (such a unit still passes gradient).
+- ``"sigmoid"``, ``"tanh"``: ``mean``, ``std`` and ``saturated_fraction``, the fraction of
+  output entries saturated: sigmoid y < 0.01 or y > 0.99, tanh |y| > 0.98 (the same
+  point, as tanh(x) = 2 sigmoid(2x) - 1).
+- ``"activation"`` (Softplus, Softmax, LogSoftmax, Abs, Maxout): ``mean`` and ``std``.
+
+A unit is one position of the output past the batch axis (a feature of an (N, F) output).
+``mean`` and ``std`` run over all entries of the output on the batch (std with ddof=0).
+All statistics are computed in float32, whatever the model's dtype.
+
+The activations are those of the very forward the step trained on: ``collect`` reruns
+``model.intermediates`` (or ``apply``) with the step's params, state, key (so the same
+dropout masks) and ``train=True``. It runs only on the monitored steps (the epoch is a scan
+over chunks of plain steps, each ending in one monitored step), so it costs one forward per
+point (about 1/3 of a step, 32 times an epoch of hundreds of steps).
+Returning the intermediates from every step's own forward would save that forward but
+would tie the monitor to each gradient path's internals (the manual path's ``apply_vjp``
+keeps them inside its pullbacks) and make every step hand them out; the recomputation is
+the cheaper code for the same numbers, and its cost is measured in
+``experiments/benchmark_training.py``.
+
+``summarize`` returns the contract's JSON-able form (``loss``, ``grad_norm``, ``layers``:
+one dict per layer with ``index``, ``name``, ``kind`` and one list of floats per
+statistic); ``fit`` adds ``every`` and the global ``step`` numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import nn
+from fnn.train.step import MonitorStep
+
+__all__ = ["POINTS_PER_EPOCH", "Monitor", "layer_kind", "layer_name"]
+
+POINTS_PER_EPOCH = 32
+TANH_SATURATION = 0.98
+SIGMOID_SATURATION = 0.01  # y < 0.01 or y > 0.99: the point where |tanh| = 0.98
+
+_STAT_ORDER = (
+    "weight_norm",
+    "grad_norm",
+    "update_ratio",
+    "running_var_min",
+    "running_var_max",
+    "mean",
+    "std",
+    "dead_fraction",
+    "saturated_fraction",
+)
+_ACTIVATION_KINDS = (
+    (nn.ReLU, "relu"),
+    (nn.LeakyReLU, "leaky_relu"),
+    (nn.ELU, "elu"),
+    (nn.PReLU, "prelu"),
+    (nn.Sigmoid, "sigmoid"),
+    (nn.Tanh, "tanh"),
+    (nn.Softplus, "activation"),
+    (nn.Softmax, "activation"),
+    (nn.LogSoftmax, "activation"),
+    (nn.Abs, "activation"),
+    (nn.Maxout, "activation"),
+)
+
+
+def layer_kind(layer: nn.Layer) -> str | None:
+    """The monitor's kind of a layer: "linear", "batchnorm", an activation kind, or None.
+
+    Args:
+        layer: an ``fnn.nn`` layer (a BatchNorm1d without running statistics has none).
+
+    Returns:
+        The kind (see the module docstring), None for a layer without statistics.
+
+    Example:
+        >>> from fnn import nn
+        >>> [layer_kind(l) for l in (nn.Linear(2, 3), nn.ReLU(), nn.ELU(), nn.Dropout(0.5))]
+        ['linear', 'relu', 'elu', None]
+    """
+    if isinstance(layer, nn.Linear):
+        return "linear"
+    if isinstance(layer, nn.BatchNorm1d):
+        return "batchnorm" if layer.track_running_stats else None
+    for cls, kind in _ACTIVATION_KINDS:
+        if isinstance(layer, cls):
+            return kind
+    return None
+
+
+def layer_name(layer: nn.Layer) -> str:
+    """A short readable name: ``Linear(784, 512)``, ``BatchNorm1d(512)``, else the spec's repr.
+
+    Args:
+        layer: an ``fnn.nn`` layer.
+
+    Returns:
+        The name the monitor series and diagnoses use.
+
+    Example:
+        >>> from fnn import nn
+        >>> layer_name(nn.Linear(784, 512)), layer_name(nn.BatchNorm1d(512)), layer_name(nn.ELU())
+        ('Linear(784, 512)', 'BatchNorm1d(512)', 'ELU(alpha=1.0)')
+    """
+    if isinstance(layer, nn.Linear):
+        return f"Linear({layer.in_features}, {layer.out_features}{'' if layer.bias else ', bias=False'})"
+    if isinstance(layer, nn.BatchNorm1d):
+        return f"BatchNorm1d({layer.num_features})"
+    return repr(layer)
+
+
+def _layers(model: Any) -> tuple:
+    return model.layers if isinstance(model, nn.Sequential) else (model,)
+
+
+def _per_layer(model: Any, tree: Any) -> tuple:
+    return tree if isinstance(model, nn.Sequential) else (tree,)
+
+
+def _f32(a: jax.Array) -> jax.Array:
+    return jnp.asarray(a).astype(jnp.float32)
+
+
+def _norm(a: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(jnp.square(_f32(a))))
+
+
+def _units(a: jax.Array) -> jax.Array:
+    """(N, units): one column per position past the batch axis."""
+    a = _f32(a)
+    return a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
+
+
+def _linear_stats(p: dict, g: dict, p_new: dict) -> dict:
+    w = _norm(p["weight"])
+    dw = _norm(_f32(p_new["weight"]) - _f32(p["weight"]))
+    ratio = jnp.where(w > 0, dw / jnp.where(w > 0, w, 1.0), jnp.where(dw > 0, jnp.inf, 0.0))
+    return {"weight_norm": w, "grad_norm": _norm(g["weight"]), "update_ratio": ratio}
+
+
+def _activation_stats(kind: str, inp: jax.Array, out: jax.Array) -> dict:
+    y = _f32(out)
+    stats = {"mean": jnp.mean(y), "std": jnp.std(y)}
+    if kind == "relu":
+        stats["dead_fraction"] = jnp.mean(jnp.all(_units(out) == 0, axis=0))
+    elif kind in ("leaky_relu", "elu", "prelu"):
+        stats["dead_fraction"] = jnp.mean(jnp.all(_units(inp) <= 0, axis=0))
+    elif kind == "tanh":
+        stats["saturated_fraction"] = jnp.mean(jnp.abs(y) > TANH_SATURATION)
+    elif kind == "sigmoid":
+        stats["saturated_fraction"] = jnp.mean((y < SIGMOID_SATURATION) | (y > 1 - SIGMOID_SATURATION))
+    return stats
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """What to collect inside the compiled epoch, and how often (see the module docstring).
+
+    Args:
+        every: steps between points, counted within each epoch (points at its steps
+            ``every, 2·every, ...``); None (default) means ``max(1, n_steps // 32)``, about
+            32 points per epoch. An ``every`` larger than an epoch gives that epoch no point.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn, optim, train
+        >>> from fnn.diagnostics import Monitor
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> x, y = jnp.ones((8, 2)), jnp.zeros((8, 2))
+        >>> result = train.fit(model, nn.MSELoss(), optim.sgd(lr=0.1), (x, y), epochs=1,
+        ...     batch_size=2, key=jax.random.key(0), monitor=Monitor(every=2), progress=False)
+        >>> m = result.history[0]["monitor"]
+        >>> m["every"], m["step"], [(l["index"], l["name"], l["kind"]) for l in m["layers"]]
+        (2, [2, 4], [(0, 'Linear(2, 2)', 'linear'), (1, 'ReLU()', 'relu')])
+    """
+
+    every: int | None = None
+
+    def __post_init__(self):
+        if self.every is not None and (
+            isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1
+        ):
+            raise ValueError(f"Monitor every must be an int >= 1 or None, got {self.every!r}")
+
+    def interval(self, n_steps: int) -> int:
+        """Steps between points in an epoch of ``n_steps`` steps.
+
+        Args:
+            n_steps: the epoch's number of steps.
+
+        Returns:
+            ``every``, or ``max(1, n_steps // 32)`` when it is None.
+
+        Example:
+            >>> Monitor().interval(468), Monitor(every=5).interval(468), Monitor().interval(10)
+            (14, 5, 1)
+        """
+        return self.every if self.every is not None else max(1, n_steps // POINTS_PER_EPOCH)
+
+    def collect(self, model: Any, step: MonitorStep) -> dict:
+        """The statistics of one step (traced inside the compiled epoch).
+
+        Args:
+            model: the ``fnn.nn`` model being trained.
+            step: the step's ``fnn.train.MonitorStep``.
+
+        Returns:
+            ``{"loss", "grad_norm", "layers"}``: float32 scalars, ``layers`` a tuple with one
+            dict of scalars per layer that has statistics, in model order.
+        """
+        layers = _layers(model)
+        params, grads = _per_layer(model, step.params), _per_layer(model, step.grads)
+        new_params, new_state = _per_layer(model, step.new_params), _per_layer(model, step.new_state)
+        kinds = [layer_kind(layer) for layer in layers]
+        outputs = None
+        if any(k not in (None, "linear", "batchnorm") for k in kinds):
+            # The step's own forward again: same params, state, key (dropout masks), train mode.
+            if isinstance(model, nn.Sequential):
+                outputs = model.intermediates(step.params, step.state, step.x, key=step.key, train=True)
+            else:
+                outputs = (model.apply(step.params, step.state, step.x, key=step.key, train=True)[0],)
+        stats = []
+        for i, kind in enumerate(kinds):
+            if kind == "linear":
+                stats.append(_linear_stats(params[i], grads[i], new_params[i]))
+            elif kind == "batchnorm":
+                var = _f32(new_state[i]["running_var"])
+                stats.append({"running_var_min": jnp.min(var), "running_var_max": jnp.max(var)})
+            elif kind is not None:
+                inp = step.x if i == 0 else outputs[i - 1]
+                stats.append(_activation_stats(kind, inp, outputs[i]))
+        return {"loss": _f32(step.loss), "grad_norm": _f32(step.grad_norm), "layers": tuple(stats)}
+
+    def summarize(self, model: Any, points: dict) -> dict:
+        """Stacked points as the contract's plain values (``fit`` adds ``every`` and ``step``).
+
+        Args:
+            model: the model the points were collected on.
+            points: ``collect``'s structure with numpy leaves of length n_points.
+
+        Returns:
+            ``{"loss": [...], "grad_norm": [...], "layers": [{"index", "name", "kind", ...}]}``
+            with Python floats.
+        """
+
+        def floats(a) -> list[float]:
+            return [float(v) for v in np.asarray(a)]
+
+        kinds = [(i, layer, layer_kind(layer)) for i, layer in enumerate(_layers(model))]
+        described = [
+            {
+                "index": i,
+                "name": layer_name(layer),
+                "kind": kind,
+                # jit hands dicts back key-sorted: restore the contract's order
+                **{k: floats(values[k]) for k in sorted(values, key=_STAT_ORDER.index)},
+            }
+            for (i, layer, kind), values in zip(
+                [t for t in kinds if t[2] is not None], points["layers"], strict=True
+            )
+        ]
+        return {"loss": floats(points["loss"]), "grad_norm": floats(points["grad_norm"]), "layers": described}
