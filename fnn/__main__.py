@@ -310,9 +310,10 @@ def without_series(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in h.items() if k != "monitor"} for h in history]
 
 
-def write_diagnostics(out: str, history: list[dict], monitor: bool) -> None:
-    """``DIR/diagnostics.json``: the monitor series of every epoch and the diagnoses found;
-    without a monitor, nothing (and no stale file from an overwritten run)."""
+def write_diagnostics(out: str, history: list[dict], monitor: bool, extra: list[dict] = ()) -> None:
+    """``DIR/diagnostics.json``: the monitor series of every epoch and the diagnoses found
+    (``extra``: those of a diverged epoch, which has no record); without a monitor, nothing
+    (and no stale file from an overwritten run)."""
     path = os.path.join(out, "diagnostics.json")
     series = [{"epoch": h["epoch"], **h["monitor"]} for h in history if "monitor" in h]
     if not monitor:
@@ -320,9 +321,22 @@ def write_diagnostics(out: str, history: list[dict], monitor: bool) -> None:
             os.unlink(path)
         return
     every = series[0]["every"] if series else None
-    diagnoses = [d for h in history for d in h.get("diagnoses", [])]
+    diagnoses = [d for h in history for d in h.get("diagnoses", [])] + list(extra)
     with open(path, "w") as f:
-        json.dump({"every": every, "epochs": series, "diagnoses": diagnoses}, f)
+        found = {"every": every, "epochs": series, "diagnoses": diagnoses}
+        json.dump(_strict_json(found), f, allow_nan=False)
+
+
+def _strict_json(tree):
+    """``tree`` with every non-finite float as None: strict JSON has no NaN or Infinity (an
+    update ratio is inf when a zero weight moves), and every reader takes None as missing."""
+    if isinstance(tree, dict):
+        return {k: _strict_json(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_strict_json(v) for v in tree]
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
 
 
 def _run_dir(args: argparse.Namespace) -> str:
@@ -338,6 +352,7 @@ def _run_dir(args: argparse.Namespace) -> str:
 
 
 def _print_epoch(epochs: int, run, h: dict) -> None:
+    """The epoch's line, then one line per diagnosis found in it."""
     lr = f"  lr {h['lr']:.3g}" if "lr" in h else ""
     print(
         f"epoch {h['epoch']:3d}/{epochs}  train_loss {h['train_loss']:.4f}  "
@@ -345,6 +360,15 @@ def _print_epoch(epochs: int, run, h: dict) -> None:
         f"test_loss {h['test_loss']:.4f}  test_acc {h['test_accuracy']:.4f}{lr}  {h['seconds']:.1f}s",
         flush=True,
     )
+    _print_diagnoses(h.get("diagnoses", []))
+
+
+def _print_diagnoses(diagnoses: list[dict]) -> None:
+    if diagnoses:
+        from fnn.diagnostics.rules import format_diagnosis
+
+        for d in diagnoses:
+            print(format_diagnosis(d), flush=True)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -398,7 +422,9 @@ def _train(args: argparse.Namespace, config: dict) -> int:
             monitor=config["monitor"],
         )
     except T.TrainingDiverged as e:
-        write_diagnostics(out, e.result.history, config["monitor"])
+        found = e.record.get("diagnoses", [])
+        _print_diagnoses(found)
+        write_diagnostics(out, e.result.history, config["monitor"], found)
         lr = f" at learning rate {e.lr:.3g}" if e.lr is not None else ""
         print(
             f"fnn: training diverged at epoch {e.epoch}, step {e.step} (loss {e.loss}){lr}; "

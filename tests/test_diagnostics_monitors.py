@@ -363,6 +363,44 @@ def test_points_from_the_first_bad_step_on_are_marked_and_fit_still_raises(grad=
     assert [h["epoch"] for h in history] == [1] and history[0]["monitor"]["step"] == list(range(1, 9))
 
 
+def test_the_diverged_epoch_keeps_its_applied_points_and_its_diagnosis():
+    model, opt = nn.Sequential(nn.Linear(6, 4), PoisonAt(12), nn.ReLU(), nn.Linear(4, 3)), optim.sgd(lr=0.1)
+    x, y = toy_data(64)  # 8 steps an epoch, every 1: the NaN is global step 13, epoch 2's 5th
+    with pytest.raises(TrainingDiverged) as info:
+        fit(model, F.cross_entropy, opt, (x, y), epochs=3, batch_size=8, key=jax.random.key(0),
+            monitor=True, progress=False)  # fmt: skip
+    record = info.value.record
+    assert record["epoch"] == 2 and np.isnan(record["train_loss"]) and record["lr"] == pytest.approx(0.1)
+    # Global steps 9-12 were applied before the bad one; their points are finite.
+    assert record["monitor"]["step"] == [9, 10, 11, 12]
+    assert np.isfinite(record["monitor"]["loss"]).all()
+    # A NaN loss is the lr-too-large rule's first trigger, and its message says so.
+    rules = [(d["rule"], d["epoch"]) for d in record["diagnoses"]]
+    assert rules == [("lr-too-large", 2)] and "learning rate" in record["diagnoses"][0]["message"]
+    assert info.value.result.history[-1]["epoch"] == 1  # the partial epoch is not in the history
+
+
+def test_fit_stores_each_epochs_diagnoses_in_its_record():
+    # Closed form: bias -10 and weights 0.5 on inputs in [0, 1) give pre-activations below
+    # -5.5 for every sample, so every ReLU unit is dead (value 1.0) and, with zero gradient
+    # through the ReLU, stays dead in every epoch; the rule fires once per epoch.
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+    params, state = model.init(jax.random.key(0))
+    params = ({"weight": jnp.full((4, 6), 0.5), "bias": jnp.full((4,), -10.0)}, {}, params[2])
+    x, y = toy_data(64)
+    x = np.abs(x) % 1.0
+    result = fit(model, F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=2, batch_size=8,
+                 params=params, state=state, key=jax.random.key(1), monitor=True, progress=False)  # fmt: skip
+    for epoch, record in enumerate(result.history, start=1):
+        dead = [d for d in record["diagnoses"] if d["rule"] == "dead-relu"]
+        assert [(d["layer"], d["epoch"], d["value"]) for d in dead] == [("1 ReLU()", epoch, 1.0)]
+        assert "LeakyReLU" in dead[0]["message"]
+    # Without a monitor no rule runs and the record has no diagnoses.
+    quiet = fit(model, F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=8,
+                params=params, state=state, key=jax.random.key(1), progress=False)  # fmt: skip
+    assert "diagnoses" not in quiet.history[0]
+
+
 def test_resume_with_a_monitor_equals_an_uninterrupted_run_and_keeps_the_series(tmp_path):
     x, y = toy_data(64)
     model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3))

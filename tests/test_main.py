@@ -226,6 +226,21 @@ def test_divergence_is_one_line_and_status_3(tmp_path):
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and "training diverged at epoch 1, step" in err[0] and "try a smaller --lr" in err[0]
     assert (tmp_path / "run" / "diverged.npz").exists()
+    # The rules read the diverged epoch too: a diagnosis line on stdout, and in strict JSON.
+    assert "[lr-too-large]" in result.stdout and "learning rate is too large" in result.stdout
+    text = (tmp_path / "run" / "diagnostics.json").read_text()
+    diagnoses = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))["diagnoses"]
+    assert [d["rule"] for d in diagnoses] == ["lr-too-large"]
+
+
+def test_lr_50_is_diagnosed_as_a_learning_rate_too_large(tmp_path, capsys):
+    # Issue 11's example: the default MLP at --lr 50. Its first monitored step (14) moves the
+    # weights by more than their own norm (update ratio > 1, healthy ~1e-3), and a later step
+    # overflows the gradient norm.
+    out = tmp_path / "run"
+    assert main(["train", "--lr", "50", "--epochs", "1", "--no-progress", "--out", str(out)]) == 3
+    lines = [line for line in capsys.readouterr().out.splitlines() if "[lr-too-large]" in line]
+    assert len(lines) == 1 and "learning rate is too large" in lines[0] and "step 14" in lines[0]
 
 
 def test_gradcheck_command_prints_an_agreeing_table(capsys):

@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import nn
+from fnn.diagnostics.rules import diagnose
 from fnn.train.step import MonitorStep
 
 __all__ = ["POINTS_PER_EPOCH", "Monitor", "layer_kind", "layer_name"]
@@ -288,3 +289,27 @@ class Monitor:
             )
         ]
         return {"loss": floats(points["loss"]), "grad_norm": floats(points["grad_norm"]), "layers": described}
+
+    def diagnose(self, history: list[dict]) -> list[dict]:
+        """The course's findings for the history's last epoch (what ``fit`` stores in it).
+
+        Args:
+            history: the epoch records so far, the newest last (test losses included, so
+                the overfitting rule can read them).
+
+        Returns:
+            ``Diagnosis._asdict()`` of every finding of ``fnn.diagnostics.diagnose`` whose
+            epoch is the last record's. The rules are causal (an epoch's findings read only
+            the records up to it), so diagnosing after every epoch finds exactly what
+            diagnosing the finished history would.
+
+        Example:
+            >>> history = [{"epoch": e, "train_loss": 1.0 / e, "test_loss": t}
+            ...            for e, t in enumerate([0.5, 0.4, 0.45, 0.5, 0.55], start=1)]
+            >>> [(d["rule"], d["epoch"]) for d in Monitor().diagnose(history)]
+            [('overfitting', 5)]
+        """
+        if not history:
+            return []
+        epoch = history[-1]["epoch"]
+        return [d._asdict() for d in diagnose(history) if d.epoch == epoch]

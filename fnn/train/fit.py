@@ -32,6 +32,10 @@ checkpoint. Its contract:
   plain floats and global 1-based steps (``TrainState.step`` after that step). This is the
   one place ``fnn.train`` touches ``fnn.diagnostics``, imported lazily here, so importing
   ``fnn.train`` does not import it. Off (the default), the compiled epoch is unchanged.
+  A monitor may also define ``diagnose(history)``; ``fnn.diagnostics.Monitor``'s runs the
+  course's rules (``fnn.diagnostics.rules``) after each epoch, evaluation included, and the
+  record gets ``record["diagnoses"]``: that epoch's findings as dicts (``Diagnosis._asdict()``),
+  an empty list when there are none. Without a monitor, no rule runs.
   An epoch that diverges gets no record (``fit`` raises ``TrainingDiverged``), so its points,
   those from the bad step on describing steps that were not applied, are never reported.
 """
@@ -221,17 +225,18 @@ def _train_epoch(
     )
     if done < n_steps:
         lr = float(m["lr"][done]) if "lr" in m else None
-        return (
-            ts,
-            {},
-            {
-                "epoch": run.train_state.epoch + 1,
-                "step": done + 1,
-                "loss": float(m["loss"][done]),
-                "lr": lr,
-                "grad_norm": float(m["grad_norm"][done]),
-            },
-        )
+        bad = {
+            "epoch": run.train_state.epoch + 1,
+            "step": done + 1,
+            "loss": float(m["loss"][done]),
+            "lr": lr,
+            "grad_norm": float(m["grad_norm"][done]),
+        }
+        if monitor is not None:  # the points of the steps that were applied
+            applied = {**points, "step": points["step"][points["ok"]]}
+            applied["points"] = jax.tree.map(lambda a: a[points["ok"]], points["points"])
+            bad["monitor"] = _monitor_record(run, monitor, applied, run.train_state.step)
+        return ts, {}, bad
     record = {"epoch": ts.epoch, "train_loss": float(m.pop("loss").mean())}
     lr = m.pop("lr", None)
     record.update({(k if k == "grad_norm" else f"train_{k}"): float(v.mean()) for k, v in m.items()})
@@ -240,6 +245,21 @@ def _train_epoch(
     if monitor is not None:
         record["monitor"] = _monitor_record(run, monitor, points, run.train_state.step)
     return ts, record, None
+
+
+def _diverged_record(bad: dict, history: list[dict], monitor: EpochMonitor | None) -> dict:
+    """What is known of a diverged epoch, shaped like a record: ``train_loss`` is the bad
+    step's loss; with a monitor, ``monitor`` holds the points of the steps applied before it
+    and ``diagnoses`` the rules' findings (a learning rate too large, typically)."""
+    record = {"epoch": bad["epoch"], "train_loss": bad["loss"]}
+    if bad["lr"] is not None:
+        record["lr"] = bad["lr"]
+    if "monitor" in bad:
+        record["monitor"] = bad["monitor"]
+    diagnose = getattr(monitor, "diagnose", None)
+    if diagnose is not None:
+        record["diagnoses"] = diagnose([*history, record])
+    return record
 
 
 def _diverged_error(info: dict, n_steps: int, saved: str | None, result: FitResult) -> TrainingDiverged:
@@ -401,7 +421,9 @@ def _run_epochs(
             bar.done()
             if bad is not None:
                 saved = checkpoints.diverged(ts, run, callbacks, bad)
-                raise _diverged_error(bad, n_steps, saved, FitResult(ts, run.history))
+                error = _diverged_error(bad, n_steps, saved, FitResult(ts, run.history))
+                error.record = _diverged_record(bad, run.history, epoch_args["monitor"])
+                raise error
             record["train_seconds"] = time.perf_counter() - t0
             if data.eval is not None:
                 scores = evaluate_checked(
@@ -411,6 +433,9 @@ def _run_epochs(
             record["seconds"] = time.perf_counter() - t0
             run.train_state = ts
             run.history.append(record)
+            diagnose = getattr(epoch_args["monitor"], "diagnose", None)
+            if diagnose is not None:
+                record["diagnoses"] = diagnose(run.history)
             for cb in callbacks:
                 cb.on_epoch_end(run, record)
             checkpoints.end_of_epoch(run, callbacks, record)

@@ -113,6 +113,10 @@ class TrainingDiverged(FloatingPointError):
       result: a ``FitResult`` whose ``train_state`` is the state from just before the bad
         step (``epoch`` = epochs completed, ``step`` = optimizer steps applied), with the
         history of the completed epochs.
+      record: what ``fit`` knows of the diverged epoch, shaped like a history record but not
+        in the history: ``epoch``, ``train_loss`` (the bad step's loss), ``lr``, and with a
+        monitor the ``monitor`` points of the steps applied before it and their
+        ``diagnoses``. ``{}`` when raised outside ``fit``.
     """
 
     def __init__(
@@ -120,3 +124,4 @@ class TrainingDiverged(FloatingPointError):
     ):
         super().__init__(message)
         self.epoch, self.step, self.loss, self.lr, self.result = epoch, step, loss, lr, result
+        self.record: dict = {}

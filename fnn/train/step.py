@@ -140,6 +140,9 @@ class EpochMonitor(Protocol):
     def summarize(self, model: Any, points: Any) -> dict:
         """The stacked points (numpy leaves of length n_points) as plain JSON-able values."""
 
+    # Optional: ``diagnose(history) -> list[dict]``; ``fit`` stores what it returns for the
+    # newest epoch in ``record["diagnoses"]`` (``fnn.diagnostics.Monitor`` runs the rules).
+
 
 def _loss_and_grads(model, loss, grad: str) -> Callable:
     """(params, state, key, x, y) -> (loss, output, new_state, grads) for the chosen source."""
