@@ -62,3 +62,22 @@ def test_newton_step_recipe(recipes):
     assert np.asarray(ns["H"]).dtype == np.float64
     np.testing.assert_allclose(ns["H"], hessian, rtol=1e-12)
     np.testing.assert_allclose(ns["theta_new"], theta - np.linalg.solve(hessian, gradient), rtol=1e-10)
+
+
+def test_diagnostics_recipe(capsys):
+    """'Reading a run': a healthy run has no diagnosis, lr 50 is diagnosed as a learning rate
+    too large, and the suggestion is the range test's rule recomputed here in numpy."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Reading a run: what the course would diagnose", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    ns = _run(code)
+    run, hot, found = ns["run"], ns["hot"], ns["found"]
+    # 6000 // 128 = 46 steps an epoch, every max(1, 46 // 32) = 1: epoch 2 is global steps 47-92.
+    assert run.history[-1]["monitor"]["step"] == list(range(47, 93))
+    assert run.history[-1]["diagnoses"] == []
+    assert "lr-too-large" in [d["rule"] for d in hot["diagnoses"]]
+    assert "[lr-too-large]" in capsys.readouterr().out
+    # fastai's rule, by hand: the lr at the lowest valid smoothed loss, divided by 10.
+    lrs, smoothed, valid = (np.asarray(a) for a in (found.lrs, found.smoothed, found.valid))
+    best = np.flatnonzero(valid)[np.argmin(smoothed[valid])]
+    assert found.suggested_lr == pytest.approx(lrs[best] / 10, rel=1e-6)
