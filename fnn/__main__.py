@@ -204,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
         reduce_lr_on_plateau=False,
         resume=False,
         overwrite=False,
+        no_monitor=True,
     )
     r = sub.add_parser("report", help="rebuild DIR/report.html, the one-file HTML report of a run")
     r.add_argument("dir", help="a run directory written by `python -m fnn train`")
@@ -472,7 +473,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 # config_of keys that the range test does not use: it sweeps the lr itself and trains no epochs.
-_NOT_LR_FIND = ("lr", "schedule", "epochs", "early_stopping", "reduce_lr_on_plateau")
+_NOT_LR_FIND = ("lr", "schedule", "epochs", "early_stopping", "reduce_lr_on_plateau", "monitor")
 
 
 def lr_find_command(args: argparse.Namespace) -> int:
