@@ -29,18 +29,7 @@ from fnn import data, models, optim, train
 from fnn import functional as F
 
 NAME = "fashion_mnist"
-CLASSES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+CLASSES = list(data.FASHION_MNIST_CLASSES)
 DEFAULT_ROOT = common.ROOT.parent / "shared" / "data" / "fashion-mnist"
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from poison import PoisonAt  # tests/poison.py
 
 from fnn import checkpoint, nn, optim
 from fnn import functional as F
@@ -322,24 +323,6 @@ def test_importing_fnn_train_does_not_import_diagnostics():
 
 
 # ---------------------------------------------------------------- divergence, resume, mesh
-
-
-@dataclass(frozen=True)
-class PoisonAt(nn.Layer):
-    """Counts training steps in its state and multiplies by NaN at step `at` (0-based)."""
-
-    at: int
-
-    def init(self, key):
-        return {}, {"count": jnp.zeros((), jnp.int32)}
-
-    def apply(self, params, state, x, *, key=None, train):
-        y, new_state, _ = self.apply_vjp(params, state, x, key=key, train=train)
-        return y, new_state
-
-    def apply_vjp(self, params, state, x, *, key=None, train):
-        factor = jnp.where(state["count"] == self.at, jnp.nan, 1.0)
-        return x * factor, {"count": state["count"] + 1}, lambda g: ({}, g * factor)
 
 
 def test_points_from_the_first_bad_step_on_are_marked_and_fit_still_raises(grad="manual"):

@@ -13,12 +13,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from poison import PoisonAt  # tests/poison.py
 
 from fnn import checkpoint, nn, optim
 from fnn import functional as F
@@ -233,26 +233,6 @@ def test_continuing_from_a_train_state_equals_never_stopping(make_opt):
 
 
 # ---------------------------------------------------------------- divergence
-
-
-@dataclass(frozen=True)
-class PoisonAt(nn.Layer):
-    """Counts training steps in its state and multiplies by NaN at step `at` (0-based)."""
-
-    at: int
-
-    def init(self, key):
-        return {}, {"count": jnp.zeros((), jnp.int32)}
-
-    def apply(self, params, state, x, *, key=None, train):
-        y, new_state, _ = self.apply_vjp(params, state, x, key=key, train=train)
-        return y, new_state
-
-    def apply_vjp(self, params, state, x, *, key=None, train):
-        if not train:
-            return x, state, lambda g: ({}, g)
-        factor = jnp.where(state["count"] == self.at, jnp.nan, 1.0)
-        return x * factor, {"count": state["count"] + 1}, lambda g: ({}, g * factor)
 
 
 def poisoned_model(at):

@@ -8,8 +8,10 @@ for xb, yb in fnn.data.batches(x, labels, 64, key=epoch_key):
 
 from fnn.data.batching import batches, epoch_permutation, num_batches
 from fnn.data.datasets import (
+    FASHION_MNIST_CLASSES,
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
+    MNIST_CLASSES,
     MNIST_MEAN,
     MNIST_STD,
     fashion_mnist,
@@ -19,8 +21,10 @@ from fnn.data.datasets import (
 from fnn.data.idx import read_idx, write_idx
 
 __all__ = [
+    "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
+    "MNIST_CLASSES",
     "MNIST_MEAN",
     "MNIST_STD",
     "batches",

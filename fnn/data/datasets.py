@@ -38,14 +38,31 @@ from fnn._checks import check_classes_in_range, check_positive
 from fnn.data.idx import parse_idx, read_idx
 
 __all__ = [
+    "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
+    "MNIST_CLASSES",
     "MNIST_MEAN",
     "MNIST_STD",
     "fashion_mnist",
     "mnist",
     "normalize",
 ]
+
+# Class names by label index: MNIST's digits, and Fashion-MNIST's from Xiao et al. (2017).
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 # Mean and std of pixel/255 over the 60000 MNIST training images (the standard values).
 MNIST_MEAN = 0.1307

@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from fnn import nn, runs
-from fnn.diagnostics import svg
+from fnn import data, nn, runs
+from fnn.diagnostics import rules, svg
 from fnn.train import predict
 
 __all__ = ["SECTIONS", "write_report"]
@@ -57,30 +57,7 @@ SECTIONS = (
     "wrong-predictions",
     "weight-templates",
 )
-CLASS_NAMES = {
-    "mnist": tuple(str(i) for i in range(10)),
-    "fashion-mnist": (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ),
-}
-RULES = (
-    "dead-relu",
-    "vanishing-signal",
-    "exploding-signal",
-    "saturation",
-    "lr-too-large",
-    "lr-too-small",
-    "overfitting",
-)
+CLASS_NAMES = {"mnist": data.MNIST_CLASSES, "fashion-mnist": data.FASHION_MNIST_CLASSES}
 
 # (statistic key, chart title, y label, log axis, fraction, guide line) for the monitors.
 _LAYER_STATS = (
@@ -380,7 +357,8 @@ def _diagnoses(diagnostics: dict | None, history: list[dict] | None) -> str:
         )
     if not found:
         return (
-            f'<p id="no-diagnosis"><strong>No diagnosis.</strong> None of the rules ({_e(", ".join(RULES))}) '
+            f'<p id="no-diagnosis"><strong>No diagnosis.</strong> None of the rules '
+            f"({_e(', '.join(rules.RULES))}) "
             f"fired on this run ({_e(source)}).</p>"
         )
     rows = []
