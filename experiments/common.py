@@ -240,6 +240,7 @@ def summarize_findings(found: list[dict]) -> str:
                 else f" ({100 * lo:.0f}-{100 * hi:.0f}%)"
             )
         elif rule in ("vanishing-signal", "exploding-signal"):
-            text += f" ({min(d['value'] for d in hits):.3g}x/layer)"
+            values = sorted({f"{d['value']:.2g}" for d in hits}, key=float)
+            text += f" ({'-'.join(values[:: max(1, len(values) - 1)])}x/layer)"
         parts.append(text)
     return "; ".join(parts)
