@@ -135,17 +135,18 @@ def train_monitored(
     batch_size: int,
     key: Any,
     monitor: Any = None,
-) -> tuple[Any, Any, list[float], list[dict]]:
+) -> tuple[Any, Any, list[float], list[dict], int | None]:
     """``fit(monitor=...)`` for experiments that need what fit drops: every step's loss, and
     the monitor points of a diverged epoch (fit raises and reports none).
 
-    Returns ``(params, state, step_losses, history)``: the step losses up to and including
-    the first non-finite one (the run stops there, params and state are those from before
-    it); one record per epoch run, as fit's (``epoch``, ``train_loss``, ``lr``, ``monitor``
-    with global steps), except that a diverged epoch's record keeps its points up to the bad
-    step and its ``train_loss`` is the mean up to that step (non-finite), so
-    ``fnn.diagnostics.diagnose(history)`` sees the divergence. Epoch ``e`` (0-based) draws
-    from ``fold_in(key, e)``, as fit does.
+    Returns ``(params, state, step_losses, history, diverged_at)``: the step losses up to and
+    including the first step whose loss or gradient norm is non-finite (the run stops there,
+    params and state are those from before it; ``diverged_at`` is its global 1-based step,
+    None when every step was finite); one record per epoch run, as fit's (``epoch``,
+    ``train_loss``, ``lr``, ``monitor`` with global steps), except that a diverged epoch's
+    record keeps its points up to the bad step and its ``train_loss`` is the mean up to that
+    step, so ``fnn.diagnostics.diagnose(history)`` sees the divergence. Epoch ``e``
+    (0-based) draws from ``fold_in(key, e)``, as fit does.
     """
     import operator
 
@@ -179,8 +180,8 @@ def train_monitored(
         losses.extend(m["loss"][:done].tolist())
         history.append(record)
         if not ok.all():
-            break
-    return params, state, losses, history
+            return params, state, losses, history, len(losses)
+    return params, state, losses, history, None
 
 
 def at_init(model: Any, params: Any, state: Any, x: Any, key: Any, y: Any = None, loss: Any = None) -> dict:

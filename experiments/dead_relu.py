@@ -92,10 +92,10 @@ def main() -> None:
                 start = common.at_init(
                     model, params, state, x_train[:batch_size], k_init, y_train[:batch_size], F.cross_entropy
                 )
-                params, state, losses, history = common.train_monitored(
+                params, state, _, history, diverged_at = common.train_monitored(
                     model, F.cross_entropy, optim.sgd(lr=lr), params, state, (x_train, y_train), **run_args
                 )
-                diverged = not np.isfinite(losses[-1])
+                diverged = diverged_at is not None
                 per_layer = [math.nan] * len(HIDDEN) if diverged else dead_per_layer(history[-1])
                 acc = math.nan if diverged else train.evaluate(model, params, state, test_data)["accuracy"]
                 found = {"at init": common.findings([start]), "training": common.findings(history)}
@@ -108,7 +108,7 @@ def main() -> None:
                         "dead after": float(np.mean(per_layer)),
                         "dead per layer": " ".join(f"{d:.2f}" for d in per_layer),
                         "test acc": acc,
-                        "diverged": f"step {len(losses)}" if diverged else "-",
+                        "diverged": f"step {diverged_at}" if diverged else "-",
                         "diagnoses": common.summarize_findings(found["training"]),
                         "findings": found,
                         "seconds": time.perf_counter() - t0,

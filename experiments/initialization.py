@@ -178,7 +178,7 @@ def main() -> None:
             k_model, k_fit = jax.random.split(k_train)
             params, state = deep_net(act, w_init, classifier=True).init(k_model)
             t0 = time.perf_counter()
-            params, state, losses, history = common.train_monitored(
+            params, state, losses, history, diverged_at = common.train_monitored(
                 model,
                 F.cross_entropy,
                 optimizer,
@@ -189,7 +189,7 @@ def main() -> None:
                 batch_size=batch_size,
                 key=k_fit,
             )
-            finite = bool(np.all(np.isfinite(losses)))
+            finite = diverged_at is None
             test = (
                 train.evaluate(model, params, state, (xt, yt))
                 if finite
@@ -205,7 +205,7 @@ def main() -> None:
                     "first loss": losses[0],
                     "final train loss": float(np.mean(losses[-50:])) if finite else math.nan,
                     "test acc": test["accuracy"],
-                    "diverged at step": "-" if finite else len(losses),
+                    "diverged at step": diverged_at or "-",
                     "diagnoses": common.summarize_findings(found),
                     "seconds": time.perf_counter() - t0,
                 }
