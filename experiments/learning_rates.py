@@ -4,11 +4,11 @@ Course claim: gradient descent has three regimes in the step size. Too small and
 falls, but slowly; about right and it converges fast; too big and each step overshoots
 the valley, so the loss oscillates or blows up (to inf/NaN). Plain SGD (no momentum) on an
 MLP 784-512-512-10 without batch norm or dropout, MNIST, the same key for every lr.
-Per-step losses come from ``fnn.train.make_train_epoch`` with ``fnn.diagnostics``'
-monitor on (``common.train_monitored``), whose diagnoses each run records; a diverging
-run is stopped at its first non-finite loss. The same diverging lr is also run through
-``fnn.train.fit``, which raises FloatingPointError naming the epoch and step: the script
-records its message.
+Per-step losses come from ``fnn.train.make_train_epoch`` with ``fnn.diagnostics``' monitor
+on at every step (``common.train_monitored``), whose diagnoses each run records; a
+diverging run is stopped at its first non-finite loss or gradient norm. The same
+diverging lr is also run through ``fnn.train.fit``, which raises FloatingPointError
+naming the epoch and step: the script records its message.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 import fnn.functional as F
-from fnn import models, optim, train
+from fnn import diagnostics, models, optim, train
 
 NAME = "learning_rates"
 LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
@@ -54,6 +54,7 @@ def main() -> None:
             epochs=epochs,
             batch_size=batch_size,
             key=k_train,
+            monitor=diagnostics.Monitor(every=1),  # a too-big lr diverges within the first 14 steps
         )
         diverged = diverged_at is not None
         curves[lr], diagnoses[lr] = losses, common.findings(history)
