@@ -121,3 +121,127 @@ def plot_history(
             ax.set_xticks(epochs)
         else:
             ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def train_monitored(
+    model: Any,
+    loss: Any,
+    optimizer: Any,
+    params: Any,
+    state: Any,
+    train_data: tuple[Any, Any],
+    *,
+    epochs: int,
+    batch_size: int,
+    key: Any,
+    monitor: Any = None,
+) -> tuple[Any, Any, list[float], list[dict], int | None]:
+    """``fit(monitor=...)`` for experiments that need what fit drops: every step's loss, and
+    the monitor points of a diverged epoch (fit raises and reports none).
+
+    Returns ``(params, state, step_losses, history, diverged_at)``: the step losses up to and
+    including the first step whose loss or gradient norm is non-finite (the run stops there,
+    params and state are those from before it; ``diverged_at`` is its global 1-based step,
+    None when every step was finite); one record per epoch run, as fit's (``epoch``,
+    ``train_loss``, ``lr``, ``monitor`` with global steps), except that a diverged epoch's
+    record keeps its points up to the bad step and its ``train_loss`` is the mean up to that
+    step, so ``fnn.diagnostics.diagnose(history)`` sees the divergence. Epoch ``e``
+    (0-based) draws from ``fold_in(key, e)``, as fit does.
+    """
+    import operator
+
+    import jax
+    import numpy as np
+
+    from fnn import diagnostics, train
+
+    monitor = monitor or diagnostics.Monitor()
+    run_epoch = train.make_train_epoch(model, loss, optimizer, batch_size, monitor=monitor)
+    opt_state = optimizer.init(params)
+    losses: list[float] = []
+    history: list[dict] = []
+    for e in range(epochs):
+        params, state, opt_state, m = run_epoch(
+            params, state, opt_state, jax.random.fold_in(key, e), *train_data
+        )
+        m = jax.tree.map(np.asarray, m)
+        ok = m["ok"]
+        done = len(ok) if ok.all() else int(np.argmin(ok)) + 1  # steps run, the bad one included
+        points = m["monitor"]
+        kept = int(np.sum(points["step"] <= done))
+        record = {"epoch": e + 1, "train_loss": float(np.mean(m["loss"][:done]))}
+        if "lr" in m:
+            record["lr"] = float(m["lr"][done - 1])
+        record["monitor"] = {
+            "every": int(points["every"]),
+            "step": [len(losses) + int(s) for s in points["step"][:kept]],
+            **monitor.summarize(model, jax.tree.map(operator.itemgetter(slice(kept)), points["points"])),
+        }
+        losses.extend(m["loss"][:done].tolist())
+        history.append(record)
+        if not ok.all():
+            return params, state, losses, history, len(losses)
+    return params, state, losses, history, None
+
+
+def at_init(model: Any, params: Any, state: Any, x: Any, key: Any, y: Any = None, loss: Any = None) -> dict:
+    """A one-point history record of ``fnn.diagnostics.Monitor.collect`` on the initial
+    weights: the training-mode forward on ``x`` (what step 1 would see), with the loss and
+    gradients on ``y`` when ``loss`` is given; without, a forward-only point whose loss and
+    gradients are recorded as 0. No update is taken, so every update ratio is 0: only the
+    activation rules (dead-relu, saturation, vanishing/exploding signal) can judge it.
+    ``diagnose([at_init(...)])`` gives the diagnoses at initialization."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from fnn import diagnostics, nn, train
+
+    if loss is None:
+        value, grads = jnp.zeros(()), jax.tree.map(jnp.zeros_like, params)
+    else:
+
+        def objective(p):
+            return nn.as_loss(loss)(model.apply(p, state, x, key=key, train=True)[0], y)
+
+        value, grads = jax.value_and_grad(objective)(params)
+    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    step = train.MonitorStep(params, state, key, x, y, grads, params, state, value, grad_norm)
+    monitor = diagnostics.Monitor(every=1)
+    point = jax.tree.map(lambda a: np.asarray(a)[None], monitor.collect(model, step))
+    return {
+        "epoch": 1,
+        "train_loss": float(value),
+        "monitor": {"every": 1, "step": [1], **monitor.summarize(model, point)},
+    }
+
+
+def findings(history: list[dict]) -> list[dict]:
+    """``fnn.diagnostics.diagnose(history)`` as JSON-able dicts, for results.json."""
+    from fnn import diagnostics
+
+    return [d._asdict() for d in diagnostics.diagnose(history)]
+
+
+def summarize_findings(found: list[dict]) -> str:
+    """One short cell per run for the tables: each rule once, with the layers it named and
+    the range of its values, e.g. ``dead-relu 9,11,13 (97-100%); lr-too-large``."""
+    if not found:
+        return "-"
+    parts = []
+    for rule in dict.fromkeys(d["rule"] for d in found):
+        hits = [d for d in found if d["rule"] == rule]
+        layers = sorted({int(d["layer"].split()[0]) for d in hits if d["layer"]})
+        text = rule + (" " + ",".join(map(str, layers)) if layers else "")
+        if rule in ("dead-relu", "saturation"):
+            lo, hi = min(d["value"] for d in hits), max(d["value"] for d in hits)
+            text += (
+                f" ({100 * lo:.0f}%)"
+                if round(100 * lo) == round(100 * hi)
+                else f" ({100 * lo:.0f}-{100 * hi:.0f}%)"
+            )
+        elif rule in ("vanishing-signal", "exploding-signal"):
+            values = sorted({f"{d['value']:.2g}" for d in hits}, key=float)
+            text += f" ({'-'.join(values[:: max(1, len(values) - 1)])}x/layer)"
+        parts.append(text)
+    return "; ".join(parts)

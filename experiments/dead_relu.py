@@ -7,9 +7,12 @@ and the network's accuracy suffers. LeakyReLU (slope 0.01) and ELU keep a non-ze
 for negative inputs, so under the same settings their units can recover and the accuracy
 holds.
 
-A unit counts as dead when its pre-activation is <= 0 on every one of the training
-samples used (for LeakyReLU/ELU the same test: "never in the positive regime"; such a
-unit still passes gradient). MLP 784-256x6-10 without batch norm or dropout, plain SGD,
+A unit counts as dead when it is never positive on a batch: fnn.diagnostics' monitor
+(ReLU output 0 on every sample; for LeakyReLU/ELU the pre-activation <= 0 on every
+sample, "never in the positive regime", although such a unit still passes gradient), at
+init on one batch of 128, after training as the median over the last epoch's monitored
+batches; ``fnn.diagnostics.diagnose`` names what each run shows.
+MLP 784-256x6-10 without batch norm or dropout, plain SGD,
 batch 128, the same key for every run. Init "kaiming": weights kaiming_normal (Var 2/fan_in),
 biases 0; "kaiming, bias -1": the same weights with every hidden bias set to -1. Both are
 ``nn.Linear(weight_init=, bias_init=)`` arguments, so the draws are fnn's own.
@@ -19,11 +22,11 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 import time
 
 import common
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import fnn.functional as F
@@ -38,6 +41,7 @@ INITS = {
     "kaiming, bias -1": functools.partial(init.constant, val=-1.0),
 }
 LRS = [0.01, 0.1, 0.3, 1.0]
+COLUMNS = "activation|init|lr|dead at init|dead after|dead per layer|test acc|diverged|diagnoses".split("|")
 
 
 def mlp(activation: nn.Layer, hidden_bias_init=None) -> nn.Sequential:
@@ -57,28 +61,13 @@ def mlp(activation: nn.Layer, hidden_bias_init=None) -> nn.Sequential:
     return nn.Sequential(*layers, linear(width, 10, init.zeros))
 
 
-def make_max_preactivation(model: nn.Sequential):
-    """jit (params, state, x) -> per hidden Linear, the max pre-activation of each unit over x."""
-    hidden = [i for i, layer in enumerate(model.layers) if isinstance(layer, nn.Linear)][:-1]
-
-    @jax.jit
-    def run(params, state, x):
-        outputs = model.intermediates(params, state, x, train=False)
-        return jnp.stack([jnp.max(outputs[i], axis=0) for i in hidden])  # (n_hidden_layers, width)
-
-    return run
-
-
-def dead_fraction(max_fn, params, state, x, chunk: int = 10000) -> tuple[float, list[float]]:
-    """Fraction of hidden units never positive on x (overall, per layer); NaN params -> NaN."""
-    m = jnp.max(
-        jnp.stack([max_fn(params, state, x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]), axis=0
-    )
-    m = np.asarray(m)
-    if not np.all(np.isfinite(m)):
-        return math.nan, [math.nan] * m.shape[0]
-    dead = m <= 0
-    return float(dead.mean()), dead.mean(axis=1).tolist()
+def dead_per_layer(record: dict) -> list[float]:
+    """Per activation layer, the median over the record's monitored points of its dead
+    fraction (``fnn.diagnostics``: units never positive on a batch); NaN when none."""
+    layers = [layer for layer in record["monitor"]["layers"] if "dead_fraction" in layer]
+    return [
+        statistics.median(layer["dead_fraction"]) if layer["dead_fraction"] else math.nan for layer in layers
+    ]
 
 
 def main() -> None:
@@ -90,61 +79,48 @@ def main() -> None:
     batch_size, key = 128, jax.random.key(0)
     k_init, k_train = jax.random.split(key)
 
-    rows = []
+    rows, run_args = [], dict(epochs=epochs, batch_size=batch_size, key=k_train)
     for act_name, act in ACTIVATIONS.items():
         # The inits differ only in what init() draws, but the compiled epoch and evaluator are
         # memoized on the model, and a Linear's init functions are part of it: so both inits
         # train through this one init-free model, from the params of their own mlp(act, init).
         model = mlp(act)
-        max_fn = make_max_preactivation(model)
         for lr in lrs:
-            opt = optim.sgd(lr=lr)
-            run_epoch = train.make_train_epoch(model, F.cross_entropy, opt, batch_size)
             for init_name, bias_init in INITS.items():
                 t0 = time.perf_counter()
                 params, state = mlp(act, bias_init).init(k_init)
-                dead0, _ = dead_fraction(max_fn, params, state, x_train)
-                opt_state = opt.init(params)
-                diverged = False
-                for e in range(epochs):
-                    params, _st, opt_state, metrics = run_epoch(
-                        params, state, opt_state, jax.random.fold_in(k_train, e), x_train, y_train
-                    )
-                    if not np.all(np.isfinite(np.asarray(metrics["loss"]))):
-                        diverged = True
-                        break
-                dead, per_layer = dead_fraction(max_fn, params, state, x_train)
-                test = (
-                    train.evaluate(model, params, state, test_data)
-                    if not diverged
-                    else {"accuracy": math.nan}
+                start = common.at_init(
+                    model, params, state, x_train[:batch_size], k_init, y_train[:batch_size], F.cross_entropy
                 )
+                params, state, _, history, diverged_at = common.train_monitored(
+                    model, F.cross_entropy, optim.sgd(lr=lr), params, state, (x_train, y_train), **run_args
+                )
+                diverged = diverged_at is not None
+                per_layer = [math.nan] * len(HIDDEN) if diverged else dead_per_layer(history[-1])
+                acc = math.nan if diverged else train.evaluate(model, params, state, test_data)["accuracy"]
+                found = {"at init": common.findings([start]), "training": common.findings(history)}
                 rows.append(
                     {
                         "activation": act_name,
                         "init": init_name,
                         "lr": lr,
-                        "dead at init": dead0,
-                        "dead after": dead,
+                        "dead at init": float(np.mean(dead_per_layer(start))),
+                        "dead after": float(np.mean(per_layer)),
                         "dead per layer": " ".join(f"{d:.2f}" for d in per_layer),
-                        "test acc": test["accuracy"],
-                        "diverged": "yes" if diverged else "-",
+                        "test acc": acc,
+                        "diverged": f"step {diverged_at}" if diverged else "-",
+                        "diagnoses": common.summarize_findings(found["training"]),
+                        "findings": found,
                         "seconds": time.perf_counter() - t0,
                     }
                 )
-                print(
-                    f"{act_name:16s} {init_name:17s} lr {lr:<5g} dead {dead0:.3f} -> {dead:.3f}  "
-                    f"test acc {test['accuracy']:.4f}",
-                    flush=True,
-                )
+                print(f"{act_name} {init_name} lr {lr:g}: {rows[-1]['diagnoses']}", flush=True)
     print(
-        f"\nDead hidden units (pre-activation <= 0 on all {n_train} training samples), MLP 784-256x6-10, "
+        f"\nDead hidden units (never positive on a batch of {batch_size}; after: median over the last "
+        f"epoch's monitored batches), MLP 784-256x6-10, "
         f"plain SGD, batch {batch_size}, {epochs} epoch(s):"
     )
-    common.print_table(
-        rows,
-        ["activation", "init", "lr", "dead at init", "dead after", "dead per layer", "test acc", "diverged"],
-    )
+    common.print_table(rows, COLUMNS)
 
     wall = time.perf_counter() - t_start
     results = {
@@ -188,7 +164,7 @@ def plot(results: dict, out: str) -> None:
             )
             ax_dead.plot(lrs, [100 * r["dead after"] for r in sel], **kw)
             ax_acc.plot(lrs, [100 * r["test acc"] for r in sel], **kw)
-            gone = np.array([r["diverged"] == "yes" for r in sel])
+            gone = np.array([r["diverged"] != "-" for r in sel])
             if gone.any():  # a diverged run has no dead fraction or accuracy: mark it at 0
                 jitter = {name: f for name, f in zip(ACTIVATIONS, (0.85, 1.0, 1.18), strict=True)}[
                     act_name
@@ -201,7 +177,7 @@ def plot(results: dict, out: str) -> None:
         ax.set_xlabel("SGD learning rate")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    ax_dead.set_ylabel("hidden units never positive on the training set (%)")
+    ax_dead.set_ylabel("hidden units never positive on a batch (%)")
     ax_dead.set_title(
         f"Dead units after {results['epochs']} epoch(s), MLP 784-256x6-10 (diverged runs not shown)"
     )

@@ -55,37 +55,21 @@ def deep_net(activation: nn.Layer, weight_init=None, classifier: bool = False) -
 
 
 def layer_statistics(activation: nn.Layer, weight_init, x: jax.Array, key: jax.Array) -> dict:
-    """Per-layer mean, std and across-unit spread of the activations of a plain deep stack."""
+    """Per activation layer of a plain deep stack at init: mean and std (``fnn.diagnostics``'
+    monitor on the initial weights), the across-unit spread, and the diagnoses at init."""
     model = deep_net(activation, weight_init)
     params, state = model.init(key)
-    outputs = model.intermediates(params, state, x, train=False)
-    means, stds, spreads = [], [], []
-    for h in outputs[1::2]:  # after each activation
-        means.append(float(jnp.mean(h)))
-        stds.append(float(jnp.std(h)))
-        # std across the units of one sample, averaged over samples: 0 means every
-        # unit computes the same thing (the symmetry a constant init never breaks).
-        spreads.append(float(jnp.mean(jnp.std(h, axis=1))))
-    return {"mean": means, "std": stds, "unit_spread": spreads}
-
-
-def train_curve(model, optimizer, params, state, x, y, epochs, batch_size, key):
-    """Per-step training losses (fit keeps per-epoch means only), up to and including the
-    first non-finite one.
-    ``make_train_epoch`` is memoized: every call with this model and optimizer shares one compile."""
-    run_epoch = train.make_train_epoch(model, F.cross_entropy, optimizer, batch_size)
-    opt_state = optimizer.init(params)
-    losses = []
-    for e in range(epochs):
-        params, state, opt_state, metrics = run_epoch(
-            params, state, opt_state, jax.random.fold_in(key, e), x, y
-        )
-        ok = np.asarray(metrics["ok"])
-        if not ok.all():  # the epoch kept the state from before the first non-finite step
-            losses.extend(np.asarray(metrics["loss"])[: int(np.argmin(ok)) + 1].tolist())
-            break
-        losses.extend(np.asarray(metrics["loss"]).tolist())
-    return params, state, losses
+    record = common.at_init(model, params, state, x, key)
+    acts = [layer for layer in record["monitor"]["layers"] if layer["kind"] != "linear"]
+    # std across the units of one sample, averaged over samples: 0 means every unit computes
+    # the same thing (the symmetry a constant init never breaks); the monitor has no such series.
+    outputs = model.intermediates(params, state, x, train=False)[1::2]
+    return {
+        "mean": [layer["mean"][0] for layer in acts],
+        "std": [layer["std"][0] for layer in acts],
+        "unit_spread": [float(jnp.mean(jnp.std(h, axis=1))) for h in outputs],
+        "diagnoses": common.findings([record]),
+    }
 
 
 def running_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -170,6 +154,7 @@ def main() -> None:
                     "std L12": s["std"][-1],
                     "mean L12": s["mean"][-1],
                     "unit spread L12": s["unit_spread"][-1],
+                    "diagnoses at init": common.summarize_findings(s["diagnoses"]),
                 }
             )
     print(
@@ -182,7 +167,7 @@ def main() -> None:
     n_train, n_test, epochs = (2048, 512, 1) if args.quick else (60000, 10000, 3)
     (xs, ys), (xt, yt) = common.mnist(n_train, n_test)
     lr, momentum, batch_size = 0.01, 0.9, 128
-    curves, train_rows = {}, []
+    curves, diagnoses, train_rows = {}, {}, []
     for act_name, act in ACTIVATIONS.items():
         # The schemes differ only in what init() draws, but the compiled epoch and evaluator
         # are memoized on the model, and a Linear's init function is part of it: so every
@@ -193,17 +178,26 @@ def main() -> None:
             k_model, k_fit = jax.random.split(k_train)
             params, state = deep_net(act, w_init, classifier=True).init(k_model)
             t0 = time.perf_counter()
-            params, state, losses = train_curve(
-                model, optimizer, params, state, xs, ys, epochs, batch_size, k_fit
+            params, state, losses, history, diverged_at = common.train_monitored(
+                model,
+                F.cross_entropy,
+                optimizer,
+                params,
+                state,
+                (xs, ys),
+                epochs=epochs,
+                batch_size=batch_size,
+                key=k_fit,
             )
-            finite = bool(np.all(np.isfinite(losses)))
+            finite = diverged_at is None
             test = (
                 train.evaluate(model, params, state, (xt, yt))
                 if finite
                 else {"loss": math.nan, "accuracy": math.nan}
             )
             curves[f"{scheme} | {act_name}"] = losses
-            bad = int(np.flatnonzero(~np.isfinite(losses))[0]) + 1 if not finite else None
+            found = common.findings(history)
+            diagnoses[f"{scheme} | {act_name}"] = found
             train_rows.append(
                 {
                     "activation": act_name,
@@ -211,7 +205,8 @@ def main() -> None:
                     "first loss": losses[0],
                     "final train loss": float(np.mean(losses[-50:])) if finite else math.nan,
                     "test acc": test["accuracy"],
-                    "diverged at step": bad or "-",
+                    "diverged at step": diverged_at or "-",
+                    "diagnoses": common.summarize_findings(found),
                     "seconds": time.perf_counter() - t0,
                 }
             )
@@ -238,6 +233,7 @@ def main() -> None:
             "n_test": n_test,
             "table": train_rows,
             "step_losses": curves,
+            "diagnoses": diagnoses,
         },
         "wall_seconds": wall,
     }

@@ -4,9 +4,11 @@ Course claim: gradient descent has three regimes in the step size. Too small and
 falls, but slowly; about right and it converges fast; too big and each step overshoots
 the valley, so the loss oscillates or blows up (to inf/NaN). Plain SGD (no momentum) on an
 MLP 784-512-512-10 without batch norm or dropout, MNIST, the same key for every lr.
-Per-step losses come from ``fnn.train.make_train_epoch``; a diverging run is stopped at
-its first non-finite loss. The same diverging lr is also run through ``fnn.train.fit``,
-which raises FloatingPointError naming the epoch and step: the script records its message.
+Per-step losses come from ``fnn.train.make_train_epoch`` with ``fnn.diagnostics``' monitor
+on at every step (``common.train_monitored``), whose diagnoses each run records; a
+diverging run is stopped at its first non-finite loss or gradient norm. The same
+diverging lr is also run through ``fnn.train.fit``, which raises FloatingPointError
+naming the epoch and step: the script records its message.
 """
 
 from __future__ import annotations
@@ -19,31 +21,11 @@ import jax
 import numpy as np
 
 import fnn.functional as F
-from fnn import models, optim, train
+from fnn import diagnostics, models, optim, train
 
 NAME = "learning_rates"
 LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
 REGIMES = {1e-4: "too small", 1e-1: "about right", 10.0: "too big"}  # the three drawn bold
-
-
-def run(model, opt, train_data, test_data, epochs, batch_size, key):
-    """Per-step losses for the optimizer ``opt``; stops at the first non-finite loss."""
-    run_epoch = train.make_train_epoch(model, F.cross_entropy, opt, batch_size)
-    k_init, k_train = jax.random.split(key)
-    params, state = model.init(k_init)
-    opt_state = opt.init(params)
-    losses = []
-    for e in range(epochs):
-        params, state, opt_state, metrics = run_epoch(
-            params, state, opt_state, jax.random.fold_in(k_train, e), *train_data
-        )
-        step_losses = np.asarray(metrics["loss"], dtype=float)
-        bad = np.flatnonzero(~np.isfinite(step_losses))
-        if bad.size:
-            losses.extend(step_losses[: bad[0] + 1].tolist())
-            return losses, len(losses), None
-        losses.extend(step_losses.tolist())
-    return losses, None, train.evaluate(model, params, state, test_data)
 
 
 def main() -> None:
@@ -57,11 +39,25 @@ def main() -> None:
     # One optimizer object per lr: fit below reuses it, and the compiled epoch is memoized on it.
     optimizers = {lr: optim.sgd(lr=lr) for lr in lrs}
 
-    curves, rows = {}, []
+    curves, diagnoses, rows = {}, {}, []
+    k_init, k_train = jax.random.split(key)
     for lr in lrs:
         t0 = time.perf_counter()
-        losses, diverged_at, test = run(model, optimizers[lr], train_data, test_data, epochs, batch_size, key)
-        curves[lr] = losses
+        params, state = model.init(k_init)
+        params, state, losses, history, diverged_at = common.train_monitored(
+            model,
+            F.cross_entropy,
+            optimizers[lr],
+            params,
+            state,
+            train_data,
+            epochs=epochs,
+            batch_size=batch_size,
+            key=k_train,
+            monitor=diagnostics.Monitor(every=1),  # a too-big lr diverges within the first 14 steps
+        )
+        diverged = diverged_at is not None
+        curves[lr], diagnoses[lr] = losses, common.findings(history)
         finite = np.asarray(losses)[np.isfinite(losses)]
         rows.append(
             {
@@ -69,12 +65,13 @@ def main() -> None:
                 "regime": REGIMES.get(lr, ""),
                 "first loss": losses[0],
                 "loss at step 100": losses[99] if len(losses) > 99 else math.nan,
-                "final loss (last 50 steps)": float(np.mean(losses[-50:]))
-                if diverged_at is None
-                else math.nan,
+                "final loss (last 50 steps)": math.nan if diverged else float(np.mean(losses[-50:])),
                 "max finite loss": float(finite.max()) if finite.size else math.nan,
                 "diverged at step": diverged_at or "-",
-                "test acc": test["accuracy"] if test else math.nan,
+                "test acc": math.nan
+                if diverged
+                else train.evaluate(model, params, state, test_data)["accuracy"],
+                "diagnoses": common.summarize_findings(diagnoses[lr]),
                 "seconds": time.perf_counter() - t0,
             }
         )
@@ -111,6 +108,7 @@ def main() -> None:
         "n_test": n_test,
         "table": rows,
         "step_losses": {str(lr): c for lr, c in curves.items()},
+        "diagnoses": {str(lr): d for lr, d in diagnoses.items()},
         "fit_error_at_big_lr": fit_error,
         "wall_seconds": wall,
     }
@@ -133,14 +131,15 @@ def plot(results: dict, out: str) -> None:
         "1.0": "tab:orange",
         "10.0": "tab:red",
     }
+    gone = {str(row["lr"]): row["diverged at step"] for row in results["table"]}
     fig, (ax_all, ax_zoom) = plt.subplots(1, 2, figsize=(12, 4.8))
     for lr, losses in results["step_losses"].items():
         losses = np.asarray(losses, dtype=float)
         steps = np.arange(1, len(losses) + 1)
         finite = np.isfinite(losses)
         label = f"lr {float(lr):g}" + (f" ({regimes[lr]})" if lr in regimes else "")
-        if not finite.all():
-            label += f": inf/NaN at step {np.flatnonzero(~finite)[0] + 1}"
+        if gone[lr] != "-":  # a non-finite loss or gradient norm
+            label += f": diverged at step {gone[lr]}"
         bold = lr in regimes
         kw = dict(color=palette.get(lr), lw=1.6 if bold else 0.8, alpha=1.0 if bold else 0.6, label=label)
         y = np.where(finite, losses, np.nan)

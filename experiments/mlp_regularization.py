@@ -8,7 +8,8 @@ All four variants are ``fnn.models.mlp(hidden=(512, 512))`` with the ``batch_nor
 number of epochs, the same seed (so the same initial Linear weights and batch order).
 
 Writes results.json (per-variant histories and summary) and curves.png (train/test loss
-and accuracy per epoch, one colour per variant).
+and accuracy per epoch, one colour per variant). ``fit(monitor=True)`` collects the per-layer
+statistics and ``fnn.diagnostics.diagnose`` names what each variant's run shows.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main() -> None:
             key=jax.random.key(config["seed"]),
             eval_data=test_data,
             progress=False,
+            monitor=True,
         )
         h = result.history
         summary = {
@@ -80,10 +82,13 @@ def main() -> None:
             "final_test_acc": h[-1]["test_accuracy"],
             "best_test_acc": max(r["test_accuracy"] for r in h),
             "seconds": time.perf_counter() - t0,
+            "diagnoses": common.summarize_findings(found := common.findings(h)),
         }
-        runs[label] = {"batch_norm": batch_norm, "dropout": dropout, "history": h, "summary": summary}
+        runs[label] = dict(
+            batch_norm=batch_norm, dropout=dropout, history=h, summary=summary, diagnoses=found
+        )
         rows.append(summary)
-        print(f"{label}: final test accuracy {summary['final_test_acc']:.4f} ({summary['seconds']:.0f} s)")
+        print(f"{label}: final test accuracy {summary['final_test_acc']:.4f}; {summary['diagnoses']}")
 
     best = max(rows, key=lambda r: r["final_test_acc"])
     wall = time.perf_counter() - t_start
@@ -96,20 +101,7 @@ def main() -> None:
         "best_final_test_accuracy": best["final_test_acc"],
         "wall_seconds": wall,
     }
-    common.print_table(
-        rows,
-        [
-            "variant",
-            "final_train_loss",
-            "final_test_loss",
-            "min_test_loss",
-            "epoch1_test_acc",
-            "final_train_acc",
-            "final_test_acc",
-            "best_test_acc",
-            "seconds",
-        ],
-    )
+    common.print_table(rows, [k for k in rows[0] if k != "params"])
     print(
         f"best: {best['variant']} at {best['final_test_acc']:.4f} final test accuracy "
         f"(course: >= 0.98); wall {wall:.1f} s"
