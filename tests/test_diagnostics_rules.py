@@ -281,6 +281,15 @@ def test_lr_too_large_from_epoch_means_without_monitor():
     assert rules_of(history)[-1] == ("lr-too-large", None, 4, None)
 
 
+def test_lr_too_large_fires_on_a_non_finite_gradient_norm_with_a_finite_loss():
+    # What fit records of an epoch that diverged by an overflowing gradient before any
+    # monitored point (TrainingDiverged.record): a finite loss, an infinite gradient norm.
+    (d,) = diagnose([{"epoch": 1, "train_loss": 2.3, "grad_norm": math.inf, "lr": 10.0}])
+    assert (d.rule, d.epoch, d.step, d.value) == ("lr-too-large", 1, None, math.inf)
+    assert "gradient norm became non-finite" in d.message and "try 1" in d.message
+    assert diagnose([{"epoch": 1, "train_loss": 2.3, "grad_norm": 5.0}]) == []
+
+
 @pytest.mark.parametrize(
     "loss",
     [
@@ -340,6 +349,22 @@ def test_lr_too_small_silent_when_units_are_dead():
     epoch = crawling_epoch(update_ratios=(0.0, 0.0, 0.0))
     epoch["monitor"]["layers"][3]["dead_fraction"] = [1.0] * 10
     assert [d.rule for d in diagnose([epoch])] == ["dead-relu"]
+
+
+def test_lr_too_small_silent_when_the_signal_vanishes():
+    # dead_relu's LeakyReLU net with bias -1: tiny updates, but the signal shrinks 0.19x per
+    # layer (1.0 -> 0.19 -> 0.0361), and it is as stuck at lr 1 as at lr 0.01.
+    epoch = crawling_epoch()
+    epoch["monitor"]["layers"] = [
+        linear(1, 13.1, 4.4e-6, 10, "Linear(784, 512)"),
+        act(2, "leaky_relu", 1.0, 10),
+        linear(3, 13.06, 3.5e-6, 10),
+        act(4, "leaky_relu", 0.19, 10),
+        linear(5, 13.06, 3.5e-6, 10),
+        act(6, "leaky_relu", 0.0361, 10),
+        linear(7, 1.83, 2.3e-5, 10, "Linear(512, 10)"),
+    ]
+    assert [d.rule for d in diagnose([epoch])] == ["vanishing-signal"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ dead-relu
     A ``"relu"`` layer (nn.ReLU only: LeakyReLU/ELU/PReLU still pass gradient) has more
     than ``DEAD_FRACTION`` = 50% of its units dead, i.e. 0 for every sample of a batch,
     at most of the epoch's monitored points. Source: the course's ``dead_relu``
-    experiment (a -1 bias shift kills layers 4-6 of a 784-256x6-10 MLP: 80-100% of their
-    units are 0 on every batch, 0-1.6% with zero biases); CS231n "Neural Networks Part 1"
+    experiment (a -1 bias shift kills hidden layers 3-6 of a 784-256x6-10 MLP: 80%, then
+    100% of their units are 0 on a batch of 128; 0-4% with zero biases); CS231n "Neural Networks Part 1"
     (a large learning rate can kill "as much as 40%" of a network); Maas et al. 2013
     (LeakyReLU), Clevert et al. 2016 (ELU). The issue's threshold is 50%.
 vanishing-signal / exploding-signal
@@ -77,7 +77,9 @@ lr-too-large
     (non-overlapping) window mean by more than ``RISE_FRACTION`` = 50% of the start loss;
     or (d) a monitored step moves the Linear weights by more than their own norm (the
     model's update ratio, defined under lr-too-small, above ``MAX_UPDATE`` = 1, 1000x the
-    healthy 1e-3). Without monitor points the window of (c) is one epoch mean. (b) and
+    healthy 1e-3); or (e) the record's gradient norm is non-finite while its loss is not
+    (what ``fit`` records of an epoch that diverged by an overflowing gradient,
+    ``TrainingDiverged.record``). Without monitor points the window of (c) is one epoch mean. (b) and
     (c) need a positive start loss; (c) is measured against the start, not against the
     low, because late batch losses near 0 are noisy by large factors. (d) is there
     because the loss can blow up before the first monitored point and then fall back,
@@ -98,8 +100,10 @@ lr-too-small
     over the Linear layers, stays below ``SMALL_UPDATE`` = 1e-5 at every point (one
     number for the model: the last Linear of an MLP has a 5x larger ratio than the
     others, measured 2.3e-5 against 4e-6 at lr 1e-4); ``value`` is its largest point.
-    Silent when dead-relu fires in epoch 1: dead units also stop the updates, and a
-    larger step does not revive them (the -1 bias net's ratio is exactly 0). Measured on
+    Silent when dead-relu or vanishing-signal fires in epoch 1: dead units and a vanishing
+    signal also stop the updates, and a larger step revives neither (the -1 bias ReLU net's
+    ratio is exactly 0; the -1 bias LeakyReLU net, 0.19x per layer, is as stuck at lr 1 as
+    at lr 0.01). Measured on
     ``models.mlp(batch_norm=False)``, plain SGD: lr 1e-4 falls 0.76% with ratio <= 5.5e-6
     (fires); lr 1e-3 falls 7.7% with ratio ~5e-5; the default MLP at lr 0.05 ~5e-3.
     Source: the course's ``learning_rates`` experiment; CS231n "Neural Networks Part 3"
@@ -263,6 +267,7 @@ class _Epoch(NamedTuple):
     test_loss: float | None
     lr: float | None
     monitor: _Monitor | None
+    grad_norm: float | None = None
 
 
 def _number(value: Any, where: str) -> float:
@@ -334,7 +339,9 @@ def _read(history: Any) -> list[_Epoch]:
         test_loss = _number(record["test_loss"], f"{where}['test_loss']") if "test_loss" in record else None
         lr = _number(record["lr"], f"{where}['lr']") if record.get("lr") is not None else None
         monitor = _read_monitor(record["monitor"], f"{where}['monitor']") if "monitor" in record else None
-        epochs.append(_Epoch(epoch, train_loss, test_loss, lr, monitor))
+        grad_norm = record.get("grad_norm")
+        grad_norm = _number(grad_norm, f"{where}['grad_norm']") if grad_norm is not None else None
+        epochs.append(_Epoch(epoch, train_loss, test_loss, lr, monitor, grad_norm))
     return epochs
 
 
@@ -517,6 +524,8 @@ def _lr_too_large(epochs: list[_Epoch]) -> list[Diagnosis]:
                     break
         if not math.isfinite(ep.train_loss):  # also when no monitored point showed it
             fire(e, None, 0, ep.train_loss, f"the epoch's mean training loss is non-finite ({ep.train_loss})")
+        elif ep.grad_norm is not None and not math.isfinite(ep.grad_norm):  # (e): a finite loss
+            fire(e, None, 0, ep.grad_norm, f"the gradient norm became non-finite ({ep.grad_norm})")
     found = []
     for e, (step, _, value, what) in sorted(fired.items()):
         lr = epochs[e].lr
@@ -538,9 +547,9 @@ def _model_update_ratio(layers: list[_Layer], j: int) -> float:
     return math.sqrt(delta / norm) if norm > 0 else math.nan
 
 
-def _lr_too_small(epochs: list[_Epoch], dead_epochs: set[int]) -> list[Diagnosis]:
+def _lr_too_small(epochs: list[_Epoch], stuck_epochs: set[int]) -> list[Diagnosis]:
     ep = next((ep for ep in epochs if ep.epoch == 1), None)
-    if ep is None or ep.monitor is None or ep.epoch in dead_epochs:
+    if ep is None or ep.monitor is None or ep.epoch in stuck_epochs:
         return []
     mon = ep.monitor
     n = len(mon.steps)
@@ -620,8 +629,10 @@ def diagnose(history: Sequence[Mapping[str, Any]]) -> list[Diagnosis]:
     """
     epochs = _read(history)
     found = _layer_fraction_rules(epochs)
-    dead_epochs = {d.epoch for d in found if d.rule == "dead-relu"}
-    found += _signal_rules(epochs) + _lr_too_large(epochs) + _lr_too_small(epochs, dead_epochs)
+    signal = _signal_rules(epochs)
+    # Dead units and a vanishing signal stop the updates too, and a larger step revives neither.
+    stuck = {d.epoch for d in found + signal if d.rule in ("dead-relu", "vanishing-signal")}
+    found += signal + _lr_too_large(epochs) + _lr_too_small(epochs, stuck)
     found += _overfitting(epochs)
 
     def order(d: Diagnosis) -> tuple:

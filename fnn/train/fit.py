@@ -248,10 +248,11 @@ def _train_epoch(
 
 
 def _diverged_record(bad: dict, history: list[dict], monitor: EpochMonitor | None) -> dict:
-    """What is known of a diverged epoch, shaped like a record: ``train_loss`` is the bad
-    step's loss; with a monitor, ``monitor`` holds the points of the steps applied before it
-    and ``diagnoses`` the rules' findings (a learning rate too large, typically)."""
-    record = {"epoch": bad["epoch"], "train_loss": bad["loss"]}
+    """What is known of a diverged epoch, shaped like a record: ``train_loss`` and
+    ``grad_norm`` are the bad step's; with a monitor, ``monitor`` holds the points of the
+    steps applied before it and ``diagnoses`` the rules' findings (typically a learning
+    rate too large)."""
+    record = {"epoch": bad["epoch"], "train_loss": bad["loss"], "grad_norm": bad["grad_norm"]}
     if bad["lr"] is not None:
         record["lr"] = bad["lr"]
     if "monitor" in bad:

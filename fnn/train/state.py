@@ -114,8 +114,8 @@ class TrainingDiverged(FloatingPointError):
         step (``epoch`` = epochs completed, ``step`` = optimizer steps applied), with the
         history of the completed epochs.
       record: what ``fit`` knows of the diverged epoch, shaped like a history record but not
-        in the history: ``epoch``, ``train_loss`` (the bad step's loss), ``lr``, and with a
-        monitor the ``monitor`` points of the steps applied before it and their
+        in the history: ``epoch``, ``train_loss`` and ``grad_norm`` (the bad step's), ``lr``,
+        and with a monitor the ``monitor`` points of the steps applied before it and their
         ``diagnoses``. ``{}`` when raised outside ``fit``.
     """
 
