@@ -2,10 +2,11 @@
 
 Contract (docs/semantics.md, rules DROP-1..DROP-3):
 - Training: mask_i ~ Bernoulli(1 - p) independently per element (DROP-3) and
-  y = x * mask / (1 - p) (DROP-1), with the keep probability quantized to 16 bits (below). `dropout_mask` returns that float scaling mask,
-  values 0 or 1/(1 - p), and both `dropout` and `dropout_backward` use it, so the backward
-  regenerates the forward's mask from the same key (the one deliberate reuse of a key:
-  the caller splits a fresh key per forward and passes it to both).
+  y = x * mask / (1 - p) (DROP-1), with the keep probability quantized to 16 bits (below).
+  `dropout_mask` returns that float scaling mask, values 0 or 1/(1 - p), and both
+  `dropout` and `dropout_backward` use it, so the backward regenerates the forward's mask
+  from the same key (the one deliberate reuse of a key: the caller splits a fresh key per
+  forward and passes it to both).
 - Eval (`training=False`) or p = 0: identity, no key needed; gradient ones (DROP-2).
 - p = 1: zeros, gradient zeros and never NaN, also under jax.grad (DROP-2); no 1/(1 - p)
   is ever formed.
