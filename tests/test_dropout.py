@@ -12,7 +12,9 @@ jdropout = jax.jit(dropout, static_argnames=("p", "training"))
 
 # Nothing here relies on which bits a key produces: the masks are checked through properties
 # that hold for any correct draw (values, keep rate, independence, reproducibility), so a
-# change in how masks are drawn keeps these tests meaningful.
+# change in how masks are drawn keeps these tests meaningful. The one exception,
+# test_mask_is_16_bit_halves_of_random_words_below_the_threshold, rebuilds the documented
+# layout (two units per word of jax.random.bits, 16-bit threshold) in numpy.
 
 
 def _sigma_bound(p, n):
@@ -57,6 +59,59 @@ def test_neighbouring_units_and_steps_are_uncorrelated():
     for axis in (0, 1):
         rate = a.mean(axis=axis)
         assert 0 < rate.min() and rate.max() < 1
+
+
+def _halves(key, shape):
+    """The documented draw, rebuilt in numpy: unit 2j / 2j + 1 of the last axis is the low / high
+    16 bits of word j of jax.random.bits(key, (..., ceil(n / 2)), uint32)."""
+    *lead, n = shape
+    words = np.asarray(jax.random.bits(key, (*lead, (n + 1) // 2), jnp.uint32))
+    return np.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(*lead, -1)[..., :n]
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.1234])
+def test_mask_is_16_bit_halves_of_random_words_below_the_threshold(p):
+    # The keep probability is quantized to 16 bits: T = round((1 - p) 2^16) by hand (0.2 -> 52429,
+    # 0.5 -> 32768, 0.1234 -> 57449, from 52428.8 and 57448.86), and a unit keeps iff its 16-bit
+    # half-word is < T, so with uniform halves the realized keep probability is T / 2^16, within
+    # 2^-17 of 1 - p. An odd last axis (1001) leaves each row's last high half unused.
+    key, shape = jax.random.key(21), (1000, 1001)
+    threshold = {0.2: 52429, 0.5: 32768, 0.1234: 57449}[p]
+    assert abs(threshold / 2**16 - (1 - p)) <= 2**-17
+    halves = _halves(key, shape)
+    kept = np.asarray(dropout_mask(key, shape, p)) != 0
+    np.testing.assert_array_equal(kept, halves < threshold)
+    # the sample holds the half-words at the boundary, so an off-by-one (<= T, < T - 1) would show
+    assert (halves == threshold - 1).any() and (halves == threshold).any()
+    # and the realized rate matches T / 2^16 within 4 sigma of the 1e6 draws
+    assert abs(kept.mean() - threshold / 2**16) < _sigma_bound(1 - p, kept.size)
+
+
+def test_quantized_threshold_edges():
+    # p within 2^-17 of 0 or 1 rounds to T = 2^16 (keep all) or T = 0 (drop all): still within
+    # 2^-17 of the requested p; the kept scale is torch's 1/(1 - p) regardless.
+    key = jax.random.key(22)
+    tiny, near_one = 1e-6, 1 - 1e-6
+    np.testing.assert_array_equal(dropout_mask(key, (300, 300), tiny), np.float32(1 / (1 - tiny)))
+    np.testing.assert_array_equal(dropout_mask(key, (300, 300), near_one), 0.0)
+    # 0-d and empty masks draw too (a 0-d mask is the low half of one word)
+    assert dropout_mask(key, (), 0.5).shape == () and dropout_mask(key, (3, 0), 0.5).shape == (3, 0)
+    assert (np.asarray(dropout_mask(key, (), 0.5)) != 0) == (_halves(key, (1,))[0] < 2**15)
+
+
+@pytest.mark.parametrize("p", [0.1234, 0.5, 0.8])
+def test_units_sharing_a_random_word_are_independent(p):
+    # Units 2j and 2j + 1 of a row share one 32-bit word (its low and high halves). Independence
+    # of their keep indicators: the chi-square statistic of the 2x2 table of the 5e5 pairs, with
+    # 1 degree of freedom, stays below 15.14 (its 1e-4 upper quantile), and their correlation
+    # below the 4-sigma bound 4/sqrt(n); a shared or complementary half gives correlation +-1.
+    kept = np.asarray(dropout_mask(jax.random.key(23), (1000, 1000), p)) != 0
+    low, high = kept[:, 0::2].reshape(-1), kept[:, 1::2].reshape(-1)
+    table = np.array([[np.sum(~low & ~high), np.sum(~low & high)], [np.sum(low & ~high), np.sum(low & high)]])
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    chi2 = np.sum((table - expected) ** 2 / expected)
+    assert chi2 < 15.14, (chi2, table)
+    assert abs(_corr(low, high)) < 4 / np.sqrt(low.size)
 
 
 def test_eval_is_identity_without_key():

@@ -2,10 +2,11 @@
 
 Contract (docs/semantics.md, rules DROP-1..DROP-3):
 - Training: mask_i ~ Bernoulli(1 - p) independently per element (DROP-3) and
-  y = x * mask / (1 - p) (DROP-1). `dropout_mask` returns that float scaling mask,
-  values 0 or 1/(1 - p), and both `dropout` and `dropout_backward` use it, so the backward
-  regenerates the forward's mask from the same key (the one deliberate reuse of a key:
-  the caller splits a fresh key per forward and passes it to both).
+  y = x * mask / (1 - p) (DROP-1), with the keep probability quantized to 16 bits (below).
+  `dropout_mask` returns that float scaling mask, values 0 or 1/(1 - p), and both
+  `dropout` and `dropout_backward` use it, so the backward regenerates the forward's mask
+  from the same key (the one deliberate reuse of a key: the caller splits a fresh key per
+  forward and passes it to both).
 - Eval (`training=False`) or p = 0: identity, no key needed; gradient ones (DROP-2).
 - p = 1: zeros, gradient zeros and never NaN, also under jax.grad (DROP-2); no 1/(1 - p)
   is ever formed.
@@ -13,6 +14,24 @@ Contract (docs/semantics.md, rules DROP-1..DROP-3):
   mark them static under jit (`jax.jit(dropout, static_argnames=("p", "training"))`).
 - `key` is a typed key from `jax.random.key` or a legacy `jax.random.PRNGKey` array; both
   give the same mask for the same seed.
+
+How a mask is drawn (decided by measurement, experiments/README.md "benchmark_dropout_masks"):
+JAX's partitionable threefry costs one hash per 32-bit word it returns, and a word per unit
+made each 1024x512 training mask cost about 1 ms. So each random word decides two units:
+for a mask of shape (..., n), `jax.random.bits(key, (..., ceil(n / 2)), uint32)` gives word
+w[..., j]; unit 2j keeps iff its low half `w & 0xFFFF` < T and unit 2j + 1 keeps iff its
+high half `w >> 16` < T, with T = round((1 - p) * 2**16) (an odd n leaves the last word's
+high half unused; a 0-d mask uses the low half of one word). The two halves of a uniform
+32-bit word are independent uniform 16-bit numbers, so the units stay independent
+Bernoulli draws, but the keep probability is T / 2**16, i.e. 1 - p quantized to 1/65536:
+within 2**-17 (7.6e-6) of 1 - p. The kept values stay x / (1 - p) exactly as torch scales
+them, so E[y] = x * (T / 2**16) / (1 - p), off by at most 2**-17 / (1 - p) relative.
+Edges: p = 0 keeps all and p = 1 drops all exactly (no draw); 0 < p < 2**-17 rounds to
+T = 2**16 (keeps all) and 1 - 2**-17 < p < 1 to T = 0 (drops all). Four units per word
+with 8-bit thresholds measured cheaper still, but 1/256 resolution realizes p = 0.1234 as
+0.125 and p = 0.99 as 0.988 (E[y] 17% high), and drops nothing for p < 1/512: rejected.
+Neither is torch's stream (torch's masks were never reproduced); the mask for a key is
+fixed by the layout above.
 """
 
 from __future__ import annotations
@@ -26,6 +45,8 @@ import numpy as np
 from fnn._checks import check_floating, check_key, check_same_shape
 
 __all__ = ["dropout", "dropout_backward", "dropout_mask"]
+
+_HALF_RANGE = 1 << 16  # each unit's draw is 16 bits: half of one 32-bit random word
 
 
 def _check_p(p: Any) -> None:
@@ -50,7 +71,9 @@ def _check_key_value(key: Any) -> None:
 def dropout_mask(key: jax.Array, shape: tuple[int, ...], p: float, dtype: Any = None) -> jax.Array:
     """The inverted-dropout scaling mask: 1/(1 - p) with probability 1 - p, else 0 (DROP-1, DROP-3).
 
-    p = 0 gives ones and p = 1 zeros, without drawing (so no key is needed there).
+    p = 0 gives ones and p = 1 zeros, without drawing (so no key is needed there). Otherwise
+    each unit keeps with probability round((1 - p) * 2**16) / 2**16, within 2**-17 of 1 - p,
+    two units per 32-bit random word (the layout is in the module docstring).
 
     Args:
         key: a PRNG key (`jax.random.key`, or a legacy `jax.random.PRNGKey`); may be None
@@ -79,8 +102,26 @@ def dropout_mask(key: jax.Array, shape: tuple[int, ...], p: float, dtype: Any = 
         return jnp.zeros(shape, dtype)
     check_key("key", key, "dropout")
     _check_key_value(key)
-    keep = jax.random.bernoulli(key, 1.0 - p, shape)
+    keep = _keep(key, shape, _keep_threshold(p))
     return jnp.where(keep, jnp.asarray(1.0 / (1.0 - p), dtype), jnp.zeros((), dtype))
+
+
+def _keep_threshold(p: float) -> int:
+    """T = round((1 - p) * 2**16): a unit keeps iff its 16-bit draw is below T."""
+    return round((1.0 - float(p)) * _HALF_RANGE)
+
+
+def _keep(key: jax.Array, shape: tuple[int, ...], threshold: int) -> jax.Array:
+    """Boolean keep mask of `shape`: unit 2j / 2j + 1 of the last axis compares the low / high
+    16 bits of word j of `jax.random.bits(key, (..., ceil(n / 2)), uint32)` with `threshold`."""
+    lead, n = (shape[:-1], shape[-1]) if shape else ((), 1)
+    m = (n + 1) // 2
+    words = jax.random.bits(key, (*lead, m), jnp.uint32)
+    # Interleaved (units 2j, 2j + 1 from word j): a row's units come from that row's words
+    # only, so a batch-sharded mask needs no other shard's words; it also measured faster
+    # than concatenating the low and high halves.
+    halves = jnp.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(*lead, 2 * m)[..., :n]
+    return (halves < jnp.uint32(threshold)).reshape(shape)
 
 
 def dropout(input: jax.Array, key: jax.Array | None, p: float = 0.5, training: bool = True) -> jax.Array:
