@@ -51,7 +51,8 @@ Eval rows (``fnn-evaluate``, ``fnn-predict``, ``torch-eval-Nt``, ``torch-predict
 pass over all the samples (the last partial batch included) in eval mode with the same model,
 freshly initialized (speed does not depend on the values). ``fnn-evaluate`` is
 ``fnn.train.evaluate`` (mean cross-entropy and accuracy, back on the host as floats),
-``fnn-predict`` is ``fnn.train.predict`` (the logits, ``block_until_ready``). PyTorch:
+``fnn-predict`` is ``fnn.train.predict`` (the logits, ``block_until_ready``); the
+``-nofold`` rows pass ``fold_batchnorm=False`` (BatchNorm run as a layer). PyTorch:
 ``model.eval()`` under ``torch.no_grad()``, a plain loop over the batches in order; the eval row
 sums the cross-entropy and counts the correct predictions (the work ``evaluate`` does), the
 predict row concatenates the logits. "epoch" is one such pass; the first call (compile, or
@@ -85,7 +86,7 @@ FLOPS_PER_SAMPLE = 2 * (3 * (IN * H + H * H + H * OUT) - IN * H)
 LR, MOMENTUM, WEIGHT_DECAY, P_DROP, BN_MOMENTUM, BN_EPS = 0.01, 0.9, 1e-4, 0.2, 0.1, 1e-5
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax", "fnn-autodiff-progress", "fnn-autodiff-monitor")
-EVAL_IMPLS = ("fnn-evaluate", "fnn-predict")
+EVAL_IMPLS = ("fnn-evaluate", "fnn-predict", "fnn-evaluate-nofold", "fnn-predict-nofold")
 EVAL_FLOPS_PER_SAMPLE = 2 * (IN * H + H * H + H * OUT)
 
 
@@ -345,15 +346,16 @@ def run_jax_eval_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndar
     params, state = model.init(jax.random.key(0))
     x, y = jax.device_put(x_np), jax.device_put(y_np)
     jax.block_until_ready((params, state, x, y))
-    if impl == "fnn-evaluate":
+    fold = {} if not impl.endswith("nofold") else {"fold_batchnorm": False}
+    if impl.startswith("fnn-evaluate"):
 
         def run():
-            return train.evaluate(model, params, state, (x, y), batch_size=batch_size)["loss"]
+            return train.evaluate(model, params, state, (x, y), batch_size=batch_size, **fold)["loss"]
 
     else:
 
         def run():
-            return train.predict(model, params, state, x, batch_size=batch_size).block_until_ready()
+            return train.predict(model, params, state, x, batch_size=batch_size, **fold).block_until_ready()
 
     before = _COMPILE["events"]
     t0 = time.perf_counter()
@@ -365,7 +367,7 @@ def run_jax_eval_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndar
         out = run()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    loss = float(out) if impl == "fnn-evaluate" else float("nan")
+    loss = float(out) if impl.startswith("fnn-evaluate") else float("nan")
     return {
         "compile_s": None,  # inside the first call: evaluate/predict compile on first use
         "first_call_s": first_call,
