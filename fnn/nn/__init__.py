@@ -17,7 +17,7 @@ from fnn.nn.activations import (
 )
 from fnn.nn.base import DTYPES, Elementwise, Layer
 from fnn.nn.dropout import Dropout
-from fnn.nn.fold import FoldedLinear, fold_batchnorm
+from fnn.nn.fold import fold_batchnorm
 from fnn.nn.linear import Flatten, Linear
 from fnn.nn.losses import (
     BCELoss,
@@ -46,7 +46,6 @@ __all__ = [
     "Dropout",
     "Elementwise",
     "Flatten",
-    "FoldedLinear",
     "FunctionLoss",
     "HuberLoss",
     "L1Loss",

@@ -30,7 +30,9 @@ class FoldedLinear(Linear):
     """A Linear made by ``fold_batchnorm`` from a ``Linear -> BatchNorm1d`` pair: eval only.
 
     Its params are a Linear's (``weight``, ``bias``, so ``state_dict`` names match), its
-    eval ``apply`` is ``Linear.apply``. Two decisions where a plain Linear would be silent:
+    eval ``apply`` is ``Linear.apply``. It lives here, not in ``fnn.nn``'s public layers:
+    only ``fold_batchnorm`` makes one, and torch has no such module (its fusion returns a
+    plain Linear). Two decisions where a plain Linear would be silent:
 
     - ``train=True`` raises: the pair it replaces normalizes with batch statistics in
       training (BN-1), which this layer cannot. To fine-tune the folded weights on purpose,
@@ -40,8 +42,8 @@ class FoldedLinear(Linear):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fnn import nn
-        >>> layer = nn.FoldedLinear(2, 1)
+        >>> from fnn.nn.fold import FoldedLinear
+        >>> layer = FoldedLinear(2, 1)
         >>> params = {"weight": jnp.array([[1.0, 2.0]]), "bias": jnp.array([0.5])}
         >>> layer.apply(params, {}, jnp.ones((1, 2)), train=False)[0].tolist()
         [[3.5]]
