@@ -73,8 +73,7 @@ class FoldedLinear(Linear):
 def _foldable(linear: Layer, bn: Layer) -> bool:
     """A pair whose eval forward is affine per output feature with fixed coefficients."""
     return (
-        isinstance(linear, Linear)
-        and not isinstance(linear, FoldedLinear)
+        isinstance(linear, Linear)  # a FoldedLinear too: folding again is as exact
         and isinstance(bn, BatchNorm1d)
         and bn.track_running_stats  # BN-5: untracked BN uses batch statistics in eval too
         and bn.num_features == linear.out_features
