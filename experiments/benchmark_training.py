@@ -47,6 +47,19 @@ Data-parallel rows (``fnn-autodiff-Ndev``, batch 128): the same fnn epoch with
 the same cores, so these rows measure the cost of partitioning, not a speed-up; on a
 machine with N accelerators the flag is ignored and they measure real scaling.
 
+Eval rows (``fnn-evaluate``, ``fnn-predict``, ``torch-eval-Nt``, ``torch-predict-Nt``): one
+pass over all the samples (the last partial batch included) in eval mode with the same model,
+freshly initialized (speed does not depend on the values). ``fnn-evaluate`` is
+``fnn.train.evaluate`` (mean cross-entropy and accuracy, back on the host as floats),
+``fnn-predict`` is ``fnn.train.predict`` (the logits, ``block_until_ready``); the
+``-nofold`` rows pass ``fold_batchnorm=False`` (BatchNorm run as a layer). PyTorch:
+``model.eval()`` under ``torch.no_grad()``, a plain loop over the batches in order; the eval row
+sums the cross-entropy and counts the correct predictions (the work ``evaluate`` does), the
+predict row concatenates the logits. "epoch" is one such pass; the first call (compile, or
+torch's warm-up) is not timed. GFLOP/s counts the forward matmuls only,
+2 * (784*512 + 512*512 + 512*10) = 1.33 MFLOP per sample. Target: fnn evaluate and predict at
+>= 1.0x the faster torch row of the same kind, at batch 1024.
+
 ``--quick`` runs 2048 samples, batch 128, one timed epoch, one 1-device mesh row and one
 single-thread torch row in this process (no subprocesses, so RSS is the process peak so far) and skips the
 command-line run; it prints the target lines but judges none of them.
@@ -73,6 +86,8 @@ FLOPS_PER_SAMPLE = 2 * (3 * (IN * H + H * H + H * OUT) - IN * H)
 LR, MOMENTUM, WEIGHT_DECAY, P_DROP, BN_MOMENTUM, BN_EPS = 0.01, 0.9, 1e-4, 0.2, 0.1, 1e-5
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax", "fnn-autodiff-progress", "fnn-autodiff-monitor")
+EVAL_IMPLS = ("fnn-evaluate", "fnn-predict", "fnn-evaluate-nofold", "fnn-predict-nofold")
+EVAL_FLOPS_PER_SAMPLE = 2 * (IN * H + H * H + H * OUT)
 
 
 def _options(parser) -> None:
@@ -93,7 +108,12 @@ def _options(parser) -> None:
     )
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager rows")
     parser.add_argument(
-        "--impls", nargs="+", default=None, choices=JAX_IMPLS, help="only these JAX rows (default: all)"
+        "--impls",
+        nargs="+",
+        default=None,
+        choices=JAX_IMPLS + EVAL_IMPLS,
+        help="only these JAX rows (default: all); the torch training rows run when a training row "
+        "is chosen, the torch eval rows when an eval row is",
     )
     parser.add_argument(
         "--devices",
@@ -315,7 +335,52 @@ def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, 
     }
 
 
-# ---------------------------------------------------------------- the PyTorch row
+def run_jax_eval_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int) -> dict:
+    """One eval pass over all the samples per timed epoch, through fnn.train.evaluate / predict."""
+    import jax
+
+    from fnn import models, train
+
+    _listen_for_compiles()
+    model = models.mlp(IN, (H, H), OUT, batch_norm=True, dropout=P_DROP)
+    params, state = model.init(jax.random.key(0))
+    x, y = jax.device_put(x_np), jax.device_put(y_np)
+    jax.block_until_ready((params, state, x, y))
+    fold = {} if not impl.endswith("nofold") else {"fold_batchnorm": False}
+    if impl.startswith("fnn-evaluate"):
+
+        def run():
+            return train.evaluate(model, params, state, (x, y), batch_size=batch_size, **fold)["loss"]
+
+    else:
+
+        def run():
+            return train.predict(model, params, state, x, batch_size=batch_size, **fold).block_until_ready()
+
+    before = _COMPILE["events"]
+    t0 = time.perf_counter()
+    out = run()  # compile and one pass: not timed
+    first_call, compiles_first = time.perf_counter() - t0, _COMPILE["events"] - before
+    times, cpu = [], []
+    for _ in range(epochs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = run()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    loss = float(out) if impl.startswith("fnn-evaluate") else float("nan")
+    return {
+        "compile_s": None,  # inside the first call: evaluate/predict compile on first use
+        "first_call_s": first_call,
+        "compiles_in_first_call": compiles_first,
+        "recompiles": _COMPILE["events"] - before - compiles_first,
+        "epoch_s": times,
+        "epoch_cpu_s": cpu,
+        "final_loss": loss,
+        "loss_finite": True,
+    }
+
+
+# ---------------------------------------------------------------- the PyTorch rows
 
 
 def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int, threads: int) -> dict:
@@ -388,6 +453,64 @@ def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: i
     }
 
 
+def run_torch_eval_row(
+    impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int, threads: int
+) -> dict:
+    """model.eval() under torch.no_grad(): loss sum and correct count (eval) or the logits (predict)."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(IN, H),
+        nn.BatchNorm1d(H),
+        nn.ReLU(),
+        nn.Dropout(P_DROP),
+        nn.Linear(H, H),
+        nn.BatchNorm1d(H),
+        nn.ReLU(),
+        nn.Dropout(P_DROP),
+        nn.Linear(H, OUT),
+    )
+    model.eval()
+    x, y = torch.from_numpy(np.ascontiguousarray(x_np)), torch.from_numpy(y_np.astype(np.int64))
+    starts = range(0, x.shape[0], batch_size)
+
+    @torch.no_grad()
+    def run():
+        if impl.startswith("torch-eval"):
+            loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
+            for i in starts:
+                xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+                out = model(xb)
+                loss_sum += nn.functional.cross_entropy(out, yb, reduction="sum")
+                correct += (out.argmax(1) == yb).sum()
+            return float(loss_sum) / x.shape[0], int(correct)
+        return torch.cat([model(x[i : i + batch_size]) for i in starts])
+
+    t0 = time.perf_counter()
+    out = run()  # warm-up pass (allocator, thread pool): not timed
+    first_call, times, cpu = time.perf_counter() - t0, [], []
+    for _ in range(epochs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = run()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {
+        "compile_s": None,
+        "first_call_s": first_call,
+        "recompiles": None,
+        "epoch_s": times,
+        "epoch_cpu_s": cpu,
+        "final_loss": out[0] if impl.startswith("torch-eval") else float("nan"),
+        "loss_finite": True,
+        "torch_version": torch.__version__,
+        "torch_threads": threads,
+        "env_in_row": {v: os.environ.get(v) for v in (*OPENBLAS_VARS, "OMP_WAIT_POLICY")},
+    }
+
+
 # ---------------------------------------------------------------- matmul peak
 
 
@@ -420,9 +543,18 @@ def run_row(spec: dict, x: np.ndarray | None = None, y: np.ndarray | None = None
         return run_matmul_peak(tuple(spec["sizes"]), spec["repeats"])
     if x is None:
         x, y = np.load(spec["x"]), np.load(spec["y"])
+    if _is_eval(spec["impl"]):
+        if spec["impl"].startswith("torch"):
+            return run_torch_eval_row(spec["impl"], spec["batch"], x, y, spec["epochs"], spec["threads"])
+        return run_jax_eval_row(spec["impl"], spec["batch"], x, y, spec["epochs"])
     if spec["impl"].startswith("torch"):
         return run_torch_row(spec["batch"], x, y, spec["epochs"], spec["threads"])
     return run_jax_row(spec["impl"], spec["batch"], x, y, spec["epochs"])
+
+
+def _is_eval(impl: str) -> bool:
+    """An eval row (one eval-mode pass over the data per "epoch"), not a training row."""
+    return impl in EVAL_IMPLS or impl.startswith(("torch-eval", "torch-predict"))
 
 
 def wait_rss(argv: list[str], env: dict | None = None, stdout=None) -> tuple[int, float, float]:
@@ -517,7 +649,8 @@ def summarize(rows: list[dict], peak: float) -> None:
         r["samples_per_s"] = used / min(r["epoch_s"])
         r["samples_per_s_median"] = used / statistics.median(r["epoch_s"])
         r["samples_per_cpu_s"] = used / min(r["epoch_cpu_s"])
-        r["gflops"] = r["samples_per_s"] * FLOPS_PER_SAMPLE / 1e9
+        flops = EVAL_FLOPS_PER_SAMPLE if _is_eval(r["impl"]) else FLOPS_PER_SAMPLE
+        r["gflops"] = r["samples_per_s"] * flops / 1e9
         r["pct_of_peak"] = 100 * r["gflops"] / peak
 
 
@@ -530,7 +663,9 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
 
     for b in sorted({r["batch"] for r in rows}):
         ref, auto, man = (by.get((i, b)) for i in ("pure-jax", "fnn-autodiff", "fnn-manual"))
-        torch_rows = [r for r in rows if r["batch"] == b and r["impl"].startswith("torch")]
+        torch_rows = [
+            r for r in rows if r["batch"] == b and r["impl"].startswith("torch") and not _is_eval(r["impl"])
+        ]
         tor = max(torch_rows, key=lambda r: r["samples_per_s"]) if torch_rows else None
         for impl, row in (("autodiff", auto), ("manual", man)):
             if row and ref:
@@ -575,14 +710,25 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
             add(f"monitor cost @{b}", v, "<= 5" if b == 128 else "(info)", v <= 5, "%")
             v = 100 * (1 - watched["samples_per_cpu_s"] / auto["samples_per_cpu_s"])
             add("  same, per CPU-second", v, "(info)", v <= 5, "%")
+    for b in sorted({r["batch"] for r in rows}):
+        for impl, kind in (("fnn-evaluate", "torch-eval"), ("fnn-predict", "torch-predict")):
+            row = by.get((impl, b))
+            peers = [r for r in rows if r["batch"] == b and r["impl"].startswith(kind + "-")]
+            if row and peers:
+                tor = max(peers, key=lambda r: r["samples_per_s"])
+                v = row["samples_per_s"] / tor["samples_per_s"]
+                add(f"{impl} / {tor['impl']} @{b}", v, ">= 1.0" if b == 1024 else "(info)", v >= 1.0)
+                v = row["samples_per_cpu_s"] / tor["samples_per_cpu_s"]
+                add("  same, per CPU-second", v, "(info)", v >= 1.0)
     base = by.get(("fnn-autodiff", 128))
     for r in rows:
         if _devices(r["impl"]) and base:
             v = r["samples_per_s"] / base["samples_per_s"]
             add(f"{r['impl']} / fnn-autodiff (no mesh) @128", v, "(info)", True)
     for r in rows:
-        if r["impl"].startswith("fnn"):
+        if r["impl"].startswith("fnn") and r["compile_s"] is not None:
             add(f"{r['impl']} compile s @{r['batch']}", r["compile_s"], "<= 2", r["compile_s"] <= 2, "s")
+        if r["impl"].startswith("fnn"):
             add(f"{r['impl']} recompiles @{r['batch']}", r["recompiles"], "== 0", r["recompiles"] == 0, "")
     if cli is not None:
         add(
@@ -598,7 +744,8 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
 def plot(rows: list[dict], peak: float, out: str) -> None:
     """Samples/s per implementation, one panel per batch size, against the matmul peak."""
     plt = common.pyplot()
-    if plt is None:
+    rows = [r for r in rows if not _is_eval(r["impl"])]  # training throughput only
+    if plt is None or not rows:
         return
     batches = sorted({r["batch"] for r in rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
@@ -679,11 +826,22 @@ def main() -> None:
         return row
 
     specs = []
+    chosen = args.impls or JAX_IMPLS + EVAL_IMPLS
     for b in batch_sizes:
-        specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in args.impls or JAX_IMPLS]
-        if with_torch:
+        specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in chosen if impl in JAX_IMPLS]
+        if with_torch and any(impl in JAX_IMPLS for impl in chosen):
             specs += [
                 {"impl": f"torch-{t}t", "batch": b, "epochs": epochs, "threads": t} for t in torch_threads
+            ]
+    # Eval rows: one pass over the data is far shorter than a training epoch, so 3x the passes.
+    for b in batch_sizes:
+        specs += [{"impl": impl, "batch": b, "epochs": 3 * epochs} for impl in chosen if impl in EVAL_IMPLS]
+        if with_torch:
+            specs += [
+                {"impl": f"{kind}-{t}t", "batch": b, "epochs": 3 * epochs, "threads": t}
+                for kind, impl in (("torch-eval", "fnn-evaluate"), ("torch-predict", "fnn-predict"))
+                if impl in chosen
+                for t in torch_threads
             ]
     # Data-parallel rows: the fnn step over a 'data' mesh of N devices, each row in its own
     # process because the forced host-device count must be set before jax starts.
@@ -732,10 +890,11 @@ def main() -> None:
     rows = []
     for (impl, b), row_runs in runs.items():
         row = merge_rounds(row_runs)
-        row.update(impl=impl, batch=b, samples_used=(samples // b) * b)
+        row.update(impl=impl, batch=b, samples_used=samples if _is_eval(impl) else (samples // b) * b)
         rows.append(row)
     summarize(rows, peak)
-    cli = None if args.quick else cli_run(args.out)
+    # The full CLI run measures training's memory: only when a training row was asked for.
+    cli = None if args.quick or not any(impl in JAX_IMPLS for impl in chosen) else cli_run(args.out)
     tmp.cleanup()
 
     table = [

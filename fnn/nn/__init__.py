@@ -1,5 +1,6 @@
 """fnn.nn: immutable, hashable layer specs with pure init / apply / apply_vjp (and the
-backward derived from it), and torch.nn's loss specs (CrossEntropyLoss, MSELoss, ...)."""
+backward derived from it), torch.nn's loss specs (CrossEntropyLoss, MSELoss, ...), and
+fold_batchnorm, which merges eval-mode Linear -> BatchNorm1d pairs."""
 
 from fnn.nn.activations import (
     ELU,
@@ -16,6 +17,7 @@ from fnn.nn.activations import (
 )
 from fnn.nn.base import DTYPES, Elementwise, Layer
 from fnn.nn.dropout import Dropout
+from fnn.nn.fold import fold_batchnorm
 from fnn.nn.linear import Flatten, Linear
 from fnn.nn.losses import (
     BCELoss,
@@ -65,5 +67,6 @@ __all__ = [
     "Softplus",
     "Tanh",
     "as_loss",
+    "fold_batchnorm",
     "num_params",
 ]

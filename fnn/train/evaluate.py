@@ -1,14 +1,24 @@
 """Eval-mode passes over a whole dataset, each one compiled program: ``evaluate``, ``predict``.
 
-Both split the data into batches (the last one zero-padded and masked out) and run them
-with ``lax.scan`` inside one ``jit``, so there is no per-batch host work. Class labels are
-checked on the host before compiling: a label outside the model's classes (other than
-the loss's ignore_index) raises, naming the label and its index, since inside the
-compiled pass it would only make the loss NaN (LBL-1). ``predict`` takes no labels.
+Both run the full batches with a ``lax.scan`` that slices each batch out of the
+device-resident data (``dynamic_slice``: no padded copy of the dataset), and the last
+partial batch, if any, as one more batch of its true size, all inside one ``jit``: one
+dispatch per call, no per-batch host work. The model is first folded for eval
+(``fnn.nn.fold_batchnorm``, on by default): each ``Linear -> BatchNorm1d`` pair becomes one
+Linear, the same function up to float32 rounding, so evaluation does no BatchNorm work.
+The fold runs inside the compiled program, so it costs one pass over the weights per call
+and always uses the current running statistics.
+
+Class labels are checked on the host before compiling: a label outside the model's classes
+(other than the loss's ignore_index) raises, naming the label and its index, since inside
+the compiled pass it would only make the loss NaN (LBL-1). ``predict`` takes no labels.
 
 ``evaluate``'s loss is exact at the dataset level: it sums the loss spec's
 ``per_sample`` terms, so it equals the loss with ``reduction='mean'`` over all samples at
-once (class weights and ``ignore_index`` included), whatever the batch size.
+once (class weights and ``ignore_index`` included), whatever the batch size. The sums are
+kept in float32 (float64 for float64 models). A BatchNorm1d with
+``track_running_stats=False`` normalizes each batch with its own statistics (BN-5), as in
+PyTorch's eval loop: only there does the result depend on ``batch_size``.
 """
 
 from __future__ import annotations
@@ -127,31 +137,49 @@ def check_labels(
         check_classes_in_range(name, y, out.shape[1], ignore_index, what="labels")
 
 
-def _in_batches(a: jax.Array, batch_size: int) -> jax.Array:
-    """(n, ...) -> (ceil(n / b), b, ...), the last batch zero-padded."""
-    n_batches = -(-a.shape[0] // batch_size)
-    pad = n_batches * batch_size - a.shape[0]
-    return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(n_batches, batch_size, *a.shape[1:])
+def _for_eval(model, params: Any, state: Any, fold: bool) -> tuple[Any, Any, Any]:
+    """The model to run in eval mode: folded (``nn.fold_batchnorm``) unless ``fold`` is False."""
+    return nn.fold_batchnorm(model, params, state) if fold else (model, params, state)
+
+
+def _scan_batches(fn, carry, arrays: tuple, batch_size: int):
+    """``lax.scan`` of ``fn(carry, *batches) -> (carry, out)`` over the full batches of
+    ``arrays``, each sliced from the arrays inside the loop, then ``fn`` on the last partial
+    batch (its true size: no padding, no mask). Returns the carry and the list of outputs
+    (the full batches' stacked, then the remainder's), without empty parts."""
+    n = arrays[0].shape[0]
+    n_full, rest = divmod(n, batch_size)
+    outs = []
+    if n_full:
+
+        def body(c, i):
+            return fn(c, *(jax.lax.dynamic_slice_in_dim(a, i * batch_size, batch_size) for a in arrays))
+
+        carry, out = jax.lax.scan(body, carry, jnp.arange(n_full))
+        outs.append(None if out is None else out.reshape(-1, *out.shape[2:]))
+    if rest:
+        carry, out = fn(carry, *(a[n_full * batch_size :] for a in arrays))
+        outs.append(out)
+    return carry, outs
 
 
 @functools.lru_cache(maxsize=32)
-def _eval_fn(model, loss: nn.Loss, metrics: tuple, batch_size: int):
-    """One compiled evaluator per (model, loss, metrics, batch size): fit calls it every epoch."""
+def _eval_fn(model, loss: nn.Loss, metrics: tuple, batch_size: int, fold: bool):
+    """One compiled evaluator per (model, loss, metrics, batch size, fold): fit calls it every epoch."""
 
     def run(params, state, x, y):
-        mask = _in_batches(jnp.ones((x.shape[0],), jnp.float32), batch_size)
+        net, params, state = _for_eval(model, params, state, fold)
+        # float64 models sum in float64; float32, bf16 and f16 ones in float32
+        acc = jnp.promote_types(jnp.float32, x.dtype)
 
-        def body(totals, inputs):
-            xb, yb, m = inputs
-            out, _ = model.apply(params, state, xb, train=False)
+        def body(totals, xb, yb):
+            out, _ = net.apply(params, state, xb, train=False)
             loss_sum, weight = loss.per_sample(out, yb)
-            values = [jnp.sum(loss_sum * m), jnp.sum(weight * m)]
-            values += [jnp.sum(fn(out, yb) * m) for _, fn in metrics]
-            return [t + v for t, v in zip(totals, values, strict=True)], None
+            values = [loss_sum, weight] + [fn(out, yb) for _, fn in metrics]
+            return [t + jnp.sum(v.astype(acc)) for t, v in zip(totals, values, strict=True)], None
 
-        # float64 models sum in float64 (a scan carry keeps its dtype); bf16/f16 ones in float32
-        zeros = [jnp.zeros((), jnp.promote_types(jnp.float32, x.dtype)) for _ in range(2 + len(metrics))]
-        totals, _ = jax.lax.scan(body, zeros, (_in_batches(x, batch_size), _in_batches(y, batch_size), mask))
+        zeros = [jnp.zeros((), acc) for _ in range(2 + len(metrics))]
+        totals, _ = _scan_batches(body, zeros, (x, y), batch_size)
         out = {"loss": totals[0] / totals[1]}
         out.update({name: t / x.shape[0] for (name, _), t in zip(metrics, totals[2:], strict=True)})
         return out
@@ -168,8 +196,9 @@ def evaluate(
     *,
     loss: Any = None,
     metrics: Any = None,
+    fold_batchnorm: bool = True,
 ) -> dict[str, float]:
-    """The mean loss and task metrics over ``data = (x, y)`` in eval mode.
+    """The mean loss and task metrics over ``data = (x, y)`` in eval mode, in one compiled pass.
 
     Args:
         model: an ``fnn.nn`` layer.
@@ -179,6 +208,9 @@ def evaluate(
         loss: an ``fnn.nn`` loss spec or function (default: ``default_loss(y)``).
         metrics: see ``fnn.train.metrics.resolve_metrics`` (default: accuracy for class
             labels, MAE otherwise).
+        fold_batchnorm: fold each ``Linear -> BatchNorm1d`` pair into one Linear first
+            (``fnn.nn.fold_batchnorm``; default True): the same values up to float32
+            rounding, without BatchNorm's work. False runs the layers as they are.
 
     Returns:
         ``{"loss": float, <metric>: float, ...}``.
@@ -196,7 +228,10 @@ def evaluate(
     batch_size = check_batch_size(batch_size)
     loss = nn.as_loss(default_loss(y) if loss is None else loss)
     check_labels(model, params, state, x, y, loss, "data")
-    return evaluate_checked(model, params, state, x, y, loss, resolve_metrics(metrics, y), batch_size)
+    metrics = resolve_metrics(metrics, y)
+    return evaluate_checked(
+        model, params, state, x, y, loss, metrics, batch_size, fold_batchnorm=fold_batchnorm
+    )
 
 
 def evaluate_checked(
@@ -208,6 +243,8 @@ def evaluate_checked(
     loss: nn.Loss,
     metrics: tuple,
     batch_size: int = 1000,
+    *,
+    fold_batchnorm: bool = True,
 ) -> dict[str, float]:
     """``evaluate`` without its host-side checks, for data already checked (``fit`` checks
     its eval data once, not every epoch; global arrays under ``jax.distributed``).
@@ -218,33 +255,42 @@ def evaluate_checked(
         loss: an ``fnn.nn.Loss`` (already through ``as_loss``).
         metrics: resolved metrics (``fnn.train.metrics.resolve_metrics``).
         batch_size: rows per compiled batch.
+        fold_batchnorm: as for ``evaluate`` (default True).
 
     Returns:
         ``{"loss": float, <metric>: float, ...}``, as ``evaluate``.
     """
-    run = _eval_fn(model, loss, metrics, min(batch_size, x.shape[0]))
-    return {name: float(value) for name, value in run(params, state, x, y).items()}
+    run = _eval_fn(model, loss, metrics, min(batch_size, x.shape[0]), fold_batchnorm)
+    values = jax.device_get(run(params, state, x, y))  # one transfer for all the values
+    return {name: float(value) for name, value in values.items()}
 
 
 @functools.lru_cache(maxsize=32)
-def _predict_fn(model, batch_size):
+def _predict_fn(model, batch_size: int, fold: bool):
     def run(params, state, x):
-        def body(_, xb):
-            return None, model.apply(params, state, xb, train=False)[0]
+        net, params, state = _for_eval(model, params, state, fold)
 
-        _, out = jax.lax.scan(body, None, _in_batches(x, batch_size))
-        return out.reshape(-1, *out.shape[2:])[: x.shape[0]]
+        def body(carry, xb):
+            return carry, net.apply(params, state, xb, train=False)[0]
+
+        _, outs = _scan_batches(body, (), (x,), batch_size)
+        return outs[0] if len(outs) == 1 else jnp.concatenate(outs)
 
     return jax.jit(run)
 
 
-def predict(model, params: Any, state: Any, x: Any, batch_size: int = 1000) -> jax.Array:
-    """The model's eval-mode outputs (e.g. logits) for every row of ``x``.
+def predict(
+    model, params: Any, state: Any, x: Any, batch_size: int = 1000, *, fold_batchnorm: bool = True
+) -> jax.Array:
+    """The model's eval-mode outputs (e.g. logits) for every row of ``x``, in one compiled pass.
 
     Args:
         model, params, state: the model and its arrays.
         x: inputs with a batch dimension.
         batch_size: rows per compiled batch.
+        fold_batchnorm: fold each ``Linear -> BatchNorm1d`` pair into one Linear first
+            (``fnn.nn.fold_batchnorm``; default True): the same outputs up to float32
+            rounding. False runs the layers as they are.
 
     Returns:
         The outputs, one row per row of ``x``; ``jnp.argmax(predict(...), 1)`` gives classes.
@@ -254,11 +300,11 @@ def predict(model, params: Any, state: Any, x: Any, batch_size: int = 1000) -> j
         >>> from fnn import nn, train
         >>> model, params = nn.Linear(2, 1, bias=False), {"weight": jnp.array([[1.0, 2.0]])}
         >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
-        >>> train.predict(model, params, {}, x, batch_size=2).tolist()  # two batches, the last padded
+        >>> train.predict(model, params, {}, x, batch_size=2).tolist()  # a full batch, then one row
         [[1.0], [3.0], [4.0]]
     """
     x = jnp.asarray(x)
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"x must hold at least one sample, got shape {tuple(x.shape)}")
     batch_size = check_batch_size(batch_size)
-    return _predict_fn(model, min(batch_size, x.shape[0]))(params, state, x)
+    return _predict_fn(model, min(batch_size, x.shape[0]), fold_batchnorm)(params, state, x)
