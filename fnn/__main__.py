@@ -526,6 +526,7 @@ def _lr_find(args: argparse.Namespace, config: dict) -> int:
             steps=args.steps,
             batch_size=args.batch_size,
             grad=args.grad,
+            compute_dtype=runs.compute_dtype(config),
         )
     except FloatingPointError as e:
         print(f"fnn lr-find: {' '.join(str(e).split())}", file=sys.stderr)
