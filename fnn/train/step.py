@@ -107,7 +107,9 @@ class MonitorStep(NamedTuple):
         params: the parameters the step started from (its forward and gradients used these).
         state: the model state (BatchNorm running statistics) the step started from.
         key: the step's PRNG key: ``model.apply(params, state, x, key=key, train=True)``
-            repeats the step's forward exactly, dropout masks included.
+            repeats the step's forward exactly, dropout masks included (with
+            ``compute_dtype=``, in the params' float32: the step's own forward ran on bf16
+            copies, ``fnn.train.precision``).
         x: the step's batch of inputs.
         y: the step's batch of targets.
         grads: the gradients of the step's loss with respect to ``params``.
