@@ -17,13 +17,20 @@ also after a divergence, for the epochs completed); ``history.json`` then holds 
 per-epoch numbers without the series. ``--no-monitor`` turns that off; config.json records
 it (``"monitor": false``).
 
-``--dtype`` (float32 by default; float64, bfloat16, float16) is the dtype of the model's
-parameters and BatchNorm statistics (torch's factory keyword, DTYPE-1); the images are cast
-to it where they are loaded, the optimizer state follows the parameters, and float64 runs
-with JAX's 64-bit mode on for that command only. ``bfloat16`` here means parameters, optimizer
-state and all compute in bfloat16: there are no float32 master weights and no loss scaling,
-so small updates can round away; it is a precision setting, not mixed-precision training.
-``evaluate`` reads the dtype back from ``config.json``.
+``--dtype`` (float32 by default; float64, bfloat16, float16) is the run's precision.
+float32 and float64 are the dtype of the model's parameters and BatchNorm statistics
+(torch's factory keyword, DTYPE-1); the images are cast to it where they are loaded, the
+optimizer state follows the parameters, and float64 runs with JAX's 64-bit mode on for that
+command only. ``bfloat16`` and ``float16`` mean mixed precision (DTYPE-4,
+``fnn.train.precision``): parameters, optimizer state and BatchNorm statistics are float32
+master copies, each step's forward and backward run in that dtype on cast copies, the loss
+and BatchNorm's statistics in float32, and the update is applied in float32; evaluation
+and the checkpoints use the float32 parameters. There is no loss scaling (float16 gradients
+below ~6e-8 flush to zero). The pure reduced-precision run (parameters and optimizer state in
+bfloat16) is no longer offered by the CLI; the library still gives it with
+``models.mlp(..., dtype="bfloat16")``. config.json records ``"master_weights": true``; runs
+written before, without it, are rebuilt with bfloat16/float16 parameters as they were
+trained. ``evaluate`` reads the dtype back from ``config.json``.
 
 ``lr-find`` takes train's model, data and optimizer options and runs the LR range test
 (``fnn.diagnostics.lr_find``: ``--steps`` steps, default 100, of exponentially growing
@@ -127,7 +134,8 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=nn.DTYPES,
         default="float32",
-        help="parameter and compute dtype (bfloat16: no float32 master weights), default float32",
+        help="precision: float32/float64 parameters and compute; bfloat16/float16 compute with "
+        "float32 master weights (mixed precision); default float32",
     )
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
     p.add_argument(
@@ -266,6 +274,7 @@ def config_of(args: argparse.Namespace) -> dict:
         "early_stopping": args.early_stopping,
         "reduce_lr_on_plateau": args.reduce_lr_on_plateau,
         "dtype": args.dtype,
+        "master_weights": args.dtype in runs.MIXED_DTYPES,
         "monitor": not args.no_monitor,
     }
     if args.model == "mlp":
@@ -382,7 +391,7 @@ def train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, config: dict) -> int:
     from fnn import train as T  # imported here so `gradcheck` starts fast
 
-    train_data, test_data = load_data(args.dataset, args.data_dir, config["dtype"])
+    train_data, test_data = load_data(args.dataset, args.data_dir, runs.param_dtype(config))
     n = len(train_data[0])
     if args.batch_size > n:
         raise UsageError(f"--batch-size {args.batch_size} is larger than the training set ({n} samples)")
@@ -421,6 +430,7 @@ def _train(args: argparse.Namespace, config: dict) -> int:
             overwrite=args.overwrite,
             keep_best="test_loss",
             monitor=config["monitor"],
+            compute_dtype=runs.compute_dtype(config),
         )
     except T.TrainingDiverged as e:
         found = e.record.get("diagnoses", [])
@@ -490,7 +500,7 @@ def lr_find_command(args: argparse.Namespace) -> int:
 def _lr_find(args: argparse.Namespace, config: dict) -> int:
     from fnn.diagnostics import lr_find
 
-    train_data, _ = load_data(args.dataset, args.data_dir, config["dtype"])
+    train_data, _ = load_data(args.dataset, args.data_dir, runs.param_dtype(config))
     n = len(train_data[0])
     if args.batch_size > n:
         raise UsageError(f"--batch-size {args.batch_size} is larger than the training set ({n} samples)")
@@ -516,6 +526,7 @@ def _lr_find(args: argparse.Namespace, config: dict) -> int:
             steps=args.steps,
             batch_size=args.batch_size,
             grad=args.grad,
+            compute_dtype=runs.compute_dtype(config),
         )
     except FloatingPointError as e:
         print(f"fnn lr-find: {' '.join(str(e).split())}", file=sys.stderr)

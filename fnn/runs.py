@@ -95,7 +95,8 @@ def build_model(config: dict) -> nn.Sequential:
         config: a run's config (``fnn.__main__.config_of``).
 
     Returns:
-        The ``Sequential`` spec; runs written before ``--dtype`` existed are float32.
+        The ``Sequential`` spec in ``param_dtype(config)``; runs written before ``--dtype``
+        existed are float32.
 
     Example:
         >>> from fnn.runs import build_model
@@ -103,7 +104,7 @@ def build_model(config: dict) -> nn.Sequential:
         >>> layer.in_features, layer.out_features, layer.dtype
         (784, 10, 'float32')
     """
-    dtype = config.get("dtype", "float32")
+    dtype = param_dtype(config)
     if config["model"] == "softmax":
         return models.softmax_regression(dtype=dtype)
     return models.mlp(
@@ -114,6 +115,41 @@ def build_model(config: dict) -> nn.Sequential:
         init=config["init"],
         dtype=dtype,
     )
+
+
+MIXED_DTYPES = ("bfloat16", "float16")
+
+
+def param_dtype(config: dict) -> str:
+    """The dtype of a run's parameters: float32 for a mixed-precision run (``"master_weights"``
+    in its config, written by ``--dtype bfloat16/float16``), else the config's ``dtype``.
+
+    Args:
+        config: a run's config.
+
+    Returns:
+        A dtype name.
+
+    Example:
+        >>> from fnn.runs import param_dtype
+        >>> param_dtype({"dtype": "bfloat16", "master_weights": True}), param_dtype({"dtype": "bfloat16"})
+        ('float32', 'bfloat16')
+    """
+    dtype = config.get("dtype", "float32")
+    return "float32" if config.get("master_weights") and dtype in MIXED_DTYPES else dtype
+
+
+def compute_dtype(config: dict) -> str | None:
+    """The ``compute_dtype=`` of a run's steps (``fnn.train.fit``): the config's ``dtype`` for a
+    mixed-precision run, else None (compute in the parameters' dtype).
+
+    Args:
+        config: a run's config.
+
+    Returns:
+        ``"bfloat16"``, ``"float16"`` or None.
+    """
+    return config["dtype"] if param_dtype(config) != config.get("dtype", "float32") else None
 
 
 def numerics(dtype: str) -> contextlib.AbstractContextManager:
@@ -239,8 +275,8 @@ def load_run(run_dir: str | os.PathLike, which: str = "latest", data_dir: str | 
     path = os.path.join(run_dir, CHECKPOINTS[which])
     if not os.path.exists(path):
         raise RunError(f"{path} not found (the run wrote no {which} checkpoint)")
-    dtype = config.get("dtype", "float32")
-    train_data, test_data = load_data(config["dataset"], data_dir or config.get("data_dir"), dtype)
+    where = data_dir or config.get("data_dir")
+    train_data, test_data = load_data(config["dataset"], where, param_dtype(config))
     model = build_model(config)
     opt = build_optimizer(config, len(train_data[0]) // config["batch_size"])
     like = T.init_train_state(model, opt, jax.random.key(config["seed"]))

@@ -174,6 +174,28 @@ def test_the_whole_scan_is_traced_once_and_not_again():
     assert len(traces) == 1  # equal arguments: the compiled scan is reused
 
 
+def test_mixed_precision_sweep_computes_in_bfloat16_from_float32_params():
+    # DTYPE-4: the first step's loss is the init params' loss with x and params rounded to
+    # bf16, the output cast up; computed here by hand from the same init.
+    x, y = regression()
+    model, key = nn.Linear(3, 1), jax.random.key(0)
+    kwargs = dict(key=key, batch_size=64, min_lr=1e-3, max_lr=0.1, steps=5)
+    mixed = lr_find(
+        model, nn.MSELoss(), lambda lr: optim.sgd(lr=lr), (x, y), compute_dtype="bfloat16", **kwargs
+    )
+    plain = lr_find(model, nn.MSELoss(), lambda lr: optim.sgd(lr=lr), (x, y), **kwargs)
+    params = train.init_train_state(model, optim.sgd(lr=0.1), key).params
+    w, b = (params[k].astype(jnp.bfloat16) for k in ("weight", "bias"))
+    out = (x.astype(jnp.bfloat16) @ w.T + b).astype(jnp.float32)
+    # batch_size = n: the one batch is the whole (shuffled) set, and the mean ignores the order
+    hand = float(jnp.mean((out - y) ** 2))
+    # XLA:CPU may skip rounding an elementwise bf16 intermediate (the bias add) to bf16, so
+    # allow that (3e-5 here), still far closer than the float32 sweep's first loss (5e-4).
+    np.testing.assert_allclose(mixed.losses[0], hand, rtol=1e-4)
+    assert abs(mixed.losses[0] - hand) < abs(plain.losses[0] - hand) / 5
+    np.testing.assert_allclose(mixed.losses, plain.losses, rtol=2**-6)
+
+
 BAD = [
     (dict(min_lr=0.0), ValueError, "min_lr must be a finite number > 0, got 0.0"),
     (dict(min_lr=-1e-3), ValueError, "min_lr must be a finite number > 0, got -0.001"),
@@ -187,6 +209,7 @@ BAD = [
     (dict(batch_size=65), ValueError, "data: batch_size 65 exceeds the number of samples 64"),
     (dict(grad="numeric"), ValueError, "grad must be 'autodiff' or 'manual'"),
     (dict(make_optimizer=lambda lr: lr), TypeError, "make_optimizer.* must return an fnn.optim optimizer"),
+    (dict(compute_dtype="float64"), ValueError, "compute_dtype must be None or one of float32, bfloat16"),
 ]
 
 

@@ -170,6 +170,9 @@ def test_mlp_and_softmax_regression_pass_dtype_to_every_layer_with_arrays():
 def test_input_of_another_dtype_raises_naming_both(x64, layer, x_dtype):
     # DTYPE-2: torch raises for a float64, reduced-precision or integer input into a float32
     # Linear / PReLU ("mat1 and mat2 must have the same dtype, but got Double and Float").
+    # A bfloat16 input to a float32 BatchNorm1d is torch's mixed type instead (DTYPE-4).
+    if layer == "BatchNorm1d" and x_dtype == "bfloat16":
+        pytest.skip("mixed-type BatchNorm: tested below")
     spec = LAYERS[layer]()
     params, state = spec.init(KEY)
     x = jnp.ones((4, 3), x_dtype)
@@ -281,3 +284,71 @@ def test_manual_backward_and_jax_grad_run_in_reduced_precision(dtype):
             assert leaf.dtype in (jnp.dtype(dtype), jnp.int32)
             assert bool(jnp.all(jnp.isfinite(leaf)))
     assert int(new_state[1]["num_batches_tracked"]) == 1
+
+
+# ------------------------------------------------------------------ mixed-type BatchNorm
+
+
+@pytest.mark.parametrize("low", ["bfloat16", "float16"])
+@pytest.mark.parametrize("train", [True, False])
+def test_float32_batchnorm_takes_a_reduced_precision_input_in_float32(low, train):
+    # DTYPE-4, torch's CPU mixed-type BatchNorm: statistics, running update and backward in
+    # float32, output and grad_input in the input's dtype. Reference: numpy in float64 on the
+    # input cast up (the layer's f32 arithmetic agrees to f32 rounding), then rounded to `low`.
+    rng = np.random.default_rng(0)
+    spec = nn.BatchNorm1d(3)
+    params, state = spec.init(KEY)
+    params = {"weight": jnp.asarray([1.5, -0.5, 2.0]), "bias": jnp.asarray([0.1, 0.2, -0.3])}
+    state = state | {
+        "running_mean": jnp.asarray([0.5, -1.0, 0.0]),
+        "running_var": jnp.asarray([2.0, 0.5, 1.0]),
+    }
+    x = jnp.asarray(rng.normal(3.0, 2.0, (8, 3)), low)
+    g = jnp.asarray(rng.normal(size=(8, 3)), low)
+    y, new_state = spec.apply(params, state, x, train=train)
+    (gp, gx), (auto_p, auto_x) = (
+        spec.backward(params, state, x, g, train=train),
+        jax.grad(
+            lambda p, a: jnp.sum(spec.apply(p, state, a, train=train)[0].astype(jnp.float32) * g), (0, 1)
+        )(params, x),
+    )
+    x64, g64 = np.asarray(x, np.float64), np.asarray(g, np.float64)
+    w, b = np.asarray(params["weight"], np.float64), np.asarray(params["bias"], np.float64)
+    if train:
+        mean, var = x64.mean(0), x64.var(0)
+    else:
+        mean, var = (
+            np.asarray(state["running_mean"], np.float64),
+            np.asarray(state["running_var"], np.float64),
+        )
+    r = 1 / np.sqrt(var + 1e-5)
+    x_hat = (x64 - mean) * r
+    want_y = x_hat * w + b
+    want_gx = w * r * (g64 - g64.mean(0) - x_hat * (g64 * x_hat).mean(0)) if train else w * r * g64
+    assert y.dtype == jnp.dtype(low) and gx.dtype == jnp.dtype(low) and auto_x.dtype == jnp.dtype(low)
+    eps = float(jnp.finfo(low).eps)
+    np.testing.assert_allclose(np.asarray(y, np.float64), want_y, rtol=eps, atol=eps)
+    for got in (gx, auto_x):
+        np.testing.assert_allclose(np.asarray(got, np.float64), want_gx, rtol=eps, atol=4 * eps)
+    for got in (gp, auto_p):
+        assert {str(v.dtype) for v in got.values()} == {"float32"}
+        np.testing.assert_allclose(got["weight"], (g64 * x_hat).sum(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["bias"], g64.sum(0), rtol=1e-5, atol=1e-5)
+    assert {str(v.dtype) for v in new_state.values()} == {"float32", "int32"}
+    if train:  # the running update in float32 from the f32 batch statistics (BN-2)
+        np.testing.assert_allclose(
+            new_state["running_mean"], 0.9 * np.asarray(state["running_mean"]) + 0.1 * mean, rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            new_state["running_var"],
+            0.9 * np.asarray(state["running_var"]) + 0.1 * x64.var(0, ddof=1),
+            rtol=1e-6,
+        )
+
+
+def test_a_bfloat16_batchnorm_still_refuses_a_float32_input():
+    # DTYPE-4 goes one way only: a reduced-precision input to float32 arrays, never the reverse.
+    spec = nn.BatchNorm1d(3, dtype="bfloat16")
+    params, state = spec.init(KEY)
+    with pytest.raises(TypeError, match="got input float32 and weight bfloat16"):
+        spec.apply(params, state, jnp.ones((4, 3)), train=True)

@@ -273,3 +273,26 @@ def test_dtype_float64_trains_evaluates_and_leaves_64_bit_mode_off(tmp_path, cap
     assert main(["evaluate", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("test_loss=")
     assert jnp.zeros(1, float).dtype == jnp.float32  # 64-bit mode did not outlive the commands
+
+
+def test_dtype_bfloat16_trains_with_float32_master_weights(tmp_path, capsys, monkeypatch):
+    # DTYPE-4: --dtype bfloat16 is mixed precision: the config says so, the checkpoint's
+    # params, BatchNorm statistics and optimizer state are float32, evaluate rebuilds the same.
+    from fnn import data
+
+    rng = np.random.default_rng(0)
+    images = {s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) for s, n in (("train", 256), ("test", 64))}
+    labels = {s: rng.integers(0, 10, len(images[s])).astype(np.int32) for s in images}
+    monkeypatch.setattr(data, "mnist", lambda split: (images[split], labels[split]))
+    out = tmp_path / "run"
+    args = ["train", "--hidden", "8", "--batch-size", "64", "--epochs", "1", "--no-progress", "--no-monitor"]
+    assert main([*args, "--dtype", "bfloat16", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["dtype"] == "bfloat16" and config["master_weights"] is True
+    saved, _ = checkpoint.load(out / "checkpoint.npz")
+    arrays = jax.tree.leaves((saved["params"], saved["state"], saved["opt_state"]))
+    floats = [leaf for leaf in arrays if np.issubdtype(np.asarray(leaf).dtype, np.floating)]
+    assert floats and {np.asarray(leaf).dtype for leaf in floats} == {np.dtype(np.float32)}
+    assert any(np.ndim(leaf) == 1 and leaf.shape == (8,) for leaf in jax.tree.leaves(saved["state"]))
+    assert main(["evaluate", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("test_loss=")

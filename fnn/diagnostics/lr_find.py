@@ -55,6 +55,7 @@ from fnn._checks import check_batch_size
 from fnn.optim.schedules import LRSchedule
 from fnn.train import init_train_state, make_train_step
 from fnn.train.evaluate import check_data, check_labels
+from fnn.train.precision import check_compute_dtype
 from fnn.train.step import check_grad_mode
 
 __all__ = ["LRFindResult", "lr_find", "range_schedule", "summarize"]
@@ -182,9 +183,11 @@ def summarize(lrs: Any, losses: Any, *, beta: float = 0.98, diverge_factor: floa
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_range(model, loss, optimizer, batch_size: int, grad: str, steps: int, n: int) -> Callable:
+def _compiled_range(
+    model, loss, optimizer, batch_size: int, grad: str, steps: int, n: int, compute_dtype: str | None = None
+) -> Callable:
     """The whole test as one jitted function (params, state, opt_state, run_key, x, y) -> metrics."""
-    step = make_train_step(model, loss, optimizer, grad, metrics=())
+    step = make_train_step(model, loss, optimizer, grad, metrics=(), compute_dtype=compute_dtype)
     n_batches = n // batch_size
     n_epochs = -(-steps // n_batches)
 
@@ -212,11 +215,12 @@ def _compiled_range(model, loss, optimizer, batch_size: int, grad: str, steps: i
     return jax.jit(run)
 
 
-def _build(model, loss, optimizer, batch_size, grad, steps, n) -> Callable:
+def _build(model, loss, optimizer, batch_size, grad, steps, n, compute_dtype=None) -> Callable:
+    args = (model, loss, optimizer, batch_size, grad, steps, n, compute_dtype)
     try:
-        return _compiled_range(model, loss, optimizer, batch_size, grad, steps, n)
+        return _compiled_range(*args)
     except TypeError:  # an unhashable optimizer or loss: compile afresh
-        return _compiled_range.__wrapped__(model, loss, optimizer, batch_size, grad, steps, n)
+        return _compiled_range.__wrapped__(*args)
 
 
 def lr_find(
@@ -235,6 +239,7 @@ def lr_find(
     grad: str = "autodiff",
     beta: float = 0.98,
     diverge_factor: float = 4.0,
+    compute_dtype: str | None = None,
 ) -> LRFindResult:
     """Run the LR range test on a copy of the model (see the module docstring).
 
@@ -254,6 +259,8 @@ def lr_find(
         beta: the smoothing's decay in [0, 1) (default 0.98, fastai's).
         diverge_factor: the smoothed loss above this many times its minimum counts as
             diverged, > 1 (default 4, fastai's).
+        compute_dtype: as ``fit``'s: None (the params' dtype) or ``'bfloat16'`` /
+            ``'float16'`` for mixed precision with float32 master weights (DTYPE-4).
 
     Returns:
         ``LRFindResult(lrs, losses, smoothed, valid, diverged_at, suggested_lr, rule)``.
@@ -289,7 +296,9 @@ def lr_find(
         )
     ts = init_train_state(model, optimizer, key, params=params, state=state)
     check_labels(model, ts.params, ts.state, x, y, loss, "data")
-    run = _build(model, loss, optimizer, batch_size, grad, steps, int(x.shape[0]))
+    run = _build(
+        model, loss, optimizer, batch_size, grad, steps, int(x.shape[0]), check_compute_dtype(compute_dtype)
+    )
     records = run(ts.params, ts.state, ts.opt_state, ts.key, x, y)
     # The rates the optimizer really used (its lr link); the schedule when it has none.
     lrs = records["lr"] if "lr" in records else jax.vmap(schedule)(jnp.arange(steps))

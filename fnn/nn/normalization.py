@@ -5,7 +5,11 @@ Both take torch's factory keyword ``dtype=`` (keyword-only; DTYPE-1): ``'float32
 parameters and BatchNorm1d's ``running_mean`` / ``running_var`` are of that dtype;
 ``num_batches_tracked`` is always int32 (where torch uses int64: int32 needs no 64-bit mode,
 and the default float32 run keeps that off; ``load_state_dict`` casts). An input of another
-dtype than the layer's arrays raises (DTYPE-2). ``track_running_stats=False`` gives no
+dtype than the layer's arrays raises (DTYPE-2), with one exception, torch's CPU "mixed type"
+BatchNorm: a bfloat16 or float16 input to a float32 BatchNorm1d is cast up, normalized and its
+statistics (batch and running) computed in float32, and the output is cast back to the input's
+dtype (DTYPE-4; mixed-precision training keeps BatchNorm's statistics float32 this way).
+``track_running_stats=False`` gives no
 state and batch statistics in both modes (BN-5); ``affine=False`` gives no params (BN-6).
 """
 
@@ -19,6 +23,19 @@ from fnn import functional as F
 from fnn.nn.base import Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
 __all__ = ["BatchNorm1d", "LayerNorm"]
+
+
+_LOW = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def _mixed_input(x, params, state):
+    """The input's dtype when it is bfloat16/float16 and every floating array of the layer is
+    float32 (torch's CPU mixed-type BatchNorm, DTYPE-4), else None."""
+    x_dtype = jnp.result_type(x)
+    arrays = [a for a in (*params.values(), *state.values()) if jnp.issubdtype(a.dtype, jnp.floating)]
+    if x_dtype in _LOW and arrays and all(a.dtype == jnp.float32 for a in arrays):
+        return x_dtype
+    return None
 
 
 @dataclass(frozen=True)
@@ -91,8 +108,13 @@ class BatchNorm1d(Layer):
         )
 
     def apply(self, params, state, x, *, key=None, train):
-        check_input_dtype("BatchNorm1d", x, params, state)
+        low = _mixed_input(x, params, state)
+        check_input_dtype("BatchNorm1d", x if low is None else x.astype(jnp.float32), params, state)
+        if low is not None:  # DTYPE-4: statistics in float32, the output in the input's dtype
+            x = x.astype(jnp.float32)
         y, mean, var = F.batch_norm(x, **self._call_args(params, state, train))
+        if low is not None:
+            y = y.astype(low)
         if not (train and self.track_running_stats):
             return y, state
         return y, {
@@ -106,8 +128,16 @@ class BatchNorm1d(Layer):
         # contract); under jit XLA merges that with the forward's.
         y, new_state = self.apply(params, state, x, key=key, train=train)
 
+        low = _mixed_input(x, params, state)
+        x32 = x if low is None else x.astype(jnp.float32)
+
         def pullback(grad_y):
-            grad_x, grad_w, grad_b = F.batch_norm_backward(grad_y, x, **self._call_args(params, state, train))
+            if low is not None:  # DTYPE-4: the backward in float32 too, grad_x in the input's dtype
+                grad_y = grad_y.astype(jnp.float32)
+            args = self._call_args(params, state, train)
+            grad_x, grad_w, grad_b = F.batch_norm_backward(grad_y, x32, **args)
+            if low is not None:
+                grad_x = grad_x.astype(low)
             return ({"weight": grad_w, "bias": grad_b} if self.affine else {}), grad_x
 
         return y, new_state, pullback

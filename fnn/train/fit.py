@@ -57,6 +57,7 @@ from fnn.train import checkpointing
 from fnn.train.callbacks import Callback, Run, as_callbacks, improved, mode_for, monitored
 from fnn.train.evaluate import check_data, check_labels, evaluate_checked
 from fnn.train.metrics import resolve_metrics
+from fnn.train.precision import check_compute_dtype
 from fnn.train.progress import ProgressBar, callback_interval
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
 from fnn.train.step import EpochMonitor, check_grad_mode, make_train_epoch
@@ -313,6 +314,7 @@ def fit(
     keep_best: str | None = None,
     mesh: jax.sharding.Mesh | None = None,
     monitor: Any = False,
+    compute_dtype: str | None = None,
 ) -> FitResult:
     """Train ``model`` until ``epochs`` epochs are done (see the module docstring).
 
@@ -342,6 +344,11 @@ def fit(
         monitor: True for ``fnn.diagnostics.Monitor()`` (imported lazily, only then), a
             monitor object (``Monitor(every=...)`` or any ``fnn.train.EpochMonitor``), or
             False (default): per-layer statistics in each record's ``"monitor"``.
+        compute_dtype: None (default: the params' dtype) or ``'bfloat16'`` / ``'float16'``:
+            mixed precision, the params, optimizer state and BatchNorm statistics stay the
+            float32 master copy and each step computes in this dtype (``make_train_step``,
+            ``fnn.train.precision``). The per-epoch evaluation runs on the float32 master
+            params, in float32 (the more accurate choice; what a checkpoint restores).
 
     Returns:
         ``FitResult(train_state, history)``.
@@ -386,7 +393,11 @@ def fit(
     ts, run.history = checkpoints.start(ts, resume, overwrite, callbacks)
     run.train_state = _owned(ts, mesh)
     epoch_args = dict(
-        grad=grad, metrics=resolve_metrics(metrics, local_y), mesh=mesh, monitor=_as_monitor(monitor)
+        grad=grad,
+        metrics=resolve_metrics(metrics, local_y),
+        mesh=mesh,
+        monitor=_as_monitor(monitor),
+        compute_dtype=check_compute_dtype(compute_dtype),
     )
     _run_epochs(run, data, batch_size, epoch_args, callbacks, checkpoints, progress)
     for cb in callbacks:

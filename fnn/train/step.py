@@ -64,6 +64,7 @@ import jax.numpy as jnp
 
 from fnn import distributed, optim
 from fnn.nn import as_loss
+from fnn.train import precision
 from fnn.train import progress as progress_bar
 from fnn.train.metrics import resolve_metrics
 
@@ -106,7 +107,9 @@ class MonitorStep(NamedTuple):
         params: the parameters the step started from (its forward and gradients used these).
         state: the model state (BatchNorm running statistics) the step started from.
         key: the step's PRNG key: ``model.apply(params, state, x, key=key, train=True)``
-            repeats the step's forward exactly, dropout masks included.
+            repeats the step's forward exactly, dropout masks included (with
+            ``compute_dtype=``, in the params' float32: the step's own forward ran on bf16
+            copies, ``fnn.train.precision``).
         x: the step's batch of inputs.
         y: the step's batch of targets.
         grads: the gradients of the step's loss with respect to ``params``.
@@ -144,8 +147,10 @@ class EpochMonitor(Protocol):
     # newest epoch in ``record["diagnoses"]`` (``fnn.diagnostics.Monitor`` runs the rules).
 
 
-def _loss_and_grads(model, loss, grad: str) -> Callable:
+def _loss_and_grads(model, loss, grad: str, compute_dtype: str | None = None) -> Callable:
     """(params, state, key, x, y) -> (loss, output, new_state, grads) for the chosen source."""
+    if compute_dtype is not None:
+        return _mixed_loss_and_grads(model, loss, grad, compute_dtype)
     if grad == "autodiff":
 
         def compute(params, state, key, x, y):
@@ -166,6 +171,40 @@ def _loss_and_grads(model, loss, grad: str) -> Callable:
     return compute
 
 
+def _mixed_loss_and_grads(model, loss, grad: str, compute_dtype: str) -> Callable:
+    """The same, with the forward and backward in ``compute_dtype`` on cast copies of the
+    params (fnn.train.precision); loss, output and grads come back in the params' dtype."""
+
+    if grad == "autodiff":
+
+        def compute(params, state, key, x, y):
+            def objective(p):
+                low = precision.compute_params(model, p, compute_dtype)
+                x_low = precision.compute_input(x, compute_dtype)
+                out, new_state = model.apply(low, state, x_low, key=key, train=True)
+                out = precision.compute_output(out, p)
+                return loss(out, y), (out, new_state)
+
+            # The casts are inside the differentiated function: their transposes cast the
+            # gradients back to the params' dtype.
+            (value, (out, new_state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+            return value, out, new_state, grads
+    else:
+
+        def compute(params, state, key, x, y):
+            low = precision.compute_params(model, params, compute_dtype)
+            x_low = precision.compute_input(x, compute_dtype)
+            out_low, new_state, pullback = model.apply_vjp(low, state, x_low, key=key, train=True)
+            out = precision.compute_output(out_low, params)
+            value = loss(out, y)
+            grad_out = loss.backward(jnp.ones((), value.dtype), out, y).astype(out_low.dtype)
+            grads, _ = pullback(grad_out)
+            grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+            return value, out, new_state, grads
+
+    return compute
+
+
 def _lr_used(opt_state: Any) -> jax.Array | None:
     """The learning rate of the latest update, when the optimizer has an lr link."""
     try:
@@ -174,11 +213,13 @@ def _lr_used(opt_state: Any) -> jax.Array | None:
         return None
 
 
-def _raw_step(model, loss, optimizer, grad: str, metrics, with_grads: bool = False) -> Callable:
+def _raw_step(
+    model, loss, optimizer, grad: str, metrics, with_grads: bool = False, compute_dtype: str | None = None
+) -> Callable:
     """The step; ``with_grads`` also returns the gradients (for a monitor), as a 5th value."""
     check_grad_mode(grad)
     loss = as_loss(loss)
-    compute = _loss_and_grads(model, loss, grad)
+    compute = _loss_and_grads(model, loss, grad, precision.check_compute_dtype(compute_dtype))
 
     def step(params, state, opt_state, key, x, y):
         value, out, new_state, grads = compute(params, state, key, x, y)
@@ -226,7 +267,14 @@ def _memoized(build: Callable) -> Callable:
 
 @_memoized
 def make_train_step(
-    model, loss, optimizer, grad: str = "autodiff", *, metrics=None, mesh: jax.sharding.Mesh | None = None
+    model,
+    loss,
+    optimizer,
+    grad: str = "autodiff",
+    *,
+    metrics=None,
+    mesh: jax.sharding.Mesh | None = None,
+    compute_dtype: str | None = None,
 ) -> Callable:
     """A jitted pure step ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
 
@@ -237,6 +285,10 @@ def make_train_step(
         grad: ``'autodiff'`` (``jax.value_and_grad``) or ``'manual'`` (hand-derived backward).
         metrics: task metrics, see ``fnn.train.metrics.resolve_metrics``.
         mesh: a mesh with a ``'data'`` axis for data parallelism (``fnn.distributed``).
+        compute_dtype: None (the default: compute in the params' dtype) or ``'bfloat16'``,
+            ``'float16'``, ``'float32'``: mixed precision with the params, optimizer state and
+            BatchNorm statistics kept as float32 master copies (``fnn.train.precision``,
+            DTYPE-4). A static option: it is part of the compiled program.
 
     Returns:
         The compiled step; ``metrics`` holds ``loss``, ``grad_norm``, ``lr`` and the task
@@ -259,7 +311,7 @@ def make_train_step(
         >>> {name: round(float(v), 4) for name, v in sorted(m.items())}
         {'grad_norm': 2.2361, 'loss': 2.5, 'lr': 0.5, 'mae': 1.5}
     """
-    raw = _raw_step(model, loss, optimizer, grad, metrics)
+    raw = _raw_step(model, loss, optimizer, grad, metrics, compute_dtype=compute_dtype)
     if mesh is None:
         return jax.jit(raw)
     distributed.data_axis_size(mesh)
@@ -291,11 +343,12 @@ def make_train_epoch(
     progress_every: int = 0,
     mesh: jax.sharding.Mesh | None = None,
     monitor: EpochMonitor | None = None,
+    compute_dtype: str | None = None,
 ) -> Callable:
     """A jitted epoch ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
 
     Args:
-        model, loss, optimizer, grad, metrics, mesh: as for ``make_train_step``.
+        model, loss, optimizer, grad, metrics, mesh, compute_dtype: as for ``make_train_step``.
         batch_size: samples per step; the epoch runs ``len(x) // batch_size`` steps.
         progress_every: when > 0, report progress to ``fnn.train.progress`` every that many
             steps through a host callback (a different compiled program; 0 adds nothing).
@@ -336,7 +389,9 @@ def make_train_epoch(
     """
     if monitor is not None:
         _check_monitor(monitor)
-    step = _raw_step(model, loss, optimizer, grad, metrics, with_grads=monitor is not None)
+    step = _raw_step(
+        model, loss, optimizer, grad, metrics, with_grads=monitor is not None, compute_dtype=compute_dtype
+    )
     if mesh is None:
 
         def shard(a):
