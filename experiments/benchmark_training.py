@@ -383,13 +383,14 @@ def run_jax_eval_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndar
 # ---------------------------------------------------------------- the PyTorch rows
 
 
-def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int, threads: int) -> dict:
+def _torch_model(threads: int):
+    """The benchmark's MLP in torch (seeded), with ``threads`` intra-op threads."""
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = nn.Sequential(
+    return nn.Sequential(
         nn.Linear(IN, H),
         nn.BatchNorm1d(H),
         nn.ReLU(),
@@ -400,6 +401,13 @@ def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: i
         nn.Dropout(P_DROP),
         nn.Linear(H, OUT),
     )
+
+
+def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int, threads: int) -> dict:
+    import torch
+    from torch import nn
+
+    model = _torch_model(threads)
     model.train()
     params = list(model.parameters())
     opt = torch.optim.SGD(
@@ -460,19 +468,7 @@ def run_torch_eval_row(
     import torch
     from torch import nn
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(IN, H),
-        nn.BatchNorm1d(H),
-        nn.ReLU(),
-        nn.Dropout(P_DROP),
-        nn.Linear(H, H),
-        nn.BatchNorm1d(H),
-        nn.ReLU(),
-        nn.Dropout(P_DROP),
-        nn.Linear(H, OUT),
-    )
+    model = _torch_model(threads)
     model.eval()
     x, y = torch.from_numpy(np.ascontiguousarray(x_np)), torch.from_numpy(y_np.astype(np.int64))
     starts = range(0, x.shape[0], batch_size)
