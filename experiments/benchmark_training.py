@@ -438,23 +438,31 @@ def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: i
                 losses[i], accs[i] = loss, (out.argmax(1) == yb).float().mean()
         return losses
 
+    # warm-up steps (allocator, thread pool, kernels): not timed
+    losses, row = _timed_torch(lambda: epoch(min(n_batches, 50)), epoch, epochs, threads)
+    return {**row, "final_loss": float(losses[-1]), "loss_finite": bool(torch.isfinite(losses).all())}
+
+
+def _timed_torch(warm_up, run, epochs: int, threads: int) -> tuple:
+    """``warm_up()`` once (not timed), then ``run()`` ``epochs`` times: the last output and
+    the fields every torch row shares (wall and CPU seconds per pass, torch's version and
+    threads, the BLAS environment)."""
+    import torch
+
     t0 = time.perf_counter()
-    epoch(min(n_batches, 50))  # warm-up steps (allocator, thread pool, kernels): not timed
-    first_call, times = time.perf_counter() - t0, []
-    cpu = []
+    warm_up()
+    first_call, times, cpu, out = time.perf_counter() - t0, [], [], None
     for _ in range(epochs):
         t0, c0 = time.perf_counter(), time.process_time()
-        losses = epoch()
+        out = run()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    return {
+    return out, {
         "compile_s": None,
         "first_call_s": first_call,
         "recompiles": None,
         "epoch_s": times,
         "epoch_cpu_s": cpu,
-        "final_loss": float(losses[-1]),
-        "loss_finite": bool(torch.isfinite(losses).all()),
         "torch_version": torch.__version__,
         "torch_threads": threads,
         "env_in_row": {v: os.environ.get(v) for v in (*OPENBLAS_VARS, "OMP_WAIT_POLICY")},
@@ -485,25 +493,11 @@ def run_torch_eval_row(
             return float(loss_sum) / x.shape[0], int(correct)
         return torch.cat([model(x[i : i + batch_size]) for i in starts])
 
-    t0 = time.perf_counter()
-    out = run()  # warm-up pass (allocator, thread pool): not timed
-    first_call, times, cpu = time.perf_counter() - t0, [], []
-    for _ in range(epochs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = run()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+    out, row = _timed_torch(run, run, epochs, threads)  # a warm-up pass (allocator, thread pool), not timed
     return {
-        "compile_s": None,
-        "first_call_s": first_call,
-        "recompiles": None,
-        "epoch_s": times,
-        "epoch_cpu_s": cpu,
+        **row,
         "final_loss": out[0] if impl.startswith("torch-eval") else float("nan"),
         "loss_finite": True,
-        "torch_version": torch.__version__,
-        "torch_threads": threads,
-        "env_in_row": {v: os.environ.get(v) for v in (*OPENBLAS_VARS, "OMP_WAIT_POLICY")},
     }
 
 
