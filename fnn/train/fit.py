@@ -36,8 +36,9 @@ checkpoint. Its contract:
   course's rules (``fnn.diagnostics.rules``) after each epoch, evaluation included, and the
   record gets ``record["diagnoses"]``: that epoch's findings as dicts (``Diagnosis._asdict()``),
   an empty list when there are none. Without a monitor, no rule runs.
-  An epoch that diverges gets no record (``fit`` raises ``TrainingDiverged``), so its points,
-  those from the bad step on describing steps that were not applied, are never reported.
+  An epoch that diverges gets no record in the history (``fit`` raises ``TrainingDiverged``);
+  its points from the bad step on, describing steps that were not applied, are dropped, and
+  those of the steps applied before it, with their diagnoses, are in the error's ``record``.
 """
 
 from __future__ import annotations
