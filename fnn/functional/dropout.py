@@ -31,7 +31,10 @@ T = 2**16 (keeps all) and 1 - 2**-17 < p < 1 to T = 0 (drops all). Four units pe
 with 8-bit thresholds measured cheaper still, but 1/256 resolution realizes p = 0.1234 as
 0.125 and p = 0.99 as 0.988 (E[y] 17% high), and drops nothing for p < 1/512: rejected.
 Neither is torch's stream (torch's masks were never reproduced); the mask for a key is
-fixed by the layout above.
+fixed by the layout above. The words are JAX's own (``jax.random.bits``), computed by
+``fnn.functional._threefry.random_bits``: the same threefry hash written out unrolled, because
+JAX's CPU lowering runs it as a rolled loop that XLA cannot fuse (1.5-2 ms of a batch-1024
+step; the module docstring there has the numbers). The masks did not change.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn._checks import check_floating, check_key, check_same_shape
+from fnn.functional._threefry import random_bits
 
 __all__ = ["dropout", "dropout_backward", "dropout_mask"]
 
@@ -113,10 +117,11 @@ def _keep_threshold(p: float) -> int:
 
 def _keep(key: jax.Array, shape: tuple[int, ...], threshold: int) -> jax.Array:
     """Boolean keep mask of `shape`: unit 2j / 2j + 1 of the last axis compares the low / high
-    16 bits of word j of `jax.random.bits(key, (..., ceil(n / 2)), uint32)` with `threshold`."""
+    16 bits of word j of `jax.random.bits(key, (..., ceil(n / 2)), uint32)` with `threshold`
+    (those words, computed by `_threefry.random_bits` so that XLA fuses the hash)."""
     lead, n = (shape[:-1], shape[-1]) if shape else ((), 1)
     m = (n + 1) // 2
-    words = jax.random.bits(key, (*lead, m), jnp.uint32)
+    words = random_bits(key, (*lead, m))  # = jax.random.bits(key, (*lead, m), uint32), fused
     # Interleaved (units 2j, 2j + 1 from word j): a row's units come from that row's words
     # only, so a batch-sharded mask needs no other shard's words; it also measured faster
     # than concatenating the low and high halves.
