@@ -443,6 +443,9 @@ def _train(args: argparse.Namespace, config: dict) -> int:
             file=sys.stderr,
         )
         return EXIT_DIVERGED
+    # The report below rebuilds the run from its directory, data included: the training set
+    # held here would be a second copy at the run's peak memory.
+    del train_data
     write_diagnostics(out, result.history, config["monitor"])
     with open(os.path.join(out, "history.json"), "w") as f:
         json.dump({"config": config, "history": without_series(result.history)}, f, indent=1)
