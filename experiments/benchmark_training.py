@@ -1,5 +1,6 @@
 """Training throughput of the MNIST MLP: fnn (autodiff and manual gradients) against a
-hand-written pure-JAX ``lax.scan`` epoch and PyTorch eager on the CPU.
+hand-written pure-JAX ``lax.scan`` epoch, PyTorch eager and, where installed, Flax NNX and
+Equinox, on the CPU.
 
 The model is ``784-512-512-10`` with BatchNorm1d, ReLU and Dropout(0.2), trained with
 cross-entropy and SGD (lr 0.01, momentum 0.9, weight decay 1e-4 on the weight matrices
@@ -29,6 +30,16 @@ Measured per row (implementation x batch size):
   ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` and with ``OMP_WAIT_POLICY=PASSIVE``
   (unless set): on cores shared with other processes, spinning OpenMP workers waste
   their slices waiting for preempted peers (10x slower here without it).
+- Flax NNX and Equinox + optax (``flax-nnx``, ``equinox``): the same epoch written with those
+  libraries in ``benchmark_peers.py`` (Flax NNX as ``nnx.split`` outside ``jax.jit`` and
+  ``nnx.merge`` inside the scanned step, its fastest documented form; Equinox with its
+  stateful BatchNorm under ``jax.vmap``; the forms and converted conventions are in that
+  module's docstring), timed like the pure-JAX row (compile, recompiles, RSS). They join the
+  training rows when the running interpreter can import the library and optax (the
+  ``bench`` extra, see experiments/README.md; never a dependency of fnn, absent in CI) and
+  are skipped silently otherwise; asking for one with ``--impls`` where it is missing is an
+  error. Target (issue 12): fnn autodiff and manual each >= 1.0x every peer row that ran,
+  at every batch size.
 - GFLOP/s: samples/s times the matmul FLOPs of one training sample,
   2 * (3 * (784*512 + 512*512 + 512*10) - 784*512) = 3.21 MFLOP (forward, weight
   gradient and input gradient of each Linear, minus the first layer's input gradient,
@@ -86,6 +97,8 @@ FLOPS_PER_SAMPLE = 2 * (3 * (IN * H + H * H + H * OUT) - IN * H)
 LR, MOMENTUM, WEIGHT_DECAY, P_DROP, BN_MOMENTUM, BN_EPS = 0.01, 0.9, 1e-4, 0.2, 0.1, 1e-5
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 JAX_IMPLS = ("fnn-autodiff", "fnn-manual", "pure-jax", "fnn-autodiff-progress", "fnn-autodiff-monitor")
+# Peer-library rows (experiments/benchmark_peers.py): each runs when these modules are importable.
+PEER_IMPLS = {"flax-nnx": ("flax", "optax"), "equinox": ("equinox", "optax")}
 EVAL_IMPLS = ("fnn-evaluate", "fnn-predict", "fnn-evaluate-nofold", "fnn-predict-nofold")
 EVAL_FLOPS_PER_SAMPLE = 2 * (IN * H + H * H + H * OUT)
 
@@ -111,9 +124,10 @@ def _options(parser) -> None:
         "--impls",
         nargs="+",
         default=None,
-        choices=JAX_IMPLS + EVAL_IMPLS,
-        help="only these JAX rows (default: all); the torch training rows run when a training row "
-        "is chosen, the torch eval rows when an eval row is",
+        choices=JAX_IMPLS + tuple(PEER_IMPLS) + EVAL_IMPLS,
+        help="only these JAX rows (default: all, the peer rows flax-nnx and equinox where their "
+        "library is importable); the torch training rows run when a training row is chosen, the "
+        "torch eval rows when an eval row is",
     )
     parser.add_argument(
         "--devices",
@@ -284,6 +298,11 @@ def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, 
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     if impl == "pure-jax":
         run, carry = reference_epoch(batch_size)
+    elif impl in PEER_IMPLS:
+        import benchmark_peers
+
+        build = {"flax-nnx": benchmark_peers.flax_nnx_epoch, "equinox": benchmark_peers.equinox_epoch}
+        run, carry = build[impl](batch_size)
     elif _devices(impl) is None:
         run, carry = fnn_epoch(
             batch_size,
@@ -579,6 +598,25 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def missing_modules(impl: str) -> list[str]:
+    """The libraries of peer row ``impl`` that this interpreter cannot import."""
+    import importlib.util
+
+    return [m for m in PEER_IMPLS[impl] if importlib.util.find_spec(m) is None]
+
+
+def peers_available() -> tuple[str, ...]:
+    """The peer rows whose libraries this interpreter can import (the ``bench`` extra)."""
+    return tuple(impl for impl in PEER_IMPLS if not missing_modules(impl))
+
+
+def peer_versions(impls) -> dict:
+    """Installed versions of the libraries behind the peer rows ``impls``."""
+    from importlib import metadata
+
+    return {m: metadata.version(m) for impl in impls for m in PEER_IMPLS[impl]}
+
+
 def cli_run(out: str) -> dict:
     """Peak RSS and wall time of ``python -m fnn train --epochs 1`` (the full MNIST run)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -671,6 +709,13 @@ def check_targets(rows: list[dict], cli: dict | None) -> list[dict]:
                     ">= 1.3" if b == 128 else "(info)",
                     v >= 1.3,
                 )
+            for peer in PEER_IMPLS:  # issue 12: fnn leads the peer libraries at every batch size
+                other = by.get((peer, b))
+                if row and other:
+                    v = row["samples_per_s"] / other["samples_per_s"]
+                    add(f"fnn {impl} / {peer} @{b}", v, ">= 1.0", v >= 1.0)
+                    v = row["samples_per_cpu_s"] / other["samples_per_cpu_s"]
+                    add("  same, per CPU-second", v, "(info)", v >= 1.0)
         if auto and man:
             v = man["samples_per_s"] / auto["samples_per_s"]
             add(f"fnn manual / autodiff @{b}", v, ">= 0.9", v >= 0.9)
@@ -739,7 +784,13 @@ def plot(rows: list[dict], peak: float, out: str) -> None:
         return
     batches = sorted({r["batch"] for r in rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
-    colors = {"fnn-autodiff": "tab:blue", "fnn-manual": "tab:cyan", "pure-jax": "tab:green"}
+    colors = {
+        "fnn-autodiff": "tab:blue",
+        "fnn-manual": "tab:cyan",
+        "pure-jax": "tab:green",
+        "flax-nnx": "tab:red",
+        "equinox": "tab:olive",
+    }
     for ax, b in zip(axes[0], batches, strict=True):
         sel = [r for r in rows if r["batch"] == b]
         names = [r["impl"] for r in sel]
@@ -781,6 +832,17 @@ def main() -> None:
     samples = args.samples or (2048 if args.quick else 60000)
     batch_sizes = args.batch_sizes or ([128] if args.quick else [128, 1024])
     with_torch = not args.no_torch and torch_available()
+    peers = peers_available()
+    missing = [impl for impl in args.impls or () if impl in PEER_IMPLS and impl not in peers]
+    if missing:
+        modules = sorted({m for impl in missing for m in missing_modules(impl)})
+        print(
+            f"experiments/{NAME}.py: error: --impls {' '.join(missing)}: {', '.join(modules)} not "
+            f"importable by {sys.executable} (install the bench extra, see experiments/README.md)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    train_impls = JAX_IMPLS + peers
     isolate = not args.quick
     blas_env = {v: os.environ[v] for v in OPENBLAS_VARS if v in os.environ}
     print(
@@ -788,6 +850,7 @@ def main() -> None:
         f"batch sizes {batch_sizes}, "
         f"{_cores()} cores, load average {os.getloadavg()[0]:.2f}; torch: "
         f"{'yes' if with_torch else 'skipped (' + ('--no-torch' if args.no_torch else 'not installed') + ')'}"
+        f"; peer rows: {', '.join(peers) or 'none (flax, equinox not installed)'}"
     )
     if blas_env:
         print(f"OPENBLAS settings in the environment {blas_env}: removed for the torch rows only")
@@ -816,10 +879,10 @@ def main() -> None:
         return row
 
     specs = []
-    chosen = args.impls or JAX_IMPLS + EVAL_IMPLS
+    chosen = args.impls or train_impls + EVAL_IMPLS
     for b in batch_sizes:
-        specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in chosen if impl in JAX_IMPLS]
-        if with_torch and any(impl in JAX_IMPLS for impl in chosen):
+        specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in chosen if impl in train_impls]
+        if with_torch and any(impl in train_impls for impl in chosen):
             specs += [
                 {"impl": f"torch-{t}t", "batch": b, "epochs": epochs, "threads": t} for t in torch_threads
             ]
@@ -884,7 +947,7 @@ def main() -> None:
         rows.append(row)
     summarize(rows, peak)
     # The full CLI run measures training's memory: only when a training row was asked for.
-    cli = None if args.quick or not any(impl in JAX_IMPLS for impl in chosen) else cli_run(args.out)
+    cli = None if args.quick or not any(impl in train_impls for impl in chosen) else cli_run(args.out)
     tmp.cleanup()
 
     table = [
@@ -933,6 +996,7 @@ def main() -> None:
             "data": "fnn.data.mnist train, normalized",
             "openblas_env_removed_for_torch": blas_env,
             "torch": with_torch,
+            "peers": peer_versions(impl for impl in peers if impl in chosen),
             "torch_env_omp_wait_policy": torch_env["OMP_WAIT_POLICY"] if isolate else None,
         },
         "matmul": matmul,
