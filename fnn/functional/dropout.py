@@ -124,12 +124,22 @@ def _keep(key: jax.Array, shape: tuple[int, ...], threshold: int) -> jax.Array:
     m = (n + 1) // 2
     words = random_bits(key, (*lead, m))  # = jax.random.bits(key, (*lead, m), uint32), fused
     # Interleaved (units 2j, 2j + 1 from word j): a row's units come from that row's words
-    # only, so a batch-sharded mask needs no other shard's words. The bitcast splits word j
-    # into (low, high) 16-bit halves, XLA's little-endian element order (tests/test_dropout.py
-    # checks the layout against numpy's w & 0xFFFF, w >> 16). Stacking the two shifted copies
-    # instead made XLA compute the hash once per copy (1.5 vs 0.95 ms for a 1024x512 mask).
-    halves = lax.bitcast_convert_type(words, jnp.uint16).reshape(*lead, 2 * m)[..., :n]
-    return (halves.astype(jnp.uint32) < jnp.uint32(threshold)).reshape(shape)
+    # only, so a batch-sharded mask needs no other shard's words.
+    #
+    # The decisions are packed 32 to a uint32 by a reduction, then unpacked where they are
+    # used. XLA fuses elementwise producers into each consumer, so an elementwise mask would be
+    # hashed again in the forward's fusion and in the backward's (it measured no faster than
+    # JAX's own rolled loop, which writes its words once); XLA does not fuse a reduction into
+    # an elementwise consumer, so the hash runs once per word and both passes read 1/32 of it.
+    groups = -(-m // 16)  # 16 words (32 units) per packed word
+    words = jnp.pad(words, [(0, 0)] * len(lead) + [(0, 16 * groups - m)])
+    words = words.reshape(*lead, groups, 16)
+    t = jnp.uint32(threshold)
+    pair = ((words & 0xFFFF) < t).astype(jnp.uint32) | (((words >> 16) < t).astype(jnp.uint32) << 1)
+    shifts = 2 * jnp.arange(16, dtype=jnp.uint32)
+    packed = jnp.sum(pair << shifts, axis=-1, dtype=jnp.uint32)  # disjoint bits: sum = or
+    bits = (packed[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
+    return bits.reshape(*lead, 32 * groups)[..., :n].astype(bool).reshape(shape)
 
 
 def dropout(input: jax.Array, key: jax.Array | None, p: float = 0.5, training: bool = True) -> jax.Array:
