@@ -34,7 +34,11 @@ Neither is torch's stream (torch's masks were never reproduced); the mask for a 
 fixed by the layout above. The words are JAX's own (``jax.random.bits``), computed by
 ``fnn.functional._threefry.random_bits``: the same threefry hash written out unrolled, because
 JAX's CPU lowering runs it as a rolled loop that XLA cannot fuse (1.5-2 ms of a batch-1024
-step; the module docstring there has the numbers). The masks did not change.
+step; the module docstring there has the numbers). The decisions are then packed 32 to a
+word by a reduction and unpacked by their users, so the forward and the backward share one
+hash per word (`_keep`). The masks did not change: only how the same bits are computed. In
+experiments/profile_step.py's breakdown the dropout thunks of a batch-1024 training step
+fell from 5.7-6.0 ms to 1.7-1.9 ms.
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from fnn._checks import check_floating, check_key, check_same_shape
 from fnn.functional._threefry import random_bits
