@@ -6,16 +6,19 @@ fnn (``--grad autodiff`` or ``manual``) at each batch size.
 
 Method. XLA:CPU runs a compiled program as a sequence of thunks (a dot, a fused loop, a
 copy, ...), and ``jax.profiler`` records one event per thunk execution, on the thread that
-ran it. The script traces a few timed epochs, sums each thunk's event durations (CPU time:
-a thunk split over both cores counts both halves), and gives every thunk a part of the step
-from the HLO metadata that JAX attaches to each instruction: the user source line that
-emitted it. The line's enclosing Python function names the part:
+ran it. The script traces a few timed epochs, sums each thunk's event durations ("thunk
+time": a thunk that XLA runs on both cores is recorded on the thread that launched it, so
+the sums are close to wall time, not CPU time; the dots' sum matched the matmul peak's wall
+rate), and gives every thunk a part of the step from the HLO metadata that JAX attaches to
+each instruction: the innermost user frame (file and function) that emitted it, which names
+the part:
 
 - ``matmul``: ``linear``/``linear_backward`` (the three Linear layers' dots and bias adds),
 - ``batchnorm``, ``relu``, ``dropout`` (the mask's random bits and its multiply), ``loss``
   (log-softmax cross-entropy and its gradient), ``optimizer`` (``fnn.optim``'s transforms:
-  weight decay, momentum, the update), ``gather`` (shuffling and ``x[idx]``), ``step`` (the
-  rest of the step: gradient norm, the divergence guard, metrics).
+  weight decay, momentum, the update), ``grad norm`` (``fnn.optim``'s global norm, which the
+  divergence guard reads), ``metrics``, ``gather`` (shuffling and ``x[idx]``), ``step`` (the
+  rest of the step: key splits, the divergence guard's selects, the scan's bookkeeping).
 
 A fused thunk whose instructions come from several parts is reported under all of them
 joined by ``+`` (XLA fused them: the time cannot be split further without changing the
@@ -228,26 +231,26 @@ def profile(grad: str, batch_size: int, x, y, epochs: int) -> dict:
         "batch_size": batch_size,
         "steps_per_epoch": steps,
         "wall_us_per_step": wall_us,
-        "cpu_us_per_step": dict(sorted(per_step.items(), key=lambda kv: -kv[1])),
+        "thunk_us_per_step": dict(sorted(per_step.items(), key=lambda kv: -kv[1])),
         "unattributed": sorted(unknown, key=lambda n: -unknown[n])[:10],
         "top_thunks": [
-            {"thunk": n, "part": parts.get(n, "?"), "cpu_us_per_step": ns / total_steps / 1e3}
+            {"thunk": n, "part": parts.get(n, "?"), "thunk_us_per_step": ns / total_steps / 1e3}
             for n, ns in sorted(per_thunk.items(), key=lambda kv: -kv[1])[:15]
         ],
     }
 
 
 def _print(row: dict) -> None:
-    total = sum(row["cpu_us_per_step"].values())
+    total = sum(row["thunk_us_per_step"].values())
     print(
         f"\n{row['grad']} @ batch {row['batch_size']}: wall {row['wall_us_per_step']:.0f} µs/step, "
-        f"thunk CPU time {total:.0f} µs/step"
+        f"thunk time {total:.0f} µs/step"
     )
-    for part, us in row["cpu_us_per_step"].items():
+    for part, us in row["thunk_us_per_step"].items():
         print(f"  {part:<34} {us:9.1f} µs  {100 * us / total:5.1f}%")
     print("  largest thunks:")
     for t in row["top_thunks"][:8]:
-        print(f"    {t['thunk']:<40} {t['part']:<30} {t['cpu_us_per_step']:8.1f} µs")
+        print(f"    {t['thunk']:<40} {t['part']:<30} {t['thunk_us_per_step']:8.1f} µs")
 
 
 def main() -> None:
