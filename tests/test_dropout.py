@@ -232,3 +232,20 @@ def test_bad_arguments_rejected():
         dropout(jnp.ones(3, jnp.int32), jax.random.key(0))
     with pytest.raises(ValueError, match=r"grad_output and input must have the same shape .* \(2,\)"):
         dropout_backward(jnp.ones(2), x, jax.random.key(0))
+
+
+def test_forward_and_backward_share_one_hash_of_the_mask():
+    # Design check behind `_keep`'s packing: with an elementwise mask XLA fused the threefry
+    # hash (23 xors: 20 rounds, the key parity, x0 ^ x1) into both the forward's and the
+    # backward's fusion. The packed decisions leave one copy of the hash in the compiled
+    # gradient. XLA:CPU's fusion decisions are what is checked, so only on the CPU.
+    if jax.default_backend() != "cpu":
+        pytest.skip("checks XLA:CPU's fusion of the mask")
+
+    def loss(x, w, key):  # dropout between two matmuls, as in an MLP
+        return jnp.sum(jnp.tanh(dropout(jax.nn.relu(x @ w), key, p=0.3) @ w))
+
+    x, w = jnp.ones((64, 96)), jnp.ones((96, 96))
+    hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w, jax.random.key(0)).compile().as_text()
+    # An elementwise mask in this function compiles to 46 xors (the hash twice), measured.
+    assert 20 <= hlo.count(" xor(") < 40
