@@ -251,15 +251,20 @@ def test_gradcheck_command_prints_an_agreeing_table(capsys):
     assert "all leaves agree" in out and "1.weight" in out and "FAIL" not in out
 
 
-def test_dtype_float64_trains_evaluates_and_leaves_64_bit_mode_off(tmp_path, capsys, monkeypatch):
-    # DTYPE-1: --dtype reaches every layer and the data is cast where the CLI loads it (a
-    # float32 input would raise, DTYPE-2); 64-bit mode is on for the command only.
+def _small_random_mnist(monkeypatch) -> None:
+    """Replace the bundled MNIST with 256 train / 64 test random uint8 images (a fast CLI run)."""
     from fnn import data
 
     rng = np.random.default_rng(0)
     images = {s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) for s, n in (("train", 256), ("test", 64))}
     labels = {s: rng.integers(0, 10, len(images[s])).astype(np.int32) for s in images}
     monkeypatch.setattr(data, "mnist", lambda split: (images[split], labels[split]))
+
+
+def test_dtype_float64_trains_evaluates_and_leaves_64_bit_mode_off(tmp_path, capsys, monkeypatch):
+    # DTYPE-1: --dtype reaches every layer and the data is cast where the CLI loads it (a
+    # float32 input would raise, DTYPE-2); 64-bit mode is on for the command only.
+    _small_random_mnist(monkeypatch)
     out = tmp_path / "run"
     assert (
         main([*SOFTMAX, "--dtype", "float64", "--epochs", "1", "--batch-size", "64", "--out", str(out)]) == 0
@@ -278,12 +283,7 @@ def test_dtype_float64_trains_evaluates_and_leaves_64_bit_mode_off(tmp_path, cap
 def test_dtype_bfloat16_trains_with_float32_master_weights(tmp_path, capsys, monkeypatch):
     # DTYPE-4: --dtype bfloat16 is mixed precision: the config says so, the checkpoint's
     # params, BatchNorm statistics and optimizer state are float32, evaluate rebuilds the same.
-    from fnn import data
-
-    rng = np.random.default_rng(0)
-    images = {s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) for s, n in (("train", 256), ("test", 64))}
-    labels = {s: rng.integers(0, 10, len(images[s])).astype(np.int32) for s in images}
-    monkeypatch.setattr(data, "mnist", lambda split: (images[split], labels[split]))
+    _small_random_mnist(monkeypatch)
     out = tmp_path / "run"
     args = ["train", "--hidden", "8", "--batch-size", "64", "--epochs", "1", "--no-progress", "--no-monitor"]
     assert main([*args, "--dtype", "bfloat16", "--out", str(out)]) == 0
