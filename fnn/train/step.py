@@ -328,7 +328,16 @@ def make_train_step(
 
 
 def _keep_if(good: jax.Array, new: Any, old: Any) -> Any:
-    return jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
+    """``new`` if ``good`` else ``old``, whole pytrees (the divergence guard).
+
+    A ``lax.cond`` on the one scalar, not an elementwise ``jnp.where``: XLA fuses a where into
+    every parameter's update kernel, and LLVM then compiles each of those loops twice, once
+    per value of the loop-invariant predicate. On the benchmark MLP the where form made 36%
+    more machine code than the unguarded step (1.67 vs 1.24 MB of optimized LLVM IR) and
+    compiled ~0.2 s slower; the cond form is 1.20 MB and runs as fast (experiments/README.md,
+    "compile time").
+    """
+    return jax.lax.cond(good, lambda: new, lambda: old)
 
 
 @_memoized
