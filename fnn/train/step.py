@@ -330,14 +330,23 @@ def make_train_step(
 def _keep_if(good: jax.Array, new: Any, old: Any) -> Any:
     """``new`` if ``good`` else ``old``, whole pytrees (the divergence guard).
 
-    A ``lax.cond`` on the one scalar, not an elementwise ``jnp.where``: XLA fuses a where into
-    every parameter's update kernel, and LLVM then compiles each of those loops twice, once
-    per value of the loop-invariant predicate. On the benchmark MLP the where form made 36%
-    more machine code than the unguarded step (1.67 vs 1.24 MB of optimized LLVM IR) and
-    compiled ~0.2 s slower; the cond form is 1.20 MB and runs as fast (experiments/README.md,
-    "compile time").
+    On the CPU a ``lax.cond`` on the one scalar, not an elementwise ``jnp.where``: XLA:CPU
+    fuses a where into every parameter's update kernel, and LLVM then compiles each of those
+    loops twice, once per value of the loop-invariant predicate. On the benchmark MLP the
+    where form made 36% more machine code than the unguarded step (1.67 vs 1.24 MB of
+    optimized LLVM IR) and compiled ~0.2 s slower; the cond form is 1.20 MB and runs as fast
+    (experiments/README.md, "compile time"). Elsewhere the where: a GPU conditional copies its
+    predicate to the host and waits for it, once per step, where the fused selects cost
+    nothing. Both give the same values.
     """
-    return jax.lax.cond(good, lambda: new, lambda: old)
+
+    def select():
+        return jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
+
+    def branch():
+        return jax.lax.cond(good, lambda: new, lambda: old)
+
+    return jax.lax.platform_dependent(cpu=branch, default=select)
 
 
 @_memoized
