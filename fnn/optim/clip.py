@@ -53,6 +53,8 @@ def global_norm(grads: Any, norm_type: float = 2.0) -> jax.Array:
     dtype = jnp.result_type(*leaves)
     if math.isinf(norm_type):
         return jnp.max(jnp.stack([jnp.max(jnp.abs(g), initial=0).astype(dtype) for g in leaves]))
+    if norm_type == 2:  # the common case, as squares and a sqrt: less to trace and compile
+        return jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(dtype))) for g in leaves))
     sums = [jnp.sum(jnp.abs(g.astype(dtype)) ** norm_type) for g in leaves]
     return jnp.sum(jnp.stack(sums)) ** (1 / norm_type)
 
