@@ -43,7 +43,8 @@ then ``mnist_pi_continued.yaml``, with fnn:
 Departures (each also in experiments/README.md):
 
 1. **Epoch caps, for wall time.** The authors' run stopped early at epoch 343 (best 243, see
-   above); at ~8 s per epoch on this 2-core CPU that is ~46 min before the continued phase.
+   above); at ~3.5 s per epoch on this 2-core CPU (8 s before the unrolled dropout masks) that is
+   ~20 min before the continued phase.
    ``--max-epochs`` (default 400) caps the first phase and ``--continue-epochs`` (default 100)
    the second; a run that hits a cap says so in results.json (``stopped_by``).
 2. **Random numbers.** JAX's threefry generator instead of Theano's MRG; different init
