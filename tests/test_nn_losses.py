@@ -371,30 +371,36 @@ def _agg_cases():
 AGG_CASES = _agg_cases()
 
 
-def _op_mean(op, kwargs, output, target):
+def _jitted_op_mean(op, kwargs):
+    """(output, target) -> op(..., reduction="mean") in float64, one program per shape."""
     kwargs = {k: f64(v) if k in ("weight", "pos_weight") else v for k, v in kwargs.items()}
-    return op(f64(output), _as_target(target), reduction="mean", **kwargs)
+    mean = jax.jit(lambda output, target: op(output, target, reduction="mean", **kwargs))
+    return lambda output, target: mean(f64(output), _as_target(target))
 
 
 @pytest.mark.parametrize("case", list(AGG_CASES))
 def test_per_sample_aggregates_to_the_op_mean(x64, case):
     spec, op, kwargs, output, target = AGG_CASES[case]
     n = len(output)
+    # Jitted, as evaluate runs it (one program per batch shape, not one per op and shape);
+    # test_per_sample_weights_are_torch_denominators and _under_jit cover the eager calls.
+    per_sample, op_mean = jax.jit(spec.per_sample), _jitted_op_mean(op, kwargs)
     # uneven batches, as evaluation sees them: Σ loss_sum / Σ weight over all of them
     total, weight = 0.0, 0.0
     for lo, hi in [(0, 1), (1, 6), (6, 8), (8, 13)]:
-        loss_sum, w = spec.per_sample(f64(output[lo:hi]), _as_target(target[lo:hi]))
+        loss_sum, w = per_sample(f64(output[lo:hi]), _as_target(target[lo:hi]))
         assert loss_sum.shape == w.shape == (hi - lo,)
-        total, weight = total + float(jnp.sum(loss_sum)), weight + float(jnp.sum(w))
-    close(total / weight, _op_mean(op, kwargs, output, target), rtol=1e-10)
+        total, weight = total + float(np.sum(loss_sum)), weight + float(np.sum(w))
+    close(total / weight, op_mean(output, target), rtol=1e-10)
     # any subset of one batch
-    loss_sum, w = spec.per_sample(f64(output), _as_target(target))
+    loss_sum, w = per_sample(f64(output), _as_target(target))
     assert loss_sum.dtype == w.dtype == jnp.float64
     subset = np.array([0, 3, 4, 8, 9, 12])
     assert n > subset.max()
+    loss_sum, w = np.asarray(loss_sum), np.asarray(w)
     close(
-        jnp.sum(loss_sum[subset]) / jnp.sum(w[subset]),
-        _op_mean(op, kwargs, output[subset], target[subset]),
+        np.sum(loss_sum[subset]) / np.sum(w[subset]),
+        op_mean(output[subset], target[subset]),
         rtol=1e-10,
     )
 
