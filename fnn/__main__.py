@@ -477,7 +477,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from fnn import train as T
 
-    run = runs.load_run(args.dir, args.checkpoint, args.data_dir)
+    run = runs.load_run(args.dir, args.checkpoint, args.data_dir, train_data=False)
     ts = run.train_state
     scores = T.evaluate(run.model, ts.params, ts.state, run.test_data, loss=nn.CrossEntropyLoss())
     print(f"{run.checkpoint_path}: epoch {run.meta['epoch']}")

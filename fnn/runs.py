@@ -199,7 +199,7 @@ def normalization(dataset: str) -> tuple[float, float]:
     return data.FASHION_MNIST_MEAN, data.FASHION_MNIST_STD
 
 
-def load_data(dataset: str, data_dir: str | None, dtype: str = "float32"):
+def load_data(dataset: str, data_dir: str | None, dtype: str = "float32", *, train_images: bool = True):
     """((x, y) train, (x, y) test), normalized and cast to the model's ``dtype`` (layers
     refuse another dtype, DTYPE-2).
 
@@ -207,6 +207,9 @@ def load_data(dataset: str, data_dir: str | None, dtype: str = "float32"):
         dataset: ``"mnist"`` (bundled) or ``"fashion-mnist"``.
         data_dir: the Fashion-MNIST IDX directory (None: ``$FNN_DATA_DIR`` or the default).
         dtype: the model's parameter dtype.
+        train_images: False leaves ``x_train`` out (None): for a caller that only needs
+            the test set and the training set's size (``len(y_train)``), without a float
+            copy of 60k images on the device.
 
     Returns:
         ``((x_train, y_train), (x_test, y_test))``.
@@ -223,10 +226,8 @@ def load_data(dataset: str, data_dir: str | None, dtype: str = "float32"):
     # Normalized on the device: the float images exist once, where training reads them (a
     # host float copy beside the device one cost ~220 MB of the CLI's peak RSS).
     cast = functools.partial(_as_dtype, dtype=dtype)
-    return (
-        (cast(data.normalize(jax.numpy.asarray(xtr), mean, std)), ytr),
-        (cast(data.normalize(jax.numpy.asarray(xte), mean, std)), yte),
-    )
+    xtr = cast(data.normalize(jax.numpy.asarray(xtr), mean, std)) if train_images else None
+    return (xtr, ytr), (cast(data.normalize(jax.numpy.asarray(xte), mean, std)), yte)
 
 
 def _as_dtype(x, dtype: str):
@@ -246,7 +247,13 @@ class LoadedRun(NamedTuple):
     test_data: tuple
 
 
-def load_run(run_dir: str | os.PathLike, which: str = "latest", data_dir: str | None = None) -> LoadedRun:
+def load_run(
+    run_dir: str | os.PathLike,
+    which: str = "latest",
+    data_dir: str | None = None,
+    *,
+    train_data: bool = True,
+) -> LoadedRun:
     """Rebuild the model, its data and the checkpointed TrainState of a run directory, as
     ``python -m fnn evaluate`` does. Call it inside ``numerics(config["dtype"])`` for a
     float64 run (``load_run`` reads the config first, so read it with ``read_json``).
@@ -255,6 +262,9 @@ def load_run(run_dir: str | os.PathLike, which: str = "latest", data_dir: str | 
         run_dir: a directory written by ``python -m fnn train``.
         which: ``"latest"`` (``checkpoint.npz``) or ``"best"`` (``best.npz``).
         data_dir: overrides the config's Fashion-MNIST directory.
+        train_data: False skips the normalized training images (``LoadedRun.train_data``
+            is None) for callers that read only the test set, as ``evaluate`` and
+            ``report`` do; the optimizer's schedule still gets the training set's size.
 
     Returns:
         ``LoadedRun(config, model, train_state, meta, checkpoint_path, train_data, test_data)``;
@@ -281,9 +291,9 @@ def load_run(run_dir: str | os.PathLike, which: str = "latest", data_dir: str | 
     if not os.path.exists(path):
         raise RunError(f"{path} not found (the run wrote no {which} checkpoint)")
     where = data_dir or config.get("data_dir")
-    train_data, test_data = load_data(config["dataset"], where, param_dtype(config))
+    train, test_data = load_data(config["dataset"], where, param_dtype(config), train_images=train_data)
     model = build_model(config)
-    opt = build_optimizer(config, len(train_data[0]) // config["batch_size"])
+    opt = build_optimizer(config, len(train[1]) // config["batch_size"])
     like = T.init_train_state(model, opt, jax.random.key(config["seed"]))
     ts, meta = checkpoint.load(path, like=like)
-    return LoadedRun(config, model, ts, meta, path, train_data, test_data)
+    return LoadedRun(config, model, ts, meta, path, train if train_data else None, test_data)

@@ -97,3 +97,37 @@ def test_load_run_of_an_unknown_checkpoint_name(tmp_path):
 def test_load_data_of_a_missing_fashion_mnist_names_where_it_looked(tmp_path):
     with pytest.raises(runs.RunError, match=re.escape(str(tmp_path))):
         runs.load_data("fashion-mnist", str(tmp_path))
+
+
+def test_load_run_without_train_data_rebuilds_the_same_run(tmp_path):
+    # evaluate and report read only the test set: train_data=False must leave out the
+    # normalized training images and nothing else. The reference is the default full load.
+    import jax
+    import numpy as np
+
+    from fnn import checkpoint
+    from fnn import train as T
+
+    run_dir = _run_dir(tmp_path)
+    opt = runs.build_optimizer(CONFIG, 60000 // CONFIG["batch_size"])
+    saved = T.init_train_state(runs.build_model(CONFIG), opt, jax.random.key(5))
+    checkpoint.save(run_dir / "checkpoint.npz", saved, metadata={"epoch": 2})
+    full = runs.load_run(run_dir)
+    lean = runs.load_run(run_dir, train_data=False)
+    assert lean.train_data is None and full.train_data[0].shape == (60000, 28, 28)
+    assert lean.meta == full.meta == {"epoch": 2} and lean.config == full.config
+
+    def leaves(ts):  # the PRNG key as its bits
+        key = lambda a: isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key)  # noqa: E731
+        return [np.asarray(jax.random.key_data(a) if key(a) else a) for a in jax.tree.leaves(ts)]
+
+    for a, b, c in zip(leaves(lean.train_state), leaves(full.train_state), leaves(saved), strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, c)
+    for a, b in zip(lean.test_data, full.test_data, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_data_without_train_images_keeps_the_labels():
+    (x_train, y_train), (x_test, _) = runs.load_data("mnist", None, train_images=False)
+    assert x_train is None and y_train.shape == (60000,) and x_test.shape == (10000, 28, 28)

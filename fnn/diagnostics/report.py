@@ -536,7 +536,7 @@ def write_report(
     diagnostics = _diagnostics(_read_optional(diagnostics_path), diagnostics_path)
     dtype = config.get("dtype", "float32") if isinstance(config, dict) else "float32"
     with runs.numerics(dtype):
-        run = runs.load_run(run_dir, which, data_dir)
+        run = runs.load_run(run_dir, which, data_dir, train_data=False)
         x, y = run.test_data
         ts = run.train_state
         logits = np.asarray(predict(run.model, ts.params, ts.state, x), np.float64)
