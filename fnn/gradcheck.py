@@ -368,7 +368,7 @@ _DEFAULTS = dict(
 
 _TOLERANCES_DOC = """
         second_order: also check the Hessian-vector product along a random direction
-            (forward-over-reverse through the manual backward; three more programs).
+            (forward-over-reverse through the manual backward, in the gradients' program).
         **tolerances: any of ``eps``, ``atol``, ``rtol`` (manual vs jax.grad),
             ``fd_atol``, ``fd_rtol``, ``fd_samples`` (vs finite differences of step
             ``eps``), ``hvp_atol``, ``hvp_rtol`` (manual HVP vs autodiff HVP),
