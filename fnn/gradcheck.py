@@ -23,6 +23,15 @@ differentiated tree the report gives
 A leaf passes when every comparison satisfies |a − b| ≤ atol + rtol·|b| elementwise, each
 with its own tolerances (the finite-difference ones looser). ``print(report)`` gives a
 readable table; ``second_order=False`` leaves out the HVP columns and their cost.
+
+Randomness: the sampled coordinates (``Generator.choice`` without replacement, per leaf in
+order) and then the direction t (``standard_normal`` per leaf, scaled to unit length) come
+from ``numpy.random.default_rng`` seeded with the bits of the check's key, so a key gives
+the same report every time (for a given numpy version: numpy does not promise its streams
+across versions). The manual backward is traced under jit (as ``train(grad='manual')``
+does), once with the concrete values closed over so that its value checks (labels in range,
+probabilities in [0, 1]) raise as an eager call would; every derivative then comes from two
+compiled programs, one for the gradients and HVPs and one for the finite differences.
 """
 
 from __future__ import annotations
@@ -162,64 +171,96 @@ def _close(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
     return bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(b)))
 
 
+def _generator(key: jax.Array) -> np.random.Generator:
+    """The host-side random stream of a check: a numpy Generator seeded with the key's bits.
+
+    Drawing on the host compiles nothing; ``jax.random.choice(..., replace=False)`` compiled
+    one shuffle per distinct leaf size, eagerly.
+    """
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return np.random.default_rng(np.asarray(data, np.uint32).reshape(-1))
+
+
+def _sample_indices(rng: np.random.Generator, sizes: list[int], samples: int) -> list[np.ndarray]:
+    """The finite-difference coordinates of each leaf: all of them for a leaf of at most
+    ``samples`` elements, else ``samples`` distinct flat indices drawn without replacement."""
+    return [np.arange(n) if n <= samples else rng.choice(n, samples, replace=False) for n in sizes]
+
+
 def _finite_differences(
     objective: Callable[[Any], jax.Array], tree: Any, indices: list[np.ndarray], eps: float
 ) -> list[np.ndarray]:
-    """Central differences at the given flat coordinates of each leaf, in one compiled
-    program that takes the tree as an argument (closing over it would bake every leaf
-    into the program as a constant and make XLA fold them)."""
+    """Central differences (L(θ+εeᵢ) − L(θ−εeᵢ))/2ε at the given flat coordinates of each
+    leaf, in one compiled program that takes the tree as an argument (closing over it would
+    bake every leaf into the program as a constant and make XLA fold them).
+
+    The program holds one copy of the objective: ``lax.map`` runs it once per point (leaf,
+    index, ±ε), and every leaf gets a one-element add that is the point's ±ε on its leaf and
+    an exact +0 on the others. A vmap per leaf held 2 × n_leaves copies, and compiled that
+    much longer; a batch of perturbed trees would hold points × n_params values.
+    """
     treedef = jax.tree.structure(tree)
+    leaf_ids = np.concatenate([np.full(len(idx), i) for i, idx in enumerate(indices)] + [np.zeros(0, int)])
+    flat = np.concatenate([np.asarray(idx, np.int64).reshape(-1) for idx in indices] + [np.zeros(0, int)])
+    if flat.size == 0:
+        return [np.zeros(0) for _ in indices]
 
     @jax.jit
-    def run(tree, indices):
+    def run(tree, leaf_ids, flat, deltas):
         leaves = jax.tree.leaves(tree)
-        out = []
-        for i, idx in enumerate(indices):
 
-            def perturbed(flat_i, delta, i=i):
-                new = list(leaves)
-                new[i] = leaves[i].reshape(-1).at[flat_i].add(delta).reshape(leaves[i].shape)
-                return objective(jax.tree.unflatten(treedef, new))
+        def at(point):
+            leaf_id, i, delta = point
+            new = [
+                a
+                if a.size == 0
+                else a.reshape(-1)
+                .at[jnp.where(leaf_id == k, i, 0)]
+                .add(jnp.where(leaf_id == k, delta, 0.0).astype(a.dtype))
+                .reshape(a.shape)
+                for k, a in enumerate(leaves)
+            ]
+            return objective(jax.tree.unflatten(treedef, new))
 
-            f = jax.vmap(perturbed)
-            out.append((f(idx, jnp.full(idx.shape, eps)) - f(idx, jnp.full(idx.shape, -eps))) / (2 * eps))
-        return out
+        values = jax.lax.map(at, (leaf_ids, flat, deltas))
+        n = flat.shape[0] // 2
+        return (values[:n] - values[n:]) / (2 * eps)
 
-    return [np.asarray(d) for d in run(tree, [jnp.asarray(i) for i in indices])]
+    both = np.concatenate([np.full(flat.size, eps), np.full(flat.size, -eps)])
+    diffs = np.asarray(run(tree, np.tile(leaf_ids, 2), np.tile(flat, 2), both))
+    return np.split(diffs, np.cumsum([len(idx) for idx in indices])[:-1])
 
 
-def _second_order(
+def _derivatives(
     objective: Callable[[Any], jax.Array],
     manual_fn: Callable[[Any], Any],
     tree: Any,
-    key: jax.Array,
+    direction: Any | None,
     eps: float,
-) -> tuple[Any, Any, Any]:
-    """(manual HVP, autodiff HVP, finite differences of the manual gradient) along one
-    random direction of unit length over the whole tree, in one compiled program with the
-    tree as an argument.
-
-    Unit length keeps the step h·t tiny for every pre-activation: a ReLU kink crossed
-    between θ − h·t and θ + h·t makes the gradient jump, and its difference quotient with it.
+    output: Callable[[Any], Any] | None,
+) -> dict[str, Any]:
+    """The manual gradient and ``jax.grad``, and with a ``direction`` t (second order) the
+    manual HVP, the autodiff HVP and the central differences (G(θ + h·t) − G(θ − h·t))/2h of
+    the manual gradient, plus ``output(tree)`` if given: all in one compiled program with
+    the tree as an argument. The gradients are the primal outputs of the two ``jax.jvp``s,
+    so the second order costs no separate first-order program.
     """
 
     @jax.jit
-    def run(tree, key):
-        # The direction is drawn inside the program: eager draws would compile one sampler per leaf shape.
-        leaves, treedef = jax.tree.flatten(tree)
-        draws = [
-            jax.random.normal(k, jnp.shape(a), jnp.float64)
-            for k, a in zip(jax.random.split(key, len(leaves)), leaves, strict=True)
-        ]
-        norm = jnp.sqrt(sum(jnp.sum(d * d) for d in draws))
-        t = jax.tree.unflatten(treedef, [d / norm for d in draws])
-        manual_hvp = jax.jvp(manual_fn, (tree,), (t,))[1]
-        autodiff_hvp = jax.jvp(jax.grad(objective), (tree,), (t,))[1]
-        plus = manual_fn(jax.tree.map(lambda p, d: p + eps * d, tree, t))
-        minus = manual_fn(jax.tree.map(lambda p, d: p - eps * d, tree, t))
-        return manual_hvp, autodiff_hvp, jax.tree.map(lambda u, w: (u - w) / (2 * eps), plus, minus)
+    def run(tree, t):
+        out = {"output": None if output is None else output(tree)}
+        if t is None:
+            out["manual"], out["autodiff"] = manual_fn(tree), jax.grad(objective)(tree)
+            return out
+        out["manual"], out["manual_hvp"] = jax.jvp(manual_fn, (tree,), (t,))
+        out["autodiff"], out["autodiff_hvp"] = jax.jvp(jax.grad(objective), (tree,), (t,))
+        # θ ± h·t as one batch of two: one copy of the manual backward in the program, not two.
+        signs = jnp.array([1.0, -1.0], jnp.float64)
+        g = jax.vmap(lambda s: manual_fn(jax.tree.map(lambda p, d: p + (s * eps) * d, tree, t)))(signs)
+        out["manual_fd"] = jax.tree.map(lambda u: (u[0] - u[1]) / (2 * eps), g)
+        return out
 
-    return run(tree, key)
+    return run(tree, direction)
 
 
 def _compare(
@@ -241,31 +282,43 @@ def _compare(
     hvp_rtol: float,
     hvp_fd_atol: float,
     hvp_fd_rtol: float,
+    output: Callable[[Any], Any] | None = None,
+    check_output: Callable[[Any], None] | None = None,
 ) -> GradReport:
     """Compare ``manual_fn(tree)`` (same structure as `tree`) against jax.grad and finite
     differences, and (second_order) its forward-mode derivative against the HVP of jax.grad
-    and finite differences of ``manual_fn``."""
-    manual = manual_fn(tree)  # eagerly: value checks (labels in range, ...) run on concrete arrays
-    autodiff = jax.jit(jax.grad(objective))(tree)
+    and finite differences of ``manual_fn``.
+
+    ``manual_fn`` is first traced with the tree closed over, so that the value checks at
+    the entry of a backward (labels in range, probabilities in [0, 1]) see concrete arrays,
+    as an eager call would, without compiling each of its ops eagerly; a check on a value
+    computed inside (a loss's input in a model) needs ``check_output``, which gets the
+    concrete ``output(tree)``.
+    """
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    manual_leaves = treedef.flatten_up_to(manual)
-    auto_leaves = treedef.flatten_up_to(autodiff)
-    k_fd, k_hvp = jax.random.split(key)
-    keys = jax.random.split(k_fd, len(paths_leaves))
-    for (path, leaf), m in zip(paths_leaves, manual_leaves, strict=True):
+    manual_shapes = treedef.flatten_up_to(jax.eval_shape(lambda: manual_fn(tree)))
+    for (path, leaf), m in zip(paths_leaves, manual_shapes, strict=True):
         if jnp.shape(m) != leaf.shape:
             raise ValueError(
                 f"manual gradient of {_name(path)} has shape {jnp.shape(m)}, expected {leaf.shape}"
             )
-    indices = [
-        np.arange(leaf.size)
-        if leaf.size <= fd_samples
-        else np.asarray(jax.random.choice(k, leaf.size, (fd_samples,), replace=False))
-        for (_, leaf), k in zip(paths_leaves, keys, strict=True)
-    ]
-    fds = _finite_differences(objective, tree, indices, eps)
+    rng = _generator(key)
+    indices = _sample_indices(rng, [leaf.size for _, leaf in paths_leaves], fd_samples)
+    direction = None
     if second_order:
-        hvps = [treedef.flatten_up_to(h) for h in _second_order(objective, manual_fn, tree, k_hvp, hvp_eps)]
+        # One random direction of unit length over the whole tree: a ReLU kink crossed between
+        # θ − h·t and θ + h·t makes the gradient jump, and its difference quotient with it.
+        draws = [rng.standard_normal(leaf.shape) for _, leaf in paths_leaves]
+        norm = np.sqrt(sum(np.sum(d * d) for d in draws))
+        direction = jax.tree.unflatten(treedef, [d / norm for d in draws])
+    results = _derivatives(objective, manual_fn, tree, direction, hvp_eps, output)
+    if check_output is not None:
+        check_output(results["output"])
+    fds = _finite_differences(objective, tree, indices, eps)
+    manual_leaves = treedef.flatten_up_to(results["manual"])
+    auto_leaves = treedef.flatten_up_to(results["autodiff"])
+    if second_order:
+        hvps = [treedef.flatten_up_to(results[k]) for k in ("manual_hvp", "autodiff_hvp", "manual_fd")]
     reports = []
     for i, ((path, leaf), m, a, idx, fd) in enumerate(
         zip(paths_leaves, manual_leaves, auto_leaves, indices, fds, strict=True)
@@ -315,7 +368,7 @@ _DEFAULTS = dict(
 
 _TOLERANCES_DOC = """
         second_order: also check the Hessian-vector product along a random direction
-            (forward-over-reverse through the manual backward; three more programs).
+            (forward-over-reverse through the manual backward, in the gradients' program).
         **tolerances: any of ``eps``, ``atol``, ``rtol`` (manual vs jax.grad),
             ``fd_atol``, ``fd_rtol``, ``fd_samples`` (vs finite differences of step
             ``eps``), ``hvp_atol``, ``hvp_rtol`` (manual HVP vs autodiff HVP),
@@ -472,6 +525,11 @@ def check_model(
             y, _, pullback = model.apply_vjp(p, state, x, key=key, train=train)
             return pullback(loss_backward(jnp.ones((), jnp.float64), y, target))[0]
 
+        def check_output(y):
+            # The loss backward's value checks (labels in range, probabilities in [0, 1]) on the
+            # concrete model output, as an eager call of manual_fn ran them; tracing compiles nothing.
+            jax.eval_shape(lambda: loss_backward(jnp.ones((), jnp.float64), y, target))
+
         return _compare(
             f"{type(model).__name__} + {getattr(loss_fn, '__name__', 'loss')}",
             objective,
@@ -479,6 +537,8 @@ def check_model(
             manual_fn,
             key=jax.random.key(3),
             second_order=second_order,
+            output=lambda p: model.apply(p, state, x, key=key, train=train)[0],
+            check_output=check_output,
             **opts,
         )
 

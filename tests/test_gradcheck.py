@@ -221,3 +221,73 @@ def test_backward_with_too_few_gradients_is_an_error():
     x, w = jnp.ones((2, 3)), jnp.ones((4, 3))
     with pytest.raises(ValueError, match="returned 1 gradients for the 2 inputs"):
         gradcheck.check_op(F.linear, lambda g, input, weight: g @ weight, {"input": x, "weight": w})
+
+
+# ------------------------------------------------------------------ sampling, differences, value checks
+
+
+def test_fd_coordinates_are_deterministic_per_key_and_distinct():
+    sizes = [3, 16, 17, 200_704]
+    draw = lambda key: gradcheck._sample_indices(gradcheck._generator(key), sizes, 16)  # noqa: E731
+    first, again, other = draw(jax.random.key(3)), draw(jax.random.key(3)), draw(jax.random.key(4))
+    for n, a, b in zip(sizes, first, again, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same key, the same coordinates
+        if n <= 16:
+            np.testing.assert_array_equal(a, np.arange(n))  # small leaves: every coordinate
+        else:
+            assert len(a) == 16 and len(set(a.tolist())) == 16  # without replacement
+            assert 0 <= a.min() and a.max() < n
+    assert any(not np.array_equal(a, c) for a, c in zip(first, other, strict=True))
+    # A raw uint32 key (jax.random.PRNGKey) seeds the same stream as the typed key of its bits.
+    for a, b in zip(first, draw(jax.random.PRNGKey(3)), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_finite_differences_equal_a_direct_central_difference():
+    # One program with one copy of the objective, perturbing one coordinate per point: its
+    # values against central differences computed point by point in numpy.
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(4,))
+
+    def f_numpy(a, b):
+        return np.sum(np.tanh(a @ b) ** 2) + np.sum(b**3)
+
+    indices = [np.array([0, 5, 11]), np.array([3, 1])]
+    eps = 1e-3  # a step large enough that rounding (~1e-16 / eps) sits far below the tolerance
+    with jax.enable_x64(True):
+        got = gradcheck._finite_differences(
+            lambda t: jnp.sum(jnp.tanh(t["a"] @ t["b"]) ** 2) + jnp.sum(t["b"] ** 3),
+            {"a": jnp.asarray(a), "b": jnp.asarray(b)},
+            indices,
+            eps,
+        )
+    for leaf, idx, g in zip(("a", "b"), indices, got, strict=True):
+        want = []
+        for i in idx:
+            args = {"a": a, "b": b}
+            plus, minus = args[leaf].copy().reshape(-1), args[leaf].copy().reshape(-1)
+            plus[i] += eps
+            minus[i] -= eps
+            shape = args[leaf].shape
+            f_plus = f_numpy(**{**args, leaf: plus.reshape(shape)})
+            want.append((f_plus - f_numpy(**{**args, leaf: minus.reshape(shape)})) / (2 * eps))
+        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-11)
+
+
+def test_value_errors_of_the_loss_on_the_model_output_still_raise():
+    # The manual gradient is computed under jit, where values cannot raise; the loss's
+    # value checks still run on the concrete model output and labels, with their messages.
+    model = nn.Sequential(nn.Linear(3, 4))
+    params, state = model.init(jax.random.key(0))
+    x = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match=r"target values must be in \[0, 4\), got 7 at index 1"):
+        gradcheck.check_model(model, F.cross_entropy, params, state, x, jnp.array([0, 7]))
+    with pytest.raises(ValueError, match="all elements of input should be between 0 and 1"):
+        gradcheck.check_model(model, F.binary_cross_entropy, params, state, x, jnp.zeros((2, 4)))
+    with pytest.raises(ValueError, match="all elements of target should be between 0 and 1"):
+        gradcheck.check_op(
+            F.binary_cross_entropy,
+            F.binary_cross_entropy_backward,
+            {"input": jnp.array([0.5, 0.5])},
+            kwargs={"target": jnp.array([0.0, 2.0])},
+        )
