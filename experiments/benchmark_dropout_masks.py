@@ -26,7 +26,9 @@ shared cores hits them alike (the machine's load average is recorded before and 
   (rows interleaved), the CPU s of the best epoch and the median CPU s (process time: on
   cores shared with other jobs the steadier measure of the work).
 
-``--quick`` runs 2048 samples, one round and 5 mask calls (seconds, for the test suite).
+``--quick`` runs 2048 samples, one round and 5 mask calls, and of the epochs only
+autodiff with ``bernoulli`` and manual with ``fnn-16bit`` unless ``--grads`` or
+``--epoch-draws`` is given (seconds, for the test suite).
 """
 
 from __future__ import annotations
@@ -50,13 +52,19 @@ def _options(parser) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="mask calls per variant (default 300)")
     parser.add_argument("--rounds", type=int, default=None, help="timed epochs per row (default 8)")
     parser.add_argument("--samples", type=int, default=None, help="training samples (default 60000)")
-    parser.add_argument("--grads", nargs="+", default=["autodiff", "manual"], choices=["autodiff", "manual"])
+    parser.add_argument(
+        "--grads",
+        nargs="+",
+        default=None,
+        choices=["autodiff", "manual"],
+        help="default: both (quick: see above)",
+    )
     parser.add_argument(
         "--epoch-draws",
         nargs="+",
-        default=["bernoulli", "fnn-16bit"],
+        default=None,
         choices=["bernoulli", "fnn-16bit", "8bit", "both-words-16bit"],
-        help="draws timed in the whole epoch (default: before and after)",
+        help="draws timed in the whole epoch (default: before and after, bernoulli and fnn-16bit)",
     )
 
 
@@ -144,7 +152,7 @@ def time_masks(repeats: int) -> list[dict]:
     ]
 
 
-def time_epochs(samples: int, rounds: int, grads: list[str], names: list[str]) -> list[dict]:
+def time_epochs(samples: int, rounds: int, pairs: list[tuple[str, str]]) -> list[dict]:
     import jax
     import jax.numpy as jnp
 
@@ -156,17 +164,16 @@ def time_epochs(samples: int, rounds: int, grads: list[str], names: list[str]) -
     model = models.mlp(IN, (H, H), OUT, batch_norm=True, dropout=P_DROP)
     opt = optim.sgd(lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     rows = {}
-    for grad in grads:
-        for name in names:
-            params, state = model.init(jax.random.key(0))
-            carry = (params, state, opt.init(params))
-            # __wrapped__: a fresh jit each time (make_train_epoch memoizes equal arguments)
-            epoch = train.make_train_epoch.__wrapped__(model, nn.CrossEntropyLoss(), opt, BATCH, grad)
-            with drawing_with(draws()[name]):
-                compiled = epoch.lower(*carry, jax.random.key(1), x, y).compile()
-            *carry, _ = compiled(*carry, jax.random.key(1), x, y)  # warm-up, untimed
-            jax.block_until_ready(carry)
-            rows[grad, name] = {"carry": carry, "run": compiled, "wall": [], "cpu": [], "loss": None}
+    for grad, name in pairs:
+        params, state = model.init(jax.random.key(0))
+        carry = (params, state, opt.init(params))
+        # __wrapped__: a fresh jit each time (make_train_epoch memoizes equal arguments)
+        epoch = train.make_train_epoch.__wrapped__(model, nn.CrossEntropyLoss(), opt, BATCH, grad)
+        with drawing_with(draws()[name]):
+            compiled = epoch.lower(*carry, jax.random.key(1), x, y).compile()
+        *carry, _ = compiled(*carry, jax.random.key(1), x, y)  # warm-up, untimed
+        jax.block_until_ready(carry)
+        rows[grad, name] = {"carry": carry, "run": compiled, "wall": [], "cpu": [], "loss": None}
     for r in range(rounds):
         key = jax.random.fold_in(jax.random.key(2), r)
         for row in rows.values():
@@ -205,7 +212,13 @@ def main() -> None:
     masks = time_masks(repeats)
     print(f"one {MASK_SHAPE[0]}x{MASK_SHAPE[1]} mask, p = {P_DROP}, {repeats} calls each:")
     common.print_table(masks)
-    epochs = time_epochs(samples, rounds, args.grads, args.epoch_draws)
+    grads, names = args.grads or ["autodiff", "manual"], args.epoch_draws or ["bernoulli", "fnn-16bit"]
+    pairs = [(grad, name) for grad in grads for name in names]
+    if args.quick and args.grads is None and args.epoch_draws is None:
+        # Each pair compiles a whole epoch (seconds): two pairs still run both gradients through
+        # both draws' patching of Dropout, which is what quick mode smoke-tests.
+        pairs = [("autodiff", "bernoulli"), ("manual", "fnn-16bit")]
+    epochs = time_epochs(samples, rounds, pairs)
     print(f"\nepoch at batch {BATCH}, {samples} samples, best of {rounds}:")
     common.print_table(epochs)
     load_after = os.getloadavg()

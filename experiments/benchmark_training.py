@@ -71,7 +71,8 @@ torch's warm-up) is not timed. GFLOP/s counts the forward matmuls only,
 2 * (784*512 + 512*512 + 512*10) = 1.33 MFLOP per sample. Target: fnn evaluate and predict at
 >= 1.0x the faster torch row of the same kind, at batch 1024.
 
-``--quick`` runs 2048 samples, batch 128, one timed epoch, one 1-device mesh row and one
+``--quick`` runs 2048 samples, batch 128, one timed epoch, one 1-device mesh row, two of the
+four fnn eval rows (``fnn-evaluate``, ``fnn-predict-nofold``) unless ``--impls`` is given, and one
 single-thread torch row in this process (no subprocesses, so RSS is the process peak so far) and skips the
 command-line run; it prints the target lines but judges none of them.
 """
@@ -876,6 +877,10 @@ def main() -> None:
 
     specs = []
     chosen = args.impls or train_impls + EVAL_IMPLS
+    if args.quick and not args.impls:
+        # Each eval row compiles its own pass: these two still run evaluate and predict, with
+        # and without the BatchNorm folding.
+        chosen = (*train_impls, "fnn-evaluate", "fnn-predict-nofold")
     for b in batch_sizes:
         specs += [{"impl": impl, "batch": b, "epochs": epochs} for impl in chosen if impl in train_impls]
         if with_torch and any(impl in train_impls for impl in chosen):
