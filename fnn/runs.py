@@ -223,11 +223,13 @@ def load_data(dataset: str, data_dir: str | None, dtype: str = "float32", *, tra
         (xtr, ytr), (xte, yte) = loader("train"), loader("test")
     except FileNotFoundError as e:
         raise RunError(" ".join(str(e).split())) from None
+
     # Normalized on the device: the float images exist once, where training reads them (a
     # host float copy beside the device one cost ~220 MB of the CLI's peak RSS).
-    cast = functools.partial(_as_dtype, dtype=dtype)
-    xtr = cast(data.normalize(jax.numpy.asarray(xtr), mean, std)) if train_images else None
-    return (xtr, ytr), (cast(data.normalize(jax.numpy.asarray(xte), mean, std)), yte)
+    def prepare(images):
+        return _as_dtype(data.normalize(jax.numpy.asarray(images), mean, std), dtype)
+
+    return (prepare(xtr) if train_images else None, ytr), (prepare(xte), yte)
 
 
 def _as_dtype(x, dtype: str):

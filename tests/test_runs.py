@@ -5,10 +5,14 @@ import json
 import math
 import re
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from test_train import assert_trees_equal
 
-from fnn import nn, runs
+from fnn import checkpoint, nn, runs
+from fnn import train as T
 
 CONFIG = {
     "model": "mlp",
@@ -101,13 +105,8 @@ def test_load_data_of_a_missing_fashion_mnist_names_where_it_looked(tmp_path):
 
 def test_load_run_without_train_data_rebuilds_the_same_run(tmp_path):
     # evaluate and report read only the test set: train_data=False must leave out the
-    # normalized training images and nothing else. The reference is the default full load.
-    import jax
-    import numpy as np
-
-    from fnn import checkpoint
-    from fnn import train as T
-
+    # normalized training images and nothing else. The references are the saved state and
+    # the default full load.
     run_dir = _run_dir(tmp_path)
     opt = runs.build_optimizer(CONFIG, 60000 // CONFIG["batch_size"])
     saved = T.init_train_state(runs.build_model(CONFIG), opt, jax.random.key(5))
@@ -116,14 +115,8 @@ def test_load_run_without_train_data_rebuilds_the_same_run(tmp_path):
     lean = runs.load_run(run_dir, train_data=False)
     assert lean.train_data is None and full.train_data[0].shape == (60000, 28, 28)
     assert lean.meta == full.meta == {"epoch": 2} and lean.config == full.config
-
-    def leaves(ts):  # the PRNG key as its bits
-        key = lambda a: isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key)  # noqa: E731
-        return [np.asarray(jax.random.key_data(a) if key(a) else a) for a in jax.tree.leaves(ts)]
-
-    for a, b, c in zip(leaves(lean.train_state), leaves(full.train_state), leaves(saved), strict=True):
-        np.testing.assert_array_equal(a, c)
-        np.testing.assert_array_equal(b, c)
+    assert_trees_equal(lean.train_state, saved)
+    assert_trees_equal(full.train_state, saved)
     for a, b in zip(lean.test_data, full.test_data, strict=True):
         np.testing.assert_array_equal(a, b)
 
