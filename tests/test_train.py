@@ -803,13 +803,14 @@ def test_epoch_stops_at_the_step_with_a_bad_label(grad):
 
 @pytest.mark.parametrize("good", [True, False])
 def test_divergence_guard_picks_whole_pytrees_like_a_where_per_leaf(good):
-    # The guard is a lax.cond on the CPU and a where elsewhere (fnn/train/step.py, _keep_if);
-    # either way it must equal the definition, jnp.where on every leaf, NaNs and ints included.
+    # The guard is a lax.cond around the update on the CPU and a where elsewhere
+    # (fnn/train/step.py, _keep_if); either way it must equal the definition, jnp.where on
+    # every leaf, NaNs and ints included.
     from fnn.train.step import _keep_if
 
     new = {"w": jnp.array([[jnp.nan, 1.0], [2.0, jnp.inf]]), "n": jnp.int32(7), "flag": jnp.array([True])}
     old = {"w": jnp.array([[0.5, -1.0], [3.0, 4.0]]), "n": jnp.int32(6), "flag": jnp.array([False])}
-    got = jax.jit(_keep_if)(jnp.asarray(good), new, old)
+    got = jax.jit(lambda g, n, o: _keep_if(g, lambda: n, o))(jnp.asarray(good), new, old)
     want = jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape

@@ -213,32 +213,49 @@ def _lr_used(opt_state: Any) -> jax.Array | None:
         return None
 
 
-def _raw_step(
-    model, loss, optimizer, grad: str, metrics, with_grads: bool = False, compute_dtype: str | None = None
-) -> Callable:
-    """The step; ``with_grads`` also returns the gradients (for a monitor), as a 5th value."""
+def _gradients(model, loss, grad: str, metrics, compute_dtype: str | None = None) -> Callable:
+    """The step up to its update: ``(params, state, key, x, y) -> (new_state, grads, record)``,
+    ``record`` holding ``loss``, ``grad_norm`` and the task metrics (not ``lr``: ``_with_lr``)."""
     check_grad_mode(grad)
     loss = as_loss(loss)
     compute = _loss_and_grads(model, loss, grad, precision.check_compute_dtype(compute_dtype))
 
-    def step(params, state, opt_state, key, x, y):
+    def gradients(params, state, key, x, y):
         value, out, new_state, grads = compute(params, state, key, x, y)
         if jnp.ndim(value) != 0:
             raise ValueError(
                 f"training needs a loss that reduces to a scalar, got shape {jnp.shape(value)} "
                 "(reduction='none'?)"
             )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optim.apply_updates(params, updates)
         record = {"loss": value, "grad_norm": optim.global_norm(grads)}
-        lr = _lr_used(opt_state)
-        if lr is not None:
-            record["lr"] = lr
         for name, fn in resolve_metrics(metrics, y):
             record[name] = jnp.mean(fn(out, y))
-        if with_grads:
-            return params, new_state, opt_state, record, grads
-        return params, new_state, opt_state, record
+        return new_state, grads, record
+
+    return gradients
+
+
+def _update(optimizer, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
+    """The optimizer's update applied: ``(new_params, new_opt_state)``."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optim.apply_updates(params, updates), opt_state
+
+
+def _with_lr(record: dict, new_opt_state: Any) -> dict:
+    """``record`` plus ``lr``, the learning rate of the update that produced ``new_opt_state``
+    (when the optimizer has an lr link)."""
+    lr = _lr_used(new_opt_state)
+    return record if lr is None else {**record, "lr": lr}
+
+
+def _raw_step(model, loss, optimizer, grad: str, metrics, compute_dtype: str | None = None) -> Callable:
+    """The unguarded step ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, record)``."""
+    gradients = _gradients(model, loss, grad, metrics, compute_dtype)
+
+    def step(params, state, opt_state, key, x, y):
+        new_state, grads, record = gradients(params, state, key, x, y)
+        params, opt_state = _update(optimizer, grads, opt_state, params)
+        return params, new_state, opt_state, _with_lr(record, opt_state)
 
     return step
 
@@ -327,24 +344,32 @@ def make_train_step(
     return checked
 
 
-def _keep_if(good: jax.Array, new: Any, old: Any) -> Any:
-    """``new`` if ``good`` else ``old``, whole pytrees (the divergence guard).
+def _keep_if(good: jax.Array, new: Callable[[], Any], old: Any) -> Any:
+    """``new()`` if ``good`` else ``old``, whole pytrees (the divergence guard).
 
-    On the CPU a ``lax.cond`` on the one scalar, not an elementwise ``jnp.where``: XLA:CPU
-    fuses a where into every parameter's update kernel, and LLVM then compiles each of those
-    loops twice, once per value of the loop-invariant predicate. On the benchmark MLP the
-    where form made 36% more machine code than the unguarded step (1.67 vs 1.24 MB of
-    optimized LLVM IR) and compiled ~0.2 s slower; the cond form is 1.20 MB and runs as fast
-    (experiments/README.md, "compile time"). Elsewhere the where: a GPU conditional copies its
-    predicate to the host and waits for it, once per step, where the fused selects cost
-    nothing. Both give the same values.
+    ``new`` is a function, so that on the CPU the update it computes runs inside a
+    ``lax.cond`` on the one scalar: the taken branch writes the new params and optimizer
+    state straight into the step's output buffers, and a bad step copies the old ones. Two
+    other forms cost more on the CPU (experiments/README.md, "The divergence guard"):
+
+    - ``jnp.where(good, new, old)`` per leaf: XLA:CPU fuses each where into its parameter's
+      update kernel, and LLVM compiles each of those loops twice, once per value of the
+      loop-invariant predicate (1.67 vs 1.20 MB of optimized LLVM IR for the benchmark MLP,
+      ~0.2 s more compile time);
+    - a cond choosing between ``new`` and ``old`` computed beforehand: both are operands, so
+      the branch taken copies the new parameters and momentum buffers into the cond's result
+      (six weight-matrix copies a step for the benchmark MLP); the batch-32 epoch ran
+      1.10-1.17x faster without them.
+
+    Elsewhere the where form: a GPU conditional copies its predicate to the host and waits
+    for it, once per step, where the fused selects cost nothing. All give the same values.
     """
 
     def select():
-        return jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
+        return jax.tree.map(lambda a, b: jnp.where(good, a, b), new(), old)
 
     def branch():
-        return jax.lax.cond(good, lambda: new, lambda: old)
+        return jax.lax.cond(good, new, lambda: old)
 
     return jax.lax.platform_dependent(cpu=branch, default=select)
 
@@ -407,9 +432,7 @@ def make_train_epoch(
     """
     if monitor is not None:
         _check_monitor(monitor)
-    step = _raw_step(
-        model, loss, optimizer, grad, metrics, with_grads=monitor is not None, compute_dtype=compute_dtype
-    )
+    gradients = _gradients(model, loss, grad, metrics, compute_dtype)
     if mesh is None:
 
         def shard(a):
@@ -428,25 +451,30 @@ def make_train_epoch(
         idx, k, i = inputs
         idx = shard(idx)
         xb, yb = shard(x[idx]), shard(y[idx])
-        new_params, new_state, new_opt_state, record, *grads = step(params, state, opt_state, k, xb, yb)
+        new_state, grads, record = gradients(params, state, k, xb, yb)
         good = ok & jnp.isfinite(record["loss"]) & jnp.isfinite(record["grad_norm"])
+
+        def taken():
+            new_params, new_opt_state = _update(optimizer, grads, opt_state, params)
+            return new_params, new_state, new_opt_state
+
+        # The update once more outside the guard, for the lr it used and for a monitor (which
+        # sees the update whether or not the guard keeps it); XLA drops what neither reads.
+        new_params, _, new_opt_state = taken()
         if watch:
             view = MonitorStep(
-                params, state, k, xb, yb, grads[0], new_params, new_state, record["loss"], record["grad_norm"]
+                params, state, k, xb, yb, grads, new_params, new_state, record["loss"], record["grad_norm"]
             )
             point = monitor.collect(model, view)
+        record = _with_lr(record, new_opt_state)
         if progress_every > 0:
             jax.lax.cond(
                 (i + 1) % progress_every == 0,
                 lambda: jax.debug.callback(progress_bar.tick, i + 1),
                 lambda: None,
             )
-        carry = (
-            _keep_if(good, new_params, params),
-            _keep_if(good, new_state, state),
-            _keep_if(good, new_opt_state, opt_state),
-            good,
-        )
+        params, state, opt_state = _keep_if(good, taken, (params, state, opt_state))
+        carry = (params, state, opt_state, good)
         if watch:
             return carry, ({**record, "ok": good}, point)
         return carry, {**record, "ok": good}
