@@ -801,17 +801,19 @@ def test_epoch_stops_at_the_step_with_a_bad_label(grad):
     np.testing.assert_array_equal(ok, np.arange(4) < bad_step)
 
 
+@pytest.mark.parametrize("form", ["cpu cond", "where elsewhere"])
 @pytest.mark.parametrize("good", [True, False])
-def test_divergence_guard_picks_whole_pytrees_like_a_where_per_leaf(good):
+def test_divergence_guard_picks_whole_pytrees_like_a_where_per_leaf(good, form):
     # The guard is a lax.cond around the update on the CPU and a where elsewhere
-    # (fnn/train/step.py, _keep_if); either way it must equal the definition, jnp.where on
-    # every leaf, NaNs and ints included.
-    from fnn.train.step import _keep_if
+    # (fnn/train/step.py, _keep_if and _select); either form must equal the definition, the
+    # new leaf where good and the old one otherwise, NaNs and ints included.
+    from fnn.train.step import _keep_if, _select
 
     new = {"w": jnp.array([[jnp.nan, 1.0], [2.0, jnp.inf]]), "n": jnp.int32(7), "flag": jnp.array([True])}
     old = {"w": jnp.array([[0.5, -1.0], [3.0, 4.0]]), "n": jnp.int32(6), "flag": jnp.array([False])}
-    got = jax.jit(lambda g, n, o: _keep_if(g, lambda: n, o))(jnp.asarray(good), new, old)
-    want = jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
+    guard = (lambda g, n, o: _keep_if(g, lambda: n, o)) if form == "cpu cond" else _select
+    got = jax.jit(guard)(jnp.asarray(good), new, old)
+    want = new if good else old
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_array_equal(np.asarray(g), np.asarray(w))

@@ -365,13 +365,15 @@ def _keep_if(good: jax.Array, new: Callable[[], Any], old: Any) -> Any:
     for it, once per step, where the fused selects cost nothing. All give the same values.
     """
 
-    def select():
-        return jax.tree.map(lambda a, b: jnp.where(good, a, b), new(), old)
-
     def branch():
         return jax.lax.cond(good, new, lambda: old)
 
-    return jax.lax.platform_dependent(cpu=branch, default=select)
+    return jax.lax.platform_dependent(cpu=branch, default=lambda: _select(good, new(), old))
+
+
+def _select(good: jax.Array, new: Any, old: Any) -> Any:
+    """The guard off the CPU: ``jnp.where(good, new, old)`` on every leaf."""
+    return jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
 
 
 @_memoized
