@@ -461,7 +461,8 @@ def make_train_epoch(
             return new_params, new_state, new_opt_state
 
         # The update once more outside the guard, for the lr it used and for a monitor (which
-        # sees the update whether or not the guard keeps it); XLA drops what neither reads.
+        # sees the update whether or not the guard keeps it); XLA drops what neither reads, so
+        # only a monitored step (one in `every`) computes the update twice, in place of copying it.
         new_params, _, new_opt_state = taken()
         if watch:
             view = MonitorStep(
