@@ -14,8 +14,8 @@ and records each step's training loss. Its contract:
   curve.
 - **Batches as the train epoch draws them.** ``key`` is used exactly as ``fit`` uses it:
   ``init_train_state`` splits it into the init key and the run key, and epoch e's
-  shuffle and per-step keys (dropout) come from ``fold_in(run_key, e)``, split as in
-  ``make_train_epoch``. So the first ``len(x) // batch_size`` steps see the same batches
+  shuffle and per-step keys (dropout) come from ``fold_in(run_key, e)`` through
+  ``fnn.train.step.epoch_batches``, the function ``make_train_epoch`` draws with. So the first ``len(x) // batch_size`` steps see the same batches
   and dropout masks as the first epoch of ``fit(..., key=key)`` from the same init; a test
   longer than an epoch goes on into reshuffled epochs.
 - **Smoothing.** ``smoothed`` is the bias-corrected exponential moving average of the raw
@@ -56,7 +56,7 @@ from fnn.optim.schedules import LRSchedule
 from fnn.train import init_train_state, make_train_step
 from fnn.train.evaluate import check_data, check_labels
 from fnn.train.precision import check_compute_dtype
-from fnn.train.step import check_grad_mode
+from fnn.train.step import check_grad_mode, epoch_batches
 
 __all__ = ["LRFindResult", "lr_find", "range_schedule", "summarize"]
 
@@ -191,15 +191,9 @@ def _compiled_range(
     n_batches = n // batch_size
     n_epochs = -(-steps // n_batches)
 
-    def epoch_batches(epoch_key):
-        # make_train_epoch's draws: the shuffle, then one key per step, from the epoch's key.
-        k_perm, k_steps = jax.random.split(epoch_key)
-        order = jax.random.permutation(k_perm, n)[: n_batches * batch_size]
-        return order.reshape(n_batches, batch_size), jax.random.split(k_steps, n_batches)
-
     def run(params, state, opt_state, run_key, x, y):
         epoch_keys = jax.vmap(lambda e: jax.random.fold_in(run_key, e))(jnp.arange(n_epochs))
-        orders, step_keys = jax.vmap(epoch_batches)(epoch_keys)
+        orders, step_keys = jax.vmap(lambda k: epoch_batches(k, n, batch_size))(epoch_keys)  # fit's draws
         orders = orders.reshape(n_epochs * n_batches, batch_size)[:steps]
         step_keys = step_keys.reshape(n_epochs * n_batches)[:steps]
 

@@ -74,6 +74,7 @@ __all__ = [
     "MonitorStep",
     "check_grad_mode",
     "check_interval",
+    "epoch_batches",
     "make_train_epoch",
     "make_train_step",
 ]
@@ -483,14 +484,9 @@ def make_train_epoch(
         return carry, {**record, "ok": good}
 
     def epoch(params, state, opt_state, key, x, y):
-        n_batches = x.shape[0] // batch_size
-        k_perm, k_steps = jax.random.split(key)
-        order = jax.random.permutation(k_perm, x.shape[0])[: n_batches * batch_size]
-        inputs = (
-            order.reshape(n_batches, batch_size),
-            jax.random.split(k_steps, n_batches),
-            jnp.arange(n_batches),
-        )
+        order, step_keys = epoch_batches(key, x.shape[0], batch_size)
+        n_batches = order.shape[0]
+        inputs = (order, step_keys, jnp.arange(n_batches))
         carry = (params, state, opt_state, jnp.ones((), bool))
         plain = functools.partial(body, False, x, y)
         if monitor is None:
@@ -504,6 +500,35 @@ def make_train_epoch(
     if mesh is None:
         return jax.jit(epoch, donate_argnums=(0, 1, 2))
     return jax.jit(epoch, out_shardings=distributed.replicated(mesh), donate_argnums=(0, 1, 2))
+
+
+def epoch_batches(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """An epoch's draws from its key: the shuffle, then one key per step.
+
+    ``key`` splits in two; the first shuffles ``arange(n)`` (``jax.random.permutation``), whose
+    first ``(n // batch_size) * batch_size`` entries are the batches' indices in order; the
+    second splits into one key per step. ``fnn.diagnostics.lr_find`` draws its batches with it
+    too, so that its steps see the batches ``fit``'s epochs see.
+
+    Args:
+        key: the epoch's key.
+        n: the number of training samples.
+        batch_size: samples per step.
+
+    Returns:
+        ``(order, keys)``: int32 indices of shape ``(n // batch_size, batch_size)`` and one key
+        per step (shape ``(n // batch_size,)``; ``(n // batch_size, 2)`` for a legacy uint32 key).
+
+    Example:
+        >>> import jax
+        >>> order, keys = epoch_batches(jax.random.key(0), 10, 3)
+        >>> order.shape, keys.shape, len(set(order.ravel().tolist()))  # 9 distinct samples
+        ((3, 3), (3,), 9)
+    """
+    n_batches = n // batch_size
+    k_perm, k_steps = jax.random.split(key)
+    order = jax.random.permutation(k_perm, n)[: n_batches * batch_size]
+    return order.reshape(n_batches, batch_size), jax.random.split(k_steps, n_batches)
 
 
 def _scan_with_points(plain: Callable, watched: Callable, carry: Any, inputs: Any, every: int):
