@@ -15,9 +15,10 @@ and records each step's training loss. Its contract:
 - **Batches as the train epoch draws them.** ``key`` is used exactly as ``fit`` uses it:
   ``init_train_state`` splits it into the init key and the run key, and epoch e's
   shuffle and per-step keys (dropout) come from ``fold_in(run_key, e)`` through
-  ``fnn.train.step.epoch_batches``, the function ``make_train_epoch`` draws with. So the first ``len(x) // batch_size`` steps see the same batches
-  and dropout masks as the first epoch of ``fit(..., key=key)`` from the same init; a test
-  longer than an epoch goes on into reshuffled epochs.
+  ``fnn.train.step.epoch_batches``, the function ``make_train_epoch`` draws with. So the
+  first ``len(x) // batch_size`` steps see the same batches and dropout masks as the first
+  epoch of ``fit(..., key=key)`` from the same init; a test longer than an epoch goes on
+  into reshuffled epochs.
 - **Smoothing.** ``smoothed`` is the bias-corrected exponential moving average of the raw
   losses: ``a_t = β a_{t-1} + (1 − β) loss_t`` with ``a_{-1} = 0``, ``smoothed_t = a_t / (1 −
   β^{t+1})`` (fastai's ``LRFinder``; Adam's bias correction).
