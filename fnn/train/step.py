@@ -43,12 +43,12 @@ this module never imports ``fnn.diagnostics`` (the layering ``train -> diagnosti
   (``fit`` puts them in ``record["monitor"]``).
 
 Without a monitor (the default) the epoch is the same compiled program as before monitors
-existed: nothing of them is traced. With one, the epoch is a scan over chunks of
+existed: nothing of them is traced. With one, the epoch is a loop over chunks of
 ``every - 1`` plain steps and one monitored step (then the steps left over): the plain
 steps run exactly the unmonitored code. Measured against a ``lax.cond`` on every step's
 index, which cost 15-30% of the step at batch 128 on the CPU (its operands, params and
 gradients, must be materialized every step), the chunks cost ~0 at run time and 50-80%
-more compile time (the step is compiled three times: plain, monitored, leftover); see
+more compile time (the step is compiled twice: plain and monitored); see
 experiments/README.md.
 """
 
@@ -533,32 +533,52 @@ def epoch_batches(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, j
 
 def _scan_with_points(plain: Callable, watched: Callable, carry: Any, inputs: Any, every: int):
     """``lax.scan(plain, carry, inputs)``, but every ``every``-th step runs ``watched`` (the
-    step plus ``monitor.collect``): a scan over chunks of ``every - 1`` plain steps and one
-    watched step, then a scan of the steps left over. The unwatched steps run the plain
-    step's code, with nothing kept alive for the monitor (a ``lax.cond`` per step instead
-    cost 15-30% of the step at batch 128: its operands, params and gradients, must exist as
-    buffers every step, which stops XLA fusing the update)."""
+    step plus ``monitor.collect``): a loop over chunks of ``every - 1`` plain steps and one
+    watched step; a last chunk holds the steps left over (fewer than ``every``) and no
+    watched step. The unwatched steps run the plain step's code, with nothing kept alive for
+    the monitor (a ``lax.cond`` per step instead cost 15-30% of the step at batch 128: its
+    operands, params and gradients, must exist as buffers every step, which stops XLA fusing
+    the update). The plain steps are one loop with a per-chunk trip count, so the plain step
+    is compiled once: a separate scan of the leftover steps compiled it a second time (0.6 s
+    of the batch-128 benchmark's 4.1 s XLA compile, experiments/README.md). The records
+    and points are written into buffers shaped by ``jax.eval_shape`` of ``watched``, jitted so
+    that the call in the chunk reuses that trace."""
     n = jax.tree.leaves(inputs)[0].shape[0]
     n_points = n // every
     head = n_points * every
+    watched = jax.jit(watched)
+    record_shapes, point_shapes = jax.eval_shape(watched, carry, jax.tree.map(lambda a: a[0], inputs))[1]
+    records = jax.tree.map(lambda s: jnp.zeros((n, *s.shape), s.dtype), record_shapes)
+    points = jax.tree.map(lambda s: jnp.zeros((n_points, *s.shape), s.dtype), point_shapes)
 
-    def chunk(carry, part):
-        carry, records = jax.lax.scan(plain, carry, jax.tree.map(lambda a: a[:-1], part))
-        carry, (record, point) = watched(carry, jax.tree.map(lambda a: a[-1], part))
-        records = jax.tree.map(lambda r, last: jnp.concatenate([r, last[None]]), records, record)
-        return carry, (records, point)
+    def at(i):
+        return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), inputs)
 
-    if n_points > 0:
-        parts = jax.tree.map(lambda a: a[:head].reshape(n_points, every, *a.shape[1:]), inputs)
-        carry, (records, points) = jax.lax.scan(chunk, carry, parts)
-        records = jax.tree.map(lambda r: r.reshape(head, *r.shape[2:]), records)
-    else:  # every > n: no point, only the shapes of one
-        shapes = jax.eval_shape(watched, carry, jax.tree.map(lambda a: a[0], inputs))[1]
-        records = jax.tree.map(lambda s: jnp.zeros((0, *s.shape), s.dtype), shapes[0])
-        points = jax.tree.map(lambda s: jnp.zeros((0, *s.shape), s.dtype), shapes[1])
-    if head < n:
-        carry, rest = jax.lax.scan(plain, carry, jax.tree.map(lambda a: a[head:], inputs))
-        records = jax.tree.map(lambda r, t: jnp.concatenate([r, t]), records, rest)
+    def put(buffers, i, values):
+        return jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, i, 0), buffers, values)
+
+    def plain_step(i, state):
+        carry, records, points = state
+        carry, record = plain(carry, at(i))
+        return carry, put(records, i, record), points
+
+    def chunk(j, state):
+        start = j * every
+        state = jax.lax.fori_loop(start, jnp.minimum(start + every - 1, n), plain_step, state)
+
+        def watch(state):
+            (carry, records, points), i = state, start + every - 1
+            carry, (record, point) = watched(carry, at(i))
+            return carry, put(records, i, record), put(points, j, point)
+
+        if n_points == 0:  # an interval longer than the epoch: no point
+            return state
+        if head == n:  # every chunk ends on a point
+            return watch(state)
+        return jax.lax.cond(j < n_points, watch, lambda state: state, state)
+
+    n_chunks = n_points + (head < n)
+    carry, records, points = jax.lax.fori_loop(0, n_chunks, chunk, (carry, records, points))
     records["monitor"] = {
         "every": jnp.asarray(every, jnp.int32),
         "step": jnp.arange(every, head + 1, every, dtype=jnp.int32),
