@@ -46,6 +46,33 @@ def check_ndim(name: str, x: Any, allowed: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have ndim in {allowed}, got shape {tuple(jnp.shape(x))}")
 
 
+def is_int(value: Any) -> bool:
+    """True for a Python or numpy integer that is not a bool (``True`` is an int to Python)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as a Python int, or a TypeError/ValueError naming ``name``.
+
+    Args:
+        name: the argument's name, for the message.
+        value: what was passed; a bool is refused.
+        minimum: the smallest value allowed, or None for any.
+
+    Returns:
+        ``int(value)``.
+
+    Example:
+        >>> check_int("patience", 3, minimum=0)
+        3
+    """
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_range(name: str, value: float, low: float, high: float) -> None:
     """Closed interval [low, high] on a Python number."""
     if not (low <= value <= high):

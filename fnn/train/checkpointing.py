@@ -29,9 +29,10 @@ import jax
 import numpy as np
 
 from fnn import checkpoint as ckpt
+from fnn.train.callbacks import Callback, Run, improved, mode_for, monitored
 from fnn.train.state import TrainState
 
-__all__ = ["check_fingerprint", "describe", "fingerprint", "load", "paths", "save"]
+__all__ = ["Checkpoints", "check_fingerprint", "describe", "fingerprint", "load", "paths", "save"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 BEST_NAME = "best.npz"
@@ -222,3 +223,66 @@ def paths(checkpoint_dir: str | os.PathLike) -> dict[str, str]:
         "best": os.path.join(d, BEST_NAME),
         "diverged": os.path.join(d, DIVERGED_NAME),
     }
+
+
+class Checkpoints:
+    """The checkpoint_dir side of ``fit``: start (fresh, overwrite or resume), per epoch, diverged."""
+
+    def __init__(self, checkpoint_dir, fingerprint: dict[str, str], keep_best: str | None):
+        self.paths = paths(checkpoint_dir) if checkpoint_dir else None
+        self.fingerprint, self.keep_best, self.best = fingerprint, keep_best, None
+        if keep_best is not None and self.paths is None:
+            raise ValueError("keep_best needs checkpoint_dir")
+
+    def start(
+        self, ts: TrainState, resume: bool, overwrite: bool, callbacks: list[Callback]
+    ) -> tuple[TrainState, list[dict]]:
+        """The TrainState and history to start from (after ``on_train_begin``)."""
+        if self.paths is None:
+            if resume:
+                raise ValueError("resume=True needs checkpoint_dir")
+            return ts, []
+        latest = self.paths["latest"]
+        os.makedirs(os.path.dirname(latest), exist_ok=True)
+        if not os.path.exists(latest):
+            return ts, []
+        if not resume:
+            if not overwrite:
+                raise FileExistsError(
+                    f"{latest} exists: pass resume=True to go on from it, or overwrite=True to start over"
+                )
+            for name in ("best", "diverged"):
+                if os.path.exists(self.paths[name]) and jax.process_index() == 0:
+                    os.unlink(self.paths[name])
+            return ts, []
+        ts, meta = load(latest, like=ts, fingerprint=self.fingerprint)
+        # strict=False: a resumed run may pass fewer or more callbacks than were saved.
+        for cb, saved in zip(callbacks, meta.get("callbacks", []), strict=False):
+            if saved.get("type") == type(cb).__name__:
+                cb.load_state_dict(saved["state"])
+        self.best = (meta.get("keep_best") or {}).get("value")
+        return ts, list(meta.get("history", []))
+
+    def end_of_epoch(self, run: Run, callbacks: list[Callback], record: dict) -> None:
+        if self.paths is None:
+            return
+        if self.keep_best is not None:
+            value = monitored(record, self.keep_best, "keep_best")
+            if improved(value, self.best, mode_for(self.keep_best)):
+                self.best = value
+                save(self.paths["best"], run.train_state, self._meta(run, callbacks))
+        save(self.paths["latest"], run.train_state, self._meta(run, callbacks))
+
+    def _meta(self, run: Run, callbacks: list[Callback]) -> dict:
+        return {
+            "history": run.history,
+            "fingerprint": self.fingerprint,
+            "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
+            "keep_best": {"monitor": self.keep_best, "value": self.best},
+        }
+
+    def diverged(self, ts: TrainState, run: Run, callbacks: list[Callback], info: dict) -> str | None:
+        if self.paths is None:
+            return None
+        save(self.paths["diverged"], ts, {**self._meta(run, callbacks), "diverged": info})
+        return self.paths["diverged"]

@@ -44,7 +44,6 @@ checkpoint. Its contract:
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Any
 
@@ -55,7 +54,7 @@ import numpy as np
 from fnn import distributed, nn
 from fnn._checks import check_batch_size
 from fnn.train import checkpointing
-from fnn.train.callbacks import Callback, Run, as_callbacks, improved, mode_for, monitored
+from fnn.train.callbacks import Callback, Run, as_callbacks
 from fnn.train.evaluate import check_data, check_labels, evaluate_checked
 from fnn.train.metrics import resolve_metrics
 from fnn.train.precision import check_compute_dtype
@@ -115,69 +114,6 @@ def _owned(ts: TrainState, mesh) -> TrainState:
             )
         )
     return ts
-
-
-class _Checkpoints:
-    """The checkpoint_dir side of fit: start (fresh, overwrite or resume), per epoch, diverged."""
-
-    def __init__(self, checkpoint_dir, fingerprint: dict[str, str], keep_best: str | None):
-        self.paths = checkpointing.paths(checkpoint_dir) if checkpoint_dir else None
-        self.fingerprint, self.keep_best, self.best = fingerprint, keep_best, None
-        if keep_best is not None and self.paths is None:
-            raise ValueError("keep_best needs checkpoint_dir")
-
-    def start(
-        self, ts: TrainState, resume: bool, overwrite: bool, callbacks: list[Callback]
-    ) -> tuple[TrainState, list[dict]]:
-        """The TrainState and history to start from (after ``on_train_begin``)."""
-        if self.paths is None:
-            if resume:
-                raise ValueError("resume=True needs checkpoint_dir")
-            return ts, []
-        latest = self.paths["latest"]
-        os.makedirs(os.path.dirname(latest), exist_ok=True)
-        if not os.path.exists(latest):
-            return ts, []
-        if not resume:
-            if not overwrite:
-                raise FileExistsError(
-                    f"{latest} exists: pass resume=True to go on from it, or overwrite=True to start over"
-                )
-            for name in ("best", "diverged"):
-                if os.path.exists(self.paths[name]) and jax.process_index() == 0:
-                    os.unlink(self.paths[name])
-            return ts, []
-        ts, meta = checkpointing.load(latest, like=ts, fingerprint=self.fingerprint)
-        # strict=False: a resumed run may pass fewer or more callbacks than were saved.
-        for cb, saved in zip(callbacks, meta.get("callbacks", []), strict=False):
-            if saved.get("type") == type(cb).__name__:
-                cb.load_state_dict(saved["state"])
-        self.best = (meta.get("keep_best") or {}).get("value")
-        return ts, list(meta.get("history", []))
-
-    def end_of_epoch(self, run: Run, callbacks: list[Callback], record: dict) -> None:
-        if self.paths is None:
-            return
-        if self.keep_best is not None:
-            value = monitored(record, self.keep_best, "keep_best")
-            if improved(value, self.best, mode_for(self.keep_best)):
-                self.best = value
-                checkpointing.save(self.paths["best"], run.train_state, self._meta(run, callbacks))
-        checkpointing.save(self.paths["latest"], run.train_state, self._meta(run, callbacks))
-
-    def _meta(self, run: Run, callbacks: list[Callback]) -> dict:
-        return {
-            "history": run.history,
-            "fingerprint": self.fingerprint,
-            "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
-            "keep_best": {"monitor": self.keep_best, "value": self.best},
-        }
-
-    def diverged(self, ts: TrainState, run: Run, callbacks: list[Callback], info: dict) -> str | None:
-        if self.paths is None:
-            return None
-        checkpointing.save(self.paths["diverged"], ts, {**self._meta(run, callbacks), "diverged": info})
-        return self.paths["diverged"]
 
 
 def _as_monitor(monitor: Any) -> EpochMonitor | None:
@@ -383,7 +319,7 @@ def fit(
     if data.eval is not None and not distributed.is_global(data.eval[1]):
         check_labels(model, ts.params, ts.state, *data.eval, loss, "eval_data")
     callbacks = as_callbacks(callbacks)
-    checkpoints = _Checkpoints(
+    checkpoints = checkpointing.Checkpoints(
         checkpoint_dir,
         checkpointing.fingerprint(model, loss, optimizer, batch_size, local_x, local_y),
         keep_best,
@@ -412,7 +348,7 @@ def _run_epochs(
     batch_size: int,
     epoch_args: dict,
     callbacks: list[Callback],
-    checkpoints: _Checkpoints,
+    checkpoints: checkpointing.Checkpoints,
     progress: bool,
 ) -> None:
     """Epochs until ``run.epochs`` are done or a callback stops: train, evaluate, call
