@@ -51,6 +51,17 @@ def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def is_real(value: Any) -> bool:
+    """True for a Python or numpy real number (int or float) that is not a bool.
+
+    Arrays are refused, 0-d ones included: this is the check for a static Python number.
+
+    >>> is_real(0.5), is_real(2), is_real(True), is_real(np.float32(0.5))
+    (True, True, False, True)
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def check_int(name: str, value: Any, minimum: int | None = None) -> int:
     """``value`` as a Python int, or a TypeError/ValueError naming ``name``.
 

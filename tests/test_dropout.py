@@ -1,4 +1,4 @@
-"""fnn.functional.dropout: inverted dropout with explicit keys (SEMANTICS 1.3)."""
+"""fnn.functional.dropout: inverted dropout with explicit keys (DROP-1..DROP-3)."""
 
 import jax
 import jax.numpy as jnp
@@ -235,9 +235,9 @@ def test_bad_arguments_rejected():
 
 
 def test_forward_and_backward_share_one_hash_of_the_mask():
-    # Design check behind `_keep`'s packing: with an elementwise mask XLA fused the threefry
-    # hash (23 xors: 20 rounds, the key parity, x0 ^ x1) into both the forward's and the
-    # backward's fusion. The packed decisions leave one copy of the hash in the compiled
+    # Design check behind fnn._fast.dropout_masks' packing: XLA fuses an elementwise mask's
+    # threefry hash (23 xors: 20 rounds, the key parity, x0 ^ x1) into both the forward's and
+    # the backward's fusion. The packed decisions leave one copy of the hash in the compiled
     # gradient. XLA:CPU's fusion decisions are what is checked, so only on the CPU.
     if jax.default_backend() != "cpu":
         pytest.skip("checks XLA:CPU's fusion of the mask")

@@ -1,4 +1,4 @@
-"""fnn.functional._threefry: JAX's threefry words, unrolled so XLA fuses them.
+"""fnn._fast.threefry: JAX's threefry words, unrolled so XLA fuses them.
 
 The reference is JAX's own generator: ``jax.random.bits(key, shape, uint32)`` must be
 reproduced bit for bit, for typed and legacy keys, every rank, odd sizes, inside jit and
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn.functional._threefry import random_bits, threefry2x32
+from fnn._fast.threefry import random_bits, threefry2x32
 
 SHAPES = [(), (1,), (7,), (3, 5), (2, 3, 4), (1024, 256), (5, 1, 3)]
 

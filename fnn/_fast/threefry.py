@@ -1,16 +1,14 @@
 """``jax.random.bits(key, shape, uint32)`` for threefry keys, as straight-line code that fuses.
 
 Contract: ``random_bits(key, shape)`` returns exactly the words ``jax.random.bits(key, shape,
-jnp.uint32)`` returns (tests/test_threefry.py compares them bit for bit), so every
-mask drawn from it is the mask JAX's own generator gives for that key.
+jnp.uint32)`` returns (``tests/test_threefry.py`` compares them bit for bit), so every mask
+drawn from it is the mask JAX's own generator gives for that key.
 
-Why it exists: on the CPU, JAX lowers its threefry hash as a rolled ``fori_loop`` of 5
-iterations (``_threefry2x32_cpu_lowering_rule`` in ``jax/_src/random/threefry2x32.py``, to save
-compile time), and XLA runs that loop as a while thunk whose every iteration reads and writes
-both whole word arrays. A 1024x256-word dropout draw then cost ~1.5-2 ms, 12-14% of a batch-1024
-training step (experiments/profile_step.py). Written out unrolled in ``jnp``, the 20 rounds are
-elementwise integer ops that XLA fuses with the comparison that consumes them into one loop:
-the words never reach memory.
+Why: on the CPU, JAX lowers its threefry hash as a rolled ``fori_loop`` of 5 iterations
+(``_threefry2x32_cpu_lowering_rule`` in ``jax/_src/random/threefry2x32.py``), which XLA runs
+as a while loop over whole word arrays. Written out unrolled in ``jnp``, the 20 rounds are
+elementwise integer ops that XLA fuses with the comparison that consumes them: the words
+never reach memory.
 
 What it computes (JAX's partitionable threefry, the default since jax 0.5):
 - counters: the row-major index i of each element as a 64-bit number split in two words,

@@ -1,0 +1,13 @@
+"""fnn._fast: faster computations of values that are defined plainly elsewhere.
+
+Each module here computes exactly the values of a plain ``jax.numpy`` definition that
+lives in the file a reader opens for the op, and a test proves the two bit-identical:
+
+- ``threefry.random_bits``: ``jax.random.bits(key, shape, uint32)`` for threefry keys,
+  with the hash written out unrolled (``tests/test_threefry.py``);
+- ``dropout_masks.keep_mask``: ``fnn.functional.dropout.keep_mask``, the units dropout
+  keeps, packed 32 decisions to a word (``tests/test_fast_dropout_masks.py``).
+
+Nothing here defines behaviour: change the plain definition, and the test fails until the
+fast path follows.
+"""
