@@ -2,36 +2,24 @@
 central finite differences.
 
 Everything runs in float64 (inside ``jax.enable_x64``; floating inputs are cast). A scalar
-objective L is built from the thing under test: for an op or a layer,
-L = Σ f(inputs)·v with a random cotangent v (so the manual gradient is
-G(θ) = ``backward(v, ...)``); for a model plus loss, L is the loss itself. Per leaf of the
-differentiated tree the report gives
+objective L is built from the thing under test: for an op or a layer, L = Σ f(inputs)·v
+with a random cotangent v (so the manual gradient is G(θ) = ``backward(v, ...)``); for a
+model plus loss, L is the loss itself. Per leaf of the differentiated tree the report gives
 
-- first order: the max abs and relative difference (``relative_error``) between the manual
-  gradient and ``jax.grad`` (every element), and between the manual gradient and central
-  differences (L(θ+εeᵢ) − L(θ−εeᵢ))/2ε on ``fd_samples`` random coordinates per leaf (all
-  of them for small leaves): exhaustive differences on an MNIST-sized layer would take
-  10⁵ forwards;
-- second order, along one random direction t (a normal draw per element): the
-  Hessian-vector product of the manual backward by forward-over-reverse,
-  ``jax.jvp(G, (θ,), (t,))``, against ``jax.jvp(jax.grad(L), (θ,), (t,))`` and against the
-  central differences (G(θ + h·t) − G(θ − h·t))/2h of the manual gradient (every element).
-  It fails when the backward is right in value but not differentiable as written (a
-  ``stop_gradient`` in the wrong place, a ``custom_vjp`` without a second derivative), which
-  ``jax.vmap``/``jax.jacfwd``/Newton steps through fnn's backward would then get wrong.
+- first order: the max abs and relative difference (``relative_error``) of the manual
+  gradient from ``jax.grad`` (every element) and from central differences
+  (L(θ+εeᵢ) − L(θ−εeᵢ))/2ε on ``fd_samples`` random coordinates (all of a small leaf);
+- second order, along one random unit direction t: the manual HVP ``jax.jvp(G, (θ,), (t,))``
+  against ``jax.jvp(jax.grad(L), (θ,), (t,))`` and against the central differences
+  (G(θ + h·t) − G(θ − h·t))/2h. It fails when the backward is right in value but not
+  differentiable as written (a misplaced ``stop_gradient``, a ``custom_vjp`` without a
+  second derivative).
 
-A leaf passes when every comparison satisfies |a − b| ≤ atol + rtol·|b| elementwise, each
-with its own tolerances (the finite-difference ones looser). ``print(report)`` gives a
-readable table; ``second_order=False`` leaves out the HVP columns and their cost.
-
-Randomness: the sampled coordinates (``Generator.choice`` without replacement, per leaf in
-order) and then the direction t (``standard_normal`` per leaf, scaled to unit length) come
-from ``numpy.random.default_rng`` seeded with the bits of the check's key, so a key gives
-the same report every time (for a given numpy version: numpy does not promise its streams
-across versions). The manual backward is traced under jit (as ``train(grad='manual')``
-does), once with the concrete values closed over so that its value checks (labels in range,
-probabilities in [0, 1]) raise as an eager call would; every derivative then comes from two
-compiled programs, one for the gradients and HVPs and one for the finite differences.
+A leaf passes when every comparison satisfies |a − b| ≤ atol + rtol·|b| elementwise, with
+the ``Tolerances`` of its column. ``print(report)`` gives a readable table;
+``second_order=False`` leaves out the HVP columns and their cost. The coordinates and the
+direction come from ``numpy.random.default_rng`` seeded with the check's key, so a key gives
+the same report every time (for a given numpy version).
 """
 
 from __future__ import annotations
@@ -45,6 +33,56 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn.functional.backward import backward_of
+
+__all__ = [
+    "GradReport",
+    "LeafReport",
+    "Tolerances",
+    "check_layer",
+    "check_model",
+    "check_op",
+    "relative_error",
+]
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """The steps and tolerances of a gradient check, one pair (atol, rtol) per column.
+
+    A comparison passes when |a − b| ≤ atol + rtol·|b| elementwise; the finite-difference
+    columns get looser tolerances, since a central difference is only O(ε²) accurate.
+
+    Attributes:
+        eps: the step ε of the first-order central differences.
+        atol, rtol: manual gradient vs ``jax.grad``.
+        fd_atol, fd_rtol: manual gradient vs central differences of step ``eps``.
+        fd_samples: coordinates differenced per leaf (all of them for a smaller leaf).
+        hvp_eps: the step h of the central differences of the manual gradient.
+        hvp_atol, hvp_rtol: manual HVP vs the autodiff HVP.
+        hvp_fd_atol, hvp_fd_rtol: manual HVP vs central differences of step ``hvp_eps``.
+
+    Example:
+        >>> Tolerances(fd_samples=4).fd_samples, Tolerances().rtol
+        (4, 1e-08)
+    """
+
+    eps: float = 1e-6
+    atol: float = 1e-10
+    rtol: float = 1e-8
+    fd_atol: float = 1e-6
+    fd_rtol: float = 1e-4
+    fd_samples: int = 16
+    hvp_eps: float = 1e-6
+    hvp_atol: float = 1e-12
+    hvp_rtol: float = 1e-8
+    hvp_fd_atol: float = 1e-8
+    hvp_fd_rtol: float = 1e-4
+
+
+def _check_tolerances(tolerances: Any) -> Tolerances:
+    if not isinstance(tolerances, Tolerances):
+        raise TypeError(f"tolerances must be an fnn.gradcheck.Tolerances, got {type(tolerances).__name__}")
+    return tolerances
 
 
 @dataclass(frozen=True)
@@ -174,8 +212,11 @@ def _close(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
 def _generator(key: jax.Array) -> np.random.Generator:
     """The host-side random stream of a check: a numpy Generator seeded with the key's bits.
 
-    Drawing on the host compiles nothing; ``jax.random.choice(..., replace=False)`` compiled
-    one shuffle per distinct leaf size, eagerly.
+    It draws the sampled coordinates (``Generator.choice`` without replacement, per leaf in
+    order) and then the direction t (``standard_normal`` per leaf, scaled to unit length);
+    numpy does not promise its streams across versions. Drawing on the host compiles
+    nothing, where ``jax.random.choice(..., replace=False)`` compiles one shuffle per
+    distinct leaf size.
     """
     data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     return np.random.default_rng(np.asarray(data, np.uint32).reshape(-1))
@@ -183,7 +224,8 @@ def _generator(key: jax.Array) -> np.random.Generator:
 
 def _sample_indices(rng: np.random.Generator, sizes: list[int], samples: int) -> list[np.ndarray]:
     """The finite-difference coordinates of each leaf: all of them for a leaf of at most
-    ``samples`` elements, else ``samples`` distinct flat indices drawn without replacement."""
+    ``samples`` elements, else ``samples`` distinct flat indices drawn without replacement
+    (exhaustive differences on an MNIST-sized layer would take 10⁵ forwards)."""
     return [np.arange(n) if n <= samples else rng.choice(n, samples, replace=False) for n in sizes]
 
 
@@ -263,6 +305,64 @@ def _derivatives(
     return run(tree, direction)
 
 
+def _check_manual_shapes(paths_leaves: list, treedef: Any, manual_fn: Callable, tree: Any) -> None:
+    manual_shapes = treedef.flatten_up_to(jax.eval_shape(lambda: manual_fn(tree)))
+    for (path, leaf), m in zip(paths_leaves, manual_shapes, strict=True):
+        if jnp.shape(m) != leaf.shape:
+            raise ValueError(
+                f"manual gradient of {_name(path)} has shape {jnp.shape(m)}, expected {leaf.shape}"
+            )
+
+
+def _direction(rng: np.random.Generator, paths_leaves: list, treedef: Any) -> Any:
+    """One random direction of unit length over the whole tree (a normal draw per element).
+
+    A ReLU kink crossed between θ − h·t and θ + h·t makes the gradient jump, and its
+    difference quotient with it.
+    """
+    draws = [rng.standard_normal(leaf.shape) for _, leaf in paths_leaves]
+    norm = np.sqrt(sum(np.sum(d * d) for d in draws))
+    return jax.tree.unflatten(treedef, [d / norm for d in draws])
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b), initial=0.0))
+
+
+def _leaf_report(name: str, shape: tuple, m, a, idx, fd, hvp, tol: Tolerances) -> LeafReport:
+    """One row: the manual gradient ``m`` against ``jax.grad``'s ``a`` and against the finite
+    differences ``fd`` at the flat coordinates ``idx``; with ``hvp`` = (manual HVP, autodiff
+    HVP, finite differences of the manual gradient), the second-order columns too."""
+    m, a = np.asarray(m, np.float64), np.asarray(a, np.float64)
+    m_at = m.reshape(-1)[idx]
+    ok = _close(m, a, tol.atol, tol.rtol) and _close(m_at, fd, tol.fd_atol, tol.fd_rtol)
+    hvp_columns = {}
+    if hvp is not None:
+        hm, ha, hfd = (np.asarray(h, np.float64) for h in hvp)
+        ok = (
+            ok
+            and _close(hm, ha, tol.hvp_atol, tol.hvp_rtol)
+            and _close(hm, hfd, tol.hvp_fd_atol, tol.hvp_fd_rtol)
+        )
+        hvp_columns = dict(
+            hvp_autodiff_abs=_max_abs(hm, ha),
+            hvp_autodiff_rel=relative_error(hm, ha, tol.hvp_atol),
+            hvp_fd_abs=_max_abs(hm, hfd),
+            hvp_fd_rel=relative_error(hm, hfd, tol.hvp_fd_atol),
+        )
+    return LeafReport(
+        name,
+        tuple(shape),
+        _max_abs(m, a),
+        relative_error(m, a, tol.atol),
+        _max_abs(m_at, fd),
+        relative_error(m_at, fd, tol.fd_atol),
+        len(idx),
+        ok,
+        **hvp_columns,
+    )
+
+
 def _compare(
     title: str,
     objective: Callable[[Any], jax.Array],
@@ -271,17 +371,7 @@ def _compare(
     *,
     key: jax.Array,
     second_order: bool,
-    eps: float,
-    atol: float,
-    rtol: float,
-    fd_atol: float,
-    fd_rtol: float,
-    fd_samples: int,
-    hvp_eps: float,
-    hvp_atol: float,
-    hvp_rtol: float,
-    hvp_fd_atol: float,
-    hvp_fd_rtol: float,
+    tolerances: Tolerances,
     output: Callable[[Any], Any] | None = None,
     check_output: Callable[[Any], None] | None = None,
 ) -> GradReport:
@@ -289,98 +379,34 @@ def _compare(
     differences, and (second_order) its forward-mode derivative against the HVP of jax.grad
     and finite differences of ``manual_fn``.
 
-    ``manual_fn`` is first traced with the tree closed over, so that the value checks at
-    the entry of a backward (labels in range, probabilities in [0, 1]) see concrete arrays,
-    as an eager call would, without compiling each of its ops eagerly; a check on a value
-    computed inside (a loss's input in a model) needs ``check_output``, which gets the
-    concrete ``output(tree)``.
+    ``manual_fn`` is traced under jit (as ``train(grad='manual')`` does), first with the
+    tree closed over, so that the value checks at the entry of a backward (labels in range,
+    probabilities in [0, 1]) see concrete arrays, as an eager call would, without compiling
+    each of its ops eagerly; a check on a value computed inside (a loss's input in a model)
+    needs ``check_output``, which gets the concrete ``output(tree)``. Every derivative then
+    comes from two compiled programs, one for the gradients and HVPs and one for the finite
+    differences.
     """
+    tol = tolerances
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    manual_shapes = treedef.flatten_up_to(jax.eval_shape(lambda: manual_fn(tree)))
-    for (path, leaf), m in zip(paths_leaves, manual_shapes, strict=True):
-        if jnp.shape(m) != leaf.shape:
-            raise ValueError(
-                f"manual gradient of {_name(path)} has shape {jnp.shape(m)}, expected {leaf.shape}"
-            )
+    _check_manual_shapes(paths_leaves, treedef, manual_fn, tree)
     rng = _generator(key)
-    indices = _sample_indices(rng, [leaf.size for _, leaf in paths_leaves], fd_samples)
-    direction = None
-    if second_order:
-        # One random direction of unit length over the whole tree: a ReLU kink crossed between
-        # θ − h·t and θ + h·t makes the gradient jump, and its difference quotient with it.
-        draws = [rng.standard_normal(leaf.shape) for _, leaf in paths_leaves]
-        norm = np.sqrt(sum(np.sum(d * d) for d in draws))
-        direction = jax.tree.unflatten(treedef, [d / norm for d in draws])
-    results = _derivatives(objective, manual_fn, tree, direction, hvp_eps, output)
+    indices = _sample_indices(rng, [leaf.size for _, leaf in paths_leaves], tol.fd_samples)
+    direction = _direction(rng, paths_leaves, treedef) if second_order else None
+    results = _derivatives(objective, manual_fn, tree, direction, tol.hvp_eps, output)
     if check_output is not None:
         check_output(results["output"])
-    fds = _finite_differences(objective, tree, indices, eps)
-    manual_leaves = treedef.flatten_up_to(results["manual"])
-    auto_leaves = treedef.flatten_up_to(results["autodiff"])
+    fds = _finite_differences(objective, tree, indices, tol.eps)
+    columns = [treedef.flatten_up_to(results[k]) for k in ("manual", "autodiff")]
+    hvps = [None] * len(paths_leaves)  # per leaf: (manual HVP, autodiff HVP, FD of the manual gradient)
     if second_order:
-        hvps = [treedef.flatten_up_to(results[k]) for k in ("manual_hvp", "autodiff_hvp", "manual_fd")]
-    reports = []
-    for i, ((path, leaf), m, a, idx, fd) in enumerate(
-        zip(paths_leaves, manual_leaves, auto_leaves, indices, fds, strict=True)
-    ):
-        m, a = np.asarray(m, np.float64), np.asarray(a, np.float64)
-        m_at = m.reshape(-1)[idx]
-        ok = _close(m, a, atol, rtol) and _close(m_at, fd, fd_atol, fd_rtol)
-        hvp_columns = {}
-        if second_order:
-            hm, ha, hfd = (np.asarray(h[i], np.float64) for h in hvps)
-            ok = ok and _close(hm, ha, hvp_atol, hvp_rtol) and _close(hm, hfd, hvp_fd_atol, hvp_fd_rtol)
-            hvp_columns = dict(
-                hvp_autodiff_abs=float(np.max(np.abs(hm - ha), initial=0.0)),
-                hvp_autodiff_rel=relative_error(hm, ha, hvp_atol),
-                hvp_fd_abs=float(np.max(np.abs(hm - hfd), initial=0.0)),
-                hvp_fd_rel=relative_error(hm, hfd, hvp_fd_atol),
-            )
-        reports.append(
-            LeafReport(
-                _name(path),
-                tuple(leaf.shape),
-                float(np.max(np.abs(m - a), initial=0.0)),
-                relative_error(m, a, atol),
-                float(np.max(np.abs(m_at - fd), initial=0.0)),
-                relative_error(m_at, fd, fd_atol),
-                len(idx),
-                ok,
-                **hvp_columns,
-            )
-        )
+        names = ("manual_hvp", "autodiff_hvp", "manual_fd")
+        hvps = zip(*(treedef.flatten_up_to(results[k]) for k in names), strict=True)
+    rows = zip(paths_leaves, *columns, indices, fds, hvps, strict=True)
+    reports = [
+        _leaf_report(_name(p), leaf.shape, m, a, i, fd, hvp, tol) for (p, leaf), m, a, i, fd, hvp in rows
+    ]
     return GradReport(title, reports)
-
-
-_DEFAULTS = dict(
-    eps=1e-6,
-    atol=1e-10,
-    rtol=1e-8,
-    fd_atol=1e-6,
-    fd_rtol=1e-4,
-    fd_samples=16,
-    hvp_eps=1e-6,
-    hvp_atol=1e-12,
-    hvp_rtol=1e-8,
-    hvp_fd_atol=1e-8,
-    hvp_fd_rtol=1e-4,
-)
-
-_TOLERANCES_DOC = """
-        second_order: also check the Hessian-vector product along a random direction
-            (forward-over-reverse through the manual backward, in the gradients' program).
-        **tolerances: any of ``eps``, ``atol``, ``rtol`` (manual vs jax.grad),
-            ``fd_atol``, ``fd_rtol``, ``fd_samples`` (vs finite differences of step
-            ``eps``), ``hvp_atol``, ``hvp_rtol`` (manual HVP vs autodiff HVP),
-            ``hvp_fd_atol``, ``hvp_fd_rtol`` (vs finite differences of the manual
-            gradient of step ``hvp_eps``); defaults in ``fnn.gradcheck._DEFAULTS``."""
-
-
-def _options(tolerances: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(tolerances) - set(_DEFAULTS))
-    if unknown:
-        raise TypeError(f"unknown gradcheck tolerance {unknown[0]!r}; known: {sorted(_DEFAULTS)}")
-    return {**_DEFAULTS, **tolerances}
 
 
 def check_op(
@@ -391,7 +417,7 @@ def check_op(
     kwargs: dict | None = None,
     key: jax.Array | None = None,
     second_order: bool = True,
-    **tolerances,
+    tolerances: Tolerances = Tolerances(),
 ) -> GradReport:
     """Check ``op_backward`` against ``op``, with L = Σ op(inputs)·v for a random v.
 
@@ -401,12 +427,16 @@ def check_op(
             it returns one gradient per entry of ``inputs``, in order (a bare array for one).
         inputs: the op's differentiable arguments by name, in the op's argument order.
         kwargs: the rest (non-differentiable arguments such as ``target`` or ``dim``).
-        key: for the cotangent, the sampled coordinates and the HVP direction.{tolerances}
+        key: for the cotangent, the sampled coordinates and the HVP direction.
+        second_order: also check the Hessian-vector product along a random direction
+            (forward-over-reverse through the manual backward, in the gradients' program).
+        tolerances: the steps and tolerances of each column, a ``Tolerances`` (default
+            ``Tolerances()``).
 
     Returns:
         A ``GradReport`` with one row per entry of ``inputs``.
     """
-    opts = _options(tolerances)
+    tolerances = _check_tolerances(tolerances)
     key = jax.random.key(0) if key is None else key
     kwargs = dict(kwargs or {})
     with jax.enable_x64(True):
@@ -437,7 +467,7 @@ def check_op(
             manual_fn,
             key=k_fd,
             second_order=second_order,
-            **opts,
+            tolerances=tolerances,
         )
 
 
@@ -450,7 +480,7 @@ def check_layer(
     key: jax.Array | None = None,
     train: bool = True,
     second_order: bool = True,
-    **tolerances,
+    tolerances: Tolerances = Tolerances(),
 ) -> GradReport:
     """Check ``layer.backward`` for the params and the input x, with L = Σ apply(...)·v.
 
@@ -458,12 +488,14 @@ def check_layer(
         layer: an ``fnn.nn`` layer (or anything with ``apply`` and ``backward``).
         params, state, x: the forward's arguments; state is not differentiated.
         key: the forward's key (dropout: the same mask both ways).
-        train: the forward's mode.{tolerances}
+        train: the forward's mode.
+        second_order: also check the Hessian-vector product along a random direction.
+        tolerances: the steps and tolerances of each column (default ``Tolerances()``).
 
     Returns:
         A ``GradReport`` with rows ``params.<name>...`` and ``input``.
     """
-    opts = _options(tolerances)
+    tolerances = _check_tolerances(tolerances)
     with jax.enable_x64(True):
         params, state, x = _to64(params), _to64(state), _to64(x)
         y, _ = layer.apply(params, state, x, key=key, train=train)
@@ -483,7 +515,7 @@ def check_layer(
             manual_fn,
             key=jax.random.key(2),
             second_order=second_order,
-            **opts,
+            tolerances=tolerances,
         )
 
 
@@ -498,7 +530,7 @@ def check_model(
     key: jax.Array | None = None,
     train: bool = True,
     second_order: bool = True,
-    **tolerances,
+    tolerances: Tolerances = Tolerances(),
 ) -> GradReport:
     """Check the manual gradient of ``loss_fn(model(x), target)`` with respect to params.
 
@@ -507,12 +539,14 @@ def check_model(
         loss_fn: a loss with a manual backward (see ``fnn.functional.backward_of``).
         params, state, x, target: the forward's arguments; only params are differentiated.
         key: the forward's key (dropout: the same mask both ways).
-        train: the forward's mode (BatchNorm's batch statistics in training).{tolerances}
+        train: the forward's mode (BatchNorm's batch statistics in training).
+        second_order: also check the Hessian-vector product along a random direction.
+        tolerances: the steps and tolerances of each column (default ``Tolerances()``).
 
     Returns:
         A ``GradReport`` with one row per parameter leaf.
     """
-    opts = _options(tolerances)
+    tolerances = _check_tolerances(tolerances)
     loss_backward = backward_of(loss_fn)
     with jax.enable_x64(True):
         params, state = _to64(params), _to64(state)
@@ -539,9 +573,5 @@ def check_model(
             second_order=second_order,
             output=lambda p: model.apply(p, state, x, key=key, train=train)[0],
             check_output=check_output,
-            **opts,
+            tolerances=tolerances,
         )
-
-
-for _f in (check_op, check_layer, check_model):
-    _f.__doc__ = _f.__doc__.format(tolerances=_TOLERANCES_DOC)

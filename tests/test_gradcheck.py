@@ -27,7 +27,7 @@ def mnist_mlp():
 
 
 def test_mnist_sized_mlp_every_leaf_agrees():
-    # The issue's acceptance model: every parameter leaf agrees three ways.
+    # An MNIST-sized MLP with BatchNorm and dropout: every parameter leaf agrees three ways.
     model = mnist_mlp()
     params, state = model.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (32, 1, 28, 28))
@@ -205,8 +205,31 @@ def test_second_order_false_leaves_out_the_columns():
 
 def test_unknown_tolerance_is_an_error():
     x = jnp.ones((2, 2))
-    with pytest.raises(TypeError, match="unknown gradcheck tolerance 'hvp_rtl'"):
+    with pytest.raises(TypeError, match="hvp_rtl"):
+        gradcheck.Tolerances(hvp_rtl=1e-3)
+    with pytest.raises(TypeError, match="hvp_rtl"):
         gradcheck.check_op(F.tanh, F.tanh_backward, {"input": x}, hvp_rtl=1e-3)
+    with pytest.raises(TypeError, match=r"tolerances must be an fnn\.gradcheck\.Tolerances, got dict"):
+        gradcheck.check_op(F.tanh, F.tanh_backward, {"input": x}, tolerances={"rtol": 1e-3})
+
+
+def test_tolerances_set_each_column():
+    # y = 2x with a backward that returns 3g: |3v − 2v| = |v| ≤ atol + rtol·|2v| holds exactly
+    # when rtol ≥ 1/2, in the jax.grad column and (up to the differences' rounding) in the
+    # finite-difference one; the HVP columns are 0. The defaults fail it, rtol = fd_rtol = 0.5
+    # passes it, and rtol alone (FD still at its default) does not.
+    x = jnp.arange(1.0, 13.0).reshape(3, 4)
+    op, wrong = (lambda input: 2 * input), (lambda g, input: 3 * g)
+    loose = gradcheck.Tolerances(rtol=0.5, fd_rtol=0.5)
+    assert not gradcheck.check_op(op, wrong, {"input": x}).passed
+    assert gradcheck.check_op(op, wrong, {"input": x}, tolerances=loose).passed
+    assert not gradcheck.check_op(op, wrong, {"input": x}, tolerances=gradcheck.Tolerances(rtol=0.5)).passed
+    # fd_samples: 5 of the 12 coordinates are differenced, against all 12 by default
+    (leaf,) = gradcheck.check_op(
+        op, wrong, {"input": x}, tolerances=gradcheck.Tolerances(fd_samples=5)
+    ).leaves
+    assert leaf.fd_points == 5
+    assert gradcheck.Tolerances() == gradcheck.Tolerances(eps=1e-6, atol=1e-10, rtol=1e-8, fd_samples=16)
 
 
 def test_none_gradient_of_a_left_out_optional_input_is_skipped():
