@@ -409,3 +409,48 @@ def test_linear_then_maxout_is_pylearn2s_maxout_layer(x64):
     expected = functools.reduce(np.maximum, [z[:, i : last_start + i + 1 : pieces] for i in range(pieces)])
     y, _ = layer.apply(params, ({}, {}), jnp.asarray(x), train=False)
     np.testing.assert_allclose(y, expected, rtol=1e-15)
+
+
+# ------------------------------------------------------------------ sizes: ints >= 0, as torch
+
+
+@pytest.mark.parametrize("args,name,value", [((-1, 3), "in_features", -1), ((3, -2), "out_features", -2)])
+def test_linear_rejects_a_negative_size(args, name, value):
+    # torch.nn.Linear(-1, 3) raises (a tensor of negative dimension); so does the spec, at once
+    with pytest.raises(ValueError, match=rf"{name} must be an int >= 0, got {value}"):
+        nn.Linear(*args)
+    with pytest.raises(TypeError, match=r"in_features must be an int, got 2\.5"):
+        nn.Linear(2.5, 3)
+    # size 0 is allowed, as in torch: an empty weight, and the bias bound 0 (LIN-1)
+    params, _ = nn.Linear(0, 3).init(KEY)
+    assert params["weight"].shape == (3, 0) and params["bias"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_batchnorm_rejects_a_negative_num_features():
+    with pytest.raises(ValueError, match="num_features must be an int >= 0, got -4"):
+        nn.BatchNorm1d(-4)
+    assert nn.BatchNorm1d(0).init(KEY)[0]["weight"].shape == (0,)
+
+
+@pytest.mark.parametrize("shape", [-2, (3, -1), [-1]])
+def test_layernorm_rejects_a_negative_normalized_shape(shape):
+    with pytest.raises(ValueError, match=r"normalized_shape must hold sizes >= 0, got .*-"):
+        nn.LayerNorm(shape)
+    with pytest.raises(ValueError, match="normalized_shape must be an int or a non-empty sequence"):
+        nn.LayerNorm(())
+
+
+@pytest.mark.parametrize("n", [-1, 0])
+def test_prelu_rejects_a_num_parameters_below_one(n):
+    # one slope shared, or one per channel: at least one
+    with pytest.raises(ValueError, match=rf"num_parameters must be an int >= 1, got {n}"):
+        nn.PReLU(n)
+
+
+@pytest.mark.parametrize("pieces", [-2, 0])
+def test_maxout_rejects_pieces_below_one(pieces):
+    # the same check and message as F.maxout, at construction
+    with pytest.raises(ValueError, match=rf"pieces must be >= 1, got {pieces}"):
+        nn.Maxout(pieces)
+    with pytest.raises(TypeError, match=r"pieces must be a Python int, got 2\.0"):
+        nn.Maxout(2.0)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnn._checks import check_floating, check_same_shape
+from fnn._checks import check_floating, check_same_shape, is_int
 
 __all__ = [
     "abs",
@@ -677,13 +677,18 @@ def log_softmax_backward(grad_output: jax.Array, input: jax.Array, dim: int = -1
 # ---------------------------------------------------------------- maxout
 
 
-def _maxout_split(input: jax.Array, pieces: int) -> tuple[jax.Array, jax.Array]:
-    """Reshape (N, out*pieces, *rest) -> (N, out, pieces, *rest); return it and the first argmax."""
-    check_floating("input", input)
-    if isinstance(pieces, bool) or not isinstance(pieces, int):
+def check_pieces(pieces: int) -> None:
+    """The one check of maxout's ``pieces`` (for ``maxout`` and ``nn.Maxout``): an int >= 1."""
+    if not is_int(pieces):
         raise TypeError(f"pieces must be a Python int, got {pieces!r}")
     if pieces < 1:
         raise ValueError(f"pieces must be >= 1, got {pieces}")
+
+
+def _maxout_split(input: jax.Array, pieces: int) -> tuple[jax.Array, jax.Array]:
+    """Reshape (N, out*pieces, *rest) -> (N, out, pieces, *rest); return it and the first argmax."""
+    check_floating("input", input)
+    check_pieces(pieces)
     shape = tuple(jnp.shape(input))
     if len(shape) < 2:
         raise ValueError(f"maxout input must have a channel dim 1 (ndim >= 2), got shape {shape}")

@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnn._checks import check_floating, check_ndim, check_positive, check_range, check_same_shape
+from fnn._checks import check_floating, check_ndim, check_positive, check_range, check_same_shape, is_int
 
 __all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"]
 
@@ -243,16 +243,30 @@ def batch_norm_backward(
     return grad_input, grad_weight, grad_bias
 
 
+def normalized_dims(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
+    """``normalized_shape`` (an int, or a non-empty sequence of ints >= 0) as a tuple of ints.
+
+    The one check of the argument, for ``layer_norm`` and ``nn.LayerNorm``.
+
+    >>> normalized_dims(3), normalized_dims([2, 4])
+    ((3,), (2, 4))
+    """
+    ns = (normalized_shape,) if is_int(normalized_shape) else tuple(normalized_shape)
+    if not ns or not all(is_int(d) for d in ns):
+        raise ValueError(
+            f"normalized_shape must be an int or a non-empty sequence of ints, got {normalized_shape!r}"
+        )
+    if any(d < 0 for d in ns):
+        raise ValueError(f"normalized_shape must hold sizes >= 0, got {normalized_shape!r}")
+    return tuple(int(d) for d in ns)
+
+
 def _ln_setup(
     input: Any, normalized_shape: int | Sequence[int], weight: Any, bias: Any, eps: float
 ) -> tuple[int, ...]:
     """Validate layer_norm arguments; return the normalized (trailing) axes."""
     check_floating("input", input)
-    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if not ns or not all(isinstance(d, int) and not isinstance(d, bool) for d in ns):
-        raise ValueError(
-            f"normalized_shape must be an int or a non-empty sequence of ints, got {normalized_shape!r}"
-        )
+    ns = normalized_dims(normalized_shape)
     shape = tuple(jnp.shape(input))
     if len(shape) < len(ns) or shape[len(shape) - len(ns) :] != ns:
         raise ValueError(

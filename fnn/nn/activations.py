@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 
 from fnn import functional as F
+from fnn._checks import check_int
+from fnn.functional.activations import check_pieces
 from fnn.nn.base import Elementwise, Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
 __all__ = [
@@ -257,6 +259,9 @@ class Maxout(Elementwise):
 
     pieces: int
 
+    def __post_init__(self):
+        check_pieces(self.pieces)  # the same messages as F.maxout
+
     def _forward(self, x):
         return F.maxout(x, self.pieces)
 
@@ -295,11 +300,12 @@ class PReLU(Layer):
     dtype: str = field(default="float32", kw_only=True)
 
     def __post_init__(self):
+        object.__setattr__(
+            self, "num_parameters", check_int("num_parameters", self.num_parameters, minimum=1)
+        )
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "PReLU"))
 
     def init(self, key):
-        if self.num_parameters < 1:
-            raise ValueError(f"num_parameters must be >= 1, got {self.num_parameters}")
         require_dtype_available(self.dtype, "PReLU")
         return {"weight": jnp.full((self.num_parameters,), self.init_value, self.dtype)}, {}
 

@@ -10,6 +10,7 @@ import jax
 
 from fnn import functional as F
 from fnn import init as initializers
+from fnn._checks import check_int
 from fnn.nn.base import Elementwise, Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
 __all__ = ["Flatten", "Linear"]
@@ -57,14 +58,11 @@ class Linear(Layer):
     dtype: str = field(default="float32", kw_only=True)
 
     def __post_init__(self):
+        for name in ("in_features", "out_features"):  # sizes: ints >= 0, as torch's
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=0))
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "Linear"))
 
     def init(self, key):
-        if self.in_features < 0 or self.out_features < 0:
-            raise ValueError(
-                f"Linear features must be >= 0, got in_features={self.in_features}, "
-                f"out_features={self.out_features}"
-            )
         require_dtype_available(self.dtype, "Linear")
         k_w, k_b = jax.random.split(key)
         shape = (self.out_features, self.in_features)

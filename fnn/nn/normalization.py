@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 
 from fnn import functional as F
+from fnn._checks import check_int, is_int
+from fnn.functional.normalization import normalized_dims
 from fnn.nn.base import Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
 __all__ = ["BatchNorm1d", "LayerNorm"]
@@ -78,6 +80,7 @@ class BatchNorm1d(Layer):
     dtype: str = field(default="float32", kw_only=True)
 
     def __post_init__(self):
+        object.__setattr__(self, "num_features", check_int("num_features", self.num_features, minimum=0))
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "BatchNorm1d"))
 
     def init(self, key):
@@ -174,15 +177,16 @@ class LayerNorm(Layer):
     dtype: str = field(default="float32", kw_only=True)
 
     def __post_init__(self):
-        # A list (as torch accepts) would make the spec unhashable; store a tuple.
-        if not isinstance(self.normalized_shape, int):
-            object.__setattr__(self, "normalized_shape", tuple(self.normalized_shape))
+        # An int stays an int; a list (as torch accepts) would make the spec unhashable, so
+        # a sequence is stored as a tuple.
+        dims = normalized_dims(self.normalized_shape)
+        shape = dims[0] if is_int(self.normalized_shape) else dims
+        object.__setattr__(self, "normalized_shape", shape)
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "LayerNorm"))
 
     @property
     def _shape(self) -> tuple[int, ...]:
-        s = self.normalized_shape
-        return (s,) if isinstance(s, int) else s
+        return normalized_dims(self.normalized_shape)
 
     def init(self, key):
         if not self.elementwise_affine:
