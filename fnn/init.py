@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnn._checks import check_positive, is_concrete
+from fnn._checks import check_positive, is_concrete, is_int, is_real
 
 __all__ = [
     "calculate_fans",
@@ -52,8 +52,8 @@ _LINEAR = (
 
 
 def _shape(shape: Shape) -> tuple[int, ...]:
-    dims = (shape,) if isinstance(shape, int) else tuple(shape)
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
+    dims = (shape,) if is_int(shape) else tuple(shape)
+    if not all(is_int(d) and d >= 0 for d in dims):
         raise ValueError(f"shape must be an int or a sequence of non-negative ints, got {shape!r}")
     return dims
 
@@ -93,7 +93,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-        elif isinstance(param, (int, float)) and not isinstance(param, bool):
+        elif is_real(param):
             slope = param
         else:
             raise ValueError(f"negative_slope {param!r} not a valid number")

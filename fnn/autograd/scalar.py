@@ -26,8 +26,9 @@ Contract
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterator
+
+from fnn._checks import is_real
 
 __all__ = ["Scalar"]
 
@@ -36,7 +37,7 @@ Number = int | float
 
 def _as_float(value: object, op: str) -> float:
     # bool is an int to Python, but `x + True` is almost always a bug in a teaching graph.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(
             f"Scalar {op}: operand must be a real number or a Scalar, "
             f"got {value!r} of type {type(value).__name__}"

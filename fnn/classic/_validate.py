@@ -12,7 +12,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from fnn._checks import check_classes_in_range, check_integer, check_ndim, is_concrete
+from fnn._checks import check_classes_in_range, check_integer, check_ndim, is_concrete, is_int
 from fnn._checks import check_lr as _check_lr
 
 
@@ -144,7 +144,7 @@ def check_count(name: str, value: Any, *, low: int = 1) -> None:
         TypeError: value is not an int.
         ValueError: value < low.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")

@@ -16,6 +16,7 @@ import numpy as np
 from fnn._checks import (
     check_classes_in_range,
     check_floating,
+    check_int,
     check_integer,
     check_reduction,
     check_same_shape,
@@ -82,9 +83,7 @@ def safe_ratio(total: jax.Array, den: jax.Array) -> jax.Array:
 
 
 def check_ignore_index(ignore_index: Any) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    return int(ignore_index)
+    return check_int("ignore_index", ignore_index)
 
 
 def class_weight(weight: Any, num_classes: int, dtype: Any) -> jax.Array | None:

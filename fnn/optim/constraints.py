@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn._checks import check_int, is_real
 from fnn.optim.base import GradientTransformation, check_tree_match, make_spec, resolve_mask
 
 __all__ = ["max_norm", "renorm"]
@@ -39,13 +40,9 @@ RENORM_EPS = 1e-7  # torch.renorm's: maxnorm / (norm + 1e-7)
 
 
 def _check_renorm_args(p: float, maxnorm: float, name: str) -> None:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
+    if not is_real(p) or not p > 0:
         raise ValueError(f"p must be a number > 0 (or inf), got {p!r}")
-    if (
-        isinstance(maxnorm, bool)
-        or not isinstance(maxnorm, (int, float))
-        or not (math.isfinite(maxnorm) and maxnorm >= 0)
-    ):
+    if not is_real(maxnorm) or not (math.isfinite(maxnorm) and maxnorm >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {maxnorm!r}")
 
 
@@ -120,8 +117,7 @@ def max_norm(
         [[0.6, 0.8]]
     """
     _check_renorm_args(p, max_norm, "max_norm")
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int, got {dim!r}")
+    dim = check_int("dim", dim)
     limit = max_norm
 
     def update(updates, state, params=None):

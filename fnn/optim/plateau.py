@@ -37,7 +37,7 @@ import math
 import numbers
 from typing import Any, NamedTuple
 
-from fnn._checks import check_lr
+from fnn._checks import check_lr, is_int, is_real
 
 __all__ = ["PlateauState", "ReduceLROnPlateau"]
 
@@ -61,12 +61,12 @@ class PlateauState(NamedTuple):
 
 
 def _check_count(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if not is_int(value) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 def _check_finite_nonneg(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number, got {value!r} of type {type(value).__name__}")
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 import jax.numpy as jnp
 
-from fnn._checks import check_lr, check_positive, check_range
+from fnn._checks import check_lr, check_positive, check_range, is_int
 
 __all__ = [
     "LRSchedule",
@@ -99,7 +98,7 @@ def _float(step: Any) -> Any:
 
 
 def _check_int(name: str, value: Any, low: int, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}{why}, got {value!r}")
 
 
