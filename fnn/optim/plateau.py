@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, NamedTuple
 
 from fnn._checks import check_lr, is_int, is_real
@@ -118,7 +117,7 @@ class ReduceLROnPlateau:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if isinstance(self.factor, numbers.Real) and self.factor >= 1.0:
+        if is_real(self.factor) and self.factor >= 1.0:
             raise ValueError(f"factor should be < 1.0, got {self.factor}")  # torch's check
         if self.mode not in ("min", "max"):
             raise ValueError(f"mode {self.mode!r} is unknown: it must be 'min' or 'max'")
