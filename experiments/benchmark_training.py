@@ -47,7 +47,7 @@ Measured per row (implementation x batch size):
   best of several jitted float32 square matmuls.
 
 Monitor row (``fnn-autodiff-monitor``): the fnn autodiff epoch built as
-``fit(monitor=True)`` builds it, with ``fnn.diagnostics.Monitor()`` (per-layer statistics
+``fit(probe=True)`` builds it, with ``fnn.diagnostics.Probe()`` (per-layer statistics
 every ``max(1, steps // 32)`` steps under a ``lax.cond``); "monitor cost" is its
 throughput loss against the plain ``fnn-autodiff`` row of the same run (target <= 5% at
 batch 128).
@@ -185,11 +185,11 @@ class _Terminal:
 def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0, monitor: bool = False):
     """fnn's compiled epoch; with ``progress_steps`` (the epoch's step count), the one
     ``fit`` builds for a terminal: a host callback about 50 times an epoch, drawing a live bar;
-    with ``monitor``, the one ``fit(monitor=True)`` builds (``fnn.diagnostics.Monitor()``)."""
+    with ``monitor``, the one ``fit(probe=True)`` builds (``fnn.diagnostics.Probe()``)."""
     import jax
 
     from fnn import distributed, models, nn, optim, train
-    from fnn.diagnostics import Monitor
+    from fnn.diagnostics import Probe
     from fnn.train import progress
 
     model = models.mlp(IN, (H, H), OUT, batch_norm=True, dropout=P_DROP)
@@ -207,7 +207,7 @@ def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0, mo
         grad,
         mesh=mesh,
         progress_every=every,
-        monitor=Monitor() if monitor else None,
+        probe=Probe() if monitor else None,
     )
     carry = (params, state, opt.init(params))
     return run, (carry if mesh is None else distributed.replicate(carry, mesh))
@@ -310,7 +310,7 @@ def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, 
             batch_size,
             impl.split("-")[1],
             progress_steps=len(x_np) // batch_size if impl.endswith("progress") else 0,
-            monitor=impl.endswith("monitor"),
+            probe=impl.endswith("monitor"),
         )
     else:
         from fnn import distributed

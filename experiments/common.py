@@ -149,7 +149,7 @@ def train_monitored(
     key: Any,
     monitor: Any = None,
 ) -> tuple[Any, Any, list[float], list[dict], int | None]:
-    """``fit(monitor=...)`` for experiments that need what fit drops: every step's loss, and
+    """``fit(probe=...)`` for experiments that need what fit drops: every step's loss, and
     the monitor points of a diverged epoch (fit raises and reports none).
 
     Returns ``(params, state, step_losses, history, diverged_at)``: the step losses up to and
@@ -168,8 +168,8 @@ def train_monitored(
 
     from fnn import diagnostics, train
 
-    monitor = monitor or diagnostics.Monitor()
-    run_epoch = train.make_train_epoch(model, loss, optimizer, batch_size, monitor=monitor)
+    monitor = monitor or diagnostics.Probe()
+    run_epoch = train.make_train_epoch(model, loss, optimizer, batch_size, probe=monitor)
     opt_state = optimizer.init(params)
     losses: list[float] = []
     history: list[dict] = []
@@ -180,12 +180,12 @@ def train_monitored(
         m = jax.tree.map(np.asarray, m)
         ok = m["ok"]
         done = len(ok) if ok.all() else int(np.argmin(ok)) + 1  # steps run, the bad one included
-        points = m["monitor"]
+        points = m["probe"]
         kept = int(np.sum(points["step"] <= done))
         record = {"epoch": e + 1, "train_loss": float(np.mean(m["loss"][:done]))}
         if "lr" in m:
             record["lr"] = float(m["lr"][done - 1])
-        record["monitor"] = {
+        record["probe"] = {
             "every": int(points["every"]),
             "step": [len(losses) + int(s) for s in points["step"][:kept]],
             **monitor.summarize(model, jax.tree.map(operator.itemgetter(slice(kept)), points["points"])),
@@ -198,7 +198,7 @@ def train_monitored(
 
 
 def at_init(model: Any, params: Any, state: Any, x: Any, key: Any, y: Any = None, loss: Any = None) -> dict:
-    """A one-point history record of ``fnn.diagnostics.Monitor.collect`` on the initial
+    """A one-point history record of ``fnn.diagnostics.Probe.collect`` on the initial
     weights: the training-mode forward on ``x`` (what step 1 would see), with the loss and
     gradients on ``y`` when ``loss`` is given; without, a forward-only point whose loss and
     gradients are recorded as 0. No update is taken, so every update ratio is 0: only the
@@ -219,13 +219,13 @@ def at_init(model: Any, params: Any, state: Any, x: Any, key: Any, y: Any = None
 
         value, grads = jax.value_and_grad(objective)(params)
     grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-    step = train.MonitorStep(params, state, key, x, y, grads, params, state, value, grad_norm)
-    monitor = diagnostics.Monitor(every=1)
+    step = train.ProbeStep(params, state, key, x, y, grads, params, state, value, grad_norm)
+    monitor = diagnostics.Probe(every=1)
     point = jax.tree.map(lambda a: np.asarray(a)[None], monitor.collect(model, step))
     return {
         "epoch": 1,
         "train_loss": float(value),
-        "monitor": {"every": 1, "step": [1], **monitor.summarize(model, point)},
+        "probe": {"every": 1, "step": [1], **monitor.summarize(model, point)},
     }
 
 

@@ -64,7 +64,7 @@ def mlp(activation: nn.Layer, hidden_bias_init=None) -> nn.Sequential:
 def dead_per_layer(record: dict) -> list[float]:
     """Per activation layer, the median over the record's monitored points of its dead
     fraction (``fnn.diagnostics``: units never positive on a batch); NaN when none."""
-    layers = [layer for layer in record["monitor"]["layers"] if "dead_fraction" in layer]
+    layers = [layer for layer in record["probe"]["layers"] if "dead_fraction" in layer]
     return [
         statistics.median(layer["dead_fraction"]) if layer["dead_fraction"] else math.nan for layer in layers
     ]

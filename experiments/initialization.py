@@ -60,7 +60,7 @@ def layer_statistics(activation: nn.Layer, weight_init, x: jax.Array, key: jax.A
     model = deep_net(activation, weight_init)
     params, state = model.init(key)
     record = common.at_init(model, params, state, x, key)
-    acts = [layer for layer in record["monitor"]["layers"] if layer["kind"] != "linear"]
+    acts = [layer for layer in record["probe"]["layers"] if layer["kind"] != "linear"]
     # std across the units of one sample, averaged over samples: 0 means every unit computes
     # the same thing (the symmetry a constant init never breaks); the monitor has no such series.
     outputs = model.intermediates(params, state, x, train=False)[1::2]

@@ -55,7 +55,7 @@ def main() -> None:
             epochs=epochs,
             batch_size=batch_size,
             key=k_train,
-            monitor=diagnostics.Monitor(every=1),  # a too-big lr diverges within the first 14 steps
+            probe=diagnostics.Probe(every=1),  # a too-big lr diverges within the first 14 steps
         )
         diverged = diverged_at is not None
         curves[lr], diagnoses[lr] = losses, common.findings(history)

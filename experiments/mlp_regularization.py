@@ -8,7 +8,7 @@ All four variants are ``fnn.models.mlp(hidden=(512, 512))`` with the ``batch_nor
 number of epochs, the same seed (so the same initial Linear weights and batch order).
 
 Writes results.json (per-variant histories and summary) and curves.png (train/test loss
-and accuracy per epoch, one colour per variant). ``fit(monitor=True)`` collects the per-layer
+and accuracy per epoch, one colour per variant). ``fit(probe=True)`` collects the per-layer
 statistics and ``fnn.diagnostics.diagnose`` names what each variant's run shows.
 """
 
@@ -68,7 +68,7 @@ def main() -> None:
             key=jax.random.key(config["seed"]),
             eval_data=test_data,
             progress=False,
-            monitor=True,
+            probe=True,
         )
         h = result.history
         summary = {

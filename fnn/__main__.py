@@ -11,8 +11,8 @@ Dropout MLP 784-512-512-10, SGD momentum 0.9, lr 0.1 with cosine decay, weight d
 on weights, 10 epochs of batch 128) reach ≥ 98% on MNIST in under a minute on 2 CPU cores.
 
 By default ``train`` also monitors every layer inside the compiled epoch
-(``fnn.diagnostics.Monitor()``, about 32 points an epoch) and writes the series to
-``diagnostics.json`` (``{"every", "epochs": [{"epoch", **record["monitor"]}], "diagnoses"}``,
+(``fnn.diagnostics.Probe()``, about 32 points an epoch) and writes the series to
+``diagnostics.json`` (``{"every", "epochs": [{"epoch", **record["probe"]}], "diagnoses"}``,
 also after a divergence, for the epochs completed); ``history.json`` then holds the
 per-epoch numbers without the series. ``--no-monitor`` turns that off; config.json records
 it (``"monitor": false``).
@@ -317,7 +317,7 @@ def save_curves(history: list[dict], path: str, title: str) -> bool:
 
 def without_series(history: list[dict]) -> list[dict]:
     """The history without the monitor series (they live in diagnostics.json)."""
-    return [{k: v for k, v in h.items() if k != "monitor"} for h in history]
+    return [{k: v for k, v in h.items() if k != "probe"} for h in history]
 
 
 def write_diagnostics(out: str, history: list[dict], monitor: bool, extra: list[dict] = ()) -> None:
@@ -325,7 +325,7 @@ def write_diagnostics(out: str, history: list[dict], monitor: bool, extra: list[
     (``extra``: those of a diverged epoch, which has no record); without a monitor, nothing
     (and no stale file from an overwritten run)."""
     path = os.path.join(out, "diagnostics.json")
-    series = [{"epoch": h["epoch"], **h["monitor"]} for h in history if "monitor" in h]
+    series = [{"epoch": h["epoch"], **h["probe"]} for h in history if "probe" in h]
     if not monitor:
         if os.path.exists(path):
             os.unlink(path)
@@ -429,7 +429,7 @@ def _train(args: argparse.Namespace, config: dict) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             keep_best="test_loss",
-            monitor=config["monitor"],
+            probe=config["monitor"],
             compute_dtype=runs.compute_dtype(config),
         )
     except T.TrainingDiverged as e:

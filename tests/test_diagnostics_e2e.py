@@ -1,8 +1,8 @@
 """fnn.diagnostics end to end: real runs that provoke each rule, checked through ``diagnose``.
 
-test_diagnostics_rules.py feeds the rules hand-built histories and test_diagnostics_monitors.py
+test_diagnostics_rules.py feeds the rules hand-built histories and test_diagnostics_probes.py
 checks the monitor's statistics; here real models train on subsets of the bundled MNIST
-through ``fit(..., monitor=True)`` (or the monitor's ``collect`` on the initial weights for
+through ``fit(..., probe=True)`` (or the monitor's ``collect`` on the initial weights for
 the init rules), so each test checks that the course's setups, the ones the issue names,
 fire their rule with the numbers the rules' docstring quotes, and that the default MLP run
 stays silent. Each test states the value it expects and where it comes from: a closed form
@@ -41,7 +41,7 @@ def fit(model, optimizer, n_train: int, epochs: int = 1, batch_size: int = 128, 
         epochs=epochs,
         batch_size=batch_size,
         key=jax.random.key(0),
-        monitor=True,
+        probe=True,
         progress=False,
         **kw,
     )
@@ -53,7 +53,7 @@ def by_rule(found: list[diagnostics.Diagnosis], rule: str) -> list[diagnostics.D
 
 
 def layer_series(record: dict, index: int, key: str) -> list[float]:
-    (layer,) = [layer for layer in record["monitor"]["layers"] if layer["index"] == index]
+    (layer,) = [layer for layer in record["probe"]["layers"] if layer["index"] == index]
     return layer[key]
 
 
@@ -67,16 +67,16 @@ def at_init(model: nn.Sequential, weight_init, x: jax.Array) -> list[dict]:
         for k, p in zip(weights, params, strict=True)
     )
     zeros = jax.tree.map(jnp.zeros_like, params)
-    step = train.MonitorStep(
+    step = train.ProbeStep(
         params, state, jax.random.key(2), x, None, zeros, params, state, jnp.zeros(()), jnp.zeros(())
     )
-    monitor = diagnostics.Monitor(every=1)
+    monitor = diagnostics.Probe(every=1)
     point = jax.tree.map(lambda a: jnp.asarray(a)[None], monitor.collect(model, step))
     return [
         {
             "epoch": 1,
             "train_loss": 0.0,
-            "monitor": {"every": 1, "step": [1], **monitor.summarize(model, point)},
+            "probe": {"every": 1, "step": [1], **monitor.summarize(model, point)},
         }
     ]
 
@@ -231,7 +231,7 @@ def test_lr_50_is_too_large():
     history = fit(models.mlp(), optim.sgd(lr=50.0, momentum=0.9), 2048)
     (d,) = by_rule(diagnostics.diagnose(history), "lr-too-large")
     assert (d.epoch, d.step) == (1, 1)
-    linears = [layer for layer in history[0]["monitor"]["layers"] if layer["kind"] == "linear"]
+    linears = [layer for layer in history[0]["probe"]["layers"] if layer["kind"] == "linear"]
     grad = math.sqrt(sum(layer["grad_norm"][0] ** 2 for layer in linears))
     weight = math.sqrt(sum(layer["weight_norm"][0] ** 2 for layer in linears))
     assert d.value == pytest.approx(50.0 * grad / weight, rel=0.01)
@@ -247,7 +247,7 @@ def test_lr_1e_4_is_too_small():
     found = diagnostics.diagnose(history)
     (d,) = found
     assert (d.rule, d.epoch, d.step, d.layer) == ("lr-too-small", 1, None, None)
-    mon = history[0]["monitor"]
+    mon = history[0]["probe"]
     linears = [layer for layer in mon["layers"] if layer["kind"] == "linear"]
     expected = max(
         1e-4

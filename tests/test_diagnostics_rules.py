@@ -5,7 +5,7 @@ into the history (a median, a geometric mean, a ratio of norms), and the shapes 
 measured runs: the course experiments' tables in experiments/README.md (initialization:
 per-layer activation std; dead_relu: the -1 bias; learning_rates: lr 1e-4) and scratch
 runs of fnn's MNIST MLP logged every 12 steps (the numbers quoted in rules.py's docstring).
-No test runs a model: the monitors that fill ``record["monitor"]`` are tested elsewhere.
+No test runs a model: the monitors that fill ``record["probe"]`` are tested elsewhere.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def record(epoch, loss, layers=(), every=12, first_step=None, **extra):
     n = len(loss)
     first = first_step if first_step is not None else (epoch - 1) * n * every + every
     rec = {"epoch": epoch, "train_loss": float(np.mean(loss))}
-    rec["monitor"] = {
+    rec["probe"] = {
         "every": every,
         "step": [first + every * j for j in range(n)],
         "loss": list(loss),
@@ -347,7 +347,7 @@ def test_lr_too_small_silent_near_the_threshold(epoch):
 def test_lr_too_small_silent_when_units_are_dead():
     # the -1 bias net: no update at all (ratio 0), but because its units are dead.
     epoch = crawling_epoch(update_ratios=(0.0, 0.0, 0.0))
-    epoch["monitor"]["layers"][3]["dead_fraction"] = [1.0] * 10
+    epoch["probe"]["layers"][3]["dead_fraction"] = [1.0] * 10
     assert [d.rule for d in diagnose([epoch])] == ["dead-relu"]
 
 
@@ -355,7 +355,7 @@ def test_lr_too_small_silent_when_the_signal_vanishes():
     # dead_relu's LeakyReLU net with bias -1: tiny updates, but the signal shrinks 0.19x per
     # layer (1.0 -> 0.19 -> 0.0361), and it is as stuck at lr 1 as at lr 0.01.
     epoch = crawling_epoch()
-    epoch["monitor"]["layers"] = [
+    epoch["probe"]["layers"] = [
         linear(1, 13.1, 4.4e-6, 10, "Linear(784, 512)"),
         act(2, "leaky_relu", 1.0, 10),
         linear(3, 13.06, 3.5e-6, 10),
@@ -443,7 +443,7 @@ def test_diagnose_reads_a_history_back_from_json():
     rec = record(1, loss)
     back = json.loads(json.dumps([rec]))
     assert rules_of(back) == [("lr-too-large", None, 1, 24)]
-    back[0]["monitor"]["loss"][1] = None
+    back[0]["probe"]["loss"][1] = None
     assert rules_of(back) == [("lr-too-large", None, 1, 24)]
 
 
@@ -498,8 +498,8 @@ def test_record_without_train_loss():
 
 def test_monitor_without_loss_series():
     rec = record(1, [2.3, 2.2])
-    del rec["monitor"]["loss"]
-    with pytest.raises(ValueError, match=r"history\[0\]\['monitor'\] has no 'loss' series"):
+    del rec["probe"]["loss"]
+    with pytest.raises(ValueError, match=r"history\[0\]\['probe'\] has no 'loss' series"):
         diagnose([rec])
 
 
@@ -523,14 +523,14 @@ def test_series_length_differs_from_step():
 
 def test_series_value_not_a_number():
     rec = record(1, [2.3, 2.2])
-    rec["monitor"]["loss"][1] = "2.2"
+    rec["probe"]["loss"][1] = "2.2"
     with pytest.raises(ValueError, match=r"\['loss'\]\[1\] must be a number, got str"):
         diagnose([rec])
 
 
 def test_monitor_not_a_dict():
-    with pytest.raises(ValueError, match=r"history\[0\]\['monitor'\] must be a dict"):
-        diagnose([{"epoch": 1, "train_loss": 2.3, "monitor": [1, 2]}])
+    with pytest.raises(ValueError, match=r"history\[0\]\['probe'\] must be a dict"):
+        diagnose([{"epoch": 1, "train_loss": 2.3, "probe": [1, 2]}])
 
 
 def test_epoch_not_an_int():

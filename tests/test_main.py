@@ -32,7 +32,7 @@ def test_train_softmax_writes_its_run_directory_and_prints_accuracy_last(tmp_pat
     assert (out / "checkpoint.npz").exists() and (out / "best.npz").exists()
     assert (out / "curves.png").exists() or pytest.importorskip("matplotlib") is None
     # Monitored by default: the series in diagnostics.json, not in history.json.
-    assert config["monitor"] is True and "monitor" not in history[0]
+    assert config["monitor"] is True and "probe" not in history[0]
     diagnostics = json.loads((out / "diagnostics.json").read_text())
     steps = 60000 // 256  # 234 steps: every max(1, 234 // 32) = 7, points at 7, 14, ..., 231
     assert diagnostics["every"] == 7 and diagnostics["diagnoses"] == []
@@ -69,7 +69,7 @@ def test_no_monitor_writes_no_diagnostics_and_evaluate_still_reads_the_run(tmp_p
     assert main([*SOFTMAX, "--epochs", "1", "--no-monitor", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["monitor"] is False
     assert not (out / "diagnostics.json").exists()
-    assert "monitor" not in json.loads((out / "history.json").read_text())["history"][0]
+    assert "probe" not in json.loads((out / "history.json").read_text())["history"][0]
     accuracy = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["evaluate", str(out)]) == 0
     assert accuracy in capsys.readouterr().out

@@ -73,7 +73,7 @@ def test_diagnostics_recipe(capsys):
     ns = _run(code)
     run, hot, found = ns["run"], ns["hot"], ns["found"]
     # 6000 // 128 = 46 steps an epoch, every max(1, 46 // 32) = 1: epoch 2 is global steps 47-92.
-    assert run.history[-1]["monitor"]["step"] == list(range(47, 93))
+    assert run.history[-1]["probe"]["step"] == list(range(47, 93))
     assert run.history[-1]["diagnoses"] == []
     assert "lr-too-large" in [d["rule"] for d in hot["diagnoses"]]
     assert "[lr-too-large]" in capsys.readouterr().out

@@ -2,7 +2,7 @@
 test, the HTML report)."""
 
 from fnn.diagnostics.lr_find import LRFindResult, lr_find
-from fnn.diagnostics.monitors import Monitor
+from fnn.diagnostics.probes import Probe
 from fnn.diagnostics.report import write_report
 from fnn.diagnostics.rules import RULES, Diagnosis, Rule, diagnose, format_diagnosis
 
@@ -10,7 +10,7 @@ __all__ = [
     "RULES",
     "Diagnosis",
     "LRFindResult",
-    "Monitor",
+    "Probe",
     "Rule",
     "diagnose",
     "format_diagnosis",

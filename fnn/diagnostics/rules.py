@@ -2,7 +2,7 @@
 
 ``diagnose(history)`` reads a history exactly as ``fit`` returns it (a list of epoch
 records: ``"epoch"``, ``"train_loss"``, optionally ``"test_loss"``, ``"lr"`` and, with
-``fit(monitor=True)``, the ``"monitor"`` series of issue 11's contract) and returns one
+``fit(probe=True)``, the ``"probe"`` series of issue 11's contract) and returns one
 ``Diagnosis`` per finding. ``format_diagnosis`` turns one into the line the CLI prints.
 The module is pure Python on plain numbers: it never touches an array and imports
 nothing else from fnn, so it runs on a ``history.json`` read back from disk too.
@@ -27,10 +27,10 @@ Conventions (decisions where the issue is silent):
   when *every* record has them and the epoch means otherwise; the choice is made for the
   whole history.
 - **Silent without data.** A rule that needs monitor series says nothing for an epoch
-  without ``"monitor"``, for layers of other kinds, or for too few points; overfitting
+  without ``"probe"``, for layers of other kinds, or for too few points; overfitting
   needs ``"test_loss"``. Keys that no rule reads (``"diagnoses"``, accuracies, times)
   are ignored.
-- **Bad input.** A record without ``"train_loss"``, or a malformed ``"monitor"`` (a
+- **Bad input.** A record without ``"train_loss"``, or a malformed ``"probe"`` (a
   missing key, a series whose length differs from ``"step"``, a value that is not a
   number) raises ``ValueError`` naming the record and the key. ``None`` in a series
   counts as NaN (strict JSON writers store NaN that way).
@@ -255,7 +255,7 @@ class _Layer(NamedTuple):
     series: dict[str, list[float]]
 
 
-class _Monitor(NamedTuple):
+class _Probe(NamedTuple):
     steps: list[int]
     loss: list[float]
     layers: list[_Layer]
@@ -266,7 +266,7 @@ class _Epoch(NamedTuple):
     train_loss: float
     test_loss: float | None
     lr: float | None
-    monitor: _Monitor | None
+    monitor: _Probe | None
     grad_norm: float | None = None
 
 
@@ -289,7 +289,7 @@ def _series(container: Mapping, key: str, where: str, length: int | None) -> lis
     return [_number(v, f"{where}[{key!r}][{i}]") for i, v in enumerate(values)]
 
 
-def _read_monitor(monitor: Any, where: str) -> _Monitor:
+def _read_monitor(monitor: Any, where: str) -> _Probe:
     if not isinstance(monitor, Mapping):
         raise ValueError(f"{where} must be a dict, got {type(monitor).__name__}")
     steps = _series(monitor, "step", where, None)
@@ -319,7 +319,7 @@ def _read_monitor(monitor: Any, where: str) -> _Monitor:
             if key not in series and isinstance(values, list):
                 series[key] = _series(entry, key, at, n)
         layers.append(_Layer(int(entry["index"]), f"{entry['index']} {entry['name']}", entry["kind"], series))
-    return _Monitor([int(s) for s in steps], loss, layers)
+    return _Probe([int(s) for s in steps], loss, layers)
 
 
 def _read(history: Any) -> list[_Epoch]:
@@ -338,7 +338,7 @@ def _read(history: Any) -> list[_Epoch]:
         train_loss = _number(record["train_loss"], f"{where}['train_loss']")
         test_loss = _number(record["test_loss"], f"{where}['test_loss']") if "test_loss" in record else None
         lr = _number(record["lr"], f"{where}['lr']") if record.get("lr") is not None else None
-        monitor = _read_monitor(record["monitor"], f"{where}['monitor']") if "monitor" in record else None
+        monitor = _read_monitor(record["probe"], f"{where}['probe']") if "probe" in record else None
         grad_norm = record.get("grad_norm")
         grad_norm = _number(grad_norm, f"{where}['grad_norm']") if grad_norm is not None else None
         epochs.append(_Epoch(epoch, train_loss, test_loss, lr, monitor, grad_norm))
@@ -611,7 +611,7 @@ def diagnose(history: Sequence[Mapping[str, Any]]) -> list[Diagnosis]:
         history: the epoch records, as ``fit`` returns them (``FitResult.history``) or as
             ``history.json`` holds them: each a dict with ``"train_loss"`` and optionally
             ``"epoch"`` (default: its 1-based position), ``"test_loss"``, ``"lr"`` and
-            ``"monitor"`` (issue 11's series).
+            ``"probe"`` (issue 11's series).
 
     Returns:
         The diagnoses, ordered by epoch, then step (epoch-level ones last), then rule
@@ -619,7 +619,7 @@ def diagnose(history: Sequence[Mapping[str, Any]]) -> list[Diagnosis]:
 
     Raises:
         TypeError: ``history`` is not a list of dicts.
-        ValueError: a record without ``"train_loss"``, or a malformed ``"monitor"``; the
+        ValueError: a record without ``"train_loss"``, or a malformed ``"probe"``; the
             message names the record and the key.
 
     Example:

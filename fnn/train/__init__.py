@@ -6,17 +6,17 @@ from fnn.train.evaluate import evaluate, predict
 from fnn.train.fit import fit
 from fnn.train.metrics import METRICS, accuracy, mae, mse
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
-from fnn.train.step import EpochMonitor, MonitorStep, make_train_epoch, make_train_step
+from fnn.train.step import EpochProbe, ProbeStep, make_train_epoch, make_train_step
 
 __all__ = [
     "METRICS",
     "Callback",
     "EarlyStopping",
-    "EpochMonitor",
+    "EpochProbe",
     "FitResult",
     "LambdaCallback",
-    "MonitorStep",
     "PlateauCallback",
+    "ProbeStep",
     "Run",
     "TrainState",
     "TrainingDiverged",

@@ -26,13 +26,13 @@ checkpoint. Its contract:
 - ``mesh=`` makes training data parallel (``fnn.distributed``); under
   ``jax.distributed`` every process passes its own shard of the data and only process 0
   writes checkpoints.
-- **Monitor.** ``monitor=True`` (``fnn.diagnostics.Monitor()``) or any object implementing
-  ``fnn.train.EpochMonitor`` collects per-layer statistics inside the compiled epoch; each
-  record then holds ``record["monitor"] = {"every", "step", **monitor.summarize(...)}`` with
+- **Monitor.** ``probe=True`` (``fnn.diagnostics.Probe()``) or any object implementing
+  ``fnn.train.EpochProbe`` collects per-layer statistics inside the compiled epoch; each
+  record then holds ``record["probe"] = {"every", "step", **monitor.summarize(...)}`` with
   plain floats and global 1-based steps (``TrainState.step`` after that step). This is the
   one place ``fnn.train`` touches ``fnn.diagnostics``, imported lazily here, so importing
   ``fnn.train`` does not import it. Off (the default), the compiled epoch is unchanged.
-  A monitor may also define ``diagnose(history)``; ``fnn.diagnostics.Monitor``'s runs the
+  A monitor may also define ``diagnose(history)``; ``fnn.diagnostics.Probe``'s runs the
   course's rules (``fnn.diagnostics.rules``) after each epoch, evaluation included, and the
   record gets ``record["diagnoses"]``: that epoch's findings as dicts (``Diagnosis._asdict()``),
   an empty list when there are none. Without a monitor, no rule runs.
@@ -60,7 +60,7 @@ from fnn.train.metrics import resolve_metrics
 from fnn.train.precision import check_compute_dtype
 from fnn.train.progress import ProgressBar, callback_interval
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
-from fnn.train.step import EpochMonitor, check_grad_mode, make_train_epoch
+from fnn.train.step import EpochProbe, check_grad_mode, make_train_epoch
 
 __all__ = ["fit"]
 
@@ -116,24 +116,23 @@ def _owned(ts: TrainState, mesh) -> TrainState:
     return ts
 
 
-def _as_monitor(monitor: Any) -> EpochMonitor | None:
-    """fit's ``monitor=``: False/None off, True the default ``fnn.diagnostics.Monitor()``."""
-    if monitor is None or monitor is False:
+def _as_probe(probe: Any) -> EpochProbe | None:
+    """fit's ``probe=``: False/None off, True the default ``fnn.diagnostics.Probe()``."""
+    if probe is None or probe is False:
         return None
-    if monitor is True:
-        from fnn.diagnostics import Monitor  # lazily: train sits below diagnostics
+    if probe is True:
+        from fnn.diagnostics import Probe  # lazily: train sits below diagnostics
 
-        return Monitor()
-    if isinstance(monitor, (int, float, str)):
+        return Probe()
+    if isinstance(probe, (int, float, str)):
         raise TypeError(
-            f"monitor must be True, False or a monitor such as fnn.diagnostics.Monitor(every=...), "
-            f"got {monitor!r}"
+            f"probe must be True, False or a probe such as fnn.diagnostics.Probe(every=...), got {probe!r}"
         )
-    return monitor
+    return probe
 
 
-def _monitor_record(run: Run, monitor: EpochMonitor, m: dict, first_step: int) -> dict:
-    """The epoch's ``record["monitor"]``: every, the points' global steps, the summary."""
+def _monitor_record(run: Run, monitor: EpochProbe, m: dict, first_step: int) -> dict:
+    """The epoch's ``record["probe"]``: every, the points' global steps, the summary."""
     return {
         "every": int(m["every"]),
         "step": [first_step + int(s) for s in m["step"]],
@@ -142,7 +141,7 @@ def _monitor_record(run: Run, monitor: EpochMonitor, m: dict, first_step: int) -
 
 
 def _train_epoch(
-    run: Run, run_epoch, data: _Data, n_steps: int, monitor: EpochMonitor | None = None
+    run: Run, run_epoch, data: _Data, n_steps: int, monitor: EpochProbe | None = None
 ) -> tuple[TrainState, dict, dict | None]:
     """One compiled epoch; returns the new TrainState, the training part of the record
     and, if a step diverged, what happened (the TrainState is then the one before it)."""
@@ -151,7 +150,7 @@ def _train_epoch(
         ts.params, ts.state, ts.opt_state, jax.random.fold_in(ts.key, ts.epoch), data.x, data.y
     )
     m = jax.tree.map(np.asarray, m)  # waits for the epoch
-    points = m.pop("monitor", None)
+    points = m.pop("probe", None)
     ok = m.pop("ok")
     done = n_steps if ok.all() else int(np.argmin(ok))
     ts = ts._replace(
@@ -173,7 +172,7 @@ def _train_epoch(
         if monitor is not None:  # the points of the steps that were applied
             applied = {**points, "step": points["step"][points["ok"]]}
             applied["points"] = jax.tree.map(lambda a: a[points["ok"]], points["points"])
-            bad["monitor"] = _monitor_record(run, monitor, applied, run.train_state.step)
+            bad["probe"] = _monitor_record(run, monitor, applied, run.train_state.step)
         return ts, {}, bad
     record = {"epoch": ts.epoch, "train_loss": float(m.pop("loss").mean())}
     lr = m.pop("lr", None)
@@ -181,11 +180,11 @@ def _train_epoch(
     if lr is not None:
         record["lr"] = float(lr[-1])
     if monitor is not None:
-        record["monitor"] = _monitor_record(run, monitor, points, run.train_state.step)
+        record["probe"] = _monitor_record(run, monitor, points, run.train_state.step)
     return ts, record, None
 
 
-def _diverged_record(bad: dict, history: list[dict], monitor: EpochMonitor | None) -> dict:
+def _diverged_record(bad: dict, history: list[dict], monitor: EpochProbe | None) -> dict:
     """What is known of a diverged epoch, shaped like a record: ``train_loss`` and
     ``grad_norm`` are the bad step's; with a monitor, ``monitor`` holds the points of the
     steps applied before it and ``diagnoses`` the rules' findings (typically a learning
@@ -193,8 +192,8 @@ def _diverged_record(bad: dict, history: list[dict], monitor: EpochMonitor | Non
     record = {"epoch": bad["epoch"], "train_loss": bad["loss"], "grad_norm": bad["grad_norm"]}
     if bad["lr"] is not None:
         record["lr"] = bad["lr"]
-    if "monitor" in bad:
-        record["monitor"] = bad["monitor"]
+    if "probe" in bad:
+        record["probe"] = bad["probe"]
     diagnose = getattr(monitor, "diagnose", None)
     if diagnose is not None:
         record["diagnoses"] = diagnose([*history, record])
@@ -250,7 +249,7 @@ def fit(
     overwrite: bool = False,
     keep_best: str | None = None,
     mesh: jax.sharding.Mesh | None = None,
-    monitor: Any = False,
+    probe: Any = False,
     compute_dtype: str | None = None,
 ) -> FitResult:
     """Train ``model`` until ``epochs`` epochs are done (see the module docstring).
@@ -278,9 +277,9 @@ def fit(
         overwrite: allow replacing an existing checkpoint when not resuming.
         keep_best: a history key (e.g. ``'test_loss'``); keeps its best epoch in ``best.npz``.
         mesh: a ``jax.sharding.Mesh`` with a ``'data'`` axis for data parallelism.
-        monitor: True for ``fnn.diagnostics.Monitor()`` (imported lazily, only then), a
-            monitor object (``Monitor(every=...)`` or any ``fnn.train.EpochMonitor``), or
-            False (default): per-layer statistics in each record's ``"monitor"``.
+        monitor: True for ``fnn.diagnostics.Probe()`` (imported lazily, only then), a
+            monitor object (``Probe(every=...)`` or any ``fnn.train.EpochProbe``), or
+            False (default): per-layer statistics in each record's ``"probe"``.
         compute_dtype: None (default: the params' dtype) or ``'bfloat16'`` / ``'float16'``:
             mixed precision, the params, optimizer state and BatchNorm statistics stay the
             float32 master copy and each step computes in this dtype (``make_train_step``,
@@ -333,7 +332,7 @@ def fit(
         grad=grad,
         metrics=resolve_metrics(metrics, local_y),
         mesh=mesh,
-        monitor=_as_monitor(monitor),
+        probe=_as_probe(probe),
         compute_dtype=check_compute_dtype(compute_dtype),
     )
     _run_epochs(run, data, batch_size, epoch_args, callbacks, checkpoints, progress)
@@ -366,12 +365,12 @@ def _run_epochs(
         while run.train_state.epoch < run.epochs and not run.stop_training:
             bar.begin_epoch(f"epoch {run.train_state.epoch + 1}/{run.epochs}", n_steps, batch_size)
             t0 = time.perf_counter()
-            ts, record, bad = _train_epoch(run, run_epoch, data, n_steps, epoch_args["monitor"])
+            ts, record, bad = _train_epoch(run, run_epoch, data, n_steps, epoch_args["probe"])
             bar.done()
             if bad is not None:
                 saved = checkpoints.diverged(ts, run, callbacks, bad)
                 error = _diverged_error(bad, n_steps, saved, FitResult(ts, run.history))
-                error.record = _diverged_record(bad, run.history, epoch_args["monitor"])
+                error.record = _diverged_record(bad, run.history, epoch_args["probe"])
                 raise error
             record["train_seconds"] = time.perf_counter() - t0
             if data.eval is not None:
@@ -382,7 +381,7 @@ def _run_epochs(
             record["seconds"] = time.perf_counter() - t0
             run.train_state = ts
             run.history.append(record)
-            diagnose = getattr(epoch_args["monitor"], "diagnose", None)
+            diagnose = getattr(epoch_args["probe"], "diagnose", None)
             if diagnose is not None:
                 record["diagnoses"] = diagnose(run.history)
             for cb in callbacks:

@@ -26,21 +26,21 @@
   (``fnn.distributed``): params, state, optimizer state and keys replicated, each batch
   sharded along ``'data'``. The global batch size must divide by the data-axis size.
 
-**Monitors** (``make_train_epoch(..., monitor=m)``). The epoch calls a monitor only
-through this protocol (``EpochMonitor``); ``fnn.diagnostics.Monitor`` implements it, and
+**Monitors** (``make_train_epoch(..., probe=m)``). The epoch calls a monitor only
+through this protocol (``EpochProbe``); ``fnn.diagnostics.Probe`` implements it, and
 this module never imports ``fnn.diagnostics`` (the layering ``train -> diagnostics``):
 
 - ``m.interval(n_steps: int) -> int``: steps between points in an epoch of ``n_steps``
   steps (>= 1, a Python int; called at trace time). Points fall on the epoch's steps
   ``every, 2·every, ...`` (1-based, counted within the epoch).
-- ``m.collect(model, step: MonitorStep) -> pytree of scalar arrays``: called inside the
-  compiled step, traced, on the monitored steps only; ``MonitorStep``
+- ``m.collect(model, step: ProbeStep) -> pytree of scalar arrays``: called inside the
+  compiled step, traced, on the monitored steps only; ``ProbeStep``
   holds the step's inputs (params and state before the update, key, batch), its gradients,
   the params and state it produced, its loss and global gradient norm. It must be pure and
   return the same structure every time.
 - ``m.summarize(model, points) -> dict``: on the host, turns the stacked points (the
   collected pytree with numpy leaves of length n_points) into plain JSON-able values
-  (``fit`` puts them in ``record["monitor"]``).
+  (``fit`` puts them in ``record["probe"]``).
 
 Without a monitor (the default) the epoch is the same compiled program as before monitors
 existed: nothing of them is traced. With one, the epoch is a loop over chunks of
@@ -70,8 +70,8 @@ from fnn.train.metrics import resolve_metrics
 
 __all__ = [
     "GRAD_MODES",
-    "EpochMonitor",
-    "MonitorStep",
+    "EpochProbe",
+    "ProbeStep",
     "check_grad_mode",
     "check_interval",
     "epoch_batches",
@@ -101,7 +101,7 @@ def check_grad_mode(grad: str) -> str:
     return grad
 
 
-class MonitorStep(NamedTuple):
+class ProbeStep(NamedTuple):
     """What a monitor sees of one training step (arrays traced inside the compiled epoch).
 
     Attributes:
@@ -132,20 +132,20 @@ class MonitorStep(NamedTuple):
     grad_norm: jax.Array
 
 
-class EpochMonitor(Protocol):
+class EpochProbe(Protocol):
     """The protocol a monitor implements for ``make_train_epoch`` (see the module docstring)."""
 
     def interval(self, n_steps: int) -> int:
         """Steps between points in an epoch of ``n_steps`` steps (>= 1)."""
 
-    def collect(self, model: Any, step: MonitorStep) -> Any:
+    def collect(self, model: Any, step: ProbeStep) -> Any:
         """A pytree of scalar arrays describing one step (traced, pure)."""
 
     def summarize(self, model: Any, points: Any) -> dict:
         """The stacked points (numpy leaves of length n_points) as plain JSON-able values."""
 
     # Optional: ``diagnose(history) -> list[dict]``; ``fit`` stores what it returns for the
-    # newest epoch in ``record["diagnoses"]`` (``fnn.diagnostics.Monitor`` runs the rules).
+    # newest epoch in ``record["diagnoses"]`` (``fnn.diagnostics.Probe`` runs the rules).
 
 
 def _loss_and_grads(model, loss, grad: str, compute_dtype: str | None = None) -> Callable:
@@ -388,7 +388,7 @@ def make_train_epoch(
     metrics=None,
     progress_every: int = 0,
     mesh: jax.sharding.Mesh | None = None,
-    monitor: EpochMonitor | None = None,
+    probe: EpochProbe | None = None,
     compute_dtype: str | None = None,
 ) -> Callable:
     """A jitted epoch ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
@@ -398,7 +398,7 @@ def make_train_epoch(
         batch_size: samples per step; the epoch runs ``len(x) // batch_size`` steps.
         progress_every: when > 0, report progress to ``fnn.train.progress`` every that many
             steps through a host callback (a different compiled program; 0 adds nothing).
-        monitor: an object implementing ``EpochMonitor`` (``fnn.diagnostics.Monitor()``),
+        monitor: an object implementing ``EpochProbe`` (``fnn.diagnostics.Probe()``),
             or None (the default: nothing of a monitor is compiled in).
 
     Returns:
@@ -406,7 +406,7 @@ def make_train_epoch(
         (``fit`` uses ``fold_in(run_key, epoch)``). ``metrics`` holds per-step arrays of
         length ``len(x) // batch_size``: those of the step, plus ``ok``, False from the first
         step whose loss or gradient norm is non-finite (that step and all later ones were
-        not applied, see the module docstring). With a monitor, ``metrics["monitor"]`` is
+        not applied, see the module docstring). With a monitor, ``metrics["probe"]`` is
         ``{"every": () int32, "step": (P,) int32, "ok": (P,) bool, "points": pytree}``: the
         points of the steps ``every, 2·every, ...`` (1-based within the epoch, P =
         n_steps // every), each leaf of ``points`` stacked to shape (P,). A point's ``ok``
@@ -433,6 +433,7 @@ def make_train_epoch(
         >>> m["loss"].shape, m["ok"].tolist()  # one entry per step
         ((3,), [True, True, True])
     """
+    monitor = probe
     if monitor is not None:
         _check_monitor(monitor)
     gradients = _gradients(model, loss, grad, metrics, compute_dtype)
@@ -448,7 +449,7 @@ def make_train_epoch(
             return jax.lax.with_sharding_constraint(a, data)
 
     # Without a monitor, none of the `monitor is not None` branches below is traced: the
-    # program is the one from before monitors existed (tests/test_diagnostics_monitors.py).
+    # program is the one from before monitors existed (tests/test_diagnostics_probes.py).
     def body(watch, x, y, carry, inputs):
         params, state, opt_state, ok = carry
         idx, k, i = inputs
@@ -466,7 +467,7 @@ def make_train_epoch(
         # only a monitored step (one in `every`) computes the update twice, in place of copying it.
         new_params, _, new_opt_state = taken()
         if watch:
-            view = MonitorStep(
+            view = ProbeStep(
                 params, state, k, xb, yb, grads, new_params, new_state, record["loss"], record["grad_norm"]
             )
             point = monitor.collect(model, view)
@@ -579,7 +580,7 @@ def _scan_with_points(plain: Callable, watched: Callable, carry: Any, inputs: An
 
     n_chunks = n_points + (head < n)
     carry, records, points = jax.lax.fori_loop(0, n_chunks, chunk, (carry, records, points))
-    records["monitor"] = {
+    records["probe"] = {
         "every": jnp.asarray(every, jnp.int32),
         "step": jnp.arange(every, head + 1, every, dtype=jnp.int32),
         "ok": records["ok"][every - 1 : head : every],
@@ -592,8 +593,8 @@ def _check_monitor(monitor: Any) -> None:
     for method in ("interval", "collect", "summarize"):
         if not callable(getattr(monitor, method, None)):
             raise TypeError(
-                "monitor must implement interval, collect and summarize (fnn.train.EpochMonitor, e.g. "
-                f"fnn.diagnostics.Monitor()); {type(monitor).__name__} has no {method}()"
+                "probe must implement interval, collect and summarize (fnn.train.EpochProbe, e.g. "
+                f"fnn.diagnostics.Probe()); {type(monitor).__name__} has no {method}()"
             )
 
 
@@ -613,5 +614,5 @@ def check_interval(every: Any, n_steps: int) -> int:
         12
     """
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"monitor.interval({n_steps}) must return an int >= 1, got {every!r}")
+        raise ValueError(f"probe.interval({n_steps}) must return an int >= 1, got {every!r}")
     return every

@@ -1,9 +1,9 @@
 """Per-layer statistics of training steps, collected inside the compiled epoch.
 
-``Monitor(every=None)`` is a frozen, hashable spec (equal by value, like the layer specs,
+``Probe(every=None)`` is a frozen, hashable spec (equal by value, like the layer specs,
 so an epoch built twice with equal monitors compiles once). It implements the protocol
-``fnn.train.EpochMonitor``: ``fit(..., monitor=True)`` or
-``make_train_epoch(..., monitor=Monitor())`` call ``collect`` inside the scanned epoch on
+``fnn.train.EpochProbe``: ``fit(..., probe=True)`` or
+``make_train_epoch(..., probe=Probe())`` call ``collect`` inside the scanned epoch on
 every ``every``-th step of each epoch (1-based, counted within the epoch) and ``summarize``
 on the host afterwards. ``every=None`` means ``max(1, n_steps // 32)``: about 32 points per
 epoch, whatever the dataset and batch size (468 steps of batch 128 on MNIST: every 14).
@@ -59,9 +59,9 @@ import numpy as np
 
 from fnn import nn
 from fnn.diagnostics.rules import diagnose
-from fnn.train.step import MonitorStep
+from fnn.train.step import ProbeStep
 
-__all__ = ["POINTS_PER_EPOCH", "Monitor", "layer_kind", "layer_name"]
+__all__ = ["POINTS_PER_EPOCH", "Probe", "layer_kind", "layer_name"]
 
 POINTS_PER_EPOCH = 32
 TANH_SATURATION = 0.98
@@ -182,7 +182,7 @@ def _activation_stats(kind: str, inp: jax.Array, out: jax.Array) -> dict:
 
 
 @dataclass(frozen=True)
-class Monitor:
+class Probe:
     """What to collect inside the compiled epoch, and how often (see the module docstring).
 
     Args:
@@ -193,12 +193,12 @@ class Monitor:
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from fnn import nn, optim, train
-        >>> from fnn.diagnostics import Monitor
+        >>> from fnn.diagnostics import Probe
         >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
         >>> x, y = jnp.ones((8, 2)), jnp.zeros((8, 2))
         >>> result = train.fit(model, nn.MSELoss(), optim.sgd(lr=0.1), (x, y), epochs=1,
-        ...     batch_size=2, key=jax.random.key(0), monitor=Monitor(every=2), progress=False)
-        >>> m = result.history[0]["monitor"]
+        ...     batch_size=2, key=jax.random.key(0), probe=Probe(every=2), progress=False)
+        >>> m = result.history[0]["probe"]
         >>> m["every"], m["step"], [(l["index"], l["name"], l["kind"]) for l in m["layers"]]
         (2, [2, 4], [(0, 'Linear(2, 2)', 'linear'), (1, 'ReLU()', 'relu')])
     """
@@ -209,7 +209,7 @@ class Monitor:
         if self.every is not None and (
             isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1
         ):
-            raise ValueError(f"Monitor every must be an int >= 1 or None, got {self.every!r}")
+            raise ValueError(f"Probe every must be an int >= 1 or None, got {self.every!r}")
 
     def interval(self, n_steps: int) -> int:
         """Steps between points in an epoch of ``n_steps`` steps.
@@ -221,17 +221,17 @@ class Monitor:
             ``every``, or ``max(1, n_steps // 32)`` when it is None.
 
         Example:
-            >>> Monitor().interval(468), Monitor(every=5).interval(468), Monitor().interval(10)
+            >>> Probe().interval(468), Probe(every=5).interval(468), Probe().interval(10)
             (14, 5, 1)
         """
         return self.every if self.every is not None else max(1, n_steps // POINTS_PER_EPOCH)
 
-    def collect(self, model: Any, step: MonitorStep) -> dict:
+    def collect(self, model: Any, step: ProbeStep) -> dict:
         """The statistics of one step (traced inside the compiled epoch).
 
         Args:
             model: the ``fnn.nn`` model being trained.
-            step: the step's ``fnn.train.MonitorStep``.
+            step: the step's ``fnn.train.ProbeStep``.
 
         Returns:
             ``{"loss", "grad_norm", "layers"}``: float32 scalars, ``layers`` a tuple with one
@@ -306,7 +306,7 @@ class Monitor:
         Example:
             >>> history = [{"epoch": e, "train_loss": 1.0 / e, "test_loss": t}
             ...            for e, t in enumerate([0.5, 0.4, 0.45, 0.5, 0.55], start=1)]
-            >>> [(d["rule"], d["epoch"]) for d in Monitor().diagnose(history)]
+            >>> [(d["rule"], d["epoch"]) for d in Probe().diagnose(history)]
             [('overfitting', 5)]
         """
         if not history:

@@ -1,4 +1,4 @@
-"""fnn.diagnostics.monitors and the monitor hook of fnn.train: statistics against numpy on
+"""fnn.diagnostics.probes and the monitor hook of fnn.train: statistics against numpy on
 the same step (params and gradients by an independent jax.grad, activations from
 model.intermediates), closed forms on a model with known weights, the every/step
 bookkeeping, the monitor-off program against the epoch from before monitors existed, no
@@ -20,7 +20,7 @@ from poison import PoisonAt  # tests/poison.py
 
 from fnn import checkpoint, nn, optim
 from fnn import functional as F
-from fnn.diagnostics import Monitor
+from fnn.diagnostics import Probe
 from fnn.train import (
     LambdaCallback,
     TrainingDiverged,
@@ -74,17 +74,17 @@ def test_every_statistic_equals_numpy_on_the_same_step(grad):
     x, y = toy_data(48)
     params, state = model.init(jax.random.key(3))
     key = jax.random.key(7)
-    epoch = make_train_epoch(model, nn.NLLLoss(), opt, 16, grad, monitor=Monitor(every=1))
+    epoch = make_train_epoch(model, nn.NLLLoss(), opt, 16, grad, probe=Probe(every=1))
     *_, m = epoch(
         jax.tree.map(jnp.array, params), jax.tree.map(jnp.array, state), opt.init(params), key, x, y
     )
-    summary = Monitor().summarize(model, jax.tree.map(np.asarray, m["monitor"]["points"]))
+    summary = Probe().summarize(model, jax.tree.map(np.asarray, m["probe"]["points"]))
     layer = {entry["index"]: entry for entry in summary["layers"]}
     assert [(i, e["kind"]) for i, e in layer.items()] == [
         (0, "linear"), (1, "batchnorm"), (2, "relu"), (4, "linear"), (5, "tanh"), (6, "elu"),
         (7, "sigmoid"), (8, "activation"),
     ]  # fmt: skip
-    assert m["monitor"]["step"].tolist() == [1, 2, 3] and m["monitor"]["ok"].all()
+    assert m["probe"]["step"].tolist() == [1, 2, 3] and m["probe"]["ok"].all()
 
     # Independently: the same three steps, one by one; gradients by jax.grad of a loss written
     # here; activations by model.intermediates with each step's key in train mode.
@@ -169,9 +169,9 @@ def test_closed_forms_on_known_weights():
     y = np.zeros((8, 2), np.float32)
     result = fit(
         model, nn.MSELoss(), optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=4, params=params,
-        state=state, key=jax.random.key(0), monitor=Monitor(every=1), progress=False,
+        state=state, key=jax.random.key(0), probe=Probe(every=1), progress=False,
     )  # fmt: skip
-    m = result.history[0]["monitor"]
+    m = result.history[0]["probe"]
     layer = {entry["index"]: entry for entry in m["layers"]}
     assert m["every"] == 1 and m["step"] == [1, 2]
     assert [(i, e["name"], e["kind"]) for i, e in layer.items()] == [
@@ -199,8 +199,8 @@ def test_update_ratio_of_a_zero_weight_that_moves_is_inf():
     x, y = np.ones((4, 2), np.float32), np.ones((4, 1), np.float32)
     m = fit(
         model, nn.MSELoss(), optim.sgd(lr=0.25), (x, y), epochs=1, batch_size=4, params=params, state={},
-        key=jax.random.key(0), monitor=Monitor(every=1), progress=False,
-    ).history[0]["monitor"]  # fmt: skip
+        key=jax.random.key(0), probe=Probe(every=1), progress=False,
+    ).history[0]["probe"]  # fmt: skip
     # dL/dW = 2·(0 - 1)·x = (-2, -2): ||g|| = sqrt(8); W moves to (0.5, 0.5) from 0.
     assert m["layers"] == [
         {
@@ -217,8 +217,8 @@ def test_a_model_without_monitored_layers_has_only_model_statistics():
 
     m = fit(
         model, nn.MSELoss(), optim.sgd(lr=0.1), (x, np.zeros((4, 2), np.float32)), epochs=1, batch_size=2,
-        key=jax.random.key(0), monitor=True, progress=False,
-    ).history[0]["monitor"]  # fmt: skip
+        key=jax.random.key(0), probe=True, progress=False,
+    ).history[0]["probe"]  # fmt: skip
     assert m["layers"] == [] and m["grad_norm"] == [0.0, 0.0] and m["step"] == [1, 2]
 
 
@@ -230,9 +230,9 @@ def test_points_fall_every_k_steps_with_global_steps_and_the_steps_own_loss():
     model, opt = nn.Sequential(nn.Linear(2, 2), nn.ReLU()), optim.sgd(lr=0.05)
     common = dict(epochs=3, batch_size=4, key=jax.random.key(1), progress=False)  # 10 steps an epoch
     plain = fit(model, F.cross_entropy, opt, (x, y), **common)
-    watched = fit(model, F.cross_entropy, opt, (x, y), monitor=Monitor(every=3), **common)
-    assert [h["monitor"]["step"] for h in watched.history] == [[3, 6, 9], [13, 16, 19], [23, 26, 29]]
-    assert all(h["monitor"]["every"] == 3 for h in watched.history)
+    watched = fit(model, F.cross_entropy, opt, (x, y), probe=Probe(every=3), **common)
+    assert [h["probe"]["step"] for h in watched.history] == [[3, 6, 9], [13, 16, 19], [23, 26, 29]]
+    assert all(h["probe"]["every"] == 3 for h in watched.history)
     # Watching does not change training (another program, the same steps).
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(watched.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
@@ -240,20 +240,20 @@ def test_points_fall_every_k_steps_with_global_steps_and_the_steps_own_loss():
     ts = init_train_state(model, opt, jax.random.key(1))  # fit's documented start
     epoch = make_train_epoch(model, F.cross_entropy, opt, 4)
     *_, metrics = epoch(ts.params, ts.state, opt.init(ts.params), jax.random.fold_in(ts.key, 0), x, y)
-    np.testing.assert_allclose(watched.history[0]["monitor"]["loss"], metrics["loss"][2::3], rtol=1e-6)
+    np.testing.assert_allclose(watched.history[0]["probe"]["loss"], metrics["loss"][2::3], rtol=1e-6)
     np.testing.assert_allclose(
-        watched.history[0]["monitor"]["grad_norm"], metrics["grad_norm"][2::3], rtol=1e-6
+        watched.history[0]["probe"]["grad_norm"], metrics["grad_norm"][2::3], rtol=1e-6
     )
 
 
 @pytest.mark.parametrize(("n_steps", "every", "points"), [(100, 3, 33), (20, 1, 20)])
 def test_default_every_gives_about_32_points_per_epoch(n_steps, every, points):
-    assert Monitor().interval(n_steps) == every == max(1, n_steps // 32)
+    assert Probe().interval(n_steps) == every == max(1, n_steps // 32)
     x, y = np.ones((n_steps, 1), np.float32), np.ones((n_steps, 1), np.float32)
     m = fit(
         nn.Linear(1, 1), nn.MSELoss(), optim.sgd(lr=0.01), (x, y), epochs=1, batch_size=1,
-        key=jax.random.key(0), monitor=True, progress=False,
-    ).history[0]["monitor"]  # fmt: skip
+        key=jax.random.key(0), probe=True, progress=False,
+    ).history[0]["probe"]  # fmt: skip
     assert m["every"] == every and m["step"] == list(range(every, points * every + 1, every))
 
 
@@ -261,8 +261,8 @@ def test_every_longer_than_an_epoch_gives_no_points():
     x, y = np.ones((8, 1), np.float32), np.ones((8, 1), np.float32)
     m = fit(
         nn.Linear(1, 1), nn.MSELoss(), optim.sgd(lr=0.01), (x, y), epochs=1, batch_size=2,
-        key=jax.random.key(0), monitor=Monitor(every=5), progress=False,
-    ).history[0]["monitor"]  # fmt: skip
+        key=jax.random.key(0), probe=Probe(every=5), progress=False,
+    ).history[0]["probe"]  # fmt: skip
     assert m["step"] == [] and m["loss"] == [] and m["layers"][0]["weight_norm"] == []
 
 
@@ -343,7 +343,7 @@ def test_monitor_off_compiles_the_program_from_before_monitors(grad):
     )
     now = make_train_epoch(model, nn.CrossEntropyLoss(), opt, 8, grad).lower(*args).as_text()
     assert now == before(model, nn.CrossEntropyLoss(), opt, 8, grad).lower(*args).as_text()
-    watched = make_train_epoch(model, nn.CrossEntropyLoss(), opt, 8, grad, monitor=Monitor(every=2))
+    watched = make_train_epoch(model, nn.CrossEntropyLoss(), opt, 8, grad, probe=Probe(every=2))
     # With a monitor: one more loop at least, the scan over chunks of steps.
     assert watched.lower(*args).as_text().count("stablehlo.while") > now.count("stablehlo.while")
 
@@ -359,14 +359,14 @@ def test_monitored_fit_compiles_once_over_epochs():
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
     result = fit(
         model, nn.FunctionLoss(counted, backward=F.cross_entropy_backward), optim.sgd(lr=0.1), (x, y),
-        epochs=3, batch_size=8, key=jax.random.key(0), monitor=Monitor(every=2), progress=False,
+        epochs=3, batch_size=8, key=jax.random.key(0), probe=Probe(every=2), progress=False,
         callbacks=[LambdaCallback(on_epoch_end=lambda run, record: seen.append(len(traces)))],
     )  # fmt: skip
     # 5 steps an epoch, every 2: chunks and a leftover step. The plain and the watched step
     # are each traced once in epoch 1 (one loop runs the chunks' and the leftover's plain
     # steps), never again.
     assert seen == [2, 2, 2]
-    assert result.history[2]["monitor"]["step"] == [12, 14]
+    assert result.history[2]["probe"]["step"] == [12, 14]
 
 
 def test_importing_fnn_train_does_not_import_diagnostics():
@@ -385,18 +385,16 @@ def test_points_from_the_first_bad_step_on_are_marked_and_fit_still_raises(grad=
     # One epoch of a model poisoned at its 5th step: points at steps 2, 4, 6, 8.
     early = nn.Sequential(model.layers[0], PoisonAt(4), *model.layers[2:])
     params, state = early.init(jax.random.key(0))
-    epoch = make_train_epoch(early, F.cross_entropy, opt, 8, grad, monitor=Monitor(every=2))
+    epoch = make_train_epoch(early, F.cross_entropy, opt, 8, grad, probe=Probe(every=2))
     *_, m = epoch(params, state, opt.init(params), jax.random.key(1), x, y)
-    assert m["monitor"]["step"].tolist() == [2, 4, 6, 8]
-    assert m["monitor"]["ok"].tolist() == [True, True, False, False] == m["ok"][1::2].tolist()
-    assert (
-        np.isnan(m["monitor"]["points"]["loss"][2]) and np.isfinite(m["monitor"]["points"]["loss"][:2]).all()
-    )
+    assert m["probe"]["step"].tolist() == [2, 4, 6, 8]
+    assert m["probe"]["ok"].tolist() == [True, True, False, False] == m["ok"][1::2].tolist()
+    assert np.isnan(m["probe"]["points"]["loss"][2]) and np.isfinite(m["probe"]["points"]["loss"][:2]).all()
     with pytest.raises(TrainingDiverged) as info:
         fit(model, F.cross_entropy, opt, (x, y), epochs=3, batch_size=8, key=jax.random.key(0),
-            grad=grad, monitor=True, progress=False)  # fmt: skip
+            grad=grad, probe=True, progress=False)  # fmt: skip
     history = info.value.result.history
-    assert [h["epoch"] for h in history] == [1] and history[0]["monitor"]["step"] == list(range(1, 9))
+    assert [h["epoch"] for h in history] == [1] and history[0]["probe"]["step"] == list(range(1, 9))
 
 
 def test_the_diverged_epoch_keeps_its_applied_points_and_its_diagnosis():
@@ -404,12 +402,12 @@ def test_the_diverged_epoch_keeps_its_applied_points_and_its_diagnosis():
     x, y = toy_data(64)  # 8 steps an epoch, every 1: the NaN is global step 13, epoch 2's 5th
     with pytest.raises(TrainingDiverged) as info:
         fit(model, F.cross_entropy, opt, (x, y), epochs=3, batch_size=8, key=jax.random.key(0),
-            monitor=True, progress=False)  # fmt: skip
+            probe=True, progress=False)  # fmt: skip
     record = info.value.record
     assert record["epoch"] == 2 and np.isnan(record["train_loss"]) and record["lr"] == pytest.approx(0.1)
     # Global steps 9-12 were applied before the bad one; their points are finite.
-    assert record["monitor"]["step"] == [9, 10, 11, 12]
-    assert np.isfinite(record["monitor"]["loss"]).all()
+    assert record["probe"]["step"] == [9, 10, 11, 12]
+    assert np.isfinite(record["probe"]["loss"]).all()
     # A NaN loss is the lr-too-large rule's first trigger, and its message says so.
     rules = [(d["rule"], d["epoch"]) for d in record["diagnoses"]]
     assert rules == [("lr-too-large", 2)] and "learning rate" in record["diagnoses"][0]["message"]
@@ -426,7 +424,7 @@ def test_fit_stores_each_epochs_diagnoses_in_its_record():
     x, y = toy_data(64)
     x = np.abs(x) % 1.0
     result = fit(model, F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=2, batch_size=8,
-                 params=params, state=state, key=jax.random.key(1), monitor=True, progress=False)  # fmt: skip
+                 params=params, state=state, key=jax.random.key(1), probe=True, progress=False)  # fmt: skip
     for epoch, record in enumerate(result.history, start=1):
         dead = [d for d in record["diagnoses"] if d["rule"] == "dead-relu"]
         assert [(d["layer"], d["epoch"], d["value"]) for d in dead] == [("1 ReLU()", epoch, 1.0)]
@@ -440,7 +438,7 @@ def test_fit_stores_each_epochs_diagnoses_in_its_record():
 def test_resume_with_a_monitor_equals_an_uninterrupted_run_and_keeps_the_series(tmp_path):
     x, y = toy_data(64)
     model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3))
-    common = dict(batch_size=16, key=jax.random.key(0), progress=False, monitor=Monitor(every=2))
+    common = dict(batch_size=16, key=jax.random.key(0), progress=False, probe=Probe(every=2))
     opt = optim.adam(lr=1e-2)
     whole = fit(model, F.cross_entropy, opt, (x, y), epochs=2, **common)
     fit(model, F.cross_entropy, opt, (x, y), epochs=1, checkpoint_dir=str(tmp_path), **common)
@@ -451,11 +449,11 @@ def test_resume_with_a_monitor_equals_an_uninterrupted_run_and_keeps_the_series(
         jax.tree.leaves(whole.train_state[:3]), jax.tree.leaves(resumed.train_state[:3]), strict=True
     ):
         np.testing.assert_array_equal(a, b)
-    assert [h["monitor"] for h in resumed.history] == [h["monitor"] for h in whole.history]
+    assert [h["probe"] for h in resumed.history] == [h["probe"] for h in whole.history]
     _, meta = checkpoint.load(tmp_path / "checkpoint.npz")
     # The series round-trip through the checkpoint's JSON metadata.
-    assert [h["monitor"] for h in meta["history"]] == [h["monitor"] for h in whole.history]
-    assert [h["monitor"]["step"] for h in meta["history"]] == [[2, 4], [6, 8]]
+    assert [h["probe"] for h in meta["history"]] == [h["probe"] for h in whole.history]
+    assert [h["probe"]["step"] for h in meta["history"]] == [[2, 4], [6, 8]]
 
 
 def test_mesh_gives_the_one_device_points():
@@ -463,7 +461,7 @@ def test_mesh_gives_the_one_device_points():
         """
         import json, jax, numpy as np
         from fnn import distributed, nn, optim, train
-        from fnn.diagnostics import Monitor
+        from fnn.diagnostics import Probe
         rng = np.random.default_rng(0)
         x = rng.normal(size=(64, 6)).astype(np.float32)
         y = rng.integers(0, 3, size=64).astype(np.int32)
@@ -471,9 +469,9 @@ def test_mesh_gives_the_one_device_points():
         out = {}
         for name, mesh in (("one", None), ("mesh", distributed.data_mesh(2))):
             h = train.fit(model, nn.CrossEntropyLoss(), optim.sgd(lr=0.1), (x, y), epochs=1,
-                          batch_size=16, key=jax.random.key(0), monitor=Monitor(every=1),
+                          batch_size=16, key=jax.random.key(0), probe=Probe(every=1),
                           progress=False, mesh=mesh).history
-            out[name] = h[0]["monitor"]
+            out[name] = h[0]["probe"]
         print(json.dumps(out))
         """
     )
@@ -496,15 +494,15 @@ def test_mesh_gives_the_one_device_points():
 
 @pytest.mark.parametrize("every", [0, -3, 2.0, True, "4"])
 def test_every_must_be_an_int_of_at_least_one(every):
-    with pytest.raises(ValueError, match=rf"Monitor every must be an int >= 1 or None, got {every!r}"):
-        Monitor(every=every)
+    with pytest.raises(ValueError, match=rf"Probe every must be an int >= 1 or None, got {every!r}"):
+        Probe(every=every)
 
 
 def test_fit_monitor_must_be_a_flag_or_a_monitor():
     x, y = toy_data(16)
-    with pytest.raises(TypeError, match=r"monitor must be True, False or a monitor .* got 'yes'"):
+    with pytest.raises(TypeError, match=r"probe must be True, False or a probe .* got 'yes'"):
         fit(nn.Linear(6, 3), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=8,
-            key=jax.random.key(0), monitor="yes", progress=False)  # fmt: skip
+            key=jax.random.key(0), probe="yes", progress=False)  # fmt: skip
 
 
 def test_an_object_without_the_protocol_is_refused_by_name():
@@ -513,20 +511,20 @@ def test_an_object_without_the_protocol_is_refused_by_name():
             return 1
 
     with pytest.raises(
-        TypeError, match=r"monitor must implement interval, collect and summarize.*Half has no collect"
+        TypeError, match=r"probe must implement interval, collect and summarize.*Half has no collect"
     ):
-        make_train_epoch(nn.Linear(2, 1), nn.MSELoss(), optim.sgd(lr=0.1), 2, monitor=Half())
+        make_train_epoch(nn.Linear(2, 1), nn.MSELoss(), optim.sgd(lr=0.1), 2, probe=Half())
 
 
-def test_a_monitor_interval_below_one_is_refused():
+def test_a_probe_interval_below_one_is_refused():
     @dataclass(frozen=True)
-    class Never(Monitor):
+    class Never(Probe):
         def interval(self, n_steps):
             return 0
 
-    epoch = make_train_epoch(nn.Linear(2, 1), nn.MSELoss(), optim.sgd(lr=0.1), 2, monitor=Never())
+    epoch = make_train_epoch(nn.Linear(2, 1), nn.MSELoss(), optim.sgd(lr=0.1), 2, probe=Never())
     params, _ = nn.Linear(2, 1).init(jax.random.key(0))
-    with pytest.raises(ValueError, match=r"monitor.interval\(2\) must return an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"probe.interval\(2\) must return an int >= 1, got 0"):
         epoch(
             params, {}, optim.sgd(lr=0.1).init(params), jax.random.key(1), jnp.ones((4, 2)), jnp.ones((4, 1))
         )
