@@ -9,10 +9,9 @@ fnn writes no communication code. A ``jax.sharding.Mesh`` with a ``'data'`` axis
 
 Because the program is the one-device program, every reduction over the batch (the loss
 mean, BatchNorm's batch statistics, the gradient sum) is over the *global* batch: XLA
-inserts the all-reduces. Random bits (dropout masks) depend only on the key and the
-global shape, so they are the same bits as on one device (``jax_threefry_partitionable``
-lets each device draw only its slice). Results equal the one-device run up to float
-summation order.
+inserts the all-reduces. Dropout masks depend only on the key and the global shape, so
+they are the same bits as on one device (each device draws only its slice). Results equal
+the one-device run up to float summation order.
 
 Where the dataset lives (``put_dataset``):
 
@@ -24,9 +23,6 @@ Where the dataset lives (``put_dataset``):
   (process order for ``jax.make_mesh``), sharded along ``'data'``. The epoch still draws
   one global permutation, so training equals one process training on the concatenated
   dataset with the same key; the SPMD partitioner moves each batch's rows to their devices.
-
-``experiments/benchmark_training.py --devices 1 2 4`` times the same training over 1, 2
-and 4 devices.
 """
 
 from __future__ import annotations

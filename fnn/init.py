@@ -1,4 +1,4 @@
-"""Initializers equal in distribution to torch.nn.init (SEMANTICS.md 1.1, INIT-1..5, LIN-1).
+"""Initializers equal in distribution to torch.nn.init (INIT-1..5, LIN-1).
 
 Every initializer is a pure function with one interchangeable signature,
 `init(key, shape, <hyperparameters>, dtype=jnp.float32) -> array`. The deterministic ones

@@ -46,7 +46,7 @@ ELEMENTWISE = [
     (abs, abs_backward, {}),
 ]
 SHAPES = [(7,), (2, 3, 5)]
-# golden input of SEMANTICS.md 2.1
+# the golden input of docs/semantics.md's activation rules (ACT-1..ACT-5)
 V = [-2, -0.5, 0, 0.5, 2, 25]
 
 
@@ -155,7 +155,7 @@ def test_prelu_weight_gradient_is_sum_of_negative_part():
 @pytest.mark.parametrize(
     "f,expected",
     [
-        (elu, [-0.8646647168, -0.3934693403, 0, 0.5, 2, 25]),  # SEMANTICS 2.1, ACT-4
+        (elu, [-0.8646647168, -0.3934693403, 0, 0.5, 2, 25]),  # ACT-4's golden values
         (lambda v: elu(v, alpha=0.5), [-0.4323323584, -0.1967346701, 0, 0.5, 2, 25]),  # ACT-4
         (leaky_relu, [-0.02, -0.005, 0, 0.5, 2, 25]),  # ACT-2
         (lambda v: prelu(v, jnp.array([0.25])), [-0.5, -0.125, 0, 0.5, 2, 25]),  # ACT-3

@@ -1,4 +1,4 @@
-"""fnn.functional.losses: torch golden values (SEMANTICS.md 2.1), manual backward vs jax.vjp,
+"""fnn.functional.losses: torch golden values (docs/semantics.md), manual backward vs jax.vjp,
 edge cases (ignored targets, empty batches, saturated logits) and every bad-input error."""
 
 import functools
@@ -504,8 +504,8 @@ def test_bce_backward_against_closed_form_and_finite_differences(x64, reduction)
 
 
 def test_jitted_float32_losses_give_torchs_golden_values():
-    # Training runs the losses compiled and in float32: one jitted program computes SEMANTICS
-    # 2.1's golden values (torch 2.13, float64), for every loss family and its options, and the
+    # Training runs the losses compiled and in float32: one jitted program computes the losses'
+    # golden values (docs/semantics.md; torch 2.13, float64), for every loss family and its options, and the
     # manual backward's golden BCE gradient (BCE-2). float32 resolution sets the tolerance.
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     x, t, w, p, xk, tk = f32(X), jnp.asarray(T), f32(W), f32(P), f32(XK), jnp.asarray(TK)
@@ -758,7 +758,7 @@ def test_invalid_label_under_jit_is_nan_never_a_wrapped_class(x64, name):
 
 
 def test_invalid_label_golden_none(x64):
-    # LBL-1 against torch 2.13's golden 'none' values (SEMANTICS 2.1, CE with weight and
+    # LBL-1 against torch 2.13's golden 'none' values (cross-entropy with weight and
     # label smoothing): the valid items keep them, the bad one is NaN.
     got = jax.jit(lambda x, t: L.cross_entropy(x, t, weight=f64(W), label_smoothing=0.1, reduction="none"))(
         f64(X), jnp.array([2, -1, -100, 1])

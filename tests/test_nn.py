@@ -176,7 +176,7 @@ def test_linear_default_init_is_torch_LIN1():
 
 
 def test_batchnorm_layer_running_stats_BN2_BN4():
-    # SEMANTICS 2.3: running stats after x1, x2 (BN-2), then eval (BN-4) leaves them unchanged.
+    # BN-2's golden running stats after x1, x2, then eval (BN-4) leaves them unchanged.
     bn = nn.BatchNorm1d(3)
     params, state = bn.init(KEY)
     x1 = jnp.array([[1, 2, 0], [3, -1, 0], [2, 0, 1], [6, 3, -1]], jnp.float32)

@@ -1,4 +1,4 @@
-"""fnn.nn loss specs: torch golden values (SEMANTICS.md 2.1) and numpy closed forms, backward
+"""fnn.nn loss specs: torch golden values (docs/semantics.md) and numpy closed forms, backward
 vs jax.grad/jax.vjp in float64, per_sample aggregation vs the F op's 'mean', equality and
 hashing, FunctionLoss / as_loss, and every bad construction argument."""
 

@@ -1,4 +1,4 @@
-"""batch_norm / layer_norm: torch golden values (SEMANTICS.md 2.3), rules BN-1..BN-8,
+"""batch_norm / layer_norm: torch golden values (docs/semantics.md), rules BN-1..BN-8,
 manual backward vs jax.vjp in float64, jit, and bad input."""
 
 import jax
@@ -280,7 +280,7 @@ def _np_normalize_backward(g, xhat, std, axes):
 
 def test_jitted_float32_norms_match_goldens_and_closed_forms():
     # Training runs these compiled and in float32: one jitted program, checked against
-    # SEMANTICS 2.3's torch goldens (BN-1, BN-2, BN-3 with a traced count, BN-4) and against
+    # the torch goldens of BN-1, BN-2, BN-3 (with a traced count) and BN-4, and against
     # the textbook backward in numpy (float64), in training and eval mode, and layer_norm's.
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     p = _fresh(dtype=jnp.float32)

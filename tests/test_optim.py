@@ -1,4 +1,4 @@
-"""fnn.optim optimizers, transforms, clipping and max-norm against SEMANTICS.md 1.6 / 2.2 and torch."""
+"""fnn.optim optimizers, transforms, clipping and max-norm against docs/semantics.md's rules and torch."""
 
 import json
 import pathlib
@@ -18,7 +18,7 @@ D = [0.1, -0.2, 0.3]
 W0 = [1.0, -2.0, 0.5]
 
 GOLDEN = [
-    # (rule, optimizer, w after steps 1 | 2 | 3) — torch 2.13 float64, SEMANTICS.md 2.2
+    # (rule, optimizer, w after steps 1 | 2 | 3) — torch 2.13 float64, the rules' golden values
     ("SGD-1", optim.sgd(lr=0.1), [[0.89, -1.58, 0.32], [0.791, -1.244, 0.194], [0.7019, -0.9752, 0.1058]]),
     (
         "SGD-1",
@@ -159,7 +159,7 @@ def run_quadratic(opt, steps=3, jit=False):
 
 @pytest.mark.parametrize("rule,opt,expected", GOLDEN, ids=[f"{g[0]}-{i}" for i, g in enumerate(GOLDEN)])
 def test_golden_trajectories(x64, rule, opt, expected):
-    # Values from SEMANTICS.md 2.2 for the rule named in `rule` (all three steps).
+    # The golden values of the rule named in `rule` (all three steps).
     np.testing.assert_allclose(run_quadratic(opt), expected, rtol=1e-9, atol=1e-10)
 
 

@@ -5,8 +5,7 @@ Loss:  L = (1/N) sum_n [logsumexp(z_n) - z_{n, y_n}]   (`F.cross_entropy`, 'mean
 Gradient (see `softmax_regression_loss_backward`): dL/dz = (softmax(z) - onehot(y)) / N.
 Params start at 0 (convex loss) as {'weight': (C, d), 'bias': (C,)}. Training is
 full-batch gradient descent, or minibatch SGD when batch_size is given (then `key` is
-required); see `fnn.classic._sgd`. On MNIST (pixels / 255) lr=0.1, batch_size=100,
-20 epochs reaches about 92.3% test accuracy in a few seconds on a CPU.
+required); see `fnn.classic._sgd`.
 """
 
 from __future__ import annotations

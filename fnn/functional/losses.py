@@ -1,32 +1,28 @@
 """Losses with torch.nn.functional names, arguments, defaults and edge cases.
 
-Contract (rule IDs refer to shared/SEMANTICS.md 1.5):
-
+Contract (docs/semantics.md, sections 6-8 and LBL-1):
 - ``reduction`` is 'mean' (default), 'sum' or 'none'. Element-wise losses (L1, MSE, Huber,
   SmoothL1, BCE, BCE-with-logits) average over all elements; NLL and index-target CE take
   the weighted mean Σℓ_n / Σ_n w_{y_n} (NLL-1); probability-target CE divides by N (CE-3).
 - Element-wise losses need ``input`` and ``target`` of the same shape (torch broadcasts
   with a warning; fnn raises, MSE-1). The target is cast to the input's dtype.
 - Class losses take input (C,), (N, C) or (N, C, d1..dK), classes on dim 1 (dim 0 when
-  unbatched), and integer targets of the input's shape without the class dim. Any integer
-  dtype is accepted (NLL-4, a deliberate deviation: torch wants Long/Byte).
-  ``cross_entropy`` also takes float class probabilities of the input's own shape.
-- Only ``input`` is differentiated. Each ``f_backward(grad_output, <f's arguments>)``
-  returns dL/d input; ``grad_output`` is a scalar for 'mean'/'sum' and has the 'none'
-  output's shape for 'none'. The forwards are plain jax.numpy (BCE's through a
-  ``custom_jvp``), so ``jax.grad`` agrees with the manual backward, kinks included:
-  |d|'(0) = 0 (L1-1), BCE's gradient is torch's w(x − y)/max(x(1 − x), 1e-12) (BCE-2),
-  and an all-ignored batch gives a NaN 'mean' loss with a zero gradient (NLL-2).
-- Validation happens at trace time (shapes, dtypes, reduction, delta/beta/label_smoothing,
-  weight shapes); values (class targets in range, BCE input and target in [0, 1]) are
-  checked only on concrete arrays, so every loss also runs under jit, grad and vmap.
-  Under jit a bad value cannot raise, so it poisons instead: a class target outside
-  [0, C) that is not ignore_index makes its item's loss NaN and its gradient NaN (the
-  whole row for cross_entropy; for nll_loss the one entry it reads), in the manual
-  backward and in jax.grad alike (LBL-1), never a finite value from a wrapped or clamped
-  index; a BCE input or target outside [0, 1] does the same per element (BCE-4).
-  Hyperparameters (reduction, delta, beta, ignore_index, label_smoothing) are static
-  Python values.
+  unbatched), and integer targets of the input's shape without the class dim, of any
+  integer dtype (NLL-4; torch wants Long/Byte). ``cross_entropy`` also takes float class
+  probabilities of the input's own shape.
+- Only ``input`` is differentiated: ``f_backward(grad_output, <f's arguments>)`` returns
+  dL/d input, ``grad_output`` a scalar for 'mean'/'sum' and of the output's shape for
+  'none'. The forwards are plain jax.numpy (BCE's through a ``custom_jvp``), so ``jax.grad``
+  agrees with the manual backward, kinks included: |d|'(0) = 0 (L1-1), BCE's gradient is
+  torch's w(x − y)/max(x(1 − x), 1e-12) (BCE-2), an all-ignored batch gives a NaN 'mean'
+  loss with a zero gradient (NLL-2).
+- Shapes, dtypes and hyperparameters (reduction, delta, beta, ignore_index,
+  label_smoothing: static Python values) are checked at trace time; values (class targets
+  in range, BCE input and target in [0, 1]) only on concrete arrays, so every loss runs
+  under jit, grad and vmap. Under jit a bad value poisons instead of raising: a class target
+  outside [0, C) that is not ignore_index makes its item's loss and gradient NaN (the whole
+  row for cross_entropy, the entry it reads for nll_loss; LBL-1), a BCE value outside
+  [0, 1] its element's (BCE-4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The layer protocol shared by every spec in fnn.nn.
 
 A layer is an immutable, hashable dataclass that holds only hyperparameters. It has four
-pure methods (DESIGN.md, tier 2); a layer implements the first three and inherits the last:
+pure methods; a layer implements the first three and inherits the last:
 
 - ``init(key) -> (params, state)``: dicts of arrays with PyTorch's names; ``{}`` when a
   layer has none. Structures and dtypes are final here, so jitted steps never retrace.

@@ -2,20 +2,17 @@
 
 A spec holds only options, with torch's class names, argument names, order and defaults
 (torch's deprecated ``size_average`` and ``reduce`` are omitted; ``reduction`` replaces
-them). Options are checked at construction with the validators ``fnn.functional`` uses
-(``reduction`` by ``fnn._checks.check_reduction``, ``label_smoothing`` by the same range
-check as ``F.cross_entropy``, ``delta``/``beta`` by the same positivity checks, ...);
-what depends on the data (a weight's length against C, pos_weight against the input)
-is checked when called, by the op itself.
+them). Options are checked at construction with the validators ``fnn.functional`` uses;
+what depends on the data (a weight's length against C, pos_weight against the input) is
+checked when called, by the op itself.
 
 Array options (``weight``, ``pos_weight``) must be concrete and floating, as the ops want;
 they are stored as (nested) tuples of Python floats, so a spec is immutable, hashable and
-usable as a static argument of ``jax.jit``; two specs with equal options are equal and
-hash equal (``CrossEntropyLoss(weight=[1., 2.]) == CrossEntropyLoss(weight=np.array([1., 2.]))``).
+usable as a static argument of ``jax.jit``, and specs with equal options are equal and hash
+equal (``CrossEntropyLoss(weight=[1., 2.]) == CrossEntropyLoss(weight=np.array([1., 2.]))``).
 They become arrays again when the spec is called (cast to the input's dtype by the op).
 
 Every spec has the same four members (see ``Loss``):
-
 - ``loss(output, target)``: the ``fnn.functional`` op with the spec's options;
 - ``loss.backward(grad_output, output, target)``: the op's hand-derived ``*_backward``
   with the same options (dL/d output);

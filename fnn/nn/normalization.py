@@ -9,8 +9,8 @@ dtype than the layer's arrays raises (DTYPE-2), with one exception, torch's CPU 
 BatchNorm: a bfloat16 or float16 input to a float32 BatchNorm1d is cast up, normalized and its
 statistics (batch and running) computed in float32, and the output is cast back to the input's
 dtype (DTYPE-4; mixed-precision training keeps BatchNorm's statistics float32 this way).
-``track_running_stats=False`` gives no
-state and batch statistics in both modes (BN-5); ``affine=False`` gives no params (BN-6).
+``track_running_stats=False`` gives no state and batch statistics in both modes (BN-5);
+``affine=False`` gives no params (BN-6).
 """
 
 from __future__ import annotations

@@ -1,38 +1,27 @@
 """Gradient transformations: the optax shape, without optax.
 
-A `GradientTransformation` is a pair of pure functions
-
-    init(params) -> state
-    update(grads, state, params=None) -> (updates, new_state)
-
-and `apply_updates(params, updates)` adds the updates to the parameters. Optimizers are
-`chain`s of small transforms; their last link multiplies by -lr, so `updates` is the
-step itself (θ_new = θ + updates).
+A `GradientTransformation` is a pair of pure functions `init(params) -> state` and
+`update(grads, state, params=None) -> (updates, new_state)`; `apply_updates(params,
+updates)` adds the updates to the parameters. Optimizers are `chain`s of small transforms;
+their last link multiplies by -lr, so `updates` is the step itself (θ_new = θ + updates).
 
 State structures, shapes and dtypes are fixed by `init` (step counters are int32 scalars,
-buffers are zeros_like(params)), and every `update` returns a state of exactly that
-type, so a jitted step traces once and never recompiles. Every step count counts the
-updates already done, from 0, like torch's scheduler epoch counter: the first update
-sees step 0 (the rule texts' t = step + 1).
+buffers are zeros_like(params)), and every `update` returns a state of exactly that type,
+so a jitted step traces once and never recompiles. Every step count counts the updates
+already done, from 0, like torch's scheduler epoch counter: the first update sees step 0
+(the rule texts' t = step + 1).
 
 The learning rate lives in the state (`LearningRateState`, the link every optimizer ends
 with): its int32 step count, a float32 `lr_scale` (1.0 at init) that multiplies every
-update, and the float32 `last_lr` the latest update used. `with_lr_scale` changes the
-scale between epochs (e.g. from ReduceLROnPlateau) without rebuilding the optimizer or
-retracing the jitted step; `learning_rate_state` and `last_lr` read it.
+update, and the float32 `last_lr` the latest update used. `with_lr_scale` changes the scale
+between epochs (e.g. from ReduceLROnPlateau) without rebuilding the optimizer or retracing
+the jitted step; `learning_rate_state` and `last_lr` read it.
 
-Equality: transforms built with equal hyperparameters (equal values of equal types) are
-equal and hash equal (their `spec`), so equal optimizers share one compiled step when used
-as a static jit argument or a memo key. Schedules compare by value too. A
-`weight_decay_mask` or `lr` given as a function is compared by identity (pass the same
-function object to get equal optimizers). A mask given as an unhashable pytree (a dict,
-arrays) leaves the optimizer without a spec: it is still hashable, but equals only itself.
-
-Weight decay masks (WD-1): torch decays every parameter of a group, biases included; fnn
-by default decays only leaves with ndim >= 2 (the course's rule: no decay for biases and
-norm scales). `weight_decay_mask` is a pytree of bools shaped like params, or a function
-params -> such a pytree; `lambda p: jax.tree.map(lambda _: True, p)` gives torch's
-behaviour exactly.
+Transforms built with equal hyperparameters are equal and hash equal (their `spec`, see
+`make_spec`), so equal optimizers share one compiled step. Weight decay (WD-1): torch
+decays every parameter of a group; fnn by default only leaves with ndim >= 2 (no decay for
+biases and norm scales). `weight_decay_mask` is a pytree of bools shaped like params, or a
+function params -> such a pytree (`lambda p: jax.tree.map(lambda _: True, p)` is torch's).
 """
 
 from __future__ import annotations

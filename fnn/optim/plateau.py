@@ -6,8 +6,7 @@
         s = plateau.step(s, val_loss)          # a new state; s.lr is the rate for next epoch
         opt_state = fnn.optim.with_lr_scale(opt_state, s.lr / 0.1)
 
-The rule is torch's, line for line, in Python float64 arithmetic, so the lr sequence equals
-torch's on any metric sequence (tests/torch_reference/plateau.py makes the fixture):
+The rule is torch's line for line, in Python float64, so the lr sequence equals torch's:
 
     better(a, best):  min/rel: a < best·(1 − threshold)    min/abs: a < best − threshold
                       max/rel: a > best·(threshold + 1)    max/abs: a > best + threshold
@@ -21,13 +20,9 @@ torch's on any metric sequence (tests/torch_reference/plateau.py makes the fixtu
 
 best starts at +inf (min) or −inf (max); a NaN metric is never better (a bad epoch). Torch
 quirks kept: in 'rel' mode a negative best moves the bar the other way (best·(1 − t) > best
-when best < 0), and the first finite metric always beats the initial ±inf.
-
-The state is a NamedTuple of Python floats and ints, so `json.dumps(s._asdict())` and
-`PlateauState(**json.loads(text))` round-trip it (best = ±inf is written as ±Infinity,
-which Python's json reads back). `step` runs on the host between epochs: it takes a
-Python number or a concrete scalar array (a jax scalar is fetched from the device), not a
-traced value.
+when best < 0), and the first finite metric always beats the initial ±inf. The state is a
+NamedTuple of Python numbers (JSON round-trips it); `step` runs on the host between
+epochs, on a Python number or a concrete scalar, never a traced value.
 """
 
 from __future__ import annotations
@@ -43,6 +38,10 @@ __all__ = ["PlateauState", "ReduceLROnPlateau"]
 
 class PlateauState(NamedTuple):
     """Torch's scheduler attributes of the same names, as plain Python numbers.
+
+    Being Python floats and ints, `json.dumps(s._asdict())` and
+    `PlateauState(**json.loads(text))` round-trip it (best = ±inf is written as ±Infinity,
+    which Python's json reads back).
 
     Attributes:
         lr: the current learning rate (torch's param_group["lr"]).
@@ -170,8 +169,9 @@ class ReduceLROnPlateau:
 
         Args:
             state: the state from `init` or the previous `step`.
-            metric: the monitored value (a Python number or a concrete scalar array; NaN
-                counts as a bad epoch).
+            metric: the monitored value (a Python number or a concrete scalar array, a jax
+                scalar being fetched from the device; never a traced value; NaN counts as a
+                bad epoch).
 
         Returns:
             The next state; `state` is not modified. Its `lr` is the rate for the next epoch.

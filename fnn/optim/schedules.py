@@ -200,7 +200,7 @@ def exponential_lr(lr: float, gamma: float, min_lr: float = 0.0) -> LRSchedule:
     check_positive("min_lr", min_lr, strict=False)
     if min_lr > lr:
         raise ValueError(f"min_lr must be <= lr, got min_lr={min_lr} and lr={lr}")
-    if min_lr == 0:  # torch's ExponentialLR, and equal to the schedules built before min_lr existed
+    if min_lr == 0:  # torch's ExponentialLR: min_lr=0 stays out of the spec, one schedule either way
         return _schedule(_exponential_lr, lr=lr, gamma=gamma)
     return _schedule(_exponential_lr, lr=lr, gamma=gamma, min_lr=float(min_lr))
 
