@@ -46,6 +46,31 @@ def check_ndim(name: str, x: Any, allowed: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have ndim in {allowed}, got shape {tuple(jnp.shape(x))}")
 
 
+def check_dim(name: str, dim: Any, ndim: int, shape: tuple[int, ...]) -> int:
+    """A torch-style dim (negative counts from the end) of an ``ndim``-dim input, as an index
+    in [0, ndim); ``shape`` is the input's, for the message.
+
+    >>> check_dim("dim", -1, 3, (2, 3, 4))
+    2
+    """
+    try:
+        d = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{name} must be a Python int, got {dim!r}") from None
+    if not -ndim <= d < ndim:
+        raise ValueError(f"{name} must be in [{-ndim}, {ndim - 1}] for input of shape {shape}, got {d}")
+    return d % ndim
+
+
+def check_grad_shape(grad_output: Any, expected: tuple[int, ...]) -> None:
+    """A backward's ``grad_output`` must have its forward output's shape (no broadcasting)."""
+    if tuple(jnp.shape(grad_output)) != tuple(expected):
+        raise ValueError(
+            f"grad_output must have the forward output's shape {tuple(expected)}, "
+            f"got {tuple(jnp.shape(grad_output))}"
+        )
+
+
 def is_int(value: Any) -> bool:
     """True for a Python or numpy integer that is not a bool (``True`` is an int to Python)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))

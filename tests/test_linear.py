@@ -64,7 +64,9 @@ def test_linear_bad_shapes_rejected():
         linear(jnp.ones((5, 2)), jnp.ones(2))
     with pytest.raises(TypeError, match="input must have a floating dtype, got int32"):
         linear(jnp.ones((5, 2), jnp.int32), w)
-    with pytest.raises(ValueError, match=r"grad_output must have the output's shape \(5, 4\), got \(5, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"grad_output must have the forward output's shape \(5, 4\), got \(5, 3\)"
+    ):
         linear_backward(jnp.ones((5, 3)), jnp.ones((5, 2)), w)
 
 
@@ -112,5 +114,7 @@ def test_flatten_bad_dims_rejected():
         flatten(x, 1.5)
     with pytest.raises(ValueError, match=r"start_dim must be in \[-1, 0\] for input of shape \(\), got 1"):
         flatten(jnp.float32(1.0))
-    with pytest.raises(ValueError, match=r"grad_output must have the output's shape \(2, 12\), got \(24,\)"):
+    with pytest.raises(
+        ValueError, match=r"grad_output must have the forward output's shape \(2, 12\), got \(24,\)"
+    ):
         flatten_backward(jnp.ones(24), x)

@@ -25,13 +25,11 @@ or a tuple in argument order for several differentiable inputs (prelu).
 
 from __future__ import annotations
 
-import operator
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnn._checks import check_floating, check_same_shape, is_int
+from fnn._checks import check_dim, check_floating, check_grad_shape, check_same_shape, is_int
 
 __all__ = [
     "abs",
@@ -63,26 +61,9 @@ __all__ = [
 
 def _dim(dim: int, x: jax.Array) -> int:
     """Normalise a torch-style dim (negative allowed) for an input of at least 1 dim."""
-    try:
-        d = operator.index(dim)
-    except TypeError:
-        raise TypeError(f"dim must be a Python int, got {dim!r}") from None
-    n = jnp.ndim(x)
-    if n == 0:
+    if jnp.ndim(x) == 0:
         raise ValueError(f"input must have at least 1 dimension to reduce over dim, got shape {()}")
-    if not -n <= d < n:
-        raise ValueError(
-            f"dim must be in [{-n}, {n - 1}] for input of shape {tuple(jnp.shape(x))}, got {dim}"
-        )
-    return d % n
-
-
-def _grad_check(grad_output: jax.Array, expected: tuple[int, ...]) -> None:
-    if tuple(jnp.shape(grad_output)) != tuple(expected):
-        raise ValueError(
-            f"grad_output must have the forward output's shape {tuple(expected)}, "
-            f"got {tuple(jnp.shape(grad_output))}"
-        )
+    return check_dim("dim", dim, jnp.ndim(x), tuple(jnp.shape(x)))
 
 
 # ---------------------------------------------------------------- piecewise linear
@@ -568,7 +549,7 @@ def logsumexp_backward(
     check_floating("input", input)
     d = _dims(dim, input)
     shape = tuple(jnp.shape(input))
-    _grad_check(
+    check_grad_shape(
         grad_output,
         tuple(1 if i in d else s for i, s in enumerate(shape))
         if keepdim
@@ -748,7 +729,7 @@ def maxout_backward(grad_output: jax.Array, input: jax.Array, pieces: int) -> ja
         [[0.0, 1.0, 1.0, 0.0]]
     """
     z, idx = _maxout_split(input, pieces)
-    _grad_check(grad_output, z.shape[:2] + z.shape[3:])
+    check_grad_shape(grad_output, z.shape[:2] + z.shape[3:])
     iota = lax.broadcasted_iota(idx.dtype, z.shape, 2)
     grad_z = jnp.where(iota == idx, jnp.expand_dims(grad_output, 2), jnp.zeros((), grad_output.dtype))
     return grad_z.reshape(jnp.shape(input))

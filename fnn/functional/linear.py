@@ -12,12 +12,11 @@ Contract (docs/semantics.md, rules LIN-1, LIN-2, FLAT-1):
 from __future__ import annotations
 
 import math
-import operator
 
 import jax
 import jax.numpy as jnp
 
-from fnn._checks import check_floating
+from fnn._checks import check_dim, check_floating, check_grad_shape
 
 __all__ = ["flatten", "flatten_backward", "linear", "linear_backward"]
 
@@ -98,10 +97,7 @@ def linear_backward(
     _check_linear(input, weight, bias)
     out_f, in_f = jnp.shape(weight)
     expected = (*tuple(jnp.shape(input)[:-1]), out_f)
-    if tuple(jnp.shape(grad_output)) != expected:
-        raise ValueError(
-            f"grad_output must have the output's shape {expected}, got {tuple(jnp.shape(grad_output))}"
-        )
+    check_grad_shape(grad_output, expected)
     g2 = grad_output.reshape(-1, out_f)
     grad_input = grad_output @ weight
     grad_weight = g2.T @ input.reshape(-1, in_f)
@@ -111,16 +107,7 @@ def linear_backward(
 
 def _flat_shape(shape: tuple[int, ...], start_dim: int, end_dim: int) -> tuple[int, ...]:
     n = max(len(shape), 1)  # torch wraps dims of a 0-d tensor as if it were 1-d
-    dims = []
-    for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
-        try:
-            d = operator.index(d)
-        except TypeError:
-            raise TypeError(f"{name} must be a Python int, got {d!r}") from None
-        if not -n <= d < n:
-            raise ValueError(f"{name} must be in [{-n}, {n - 1}] for input of shape {shape}, got {d}")
-        dims.append(d % n)
-    s, e = dims
+    s, e = check_dim("start_dim", start_dim, n, shape), check_dim("end_dim", end_dim, n, shape)
     if s > e:
         raise ValueError(
             f"start_dim cannot come after end_dim, got start_dim={start_dim} and "
@@ -174,8 +161,5 @@ def flatten_backward(
         (2, 3, 4)
     """
     expected = _flat_shape(tuple(jnp.shape(input)), start_dim, end_dim)
-    if tuple(jnp.shape(grad_output)) != expected:
-        raise ValueError(
-            f"grad_output must have the output's shape {expected}, got {tuple(jnp.shape(grad_output))}"
-        )
+    check_grad_shape(grad_output, expected)
     return jnp.reshape(grad_output, jnp.shape(input))
