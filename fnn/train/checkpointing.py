@@ -1,19 +1,22 @@
-"""fit's checkpoints: a TrainState, the history and a fingerprint of the run's config.
+"""``fit``'s run checkpoints: what a run directory holds, resume and overwrite.
 
-Files in ``checkpoint_dir``:
+``fnn.checkpoint`` is the file format (any pytree, atomically); this module decides what
+``fit`` puts in those files and when. Files in ``checkpoint_dir`` (``paths``):
 
-- ``checkpoint.npz``: the latest epoch, written atomically after every epoch
-  (``fnn.checkpoint``). Tree: exactly the ``TrainState``. Metadata: ``epoch``,
-  ``history``, ``fingerprint`` and ``callbacks`` (each callback's ``state_dict``).
+- ``checkpoint.npz``: the latest epoch, written after every epoch. Tree: exactly the
+  ``TrainState``. Metadata: ``epoch``, ``history``, ``fingerprint``, ``callbacks`` (each
+  callback's ``state_dict``) and ``keep_best``.
 - ``best.npz`` (with ``keep_best=``): the same for the best epoch so far.
 - ``diverged.npz``: after a divergence, the state from just before the bad step, with
   ``diverged = {epoch, step, loss, lr}`` in its metadata.
 
-The fingerprint is a dict of canonical text descriptions: ``model`` (the layer spec with
-every hyperparameter), ``loss`` (the loss spec), ``optimizer`` (its name and
-hyperparameters, schedules included), ``batch_size`` and ``data`` (training x and y
-shapes and dtypes). ``resume=True`` refuses a checkpoint whose fingerprint differs and
-names the field; the grad mode, metrics and callbacks are free to change.
+A directory whose ``checkpoint.npz`` exists holds a run: starting there needs ``resume``
+or ``overwrite`` (``check_start`` raises ``RunExistsError``; the command line asks the
+same question through it). The fingerprint is a dict of canonical text descriptions:
+``model``, ``loss``, ``optimizer`` (hyperparameters and schedules included),
+``batch_size`` and ``data`` (training x and y shapes and dtypes). ``resume=True``
+refuses a checkpoint whose fingerprint differs and names the field; the grad mode,
+metrics and callbacks are free to change.
 """
 
 from __future__ import annotations
@@ -32,7 +35,20 @@ from fnn import checkpoint as ckpt
 from fnn.train.callbacks import Callback, Run, improved, mode_for, monitored
 from fnn.train.state import TrainState
 
-__all__ = ["Checkpoints", "check_fingerprint", "describe", "fingerprint", "load", "paths", "save"]
+__all__ = [
+    "BEST_NAME",
+    "CHECKPOINT_NAME",
+    "DIVERGED_NAME",
+    "Checkpoints",
+    "RunExistsError",
+    "check_fingerprint",
+    "check_start",
+    "describe",
+    "fingerprint",
+    "load",
+    "paths",
+    "save",
+]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 BEST_NAME = "best.npz"
@@ -132,7 +148,7 @@ def check_fingerprint(path: str, saved: Mapping[str, str] | None, current: Mappi
 
     Args:
         path: the checkpoint's path, for the message.
-        saved: the fingerprint stored in the checkpoint, or None (an older checkpoint).
+        saved: the fingerprint stored in the checkpoint, or None (a file not written by ``fit``).
         current: this run's fingerprint.
 
     Raises:
@@ -148,7 +164,7 @@ def check_fingerprint(path: str, saved: Mapping[str, str] | None, current: Mappi
     """
     if saved is None:
         raise ValueError(
-            f"{path}: the checkpoint has no config fingerprint (written by an older fnn); "
+            f"{path}: the checkpoint has no config fingerprint (it was not written by fit); "
             "cannot check it matches this run"
         )
     for field, value in current.items():
@@ -225,6 +241,44 @@ def paths(checkpoint_dir: str | os.PathLike) -> dict[str, str]:
     }
 
 
+class RunExistsError(FileExistsError):
+    """``checkpoint_dir`` already holds a run, and neither resume nor overwrite was asked for.
+
+    Attributes:
+        path: the existing ``checkpoint.npz``.
+    """
+
+    def __init__(self, path: str):
+        super().__init__(f"{path} exists: pass resume=True to go on from it, or overwrite=True to start over")
+        self.path = path
+
+
+def check_start(checkpoint_dir: str | os.PathLike, resume: bool, overwrite: bool) -> bool:
+    """Whether ``checkpoint_dir`` holds a run, refusing to start over one unasked.
+
+    Args:
+        checkpoint_dir: the run's directory (it need not exist).
+        resume: going on from the run there is allowed.
+        overwrite: replacing the run there is allowed.
+
+    Returns:
+        True when the directory holds a run (its ``checkpoint.npz`` exists).
+
+    Raises:
+        RunExistsError: it holds a run and neither ``resume`` nor ``overwrite`` is set.
+
+    Example:
+        >>> check_start("/nonexistent/run", resume=False, overwrite=False)
+        False
+    """
+    latest = paths(checkpoint_dir)["latest"]
+    if not os.path.exists(latest):
+        return False
+    if not (resume or overwrite):
+        raise RunExistsError(latest)
+    return True
+
+
 class Checkpoints:
     """The checkpoint_dir side of ``fit``: start (fresh, overwrite or resume), per epoch, diverged."""
 
@@ -244,13 +298,9 @@ class Checkpoints:
             return ts, []
         latest = self.paths["latest"]
         os.makedirs(os.path.dirname(latest), exist_ok=True)
-        if not os.path.exists(latest):
+        if not check_start(os.path.dirname(latest), resume, overwrite):
             return ts, []
         if not resume:
-            if not overwrite:
-                raise FileExistsError(
-                    f"{latest} exists: pass resume=True to go on from it, or overwrite=True to start over"
-                )
             for name in ("best", "diverged"):
                 if os.path.exists(self.paths[name]) and jax.process_index() == 0:
                     os.unlink(self.paths[name])
