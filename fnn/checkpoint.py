@@ -1,41 +1,28 @@
-"""Save and load a whole training state (any pytree) in one file, atomically.
+"""A file format: save and load any pytree with JSON metadata, atomically.
 
-    save(path, {"params": params, "state": state, "opt_state": opt_state,
-                "key": key, "epoch": 3, "history": history}, metadata={"lr": 0.1})
+    save(path, tree, metadata={"lr": 0.1})
     tree, metadata = load(path, like=template)
 
-**What can be saved.** A tree of dicts (str keys), lists, tuples, NamedTuples, None,
-Python scalars (bool, int, float, str), numpy arrays and scalars, jax arrays of any
-dtype (bfloat16, float8, int4 ... included) and typed PRNG keys (``jax.random.key``;
-saved as ``key_data`` plus the impl name, restored with ``wrap_key_data``). Legacy
-``PRNGKey`` uint32 arrays are ordinary arrays. Anything else raises TypeError naming
-its path. `metadata` is any JSON-serialisable value (JSON turns its tuples into lists).
+This module knows nothing of training; ``fnn.train.checkpointing`` decides what ``fit``
+stores in these files (a TrainState, its history and fingerprint) and under which names.
 
-**The file** is an ``.npz`` archive, written to exactly `path` (no suffix is added):
-entry ``__manifest__`` is UTF-8 JSON describing the tree (node kinds, dict keys,
-NamedTuple fields, scalars, each array's dtype and shape) and the metadata; entries
-``a0, a1, ...`` hold the arrays (dtypes numpy cannot store natively are stored as raw
-unsigned integers of the same width and viewed back). Nothing is pickled. The write goes
-to a temporary file in the same directory, is flushed and fsynced, then ``os.replace``d
-over `path` and the directory is fsynced, so a crash leaves either the old file or the
-new one, never a torn one, and no temporary file is left behind on error.
+**What can be saved**: dicts (str keys), lists, tuples, NamedTuples, None, bool, int,
+float, str, numpy and jax arrays of any dtype (bfloat16, float8, int4 ...) and typed PRNG
+keys (``jax.random.key``; raw ``PRNGKey`` uint32 arrays are ordinary arrays). Anything
+else raises TypeError naming its path; ``metadata`` is any JSON-serialisable value.
 
-**Loading without `like`** gives numpy arrays (0-d numpy scalars come back as numpy
-scalars), typed keys as typed keys, dicts, lists and tuples as saved, and NamedTuples
-as **dicts** of their fields (the class is not imported from the file).
-**Loading with `like`** walks `like` and the file together and returns exactly the
-structure of `like` (its NamedTuple classes, its dict key order); arrays come back as
-jax arrays where `like` has jax arrays and numpy otherwise. Structure (node kind, dict
-keys, sequence length, NamedTuple fields), array shape and dtype and key impl must all
-match; the first mismatch raises ValueError naming the leaf by its path, e.g.
-``params[1]['weight']: expected shape (512, 784), found (256, 784)``. Lists must have
-the same length as in `like` (load a growing history without `like`, or leave it out of
-`like`). The round trip is bit-exact.
+**The file** is an ``.npz`` at exactly ``path``: ``__manifest__`` is UTF-8 JSON (format,
+version, the tree's node kinds, keys, fields, scalars, each array's dtype and shape, the
+metadata); ``a0, a1, ...`` hold the arrays. Nothing is pickled. The write goes to a
+temporary file in the same directory, fsynced, then ``os.replace``d over ``path``: a crash
+leaves the old file or the new one, never a torn one.
 
-A missing file raises FileNotFoundError and an unreadable one ValueError, both naming
-the path. So does a manifest that parses as JSON but is malformed (a missing key, a value
-of the wrong type, an unknown node kind or dtype): the whole manifest is checked before any
-array is read, and the ValueError names the file, the node's path and what is wrong.
+**Loading** without ``like`` gives numpy arrays, typed keys, dicts, lists and tuples as
+saved (NamedTuples as dicts). With ``like`` it returns exactly ``like``'s structure (its
+NamedTuple classes, dict key order, jax or numpy arrays), bit-exact; the first mismatch of
+structure, shape, dtype or key impl raises ValueError naming the leaf, e.g.
+``params[1]['weight']: expected shape (512, 784), found (256, 784)``. A missing file raises
+FileNotFoundError, an unreadable file or malformed manifest ValueError naming the file.
 """
 
 from __future__ import annotations
@@ -152,7 +139,7 @@ def save(path: str | os.PathLike, tree: Any, metadata: Any = None) -> None:
 
     Args:
         path: the file to write, exactly (no suffix is added); its directory must exist.
-        tree: the pytree to save (see "What can be saved" above).
+        tree: the pytree to save (see "What can be saved" in the module docstring).
         metadata: any JSON-serialisable value, or None.
 
     Returns:
@@ -444,15 +431,17 @@ def load(path: str | os.PathLike, like: Any = None) -> tuple[Any, Any]:
     Args:
         path: a file written by ``save``.
         like: None, or a pytree of the expected structure, whose NamedTuple classes, dict
-            key order and array kinds (jax or numpy) the result takes.
+            key order and array kinds (jax or numpy) the result takes. Its lists must have
+            the saved length (load a growing history without ``like``).
 
     Returns:
         ``(tree, metadata)``.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: an unreadable file or a malformed manifest (naming the file), or a
-            mismatch with ``like`` (naming the leaf's path).
+        ValueError: an unreadable file or a malformed manifest (naming the file and the
+            node; the whole manifest is checked before any array is read), or a mismatch
+            with ``like`` (naming the leaf's path).
 
     Example:
         >>> import os, tempfile, jax, jax.numpy as jnp

@@ -45,7 +45,7 @@ def _state():
         ),
         "key": jax.random.key(42),
         "keys": jax.random.split(jax.random.key(1), 3),
-        "legacy_key": jax.random.PRNGKey(5),
+        "raw_key": jax.random.PRNGKey(5),  # a uint32 array, saved as one
         "epoch": 3,
         "lr": 0.1,
         "best": float("nan"),
