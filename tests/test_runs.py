@@ -4,6 +4,7 @@ run directory can be unreadable (the CLI's evaluate/report tests cover a real ru
 import json
 import math
 import re
+from xml.etree import ElementTree
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ from test_train import assert_trees_equal
 
 from fnn import checkpoint, nn, runs
 from fnn import train as T
+from fnn.train import checkpointing
 
 CONFIG = {
     "model": "mlp",
@@ -30,6 +32,7 @@ CONFIG = {
     "dropout": 0.0,
     "batch_norm": False,
     "init": "xavier",
+    "dtype": "float32",
 }
 
 
@@ -39,7 +42,7 @@ def test_build_model_builds_the_mlp_the_config_names():
     assert [(m.in_features, m.out_features) for m in linears] == [(784, 16), (16, 8), (8, 10)]
     assert sum(isinstance(layer, nn.Tanh) for layer in model.layers) == 2
     assert not any(isinstance(layer, nn.BatchNorm1d | nn.Dropout) for layer in model.layers)
-    assert all(m.dtype == "float32" for m in linears)  # a config without "dtype" is float32
+    assert all(m.dtype == "float32" for m in linears)
 
 
 def test_build_optimizer_follows_the_cosine_schedule():
@@ -124,3 +127,68 @@ def test_load_run_without_train_data_rebuilds_the_same_run(tmp_path):
 def test_load_data_without_train_images_keeps_the_labels():
     (x_train, y_train), (x_test, _) = runs.load_data("mnist", None, train_images=False)
     assert x_train is None and y_train.shape == (60000,) and x_test.shape == (10000, 28, 28)
+
+
+def test_start_run_refuses_a_directory_holding_a_run_and_writes_nothing(tmp_path):
+    # One refusal for the command line and fit: fnn.train.checkpointing.check_start.
+    checkpoint.save(tmp_path / "checkpoint.npz", {"w": np.zeros(1)})
+    with pytest.raises(checkpointing.RunExistsError, match=r"checkpoint\.npz exists: pass resume=True"):
+        runs.start_run(str(tmp_path), CONFIG, resume=False, overwrite=False)
+    assert not (tmp_path / "config.json").exists()
+    runs.start_run(str(tmp_path), CONFIG, resume=True, overwrite=False)
+    assert json.loads((tmp_path / "config.json").read_text()) == CONFIG
+
+
+def test_write_diagnostics_is_strict_json_and_without_probe_removes_the_file(tmp_path):
+    probe = {"every": 2, "step": [2], "loss": [float("nan")]}
+    history = [{"epoch": 1, "probe": probe, "diagnoses": [{"rule": "r", "value": float("inf")}]}]
+    path = runs.write_diagnostics(str(tmp_path), history, monitor=True)
+    found = json.loads((tmp_path / "diagnostics.json").read_text(), parse_constant=pytest.fail)
+    assert path == str(tmp_path / "diagnostics.json") and found["every"] == 2
+    assert found["epochs"] == [{"epoch": 1, "every": 2, "step": [2], "loss": [None]}]
+    assert found["diagnoses"] == [{"rule": "r", "value": None}]
+    assert runs.write_diagnostics(str(tmp_path), history, monitor=False) is None
+    assert not (tmp_path / "diagnostics.json").exists()
+
+
+def test_write_history_leaves_the_probe_series_out(tmp_path):
+    runs.write_history(str(tmp_path), CONFIG, [{"epoch": 1, "train_loss": 0.5, "probe": {"every": 1}}])
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved == {"config": CONFIG, "history": [{"epoch": 1, "train_loss": 0.5}]}
+
+
+def _svg(path):
+    root = ElementTree.parse(path).getroot()  # well-formed XML, a standalone SVG document
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return root
+
+
+def test_write_curves_draws_loss_and_accuracy_as_one_svg(tmp_path):
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "train_accuracy": 0.8, "test_loss": 1.1 / e, "test_accuracy": 0.7}
+        for e in (1, 2, 3)
+    ]
+    path = runs.write_curves(str(tmp_path), history, "fnn mlp on mnist")
+    root = _svg(path)
+    assert path == str(tmp_path / "curves.svg")
+    charts = root.findall(".//{http://www.w3.org/2000/svg}svg")
+    assert [c.get("aria-label") for c in charts] == ["loss", "accuracy"]
+    assert len(root.findall(".//{http://www.w3.org/2000/svg}polyline")) == 4  # train and test, twice
+    assert runs.write_curves(str(tmp_path / "none"), [], "empty") is None
+
+
+def test_write_lr_find_writes_the_curve_and_its_plot(tmp_path):
+    from fnn.diagnostics import LRFindResult
+
+    lrs = np.geomspace(1e-3, 1.0, 5)
+    losses = np.array([2.3, 2.0, 1.5, 40.0, np.inf])
+    result = LRFindResult(lrs, losses, losses, losses < 10, 3, 0.01, "the rule")
+    json_path, svg_path = runs.write_lr_find(
+        str(tmp_path / "find"), {"model": "mlp"}, result, min_lr=1e-3, max_lr=1.0, title="LR range test"
+    )
+    with open(json_path) as f:
+        saved = json.load(f, parse_constant=pytest.fail)
+    assert saved["losses"] == [2.3, 2.0, 1.5, 40.0, None] and saved["steps"] == 5
+    assert saved["diverged_at"] == 3 and saved["suggested_lr"] == 0.01 and saved["valid"][3] is False
+    text = ElementTree.tostring(_svg(svg_path), encoding="unicode")
+    assert "suggested lr 0.01" in text and "diverged: lr 0.178" in text
