@@ -311,6 +311,19 @@ def test_stable_at_saturated_logits(x64):
 # ------------------------------------------------------------------ manual backward vs jax.vjp
 
 
+# The ops by short name: (forward, manual backward).
+OPS = {
+    "l1": (L.l1_loss, L.l1_loss_backward),
+    "mse": (L.mse_loss, L.mse_loss_backward),
+    "huber": (L.huber_loss, L.huber_loss_backward),
+    "sl1": (L.smooth_l1_loss, L.smooth_l1_loss_backward),
+    "bce": (L.binary_cross_entropy, L.binary_cross_entropy_backward),
+    "bcel": (L.binary_cross_entropy_with_logits, L.binary_cross_entropy_with_logits_backward),
+    "nll": (L.nll_loss, L.nll_loss_backward),
+    "ce": (L.cross_entropy, L.cross_entropy_backward),
+}
+
+
 def _cases():
     rng = np.random.default_rng(42)
     u, n = rng.uniform, rng.normal
@@ -327,119 +340,42 @@ def _cases():
 
     x2, x4 = n(size=(5, 4)) * 2, n(size=(2, 4, 3, 2)) * 2
     w4 = u(0.5, 2, 4)
+    # (case, op, input, target, options), drawn in this order from the one generator
     c = [
-        ("l1", L.l1_loss, L.l1_loss_backward, n(size=(3, 4)), n(size=(3, 4)), {}),
-        ("mse", L.mse_loss, L.mse_loss_backward, n(size=(3, 4)), n(size=(3, 4)), {}),
-        ("huber", L.huber_loss, L.huber_loss_backward, n(size=(3, 4)), n(size=(3, 4)), {}),
-        ("huber_d0.3", L.huber_loss, L.huber_loss_backward, n(size=(3, 4)), n(size=(3, 4)), dict(delta=0.3)),
-        ("sl1", L.smooth_l1_loss, L.smooth_l1_loss_backward, n(size=(3, 4)), n(size=(3, 4)), {}),
-        (
-            "sl1_b2",
-            L.smooth_l1_loss,
-            L.smooth_l1_loss_backward,
-            n(size=(3, 4)),
-            n(size=(3, 4)),
-            dict(beta=2.0),
-        ),
-        (
-            "sl1_b0",
-            L.smooth_l1_loss,
-            L.smooth_l1_loss_backward,
-            n(size=(3, 4)),
-            n(size=(3, 4)),
-            dict(beta=0.0),
-        ),
-        ("bce", L.binary_cross_entropy, L.binary_cross_entropy_backward, probs(3, 4), u(size=(3, 4)), {}),
-        (
-            "bce_w",
-            L.binary_cross_entropy,
-            L.binary_cross_entropy_backward,
-            probs(3, 4),
-            u(size=(3, 4)),
-            dict(weight=w4),
-        ),
-        (
-            "bcel",
-            L.binary_cross_entropy_with_logits,
-            L.binary_cross_entropy_with_logits_backward,
-            n(size=(3, 4)) * 3,
-            u(size=(3, 4)),
-            {},
-        ),
+        ("l1", "l1", n(size=(3, 4)), n(size=(3, 4)), {}),
+        ("mse", "mse", n(size=(3, 4)), n(size=(3, 4)), {}),
+        ("huber", "huber", n(size=(3, 4)), n(size=(3, 4)), {}),
+        ("huber_d0.3", "huber", n(size=(3, 4)), n(size=(3, 4)), dict(delta=0.3)),
+        ("sl1", "sl1", n(size=(3, 4)), n(size=(3, 4)), {}),
+        ("sl1_b2", "sl1", n(size=(3, 4)), n(size=(3, 4)), dict(beta=2.0)),
+        ("sl1_b0", "sl1", n(size=(3, 4)), n(size=(3, 4)), dict(beta=0.0)),
+        ("bce", "bce", probs(3, 4), u(size=(3, 4)), {}),
+        ("bce_w", "bce", probs(3, 4), u(size=(3, 4)), dict(weight=w4)),
+        ("bcel", "bcel", n(size=(3, 4)) * 3, u(size=(3, 4)), {}),
         (
             "bcel_w_pw",
-            L.binary_cross_entropy_with_logits,
-            L.binary_cross_entropy_with_logits_backward,
+            "bcel",
             n(size=(3, 4)) * 3,
             u(size=(3, 4)),
             dict(weight=u(0.5, 2, (3, 4)), pos_weight=w4),
         ),
-        (
-            "bcel_pw",
-            L.binary_cross_entropy_with_logits,
-            L.binary_cross_entropy_with_logits_backward,
-            n(size=(2, 3, 4)),
-            u(size=(2, 3, 4)),
-            dict(pos_weight=w4),
-        ),
-        ("nll", L.nll_loss, L.nll_loss_backward, x2, idx(4, 5), {}),
-        (
-            "nll_w_ii",
-            L.nll_loss,
-            L.nll_loss_backward,
-            x2,
-            rng.integers(0, 4, 5),
-            dict(weight=w4, ignore_index=1),
-        ),
-        ("nll_kdim_w", L.nll_loss, L.nll_loss_backward, x4, idx(4, 2, 3, 2), dict(weight=w4)),
-        ("nll_unbatched", L.nll_loss, L.nll_loss_backward, x2[0], np.int64(3), dict(weight=w4)),
-        ("ce", L.cross_entropy, L.cross_entropy_backward, x2, idx(4, 5), {}),
-        ("ce_w", L.cross_entropy, L.cross_entropy_backward, x2, idx(4, 5), dict(weight=w4)),
-        ("ce_ls", L.cross_entropy, L.cross_entropy_backward, x2, idx(4, 5), dict(label_smoothing=0.2)),
-        (
-            "ce_w_ls_ii",
-            L.cross_entropy,
-            L.cross_entropy_backward,
-            x2,
-            rng.integers(0, 4, 5),
-            dict(weight=w4, label_smoothing=0.3, ignore_index=2),
-        ),
-        (
-            "ce_kdim_w_ls",
-            L.cross_entropy,
-            L.cross_entropy_backward,
-            x4,
-            idx(4, 2, 3, 2),
-            dict(weight=w4, label_smoothing=0.1),
-        ),
-        (
-            "ce_unbatched_ls",
-            L.cross_entropy,
-            L.cross_entropy_backward,
-            x2[1],
-            np.int64(0),
-            dict(weight=w4, label_smoothing=0.4),
-        ),
-        ("ce_prob", L.cross_entropy, L.cross_entropy_backward, x2, dist(5, 4), {}),
-        (
-            "ce_prob_w_ls",
-            L.cross_entropy,
-            L.cross_entropy_backward,
-            x2,
-            dist(5, 4),
-            dict(weight=w4, label_smoothing=0.2),
-        ),
-        ("ce_prob_kdim_w", L.cross_entropy, L.cross_entropy_backward, x4, dist(2, 4, 3, 2), dict(weight=w4)),
-        (
-            "ce_prob_unbatched",
-            L.cross_entropy,
-            L.cross_entropy_backward,
-            x2[2],
-            dist(1, 4)[0],
-            dict(label_smoothing=0.1),
-        ),
+        ("bcel_pw", "bcel", n(size=(2, 3, 4)), u(size=(2, 3, 4)), dict(pos_weight=w4)),
+        ("nll", "nll", x2, idx(4, 5), {}),
+        ("nll_w_ii", "nll", x2, rng.integers(0, 4, 5), dict(weight=w4, ignore_index=1)),
+        ("nll_kdim_w", "nll", x4, idx(4, 2, 3, 2), dict(weight=w4)),
+        ("nll_unbatched", "nll", x2[0], np.int64(3), dict(weight=w4)),
+        ("ce", "ce", x2, idx(4, 5), {}),
+        ("ce_w", "ce", x2, idx(4, 5), dict(weight=w4)),
+        ("ce_ls", "ce", x2, idx(4, 5), dict(label_smoothing=0.2)),
+        ("ce_w_ls_ii", "ce", x2, rng.integers(0, 4, 5), dict(weight=w4, label_smoothing=0.3, ignore_index=2)),
+        ("ce_kdim_w_ls", "ce", x4, idx(4, 2, 3, 2), dict(weight=w4, label_smoothing=0.1)),
+        ("ce_unbatched_ls", "ce", x2[1], np.int64(0), dict(weight=w4, label_smoothing=0.4)),
+        ("ce_prob", "ce", x2, dist(5, 4), {}),
+        ("ce_prob_w_ls", "ce", x2, dist(5, 4), dict(weight=w4, label_smoothing=0.2)),
+        ("ce_prob_kdim_w", "ce", x4, dist(2, 4, 3, 2), dict(weight=w4)),
+        ("ce_prob_unbatched", "ce", x2[2], dist(1, 4)[0], dict(label_smoothing=0.1)),
     ]
-    return {name: rest for name, *rest in c}
+    return {name: (*OPS[op], x, t, kw) for name, op, x, t, kw in c}
 
 
 CASES = _cases()

@@ -279,7 +279,8 @@ def test_backward_matches_jax_grad(x64, case, reduction):
 
 # (spec, F op, the op's options): the spec is built with a reduction other than 'mean' on purpose,
 # per_sample must not depend on it.
-def _agg_cases():
+def _agg_data():
+    """The cases' arrays, drawn in this order from one generator."""
     rng = np.random.default_rng(3)
     n = 13
     idx = rng.integers(0, 4, size=n)
@@ -293,59 +294,75 @@ def _agg_cases():
     logits, klogits = rng.normal(size=(n, 4)), rng.normal(size=(n, 3, 3, 2))
     reg_x, reg_y = 2 * rng.normal(size=(n, 3, 2)), rng.normal(size=(n, 3, 2))
     p, y = rng.uniform(0.05, 0.95, (n, 3)), rng.uniform(0, 1, (n, 3))
-    w4, w3 = [0.5, 2.0, 1.0, 3.0], [1.0, 0.25, 4.0]
+    bce_logits = 3 * rng.normal(size=(n, 3))
+    return dict(
+        idx=idx,
+        kidx=kidx,
+        probs=probs,
+        kprobs=kprobs,
+        logits=logits,
+        klogits=klogits,
+        reg_x=reg_x,
+        reg_y=reg_y,
+        p=p,
+        y=y,
+        bce_logits=bce_logits,
+    )
+
+
+W4, W3 = [0.5, 2.0, 1.0, 3.0], [1.0, 0.25, 4.0]
+
+
+def _agg_class_cases(d):
+    logits, idx, klogits, kidx = d["logits"], d["idx"], d["klogits"], d["kidx"]
+    ce = F.cross_entropy
     return {
-        "ce": (nn.CrossEntropyLoss(reduction="sum"), F.cross_entropy, {}, logits, idx),
-        "ce_weight": (
-            nn.CrossEntropyLoss(weight=w4, reduction="none"),
-            F.cross_entropy,
-            {"weight": w4},
-            logits,
-            idx,
-        ),
+        "ce": (nn.CrossEntropyLoss(reduction="sum"), ce, {}, logits, idx),
+        "ce_weight": (nn.CrossEntropyLoss(weight=W4, reduction="none"), ce, {"weight": W4}, logits, idx),
         "ce_weight_smoothing": (
-            nn.CrossEntropyLoss(weight=w4, label_smoothing=0.2),
-            F.cross_entropy,
-            {"weight": w4, "label_smoothing": 0.2},
+            nn.CrossEntropyLoss(weight=W4, label_smoothing=0.2),
+            ce,
+            {"weight": W4, "label_smoothing": 0.2},
             logits,
             idx,
         ),
         "ce_ignore_valid_class": (
             nn.CrossEntropyLoss(ignore_index=1, reduction="sum"),
-            F.cross_entropy,
+            ce,
             {"ignore_index": 1},
             logits,
             np.where(idx < 0, 1, idx),
         ),
         "ce_probs_weight_smoothing": (
-            nn.CrossEntropyLoss(weight=w4, label_smoothing=0.1, reduction="sum"),
-            F.cross_entropy,
-            {"weight": w4, "label_smoothing": 0.1},
+            nn.CrossEntropyLoss(weight=W4, label_smoothing=0.1, reduction="sum"),
+            ce,
+            {"weight": W4, "label_smoothing": 0.1},
             logits,
-            probs,
+            d["probs"],
         ),
         "ce_kdim_weight_smoothing": (
-            nn.CrossEntropyLoss(weight=w3, label_smoothing=0.1, reduction="none"),
-            F.cross_entropy,
-            {"weight": w3, "label_smoothing": 0.1},
+            nn.CrossEntropyLoss(weight=W3, label_smoothing=0.1, reduction="none"),
+            ce,
+            {"weight": W3, "label_smoothing": 0.1},
             klogits,
             kidx,
         ),
-        "ce_kdim_probs": (
-            nn.CrossEntropyLoss(weight=w3),
-            F.cross_entropy,
-            {"weight": w3},
-            klogits[:, :, 0],
-            kprobs,
-        ),
+        "ce_kdim_probs": (nn.CrossEntropyLoss(weight=W3), ce, {"weight": W3}, klogits[:, :, 0], d["kprobs"]),
         "nll_weight": (
-            nn.NLLLoss(weight=w4, reduction="sum"),
+            nn.NLLLoss(weight=W4, reduction="sum"),
             F.nll_loss,
-            {"weight": w4},
+            {"weight": W4},
             np_log_softmax(logits),
             idx,
         ),
         "nll_kdim": (nn.NLLLoss(reduction="none"), F.nll_loss, {}, np_log_softmax(klogits), kidx),
+    }
+
+
+def _agg_pointwise_cases(d):
+    reg_x, reg_y, y = d["reg_x"], d["reg_y"], d["y"]
+    weight, pos_weight = [2.0, 1.0, 0.5], [1.0, 3.0, 0.2]
+    return {
         "mse": (nn.MSELoss(reduction="sum"), F.mse_loss, {}, reg_x, reg_y),
         "l1": (nn.L1Loss(reduction="none"), F.l1_loss, {}, reg_x, reg_y),
         "huber": (nn.HuberLoss(delta=0.5, reduction="sum"), F.huber_loss, {"delta": 0.5}, reg_x, reg_y),
@@ -355,17 +372,22 @@ def _agg_cases():
             nn.BCELoss(weight=[0.5, 1.0, 3.0], reduction="sum"),
             F.binary_cross_entropy,
             {"weight": [0.5, 1.0, 3.0]},
-            p,
+            d["p"],
             y,
         ),
         "bce_logits_weight_pos_weight": (
-            nn.BCEWithLogitsLoss(weight=[2.0, 1.0, 0.5], reduction="none", pos_weight=[1.0, 3.0, 0.2]),
+            nn.BCEWithLogitsLoss(weight=weight, reduction="none", pos_weight=pos_weight),
             F.binary_cross_entropy_with_logits,
-            {"weight": [2.0, 1.0, 0.5], "pos_weight": [1.0, 3.0, 0.2]},
-            3 * rng.normal(size=(n, 3)),
+            {"weight": weight, "pos_weight": pos_weight},
+            d["bce_logits"],
             y,
         ),
     }
+
+
+def _agg_cases():
+    data = _agg_data()
+    return {**_agg_class_cases(data), **_agg_pointwise_cases(data)}
 
 
 AGG_CASES = _agg_cases()

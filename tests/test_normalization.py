@@ -278,6 +278,30 @@ def _np_normalize_backward(g, xhat, std, axes):
     return (g - g.mean(axes, keepdims=True) - xhat * (g * xhat).mean(axes, keepdims=True)) / std
 
 
+def _np_norm_backwards_and_layer_norm(x, dy, gamma, rm_e, rv_e):
+    """The textbook values in numpy (float64): batch_norm's backward in training (batch
+    statistics) and in eval (running rm_e, rv_e), layer_norm over the last two dims and its
+    backward, all with eps = 1e-5."""
+    X, G, gam = (np.asarray(a, np.float64) for a in (x, dy, gamma))
+    gam = gam[None, :, None]
+    mu, var = X.mean((0, 2), keepdims=True), X.var((0, 2), keepdims=True)
+    xhat = (X - mu) / np.sqrt(var + 1e-5)
+    rstd_e = 1 / np.sqrt(np.asarray(rv_e, np.float64) + 1e-5)[None, :, None]
+    xhat_e = (X - np.asarray(rm_e, np.float64)[None, :, None]) * rstd_e
+    lmu, lvar = X.mean((1, 2), keepdims=True), X.var((1, 2), keepdims=True)
+    lhat = (X - lmu) / np.sqrt(lvar + 1e-5)
+    return {
+        "bn_train_bwd": (
+            gam * _np_normalize_backward(G, xhat, np.sqrt(var + 1e-5), (0, 2)),
+            (G * xhat).sum((0, 2)),
+            G.sum((0, 2)),
+        ),
+        "bn_eval_bwd": (G * gam * rstd_e, (G * xhat_e).sum((0, 2)), G.sum((0, 2))),
+        "ln": lhat,
+        "ln_bwd": _np_normalize_backward(G, lhat, np.sqrt(lvar + 1e-5), (1, 2)),
+    }
+
+
 def test_jitted_float32_norms_match_goldens_and_closed_forms():
     # Training runs these compiled and in float32: one jitted program, checked against
     # the torch goldens of BN-1, BN-2, BN-3 (with a traced count) and BN-4, and against
@@ -316,14 +340,6 @@ def test_jitted_float32_norms_match_goldens_and_closed_forms():
         }
 
     got = run(x, dy, jnp.asarray(0))
-    X, G, gam = (np.asarray(a, np.float64) for a in (x, dy, gamma))
-    gam = gam[None, :, None]
-    mu, var = X.mean((0, 2), keepdims=True), X.var((0, 2), keepdims=True)
-    xhat = (X - mu) / np.sqrt(var + 1e-5)
-    rstd_e = 1 / np.sqrt(np.asarray(rv_e, np.float64) + 1e-5)[None, :, None]
-    xhat_e = (X - np.asarray(rm_e, np.float64)[None, :, None]) * rstd_e
-    lmu, lvar = X.mean((1, 2), keepdims=True), X.var((1, 2), keepdims=True)
-    lhat = (X - lmu) / np.sqrt(lvar + 1e-5)
     want = {
         "y1": [
             [-1.06904344, 0.6324542671, 0],
@@ -341,14 +357,7 @@ def test_jitted_float32_norms_match_goldens_and_closed_forms():
         ],  # BN-4
         "cm": [2, 1, 0],  # BN-3: cumulative average of the two batches
         "cv": [3.333333333, 1.666666667, 4.333333333],
-        "bn_train_bwd": (
-            gam * _np_normalize_backward(G, xhat, np.sqrt(var + 1e-5), (0, 2)),
-            (G * xhat).sum((0, 2)),
-            G.sum((0, 2)),
-        ),
-        "bn_eval_bwd": (G * gam * rstd_e, (G * xhat_e).sum((0, 2)), G.sum((0, 2))),
-        "ln": lhat,
-        "ln_bwd": _np_normalize_backward(G, lhat, np.sqrt(lvar + 1e-5), (1, 2)),
+        **_np_norm_backwards_and_layer_norm(x, dy, gamma, rm_e, rv_e),
     }
     for name, value in want.items():
         pairs = zip(got[name], value, strict=True) if isinstance(value, tuple) else [(got[name], value)]
