@@ -56,7 +56,7 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], p: float) -> jax.Array:
     n leaves the last high half unused; a 0-d mask is the low half of one word), and a unit
     keeps iff its 16 bits are below ``keep_threshold(p)``. The two halves of a uniform word
     are independent uniform 16-bit numbers, so the units are independent Bernoulli draws
-    with keep probability T / 2**16.
+    with keep probability ``keep_threshold(p) / 2**16``.
 
     Example:
         >>> import jax
