@@ -490,21 +490,29 @@ def write_history(out: str, config: dict, history: list[dict]) -> str:
     return _write_json(os.path.join(out, "history.json"), {"config": config, "history": records}, 1)
 
 
-def _svg_file(charts: list[str], title: str) -> str:
-    """Charts side by side under a title, as one standalone SVG document."""
-    sizes = [tuple(int(v) for v in re.search(r'width="(\d+)" height="(\d+)"', c).groups()) for c in charts]
-    width, height = sum(w for w, _ in sizes), max(h for _, h in sizes) + 24
-    parts, x = [], 0
+def _px(svg: str, name: str) -> float:
+    """The ``width`` or ``height`` attribute of ``svg``'s opening tag, in px."""
+    found = re.search(rf'(?<![\w-]){name}="([0-9.]+)"', svg[: svg.find(">")])
+    return float(found.group(1)) if found else 0.0
+
+
+def _svg_file(charts: list[str], title: str | None = None) -> str:
+    """Charts side by side, under ``title`` when given, as one standalone SVG document."""
+    top = 24 if title else 0
+    sizes = [(_px(c, "width"), _px(c, "height")) for c in charts]
+    width, height = sum(w for w, _ in sizes), max(h for _, h in sizes) + top
+    parts, x = [], 0.0
+    if title:
+        parts.append(
+            f'<text x="{width / 2:g}" y="16" text-anchor="middle" font-family="sans-serif" '
+            f'font-size="14" font-weight="bold">{html_escape(title)}</text>'
+        )
     for chart, (w, _) in zip(charts, sizes, strict=True):
-        parts.append(f'<g transform="translate({x},24)">{chart}</g>')
+        parts.append(f'<g transform="translate({x:g},{top})">{chart}</g>')
         x += w
-    heading = (
-        f'<text x="{width / 2}" y="16" text-anchor="middle" font-family="sans-serif" font-size="14" '
-        f'font-weight="bold">{html_escape(title)}</text>'
-    )
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}">{heading}{"".join(parts)}</svg>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:g}" height="{height:g}" '
+        f'viewBox="0 0 {width:g} {height:g}">{"".join(parts)}</svg>\n'
     )
 
 
@@ -605,7 +613,7 @@ def write_lr_find(
     }
     svg_path = os.path.join(out, "lr_find.svg")
     with open(svg_path, "w") as f:
-        f.write(_svg_file([_lr_find_chart(result, title)], title))
+        f.write(_svg_file([_lr_find_chart(result, title)]))
     return _write_json(os.path.join(out, "lr_find.json"), summary, indent=1), svg_path
 
 
