@@ -1,11 +1,11 @@
-"""fnn.diagnostics.rules: each rule on a history built by hand in issue 11's contract format.
+"""fnn.diagnostics.rules: each rule on a history built by hand in fit's record format.
 
 References: every expected value is computed in the test by hand from the numbers it puts
 into the history (a median, a geometric mean, a ratio of norms), and the shapes come from
 measured runs: the course experiments' tables in experiments/README.md (initialization:
 per-layer activation std; dead_relu: the -1 bias; learning_rates: lr 1e-4) and scratch
-runs of fnn's MNIST MLP logged every 12 steps (the numbers quoted in rules.py's docstring).
-No test runs a model: the monitors that fill ``record["probe"]`` are tested elsewhere.
+runs of fnn's MNIST MLP logged every 12 steps (the numbers experiments/README.md quotes for the rules).
+No test runs a model: the probe that fills ``record["probe"]`` is tested elsewhere.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def act(index, kind, std, n, **series):
 
 
 def record(epoch, loss, layers=(), every=12, first_step=None, **extra):
-    """One epoch record: ``loss`` is the monitored points' losses (the epoch mean is their mean)."""
+    """One epoch record: ``loss`` is the probed points' losses (the epoch mean is their mean)."""
     n = len(loss)
     first = first_step if first_step is not None else (epoch - 1) * n * every + every
     rec = {"epoch": epoch, "train_loss": float(np.mean(loss))}
@@ -64,7 +64,7 @@ def rules_of(history):
 
 
 def healthy_layers(n, dead=0.05, std=0.6):
-    """The default MLP's monitored layers (Linear, BatchNorm1d, ReLU per hidden block)."""
+    """The default MLP's probed layers (Linear, BatchNorm1d, ReLU per hidden block)."""
     return [
         linear(1, 13.0, 1e-3, n, "Linear(784, 512)"),
         {"index": 2, "name": "BatchNorm1d(512)", "kind": "batchnorm", "running_var_min": [0.5] * n},
@@ -273,7 +273,7 @@ def test_lr_too_large_fires_when_the_loss_climbs_over_a_window():
     assert d.value == pytest.approx(1.6, rel=1e-12)
 
 
-def test_lr_too_large_from_epoch_means_without_monitor():
+def test_lr_too_large_from_epoch_means_without_probe():
     # epoch means 2.0, 0.5, 1.6: 1.1 above the low, more than 50% of the first epoch's 2.0.
     history = [{"epoch": e + 1, "train_loss": v} for e, v in enumerate([2.0, 0.5, 1.6])]
     assert rules_of(history) == [("lr-too-large", None, 3, None)]
@@ -283,7 +283,7 @@ def test_lr_too_large_from_epoch_means_without_monitor():
 
 def test_lr_too_large_fires_on_a_non_finite_gradient_norm_with_a_finite_loss():
     # What fit records of an epoch that diverged by an overflowing gradient before any
-    # monitored point (TrainingDiverged.record): a finite loss, an infinite gradient norm.
+    # probed point (TrainingDiverged.record): a finite loss, an infinite gradient norm.
     (d,) = diagnose([{"epoch": 1, "train_loss": 2.3, "grad_norm": math.inf, "lr": 10.0}])
     assert (d.rule, d.epoch, d.step, d.value) == ("lr-too-large", 1, None, math.inf)
     assert "gradient norm became non-finite" in d.message and "try 1" in d.message
@@ -496,7 +496,7 @@ def test_record_without_train_loss():
         diagnose([{"epoch": 1, "train_loss": 2.3}, {"epoch": 2, "test_loss": 2.0}])
 
 
-def test_monitor_without_loss_series():
+def test_probe_without_loss_series():
     rec = record(1, [2.3, 2.2])
     del rec["probe"]["loss"]
     with pytest.raises(ValueError, match=r"history\[0\]\['probe'\] has no 'loss' series"):
@@ -528,7 +528,7 @@ def test_series_value_not_a_number():
         diagnose([rec])
 
 
-def test_monitor_not_a_dict():
+def test_probe_not_a_dict():
     with pytest.raises(ValueError, match=r"history\[0\]\['probe'\] must be a dict"):
         diagnose([{"epoch": 1, "train_loss": 2.3, "probe": [1, 2]}])
 

@@ -1,132 +1,59 @@
 """The course's rules: read a training history, say what is wrong and what to try.
 
-``diagnose(history)`` reads a history exactly as ``fit`` returns it (a list of epoch
-records: ``"epoch"``, ``"train_loss"``, optionally ``"test_loss"``, ``"lr"`` and, with
-``fit(probe=True)``, the ``"probe"`` series of issue 11's contract) and returns one
-``Diagnosis`` per finding. ``format_diagnosis`` turns one into the line the CLI prints.
-The module is pure Python on plain numbers: it never touches an array and imports
-nothing else from fnn, so it runs on a ``history.json`` read back from disk too.
+``diagnose(history)`` reads the epoch records ``fit`` returns (``"epoch"``,
+``"train_loss"``, optionally ``"test_loss"``, ``"lr"``, ``"grad_norm"`` and, with
+``fit(probe=True)``, the ``"probe"`` series of ``fnn.diagnostics.Probe``) and returns one
+``Diagnosis`` per finding; ``format_diagnosis`` turns one into the line the CLI prints.
+``RULES`` documents each rule (what it looks at, when it fires, what to try); thresholds
+are the module's constants, and each rule's exact definition is its function's docstring.
+It works on plain Python numbers, so it reads a ``history.json`` from disk as well.
 
-Conventions (decisions where the issue is silent):
-
-- **Once per (rule, layer) per epoch, at its first step.** A rule that judges monitored
-  points reports the epoch's first point where its condition held as ``step``; a rule
-  that judges the epoch as a whole (lr-too-small, overfitting, a non-finite epoch mean)
-  has ``step=None``. Model-level rules have ``layer=None``; layer rules name the layer as
-  ``"<index> <name>"``, e.g. ``"2 ReLU()"``.
-- **A layer's state must persist.** dead-relu, saturation and the signal rules fire for an
-  epoch only when their condition holds at *more than half* of the epoch's monitored
-  points (so one transient batch does not fire, a layer killed by its init does). Their
-  ``value`` is the matching median (the lower median for "above a threshold", the upper
-  for "below", so that ``value`` beyond the threshold is exactly "a majority of points
-  beyond it"); an epoch with a single point is judged on that point. Points whose value
-  is NaN (a diverged step) are left out of the count.
-- **Causal.** A diagnosis for epoch ``e`` depends only on the records up to ``e``, so
-  diagnosing after every epoch and diagnosing the finished history agree (``fit`` can
-  store each epoch's new diagnoses as it goes). lr-too-large reads monitored points only
-  when *every* record has them and the epoch means otherwise; the choice is made for the
-  whole history.
-- **Silent without data.** A rule that needs monitor series says nothing for an epoch
-  without ``"probe"``, for layers of other kinds, or for too few points; overfitting
-  needs ``"test_loss"``. Keys that no rule reads (``"diagnoses"``, accuracies, times)
-  are ignored.
-- **Bad input.** A record without ``"train_loss"``, or a malformed ``"probe"`` (a
-  missing key, a series whose length differs from ``"step"``, a value that is not a
-  number) raises ``ValueError`` naming the record and the key. ``None`` in a series
-  counts as NaN (strict JSON writers store NaN that way).
-
-The rules (``RULES`` holds each one's description, threshold and remedy; the numbers are
-module constants):
-
-dead-relu
-    A ``"relu"`` layer (nn.ReLU only: LeakyReLU/ELU/PReLU still pass gradient) has more
-    than ``DEAD_FRACTION`` = 50% of its units dead, i.e. 0 for every sample of a batch,
-    at most of the epoch's monitored points. Source: the course's ``dead_relu``
-    experiment (a -1 bias shift kills hidden layers 3-6 of a 784-256x6-10 MLP: 80%, then
-    100% of their units are 0 on a batch of 128; 0-4% with zero biases); CS231n "Neural Networks Part 1"
-    (a large learning rate can kill "as much as 40%" of a network); Maas et al. 2013
-    (LeakyReLU), Clevert et al. 2016 (ELU). The issue's threshold is 50%.
-vanishing-signal / exploding-signal
-    The activation std changes by more than ``SIGNAL_RATIO`` = 2x per layer over depth:
-    the per-layer factor is the geometric mean ``(std_last / std_first) ** (1 / (L - 1))``
-    over the model's ``L`` activation layers (every kind), the number the course's
-    derivation predicts to be constant (Var(y) = fan_in Var(w) E[x^2]) and the one
-    ``experiments/README.md`` quotes (ReLU: Xavier 0.71, Kaiming 1.00, N(0, 1) 11.4 per
-    layer). Below 1/2 is vanishing, above 2 exploding. It needs ``SIGNAL_MIN_LAYERS`` = 3
-    activation layers: the problem is the compounding over depth, and with two the one
-    ratio would flag every torch-default-init MLP without BatchNorm (Var(w) = 1/(3 fan_in)
-    gives 1/sqrt(6) = 0.41 per ReLU layer; measured 0.41 on ``models.mlp(batch_norm=False)``,
-    which trains to 97% at lr 0.1). Points where the first layer's std is 0 or not finite
-    are left out (a dead first layer is dead-relu's finding). Measured on the
-    initialization experiment's 12-layer nets: ReLU N(0, 1) 11.4, constant 0.01 2.6 and
-    Xavier 0.70 per layer, Kaiming 0.95-1.0; tanh Xavier 0.90, Kaiming 0.98. So ReLU with
-    N(0, 1) or a constant init fires, Kaiming+ReLU and Xavier+tanh do not. (tanh with
-    N(0, 1) or a constant init keeps its std near 1 because every unit sits at +-1: the
-    saturation rule catches those.) Source: Glorot & Bengio 2010, He et al. 2015, the
-    course's ``initialization`` experiment.
-saturation
-    A ``"sigmoid"``/``"tanh"`` layer has more than ``SATURATED_FRACTION`` = 50% of its
-    outputs saturated (contract: tanh ``|y| > 0.98``, sigmoid ``y < 0.01`` or
-    ``y > 0.99``) at most monitored points. Measured: tanh with N(0, 1) weights 90-100% in
-    every layer, with constant 0.01 weights 56-100% from layer 3 on; Xavier and Kaiming at
-    most 16%. Source: LeCun et al. 1998 "Efficient BackProp", Glorot & Bengio 2010.
-lr-too-large
-    The training loss (a) becomes non-finite, (b) passes ``LOSS_BLOWUP`` = 10x its start
-    (the first point's loss, or the first epoch's mean), or (c) rises over a window: the
-    mean over the last ``RISE_WINDOW`` = 5 monitored points exceeds the lowest earlier
-    (non-overlapping) window mean by more than ``RISE_FRACTION`` = 50% of the start loss;
-    or (d) a monitored step moves the Linear weights by more than their own norm (the
-    model's update ratio, defined under lr-too-small, above ``MAX_UPDATE`` = 1, 1000x the
-    healthy 1e-3); or (e) the record's gradient norm is non-finite while its loss is not
-    (what ``fit`` records of an epoch that diverged by an overflowing gradient,
-    ``TrainingDiverged.record``). Without monitor points the window of (c) is one epoch mean. (b) and
-    (c) need a positive start loss; (c) is measured against the start, not against the
-    low, because late batch losses near 0 are noisy by large factors. (d) is there
-    because the loss can blow up before the first monitored point and then fall back,
-    leaving no sane start to compare to: the default MLP (BatchNorm) with SGD lr 50 has
-    loss 4.4e13 at step 12, the first point, then 9-22 with most units dead, and update
-    ratio 3.8 at step 12; healthy runs peak at 0.07 (SGD lr 0.05, momentum 0.9) and 0.03
-    (lr 1, momentum 0.9). (A model whose Linear weights all start at 0, monitored every
-    step, has ratios of 1-2 at step 2: monitor it less often.) When several hold in one
-    epoch the earliest step is reported; ``value`` is the loss that fired (the window
-    mean for (c), the update ratio for (d)). Source: the course's ``learning_rates``
-    experiment (lr 10: x1e26 within 7 steps; lr 1 oscillates 2.3 -> 9.9 -> 41 before
-    NaN); CS231n "Neural Networks Part 3" (the update ratio).
-lr-too-small
-    Over epoch 1 the loss falls by less than ``SMALL_FALL`` = 1% (mean of its first 5
-    monitored points against the mean of its last 5; with fewer than 10 points, of its
-    first and last halves) *and* the model's update ratio over all Linear weights
-    together, ``sqrt(sum((update_ratio * weight_norm) ** 2) / sum(weight_norm ** 2))``
-    over the Linear layers, stays below ``SMALL_UPDATE`` = 1e-5 at every point (one
-    number for the model: the last Linear of an MLP has a 5x larger ratio than the
-    others, measured 2.3e-5 against 4e-6 at lr 1e-4); ``value`` is its largest point.
-    Silent when dead-relu or vanishing-signal fires in epoch 1: dead units and a vanishing
-    signal also stop the updates, and a larger step revives neither (the -1 bias ReLU net's
-    ratio is exactly 0; the -1 bias LeakyReLU net, 0.19x per layer, is as stuck at lr 1 as
-    at lr 0.01). Measured on
-    ``models.mlp(batch_norm=False)``, plain SGD: lr 1e-4 falls 0.76% with ratio <= 5.5e-6
-    (fires); lr 1e-3 falls 7.7% with ratio ~5e-5; the default MLP at lr 0.05 ~5e-3.
-    Source: the course's ``learning_rates`` experiment; CS231n "Neural Networks Part 3"
-    (update/weight ratio ~1e-3); Smith 2015, the LR range test (``lr_find``).
-overfitting
-    The test loss rose in each of ``OVERFIT_EPOCHS`` = 3 consecutive epochs (4 records)
-    while the train loss fell over the same epochs (last below first: a train loss near 0
-    may wobble from epoch to epoch). Fires at every epoch where it holds; ``value`` is
-    the test loss's relative rise over the window. Source: Prechelt 1998 "Early stopping
-    - but when?" (criterion UP_s: s successive rises of the validation error); the
-    course's ``mlp_regularization`` experiment; Srivastava et al. 2014 (dropout), Krogh &
-    Hertz 1992 (weight decay).
+- **Once per (rule, layer) per epoch.** A rule on probed points reports the epoch's first
+  point where its condition held as ``step``; a rule on the epoch as a whole has
+  ``step=None``. Layer rules name the layer ``"<index> <name>"``, others ``layer=None``.
+- **A layer's state must persist.** dead-relu, saturation and the signal rules fire when
+  their condition holds at more than half of the epoch's probed points (NaN points left
+  out; one point decides alone). ``value`` is the matching median: the lower one above a
+  threshold, the upper one below, so it is beyond the threshold exactly when most are.
+- **Causal.** Epoch ``e``'s findings read only the records up to ``e``, so diagnosing
+  after each epoch and diagnosing the finished history agree.
+- **Silent without data.** A rule says nothing where its series or ``"test_loss"`` are
+  missing; keys no rule reads are ignored.
+- **Bad input.** A record without ``"train_loss"`` or a malformed ``"probe"`` raises
+  ``ValueError`` naming the record and the key; ``None`` in a series counts as NaN.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import numbers
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
+
+from fnn._checks import is_int, is_real
+
+__all__ = [
+    "ACTIVATION_KINDS",
+    "DEAD_FRACTION",
+    "HEALTHY_UPDATE",
+    "LOSS_BLOWUP",
+    "MAX_UPDATE",
+    "OVERFIT_EPOCHS",
+    "RISE_FRACTION",
+    "RISE_WINDOW",
+    "RULES",
+    "SATURATED_FRACTION",
+    "SIGNAL_MIN_LAYERS",
+    "SIGNAL_RATIO",
+    "SMALL_FALL",
+    "SMALL_UPDATE",
+    "Diagnosis",
+    "Rule",
+    "diagnose",
+    "format_diagnosis",
+]
 
 DEAD_FRACTION = 0.5
 SATURATED_FRACTION = 0.5
@@ -141,7 +68,7 @@ MAX_UPDATE = 1.0
 HEALTHY_UPDATE = 1e-3
 OVERFIT_EPOCHS = 3
 
-# Contract (issue 11): the activation kinds, and the series each kind must carry that a rule reads.
+# The probe's activation kinds, and the series of each kind that a rule reads.
 ACTIVATION_KINDS = ("relu", "leaky_relu", "elu", "prelu", "tanh", "sigmoid", "activation")
 _REQUIRED_SERIES = {
     "linear": ("weight_norm", "update_ratio"),
@@ -156,7 +83,7 @@ _REQUIRED_SERIES = {
 
 
 class Diagnosis(NamedTuple):
-    """One finding of one rule (issue 11's contract).
+    """One finding of one rule.
 
     Attributes:
         rule: a key of ``RULES``, e.g. ``"dead-relu"``.
@@ -196,8 +123,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
     {
         "dead-relu": Rule(
             "ReLU units that output 0 for every sample of a batch get no gradient and stop learning",
-            f"more than {DEAD_FRACTION:.0%} of a ReLU layer's units dead at most of an epoch's "
-            "monitored points",
+            f"more than {DEAD_FRACTION:.0%} of a ReLU layer's units dead at most of an epoch's probed points",
             "lower the learning rate, use LeakyReLU or ELU, check the init (a negative bias shift "
             "or a constant weight init kills units)",
         ),
@@ -205,19 +131,19 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             "the activation std shrinks from layer to layer, so deep layers see (and pass back) "
             "almost nothing",
             f"activation std shrinks by more than {SIGNAL_RATIO:g}× per layer (geometric mean over "
-            f"{SIGNAL_MIN_LAYERS} or more activation layers) at most monitored points",
+            f"{SIGNAL_MIN_LAYERS} or more activation layers) at most probed points",
             _INIT_REMEDY,
         ),
         "exploding-signal": Rule(
             "the activation std grows from layer to layer, so deep layers blow up or saturate",
             f"activation std grows by more than {SIGNAL_RATIO:g}× per layer (geometric mean over "
-            f"{SIGNAL_MIN_LAYERS} or more activation layers) at most monitored points",
+            f"{SIGNAL_MIN_LAYERS} or more activation layers) at most probed points",
             _INIT_REMEDY,
         ),
         "saturation": Rule(
             "sigmoid/tanh outputs stuck at their limits, where the derivative is nearly 0",
             f"more than {SATURATED_FRACTION:.0%} of a sigmoid/tanh layer's outputs saturated at most "
-            "monitored points",
+            "probed points",
             "Xavier init (smaller weights), normalize the inputs, BatchNorm before the activation, "
             "or ReLU in hidden layers",
         ),
@@ -266,83 +192,95 @@ class _Epoch(NamedTuple):
     train_loss: float
     test_loss: float | None
     lr: float | None
-    monitor: _Probe | None
+    probe: _Probe | None
     grad_norm: float | None = None
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
 
 def _number(value: Any, where: str) -> float:
     if value is None:
         return math.nan
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise ValueError(f"{where} must be a number, got {type(value).__name__} {value!r}")
     return float(value)
+
+
+def _optional_number(record: Mapping, key: str, where: str) -> float | None:
+    value = record.get(key)
+    return None if value is None else _number(value, f"{where}[{key!r}]")
 
 
 def _series(container: Mapping, key: str, where: str, length: int | None) -> list[float]:
     if key not in container:
         raise ValueError(f"{where} has no {key!r} series")
     values = container[key]
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+    if not _is_list(values):
         raise ValueError(f"{where}[{key!r}] must be a list, got {type(values).__name__}")
     if length is not None and len(values) != length:
         raise ValueError(f"{where}[{key!r}] has {len(values)} entries, but 'step' has {length}")
     return [_number(v, f"{where}[{key!r}][{i}]") for i, v in enumerate(values)]
 
 
-def _read_monitor(monitor: Any, where: str) -> _Probe:
-    if not isinstance(monitor, Mapping):
-        raise ValueError(f"{where} must be a dict, got {type(monitor).__name__}")
-    steps = _series(monitor, "step", where, None)
+_LAYER_FIELDS = (
+    ("index", is_int, "an int"),
+    ("name", lambda v: isinstance(v, str), "a str"),
+    ("kind", lambda v: isinstance(v, str), "a str"),
+)
+
+
+def _read_layer(entry: Any, at: str, n: int) -> _Layer:
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{at} must be a dict, got {type(entry).__name__}")
+    for key, valid, kind_name in _LAYER_FIELDS:
+        if key not in entry:
+            raise ValueError(f"{at} has no {key!r}")
+        if not valid(entry[key]):
+            raise ValueError(f"{at}[{key!r}] must be {kind_name}, got {entry[key]!r}")
+    series = {key: _series(entry, key, at, n) for key in _REQUIRED_SERIES.get(entry["kind"], ())}
+    for key, values in entry.items():  # the other series must line up with 'step' too
+        if key not in series and isinstance(values, list):
+            series[key] = _series(entry, key, at, n)
+    return _Layer(int(entry["index"]), f"{entry['index']} {entry['name']}", entry["kind"], series)
+
+
+def _read_probe(probe: Any, where: str) -> _Probe:
+    if not isinstance(probe, Mapping):
+        raise ValueError(f"{where} must be a dict, got {type(probe).__name__}")
+    steps = _series(probe, "step", where, None)
     if not all(math.isfinite(s) and s == int(s) and s >= 1 for s in steps):
         raise ValueError(f"{where}['step'] must hold global 1-based step numbers, got {steps}")
     n = len(steps)
-    loss = _series(monitor, "loss", where, n)
-    layers_in = monitor.get("layers", [])
-    if isinstance(layers_in, str | bytes) or not isinstance(layers_in, Sequence):
-        raise ValueError(f"{where}['layers'] must be a list, got {type(layers_in).__name__}")
-    layers = []
-    for j, entry in enumerate(layers_in):
-        at = f"{where}['layers'][{j}]"
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"{at} must be a dict, got {type(entry).__name__}")
-        for key, kind, kind_name in (
-            ("index", numbers.Integral, "an int"),
-            ("name", str, "a str"),
-            ("kind", str, "a str"),
-        ):
-            if key not in entry:
-                raise ValueError(f"{at} has no {key!r}")
-            if isinstance(entry[key], bool) or not isinstance(entry[key], kind):
-                raise ValueError(f"{at}[{key!r}] must be {kind_name}, got {entry[key]!r}")
-        series = {key: _series(entry, key, at, n) for key in _REQUIRED_SERIES.get(entry["kind"], ())}
-        for key, values in entry.items():  # the other series must line up with 'step' too
-            if key not in series and isinstance(values, list):
-                series[key] = _series(entry, key, at, n)
-        layers.append(_Layer(int(entry["index"]), f"{entry['index']} {entry['name']}", entry["kind"], series))
-    return _Probe([int(s) for s in steps], loss, layers)
+    loss = _series(probe, "loss", where, n)
+    layers = probe.get("layers", [])
+    if not _is_list(layers):
+        raise ValueError(f"{where}['layers'] must be a list, got {type(layers).__name__}")
+    read = [_read_layer(entry, f"{where}['layers'][{j}]", n) for j, entry in enumerate(layers)]
+    return _Probe([int(s) for s in steps], loss, read)
+
+
+def _read_record(record: Any, i: int) -> _Epoch:
+    where = f"history[{i}]"
+    if not isinstance(record, Mapping):
+        raise TypeError(f"{where} must be an epoch record (dict), got {type(record).__name__}")
+    if "train_loss" not in record:
+        raise ValueError(f"{where} has no 'train_loss' (every epoch record of fit has one)")
+    epoch = record.get("epoch", i + 1)
+    if not is_int(epoch) or epoch < 1:
+        raise ValueError(f"{where}['epoch'] must be a 1-based int, got {epoch!r}")
+    train_loss = _number(record["train_loss"], f"{where}['train_loss']")
+    test_loss = _number(record["test_loss"], f"{where}['test_loss']") if "test_loss" in record else None
+    probe = _read_probe(record["probe"], f"{where}['probe']") if "probe" in record else None
+    lr, grad_norm = _optional_number(record, "lr", where), _optional_number(record, "grad_norm", where)
+    return _Epoch(int(epoch), train_loss, test_loss, lr, probe, grad_norm)
 
 
 def _read(history: Any) -> list[_Epoch]:
-    if isinstance(history, Mapping | str | bytes) or not isinstance(history, Sequence):
+    if isinstance(history, Mapping) or not _is_list(history):
         raise TypeError(f"history must be a list of epoch records (dicts), got {type(history).__name__}")
-    epochs = []
-    for i, record in enumerate(history):
-        where = f"history[{i}]"
-        if not isinstance(record, Mapping):
-            raise TypeError(f"{where} must be an epoch record (dict), got {type(record).__name__}")
-        if "train_loss" not in record:
-            raise ValueError(f"{where} has no 'train_loss' (every epoch record of fit has one)")
-        epoch = record.get("epoch", i + 1)
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
-            raise ValueError(f"{where}['epoch'] must be a 1-based int, got {epoch!r}")
-        train_loss = _number(record["train_loss"], f"{where}['train_loss']")
-        test_loss = _number(record["test_loss"], f"{where}['test_loss']") if "test_loss" in record else None
-        lr = _number(record["lr"], f"{where}['lr']") if record.get("lr") is not None else None
-        monitor = _read_monitor(record["probe"], f"{where}['probe']") if "probe" in record else None
-        grad_norm = record.get("grad_norm")
-        grad_norm = _number(grad_norm, f"{where}['grad_norm']") if grad_norm is not None else None
-        epochs.append(_Epoch(epoch, train_loss, test_loss, lr, monitor, grad_norm))
-    return epochs
+    return [_read_record(record, i) for i, record in enumerate(history)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,7 +300,7 @@ def _num(x: float) -> str:
 
 
 def _steps(n: int) -> str:
-    return f"{n} monitored step" + ("" if n == 1 else "s")
+    return f"{n} probed step" + ("" if n == 1 else "s")
 
 
 def _message(rule: str, seen: str) -> str:
@@ -392,58 +330,76 @@ def _count(values: list[float], threshold: float, above: bool) -> tuple[int, int
     return sum((v > threshold) if above else (v < threshold) for v in kept), len(kept)
 
 
+def _probed(epochs: list[_Epoch]) -> Iterator[tuple[_Epoch, _Probe]]:
+    return ((ep, ep.probe) for ep in epochs if ep.probe is not None)
+
+
+# (rule, layer kinds, series, threshold, what the fraction counts)
+_FRACTION_RULES = (
+    ("dead-relu", ("relu",), "dead_fraction", DEAD_FRACTION, "of units dead (0 for every sample of a batch)"),
+    ("saturation", ("tanh", "sigmoid"), "saturated_fraction", SATURATED_FRACTION, "of outputs saturated"),
+)
+
+
 def _layer_fraction_rules(epochs: list[_Epoch]) -> list[Diagnosis]:
+    """dead-relu and saturation, per layer and epoch.
+
+    dead-relu: an ``"relu"`` layer (nn.ReLU only: LeakyReLU, ELU and PReLU still pass
+    gradient) has more than ``DEAD_FRACTION`` of its units dead (0 for every sample of the
+    batch) at most of the epoch's probed points. saturation: a ``"sigmoid"`` or ``"tanh"``
+    layer has more than ``SATURATED_FRACTION`` of its outputs saturated (tanh ``|y| > 0.98``,
+    sigmoid ``y < 0.01`` or ``y > 0.99``) at most points. ``value``: the lower median.
+    Sources: CS231n "Neural Networks Part 1"; Maas et al. 2013 (LeakyReLU), Clevert et al.
+    2016 (ELU); LeCun et al. 1998 "Efficient BackProp", Glorot & Bengio 2010.
+    """
     found = []
-    checks = (
-        (
-            "dead-relu",
-            ("relu",),
-            "dead_fraction",
-            DEAD_FRACTION,
-            "of units dead (0 for every sample of a batch)",
-        ),
-        ("saturation", ("tanh", "sigmoid"), "saturated_fraction", SATURATED_FRACTION, "of outputs saturated"),
-    )
-    for ep in epochs:
-        if ep.monitor is None:
-            continue
-        for layer in ep.monitor.layers:
-            for rule, kinds, key, threshold, what in checks:
-                if layer.kind not in kinds:
-                    continue
-                values = layer.series[key]
-                hit = _persistent(values, threshold, above=True)
+    for ep, probe in _probed(epochs):
+        for layer in probe.layers:
+            for rule, kinds, key, threshold, what in _FRACTION_RULES:
+                hit = _persistent(layer.series[key], threshold, above=True) if layer.kind in kinds else None
                 if hit is None:
                     continue
                 median, first = hit
-                k, n = _count(values, threshold, above=True)
+                k, n = _count(layer.series[key], threshold, above=True)
                 seen = (
                     f"{_pct(median)} {what}; median of the epoch's {_steps(n)}, over "
                     f"{_pct(threshold)} at {k} of {n}"
                 )
-                found.append(
-                    Diagnosis(
-                        rule, layer.label, ep.epoch, ep.monitor.steps[first], median, _message(rule, seen)
-                    )
-                )
+                step = probe.steps[first]
+                found.append(Diagnosis(rule, layer.label, ep.epoch, step, median, _message(rule, seen)))
     return found
 
 
+def _signal_ratios(first: _Layer, last: _Layer, depth: int) -> list[float]:
+    """Per point, the geometric-mean std factor per layer; NaN where it is undefined."""
+    ratios = []
+    for s0, s1 in zip(first.series["std"], last.series["std"], strict=True):
+        if not (math.isfinite(s0) and s0 > 0) or math.isnan(s1):
+            ratios.append(math.nan)
+        else:
+            ratios.append((s1 / s0) ** (1 / (depth - 1)))
+    return ratios
+
+
 def _signal_rules(epochs: list[_Epoch]) -> list[Diagnosis]:
+    """vanishing-signal and exploding-signal, per epoch.
+
+    The per-layer factor of the activation std is the geometric mean
+    ``(std_last / std_first) ** (1 / (L - 1))`` over the model's ``L`` activation layers (every
+    kind of ``ACTIVATION_KINDS``), the number the variance derivation Var(y) = fan_in Var(w)
+    E[x^2] predicts to be constant. Below ``1 / SIGNAL_RATIO`` at most probed points is
+    vanishing (``value``: the upper median), above ``SIGNAL_RATIO`` exploding (the lower
+    median). It needs ``SIGNAL_MIN_LAYERS`` activation layers: the problem is the compounding
+    over depth. Points where the first layer's std is 0 or not finite are left out (a dead
+    first layer is dead-relu's finding). Sources: Glorot & Bengio 2010, He et al. 2015.
+    """
     found = []
-    for ep in epochs:
-        if ep.monitor is None:
-            continue
-        acts = [layer for layer in ep.monitor.layers if layer.kind in ACTIVATION_KINDS]
+    for ep, probe in _probed(epochs):
+        acts = [layer for layer in probe.layers if layer.kind in ACTIVATION_KINDS]
         if len(acts) < SIGNAL_MIN_LAYERS:
             continue
         first, last = acts[0], acts[-1]
-        ratios = []
-        for s0, s1 in zip(first.series["std"], last.series["std"], strict=True):
-            if not (math.isfinite(s0) and s0 > 0) or math.isnan(s1):
-                ratios.append(math.nan)
-            else:
-                ratios.append((s1 / s0) ** (1 / (len(acts) - 1)))
+        ratios = _signal_ratios(first, last, len(acts))
         for rule, threshold, above, verb, side in (
             ("vanishing-signal", 1 / SIGNAL_RATIO, False, "shrinks", "below"),
             ("exploding-signal", SIGNAL_RATIO, True, "grows", "above"),
@@ -456,130 +412,211 @@ def _signal_rules(epochs: list[_Epoch]) -> list[Diagnosis]:
             seen = (
                 f"the activation std {verb} {_times(median)} per layer (geometric mean over "
                 f"{len(acts)} activation layers; median of the epoch's {_steps(n)}, {side} "
-                f"{_times(threshold)} at {k} of {n}): at step {ep.monitor.steps[j]} it went from "
+                f"{_times(threshold)} at {k} of {n}): at step {probe.steps[j]} it went from "
                 f"{_num(first.series['std'][j])} (layer {first.label}) to "
                 f"{_num(last.series['std'][j])} (layer {last.label})"
             )
-            found.append(Diagnosis(rule, None, ep.epoch, ep.monitor.steps[j], median, _message(rule, seen)))
+            found.append(Diagnosis(rule, None, ep.epoch, probe.steps[j], median, _message(rule, seen)))
     return found
 
 
-def _lr_too_large(epochs: list[_Epoch]) -> list[Diagnosis]:
-    points = all(ep.monitor is not None and ep.monitor.steps for ep in epochs)
-    if points:  # (epoch index, step, loss) over the whole run
-        series = [
+class _Finding(NamedTuple):
+    """One reason for lr-too-large in an epoch (the earliest step wins, then the priority)."""
+
+    step: int | None  # None: the epoch as a whole, after every step
+    priority: int
+    value: float
+    what: str
+
+    def order(self) -> tuple[float, int]:
+        return (math.inf if self.step is None else self.step, self.priority)
+
+
+class _Start(NamedTuple):
+    """What the loss is compared with: the first point's loss, and the rise window's length."""
+
+    loss: float
+    window: int
+
+    @property
+    def scale(self) -> float | None:
+        return self.loss if math.isfinite(self.loss) and self.loss > 0 else None
+
+
+def _loss_points(epochs: list[_Epoch]) -> tuple[list[tuple[int, int | None, float]], int]:
+    """(epoch index, step, loss) over the run and the rise window: the probed points when
+    every record has some, otherwise the epoch means with a window of one."""
+    if all(ep.probe is not None and ep.probe.steps for ep in epochs):
+        points = [
             (e, s, v)
             for e, ep in enumerate(epochs)
-            for s, v in zip(ep.monitor.steps, ep.monitor.loss, strict=True)
+            for s, v in zip(ep.probe.steps, ep.probe.loss, strict=True)
         ]
-        window = RISE_WINDOW
-    else:
-        series = [(e, None, ep.train_loss) for e, ep in enumerate(epochs)]
-        window = 1
-    if not series:
-        return []
-    start = series[0][2]
-    scale = start if math.isfinite(start) and start > 0 else None
-    # epoch index -> (step, priority, value, what seen); the earliest step wins, then the priority
-    fired: dict[int, tuple[int | None, int, float, str]] = {}
+        return points, RISE_WINDOW
+    return [(e, None, ep.train_loss) for e, ep in enumerate(epochs)], 1
 
-    def fire(e: int, step: int | None, priority: int, value: float, what: str) -> None:
-        key = (math.inf if step is None else step, priority)
-        if e not in fired or key < (math.inf if fired[e][0] is None else fired[e][0], fired[e][1]):
-            fired[e] = (step, priority, value, what)
 
+def _loss_finding(
+    start: _Start, loss: float, mean: float, low: float, at: str, step: int | None
+) -> _Finding | None:
+    """The finding of one point's loss and window mean (``low``: the lowest earlier window)."""
+    scale = start.scale
+    if not math.isfinite(loss):
+        return _Finding(step, 0, loss, f"the training loss became non-finite ({loss}){at}")
+    if scale is not None and loss > LOSS_BLOWUP * scale:
+        what = (
+            f"the training loss reached {_num(loss)}{at}, {_times(loss / scale)} its start {_num(start.loss)}"
+        )
+        return _Finding(step, 1, loss, what)
+    if scale is not None and math.isfinite(mean) and mean - low > RISE_FRACTION * scale:
+        mean_of = f"a {start.window}-point mean" if start.window > 1 else "an epoch mean"
+        what = (
+            f"the training loss climbed to {mean_of} of {_num(mean)}{at}, up from an earlier "
+            f"low of {_num(low)} (a rise of {_pct((mean - low) / scale)} of its start {_num(start.loss)})"
+        )
+        return _Finding(step, 3, mean, what)
+    return None
+
+
+def _loss_findings(epochs: list[_Epoch]) -> Iterator[tuple[int, _Finding]]:
+    """lr-too-large (a) to (c): a non-finite loss, a blow-up, a rising window mean."""
+    points, window = _loss_points(epochs)
+    if not points:
+        return
+    start = _Start(points[0][2], window)
     means: list[float] = []  # means[j]: mean of the window ending at point j (NaN if incomplete)
     low = math.inf  # lowest window mean ending at least one window before the current point
-    for j, (e, step, loss) in enumerate(series):
-        tail = [v for _, _, v in series[max(0, j - window + 1) : j + 1]]
+    for j, (e, step, loss) in enumerate(points):
+        tail = [v for _, _, v in points[max(0, j - window + 1) : j + 1]]
         means.append(sum(tail) / window if len(tail) == window else math.nan)
         if j >= window and math.isfinite(means[j - window]):
             low = min(low, means[j - window])
         at = f" at step {step}" if step is not None else f" in epoch {epochs[e].epoch}"
-        if not math.isfinite(loss):
-            fire(e, step, 0, loss, f"the training loss became non-finite ({loss}){at}")
-        elif scale is not None and loss > LOSS_BLOWUP * scale:
-            what = (
-                f"the training loss reached {_num(loss)}{at}, {_times(loss / scale)} its start {_num(start)}"
-            )
-            fire(e, step, 1, loss, what)
-        elif scale is not None and math.isfinite(means[j]) and means[j] - low > RISE_FRACTION * scale:
-            mean_of = f"a {window}-point mean" if window > 1 else "an epoch mean"
-            rise = _pct((means[j] - low) / scale)
-            what = (
-                f"the training loss climbed to {mean_of} of {_num(means[j])}{at}, up from an earlier "
-                f"low of {_num(low)} (a rise of {rise} of its start {_num(start)})"
-            )
-            fire(e, step, 3, means[j], what)
+        finding = _loss_finding(start, loss, means[j], low, at, step)
+        if finding is not None:
+            yield e, finding
+
+
+def _epoch_findings(epochs: list[_Epoch]) -> Iterator[tuple[int, _Finding]]:
+    """lr-too-large (d) and (e), and a non-finite epoch mean no probed point showed."""
     for e, ep in enumerate(epochs):
-        if ep.monitor is not None:  # a step that moved the weights by more than their own norm
-            for j, step in enumerate(ep.monitor.steps):
-                ratio = _model_update_ratio(ep.monitor.layers, j)
-                if math.isfinite(ratio) and ratio > MAX_UPDATE:
-                    what = (
-                        f"the update ratio ‖Δw‖/‖w‖ of the Linear weights was {_num(ratio)} at step {step}, "
-                        f"a step larger than the weights themselves (healthy is ~{HEALTHY_UPDATE:g})"
-                    )
-                    fire(e, step, 2, ratio, what)
-                    break
-        if not math.isfinite(ep.train_loss):  # also when no monitored point showed it
-            fire(e, None, 0, ep.train_loss, f"the epoch's mean training loss is non-finite ({ep.train_loss})")
+        for j, step in enumerate(ep.probe.steps if ep.probe is not None else ()):
+            ratio = _model_update_ratio(ep.probe.layers, j)
+            if math.isfinite(ratio) and ratio > MAX_UPDATE:  # moved the weights by more than their norm
+                what = (
+                    f"the update ratio ‖Δw‖/‖w‖ of the Linear weights was {_num(ratio)} at step {step}, "
+                    f"a step larger than the weights themselves (healthy is ~{HEALTHY_UPDATE:g})"
+                )
+                yield e, _Finding(step, 2, ratio, what)
+                break
+        if not math.isfinite(ep.train_loss):
+            what = f"the epoch's mean training loss is non-finite ({ep.train_loss})"
+            yield e, _Finding(None, 0, ep.train_loss, what)
         elif ep.grad_norm is not None and not math.isfinite(ep.grad_norm):  # (e): a finite loss
-            fire(e, None, 0, ep.grad_norm, f"the gradient norm became non-finite ({ep.grad_norm})")
+            yield e, _Finding(None, 0, ep.grad_norm, f"the gradient norm became non-finite ({ep.grad_norm})")
+
+
+def _lr_too_large(epochs: list[_Epoch]) -> list[Diagnosis]:
+    """lr-too-large, once per epoch.
+
+    The training loss (a) becomes non-finite, (b) passes ``LOSS_BLOWUP`` times its start
+    (the first point's loss), or (c) rises over a window: the mean of the last
+    ``RISE_WINDOW`` points exceeds the lowest earlier, non-overlapping window mean by more
+    than ``RISE_FRACTION`` of the start; or (d) a probed step's model update ratio (see
+    ``_model_update_ratio``) exceeds ``MAX_UPDATE``; or (e) the record's gradient norm is
+    non-finite while its loss is not (``TrainingDiverged.record``). Probed points are read
+    when every record has them, the epoch means otherwise (then the window is one epoch).
+    (b) and (c) need a positive start, and (c) is measured against the start because late
+    batch losses near 0 are noisy by large factors. (d) catches a loss that blew up before
+    the first point and fell back. When several hold in an epoch the earliest step is
+    reported, with its loss as ``value`` (the window mean for (c), the ratio for (d)).
+    Source: CS231n "Neural Networks Part 3" (the update ratio).
+    """
+    fired: dict[int, _Finding] = {}
+    for e, finding in itertools.chain(_loss_findings(epochs), _epoch_findings(epochs)):
+        if e not in fired or finding.order() < fired[e].order():
+            fired[e] = finding
     found = []
-    for e, (step, _, value, what) in sorted(fired.items()):
+    for e, finding in sorted(fired.items()):
         lr = epochs[e].lr
         here = (
             f" (the epoch's last learning rate was {lr:.3g}: try {lr / 10:.3g})"
             if lr is not None and lr > 0
             else ""
         )
-        message = f"{what}: the learning rate is too large. Try: {RULES['lr-too-large'].remedy}{here}."
-        found.append(Diagnosis("lr-too-large", None, epochs[e].epoch, step, value, message))
+        message = (
+            f"{finding.what}: the learning rate is too large. Try: {RULES['lr-too-large'].remedy}{here}."
+        )
+        found.append(Diagnosis("lr-too-large", None, epochs[e].epoch, finding.step, finding.value, message))
     return found
 
 
 def _model_update_ratio(layers: list[_Layer], j: int) -> float:
-    """‖Δw‖/‖w‖ of all Linear weights together at point ``j`` (NaN without Linears)."""
+    """‖Δw‖/‖w‖ of all Linear weights together at point ``j`` (NaN without Linears):
+    ``sqrt(sum((update_ratio * weight_norm) ** 2) / sum(weight_norm ** 2))``."""
     linears = [layer for layer in layers if layer.kind == "linear"]
     delta = sum((layer.series["update_ratio"][j] * layer.series["weight_norm"][j]) ** 2 for layer in linears)
     norm = sum(layer.series["weight_norm"][j] ** 2 for layer in linears)
     return math.sqrt(delta / norm) if norm > 0 else math.nan
 
 
+def _larger_lr_hint(largest: float, lr: float | None) -> str:
+    """How much larger a step would bring the update ratio near ``HEALTHY_UPDATE``."""
+    factor = HEALTHY_UPDATE / largest if largest > 0 else math.inf
+    if not (math.isfinite(factor) and factor >= 10):
+        return ""
+    factor = 10 ** round(math.log10(factor))
+    how = f"; about {factor:g}× would bring the update ratio near {HEALTHY_UPDATE:g}"
+    if lr is not None and lr > 0:
+        how += f" ({lr * factor:.3g} instead of {lr:.3g})"
+    return how
+
+
 def _lr_too_small(epochs: list[_Epoch], stuck_epochs: set[int]) -> list[Diagnosis]:
+    """lr-too-small, on epoch 1 only.
+
+    Over epoch 1 the loss falls by less than ``SMALL_FALL`` (the mean of its first
+    ``RISE_WINDOW`` probed points against the mean of its last; with fewer than twice as
+    many points, of its first and last halves) *and* the model's update ratio over all
+    Linear weights together (``_model_update_ratio``: one number for the model, as the last
+    Linear of an MLP moves several times faster than the others) stays below
+    ``SMALL_UPDATE`` at every point; ``value`` is its largest point. Silent when dead-relu
+    or vanishing-signal fires in epoch 1 (``stuck_epochs``): they stop the updates too, and
+    a larger step revives neither. Sources: CS231n "Neural Networks Part 3" (an update
+    ratio near 1e-3 is healthy); Smith 2015, the LR range test (``lr_find``).
+    """
     ep = next((ep for ep in epochs if ep.epoch == 1), None)
-    if ep is None or ep.monitor is None or ep.epoch in stuck_epochs:
+    if ep is None or ep.probe is None or ep.epoch in stuck_epochs:
         return []
-    mon = ep.monitor
-    n = len(mon.steps)
-    if n < 2 or not any(layer.kind == "linear" for layer in mon.layers):
+    probe = ep.probe
+    n = len(probe.steps)
+    if n < 2 or not any(layer.kind == "linear" for layer in probe.layers):
         return []
     w = min(RISE_WINDOW, n // 2)
-    head, tail = sum(mon.loss[:w]) / w, sum(mon.loss[-w:]) / w
-    ratios = [_model_update_ratio(mon.layers, j) for j in range(n)]
+    head, tail = sum(probe.loss[:w]) / w, sum(probe.loss[-w:]) / w
+    ratios = [_model_update_ratio(probe.layers, j) for j in range(n)]
     if not (math.isfinite(head) and math.isfinite(tail) and head > 0) or not all(map(math.isfinite, ratios)):
         return []
     fall, largest = 1 - tail / head, max(ratios)
     if fall >= SMALL_FALL or largest >= SMALL_UPDATE:
         return []
-    factor = HEALTHY_UPDATE / largest if largest > 0 else math.inf
-    how = ""
-    if math.isfinite(factor) and factor >= 10:
-        factor = 10 ** round(math.log10(factor))
-        how = f"; about {factor:g}× would bring the update ratio near {HEALTHY_UPDATE:g}"
-        if ep.lr is not None and ep.lr > 0:
-            how += f" ({ep.lr * factor:.3g} instead of {ep.lr:.3g})"
     seen = (
         f"over epoch 1 the training loss fell only {_pct(fall)} ({w}-point means {_num(head)} → "
         f"{_num(tail)}) and the update ratio ‖Δw‖/‖w‖ of the Linear weights stayed at or below "
         f"{largest:.2g} (healthy is ~{HEALTHY_UPDATE:g}): the learning rate is too small"
     )
-    message = f"{seen}. Try: {RULES['lr-too-small'].remedy}{how}."
+    message = f"{seen}. Try: {RULES['lr-too-small'].remedy}{_larger_lr_hint(largest, ep.lr)}."
     return [Diagnosis("lr-too-small", None, ep.epoch, None, largest, message)]
 
 
 def _overfitting(epochs: list[_Epoch]) -> list[Diagnosis]:
+    """overfitting, at every epoch where it holds.
+
+    The test loss rose in each of ``OVERFIT_EPOCHS`` consecutive epochs (so over
+    ``OVERFIT_EPOCHS + 1`` records) while the train loss fell over the same epochs (last
+    below first: a train loss near 0 may wobble). ``value``: the test loss's relative rise
+    over the window. Source: Prechelt 1998 "Early stopping - but when?" (criterion UP_s).
+    """
     found = []
     k = OVERFIT_EPOCHS
     for i in range(k, len(epochs)):
@@ -604,14 +641,14 @@ def _overfitting(epochs: list[_Epoch]) -> list[Diagnosis]:
 def diagnose(history: Sequence[Mapping[str, Any]]) -> list[Diagnosis]:
     """Every diagnosis the course's rules make on a training history.
 
-    Pure: it reads ``history`` and returns new values. The rules, thresholds and the
-    choices behind them are in the module docstring and in ``RULES``.
+    Pure: it reads ``history`` and returns new values. ``RULES`` and the module docstring
+    say what each rule looks at and when it fires.
 
     Args:
         history: the epoch records, as ``fit`` returns them (``FitResult.history``) or as
             ``history.json`` holds them: each a dict with ``"train_loss"`` and optionally
             ``"epoch"`` (default: its 1-based position), ``"test_loss"``, ``"lr"`` and
-            ``"probe"`` (issue 11's series).
+            ``"probe"`` (the series of ``fnn.diagnostics.Probe``).
 
     Returns:
         The diagnoses, ordered by epoch, then step (epoch-level ones last), then rule
