@@ -131,3 +131,20 @@ def test_line_chart_guide_stays_in_range_and_joins_the_legend():
     assert "stroke-dasharray" in svg and ">1e-3</text>" in svg and ">r</text>" in svg
     labels = re.findall(r'font-size="10"[^>]*>([^<]*)</text>', svg)
     assert "0.001" in labels and "1e-6" in labels  # the y axis reaches from the data to the guide
+
+
+def test_line_chart_on_a_log_x_axis_puts_decades_equally_apart_and_drops_x_at_most_0():
+    # The LR range test's shape: loss against lr over decades; lr 0 cannot be placed.
+    lrs, losses = [1e-5, 1e-4, 1e-3, 1e-2, 0.0], [2.3, 2.2, 1.0, 9.0, 2.3]
+    svg = line_chart(
+        [("loss", lrs, losses)], title="t", xlabel="lr", ylabel="y", log_x=True, vlines=[(1e-3, "pick")]
+    )
+    (line,) = _points(svg)
+    xs = [x for x, _ in line]
+    assert len(xs) == 4 and xs[1] - xs[0] == pytest.approx(xs[2] - xs[1], abs=0.15)
+    assert xs[2] - xs[1] == pytest.approx(xs[3] - xs[2], abs=0.15)  # coordinates have 1 decimal
+    assert "1 non-finite or &lt;= 0 point(s) not drawn" in svg and ">pick</text>" in svg
+    (vline_x,) = re.findall(r'<line x1="([\d.]+)"[^>]*stroke="#bbb"', svg)
+    assert float(vline_x) == pytest.approx(xs[2], abs=0.1)  # at lr 1e-3, the third point
+    labels = re.findall(r'font-size="10"[^>]*>([^<]*)</text>', svg)
+    assert {"1e-5", "1e-4", "0.001", "0.01"} <= set(labels)  # one tick per decade

@@ -1,7 +1,7 @@
-"""Small, dependency-free figure writers for the HTML run report: line charts as inline SVG
-and images as PNG bytes (zlib + struct), so a report needs neither matplotlib nor a network.
+"""Small, dependency-free figure writers (the HTML run report, a run's curves): line charts
+as inline SVG and images as PNG bytes (zlib + struct), with neither matplotlib nor a network.
 
-``line_chart`` draws one or more series on linear or logarithmic y axes, with ticks at round
+``line_chart`` draws one or more series on linear or logarithmic axes, with ticks at round
 numbers, an optional horizontal guide line, and a legend below the plot. Non-finite values
 (a diverged loss) and, on a log axis, values <= 0 are left out of the line (it breaks
 there) and counted in a note under the title, never drawn at a made-up position.
@@ -19,6 +19,8 @@ import math
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -193,6 +195,228 @@ def _text(x: float, y: float, s: str, anchor: str = "middle", size: int = 11, ex
     )
 
 
+# --- line charts ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _XAxis:
+    label: str
+    log: bool = False
+    integer: bool = False  # ticks at whole numbers only (epochs)
+    vlines: tuple[tuple[float, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class _YAxis:
+    label: str
+    log: bool = False
+    percent: bool = False
+    range: tuple[float, float] | None = None
+    guide: tuple[float, str] | None = None
+
+
+class _Line(NamedTuple):
+    label: str
+    x: np.ndarray
+    y: np.ndarray  # NaN where a point is left out
+    color: str
+    dash: str  # the SVG attribute, or ""
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """Where a value falls along an axis, 0 at ``lo - pad`` and 1 at ``hi + pad`` (log10 units
+    on a log axis); ``ticks`` in data units."""
+
+    lo: float
+    hi: float
+    log: bool
+    ticks: tuple[float, ...]
+    pad: float = 0.0
+
+    def at(self, v: float) -> float:
+        t = math.log10(v) if self.log else v
+        return (t - self.lo + self.pad) / (self.hi - self.lo + 2 * self.pad)
+
+    def covers(self, v: float) -> bool:
+        """Whether ``v`` lies within the data range (the pad excluded)."""
+        return (not self.log or v > 0) and self.lo <= (math.log10(v) if self.log else v) <= self.hi
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """The plot box inside the chart: ``top`` leaves a line for a note when points were left out."""
+
+    width: int
+    height: int
+    top: int
+    left: int = 66
+    right: int = 14
+    bottom: int = 42
+
+    @property
+    def pw(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def ph(self) -> int:
+        return self.height - self.top - self.bottom
+
+    def x(self, scale: _Scale, v: float) -> float:
+        return self.left + scale.at(v) * self.pw
+
+    def y(self, scale: _Scale, v: float) -> float:
+        return self.top + self.ph - scale.at(v) * self.ph
+
+
+_DASH = ' stroke-dasharray="5 3"'
+
+
+def _lines(series: Sequence[tuple], xaxis: _XAxis, yaxis: _YAxis) -> tuple[list[_Line], int, list[float]]:
+    """The series as drawable lines, how many points are left out, and the finite x of
+    non-finite y values (marked on the plot's top edge)."""
+    lines, dropped, nonfinite_x = [], 0, []
+    for i, (label, xs, ys, *rest) in enumerate(series):
+        style = rest[0] if rest else {}
+        x = np.asarray(xs, np.float64).reshape(-1)
+        y = np.asarray(ys, np.float64).reshape(-1)
+        n = min(len(x), len(y))
+        x, y = x[:n], y[:n]
+        ok = (
+            np.isfinite(x)
+            & np.isfinite(y)
+            & ((y > 0) if yaxis.log else True)
+            & ((x > 0) if xaxis.log else True)
+        )
+        dropped += int(np.sum(~ok))
+        nonfinite_x.extend(x[np.isfinite(x) & ~np.isfinite(y) & ((x > 0) if xaxis.log else True)].tolist())
+        color = PALETTE[style.get("color", i) % len(PALETTE)]
+        lines.append(_Line(label, x, np.where(ok, y, np.nan), color, _DASH if style.get("dash") else ""))
+    return lines, dropped, nonfinite_x
+
+
+def _legend(entries: list[tuple[str, str, str]], frame: _Frame) -> tuple[list[str], int]:
+    """Legend rows below the x label, left to right and wrapped, and the chart's full height.
+    One entry or none needs no legend."""
+    legend, lx, ly = [], frame.left, frame.height + 4
+    for label, color, dash in entries:
+        w = 22 + _CHAR_WIDTH * len(label) + 14
+        if lx + w > frame.width and lx > frame.left:
+            lx, ly = frame.left, ly + 16
+        legend.append(
+            f'<line x1="{lx}" y1="{ly + 6}" x2="{lx + 16}" y2="{ly + 6}" '
+            f'stroke="{color}" stroke-width="2.5"{dash}/>' + _text(lx + 20, ly + 10, label, "start")
+        )
+        lx += w
+    if len(entries) <= 1:
+        return [], frame.height
+    return legend, ly + 20
+
+
+def _y_scale(values: np.ndarray, yaxis: _YAxis) -> _Scale:
+    """Ticks enclosing the data, the fixed range and the guide; the scale spans the ticks."""
+    lo, hi = float(values.min()), float(values.max())
+    if yaxis.range is not None:
+        lo, hi = min(lo, yaxis.range[0]), max(hi, yaxis.range[1])
+    if yaxis.guide is not None:
+        lo, hi = min(lo, yaxis.guide[0]), max(hi, yaxis.guide[0])
+    if yaxis.log:
+        ticks = log_ticks(lo, hi)
+        return _Scale(math.log10(ticks[0]), math.log10(ticks[-1]), True, tuple(ticks))
+    ticks = nice_ticks(lo, hi)
+    return _Scale(ticks[0], ticks[-1], False, tuple(ticks))
+
+
+def _x_scale(values: np.ndarray, xaxis: _XAxis) -> _Scale:
+    """The data range padded by 3% on each side (±0.5 around a single x), ticks inside it."""
+    data = np.log10(values) if xaxis.log else values
+    lo, hi = float(data.min()), float(data.max())
+    if hi == lo:  # one point (a one-epoch run): centre it
+        lo, hi = lo - 0.5, hi + 0.5
+    if xaxis.integer:  # whole numbers only (epochs), at most about 8 of them
+        first, last = math.ceil(lo - 1e-9), math.floor(hi + 1e-9)
+        ticks = list(range(first, last + 1, max(1, math.ceil((last - first + 1) / 8))))
+    elif xaxis.log:
+        ticks = [t for t in log_ticks(10**lo, 10**hi) if lo - 1e-9 <= math.log10(t) <= hi + 1e-9]
+    else:
+        ticks = [t for t in nice_ticks(lo, hi, 6) if lo - 1e-9 <= t <= hi + 1e-9]
+    return _Scale(lo, hi, xaxis.log, tuple(ticks), pad=0.03 * (hi - lo))
+
+
+def _axes(
+    frame: _Frame, xs: _Scale, ys: _Scale, yaxis: _YAxis, vlines: Sequence[tuple[float, str]]
+) -> list[str]:
+    """Grid lines and tick labels, the labelled vertical lines and the guide line."""
+    out = []
+    left, top, pw, ph = frame.left, frame.top, frame.pw, frame.ph
+    for t in ys.ticks:
+        y = frame.y(ys, t)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#e4e4e4"/>')
+        out.append(_text(left - 5, y + 4, _fmt(t, yaxis.percent), "end", 10))
+    for t in xs.ticks:
+        x = frame.x(xs, t)
+        out.append(f'<line x1="{x:.1f}" y1="{top + ph}" x2="{x:.1f}" y2="{top + ph + 4}" stroke="#999"/>')
+        out.append(_text(x, top + ph + 15, _fmt(t), size=10))
+    for x_at, label in vlines:
+        if xs.covers(x_at):
+            vx = frame.x(xs, x_at)
+            out.append(
+                f'<line x1="{vx:.1f}" y1="{top}" x2="{vx:.1f}" y2="{top + ph}" '
+                'stroke="#bbb" stroke-dasharray="2 3"/>'
+            )
+            out.append(_text(vx + 3, top + 11, label, "start", 9, ' fill="#888"'))
+    if yaxis.guide is not None:
+        gy = frame.y(ys, yaxis.guide[0])
+        out.append(
+            f'<line x1="{left}" y1="{gy:.1f}" x2="{left + pw}" y2="{gy:.1f}" stroke="#444" '
+            'stroke-dasharray="6 4" stroke-width="1.2"/>'
+        )
+    return out
+
+
+def _draw(line: _Line, frame: _Frame, xs: _Scale, ys: _Scale, dots: bool) -> list[str]:
+    """One line: a polyline per run of drawable points, and dots (always for a lone point)."""
+    segments: list[list[str]] = [[]]
+    for xv, yv in zip(line.x, line.y, strict=True):
+        if np.isfinite(yv):
+            segments[-1].append(f"{frame.x(xs, xv):.1f},{frame.y(ys, yv):.1f}")
+        elif segments[-1]:
+            segments.append([])
+    out = []
+    for seg in (s for s in segments if s):
+        if len(seg) > 1:
+            out.append(
+                f'<polyline points="{" ".join(seg)}" fill="none" '
+                f'stroke="{line.color}" stroke-width="1.8"{line.dash}/>'
+            )
+        if dots or len(seg) == 1:
+            out.extend(
+                f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{line.color}"/>'
+                for p in seg
+            )
+    return out
+
+
+def _header(frame: _Frame, total_h: int, title: str, xaxis: _XAxis, yaxis: _YAxis, dropped: int) -> list[str]:
+    """The svg element, title, plot box, axis labels and the note on left-out points."""
+    left, top, pw, ph = frame.left, frame.top, frame.pw, frame.ph
+    out = [
+        f'<svg class="chart" width="{frame.width}" height="{total_h}" '
+        f'viewBox="0 0 {frame.width} {total_h}" role="img" aria-label="{html.escape(title)}" '
+        'font-family="sans-serif">',
+        _text(frame.width / 2, 16, title, size=13, extra=' font-weight="bold"'),
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
+        _text(left + pw / 2, frame.height - 6, xaxis.label),
+        _text(14, top + ph / 2, yaxis.label, extra=f' transform="rotate(-90 14 {top + ph / 2:.1f})"'),
+    ]
+    if dropped:
+        what = "non-finite or <= 0" if yaxis.log or xaxis.log else "non-finite"
+        out.append(
+            _text(left + pw, top - 6, f"{dropped} {what} point(s) not drawn", "end", 10, ' fill="#b00"')
+        )
+    return out
+
+
 def line_chart(
     series: Sequence[tuple],
     *,
@@ -208,6 +432,7 @@ def line_chart(
     vlines: Sequence[tuple[float, str]] = (),
     width: int = 460,
     height: int = 280,
+    log_x: bool = False,
 ) -> str:
     """One SVG line chart.
 
@@ -227,6 +452,7 @@ def line_chart(
         markers: draw a dot at each point (default: when the longest series has <= 40 points).
         vlines: ``(x, label)`` pairs: faint vertical lines labelled at the top (epoch starts).
         width, height: the plot's size in px (the legend adds rows below).
+        log_x: a base-10 log x axis (points with x <= 0 are left out and counted in the note).
 
     Returns:
         ``<svg ...>...</svg>`` text; a chart with no drawable value says so inside the frame.
@@ -238,153 +464,35 @@ def line_chart(
         >>> svg.startswith("<svg") and svg.count("<polyline") == 2 and ">test</text>" in svg
         True
     """
-    clean, dropped, nonfinite_x = [], 0, []
-    styles = []
-    for i, (label, xs, ys, *rest) in enumerate(series):
-        style = rest[0] if rest else {}
-        styles.append(
-            (
-                PALETTE[style.get("color", i) % len(PALETTE)],
-                ' stroke-dasharray="5 3"' if style.get("dash") else "",
-            )
-        )
-        x = np.asarray(xs, np.float64).reshape(-1)
-        y = np.asarray(ys, np.float64).reshape(-1)
-        n = min(len(x), len(y))
-        x, y = x[:n], y[:n]
-        ok = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
-        dropped += int(np.sum(~ok))
-        nonfinite_x.extend(x[np.isfinite(x) & ~np.isfinite(y)].tolist())
-        clean.append((label, x, np.where(ok, y, np.nan)))
-    # The x range holds the points left out too, so a run that blew up shows where it did.
-    xs_all = np.concatenate([x[np.isfinite(x)] for _, x, _ in clean]) if clean else np.zeros(0)
-    # A note about left-out points gets its own line under the title.
-    left, right, top, bottom = 66, 14, (42 if dropped else 30), 42
-    pw, ph = width - left - right, height - top - bottom
-    ys_all = np.concatenate([y[np.isfinite(y)] for _, _, y in clean]) if clean else np.zeros(0)
-
-    # Legend rows below the x label, left to right and wrapped; the guide line is an entry too,
-    # since a label drawn on the plot would sit on top of the data it is compared with.
-    entries = [(label, *styles[i]) for i, (label, _, _) in enumerate(clean)]
-    if guide is not None:
-        entries.append((guide[1], "#444", ' stroke-dasharray="5 3"'))
-    legend, lx, ly = [], left, height + 4
-    for label, color, dash in entries:
-        w = 22 + _CHAR_WIDTH * len(label) + 14
-        if lx + w > width and lx > left:
-            lx, ly = left, ly + 16
-        legend.append(
-            f'<line x1="{lx}" y1="{ly + 6}" x2="{lx + 16}" y2="{ly + 6}" '
-            f'stroke="{color}" stroke-width="2.5"{dash}/>' + _text(lx + 20, ly + 10, label, "start")
-        )
-        lx += w
-    if len(entries) <= 1:
-        legend = []
-    total_h = ly + 20 if legend else height
-
-    out = [
-        f'<svg class="chart" width="{width}" height="{total_h}" '
-        f'viewBox="0 0 {width} {total_h}" role="img" aria-label="{html.escape(title)}" '
-        'font-family="sans-serif">',
-        _text(width / 2, 16, title, size=13, extra=' font-weight="bold"'),
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
-        _text(left + pw / 2, height - 6, xlabel),
-        _text(14, top + ph / 2, ylabel, extra=f' transform="rotate(-90 14 {top + ph / 2:.1f})"'),
-    ]
-    if dropped:
-        what = "non-finite or <= 0" if log_y else "non-finite"
-        out.append(
-            _text(left + pw, top - 6, f"{dropped} {what} point(s) not drawn", "end", 10, ' fill="#b00"')
-        )
+    xaxis = _XAxis(xlabel, log_x, integer_x, tuple(vlines))
+    yaxis = _YAxis(ylabel, log_y, percent, y_range, guide)
+    lines, dropped, nonfinite_x = _lines(series, xaxis, yaxis)
+    frame = _Frame(width, height, top=42 if dropped else 30)
+    # The guide is a legend entry: a label drawn on the plot would sit on the data it is compared with.
+    entries = [(line.label, line.color, line.dash) for line in lines]
+    entries += [(guide[1], "#444", _DASH)] if guide is not None else []
+    legend, total_h = _legend(entries, frame)
+    out = _header(frame, total_h, title, xaxis, yaxis, dropped)
+    ys_all = np.concatenate([line.y[np.isfinite(line.y)] for line in lines]) if lines else np.zeros(0)
     if len(ys_all) == 0:
-        out.append(_text(left + pw / 2, top + ph / 2, "no values to draw", extra=' fill="#666"'))
-        out.append("</svg>")
-        return "".join(out)
-
-    # y range and ticks
-    y_lo, y_hi = float(ys_all.min()), float(ys_all.max())
-    if y_range is not None:
-        y_lo, y_hi = min(y_lo, y_range[0]), max(y_hi, y_range[1])
-    if guide is not None:
-        y_lo, y_hi = min(y_lo, guide[0]), max(y_hi, guide[0])
-    if log_y:
-        yticks = log_ticks(y_lo, y_hi)
-        t_lo, t_hi = math.log10(yticks[0]), math.log10(yticks[-1])
-
-        def ty(v):
-            return top + ph - (math.log10(v) - t_lo) / (t_hi - t_lo) * ph
-    else:
-        yticks = nice_ticks(y_lo, y_hi)
-        t_lo, t_hi = yticks[0], yticks[-1]
-
-        def ty(v):
-            return top + ph - (v - t_lo) / (t_hi - t_lo) * ph
-
-    # x range and ticks
-    x_lo, x_hi = float(xs_all.min()), float(xs_all.max())
-    if x_hi == x_lo:  # one point (a one-epoch run): centre it
-        x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
-    if integer_x:  # whole numbers only (epochs), at most about 8 of them
-        first, last = math.ceil(x_lo - 1e-9), math.floor(x_hi + 1e-9)
-        stride = max(1, math.ceil((last - first + 1) / 8))
-        xticks = list(range(first, last + 1, stride))
-    else:
-        xticks = [t for t in nice_ticks(x_lo, x_hi, 6) if x_lo - 1e-9 <= t <= x_hi + 1e-9]
-    pad = 0.03 * (x_hi - x_lo)
-
-    def tx(v):
-        return left + (v - x_lo + pad) / (x_hi - x_lo + 2 * pad) * pw
-
-    for t in yticks:
-        y = ty(t)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#e4e4e4"/>')
-        out.append(_text(left - 5, y + 4, _fmt(t, percent), "end", 10))
-    for t in xticks:
-        x = tx(t)
-        out.append(f'<line x1="{x:.1f}" y1="{top + ph}" x2="{x:.1f}" y2="{top + ph + 4}" stroke="#999"/>')
-        out.append(_text(x, top + ph + 15, _fmt(t), size=10))
-    for x_at, label in vlines:
-        if x_lo <= x_at <= x_hi:
-            vx = tx(x_at)
-            out.append(
-                f'<line x1="{vx:.1f}" y1="{top}" x2="{vx:.1f}" y2="{top + ph}" '
-                'stroke="#bbb" stroke-dasharray="2 3"/>'
-            )
-            out.append(_text(vx + 3, top + 11, label, "start", 9, ' fill="#888"'))
-    if guide is not None:
-        gy = ty(guide[0])
         out.append(
-            f'<line x1="{left}" y1="{gy:.1f}" x2="{left + pw}" y2="{gy:.1f}" stroke="#444" '
-            'stroke-dasharray="6 4" stroke-width="1.2"/>'
+            _text(
+                frame.left + frame.pw / 2, frame.top + frame.ph / 2, "no values to draw", extra=' fill="#666"'
+            )
         )
-
-    for xv in sorted(set(nonfinite_x)):  # a red mark on the top edge where a value was inf/nan
-        out.append(_text(tx(xv), top + 4, "×", size=10, extra=' fill="#b00"'))
-    longest = max(len(x) for _, x, _ in clean)
-    dots = longest <= 40 if markers is None else markers
-    for i, (_, x, y) in enumerate(clean):
-        color, dash = styles[i]
-        segment: list[str] = []
-        segments = []
-        for xv, yv in zip(x, y, strict=True):
-            if np.isfinite(yv):
-                segment.append(f"{tx(xv):.1f},{ty(yv):.1f}")
-            elif segment:
-                segments.append(segment)
-                segment = []
-        if segment:
-            segments.append(segment)
-        for seg in segments:
-            if len(seg) > 1:
-                out.append(
-                    f'<polyline points="{" ".join(seg)}" fill="none" '
-                    f'stroke="{color}" stroke-width="1.8"{dash}/>'
-                )
-            if dots or len(seg) == 1:
-                out.extend(
-                    f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{color}"/>'
-                    for p in seg
-                )
-    out.extend(legend)
-    out.append("</svg>")
-    return "".join(out)
+        return "".join(out) + "</svg>"
+    # The x range holds the points left out too, so a run that blew up shows where it did.
+    xs_all = np.concatenate(
+        [line.x[np.isfinite(line.x) & ((line.x > 0) if log_x else True)] for line in lines]
+    )
+    xs, ys = _x_scale(xs_all, xaxis), _y_scale(ys_all, yaxis)
+    out += _axes(frame, xs, ys, yaxis, xaxis.vlines)
+    # a red mark on the top edge where a value was inf/nan
+    out += [
+        _text(frame.x(xs, xv), frame.top + 4, "×", size=10, extra=' fill="#b00"')
+        for xv in sorted(set(nonfinite_x))
+    ]
+    dots = max(len(line.x) for line in lines) <= 40 if markers is None else markers
+    for line in lines:
+        out += _draw(line, frame, xs, ys, dots)
+    return "".join(out + legend) + "</svg>"
