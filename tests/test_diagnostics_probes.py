@@ -1,16 +1,17 @@
-"""fnn.diagnostics.probes and the monitor hook of fnn.train: statistics against numpy on
+"""fnn.diagnostics.probes and the probe hook of fnn.train: statistics against numpy on
 the same step (params and gradients by an independent jax.grad, activations from
 model.intermediates), closed forms on a model with known weights, the every/step
-bookkeeping, the monitor-off program against the epoch from before monitors existed, no
+bookkeeping, the probe-off program against a reference epoch without the hook, no
 retracing, divergence, resume, mesh, and the errors."""
 
+import ast
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import types
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -29,12 +30,8 @@ from fnn.train import (
     make_train_epoch,
     make_train_step,
 )
-from fnn.train import step as train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The last commit of fnn/train/step.py before monitors: its make_train_epoch is the reference
-# for "monitor off compiles the same program" (an immutable commit of main's history).
-BEFORE_MONITORS = "4e41770"
 
 
 def toy_data(n=64, d=6, classes=3, seed=0):
@@ -211,7 +208,7 @@ def test_update_ratio_of_a_zero_weight_that_moves_is_inf():
     assert m["loss"] == [1.0] and m["grad_norm"] == [pytest.approx(np.sqrt(8 + 4))]  # bias grad -2
 
 
-def test_a_model_without_monitored_layers_has_only_model_statistics():
+def test_a_model_without_probed_layers_has_only_model_statistics():
     model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5))
     x = np.ones((4, 1, 2), np.float32)
 
@@ -236,7 +233,7 @@ def test_points_fall_every_k_steps_with_global_steps_and_the_steps_own_loss():
     # Watching does not change training (another program, the same steps).
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(watched.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    # The points' losses are those steps' losses in the unmonitored epoch's per-step metrics.
+    # The points' losses are those steps' losses in the unprobed epoch's per-step metrics.
     ts = init_train_state(model, opt, jax.random.key(1))  # fit's documented start
     epoch = make_train_epoch(model, F.cross_entropy, opt, 4)
     *_, metrics = epoch(ts.params, ts.state, opt.init(ts.params), jax.random.fold_in(ts.key, 0), x, y)
@@ -269,86 +266,33 @@ def test_every_longer_than_an_epoch_gives_no_points():
 # ---------------------------------------------------------------- the compiled program
 
 
-def epoch_before_monitors():
-    """make_train_epoch as it was before monitors, loaded from git (skip where there is no git)."""
-    try:
-        source = subprocess.run(
-            ["git", "show", f"{BEFORE_MONITORS}:fnn/train/step.py"],
-            cwd=ROOT, capture_output=True, text=True, check=True, timeout=30,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip(f"needs git and commit {BEFORE_MONITORS} (the step module before monitors)")
-    # The divergence guard's form changed later, on its own: a lax.cond around the update (for
-    # compile time and run time, fnn/train/step.py's _keep_if) instead of a where on the
-    # updated values. That one change is patched into the old source, with the current
-    # helpers; monitors must add nothing else to the program.
-    for before, after in GUARD_PATCH:
-        assert source.count(before) == 1, f"the guard patch no longer applies: {before!r}"
-        source = source.replace(before, after)
-    module = types.ModuleType("step_before_monitors")
-    exec(compile(source, "step_before_monitors.py", "exec"), module.__dict__)
-    for name in ("_gradients", "_update", "_with_lr", "_keep_if"):
-        setattr(module, name, getattr(train_step, name))
-    return module.make_train_epoch
-
-
-# (text of step.py at BEFORE_MONITORS, its replacement with the current guard)
-GUARD_PATCH = (
-    (
-        "    step = _raw_step(model, loss, optimizer, grad, metrics)\n",
-        "    gradients = _gradients(model, loss, grad, metrics)\n",
-    ),
-    (
-        """        new_params, new_state, new_opt_state, record = step(
-            params, state, opt_state, k, shard(x[idx]), shard(y[idx])
-        )
-        good = ok & jnp.isfinite(record["loss"]) & jnp.isfinite(record["grad_norm"])
-""",
-        """        new_state, grads, record = gradients(params, state, k, shard(x[idx]), shard(y[idx]))
-        good = ok & jnp.isfinite(record["loss"]) & jnp.isfinite(record["grad_norm"])
-
-        def taken():
-            new_params, new_opt_state = _update(optimizer, grads, opt_state, params)
-            return new_params, new_state, new_opt_state
-
-        record = _with_lr(record, taken()[2])
-""",
-    ),
-    (
-        """        carry = (
-            _keep_if(good, new_params, params),
-            _keep_if(good, new_state, state),
-            _keep_if(good, new_opt_state, opt_state),
-            good,
-        )
-""",
-        "        carry = (*_keep_if(good, taken, (params, state, opt_state)), good)\n",
-    ),
-)
-
-
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
-def test_monitor_off_compiles_the_program_from_before_monitors(grad):
-    before = epoch_before_monitors()
+def test_a_probe_changes_nothing_the_epoch_computes(grad):
+    # The probed epoch (chunks of plain steps, then a probed one) against the plain scan: the
+    # same params, state, optimizer state and per-step records, bit for bit, from the same
+    # inputs, and its program has one more loop, the scan over chunks.
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3))
     opt = optim.sgd(lr=0.1, momentum=0.9)
-    params, state = model.init(jax.random.key(0))
-    args = (
-        params,
-        state,
-        opt.init(params),
-        jax.random.key(1),
-        jnp.ones((32, 4)),
-        jnp.zeros((32,), jnp.int32),
-    )
-    now = make_train_epoch(model, nn.CrossEntropyLoss(), opt, 8, grad).lower(*args).as_text()
-    assert now == before(model, nn.CrossEntropyLoss(), opt, 8, grad).lower(*args).as_text()
-    watched = make_train_epoch(model, nn.CrossEntropyLoss(), opt, 8, grad, probe=Probe(every=2))
-    # With a monitor: one more loop at least, the scan over chunks of steps.
-    assert watched.lower(*args).as_text().count("stablehlo.while") > now.count("stablehlo.while")
+    x, y = toy_data(40, d=4)
+
+    def args():
+        params, state = model.init(jax.random.key(0))
+        return params, state, opt.init(params), jax.random.key(1), x, y
+
+    plain = make_train_epoch(model, nn.CrossEntropyLoss(), opt, 8, grad)
+    probed = make_train_epoch(model, nn.CrossEntropyLoss(), opt, 8, grad, probe=Probe(every=2))
+    *carry_a, records_a = plain(*args())
+    *carry_b, records_b = probed(*args())
+    del records_b["probe"]
+    for a, b in zip(
+        jax.tree.leaves((carry_a, records_a)), jax.tree.leaves((carry_b, records_b)), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    loops = [e.lower(*args()).as_text().count("stablehlo.while") for e in (plain, probed)]
+    assert loops[1] > loops[0]
 
 
-def test_monitored_fit_compiles_once_over_epochs():
+def test_probed_fit_compiles_once_over_epochs():
     traces, seen = [], []
 
     def counted(input, target, reduction="mean"):
@@ -369,10 +313,30 @@ def test_monitored_fit_compiles_once_over_epochs():
     assert result.history[2]["probe"]["step"] == [12, 14]
 
 
-def test_importing_fnn_train_does_not_import_diagnostics():
-    code = "import sys, fnn.train; print('fnn.diagnostics' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+def module_level_imports(tree: ast.AST) -> list[str]:
+    """The modules a file imports when it is loaded (not those imported inside functions)."""
+    names = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        names += module_level_imports(node)
+    return names
+
+
+def test_loading_fnn_train_never_imports_diagnostics():
+    # Train sits below diagnostics: fnn/train imports it only inside a function (fit's
+    # probe=True), so loading fnn.train alone never loads it. (`import fnn` may load both.)
+    found = [
+        (path.name, name)
+        for path in sorted(Path(ROOT, "fnn", "train").rglob("*.py"))
+        for name in module_level_imports(ast.parse(path.read_text(encoding="utf-8")))
+        if name == "fnn.diagnostics" or name.startswith("fnn.diagnostics.")
+    ]
+    assert found == []
 
 
 # ---------------------------------------------------------------- divergence, resume, mesh
@@ -429,13 +393,13 @@ def test_fit_stores_each_epochs_diagnoses_in_its_record():
         dead = [d for d in record["diagnoses"] if d["rule"] == "dead-relu"]
         assert [(d["layer"], d["epoch"], d["value"]) for d in dead] == [("1 ReLU()", epoch, 1.0)]
         assert "LeakyReLU" in dead[0]["message"]
-    # Without a monitor no rule runs and the record has no diagnoses.
+    # Without a probe no rule runs and the record has no diagnoses.
     quiet = fit(model, F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=8,
                 params=params, state=state, key=jax.random.key(1), progress=False)  # fmt: skip
     assert "diagnoses" not in quiet.history[0]
 
 
-def test_resume_with_a_monitor_equals_an_uninterrupted_run_and_keeps_the_series(tmp_path):
+def test_resume_with_a_probe_equals_an_uninterrupted_run_and_keeps_the_series(tmp_path):
     x, y = toy_data(64)
     model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3))
     common = dict(batch_size=16, key=jax.random.key(0), progress=False, probe=Probe(every=2))
@@ -498,7 +462,7 @@ def test_every_must_be_an_int_of_at_least_one(every):
         Probe(every=every)
 
 
-def test_fit_monitor_must_be_a_flag_or_a_monitor():
+def test_fit_probe_must_be_a_flag_or_a_probe():
     x, y = toy_data(16)
     with pytest.raises(TypeError, match=r"probe must be True, False or a probe .* got 'yes'"):
         fit(nn.Linear(6, 3), F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=8,

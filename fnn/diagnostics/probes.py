@@ -1,51 +1,26 @@
 """Per-layer statistics of training steps, collected inside the compiled epoch.
 
-``Probe(every=None)`` is a frozen, hashable spec (equal by value, like the layer specs,
-so an epoch built twice with equal monitors compiles once). It implements the protocol
-``fnn.train.EpochProbe``: ``fit(..., probe=True)`` or
-``make_train_epoch(..., probe=Probe())`` call ``collect`` inside the scanned epoch on
-every ``every``-th step of each epoch (1-based, counted within the epoch) and ``summarize``
-on the host afterwards. ``every=None`` means ``max(1, n_steps // 32)``: about 32 points per
-epoch, whatever the dataset and batch size (468 steps of batch 128 on MNIST: every 14).
+``Probe(every=None)`` is a frozen, hashable spec implementing ``fnn.train.EpochProbe``:
+``fit(..., probe=True)`` or ``make_train_epoch(..., probe=Probe())`` call ``collect`` inside
+the scanned epoch on every ``every``-th step of each epoch (counted within it, 1-based;
+``None``: ``max(1, n_steps // POINTS_PER_EPOCH)``) and ``summarize`` on the host afterwards.
 
-Per point, for the model: ``loss`` (the step's batch-mean training loss) and ``grad_norm``
-(the global L2 norm of all its gradients). Per top-level layer of a ``Sequential`` (any
-other model counts as a one-layer Sequential), in model order, where the layer has
-statistics (``kind``):
+Per point: the step's batch-mean ``loss`` and ``grad_norm`` (global L2 norm of all
+gradients); per top-level layer of a ``Sequential`` (another model counts as one layer)
+that has statistics, by ``layer_kind``:
 
-- ``"linear"`` (``nn.Linear``): ``weight_norm`` ||W|| (Frobenius) before the step's update,
-  ``grad_norm`` ||dL/dW||, ``update_ratio`` ||W_new - W|| / ||W|| (~1e-3 is healthy; 0 when
-  both are 0, inf when only ||W|| is). Biases are not included.
-- ``"batchnorm"`` (``nn.BatchNorm1d`` with running statistics): ``running_var_min`` and
-  ``running_var_max``, of the running variance after the step (what evaluation uses).
-- ``"relu"`` (``nn.ReLU``): ``mean``, ``std`` of the layer's output and ``dead_fraction``,
-  the fraction of units whose output is 0 for every sample of the batch.
-- ``"leaky_relu"``, ``"elu"``, ``"prelu"``: ``mean``, ``std`` and ``dead_fraction`` defined on
-  the pre-activation (the layer's input): the fraction of units <= 0 for every sample,
-  "never in the positive regime" (such a unit still passes gradient).
-- ``"sigmoid"``, ``"tanh"``: ``mean``, ``std`` and ``saturated_fraction``, the fraction of
-  output entries saturated: sigmoid y < 0.01 or y > 0.99, tanh |y| > 0.98 (the same
-  point, as tanh(x) = 2 sigmoid(2x) - 1).
-- ``"activation"`` (Softplus, Softmax, LogSoftmax, Abs, Maxout): ``mean`` and ``std``.
+- ``"linear"``: ``weight_norm`` ||W|| (Frobenius, before the update), ``grad_norm``
+  ||dL/dW||, ``update_ratio`` ||W_new - W|| / ||W|| (0 when both are 0, inf when only ||W||
+  is); biases are not included.
+- ``"batchnorm"``: ``running_var_min``, ``running_var_max`` after the step.
+- every activation kind: ``mean`` and ``std`` (ddof=0) over all entries of its output;
+  ``"relu"`` adds ``dead_fraction`` (units 0 for every sample); ``"leaky_relu"``, ``"elu"``,
+  ``"prelu"`` the same on the pre-activation (units <= 0 for every sample); ``"sigmoid"`` and
+  ``"tanh"`` add ``saturated_fraction`` (sigmoid y < 0.01 or y > 0.99, tanh |y| > 0.98).
 
-A unit is one position of the output past the batch axis (a feature of an (N, F) output).
-``mean`` and ``std`` run over all entries of the output on the batch (std with ddof=0).
-All statistics are computed in float32, whatever the model's dtype.
-
-The activations are those of the very forward the step trained on: ``collect`` reruns
-``model.intermediates`` (or ``apply``) with the step's params, state, key (so the same
-dropout masks) and ``train=True``. It runs only on the monitored steps (the epoch is a scan
-over chunks of plain steps, each ending in one monitored step), so it costs one forward per
-point (about 1/3 of a step, 32 times an epoch of hundreds of steps).
-Returning the intermediates from every step's own forward would save that forward but
-would tie the monitor to each gradient path's internals (the manual path's ``apply_vjp``
-keeps them inside its pullbacks) and make every step hand them out; the recomputation is
-the cheaper code for the same numbers, and its cost is measured in
-``experiments/benchmark_training.py``.
-
-``summarize`` returns the contract's JSON-able form (``loss``, ``grad_norm``, ``layers``:
-one dict per layer with ``index``, ``name``, ``kind`` and one list of floats per
-statistic); ``fit`` adds ``every`` and the global ``step`` numbers.
+A unit is one position past the batch axis. Statistics are float32 whatever the model's
+dtype, and come from the very forward the step trained on: ``collect`` reruns the model
+with the step's params, state and key (the same dropout masks) in train mode.
 """
 
 from __future__ import annotations
@@ -58,10 +33,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import nn
+from fnn._checks import is_int
 from fnn.diagnostics.rules import diagnose
-from fnn.train.step import ProbeStep
+from fnn.train import ProbeStep
 
-__all__ = ["POINTS_PER_EPOCH", "Probe", "layer_kind", "layer_name"]
+__all__ = [
+    "POINTS_PER_EPOCH",
+    "SIGMOID_SATURATION",
+    "TANH_SATURATION",
+    "Probe",
+    "layer_kind",
+    "layer_name",
+]
 
 POINTS_PER_EPOCH = 32
 TANH_SATURATION = 0.98
@@ -94,7 +77,7 @@ _ACTIVATION_KINDS = (
 
 
 def layer_kind(layer: nn.Layer) -> str | None:
-    """The monitor's kind of a layer: "linear", "batchnorm", an activation kind, or None.
+    """The probe's kind of a layer: "linear", "batchnorm", an activation kind, or None.
 
     Args:
         layer: an ``fnn.nn`` layer (a BatchNorm1d without running statistics has none).
@@ -124,7 +107,7 @@ def layer_name(layer: nn.Layer) -> str:
         layer: an ``fnn.nn`` layer.
 
     Returns:
-        The name the monitor series and diagnoses use.
+        The name the probe's series and the diagnoses use.
 
     Example:
         >>> from fnn import nn
@@ -206,10 +189,10 @@ class Probe:
     every: int | None = None
 
     def __post_init__(self):
-        if self.every is not None and (
-            isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1
-        ):
-            raise ValueError(f"Probe every must be an int >= 1 or None, got {self.every!r}")
+        if self.every is not None:
+            if not is_int(self.every) or self.every < 1:
+                raise ValueError(f"Probe every must be an int >= 1 or None, got {self.every!r}")
+            object.__setattr__(self, "every", int(self.every))  # a numpy int becomes a JSON-able int
 
     def interval(self, n_steps: int) -> int:
         """Steps between points in an epoch of ``n_steps`` steps.
