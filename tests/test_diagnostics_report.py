@@ -1,4 +1,4 @@
-"""The one-file HTML run report (fnn.diagnostics.report, issue 11 part 4): its sections, that
+"""The one-file HTML run report (fnn.diagnostics.report): its sections, that
 it is self-contained, and that its numbers and images are the run's, checked against numpy
 computations on ``fnn.train.predict``'s logits and against the raw MNIST test images."""
 
@@ -31,7 +31,7 @@ MESSAGE = (
 
 
 def _diagnostics(diagnoses: list[dict]) -> dict:
-    """A diagnostics.json in the contract's format for the CLI's mlp --hidden 32 (layers 1-5)."""
+    """A diagnostics.json in the probe's format for the CLI's mlp --hidden 32 (layers 1-5)."""
     steps = list(range(EVERY, STEPS_PER_EPOCH + 1, EVERY))
     n = len(steps)
     ramp = np.linspace(1.0, 0.5, n).tolist()
@@ -234,12 +234,12 @@ def test_diagnoses_appear_with_their_messages_escaped(run):
     assert len(page.all("tr", "diagnoses", "diagnosis")) == 2
 
 
-def test_monitor_charts_draw_every_series_of_diagnostics_json(run):
+def test_probe_charts_draw_every_series_of_diagnostics_json(run):
     page = Page(run["html"])
-    charts = page.all("svg", "monitors")
+    charts = page.all("svg", "probes")
     titles = [a["aria-label"] for a in charts]
     assert titles == [
-        "Training loss per monitored step",
+        "Training loss per probed step",
         "Global gradient norm",
         "Weight norm",
         "Weight gradient norm",
@@ -250,8 +250,8 @@ def test_monitor_charts_draw_every_series_of_diagnostics_json(run):
         "BatchNorm running variance range",
     ]
     # lines: loss, grad norm, 2 Linear x 3 statistics, ReLU mean/std/dead, BN min and max
-    assert len(page.all("polyline", "monitors")) == 1 + 1 + 2 * 3 + 3 + 2
-    assert "1e-3: healthy" in page.text["monitors"] and "5 Linear(32, 10)" in page.text["monitors"]
+    assert len(page.all("polyline", "probes")) == 1 + 1 + 2 * 3 + 3 + 2
+    assert "1e-3: healthy" in page.text["probes"] and "5 Linear(32, 10)" in page.text["probes"]
 
 
 def _copy_run(run, tmp_path, without=()):
@@ -264,14 +264,14 @@ def _copy_run(run, tmp_path, without=()):
 
 def test_a_run_without_diagnostics_says_so(run, tmp_path):
     d = _copy_run(run, tmp_path, without=["diagnostics.json", "report.html"])
-    # A run from before the monitors: no diagnostics.json and no diagnoses in history.json.
+    # A run trained without the probe: no diagnostics.json and no diagnoses in history.json.
     saved = json.loads((d / "history.json").read_text())
     saved["history"] = [{k: v for k, v in h.items() if k != "diagnoses"} for h in saved["history"]]
     (d / "history.json").write_text(json.dumps(saved))
     page = Page(Path(write_report(d)).read_text(encoding="utf-8"))
     assert all(page.ids.get(s) == "section" for s in SECTIONS)
-    assert "no diagnostics.json" in page.text["monitors"] and "no diagnostics.json" in page.text["diagnoses"]
-    assert not page.all("svg", "monitors") and not page.all("tr", "diagnoses", "diagnosis")
+    assert "no diagnostics.json" in page.text["probes"] and "no diagnostics.json" in page.text["diagnoses"]
+    assert not page.all("svg", "probes") and not page.all("tr", "diagnoses", "diagnosis")
     assert page.all("svg", "learning-curves")  # what history.json holds is still drawn
 
 

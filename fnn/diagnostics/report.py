@@ -1,48 +1,42 @@
 """The one-file HTML run report: ``write_report(run_dir)`` writes ``run_dir/report.html``.
 
-The report is built from a run directory of ``python -m fnn train`` (``config.json``,
-``history.json``, ``diagnostics.json`` when monitors ran, and the checkpoint, from which the
-model and test set are rebuilt as ``python -m fnn evaluate`` does, through ``fnn.runs``).
-It is one self-contained file: figures are inline SVG (``fnn.diagnostics.svg``) and images
-are data-URI PNGs, there is no script, no stylesheet or font from elsewhere and no external
-URL, so it opens the same from a mail attachment, a saved copy or a browser offline.
+It reads a run directory of ``python -m fnn train`` (``config.json``, ``history.json``,
+``diagnostics.json`` when the probe ran, and the checkpoint, from which ``fnn.runs``
+rebuilds the model and test set as ``python -m fnn evaluate`` does). The file stands alone:
+figures are inline SVG (``fnn.diagnostics.svg``), images data-URI PNGs, and there is no
+script and no external stylesheet, font or URL.
 
-Sections, each an element with a stable id:
+``SECTIONS``, each an element with that id, in order:
 
-- ``summary``: the final numbers (last epoch of ``history.json``, and the checkpoint's test
-  loss and accuracy recomputed here) and the config;
+- ``summary``: the last epoch's numbers, the checkpoint's test loss and accuracy, the config;
 - ``learning-curves``: loss and accuracy per epoch, train and test;
-- ``monitors``: one small chart per statistic of ``diagnostics.json`` (the contract of issue
-  11), one line per layer, against the global step;
-- ``diagnoses``: every diagnosis with its message (what was seen, then the remedies), or a
-  plain "no diagnosis";
+- ``probes``: one chart per statistic of ``diagnostics.json``, one line per layer, by step;
+- ``diagnoses``: every diagnosis with its message, or a plain "no diagnosis";
 - ``confusion-matrix``: test-set counts, true class by row, predicted class by column;
-- ``wrong-predictions``: the test images the model got wrong with the highest confidence
-  (softmax probability of the predicted class), most confident first;
-- ``weight-templates``: the first Linear layer's weight rows as 28×28 images when it has
-  784 inputs (MNIST-shaped); otherwise a sentence says why there are none.
+- ``wrong-predictions``: the misclassified test images the model was surest of (softmax
+  probability of the predicted class), most confident first, ties by lower test index;
+- ``weight-templates``: the first Linear layer's rows as 28×28 images when it has 784 inputs.
 
-A missing ``history.json`` or ``diagnostics.json`` (a run written before monitors existed,
-or trained with ``--no-monitor``) makes its sections say so; a missing directory, config or
-checkpoint, or malformed JSON, raises ``fnn.runs.RunError``. Every text from the run (layer
-names, messages, config values) is HTML-escaped. Decisions where the issue is silent: the
-report reads the latest checkpoint (what ``evaluate`` reads by default), the confusion
-matrix and wrong predictions are on the full test set in eval mode, and ties in confidence
-keep the lower test index first.
+A missing ``history.json`` or ``diagnostics.json`` makes its sections say so; a missing
+directory, config or checkpoint, or malformed JSON, raises ``fnn.runs.RunError``. Every text
+from the run is HTML-escaped. The checkpoint is the one ``which`` names (the latest by
+default); the confusion matrix and wrong predictions cover the whole test set in eval mode.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import itertools
 import json
 import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fnn import data, nn, runs
+from fnn._checks import is_int, is_real
 from fnn.diagnostics import rules, svg
 from fnn.train import predict
 
@@ -51,7 +45,7 @@ __all__ = ["SECTIONS", "write_report"]
 SECTIONS = (
     "summary",
     "learning-curves",
-    "monitors",
+    "probes",
     "diagnoses",
     "confusion-matrix",
     "wrong-predictions",
@@ -59,7 +53,7 @@ SECTIONS = (
 )
 CLASS_NAMES = {"mnist": data.MNIST_CLASSES, "fashion-mnist": data.FASHION_MNIST_CLASSES}
 
-# (statistic key, chart title, y label, log axis, fraction, guide line) for the monitors.
+# (statistic key, chart title, y label, log axis, fraction, guide line) of each layer chart.
 _LAYER_STATS = (
     ("weight_norm", "Weight norm", "‖W‖ (Frobenius)", False, False, None),
     ("grad_norm", "Weight gradient norm", "‖∂L/∂W‖ (log)", True, False, None),
@@ -100,9 +94,9 @@ def _e(value: Any) -> str:
 
 
 def _num(v: Any, digits: int = 4) -> str:
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if not is_real(v):
         return _e(v)
-    if isinstance(v, int):
+    if is_int(v):
         return f"{v:,}"
     if not math.isfinite(v):
         return str(v)
@@ -110,7 +104,7 @@ def _num(v: Any, digits: int = 4) -> str:
 
 
 def _pct(v: Any) -> str:
-    return f"{100 * v:.2f}%" if isinstance(v, int | float) and math.isfinite(v) else _e(v)
+    return f"{100 * v:.2f}%" if is_real(v) and math.isfinite(v) else _e(v)
 
 
 def _missing(text: str) -> str:
@@ -168,7 +162,7 @@ def _summary(config: dict, history: list[dict] | None, scores: dict, meta: dict,
             if key in last:
                 value = last[key]
                 rows.append((label, _pct(value) if key.endswith("accuracy") else _num(value)))
-        tests = [(h["test_loss"], h["epoch"]) for h in history if isinstance(h.get("test_loss"), int | float)]
+        tests = [(h["test_loss"], h["epoch"]) for h in history if is_real(h.get("test_loss"))]
         if tests:
             best = min(tests, key=lambda t: (not math.isfinite(t[0]), t[0]))
             rows.append(("lowest test loss", f"{_num(best[0])} at epoch {best[1]}"))
@@ -205,34 +199,14 @@ def _learning_curves(history: list[dict] | None) -> str:
             if any(f"{name}_{key}" in h for h in history)
         ]
 
+    chart = functools.partial(svg.line_chart, xlabel="epoch", integer_x=True)
     charts = [
-        svg.line_chart(
-            split("loss"),
-            title="Loss per epoch",
-            xlabel="epoch",
-            ylabel="mean cross-entropy (nats)",
-            integer_x=True,
-        ),
-        svg.line_chart(
-            split("accuracy"),
-            title="Accuracy per epoch",
-            xlabel="epoch",
-            ylabel="accuracy",
-            percent=True,
-            integer_x=True,
-        ),
+        chart(split("loss"), title="Loss per epoch", ylabel="mean cross-entropy (nats)"),
+        chart(split("accuracy"), title="Accuracy per epoch", ylabel="accuracy", percent=True),
     ]
     if any("lr" in h for h in history):
         lrs = [("learning rate", epochs, [h.get("lr", math.nan) for h in history])]
-        charts.append(
-            svg.line_chart(
-                lrs,
-                title="Learning rate at the end of each epoch",
-                xlabel="epoch",
-                ylabel="learning rate",
-                integer_x=True,
-            )
-        )
+        charts.append(chart(lrs, title="Learning rate at the end of each epoch", ylabel="learning rate"))
     note = (
         '<p class="note">The train numbers are means over the epoch\'s batches in train mode '
         "(dropout on); the test numbers are one eval-mode pass after the epoch.</p>"
@@ -240,7 +214,20 @@ def _learning_curves(history: list[dict] | None) -> str:
     return note + f'<div class="charts">{"".join(charts)}</div>'
 
 
-def _monitor_series(diagnostics: dict) -> tuple[dict, dict]:
+# (statistic key, line label, chart title, y label, log axis) of the model-level charts
+_MODEL_STATS = (
+    ("loss", "training loss", "Training loss per probed step", "batch mean cross-entropy (nats)", False),
+    ("grad_norm", "global gradient norm", "Global gradient norm", "‖∂L/∂θ‖ over all parameters (log)", True),
+)
+
+
+def _extend(series: dict[str, tuple[list, list]], key: str, steps: list, values: list) -> None:
+    s, v = series.setdefault(key, ([], []))
+    s.extend(steps[: len(values)])
+    v.extend(values[: len(steps)])
+
+
+def _probe_series(diagnostics: dict) -> tuple[dict, dict]:
     """Concatenate the per-epoch series: model-level {key: (steps, values)} and per layer
     {(index, name): {key: (steps, values)}}, in layer order."""
     model: dict[str, tuple[list, list]] = {}
@@ -248,94 +235,81 @@ def _monitor_series(diagnostics: dict) -> tuple[dict, dict]:
     for record in diagnostics.get("epochs", []):
         steps = list(record.get("step", []))
         for key in ("loss", "grad_norm"):
-            values = record.get(key)
-            if isinstance(values, list):
-                s, v = model.setdefault(key, ([], []))
-                s.extend(steps[: len(values)])
-                v.extend(values[: len(steps)])
+            if isinstance(record.get(key), list):
+                _extend(model, key, steps, record[key])
         for layer in record.get("layers", []):
             if not isinstance(layer, dict):
                 continue
-            name = (layer.get("index"), str(layer.get("name", "?")))
-            stats = layers.setdefault(name, {})
+            stats = layers.setdefault((layer.get("index"), str(layer.get("name", "?"))), {})
             for key, values in layer.items():
                 if isinstance(values, list):
-                    s, v = stats.setdefault(key, ([], []))
-                    s.extend(steps[: len(values)])
-                    v.extend(values[: len(steps)])
+                    _extend(stats, key, steps, values)
     return model, layers
 
 
-def _monitors(diagnostics: dict | None) -> str:
-    if diagnostics is None:
-        return _missing(
-            "No monitor series: this run directory has no diagnostics.json (a run written before "
-            "the monitors existed, or trained with --no-monitor)."
-        )
-    model, layers = _monitor_series(diagnostics)
-    if not model and not layers:
-        return _missing("diagnostics.json holds no monitor series.")
-    every = diagnostics.get("every")
-    # Epoch starts, halfway between an epoch's last monitored step and the next one's first.
-    starts = []
+def _epoch_starts(diagnostics: dict) -> list[tuple[float, str]]:
+    """Epoch starts, halfway between an epoch's last probed step and the next one's first."""
     records = [r for r in diagnostics.get("epochs", []) if r.get("step")]
-    for prev, rec in itertools.pairwise(records):
-        starts.append(((max(prev["step"]) + min(rec["step"])) / 2, f"epoch {rec.get('epoch', '')}"))
+    return [
+        ((max(prev["step"]) + min(rec["step"])) / 2, f"epoch {rec.get('epoch', '')}")
+        for prev, rec in itertools.pairwise(records)
+    ]
 
-    def line_chart(series, **kw):
-        return svg.line_chart(series, vlines=starts, **kw)
 
+def _model_charts(model: dict, chart: Any) -> list[str]:
+    return [
+        chart([(label, *model[key])], title=title, ylabel=ylabel, log_y=log_y)
+        for key, label, title, ylabel, log_y in _MODEL_STATS
+        if key in model
+    ]
+
+
+def _layer_charts(layers: dict, chart: Any) -> list[str]:
     charts = []
-    if "loss" in model:
-        charts.append(
-            line_chart(
-                [("training loss", *model["loss"])],
-                title="Training loss per monitored step",
-                xlabel="step",
-                ylabel="batch mean cross-entropy (nats)",
-            )
-        )
-    if "grad_norm" in model:
-        charts.append(
-            line_chart(
-                [("global gradient norm", *model["grad_norm"])],
-                title="Global gradient norm",
-                xlabel="step",
-                ylabel="‖∂L/∂θ‖ over all parameters (log)",
-                log_y=True,
-            )
-        )
     for key, title, ylabel, log_y, fraction, guide in _LAYER_STATS:
         series = [(f"{i} {name}", *stats[key]) for (i, name), stats in layers.items() if key in stats]
         if series:
+            y_range = (0.0, 1.0) if fraction else None
             charts.append(
-                line_chart(
+                chart(
                     series,
                     title=title,
-                    xlabel="step",
                     ylabel=ylabel,
                     log_y=log_y,
                     percent=fraction,
-                    y_range=(0.0, 1.0) if fraction else None,
+                    y_range=y_range,
                     guide=guide,
                 )
             )
-    bn = []  # one colour per BatchNorm layer, its min dashed
+    return charts
+
+
+def _batchnorm_charts(layers: dict, chart: Any) -> list[str]:
+    """One chart of every BatchNorm layer's running variance range: a colour per layer, its min dashed."""
+    bn = []
     bn_layers = [(i, name, stats) for (i, name), stats in layers.items() if "running_var_max" in stats]
     for c, (i, name, stats) in enumerate(bn_layers):
         for key, word, dash in (("running_var_max", "max", False), ("running_var_min", "min", True)):
             if key in stats:
                 bn.append((f"{i} {name} {word}", *stats[key], {"color": c, "dash": dash}))
-    if bn:
-        charts.append(
-            line_chart(
-                bn,
-                title="BatchNorm running variance range",
-                xlabel="step",
-                ylabel="min and max over features (log)",
-                log_y=True,
-            )
+    if not bn:
+        return []
+    title, ylabel = "BatchNorm running variance range", "min and max over features (log)"
+    return [chart(bn, title=title, ylabel=ylabel, log_y=True)]
+
+
+def _probes(diagnostics: dict | None) -> str:
+    if diagnostics is None:
+        return _missing(
+            "No probe series: this run directory has no diagnostics.json (the run was trained with "
+            "--no-monitor, or without the probe)."
         )
+    model, layers = _probe_series(diagnostics)
+    if not model and not layers:
+        return _missing("diagnostics.json holds no probe series.")
+    chart = functools.partial(svg.line_chart, xlabel="step", vlines=_epoch_starts(diagnostics))
+    charts = _model_charts(model, chart) + _layer_charts(layers, chart) + _batchnorm_charts(layers, chart)
+    every = diagnostics.get("every")
     every_text = f"every {every} steps" if isinstance(every, int) else "at regular steps"
     note = (
         f'<p class="note">Measured inside the compiled epoch {every_text}, one line per layer '
@@ -352,7 +326,7 @@ def _diagnoses(diagnostics: dict | None, history: list[dict] | None) -> str:
         found, source = [d for h in history for d in h.get("diagnoses", []) if isinstance(d, dict)], "history"
     else:
         return _missing(
-            "Not checked: this run directory has no diagnostics.json (monitors off), so the rules "
+            "Not checked: this run directory has no diagnostics.json (the probe was off), so the rules "
             "could not look at it."
         )
     if not found:
@@ -423,7 +397,8 @@ def _as_images(x: np.ndarray, dataset: str) -> np.ndarray | None:
     return np.clip(np.rint((flat * std + mean) * 255), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
 
 
-def _wrong(x, y, pred, conf, names, dataset, count) -> str:
+def _wrong(x: np.ndarray, y: np.ndarray, p: _Predictions, names, dataset: str, count: int) -> str:
+    pred, conf = p.pred, p.conf
     wrong = np.flatnonzero(pred != y)
     if wrong.size == 0:
         return '<p id="no-wrong">Every test image is classified correctly: nothing to show.</p>'
@@ -493,6 +468,68 @@ def _templates(model, params, config: dict, count: int) -> str:
 # --- the report ----------------------------------------------------------------------
 
 
+class _Predictions(NamedTuple):
+    """The checkpoint's eval-mode predictions on the test set."""
+
+    pred: np.ndarray  # predicted class per image
+    conf: np.ndarray  # softmax probability of the predicted class
+    matrix: np.ndarray  # confusion counts, true class by row
+    scores: dict  # "loss" (mean cross-entropy), "accuracy", "n" (images)
+
+
+def _predictions(logits: np.ndarray, y: np.ndarray) -> _Predictions:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    pred = np.argmax(logits, axis=1)
+    k = logits.shape[1]
+    matrix = np.zeros((k, k), np.int64)
+    np.add.at(matrix, (y, pred), 1)
+    scores = {
+        "loss": float(-log_probs[np.arange(len(y)), y].mean()),
+        "accuracy": float(np.mean(pred == y)),
+        "n": len(y),
+    }
+    return _Predictions(pred, np.exp(log_probs[np.arange(len(y)), pred]), matrix, scores)
+
+
+def _class_names(dataset: str, k: int) -> tuple[str, ...]:
+    names = CLASS_NAMES.get(dataset, ())
+    return names if len(names) == k else tuple(str(i) for i in range(k))
+
+
+def _read_run_files(run_dir: str) -> tuple[dict, list[dict] | None, dict | None]:
+    """config.json, and history.json and diagnostics.json or None where they are missing."""
+    if not os.path.isdir(run_dir):
+        raise runs.RunError(
+            f"{run_dir} is not a directory: DIR must be a run directory written by `python -m fnn train`"
+        )
+    config = runs.read_json(os.path.join(run_dir, "config.json"))
+    history_path = os.path.join(run_dir, "history.json")
+    history = _history(_read_optional(history_path), history_path)
+    diagnostics_path = os.path.join(run_dir, "diagnostics.json")
+    return config, history, _diagnostics(_read_optional(diagnostics_path), diagnostics_path)
+
+
+def _page(title: str, run_dir: str, sections: list[str]) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{_e(title)}</h1>\n"
+        f'<p class="note">Run directory: <code>{_e(os.path.abspath(run_dir))}</code>. '
+        "This file is self-contained "
+        "(no scripts, no network); rebuild it with <code>python -m fnn report DIR</code>.</p>\n"
+        + "".join(sections)
+        + "</body>\n</html>\n"
+    )
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)  # a half-written report never replaces a good one
+
+
 def write_report(
     run_dir: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -522,77 +559,41 @@ def write_report(
             match the config's model.
     """
     for name, value in (("max_wrong", max_wrong), ("max_templates", max_templates)):
-        if not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     run_dir = os.fspath(run_dir)
-    if not os.path.isdir(run_dir):
-        raise runs.RunError(
-            f"{run_dir} is not a directory: DIR must be a run directory written by `python -m fnn train`"
-        )
-    config = runs.read_json(os.path.join(run_dir, "config.json"))
-    history_path = os.path.join(run_dir, "history.json")
-    history = _history(_read_optional(history_path), history_path)
-    diagnostics_path = os.path.join(run_dir, "diagnostics.json")
-    diagnostics = _diagnostics(_read_optional(diagnostics_path), diagnostics_path)
+    config, history, diagnostics = _read_run_files(run_dir)
     dtype = config.get("dtype", "float32") if isinstance(config, dict) else "float32"
     with runs.numerics(dtype):
         run = runs.load_run(run_dir, which, data_dir, train_data=False)
         x, y = run.test_data
         ts = run.train_state
         logits = np.asarray(predict(run.model, ts.params, ts.state, x), np.float64)
-        params = ts.params
     y = np.asarray(y)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    pred = np.argmax(logits, axis=1)
-    conf = np.exp(log_probs[np.arange(len(y)), pred])
-    k = logits.shape[1]
-    matrix = np.zeros((k, k), np.int64)
-    np.add.at(matrix, (y, pred), 1)
-    scores = {
-        "loss": float(-log_probs[np.arange(len(y)), y].mean()),
-        "accuracy": float(np.mean(pred == y)),
-        "n": len(y),
-    }
-    names = CLASS_NAMES.get(config["dataset"], tuple(str(i) for i in range(k)))
-    if len(names) != k:
-        names = tuple(str(i) for i in range(k))
-
-    title = f"fnn run report: {config['model']} on {config['dataset']}"
-    body = [
+    p = _predictions(logits, y)
+    dataset = config["dataset"]
+    names = _class_names(dataset, logits.shape[1])
+    sections = [
         _section(
             "summary",
             "The run: config and final numbers",
-            _summary(config, history, scores, run.meta, run.checkpoint_path),
+            _summary(config, history, p.scores, run.meta, run.checkpoint_path),
         ),
         _section("learning-curves", "Learning curves", _learning_curves(history)),
-        _section("monitors", "Per-layer monitors", _monitors(diagnostics)),
+        _section("probes", "Per-layer statistics (probes)", _probes(diagnostics)),
         _section("diagnoses", "Diagnoses and remedies", _diagnoses(diagnostics, history)),
-        _section("confusion-matrix", "Confusion matrix (test set)", _confusion(matrix, names)),
+        _section("confusion-matrix", "Confusion matrix (test set)", _confusion(p.matrix, names)),
         _section(
             "wrong-predictions",
             "The most confidently wrong test images",
-            _wrong(np.asarray(x), y, pred, conf, names, config["dataset"], max_wrong),
+            _wrong(np.asarray(x), y, p, names, dataset, max_wrong),
         ),
         _section(
             "weight-templates",
             "First-layer weights as templates",
-            _templates(run.model, params, config, max_templates),
+            _templates(run.model, ts.params, config, max_templates),
         ),
     ]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{_e(title)}</h1>\n"
-        f'<p class="note">Run directory: <code>{_e(os.path.abspath(run_dir))}</code>. '
-        "This file is self-contained "
-        "(no scripts, no network); rebuild it with <code>python -m fnn report DIR</code>.</p>\n"
-        + "".join(body)
-        + "</body>\n</html>\n"
-    )
     path = os.fspath(out) if out is not None else os.path.join(run_dir, "report.html")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, path)  # a half-written report never replaces a good one
+    _write_atomic(path, _page(f"fnn run report: {config['model']} on {dataset}", run_dir, sections))
     return path
