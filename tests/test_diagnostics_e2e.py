@@ -1,14 +1,14 @@
 """fnn.diagnostics end to end: real runs that provoke each rule, checked through ``diagnose``.
 
 test_diagnostics_rules.py feeds the rules hand-built histories and test_diagnostics_probes.py
-checks the monitor's statistics; here real models train on subsets of the bundled MNIST
-through ``fit(..., probe=True)`` (or the monitor's ``collect`` on the initial weights for
-the init rules), so each test checks that the course's setups, the ones the issue names,
-fire their rule with the numbers the rules' docstring quotes, and that the default MLP run
-stays silent. Each test states the value it expects and where it comes from: a closed form
-(a variance derivation, SGD's first step), the definition applied by hand to the record's
-own series, or the measured run in experiments/README.md. The thresholds are the constants
-of fnn/diagnostics/rules.py (the issue's numbers). Runs are small (at most 64 steps).
+checks the probe's statistics; here real models train on subsets of the bundled MNIST
+through ``fit(..., probe=True)`` (or the probe's ``collect`` on the initial weights for
+the init rules), so each test checks that the course's setups fire their rule with the
+numbers experiments/README.md quotes, and that the default MLP run stays silent. Each test
+states the value it expects and where it comes from: a closed form (a variance derivation,
+SGD's first step), the definition applied by hand to the record's own series, or the
+measured run in experiments/README.md. The thresholds are the constants
+of fnn/diagnostics/rules.py. Runs are small (at most 64 steps).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def layer_series(record: dict, index: int, key: str) -> list[float]:
 
 
 def at_init(model: nn.Sequential, weight_init, x: jax.Array) -> list[dict]:
-    """A one-record history: Monitor.collect on the initial weights (biases 0), forward only:
+    """A one-record history: Probe.collect on the initial weights (biases 0), forward only:
     no loss, no gradient and no update (recorded as 0), so only the activation rules judge it."""
     params, state = model.init(jax.random.key(0))
     weights = jax.random.split(jax.random.key(1), len(model.layers))
@@ -70,13 +70,13 @@ def at_init(model: nn.Sequential, weight_init, x: jax.Array) -> list[dict]:
     step = train.ProbeStep(
         params, state, jax.random.key(2), x, None, zeros, params, state, jnp.zeros(()), jnp.zeros(())
     )
-    monitor = diagnostics.Probe(every=1)
-    point = jax.tree.map(lambda a: jnp.asarray(a)[None], monitor.collect(model, step))
+    probe = diagnostics.Probe(every=1)
+    point = jax.tree.map(lambda a: jnp.asarray(a)[None], probe.collect(model, step))
     return [
         {
             "epoch": 1,
             "train_loss": 0.0,
-            "probe": {"every": 1, "step": [1], **monitor.summarize(model, point)},
+            "probe": {"every": 1, "step": [1], **probe.summarize(model, point)},
         }
     ]
 
@@ -178,8 +178,8 @@ def test_tanh_constant_init_saturates_the_deep_layers():
 
 def test_dead_relu_fires_for_the_bias_minus_one_init():
     # The dead_relu experiment's setup: 784-256x6-10, Kaiming weights, every hidden bias -1,
-    # plain SGD lr 0.1. Its README (monitor definition, dead on a batch): layers 3-6 are
-    # 79-100% dead, layers 1-2 2-12%; the rule's threshold is 50% (the issue's number).
+    # plain SGD lr 0.1. Its README (the probe's definition, dead on a batch): layers 3-6 are
+    # 79-100% dead, layers 1-2 2-12%; the rule's threshold is 50%.
     kaiming = functools.partial(init.kaiming_normal, nonlinearity="relu")
     layers, width = [nn.Flatten()], 784
     for _ in range(6):

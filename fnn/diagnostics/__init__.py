@@ -1,6 +1,11 @@
-"""fnn.diagnostics: what the course would diagnose in a run (monitors, rules, the LR range
-test, the HTML report)."""
+"""fnn.diagnostics: what the course would diagnose in a run.
 
+``Probe`` collects per-layer statistics inside the compiled epoch (``fit(probe=True)``),
+``diagnose`` applies the course's rules to a history, ``lr_find`` runs the LR range test and
+``write_report`` writes a run's one-file HTML report; ``svg`` draws its figures.
+"""
+
+from fnn.diagnostics import probes, report, rules, svg
 from fnn.diagnostics.lr_find import LRFindResult, lr_find
 from fnn.diagnostics.probes import Probe
 from fnn.diagnostics.report import write_report
@@ -15,5 +20,9 @@ __all__ = [
     "diagnose",
     "format_diagnosis",
     "lr_find",
+    "probes",
+    "report",
+    "rules",
+    "svg",
     "write_report",
 ]
