@@ -8,7 +8,7 @@ import pytest
 
 from fnn import nn
 from fnn.train import evaluate, predict
-from fnn.train.evaluate import evaluate_checked
+from fnn.train.evaluation import evaluate_checked
 from fnn.train.metrics import resolve_metrics
 
 D, C = 6, 4

@@ -5,39 +5,22 @@
 ``lr(t) = min_lr · (max_lr / min_lr) ** (t / (steps - 1))`` for the t-th update (t from 0),
 and records each step's training loss. Its contract:
 
-- **One compiled scan.** ``make_optimizer(lr)`` is called once, with ``lr`` the schedule
-  above (an ``fnn.optim.LRSchedule``, equal by value), so the whole test is one
-  ``lax.scan`` over the compiled train step of ``fnn.train.make_train_step``; running it again
-  with equal arguments reuses the compiled program.
-- **The caller's arrays are untouched.** It starts from ``params``/``state`` (or the
-  model's init) and a fresh optimizer state; nothing is donated, nothing is returned but the
-  curve.
-- **Batches as the train epoch draws them.** ``key`` is used exactly as ``fit`` uses it:
-  ``init_train_state`` splits it into the init key and the run key, and epoch e's
-  shuffle and per-step keys (dropout) come from ``fold_in(run_key, e)`` through
-  ``fnn.train.step.epoch_batches``, the function ``make_train_epoch`` draws with. So the
-  first ``len(x) // batch_size`` steps see the same batches and dropout masks as the first
-  epoch of ``fit(..., key=key)`` from the same init; a test longer than an epoch goes on
-  into reshuffled epochs.
-- **Smoothing.** ``smoothed`` is the bias-corrected exponential moving average of the raw
-  losses: ``a_t = β a_{t-1} + (1 − β) loss_t`` with ``a_{-1} = 0``, ``smoothed_t = a_t / (1 −
-  β^{t+1})`` (fastai's ``LRFinder``; Adam's bias correction).
-- **Where it stopped.** A scan cannot stop early: all ``steps`` steps run, and those from
-  the first step whose smoothed loss is non-finite or exceeds ``diverge_factor`` × the
-  lowest smoothed loss so far are marked invalid (``valid`` False, ``diverged_at`` the
-  index of that first step). Past that point the losses are those of a diverged model
-  (possibly inf or NaN); they are kept in ``losses`` but ignored by the suggestion. The
-  rule assumes a loss >= 0 (every fnn loss is).
+- **One compiled scan** of ``fnn.train.train_step`` (the epoch's own step body);
+  ``make_optimizer(lr)`` is called once with the schedule above (equal by value), so running
+  it again with equal arguments reuses the compiled program.
+- **The caller's arrays are untouched**: nothing is donated, nothing returned but the curve.
+- **Batches as ``fit``'s epochs draw them**: ``key`` is used exactly as ``fit(key=...)``
+  uses it (``init_train_state``, then ``epoch_batches(fold_in(run_key, e), ...)``), so the
+  first ``len(x) // batch_size`` steps see fit's first epoch's batches and dropout masks.
+- **Smoothing**: ``smoothed_t = a_t / (1 − β^{t+1})`` with ``a_t = β a_{t-1} + (1 − β)
+  loss_t``, ``a_{-1} = 0`` (fastai's ``LRFinder``; Adam's bias correction).
+- **Where it stopped.** All ``steps`` steps run; those from the first step whose smoothed
+  loss is non-finite or exceeds ``diverge_factor`` × the lowest smoothed loss so far are
+  invalid (``valid`` False, ``diverged_at`` its index) and ignored by the suggestion. After a
+  non-finite step nothing more is applied (the divergence guard). Losses are assumed >= 0.
 - **The suggestion**: ``suggested_lr`` = (the lr at the minimum of the smoothed loss over
-  the valid steps) / 10, fastai's "minimum loss divided by 10" (``lr_find``'s ``lr_min``,
-  ``SuggestionMethod.Minimum``; Howard & Gugger, "fastai: a layered API for deep
-  learning", 2020; its ``LRFinder`` also smooths with β = 0.98 and stops at 4× the best
-  smoothed loss, the defaults here). Smith's
-  own reading of the curve (section 3.3 of "Cyclical learning rates for training neural
-  networks", arXiv:1506.01186) takes the rate where the loss stops falling as the upper
-  end of the useful range; at the minimum the smoothed loss is already at the edge of
-  stability (and the moving average lags behind the raw loss), so one decade below it is
-  a rate that still descends fast but safely. ``rule`` says this in a sentence.
+  the valid steps) / 10, fastai's "minimum divided by 10" (``rule`` says it in a sentence):
+  at the minimum the loss is at the edge of stability, one decade below still descends fast.
 """
 
 from __future__ import annotations
@@ -54,10 +37,11 @@ import numpy as np
 from fnn import nn, optim
 from fnn._checks import check_batch_size
 from fnn.optim.schedules import LRSchedule
-from fnn.train import init_train_state, make_train_step
-from fnn.train.evaluate import check_data, check_labels
+from fnn.train import init_train_state
+from fnn.train.epoch import epoch_batches, step_body
+from fnn.train.evaluation import check_data, check_labels
 from fnn.train.precision import check_compute_dtype
-from fnn.train.step import check_grad_mode, epoch_batches
+from fnn.train.step import check_grad_mode
 
 __all__ = ["LRFindResult", "lr_find", "range_schedule", "summarize"]
 
@@ -183,39 +167,22 @@ def summarize(lrs: Any, losses: Any, *, beta: float = 0.98, diverge_factor: floa
     return LRFindResult(lrs, losses, smoothed, valid, diverged_at, float(lrs[best] / 10), RULE)
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_range(
-    model, loss, optimizer, batch_size: int, grad: str, steps: int, n: int, compute_dtype: str | None = None
-) -> Callable:
-    """The whole test as one jitted function (params, state, opt_state, run_key, x, y) -> metrics."""
-    step = make_train_step(model, loss, optimizer, grad, metrics=(), compute_dtype=compute_dtype)
-    n_batches = n // batch_size
-    n_epochs = -(-steps // n_batches)
-
-    def run(params, state, opt_state, run_key, x, y):
-        epoch_keys = jax.vmap(lambda e: jax.random.fold_in(run_key, e))(jnp.arange(n_epochs))
-        orders, step_keys = jax.vmap(lambda k: epoch_batches(k, n, batch_size))(epoch_keys)  # fit's draws
-        orders = orders.reshape(n_epochs * n_batches, batch_size)[:steps]
-        step_keys = step_keys.reshape(n_epochs * n_batches)[:steps]
-
-        def body(carry, inputs):
-            idx, k = inputs
-            params, state, opt_state = carry
-            params, state, opt_state, record = step(params, state, opt_state, k, x[idx], y[idx])
-            return (params, state, opt_state), record
-
-        _, records = jax.lax.scan(body, (params, state, opt_state), (orders, step_keys))
-        return records
-
-    return jax.jit(run)
-
-
-def _build(model, loss, optimizer, batch_size, grad, steps, n, compute_dtype=None) -> Callable:
-    args = (model, loss, optimizer, batch_size, grad, steps, n, compute_dtype)
-    try:
-        return _compiled_range(*args)
-    except TypeError:  # an unhashable optimizer or loss: compile afresh
-        return _compiled_range.__wrapped__(*args)
+@functools.partial(
+    jax.jit, static_argnames=("model", "loss", "optimizer", "batch_size", "grad", "steps", "compute_dtype")
+)
+def _range_test(params, state, opt_state, run_key, x, y, *, model, loss, optimizer, batch_size, grad, steps,
+                compute_dtype):  # fmt: skip
+    """The whole test as one scan of the epoch's step body over fit's batches: the records."""
+    n = x.shape[0]
+    n_epochs = -(-steps // (n // batch_size))
+    epoch_keys = jax.vmap(lambda e: jax.random.fold_in(run_key, e))(jnp.arange(n_epochs))
+    orders, step_keys = jax.vmap(lambda k: epoch_batches(k, n, batch_size))(epoch_keys)
+    orders = orders.reshape(-1, batch_size)[:steps]
+    step_keys = step_keys.reshape(-1, *step_keys.shape[2:])[:steps]
+    body = step_body(model, loss, optimizer, x, y, grad=grad, metrics=(), compute_dtype=compute_dtype)
+    carry = (params, state, opt_state, jnp.ones((), bool))
+    _, records = jax.lax.scan(body, carry, (orders, step_keys, jnp.arange(steps)))
+    return records
 
 
 def lr_find(
@@ -291,12 +258,14 @@ def lr_find(
         )
     ts = init_train_state(model, optimizer, key, params=params, state=state)
     check_labels(model, ts.params, ts.state, x, y, loss, "data")
-    run = _build(
-        model, loss, optimizer, batch_size, grad, steps, int(x.shape[0]), check_compute_dtype(compute_dtype)
+    options = dict(
+        batch_size=batch_size, grad=grad, steps=steps, compute_dtype=check_compute_dtype(compute_dtype)
     )
-    records = run(ts.params, ts.state, ts.opt_state, ts.key, x, y)
-    # The rates the optimizer really used (its lr link); the schedule when it has none.
-    lrs = records["lr"] if "lr" in records else jax.vmap(schedule)(jnp.arange(steps))
+    records = _range_test(ts.params, ts.state, ts.opt_state, ts.key, x, y, model=model, loss=loss,
+                          optimizer=optimizer, **options)  # fmt: skip
+    # The rates the optimizer used (its lr link) where a step applied; the schedule elsewhere.
+    planned = jax.vmap(schedule)(jnp.arange(steps))
+    lrs = jnp.where(records["ok"], records["lr"], planned) if "lr" in records else planned
     return summarize(
         np.asarray(lrs, np.float64),
         np.asarray(records["loss"], np.float64),

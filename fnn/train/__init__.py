@@ -1,12 +1,13 @@
-"""fnn.train: TrainState, compiled steps and epochs, evaluation, fit and its callbacks."""
+"""fnn.train: one training step, the compiled epoch, evaluation, fit and its callbacks."""
 
-from fnn.train.callbacks import Callback, EarlyStopping, LambdaCallback, PlateauCallback, Run
-from fnn.train.checkpointing import fingerprint
-from fnn.train.evaluate import evaluate, predict
-from fnn.train.fit import fit
+from fnn.train.callbacks import Callback, EarlyStopping, LambdaCallback
+from fnn.train.epoch import epoch_batches, make_train_epoch
+from fnn.train.evaluation import evaluate, predict
+from fnn.train.loop import fit
 from fnn.train.metrics import METRICS, accuracy, mae, mse
+from fnn.train.probe import EpochProbe, ProbeStep
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
-from fnn.train.step import EpochProbe, ProbeStep, make_train_epoch, make_train_step
+from fnn.train.step import make_train_step, train_step
 
 __all__ = [
     "METRICS",
@@ -15,14 +16,12 @@ __all__ = [
     "EpochProbe",
     "FitResult",
     "LambdaCallback",
-    "PlateauCallback",
     "ProbeStep",
-    "Run",
     "TrainState",
     "TrainingDiverged",
     "accuracy",
+    "epoch_batches",
     "evaluate",
-    "fingerprint",
     "fit",
     "init_train_state",
     "mae",
@@ -30,4 +29,5 @@ __all__ = [
     "make_train_step",
     "mse",
     "predict",
+    "train_step",
 ]

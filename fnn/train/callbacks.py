@@ -33,9 +33,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-
 from fnn import optim
 from fnn.train.state import TrainState
 
@@ -292,7 +289,7 @@ class EarlyStopping(Callback):
         if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch, self.wait = value, record["epoch"], 0
             if self.restore_best:
-                self._best_state = copy_train_state(run.train_state)
+                self._best_state = run.train_state.copy()
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -308,20 +305,6 @@ class EarlyStopping(Callback):
 
     def load_state_dict(self, state):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
-
-
-def copy_train_state(ts: TrainState) -> TrainState:
-    """A copy whose buffers survive the next epoch (which donates the carry's).
-
-    Args:
-        ts: a TrainState.
-
-    Returns:
-        The TrainState with params, state and opt_state copied.
-    """
-    return ts._replace(
-        **{f: jax.tree.map(jnp.copy, getattr(ts, f)) for f in ("params", "state", "opt_state")}
-    )
 
 
 def base_lr(optimizer: Any) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 __all__ = ["FitResult", "TrainState", "TrainingDiverged", "init_train_state"]
 
@@ -41,6 +42,16 @@ class TrainState(NamedTuple):
     key: jax.Array
     epoch: int
     step: int
+
+    def copy(self) -> TrainState:
+        """A copy whose arrays survive the next compiled epoch (which donates the carry's).
+
+        Returns:
+            The TrainState with params, state and opt_state copied.
+        """
+        return self._replace(
+            **{f: jax.tree.map(jnp.copy, getattr(self, f)) for f in ("params", "state", "opt_state")}
+        )
 
 
 def init_train_state(

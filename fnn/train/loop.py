@@ -55,12 +55,14 @@ from fnn import distributed, nn
 from fnn._checks import check_batch_size
 from fnn.train import checkpointing
 from fnn.train.callbacks import Callback, Run, as_callbacks
-from fnn.train.evaluate import check_data, check_labels, evaluate_checked
+from fnn.train.epoch import make_train_epoch
+from fnn.train.evaluation import check_data, check_labels, evaluate_checked
 from fnn.train.metrics import resolve_metrics
 from fnn.train.precision import check_compute_dtype
+from fnn.train.probe import EpochProbe
 from fnn.train.progress import ProgressBar, callback_interval
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
-from fnn.train.step import EpochProbe, check_grad_mode, make_train_epoch
+from fnn.train.step import check_grad_mode
 
 __all__ = ["fit"]
 
@@ -102,7 +104,7 @@ def _initial_state(model, optimizer, key, train_state, params, state) -> TrainSt
 
 def _owned(ts: TrainState, mesh) -> TrainState:
     """Copies of the carry (the epoch donates its buffers; the caller's arrays stay valid)."""
-    ts = ts._replace(**{f: jax.tree.map(jnp.array, getattr(ts, f)) for f in ("params", "state", "opt_state")})
+    ts = ts.copy()
     if mesh is not None:
         ts = ts._replace(
             **dict(

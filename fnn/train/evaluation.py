@@ -48,7 +48,7 @@ def default_loss(target: Any) -> nn.Loss:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fnn.train.evaluate import default_loss
+        >>> from fnn.train.evaluation import default_loss
         >>> default_loss(jnp.array([3]))
         CrossEntropyLoss(weight=None, ignore_index=-100, reduction='mean', label_smoothing=0.0)
         >>> default_loss(jnp.array([0.5]))
@@ -70,7 +70,7 @@ def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fnn.train.evaluate import check_data
+        >>> from fnn.train.evaluation import check_data
         >>> check_data("data", jnp.zeros((3, 2)), jnp.zeros(2))
         Traceback (most recent call last):
         ...
@@ -122,7 +122,7 @@ def check_labels(
     Example:
         >>> import jax.numpy as jnp
         >>> from fnn import nn
-        >>> from fnn.train.evaluate import check_labels
+        >>> from fnn.train.evaluation import check_labels
         >>> model, params = nn.Linear(2, 3), {"weight": jnp.zeros((3, 2)), "bias": jnp.zeros(3)}
         >>> check_labels(model, params, {}, jnp.zeros((2, 2)), jnp.array([0, 3]), name="y")
         Traceback (most recent call last):
