@@ -1,11 +1,11 @@
-"""fnn.functional.dropout: inverted dropout with explicit keys (DROP-1..DROP-3)."""
+"""fnn.functional.stochastic: inverted dropout with explicit keys (DROP-1..DROP-3)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn.functional.dropout import dropout, dropout_backward, dropout_mask
+from fnn.functional.stochastic import dropout, dropout_backward, dropout_mask
 
 jdropout = jax.jit(dropout, static_argnames=("p", "training"))
 

@@ -155,3 +155,10 @@ def test_evaluate_in_float64_is_exact_to_1e_12(x64):
     got = evaluate(model, params, state, (x, y), batch_size=8)
     np.testing.assert_allclose(got["loss"], numpy_cross_entropy(logits, y), rtol=1e-12)
     np.testing.assert_allclose(predict(model, params, state, x, batch_size=8), logits, rtol=1e-12, atol=1e-12)
+
+
+def test_evaluate_names_an_inf_input_by_row_and_column():
+    x = np.zeros((5, 3), np.float32)
+    x[4, 2] = np.inf
+    with pytest.raises(ValueError, match=r"^data x holds inf at row 4, column 2$"):
+        evaluate(nn.Linear(3, 2), *nn.Linear(3, 2).init(jax.random.key(0)), (x, np.zeros(5, np.int32)))

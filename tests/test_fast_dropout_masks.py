@@ -1,6 +1,6 @@
 """fnn._fast.dropout_masks: the packed keep mask equals the plain definition bit for bit.
 
-The reference is `fnn.functional.dropout.keep_mask`, the mask written in plain jax.numpy
+The reference is `fnn.functional.stochastic.keep_mask`, the mask written in plain jax.numpy
 (16-bit halves of `jax.random.bits` below a threshold); that definition is itself checked
 here against a numpy rebuild of the same layout. Every comparison is exact: shapes of every
 rank (0-d, empty, odd, a multiple of the 32-unit packing and not), p at the quantization
@@ -14,7 +14,7 @@ import pytest
 
 from fnn._fast import dropout_masks
 from fnn.functional import dropout_mask
-from fnn.functional.dropout import keep_mask, keep_threshold
+from fnn.functional.stochastic import keep_mask, keep_threshold
 
 SHAPES = [(), (1,), (2,), (7,), (3, 5), (4, 32), (2, 33), (2, 3, 65), (5, 0), (0, 3), (128, 257)]
 PS = [1e-6, 0.1234, 0.5, 0.8, 1 - 1e-6]

@@ -1,11 +1,11 @@
-"""fnn.functional.linear: linear and flatten, manual backward vs jax.vjp, shapes and errors."""
+"""fnn.functional.affine: linear and flatten, manual backward vs jax.vjp, shapes and errors."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn.functional.linear import flatten, flatten_backward, linear, linear_backward
+from fnn.functional.affine import flatten, flatten_backward, linear, linear_backward
 
 
 def _rand(seed, shape):

@@ -1314,7 +1314,7 @@ def _clip_max_norm_zero():
 
 def test_adam_eps_zero_is_rejected_on_purpose():
     # torch accepts Adam(eps=0); fnn's issue asks that eps <= 0 raise at construction (a
-    # zero gradient with eps = 0 divides 0 by 0). Documented in fnn/optim/adam.py.
+    # zero gradient with eps = 0 divides 0 by 0). Documented in fnn/optim/moments.py.
     with pytest.raises(ValueError, match="eps"):
         optim.adam(lr=0.1, eps=0.0)
 

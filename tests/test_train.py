@@ -885,3 +885,20 @@ def test_progress_bar_moves_during_the_epoch_on_a_terminal(monkeypatch):
     steps = [int(s.split("/")[0]) for s in text.split("] ")[1:]]
     assert len(set(steps)) >= 10 and max(steps) == 128 and min(steps) < 128  # updates inside the epoch
     assert "samples/s" in text and "ETA" in text
+
+
+def test_nan_or_inf_in_the_data_is_named_as_bad_data_before_compiling():
+    # Not a divergence at step 3 with advice to lower the learning rate: the host check names
+    # the array, the row and the column.
+    x, y = toy_data(64)
+    x = np.array(x)
+    x[3, 5] = np.nan
+    with pytest.raises(ValueError, match=r"^train_data x holds nan at row 3, column 5$"):
+        fit(toy_model(), nn.CrossEntropyLoss(), optim.sgd(lr=0.1), (x, y), epochs=1, batch_size=32,
+            key=jax.random.key(0), progress=False)  # fmt: skip
+    xr, yr = np.ones((8, 2), np.float32), np.ones((8, 1), np.float32)
+    bad_y = yr.copy()
+    bad_y[6, 0] = -np.inf
+    with pytest.raises(ValueError, match=r"^eval_data y holds -inf at row 6, column 0$"):
+        fit(nn.Linear(2, 1), nn.MSELoss(), optim.sgd(lr=0.1), (xr, yr), epochs=1, batch_size=4,
+            eval_data=(xr, bad_y), key=jax.random.key(0), progress=False)  # fmt: skip

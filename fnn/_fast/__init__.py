@@ -5,7 +5,7 @@ lives in the file a reader opens for the op, and a test proves the two bit-ident
 
 - ``threefry.random_bits``: ``jax.random.bits(key, shape, uint32)`` for threefry keys,
   with the hash written out unrolled (``tests/test_threefry.py``);
-- ``dropout_masks.keep_mask``: ``fnn.functional.dropout.keep_mask``, the units dropout
+- ``dropout_masks.keep_mask``: ``fnn.functional.stochastic.keep_mask``, the units dropout
   keeps, packed 32 decisions to a word (``tests/test_fast_dropout_masks.py``).
 
 Nothing here defines behaviour: change the plain definition, and the test fails until the

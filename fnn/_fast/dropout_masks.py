@@ -1,7 +1,7 @@
-"""Dropout's keep mask, computed faster: the values of ``fnn.functional.dropout.keep_mask``.
+"""Dropout's keep mask, computed faster: the values of ``fnn.functional.stochastic.keep_mask``.
 
 Contract: ``keep_mask(key, shape, keep_threshold(p))`` equals the plain definition
-``keep_mask(key, shape, p)`` of ``fnn/functional/dropout.py`` bit for bit
+``keep_mask(key, shape, p)`` of ``fnn/functional/stochastic.py`` bit for bit
 (``tests/test_fast_dropout_masks.py`` checks it for several shapes and p, typed and legacy
 keys, under jit and vmap). Two things differ, neither of them a value:
 
@@ -31,11 +31,11 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], threshold: int) -> jax.Arr
     """Boolean keep mask of ``shape``: unit 2j / 2j + 1 of the last axis keeps iff the low /
     high 16 bits of word j of ``jax.random.bits(key, (..., ceil(n / 2)), uint32)`` are below
     ``threshold`` (a 0-d mask is the low half of one word): ``threshold`` is
-    ``fnn.functional.dropout.keep_threshold(p)``.
+    ``fnn.functional.stochastic.keep_threshold(p)``.
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> from fnn.functional.dropout import keep_mask as definition, keep_threshold
+        >>> from fnn.functional.stochastic import keep_mask as definition, keep_threshold
         >>> key = jax.random.key(0)
         >>> bool((keep_mask(key, (3, 5), keep_threshold(0.3)) == definition(key, (3, 5), 0.3)).all())
         True

@@ -33,9 +33,9 @@ from fnn.functional.activations import (
     tanh_backward,
 )
 from fnn.functional.backward import backward_of
-from fnn.functional.dropout import dropout, dropout_backward, dropout_mask
+from fnn.functional.stochastic import dropout, dropout_backward, dropout_mask
 from fnn.functional.encoding import one_hot
-from fnn.functional.linear import flatten, flatten_backward, linear, linear_backward
+from fnn.functional.affine import flatten, flatten_backward, linear, linear_backward
 from fnn.functional.losses import (
     binary_cross_entropy,
     binary_cross_entropy_backward,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fnn import _checks
 from fnn import functional as F
-from fnn.functional.dropout import _check_p
+from fnn.functional.stochastic import _check_p
 from fnn.nn.base import Layer
 
 __all__ = ["Dropout"]

@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnn import nn
 from fnn._checks import check_batch_size, check_classes_in_range
@@ -58,7 +59,10 @@ def default_loss(target: Any) -> nn.Loss:
 
 
 def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
-    """x and y hold the same number of samples, at least ``batch_size`` of them.
+    """x and y hold the same number of samples, at least ``batch_size`` of them, all finite.
+
+    Checked on the host before anything compiles: inside a compiled step a NaN or inf input
+    would only show as a diverged loss.
 
     Args:
         name: the data's name in the message.
@@ -66,7 +70,8 @@ def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
         batch_size: the fewest samples allowed (default 1).
 
     Raises:
-        ValueError: a missing batch dimension, different lengths, or too few samples.
+        ValueError: a missing batch dimension, different lengths, too few samples, or a
+            NaN or inf value (named with its row and column).
 
     Example:
         >>> import jax.numpy as jnp
@@ -75,6 +80,10 @@ def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
         Traceback (most recent call last):
         ...
         ValueError: data: x and y must have the same length, got 3 and 2
+        >>> check_data("train_data", jnp.array([[0.0, 1.0], [2.0, jnp.nan]]), jnp.zeros(2))
+        Traceback (most recent call last):
+        ...
+        ValueError: train_data x holds nan at row 1, column 1
     """
     if jnp.ndim(x) == 0 or jnp.ndim(y) == 0:
         raise ValueError(
@@ -85,6 +94,25 @@ def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
             f"{name}: x and y must have the same length, got {jnp.shape(x)[0]} and {jnp.shape(y)[0]}"
         )
     check_batch_size(batch_size, jnp.shape(x)[0], name)
+    for part, a in (("x", x), ("y", y)):
+        _check_finite(f"{name} {part}", a)
+
+
+def _check_finite(name: str, a: Any) -> None:
+    """A ValueError naming the first NaN or inf of ``a`` by row (and column, or position)."""
+    if not jnp.issubdtype(jnp.result_type(a), jnp.inexact) or not getattr(a, "is_fully_addressable", True):
+        return  # integer labels cannot hold one; a global array is checked by its own process
+    bad = ~np.isfinite(np.asarray(a))
+    if not bad.any():
+        return
+    where = np.argwhere(bad)[0]
+    value = np.asarray(a)[tuple(where)]
+    at = f"row {where[0]}"
+    if len(where) == 2:
+        at += f", column {where[1]}"
+    elif len(where) > 2:
+        at += f", position {tuple(int(i) for i in where[1:])}"
+    raise ValueError(f"{name} holds {value} at {at}")
 
 
 def _ignore_index(loss: nn.Loss) -> int | None:
