@@ -6,8 +6,8 @@
 """
 
 from fnn.diagnostics import probes, report, rules, svg
-from fnn.diagnostics.range_test import LRFindResult, lr_find
 from fnn.diagnostics.probes import Probe
+from fnn.diagnostics.range_test import LRFindResult, lr_find
 from fnn.diagnostics.report import write_report
 from fnn.diagnostics.rules import RULES, Diagnosis, Rule, diagnose, format_diagnosis
 

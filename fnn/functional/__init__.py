@@ -32,10 +32,9 @@ from fnn.functional.activations import (
     tanh,
     tanh_backward,
 )
-from fnn.functional.backward import backward_of
-from fnn.functional.stochastic import dropout, dropout_backward, dropout_mask
-from fnn.functional.encoding import one_hot
 from fnn.functional.affine import flatten, flatten_backward, linear, linear_backward
+from fnn.functional.backward import backward_of
+from fnn.functional.encoding import one_hot
 from fnn.functional.losses import (
     binary_cross_entropy,
     binary_cross_entropy_backward,
@@ -55,6 +54,7 @@ from fnn.functional.losses import (
     smooth_l1_loss_backward,
 )
 from fnn.functional.normalization import batch_norm, batch_norm_backward, layer_norm, layer_norm_backward
+from fnn.functional.stochastic import dropout, dropout_backward, dropout_mask
 
 __all__ = [
     "abs",

@@ -18,7 +18,6 @@ with equal arguments are equal and hash equal.
 """
 
 from fnn.optim.accumulators import adagrad, scale_by_adagrad
-from fnn.optim.moments import adam, adamw, scale_by_adam
 from fnn.optim.base import (
     GradientTransformation,
     LearningRateState,
@@ -34,6 +33,8 @@ from fnn.optim.base import (
 )
 from fnn.optim.clip import clip_by_global_norm, clip_grad_norm, global_norm
 from fnn.optim.constraints import max_norm, renorm
+from fnn.optim.moments import adam, adamw, scale_by_adam
+from fnn.optim.momentum import scale_by_sgd_momentum, sgd
 from fnn.optim.plateau import PlateauState, ReduceLROnPlateau
 from fnn.optim.rms import rmsprop, scale_by_rms, trace
 from fnn.optim.schedules import (
@@ -45,7 +46,6 @@ from fnn.optim.schedules import (
     step_lr,
     warmup_cosine,
 )
-from fnn.optim.momentum import scale_by_sgd_momentum, sgd
 
 __all__ = [
     "GradientTransformation",
