@@ -7,7 +7,8 @@ Draws compared (p = 0.2, float32 masks of 0 and 1/(1 - p)):
 - ``fnn-16bit``: ``fnn.functional.dropout_mask`` as it is now: two units per 32-bit word,
   each comparing a 16-bit half with round((1 - p) 2^16).
 - ``8bit``: four units per word, each comparing one byte with round((1 - p) 2^8) (the
-  candidate rejected for its 1/256 resolution; see fnn/functional/stochastic.py).
+  candidate rejected for its 1/256 resolution; see experiments/README.md,
+  benchmark_dropout_masks).
 - ``both-words-16bit``: 16-bit thresholds, four units per hash: the threefry primitive
   (``jax.extend.random.threefry2x32_p``) called on a counter directly, keeping both 32-bit
   words it returns where ``jax.random.bits`` keeps their xor (threefry keys only; an option

@@ -46,11 +46,12 @@ Measured per row (implementation x batch size):
   which nothing uses and XLA removes); elementwise work is not counted. The peak is the
   best of several jitted float32 square matmuls.
 
-Monitor row (``fnn-autodiff-monitor``): the fnn autodiff epoch built as
-``fit(probe=True)`` builds it, with ``fnn.diagnostics.Probe()`` (per-layer statistics
-every ``max(1, steps // 32)`` steps under a ``lax.cond``); "monitor cost" is its
-throughput loss against the plain ``fnn-autodiff`` row of the same run (target <= 5% at
-batch 128).
+Probe row (``fnn-autodiff-monitor``, a name kept from before the collector was called a
+probe): the fnn autodiff epoch built as ``fit(probe=True)`` builds it, with
+``fnn.diagnostics.Probe()`` (per-layer statistics every ``max(1, steps // 32)`` steps: the
+epoch is a loop over chunks of plain steps, each ending in one probed step); "monitor
+cost", as the verdicts print it, is its throughput loss against the plain
+``fnn-autodiff`` row of the same run (target <= 5% at batch 128).
 
 Data-parallel rows (``fnn-autodiff-Ndev``, batch 128): the same fnn epoch with
 ``mesh=fnn.distributed.data_mesh(N)``, each in a subprocess started with
@@ -185,7 +186,8 @@ class _Terminal:
 def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0, monitor: bool = False):
     """fnn's compiled epoch; with ``progress_steps`` (the epoch's step count), the one
     ``fit`` builds for a terminal: a host callback about 50 times an epoch, drawing a live bar;
-    with ``monitor``, the one ``fit(probe=True)`` builds (``fnn.diagnostics.Probe()``)."""
+    with ``monitor`` (the probe row), the one ``fit(probe=True)`` builds
+    (``fnn.diagnostics.Probe()``)."""
     import jax
 
     from fnn import distributed, models, nn, optim, train

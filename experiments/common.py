@@ -150,13 +150,14 @@ def train_monitored(
     monitor: Any = None,
 ) -> tuple[Any, Any, list[float], list[dict], int | None]:
     """``fit(probe=...)`` for experiments that need what fit drops: every step's loss, and
-    the monitor points of a diverged epoch (fit raises and reports none).
+    the probe's points of a diverged epoch (fit raises and reports none). ``monitor`` is the
+    ``fnn.diagnostics.Probe`` to run (default ``Probe()``).
 
     Returns ``(params, state, step_losses, history, diverged_at)``: the step losses up to and
     including the first step whose loss or gradient norm is non-finite (the run stops there,
     params and state are those from before it; ``diverged_at`` is its global 1-based step,
     None when every step was finite); one record per epoch run, as fit's (``epoch``,
-    ``train_loss``, ``lr``, ``monitor`` with global steps), except that a diverged epoch's
+    ``train_loss``, ``lr``, ``probe`` with global steps), except that a diverged epoch's
     record keeps its points up to the bad step and its ``train_loss`` is the mean up to that
     step, so ``fnn.diagnostics.diagnose(history)`` sees the divergence. Epoch ``e``
     (0-based) draws from ``fold_in(key, e)``, as fit does.

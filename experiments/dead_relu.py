@@ -7,10 +7,10 @@ and the network's accuracy suffers. LeakyReLU (slope 0.01) and ELU keep a non-ze
 for negative inputs, so under the same settings their units can recover and the accuracy
 holds.
 
-A unit counts as dead when it is never positive on a batch: fnn.diagnostics' monitor
+A unit counts as dead when it is never positive on a batch: fnn.diagnostics' probe
 (ReLU output 0 on every sample; for LeakyReLU/ELU the pre-activation <= 0 on every
 sample, "never in the positive regime", although such a unit still passes gradient), at
-init on one batch of 128, after training as the median over the last epoch's monitored
+init on one batch of 128, after training as the median over the last epoch's probed
 batches; ``fnn.diagnostics.diagnose`` names what each run shows.
 MLP 784-256x6-10 without batch norm or dropout, plain SGD,
 batch 128, the same key for every run. Init "kaiming": weights kaiming_normal (Var 2/fan_in),
@@ -62,7 +62,7 @@ def mlp(activation: nn.Layer, hidden_bias_init=None) -> nn.Sequential:
 
 
 def dead_per_layer(record: dict) -> list[float]:
-    """Per activation layer, the median over the record's monitored points of its dead
+    """Per activation layer, the median over the record's probed points of its dead
     fraction (``fnn.diagnostics``: units never positive on a batch); NaN when none."""
     layers = [layer for layer in record["probe"]["layers"] if "dead_fraction" in layer]
     return [
@@ -77,7 +77,7 @@ def main() -> None:
     (x_train, y_train), test_data = common.mnist(n_train, n_test)
     lrs = [0.1] if args.quick else LRS
     # --quick drops ELU: each activation compiles its own epoch (seconds), and ELU takes the
-    # same "pre-activation never positive" branch of the monitor as LeakyReLU.
+    # same "pre-activation never positive" branch of the probe as LeakyReLU.
     activations = {k: ACTIVATIONS[k] for k in ("ReLU", "LeakyReLU(0.01)")} if args.quick else ACTIVATIONS
     batch_size, key = 128, jax.random.key(0)
     k_init, k_train = jax.random.split(key)

@@ -56,13 +56,13 @@ def deep_net(activation: nn.Layer, weight_init=None, classifier: bool = False) -
 
 def layer_statistics(activation: nn.Layer, weight_init, x: jax.Array, key: jax.Array) -> dict:
     """Per activation layer of a plain deep stack at init: mean and std (``fnn.diagnostics``'
-    monitor on the initial weights), the across-unit spread, and the diagnoses at init."""
+    probe on the initial weights), the across-unit spread, and the diagnoses at init."""
     model = deep_net(activation, weight_init)
     params, state = model.init(key)
     record = common.at_init(model, params, state, x, key)
     acts = [layer for layer in record["probe"]["layers"] if layer["kind"] != "linear"]
     # std across the units of one sample, averaged over samples: 0 means every unit computes
-    # the same thing (the symmetry a constant init never breaks); the monitor has no such series.
+    # the same thing (the symmetry a constant init never breaks); the probe has no such series.
     outputs = model.intermediates(params, state, x, train=False)[1::2]
     return {
         "mean": [layer["mean"][0] for layer in acts],

@@ -4,7 +4,7 @@ Course claim: gradient descent has three regimes in the step size. Too small and
 falls, but slowly; about right and it converges fast; too big and each step overshoots
 the valley, so the loss oscillates or blows up (to inf/NaN). Plain SGD (no momentum) on an
 MLP 784-512-512-10 without batch norm or dropout, MNIST, the same key for every lr.
-Per-step losses come from ``fnn.train.make_train_epoch`` with ``fnn.diagnostics``' monitor
+Per-step losses come from ``fnn.train.make_train_epoch`` with ``fnn.diagnostics``' probe
 on at every step (``common.train_monitored``), whose diagnoses each run records; a
 diverging run is stopped at its first non-finite loss or gradient norm. The same
 diverging lr is also run through ``fnn.train.fit``, which raises FloatingPointError

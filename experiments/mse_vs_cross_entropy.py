@@ -101,7 +101,8 @@ def saturate(params, scale: float):
 
 def run(model, loss_fn, opt, params, state, x, y, x_test, y_test, cfg, key):
     """SGD steps over fnn.data.batches; test accuracy every cfg['eval_every'] steps.
-    make_train_step is memoized: each (model, loss, opt) compiles once across inits."""
+    make_train_step is cached by jit over its static specs: each (model, loss, opt) compiles
+    once across inits."""
     step = train.make_train_step(model, loss_fn, opt, grad="manual")
     opt_state = opt.init(params)
     curve = [(0, train.evaluate(model, params, state, (x_test, y_test))["accuracy"])]
