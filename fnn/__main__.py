@@ -10,7 +10,7 @@ The per-layer probe runs inside the compiled epoch unless ``--no-monitor``.
 
 ``--dtype``: float32 (default) or float64 parameters and compute (float64 with JAX's 64-bit
 mode on for that command only); bfloat16 or float16 compute on float32 master weights
-(mixed precision, ``fnn.train.precision``, no loss scaling).
+(mixed precision, ``fnn.nn.precision``, no loss scaling).
 
 ``lr-find`` runs the LR range test (``fnn.diagnostics.lr_find``) on train's model, data
 and optimizer, writes ``lr_find.json`` and ``lr_find.svg``, and prints

@@ -1,4 +1,4 @@
-"""Mixed precision (fnn.train.precision, DTYPE-4): float32 master weights and optimizer state,
+"""Mixed precision (fnn.nn.precision, DTYPE-4): float32 master weights and optimizer state,
 bfloat16 compute, BatchNorm statistics and the loss in float32. The reference step is written
 here in plain jax.numpy, independent of fnn's layers."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fnn import nn, optim, train
-from fnn.train.precision import check_compute_dtype
+from fnn.nn.precision import check_compute_dtype
 
 KEY = jax.random.key(0)
 BF16 = jnp.bfloat16

@@ -40,7 +40,7 @@ from fnn.optim.schedules import LRSchedule
 from fnn.train import init_train_state
 from fnn.train.epoch import epoch_batches, step_body
 from fnn.train.evaluation import check_data, check_labels
-from fnn.train.precision import check_compute_dtype
+from fnn.nn.precision import check_compute_dtype
 from fnn.train.step import check_grad_mode
 
 __all__ = ["LRFindResult", "lr_find", "range_schedule", "summarize"]

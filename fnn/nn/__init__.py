@@ -2,6 +2,7 @@
 backward derived from it), torch.nn's loss specs (CrossEntropyLoss, MSELoss, ...), and
 fold_batchnorm, which merges eval-mode Linear -> BatchNorm1d pairs."""
 
+from fnn.nn import precision
 from fnn.nn.activations import (
     ELU,
     Abs,
@@ -69,4 +70,5 @@ __all__ = [
     "as_loss",
     "fold_batchnorm",
     "num_params",
+    "precision",
 ]

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from fnn import distributed
 from fnn.nn import as_loss
-from fnn.train import precision
+from fnn.nn import precision
 from fnn.train import progress as progress_bar
 from fnn.train.probe import EpochProbe, check_interval, check_probe
 from fnn.train.state import TrainState

@@ -32,8 +32,7 @@ import jax.numpy as jnp
 
 from fnn import distributed, optim
 from fnn._fast.guard import keep_if
-from fnn.nn import as_loss
-from fnn.train import precision
+from fnn.nn import as_loss, precision
 from fnn.train.metrics import resolve_metrics
 from fnn.train.probe import ProbeStep
 from fnn.train.state import TrainState
@@ -145,7 +144,7 @@ def _loss_and_grads(model, loss, grad: str, params, state, key, x, y, compute_dt
             out, new_state = model.apply(
                 precision.compute_params(model, p, compute_dtype), state, x, key=key, train=True
             )
-            out = precision.compute_output(out, p)
+            out = precision.compute_output(out, p, compute_dtype)
             return loss(out, y), (out, new_state)
 
         # The casts sit inside the differentiated function: their transposes cast the
@@ -154,10 +153,10 @@ def _loss_and_grads(model, loss, grad: str, params, state, key, x, y, compute_dt
     else:
         low = precision.compute_params(model, params, compute_dtype)
         out_low, new_state, pullback = model.apply_vjp(low, state, x, key=key, train=True)
-        out = precision.compute_output(out_low, params)
+        out = precision.compute_output(out_low, params, compute_dtype)
         value = loss(out, y)
         grads, _ = pullback(loss.backward(jnp.ones((), value.dtype), out, y).astype(out_low.dtype))
-        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+        grads = precision.master_grads(grads, params, compute_dtype)
     if jnp.ndim(value) != 0:
         raise ValueError(
             f"training needs a loss that reduces to a scalar, got shape {jnp.shape(value)} "
@@ -222,7 +221,7 @@ def make_train_step(
         mesh: a mesh with a ``'data'`` axis for data parallelism (``fnn.distributed``): the
             batch is sharded along it, everything else replicated.
         compute_dtype: None (compute in the params' dtype) or ``'bfloat16'``, ``'float16'``,
-            ``'float32'``: mixed precision with float32 master copies (``fnn.train.precision``,
+            ``'float32'``: mixed precision with float32 master copies (``fnn.nn.precision``,
             DTYPE-4); part of the compiled program.
 
     Returns:

@@ -1,7 +1,7 @@
 """Mixed precision: float32 master weights, a reduced-precision compute dtype (DTYPE-4).
 
 The classic recipe (what ``torch.autocast`` plus a float32 model and optimizer give a
-PyTorch user), applied by ``make_train_step`` / ``make_train_epoch`` / ``fit`` with
+PyTorch user), applied by ``fnn.train.train_step`` (and so by every loop that wraps it) with
 ``compute_dtype=``:
 
 - The parameters, the optimizer state and BatchNorm's running statistics stay in the
@@ -15,8 +15,8 @@ PyTorch user), applied by ``make_train_step`` / ``make_train_epoch`` / ``fit`` w
 - The loss (log-softmax / cross-entropy, or any other) and the task metrics are computed in
   float32 from the output cast up (``compute_output``), as autocast runs them in float32.
 
-``compute_dtype=None`` (the default everywhere) means the parameters' own dtype: nothing is
-cast and the step is the same program as before.
+``compute_dtype=None`` (the default everywhere) means the parameters' own dtype: every cast
+here is then the identity, and the step's program has none.
 """
 
 from __future__ import annotations
@@ -26,9 +26,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnn import nn
+from fnn.nn.normalization import BatchNorm1d
+from fnn.nn.sequential import Sequential
 
-__all__ = ["COMPUTE_DTYPES", "check_compute_dtype", "compute_input", "compute_output", "compute_params"]
+__all__ = [
+    "COMPUTE_DTYPES",
+    "check_compute_dtype",
+    "compute_input",
+    "compute_output",
+    "compute_params",
+    "master_grads",
+]
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -44,7 +52,7 @@ def check_compute_dtype(compute_dtype: Any) -> str | None:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fnn.train.precision import check_compute_dtype
+        >>> from fnn.nn.precision import check_compute_dtype
         >>> check_compute_dtype(jnp.bfloat16), check_compute_dtype(None)
         ('bfloat16', None)
     """
@@ -65,7 +73,7 @@ def _cast_floating(tree: Any, dtype: str) -> Any:
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
-def compute_params(model: Any, params: Any, compute_dtype: str) -> Any:
+def compute_params(model: Any, params: Any, compute_dtype: str | None) -> Any:
     """The parameters as the forward uses them: floating leaves cast to ``compute_dtype``,
     except BatchNorm1d's, which stay in their own dtype (its mixed-type path, DTYPE-4).
 
@@ -75,7 +83,7 @@ def compute_params(model: Any, params: Any, compute_dtype: str) -> Any:
     Args:
         model: an ``fnn.nn`` layer or ``Sequential`` (nested ones too).
         params: its parameters (the master copy).
-        compute_dtype: a name from ``COMPUTE_DTYPES``.
+        compute_dtype: a name from ``COMPUTE_DTYPES``, or None (then nothing is cast).
 
     Returns:
         A pytree of the same structure.
@@ -83,36 +91,38 @@ def compute_params(model: Any, params: Any, compute_dtype: str) -> Any:
     Example:
         >>> import jax
         >>> from fnn import nn
-        >>> from fnn.train.precision import compute_params
+        >>> from fnn.nn.precision import compute_params
         >>> model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
         >>> params, _ = model.init(jax.random.key(0))
         >>> low = compute_params(model, params, "bfloat16")
         >>> str(low[0]["weight"].dtype), str(low[1]["weight"].dtype)
         ('bfloat16', 'float32')
     """
-    if isinstance(model, nn.Sequential):
+    if compute_dtype is None:
+        return params
+    if isinstance(model, Sequential):
         pairs = zip(model.layers, params, strict=True)
         return tuple(compute_params(layer, p, compute_dtype) for layer, p in pairs)
-    if isinstance(model, nn.BatchNorm1d):
+    if isinstance(model, BatchNorm1d):
         return params
     return _cast_floating(params, compute_dtype)
 
 
-def compute_input(x: Any, compute_dtype: str) -> Any:
+def compute_input(x: Any, compute_dtype: str | None) -> Any:
     """The batch as the forward takes it: a floating input cast to ``compute_dtype``
     (integer inputs, e.g. token ids, pass unchanged).
 
     Args:
         x: the batch's inputs.
-        compute_dtype: a name from ``COMPUTE_DTYPES``.
+        compute_dtype: a name from ``COMPUTE_DTYPES``, or None (then nothing is cast).
 
     Returns:
         ``x`` in the compute dtype.
     """
-    return _cast_floating(x, compute_dtype)
+    return x if compute_dtype is None else _cast_floating(x, compute_dtype)
 
 
-def compute_output(out: Any, params: Any) -> Any:
+def compute_output(out: Any, params: Any, compute_dtype: str | None) -> Any:
     """The model's output as the loss and metrics take it: cast up to the (master) params'
     floating dtype, so that log-softmax, the loss and its backward run in float32.
 
@@ -124,6 +134,22 @@ def compute_output(out: Any, params: Any) -> Any:
         ``out`` in the master dtype (unchanged when params have no floating leaf).
     """
     dtypes = {a.dtype for a in jax.tree.leaves(params) if jnp.issubdtype(a.dtype, jnp.floating)}
-    if not dtypes:
+    if compute_dtype is None or not dtypes:
         return out
     return _cast_floating(out, jnp.result_type(*dtypes).name)
+
+
+def master_grads(grads: Any, params: Any, compute_dtype: str | None) -> Any:
+    """Gradients from a compute-dtype backward, cast to the master params' dtypes.
+
+    Args:
+        grads: gradients with the structure of ``params``.
+        params: the master parameters.
+        compute_dtype: a name from ``COMPUTE_DTYPES``, or None (then ``grads`` unchanged).
+
+    Returns:
+        ``grads``, each leaf in its parameter's dtype.
+    """
+    if compute_dtype is None:
+        return grads
+    return jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
