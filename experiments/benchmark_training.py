@@ -183,10 +183,10 @@ class _Terminal:
         pass
 
 
-def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0, monitor: bool = False):
+def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0, probe: bool = False):
     """fnn's compiled epoch; with ``progress_steps`` (the epoch's step count), the one
     ``fit`` builds for a terminal: a host callback about 50 times an epoch, drawing a live bar;
-    with ``monitor`` (the probe row), the one ``fit(probe=True)`` builds
+    with ``probe`` (the probe row), the one ``fit(probe=True)`` builds
     (``fnn.diagnostics.Probe()``)."""
     import jax
 
@@ -209,7 +209,7 @@ def fnn_epoch(batch_size: int, grad: str, mesh=None, progress_steps: int = 0, mo
         grad,
         mesh=mesh,
         progress_every=every,
-        probe=Probe() if monitor else None,
+        probe=Probe() if probe else None,
     )
     carry = (params, state, opt.init(params))
     return run, (carry if mesh is None else distributed.replicate(carry, mesh))
