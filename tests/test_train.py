@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from poison import PoisonAt  # tests/poison.py
 
-from fnn import checkpoint, nn, optim
+from fnn import checkpoint, nn, optim, train
 from fnn import functional as F
 from fnn.train import (
     Callback,
@@ -902,3 +902,28 @@ def test_nan_or_inf_in_the_data_is_named_as_bad_data_before_compiling():
     with pytest.raises(ValueError, match=r"^eval_data y holds -inf at row 6, column 0$"):
         fit(nn.Linear(2, 1), nn.MSELoss(), optim.sgd(lr=0.1), (xr, yr), epochs=1, batch_size=4,
             eval_data=(xr, bad_y), key=jax.random.key(0), progress=False)  # fmt: skip
+
+
+def test_a_users_loop_around_train_step_matches_numpy_sgd_and_traces_once():
+    # The README's five-line loop: jit with the specs static. A Linear + MSE + SGD step is
+    # W <- W - lr·(2/N)·(W x - y)ᵀ x per batch, computed here in numpy; the step counter is
+    # weakly typed like init_train_state's 0, so the second step reuses the first trace.
+    traces = []
+
+    def counted(out, target):
+        traces.append(1)  # runs at trace time only
+        return F.mse_loss(out, target)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)).astype(np.float32), rng.normal(size=(32, 2)).astype(np.float32)
+    model, opt = nn.Linear(3, 2, bias=False), optim.sgd(lr=0.1)
+    ts = train.init_train_state(model, opt, jax.random.key(0))
+    w = np.asarray(ts.params["weight"], np.float64)
+    step = jax.jit(train.train_step, static_argnums=(0, 1, 2))
+    for i in range(0, 32, 8):
+        ts, metrics = step(model, nn.FunctionLoss(counted, backward=F.mse_loss_backward), opt, ts,
+                           (x[i : i + 8], y[i : i + 8]))  # fmt: skip
+        xb, yb = x[i : i + 8].astype(np.float64), y[i : i + 8].astype(np.float64)
+        w -= 0.1 * 2 * (xb @ w.T - yb).T @ xb / yb.size
+    assert len(traces) == 1 and int(ts.step) == 4 and bool(metrics["ok"])
+    np.testing.assert_allclose(ts.params["weight"], w, rtol=1e-5, atol=1e-6)

@@ -129,7 +129,7 @@ def train_step(
     if probe is not None:
         view = ProbeStep(train_state.params, train_state.state, key, x, y, grads, params, state, value, norm)
         record["probe"] = probe.collect(model, view)
-    step = train_state.step + ok.astype(jnp.int32)
+    step = train_state.step + ok  # weakly typed, as the Python int init_train_state starts from
     return train_state._replace(params=params, state=state, opt_state=opt_state, step=step), record
 
 
