@@ -1,23 +1,12 @@
-"""Callbacks: code that runs between epochs and never recompiles the epoch.
+"""Callbacks: code that runs between the epochs of ``fit`` and never recompiles the epoch.
 
-The protocol (Keras' and Lightning's shape, on fnn's explicit state). A callback
-subclasses ``Callback`` and overrides any of:
-
-- ``on_train_begin(run)``: before the first epoch of this ``fit`` call.
-- ``on_epoch_end(run, record)``: after each epoch's training and evaluation, before its
-  checkpoint is written. ``record`` is that epoch's history dict (add keys to it if you
-  like). Set ``run.stop_training = True`` to stop after this epoch; replace
-  ``run.train_state`` (e.g. a new learning-rate scale in its ``opt_state``) to change what
-  the next epoch starts from. The epoch is a compiled function of the TrainState's
-  *values*, so none of this recompiles it.
-- ``on_train_end(run)``: after the last epoch (also after an early stop).
-- ``state_dict() -> dict`` / ``load_state_dict(d)``: the callback's own JSON-serialisable
-  state, saved in every checkpoint and restored on ``resume`` (after ``on_train_begin``),
-  so a resumed run decides exactly as an uninterrupted one.
-
-``run`` is a ``Run``: ``model``, ``loss``, ``optimizer``, ``train_state``, ``history``
-(this call's records), ``epochs`` (the target total), ``has_eval_data`` and
-``stop_training``.
+A callback subclasses ``Callback`` (Keras' and Lightning's shape, on fnn's explicit state)
+and overrides any of its hooks: ``on_train_begin``, ``on_epoch_end``, ``on_train_end``,
+and ``state_dict`` / ``load_state_dict`` for its own state, which every checkpoint holds so
+that a resumed run decides exactly as an uninterrupted one. Each hook gets the ``Run``: a
+callback may stop training (``run.stop_training = True``) or replace ``run.train_state``
+(e.g. a new learning-rate scale in its ``opt_state``); the epoch is a compiled function of
+the TrainState's *values*, so neither recompiles it.
 
 Example (also in the README)::
 
@@ -41,12 +30,10 @@ __all__ = ["Callback", "EarlyStopping", "LambdaCallback", "PlateauCallback", "Ru
 
 @dataclasses.dataclass
 class Run:
-    """What callbacks see and may change between epochs (see the module docstring).
+    """What callbacks see and may change between epochs.
 
     Attributes:
-        model: the model being trained.
-        loss: the loss spec.
-        optimizer: the optimizer.
+        model, loss, optimizer: what ``fit`` trains with.
         train_state: the current ``TrainState``; replace it to change what the next epoch
             starts from.
         history: this ``fit`` call's records so far.
@@ -66,7 +53,7 @@ class Run:
 
 
 class Callback:
-    """Base class: every hook does nothing (see the module docstring for the protocol).
+    """Base class: every hook does nothing.
 
     Example:
         >>> class CountEpochs(Callback):
@@ -90,16 +77,14 @@ class Callback:
         Args:
             run: the ``Run``.
         """
-        pass
 
     def on_epoch_end(self, run: Run, record: dict[str, Any]) -> None:
-        """Called after each epoch's training and evaluation, before its checkpoint.
+        """Called after each epoch's training and evaluation, before its checkpoint is written.
 
         Args:
-            run: the ``Run``; set ``run.stop_training`` or replace ``run.train_state`` here.
+            run: the ``Run``.
             record: that epoch's history dict (keys may be added).
         """
-        pass
 
     def on_train_end(self, run: Run) -> None:
         """Called after the last epoch (also after an early stop).
@@ -107,7 +92,6 @@ class Callback:
         Args:
             run: the ``Run``.
         """
-        pass
 
     def state_dict(self) -> dict[str, Any]:
         """The callback's own state, saved in every checkpoint.
@@ -118,16 +102,15 @@ class Callback:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the state ``state_dict`` returned, on ``resume`` (after ``on_train_begin``).
+        """Restore what ``state_dict`` returned, on ``resume`` (after ``on_train_begin``).
 
         Args:
             state: the dict read from the checkpoint.
         """
-        pass
 
 
 class LambdaCallback(Callback):
-    """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda run, r: print(r))``.
+    """A callback from plain functions.
 
     Args:
         on_train_begin: ``f(run)``.
@@ -146,35 +129,10 @@ class LambdaCallback(Callback):
         on_epoch_end: Callable | None = None,
         on_train_end: Callable | None = None,
     ):
-        self._begin, self._epoch, self._end = on_train_begin, on_epoch_end, on_train_end
-
-    def on_train_begin(self, run):
-        if self._begin:
-            self._begin(run)
-
-    def on_epoch_end(self, run, record):
-        if self._epoch:
-            self._epoch(run, record)
-
-    def on_train_end(self, run):
-        if self._end:
-            self._end(run)
-
-
-def mode_for(monitor: str) -> str:
-    """'max' for accuracy-like metrics, 'min' for losses and errors.
-
-    Args:
-        monitor: a history key.
-
-    Returns:
-        'max' or 'min'.
-
-    Example:
-        >>> mode_for("test_accuracy"), mode_for("test_loss")
-        ('max', 'min')
-    """
-    return "max" if monitor.endswith("accuracy") else "min"
+        hooks = {"on_train_begin": on_train_begin, "on_epoch_end": on_epoch_end, "on_train_end": on_train_end}
+        for name, fn in hooks.items():
+            if fn is not None:
+                setattr(self, name, fn)  # the instance's function stands for the hook
 
 
 def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
@@ -198,13 +156,13 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
-    """Whether value beats best by more than min_delta in the direction of mode; NaN never does.
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` in the direction of ``mode``.
 
     Args:
-        value: the new value.
-        best: the best so far, or None before the first (then any non-NaN value improves).
+        value: the new value; NaN never improves.
+        best: the best so far, or None before the first.
         mode: 'min' or 'max'.
-        min_delta: the margin, >= 0 (default 0).
+        min_delta: the margin, >= 0.
 
     Returns:
         True on an improvement.
@@ -220,24 +178,15 @@ def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0
     return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
-def check_mode(mode: str) -> str:
-    """``mode`` itself when it is 'min' or 'max', else a ValueError naming it."""
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    return mode
-
-
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved for ``patience`` epochs (Keras' rule).
+    """Stop when ``monitor`` has not improved for ``patience`` epochs in a row (Keras' rule).
 
     An epoch improves when its value beats the best so far by more than ``min_delta``
-    (absolute; lower for ``mode='min'``, higher for ``'max'``; NaN never improves). After
-    ``patience`` epochs in a row without improvement, training stops. With
-    ``restore_best=True``, ``fit`` returns the whole TrainState of the best epoch (params,
-    buffers, optimizer state, and its epoch/step counts, so going on from it continues
-    from that epoch); the history keeps every epoch run. After a ``resume``, the best
-    state can only be restored if it was reached after resuming (the checkpoint holds the
-    latest state, not the best; ``keep_best=`` writes that to ``best.npz``).
+    (absolute; NaN never improves). With ``restore_best=True``, ``fit`` returns the whole
+    TrainState of the best epoch (its optimizer state and epoch/step counts too, so going on
+    from it continues from that epoch); the history keeps every epoch run. After a
+    ``resume``, only a best reached since can be restored (the checkpoint holds the latest
+    state; ``keep_best=`` writes the best to ``best.npz``).
 
     Args:
         monitor: a history key, e.g. ``'test_loss'`` or ``'test_accuracy'``.
@@ -270,8 +219,13 @@ class EarlyStopping(Callback):
             raise ValueError(f"patience must be an int >= 0, got {patience!r}")
         if not min_delta >= 0:
             raise ValueError(f"min_delta must be >= 0, got {min_delta}")
-        self.monitor, self.mode, self.patience = monitor, check_mode(mode), patience
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode, self.patience = monitor, mode, patience
         self.min_delta, self.restore_best = float(min_delta), restore_best
+        self._reset()
+
+    def on_train_begin(self, run):
         self._reset()
 
     def _reset(self) -> None:
@@ -280,9 +234,6 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.stopped_epoch: int | None = None
         self._best_state: TrainState | None = None
-
-    def on_train_begin(self, run):
-        self._reset()
 
     def on_epoch_end(self, run, record):
         value = monitored(record, self.monitor, "EarlyStopping")
@@ -307,29 +258,6 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
 
 
-def base_lr(optimizer: Any) -> float:
-    """The optimizer's lr at step 0 (its ``lr`` hyperparameter, or its schedule's start).
-
-    Args:
-        optimizer: an ``fnn.optim`` optimizer.
-
-    Returns:
-        The rate as a Python float.
-
-    Example:
-        >>> from fnn import optim
-        >>> base_lr(optim.sgd(lr=optim.step_lr(0.1, step_size=5)))
-        0.1
-    """
-    lr = getattr(optimizer, "hyperparams", {}).get("lr")
-    if lr is None:
-        raise ValueError(
-            "ReduceLROnPlateau needs an fnn.optim optimizer (sgd, adam, ...) that records "
-            "its lr; this one has no 'lr' hyperparameter"
-        )
-    return float(lr(0)) if callable(lr) else float(lr)
-
-
 class PlateauCallback(Callback):
     """Drive an ``fnn.optim.ReduceLROnPlateau`` from a history metric, between epochs.
 
@@ -348,11 +276,11 @@ class PlateauCallback(Callback):
         >>> import jax.numpy as jnp
         >>> from fnn import optim
         >>> from fnn.train import TrainState
-        >>> opt, params = optim.sgd(lr=0.1), jnp.zeros(1)
+        >>> opt, params = optim.sgd(lr=optim.step_lr(0.1, step_size=5)), jnp.zeros(1)
         >>> ts = TrainState(params, {}, opt.init(params), None, 0, 0)
         >>> run = Run(None, None, opt, ts, [], epochs=10, has_eval_data=False)
         >>> cb = PlateauCallback(optim.ReduceLROnPlateau(factor=0.5, patience=0))
-        >>> cb.on_train_begin(run)
+        >>> cb.on_train_begin(run)  # the plateau starts from the schedule's lr(0)
         >>> for epoch in (1, 2):  # the second epoch does not improve: halve
         ...     cb.on_epoch_end(run, {"epoch": epoch, "train_loss": 1.0})
         >>> cb.state.lr, optim.learning_rate_state(run.train_state.opt_state).lr_scale.item()
@@ -371,7 +299,13 @@ class PlateauCallback(Callback):
     def on_train_begin(self, run):
         if self.monitor is None:
             self.monitor = "test_loss" if run.has_eval_data else "train_loss"
-        self.lr0 = base_lr(run.optimizer)
+        lr = getattr(run.optimizer, "hyperparams", {}).get("lr")
+        if lr is None:
+            raise ValueError(
+                "ReduceLROnPlateau needs an fnn.optim optimizer (sgd, adam, ...) that records "
+                "its lr; this one has no 'lr' hyperparameter"
+            )
+        self.lr0 = float(lr(0)) if callable(lr) else float(lr)
         scale = float(optim.learning_rate_state(run.train_state.opt_state).lr_scale)
         self.state = self.plateau.init(self.lr0 * scale)
 
@@ -388,7 +322,7 @@ class PlateauCallback(Callback):
 
 
 def as_callbacks(callbacks: Any) -> list[Callback]:
-    """fit's ``callbacks=`` as a list of Callbacks; a bare ReduceLROnPlateau gets a PlateauCallback.
+    """fit's ``callbacks=`` as a list of Callbacks, a bare ReduceLROnPlateau in a PlateauCallback.
 
     Args:
         callbacks: None or an iterable of Callback / ReduceLROnPlateau objects.

@@ -1,22 +1,21 @@
 """``fit``'s run checkpoints: what a run directory holds, resume and overwrite.
 
-``fnn.checkpoint`` is the file format (any pytree, atomically); this module decides what
-``fit`` puts in those files and when. Files in ``checkpoint_dir`` (``paths``):
+``fnn.checkpoint`` is the file format; this module decides what ``fit`` writes in
+``checkpoint_dir`` (``paths``) and when:
 
 - ``checkpoint.npz``: the latest epoch, written after every epoch. Tree: exactly the
   ``TrainState``. Metadata: ``epoch``, ``history``, ``fingerprint``, ``callbacks`` (each
   callback's ``state_dict``) and ``keep_best``.
 - ``best.npz`` (with ``keep_best=``): the same for the best epoch so far.
 - ``diverged.npz``: after a divergence, the state from just before the bad step, with
-  ``diverged = {epoch, step, loss, lr}`` in its metadata.
+  ``diverged = {epoch, step, loss, lr, grad_norm}`` in its metadata.
 
 A directory whose ``checkpoint.npz`` exists holds a run: starting there needs ``resume``
-or ``overwrite`` (``check_start`` raises ``RunExistsError``; the command line asks the
-same question through it). The fingerprint is a dict of canonical text descriptions:
-``model``, ``loss``, ``optimizer`` (hyperparameters and schedules included),
-``batch_size`` and ``data`` (training x and y shapes and dtypes). ``resume=True``
-refuses a checkpoint whose fingerprint differs and names the field; the grad mode,
-metrics and callbacks are free to change.
+or ``overwrite`` (``check_start``, for ``fit`` and the command line). The fingerprint
+describes ``model``, ``loss``, ``optimizer`` (hyperparameters and schedules included),
+``batch_size`` and ``data`` (training shapes and dtypes) as canonical text; ``resume=True``
+refuses a checkpoint whose fingerprint differs, naming the field. The grad mode, metrics
+and callbacks are free to change.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import jax
 import numpy as np
 
 from fnn import checkpoint as ckpt
-from fnn.train.callbacks import Callback, Run, improved, mode_for, monitored
+from fnn.train.callbacks import Callback, Run, improved, monitored
 from fnn.train.state import TrainState
 
 __all__ = [
@@ -41,13 +40,10 @@ __all__ = [
     "DIVERGED_NAME",
     "Checkpoints",
     "RunExistsError",
-    "check_fingerprint",
     "check_start",
     "describe",
     "fingerprint",
-    "load",
     "paths",
-    "save",
 ]
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -105,12 +101,9 @@ def fingerprint(model: Any, loss: Any, optimizer: Any, batch_size: int, x: Any, 
     """The fields ``resume`` compares (see the module docstring).
 
     Args:
-        model: the model spec.
-        loss: the loss spec.
-        optimizer: the optimizer.
+        model, loss, optimizer: the specs and the optimizer.
         batch_size: the training batch size.
-        x: the training inputs (their shape and dtype count).
-        y: the training targets (their shape and dtype count).
+        x, y: the training data (only their shapes and dtypes count).
 
     Returns:
         A dict of text descriptions: model, loss, optimizer, batch_size, data.
@@ -143,24 +136,14 @@ def _excerpt(a: str, b: str, context: int = 50) -> tuple[str, str]:
     return cut(a), cut(b)
 
 
-def check_fingerprint(path: str, saved: Mapping[str, str] | None, current: Mapping[str, str]) -> None:
+def _check_fingerprint(path: str, saved: Mapping[str, str] | None, current: Mapping[str, str]) -> None:
     """Refuse to resume from a run with another config, naming the first differing field.
 
-    Args:
-        path: the checkpoint's path, for the message.
-        saved: the fingerprint stored in the checkpoint, or None (a file not written by ``fit``).
-        current: this run's fingerprint.
-
-    Raises:
-        ValueError: saved is None, or a field differs (the message shows both values
-            around the first difference).
-
-    Example:
-        >>> try:
-        ...     check_fingerprint("run/checkpoint.npz", {"batch_size": "32"}, {"batch_size": "64"})
-        ... except ValueError as e:
-        ...     print(str(e).split(" (use")[0])
-        run/checkpoint.npz: cannot resume, the batch_size differs: checkpoint has 32, this run has 64
+    >>> saved, current = {"batch_size": "32"}, {"batch_size": "64"}
+    >>> _check_fingerprint("run/c.npz", saved, current)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: run/c.npz: cannot resume, the batch_size differs: checkpoint has 32, this run has 64 ...
     """
     if saved is None:
         raise ValueError(
@@ -176,69 +159,21 @@ def check_fingerprint(path: str, saved: Mapping[str, str] | None, current: Mappi
             )
 
 
-def save(path: str, ts: TrainState, metadata: dict[str, Any]) -> None:
-    """Write a TrainState with metadata, atomically; only process 0 writes.
-
-    Args:
-        path: the .npz file to write.
-        ts: the TrainState.
-        metadata: JSON-serialisable metadata (history, fingerprint, callbacks, ...); the
-            TrainState's ``epoch`` is added.
-    """
-    if jax.process_index() == 0:
-        ckpt.save(path, ts, metadata={"epoch": ts.epoch, **metadata})
-
-
-def load(
-    path: str, like: TrainState, fingerprint: Mapping[str, str] | None = None
-) -> tuple[TrainState, dict[str, Any]]:
-    """Read a checkpoint into the structure of ``like``.
-
-    With ``fingerprint``, a config mismatch is reported by field before any array mismatch
-    (naming the leaf); the file is read once, and a second time only to explain a structural
-    mismatch.
-
-    Args:
-        path: the .npz file to read.
-        like: a TrainState of the structure, shapes and dtypes expected.
-        fingerprint: this run's fingerprint, to check against the saved one; None skips it.
-
-    Returns:
-        (the TrainState read, its metadata dict ({} when it has none)).
-
-    Raises:
-        ValueError: the fingerprint or the structure does not match.
-    """
-    try:
-        ts, meta = ckpt.load(path, like=like)
-    except ValueError:
-        if fingerprint is not None:  # another config usually explains it better than a leaf
-            check_fingerprint(path, (ckpt.load(path)[1] or {}).get("fingerprint"), fingerprint)
-        raise
-    if fingerprint is not None:
-        check_fingerprint(path, (meta or {}).get("fingerprint"), fingerprint)
-    return ts, meta or {}
-
-
 def paths(checkpoint_dir: str | os.PathLike) -> dict[str, str]:
-    """The checkpoint files of ``checkpoint_dir``: 'latest', 'best' and 'diverged'.
+    """The checkpoint files of ``checkpoint_dir``.
 
     Args:
         checkpoint_dir: the directory.
 
     Returns:
-        A dict name -> path.
+        ``{"latest": ..., "best": ..., "diverged": ...}``, the paths.
 
     Example:
         >>> paths("run")["best"]
         'run/best.npz'
     """
-    d = os.fspath(checkpoint_dir)
-    return {
-        "latest": os.path.join(d, CHECKPOINT_NAME),
-        "best": os.path.join(d, BEST_NAME),
-        "diverged": os.path.join(d, DIVERGED_NAME),
-    }
+    names = {"latest": CHECKPOINT_NAME, "best": BEST_NAME, "diverged": DIVERGED_NAME}
+    return {which: os.path.join(os.fspath(checkpoint_dir), name) for which, name in names.items()}
 
 
 class RunExistsError(FileExistsError):
@@ -254,12 +189,12 @@ class RunExistsError(FileExistsError):
 
 
 def check_start(checkpoint_dir: str | os.PathLike, resume: bool, overwrite: bool) -> bool:
-    """Whether ``checkpoint_dir`` holds a run, refusing to start over one unasked.
+    """Whether ``checkpoint_dir`` (which need not exist) holds a run, refusing to start over
+    one unasked.
 
     Args:
-        checkpoint_dir: the run's directory (it need not exist).
-        resume: going on from the run there is allowed.
-        overwrite: replacing the run there is allowed.
+        checkpoint_dir: the run's directory.
+        resume, overwrite: whether going on from, or replacing, the run there is allowed.
 
     Returns:
         True when the directory holds a run (its ``checkpoint.npz`` exists).
@@ -280,59 +215,80 @@ def check_start(checkpoint_dir: str | os.PathLike, resume: bool, overwrite: bool
 
 
 class Checkpoints:
-    """The checkpoint_dir side of ``fit``: start (fresh, overwrite or resume), per epoch, diverged."""
+    """``fit``'s side of ``checkpoint_dir``: where to start, and what to write after each
+    epoch and on divergence (nothing without a directory).
 
-    def __init__(self, checkpoint_dir, fingerprint: dict[str, str], keep_best: str | None):
+    Args:
+        checkpoint_dir: the run's directory, or None.
+        fingerprint: this run's ``fingerprint``.
+        keep_best: the history key whose best epoch goes to ``best.npz``, or None.
+        callbacks: the run's callbacks, whose ``state_dict`` each checkpoint holds.
+    """
+
+    def __init__(
+        self, checkpoint_dir, fingerprint: dict[str, str], keep_best: str | None, callbacks: list[Callback]
+    ):
         self.paths = paths(checkpoint_dir) if checkpoint_dir else None
-        self.fingerprint, self.keep_best, self.best = fingerprint, keep_best, None
+        self.fingerprint, self.keep_best, self.callbacks, self.best = fingerprint, keep_best, callbacks, None
         if keep_best is not None and self.paths is None:
             raise ValueError("keep_best needs checkpoint_dir")
 
-    def start(
-        self, ts: TrainState, resume: bool, overwrite: bool, callbacks: list[Callback]
-    ) -> tuple[TrainState, list[dict]]:
-        """The TrainState and history to start from (after ``on_train_begin``)."""
+    def start(self, ts: TrainState, resume: bool, overwrite: bool) -> tuple[TrainState, list[dict]]:
+        """The TrainState and history to start from; a fresh start removes the old best and
+        diverged files, a resume restores the callbacks' state (call after ``on_train_begin``)."""
         if self.paths is None:
             if resume:
                 raise ValueError("resume=True needs checkpoint_dir")
             return ts, []
-        latest = self.paths["latest"]
-        os.makedirs(os.path.dirname(latest), exist_ok=True)
-        if not check_start(os.path.dirname(latest), resume, overwrite):
+        directory = os.path.dirname(self.paths["latest"])
+        os.makedirs(directory, exist_ok=True)
+        if not check_start(directory, resume, overwrite):
             return ts, []
         if not resume:
             for name in ("best", "diverged"):
                 if os.path.exists(self.paths[name]) and jax.process_index() == 0:
                     os.unlink(self.paths[name])
             return ts, []
-        ts, meta = load(latest, like=ts, fingerprint=self.fingerprint)
+        latest = self.paths["latest"]
+        try:
+            ts, meta = ckpt.load(latest, like=ts)
+        except ValueError:  # another config explains a leaf's mismatch better
+            _check_fingerprint(latest, (ckpt.load(latest)[1] or {}).get("fingerprint"), self.fingerprint)
+            raise
+        meta = meta or {}
+        _check_fingerprint(latest, meta.get("fingerprint"), self.fingerprint)
         # strict=False: a resumed run may pass fewer or more callbacks than were saved.
-        for cb, saved in zip(callbacks, meta.get("callbacks", []), strict=False):
+        for cb, saved in zip(self.callbacks, meta.get("callbacks", []), strict=False):
             if saved.get("type") == type(cb).__name__:
                 cb.load_state_dict(saved["state"])
         self.best = (meta.get("keep_best") or {}).get("value")
         return ts, list(meta.get("history", []))
 
-    def end_of_epoch(self, run: Run, callbacks: list[Callback], record: dict) -> None:
+    def end_of_epoch(self, run: Run, record: dict) -> None:
+        """Write ``checkpoint.npz`` (and ``best.npz`` when ``keep_best`` improved)."""
         if self.paths is None:
             return
         if self.keep_best is not None:
             value = monitored(record, self.keep_best, "keep_best")
-            if improved(value, self.best, mode_for(self.keep_best)):
+            if improved(value, self.best, "max" if self.keep_best.endswith("accuracy") else "min"):
                 self.best = value
-                save(self.paths["best"], run.train_state, self._meta(run, callbacks))
-        save(self.paths["latest"], run.train_state, self._meta(run, callbacks))
+                self._write("best", run.train_state, run)
+        self._write("latest", run.train_state, run)
 
-    def _meta(self, run: Run, callbacks: list[Callback]) -> dict:
-        return {
-            "history": run.history,
-            "fingerprint": self.fingerprint,
-            "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
-            "keep_best": {"monitor": self.keep_best, "value": self.best},
-        }
+    def diverged(self, ts: TrainState, run: Run, info: dict) -> str | None:
+        """Write ``diverged.npz`` with ``info`` in its metadata; returns its path (None: no directory)."""
+        return None if self.paths is None else self._write("diverged", ts, run, diverged=info)
 
-    def diverged(self, ts: TrainState, run: Run, callbacks: list[Callback], info: dict) -> str | None:
-        if self.paths is None:
-            return None
-        save(self.paths["diverged"], ts, {**self._meta(run, callbacks), "diverged": info})
-        return self.paths["diverged"]
+    def _write(self, name: str, ts: TrainState, run: Run, **extra) -> str:
+        """Write ``ts`` and the run's metadata to the ``name`` file, atomically; only process 0 writes."""
+        if jax.process_index() == 0:
+            meta = {
+                "epoch": ts.epoch,
+                "history": run.history,
+                "fingerprint": self.fingerprint,
+                "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in self.callbacks],
+                "keep_best": {"monitor": self.keep_best, "value": self.best},
+                **extra,
+            }
+            ckpt.save(self.paths[name], ts, metadata=meta)
+        return self.paths[name]
