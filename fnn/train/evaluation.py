@@ -1,24 +1,19 @@
 """Eval-mode passes over a whole dataset, each one compiled program: ``evaluate``, ``predict``.
 
-Both run the full batches with a ``lax.scan`` that slices each batch out of the
-device-resident data (``dynamic_slice``: no padded copy of the dataset), and the last
-partial batch, if any, as one more batch of its true size, all inside one ``jit``: one
-dispatch per call, no per-batch host work. The model is first folded for eval
-(``fnn.nn.fold_batchnorm``, on by default): each ``Linear -> BatchNorm1d`` pair becomes one
-Linear, the same function up to float32 rounding, so evaluation does no BatchNorm work.
-The fold runs inside the compiled program, so it costs one pass over the weights per call
-and always uses the current running statistics.
+Inside one ``jit``, a ``lax.scan`` runs the full batches, each sliced from the
+device-resident data (no padded copy), and the last partial batch runs at its true size.
+The model is first folded for eval (``fnn.nn.fold_batchnorm``, on by default: each
+``Linear -> BatchNorm1d`` pair becomes one Linear, the same function up to float32
+rounding), inside the program, so the current running statistics are always used.
 
-Class labels are checked on the host before compiling: a label outside the model's classes
-(other than the loss's ignore_index) raises, naming the label and its index, since inside
-the compiled pass it would only make the loss NaN (LBL-1). ``predict`` takes no labels.
-
-``evaluate``'s loss is exact at the dataset level: it sums the loss spec's
-``per_sample`` terms, so it equals the loss with ``reduction='mean'`` over all samples at
-once (class weights and ``ignore_index`` included), whatever the batch size. The sums are
-kept in float32 (float64 for float64 models). A BatchNorm1d with
-``track_running_stats=False`` normalizes each batch with its own statistics (BN-5), as in
-PyTorch's eval loop: only there does the result depend on ``batch_size``.
+``evaluate``'s loss is exact at the dataset level: the sum of the loss spec's
+``per_sample`` terms over the sum of their weights equals the loss with
+``reduction='mean'`` over all samples at once (class weights and ``ignore_index``
+included), whatever the batch size; sums are kept in float32 (float64 for float64 models).
+Only a BatchNorm1d with ``track_running_stats=False``, which normalizes each batch with
+its own statistics in eval as in PyTorch (BN-5), makes the result depend on ``batch_size``.
+Data and class labels are checked on the host before compiling (``check_data``,
+``check_labels``): inside the compiled pass a bad value would only make the loss NaN.
 """
 
 from __future__ import annotations
@@ -59,10 +54,7 @@ def default_loss(target: Any) -> nn.Loss:
 
 
 def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
-    """x and y hold the same number of samples, at least ``batch_size`` of them, all finite.
-
-    Checked on the host before anything compiles: inside a compiled step a NaN or inf input
-    would only show as a diverged loss.
+    """Check that x and y hold the same number of samples, at least ``batch_size``, all finite.
 
     Args:
         name: the data's name in the message.
@@ -130,13 +122,8 @@ def _ignore_index(loss: nn.Loss) -> int | None:
 def check_labels(
     model, params: Any, state: Any, x: Any, y: Any, loss: nn.Loss | None = None, name: str = "y"
 ) -> None:
-    """Before compiling: integer labels must index the model's output classes (dim 1).
-
-    Under jit a bad label would only turn the loss NaN (LBL-1), so evaluate, fit and the
-    CLI check on the host first, with ``fnn._checks.check_classes_in_range`` (the one
-    class-label check). C comes from the model's output shape (``jax.eval_shape``, nothing
-    runs); ``loss``'s ignore_index, if it has one, is allowed too. Float targets (class
-    probabilities, regression) and models with a 1-d output are not checked.
+    """Check that integer labels index the model's output classes (dim 1), or are ``loss``'s
+    ignore_index (LBL-1). Float targets and models with a 1-d output are not checked.
 
     Args:
         model, params, state: the model and its arrays.
@@ -165,16 +152,9 @@ def check_labels(
         check_classes_in_range(name, y, out.shape[1], ignore_index, what="labels")
 
 
-def _for_eval(model, params: Any, state: Any, fold: bool) -> tuple[Any, Any, Any]:
-    """The model to run in eval mode: folded (``nn.fold_batchnorm``) unless ``fold`` is False."""
-    return nn.fold_batchnorm(model, params, state) if fold else (model, params, state)
-
-
 def _scan_batches(fn, carry, arrays: tuple, batch_size: int):
-    """``lax.scan`` of ``fn(carry, *batches) -> (carry, out)`` over the full batches of
-    ``arrays``, each sliced from the arrays inside the loop, then ``fn`` on the last partial
-    batch (its true size: no padding, no mask). Returns the carry and the list of outputs
-    (the full batches' stacked, then the remainder's), without empty parts."""
+    """``fn(carry, *batches) -> (carry, out)`` scanned over the full batches of ``arrays``,
+    then called on the last partial one: the carry and the non-empty outputs, concatenable."""
     n = arrays[0].shape[0]
     n_full, rest = divmod(n, batch_size)
     outs = []
@@ -196,7 +176,7 @@ def _eval_fn(model, loss: nn.Loss, metrics: tuple, batch_size: int, fold: bool):
     """One compiled evaluator per (model, loss, metrics, batch size, fold): fit calls it every epoch."""
 
     def run(params, state, x, y):
-        net, params, state = _for_eval(model, params, state, fold)
+        net, params, state = nn.fold_batchnorm(model, params, state) if fold else (model, params, state)
         # float64 models sum in float64; float32, bf16 and f16 ones in float32
         acc = jnp.promote_types(jnp.float32, x.dtype)
 
@@ -234,11 +214,9 @@ def evaluate(
         data: ``(x, y)`` with the same number of rows.
         batch_size: rows per compiled batch (memory only: the result does not depend on it).
         loss: an ``fnn.nn`` loss spec or function (default: ``default_loss(y)``).
-        metrics: see ``fnn.train.metrics.resolve_metrics`` (default: accuracy for class
-            labels, MAE otherwise).
+        metrics: see ``fnn.train.metrics`` (default: accuracy for class labels, else MAE).
         fold_batchnorm: fold each ``Linear -> BatchNorm1d`` pair into one Linear first
-            (``fnn.nn.fold_batchnorm``; default True): the same values up to float32
-            rounding, without BatchNorm's work. False runs the layers as they are.
+            (default True); False runs the layers as they are.
 
     Returns:
         ``{"loss": float, <metric>: float, ...}``.
@@ -274,19 +252,17 @@ def evaluate_checked(
     *,
     fold_batchnorm: bool = True,
 ) -> dict[str, float]:
-    """``evaluate`` without its host-side checks, for data already checked (``fit`` checks
-    its eval data once, not every epoch; global arrays under ``jax.distributed``).
+    """``evaluate`` of data already checked, without the host-side checks (``fit`` checks
+    its eval data once, not every epoch, and cannot check global arrays).
 
     Args:
-        model, params, state: as for ``evaluate``.
-        x, y: the data, already checked (``check_data``, ``check_labels``).
+        model, params, state, batch_size, fold_batchnorm: as for ``evaluate``.
+        x, y: device arrays.
         loss: an ``fnn.nn.Loss`` (already through ``as_loss``).
         metrics: resolved metrics (``fnn.train.metrics.resolve_metrics``).
-        batch_size: rows per compiled batch.
-        fold_batchnorm: as for ``evaluate`` (default True).
 
     Returns:
-        ``{"loss": float, <metric>: float, ...}``, as ``evaluate``.
+        ``{"loss": float, <metric>: float, ...}``.
     """
     run = _eval_fn(model, loss, metrics, min(batch_size, x.shape[0]), fold_batchnorm)
     values = jax.device_get(run(params, state, x, y))  # one transfer for all the values
@@ -296,7 +272,7 @@ def evaluate_checked(
 @functools.lru_cache(maxsize=32)
 def _predict_fn(model, batch_size: int, fold: bool):
     def run(params, state, x):
-        net, params, state = _for_eval(model, params, state, fold)
+        net, params, state = nn.fold_batchnorm(model, params, state) if fold else (model, params, state)
 
         def body(carry, xb):
             return carry, net.apply(params, state, xb, train=False)[0]
@@ -313,12 +289,8 @@ def predict(
     """The model's eval-mode outputs (e.g. logits) for every row of ``x``, in one compiled pass.
 
     Args:
-        model, params, state: the model and its arrays.
+        model, params, state, batch_size, fold_batchnorm: as for ``evaluate``.
         x: inputs with a batch dimension.
-        batch_size: rows per compiled batch.
-        fold_batchnorm: fold each ``Linear -> BatchNorm1d`` pair into one Linear first
-            (``fnn.nn.fold_batchnorm``; default True): the same outputs up to float32
-            rounding. False runs the layers as they are.
 
     Returns:
         The outputs, one row per row of ``x``; ``jnp.argmax(predict(...), 1)`` gives classes.

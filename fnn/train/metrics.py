@@ -31,7 +31,7 @@ def _per_sample_mean(v: jax.Array) -> jax.Array:
 
 
 def accuracy(output: jax.Array, target: jax.Array) -> jax.Array:
-    """Per-sample accuracy: 1.0 where ``argmax(output, 1) == target`` (class dim 1, as torch), else 0.0.
+    """Per-sample accuracy: where ``argmax(output, 1) == target`` (class dim 1, as torch).
 
     Args:
         output: class scores (N, C, ...).
@@ -41,7 +41,6 @@ def accuracy(output: jax.Array, target: jax.Array) -> jax.Array:
         float32 (N,): each sample's fraction of correct positions (1.0 or 0.0 for (N, C)).
 
     Example:
-        >>> import jax.numpy as jnp
         >>> accuracy(jnp.array([[0.1, 0.9], [0.8, 0.2]]), jnp.array([1, 1])).tolist()
         [1.0, 0.0]
     """
@@ -54,7 +53,7 @@ def accuracy(output: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def mae(output: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean absolute error of each sample (over its non-batch elements).
+    """Each sample's mean absolute error (over its non-batch elements).
 
     Args:
         output: predictions (N, ...).
@@ -64,7 +63,6 @@ def mae(output: jax.Array, target: jax.Array) -> jax.Array:
         The per-sample values, shape (N,).
 
     Example:
-        >>> import jax.numpy as jnp
         >>> mae(jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 4.0]])).tolist()
         [1.5]
     """
@@ -72,17 +70,15 @@ def mae(output: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def mse(output: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean squared error of each sample (over its non-batch elements).
+    """Each sample's mean squared error; as ``mae``.
 
     Args:
-        output: predictions (N, ...).
-        target: targets of the same shape, cast to output's dtype.
+        output, target: as for ``mae``.
 
     Returns:
         The per-sample values, shape (N,).
 
     Example:
-        >>> import jax.numpy as jnp
         >>> mse(jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 4.0]])).tolist()
         [2.5]
     """
@@ -109,7 +105,6 @@ def resolve_metrics(
         ValueError: an unknown name, or a metric named loss, grad_norm or lr.
 
     Example:
-        >>> import jax.numpy as jnp
         >>> [name for name, _ in resolve_metrics(None, jnp.array([0, 1]))]
         ['accuracy']
         >>> [name for name, _ in resolve_metrics(None, jnp.array([0.5]))]

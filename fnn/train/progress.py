@@ -1,10 +1,9 @@
 """A one-line progress bar on stderr that moves during the compiled epoch.
 
 The compiled epoch (``make_train_epoch(..., progress_every=k)``) calls ``tick(steps_done)``
-on the host every k steps through ``jax.debug.callback``; ``tick`` forwards to the bar
-that ``fit`` made active. The bar shows the steps done, samples/s and the time left in
-the epoch. It is drawn only when stderr is a terminal: otherwise ``fit`` compiles the
-epoch without the callback and nothing at all changes (``ProgressBar.enabled`` is False).
+on the host every k steps through ``jax.debug.callback``; ``tick`` redraws the bar that
+``fit`` made active. The bar is drawn only when stderr is a terminal: otherwise ``fit``
+compiles the epoch without the callback and nothing at all changes.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ _active: ProgressBar | None = None
 
 
 def tick(steps_done) -> None:
-    """Host side of the epoch's callback: redraw the active bar (runs on the host, never traced).
+    """The epoch's host callback: redraw the active bar, if any.
 
     Args:
         steps_done: the steps done in this epoch (a concrete scalar).
@@ -28,11 +27,11 @@ def tick(steps_done) -> None:
 
 
 def callback_interval(n_steps: int, updates: int = 50) -> int:
-    """Steps between host callbacks: about ``updates`` redraws per epoch, at least every step.
+    """Steps between host callbacks: about ``updates`` redraws per epoch, at most one a step.
 
     Args:
         n_steps: the steps in an epoch.
-        updates: the redraws wanted per epoch (default 50).
+        updates: the redraws wanted per epoch.
 
     Returns:
         The interval in steps, >= 1.
@@ -45,13 +44,11 @@ def callback_interval(n_steps: int, updates: int = 50) -> int:
 
 
 class ProgressBar:
-    """A one-line bar: ``epoch 3/10 [#######-----] 210/468 steps  35.2k samples/s  ETA 4s``.
-
-    Used as a context manager, it becomes the bar that ``tick`` draws on.
+    """``epoch 3/10 [#######-----] 210/468 steps  35.2k samples/s  ETA 4s``; as a context
+    manager, the bar that ``tick`` draws on.
 
     Args:
-        enabled: draw at all; the bar draws only when this is True and the stream is a
-            terminal.
+        enabled: draw at all (only ever on a terminal: ``.enabled`` says whether it draws).
         stream: where to draw (default ``sys.stderr``).
 
     Example:
@@ -106,7 +103,7 @@ class ProgressBar:
         )
 
     def show(self, text: str) -> None:
-        """Overwrite the line with ``text`` (padded and cut to ``WIDTH``), when enabled.
+        """Overwrite the line with ``text``, padded and cut to ``WIDTH``, when enabled.
 
         Args:
             text: the line to show.

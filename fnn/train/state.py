@@ -1,17 +1,8 @@
-"""Everything a run carries, in one value: ``TrainState``; and what ``fit`` returns.
+"""Everything a run carries, in one value (``TrainState``), and what ``fit`` returns.
 
-``TrainState(params, state, opt_state, key, epoch, step)``:
-
-- ``params``, ``state``: the model's parameters and buffers (BatchNorm running statistics).
-- ``opt_state``: the optimizer's state (moments, momentum buffers, step count, the
-  learning-rate scale that ``ReduceLROnPlateau`` changes).
-- ``key``: the run's PRNG key. It never changes: epoch ``e`` (0-based) draws its shuffle
-  and dropout masks from ``fold_in(key, e)``, so an epoch's randomness depends only on the
-  key and the epoch number, and going on from any TrainState equals never having stopped.
-- ``epoch``: epochs done; ``step``: optimizer steps done (Python ints).
-
-``fit`` takes one (``train_state=``) and returns one (``FitResult.train_state``), and
-checkpoints hold exactly one.
+``fit`` takes a TrainState (``train_state=``) and returns one (``FitResult.train_state``),
+and its checkpoints hold exactly one. An epoch's randomness depends only on the run key and
+the epoch number, so going on from any TrainState equals never having stopped.
 """
 
 from __future__ import annotations
@@ -25,13 +16,15 @@ __all__ = ["FitResult", "TrainState", "TrainingDiverged", "init_train_state"]
 
 
 class TrainState(NamedTuple):
-    """The whole state of a training run (see the module docstring).
+    """The whole state of a training run.
 
     Attributes:
         params: the model's parameters.
         state: the model's buffers (BatchNorm running statistics).
-        opt_state: the optimizer's state.
-        key: the run's PRNG key; epoch e draws from ``fold_in(key, e)``.
+        opt_state: the optimizer's state (moments, momentum buffers, step count, the
+            learning-rate scale that ``ReduceLROnPlateau`` changes).
+        key: the run's PRNG key, never changed: epoch ``e`` (0-based) draws its shuffle and
+            dropout masks from ``fold_in(key, e)``.
         epoch: epochs done, a Python int.
         step: optimizer steps done, a Python int.
     """
@@ -60,20 +53,19 @@ def init_train_state(
     """A fresh TrainState: ``key`` splits into the init key and the run key.
 
     Args:
-      model: an ``fnn.nn`` layer (usually a ``Sequential``).
-      optimizer: an ``fnn.optim`` gradient transformation.
-      key: a PRNG key (``jax.random.key(seed)``).
-      params: start from these parameters instead of ``model.init``'s.
-      state: start from these buffers instead of ``model.init``'s.
+        model: an ``fnn.nn`` layer (usually a ``Sequential``).
+        optimizer: an ``fnn.optim`` gradient transformation.
+        key: a PRNG key (``jax.random.key(seed)``).
+        params, state: start from these arrays instead of ``model.init``'s.
 
     Returns:
-      ``TrainState`` at epoch 0, step 0.
+        ``TrainState`` at epoch 0, step 0.
 
-    >>> import jax
-    >>> from fnn import nn, optim
-    >>> ts = init_train_state(nn.Linear(3, 2), optim.sgd(lr=0.1), jax.random.key(0))
-    >>> ts.params["weight"].shape, ts.epoch, ts.step
-    ((2, 3), 0, 0)
+    Example:
+        >>> from fnn import nn, optim
+        >>> ts = init_train_state(nn.Linear(3, 2), optim.sgd(lr=0.1), jax.random.key(0))
+        >>> ts.params["weight"].shape, ts.epoch, ts.step
+        ((2, 3), 0, 0)
     """
     key_init, key_run = jax.random.split(key)
     if params is None or state is None:
@@ -84,9 +76,8 @@ def init_train_state(
 
 
 class FitResult(NamedTuple):
-    """What ``fit`` returns: the final ``train_state`` and one history record per epoch run.
-
-    ``params``, ``state`` and ``opt_state`` are shortcuts into the train state.
+    """What ``fit`` returns; ``params``, ``state`` and ``opt_state`` are shortcuts into
+    ``train_state``.
 
     Attributes:
         train_state: the ``TrainState`` after the last epoch (or the best one, with
@@ -99,17 +90,17 @@ class FitResult(NamedTuple):
 
     @property
     def params(self) -> Any:
-        """The final parameters, ``train_state.params``."""
+        """``train_state.params``."""
         return self.train_state.params
 
     @property
     def state(self) -> Any:
-        """The final buffers, ``train_state.state``."""
+        """``train_state.state``."""
         return self.train_state.state
 
     @property
     def opt_state(self) -> Any:
-        """The final optimizer state, ``train_state.opt_state``."""
+        """``train_state.opt_state``."""
         return self.train_state.opt_state
 
 
@@ -117,17 +108,16 @@ class TrainingDiverged(FloatingPointError):
     """A step's loss or gradients became non-finite; nothing after it was applied.
 
     Attributes:
-      epoch: the 1-based epoch in which it happened.
-      step: the 1-based step within that epoch.
-      loss: the offending loss value (nan or ±inf, or finite with non-finite gradients).
-      lr: the learning rate in force at that step (None when the optimizer has none).
-      result: a ``FitResult`` whose ``train_state`` is the state from just before the bad
-        step (``epoch`` = epochs completed, ``step`` = optimizer steps applied), with the
-        history of the completed epochs.
-      record: what ``fit`` knows of the diverged epoch, shaped like a history record but not
-        in the history: ``epoch``, ``train_loss`` and ``grad_norm`` (the bad step's), ``lr``,
-        and with a monitor the ``monitor`` points of the steps applied before it and their
-        ``diagnoses``. ``{}`` when raised outside ``fit``.
+        epoch: the 1-based epoch in which it happened.
+        step: the 1-based step within that epoch.
+        loss: the step's loss (nan or ±inf, or finite with non-finite gradients).
+        lr: the learning rate in force at that step (None when the optimizer has none).
+        result: a ``FitResult`` whose ``train_state`` is the state from just before the bad
+            step, with the history of the completed epochs.
+        record: what ``fit`` knows of the diverged epoch, shaped like a history record but
+            not in the history: ``epoch``, ``train_loss`` and ``grad_norm`` (the bad step's),
+            ``lr``, and with a probe the ``probe`` points of the steps applied before it and
+            their ``diagnoses``. ``{}`` when raised outside ``fit``.
     """
 
     def __init__(
