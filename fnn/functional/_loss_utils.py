@@ -62,9 +62,11 @@ def grad_output_for(grad_output: Any, reduction: str, loss_shape: tuple[int, ...
     return g
 
 
-def pointwise_scale(g: jax.Array, reduction: str, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-    """dL/dℓ_i for each unreduced term: g, or g broadcast ('sum'), or g/numel ('mean')."""
-    g = g.astype(dtype)
+def pointwise_scale(grad_output: Any, reduction: str, input: jax.Array) -> jax.Array:
+    """dL/dℓ_i for each unreduced term of an element-wise loss of ``input``: g_i ('none'),
+    g broadcast ('sum') or g/numel ('mean'), after checking ``grad_output``'s shape."""
+    shape, dtype = input.shape, input.dtype
+    g = grad_output_for(grad_output, reduction, shape).astype(dtype)
     if reduction == "none":
         return g
     if reduction == "mean":

@@ -126,9 +126,7 @@ def l1_loss_backward(grad_output: Array, input: Array, target: Array, reduction:
         [1.0, -1.0, 0.0]
     """
     input, target = pointwise_args(input, target, reduction)
-    s = pointwise_scale(
-        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
-    )
+    s = pointwise_scale(grad_output, reduction, input)
     return s * jnp.sign(input - target)
 
 
@@ -171,9 +169,7 @@ def mse_loss_backward(grad_output: Array, input: Array, target: Array, reduction
         [1.0, 2.0]
     """
     input, target = pointwise_args(input, target, reduction)
-    s = pointwise_scale(
-        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
-    )
+    s = pointwise_scale(grad_output, reduction, input)
     return s * 2 * (input - target)
 
 
@@ -225,9 +221,7 @@ def huber_loss_backward(
     """
     input, target = pointwise_args(input, target, reduction)
     check_positive("delta", delta)
-    s = pointwise_scale(
-        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
-    )
+    s = pointwise_scale(grad_output, reduction, input)
     return s * jnp.clip(input - target, -delta, delta)
 
 
@@ -281,9 +275,7 @@ def smooth_l1_loss_backward(
     """
     input, target = pointwise_args(input, target, reduction)
     check_positive("beta", beta, strict=False)
-    s = pointwise_scale(
-        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
-    )
+    s = pointwise_scale(grad_output, reduction, input)
     d = input - target
     return s * (jnp.sign(d) if beta == 0 else jnp.clip(d / beta, -1, 1))
 
@@ -404,9 +396,7 @@ def binary_cross_entropy_backward(
         [-2.0, 5.0]
     """
     input, target, w = _bce_args(input, target, weight, reduction)
-    s = pointwise_scale(
-        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
-    )
+    s = pointwise_scale(grad_output, reduction, input)
     grad = s * _bce_dx(input, target)
     return grad if w is None else w * grad
 
@@ -489,9 +479,7 @@ def binary_cross_entropy_with_logits_backward(
         [-0.5, 0.8808]
     """
     input, target, w, py = _bcel_args(input, target, weight, reduction, pos_weight)
-    s = pointwise_scale(
-        grad_output_for(grad_output, reduction, input.shape), reduction, input.shape, input.dtype
-    )
+    s = pointwise_scale(grad_output, reduction, input)
     grad = s * ((1 - target) * jax.nn.sigmoid(input) - py * jax.nn.sigmoid(-input))
     return grad if w is None else w * grad
 
