@@ -41,6 +41,12 @@ def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
         )
 
 
+def check_backward_input(grad_output: Any, input: Any) -> None:
+    """An elementwise backward's arguments: a floating ``input`` and a ``grad_output`` of its shape."""
+    check_floating("input", input)
+    check_same_shape("grad_output", grad_output, "input", input)
+
+
 def check_ndim(name: str, x: Any, allowed: tuple[int, ...]) -> None:
     if jnp.ndim(x) not in allowed:
         raise ValueError(f"{name} must have ndim in {allowed}, got shape {tuple(jnp.shape(x))}")

@@ -29,7 +29,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnn._checks import check_dim, check_floating, check_grad_shape, check_same_shape, is_int
+from fnn._checks import (
+    check_backward_input,
+    check_dim,
+    check_floating,
+    check_grad_shape,
+    check_same_shape,
+    is_int,
+)
 
 __all__ = [
     "abs",
@@ -108,8 +115,7 @@ def relu_backward(grad_output: jax.Array, input: jax.Array) -> jax.Array:
         >>> F.relu_backward(jnp.ones(3), jnp.array([-1.0, 0.0, 2.0])).tolist()
         [0.0, 0.0, 1.0]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     return jnp.where(input <= 0, jnp.zeros_like(grad_output), grad_output)
 
 
@@ -154,8 +160,7 @@ def leaky_relu_backward(grad_output: jax.Array, input: jax.Array, negative_slope
         >>> F.leaky_relu_backward(jnp.ones(3), jnp.array([-2.0, 0.0, 3.0]), 0.1).tolist()
         [0.1, 0.1, 1.0]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     return jnp.where(input > 0, grad_output, negative_slope * grad_output)
 
 
@@ -280,8 +285,7 @@ def abs_backward(grad_output: jax.Array, input: jax.Array) -> jax.Array:
         >>> F.abs_backward(jnp.ones(3), jnp.array([-2.0, 0.0, 3.0])).tolist()
         [-1.0, 0.0, 1.0]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     return grad_output * jnp.sign(input)
 
 
@@ -334,8 +338,7 @@ def elu_backward(grad_output: jax.Array, input: jax.Array, alpha: float = 1.0) -
         >>> F.elu_backward(jnp.ones(3), jnp.array([-1.0, 0.0, 2.0])).tolist()
         [0.3679, 1.0, 1.0]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     neg = alpha * jnp.exp(jnp.where(input > 0, jnp.zeros_like(input), input))
     return grad_output * jnp.where(input > 0, jnp.ones_like(input), neg)
 
@@ -379,8 +382,7 @@ def sigmoid_backward(grad_output: jax.Array, input: jax.Array) -> jax.Array:
         >>> F.sigmoid_backward(jnp.ones(1), jnp.array([0.0])).tolist()
         [0.25]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     s = lax.logistic(input)
     return grad_output * s * (1 - s)
 
@@ -422,8 +424,7 @@ def tanh_backward(grad_output: jax.Array, input: jax.Array) -> jax.Array:
         >>> F.tanh_backward(jnp.ones(2), jnp.array([0.0, 1.0])).tolist()
         [1.0, 0.42]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     t = jnp.tanh(input)
     return grad_output * (1 - t * t)
 
@@ -476,8 +477,7 @@ def softplus_backward(
         >>> F.softplus_backward(jnp.ones(2), jnp.array([0.0, 30.0])).tolist()
         [0.5, 1.0]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     z = beta * input
     return jnp.where(z > threshold, grad_output, grad_output * lax.logistic(z))
 
@@ -601,8 +601,7 @@ def softmax_backward(grad_output: jax.Array, input: jax.Array, dim: int = -1) ->
         >>> F.softmax_backward(jnp.array([1.0, 0.0]), jnp.array([0.0, 0.0])).tolist()
         [0.25, -0.25]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     d = _dim(dim, input)
     y = softmax(input, d)
     return y * (grad_output - jnp.sum(grad_output * y, axis=d, keepdims=True))
@@ -649,8 +648,7 @@ def log_softmax_backward(grad_output: jax.Array, input: jax.Array, dim: int = -1
         >>> F.log_softmax_backward(jnp.array([1.0, 0.0]), jnp.array([0.0, 0.0])).tolist()
         [0.5, -0.5]
     """
-    check_floating("input", input)
-    check_same_shape("grad_output", grad_output, "input", input)
+    check_backward_input(grad_output, input)
     d = _dim(dim, input)
     return grad_output - softmax(input, d) * jnp.sum(grad_output, axis=d, keepdims=True)
 
