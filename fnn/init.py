@@ -245,6 +245,11 @@ def normal(
     return (mean + std * jax.random.normal(key, dims, dtype)).astype(dtype)
 
 
+def _xavier_std(dims: tuple[int, ...], gain: float) -> float:
+    fan_in, fan_out = calculate_fans(dims)
+    return gain * math.sqrt(2.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0  # 0 only when empty
+
+
 def xavier_uniform(key: Any, shape: Shape, gain: float = 1.0, dtype: Any = jnp.float32) -> jax.Array:
     """U(−b, b), b = gain·√(6/(fan_in + fan_out)) (INIT-3).
 
@@ -265,9 +270,8 @@ def xavier_uniform(key: Any, shape: Shape, gain: float = 1.0, dtype: Any = jnp.f
         ((4, 2), True)
     """
     dims = _random_args("xavier_uniform", key, shape, dtype)
-    fan_in, fan_out = calculate_fans(dims)
     # torch's operation order (√3·std), so the bound is torch's to the last bit
-    bound = math.sqrt(3.0) * (gain * math.sqrt(2.0 / (fan_in + fan_out))) if fan_in + fan_out else 0.0
+    bound = math.sqrt(3.0) * _xavier_std(dims, gain)
     return jax.random.uniform(key, dims, dtype, minval=-bound, maxval=bound)
 
 
@@ -291,8 +295,7 @@ def xavier_normal(key: Any, shape: Shape, gain: float = 1.0, dtype: Any = jnp.fl
         0.07
     """
     dims = _random_args("xavier_normal", key, shape, dtype)
-    fan_in, fan_out = calculate_fans(dims)
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
+    std = _xavier_std(dims, gain)
     return (std * jax.random.normal(key, dims, dtype)).astype(dtype)
 
 
