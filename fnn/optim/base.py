@@ -106,6 +106,13 @@ class GradientTransformation:
         return hash(self._key())
 
 
+def typed_items(args: Mapping[str, Any]) -> tuple:
+    """``args`` as sorted ``(name, type, value)`` triples: the part of a spec (and of an
+    `LRSchedule`'s key) that compares arguments by value and type, since 0.9 ==
+    np.float64(0.9) but JAX promotes them differently."""
+    return tuple(sorted((k, type(v), v) for k, v in args.items()))
+
+
 def make_spec(name: str, **args: Any) -> tuple | None:
     """The hashable spec `(name, sorted (arg, type, value))` of a transform, or None.
 
@@ -122,7 +129,7 @@ def make_spec(name: str, **args: Any) -> tuple | None:
     Returns:
         The spec tuple, or None.
     """
-    spec = (name, tuple(sorted((k, type(v), v) for k, v in args.items())))
+    spec = (name, typed_items(args))
     try:
         hash(spec)
     except TypeError:

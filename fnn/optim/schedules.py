@@ -26,6 +26,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from fnn._checks import check_lr, check_positive, check_range, is_int
+from fnn.optim.base import typed_items
 
 __all__ = [
     "LRSchedule",
@@ -72,8 +73,7 @@ class LRSchedule:
         return self.formula(step, **self.hyperparams)
 
     def _key(self) -> tuple:
-        # types too, as in fnn.optim.base.make_spec: 0.5 == np.float64(0.5) but promotes differently
-        return (self.name, self.formula, tuple(sorted((k, type(v), v) for k, v in self.hyperparams.items())))
+        return (self.name, self.formula, typed_items(self.hyperparams))  # types too, as make_spec
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LRSchedule):
