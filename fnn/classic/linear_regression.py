@@ -52,9 +52,11 @@ def linear_regression_predict(params: dict, X: Any) -> jax.Array:
     return _predict(params, as_features(X, params))
 
 
-@jax.jit
-def _predict(params: dict, X: jax.Array) -> jax.Array:
+def _outputs(params: dict, X: jax.Array) -> jax.Array:
     return X @ params["weight"] + params["bias"]
+
+
+_predict = jax.jit(_outputs)
 
 
 def linear_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Array:
@@ -76,7 +78,7 @@ def linear_regression_loss(params: dict, X: jax.Array, y: jax.Array) -> jax.Arra
         >>> classic.linear_regression_loss(params, X, y).item()  # residuals -1, -2, -3
         4.6667
     """
-    r = X @ params["weight"] + params["bias"] - y
+    r = _outputs(params, X) - y
     return jnp.mean(r * r)
 
 
@@ -104,7 +106,7 @@ def linear_regression_loss_backward(grad_output: jax.Array, params: dict, X: jax
         >>> g["weight"].tolist(), g["bias"].item()
         ([-5.3333], -4.0)
     """
-    r = X @ params["weight"] + params["bias"] - y
+    r = _outputs(params, X) - y
     dr = grad_output * 2.0 * r / X.shape[0]
     return {"weight": X.T @ dr, "bias": jnp.sum(dr)}
 
