@@ -154,8 +154,7 @@ def fold_batchnorm(model: Layer, params: Any, state: Any) -> tuple[Layer, Any, A
     """
     if not isinstance(model, Sequential):
         return model, params, state
-    model._check_tree("params", params)
-    model._check_tree("state", state)
+    model._check_trees(params, state)
     layers, new_params, new_state = [], [], []
     i, n = 0, len(model)
     while i < n:

@@ -63,6 +63,11 @@ class Sequential(Layer):
             return (None,) * len(self.layers)
         return tuple(jax.random.split(key, len(self.layers)))
 
+    def _check_trees(self, params: Any, state: Any) -> None:
+        """params and state: each a tuple with one entry per layer."""
+        self._check_tree("params", params)
+        self._check_tree("state", state)
+
     def _check_tree(self, name: str, tree: Any) -> None:
         if not isinstance(tree, tuple) or len(tree) != len(self.layers):
             got = (
@@ -86,8 +91,7 @@ class Sequential(Layer):
         return y, new_state
 
     def _forward(self, params, state, x, key, train):
-        self._check_tree("params", params)
-        self._check_tree("state", state)
+        self._check_trees(params, state)
         inputs, new_state = [], []
         for layer, p, s, k in zip(self.layers, params, state, self._keys(key), strict=True):
             inputs.append(x)
@@ -117,8 +121,7 @@ class Sequential(Layer):
         return (*inputs[1:], y)
 
     def apply_vjp(self, params, state, x, *, key=None, train):
-        self._check_tree("params", params)
-        self._check_tree("state", state)
+        self._check_trees(params, state)
         new_state, pullbacks = [], []
         for layer, p, s, k in zip(self.layers, params, state, self._keys(key), strict=True):
             x, s_new, pullback = layer.apply_vjp(p, s, x, key=k, train=train)
@@ -134,8 +137,7 @@ class Sequential(Layer):
         return x, tuple(new_state), pullback
 
     def named_arrays(self, params, state, prefix=""):
-        self._check_tree("params", params)
-        self._check_tree("state", state)
+        self._check_trees(params, state)
         for i, (layer, p, s) in enumerate(zip(self.layers, params, state, strict=True)):
             yield from layer.named_arrays(p, s, f"{prefix}{i}.")
 
