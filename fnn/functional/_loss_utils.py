@@ -110,6 +110,13 @@ def class_input(input: Any) -> tuple[jax.Array, bool]:
     return (input[None] if unbatched else input), unbatched
 
 
+def class_args(input: Any, weight: Any, ignore_index: Any) -> tuple[jax.Array, bool, jax.Array | None, int]:
+    """The checks NLL and cross-entropy share: (input as (N, C, d...), unbatched, weight, ignore_index)."""
+    ignore_index = check_ignore_index(ignore_index)
+    x, unbatched = class_input(input)
+    return x, unbatched, class_weight(weight, x.shape[1], x.dtype), ignore_index
+
+
 def index_targets(input: jax.Array, unbatched: bool, target: Any, ignore_index: int) -> jax.Array:
     """Validate class-index targets for a batched input; returns them batched, signed."""
     target = jnp.asarray(target)

@@ -34,9 +34,7 @@ import numpy as np
 from fnn._checks import check_positive, check_range, check_reduction, is_concrete, reduce
 from fnn.functional._loss_utils import (
     along_classes,
-    check_ignore_index,
-    class_input,
-    class_weight,
+    class_args,
     finish,
     grad_output_for,
     index_targets,
@@ -489,9 +487,7 @@ def binary_cross_entropy_with_logits_backward(
 
 def _nll_args(input, target, weight, ignore_index, reduction):
     check_reduction(reduction)
-    ignore_index = check_ignore_index(ignore_index)
-    x, unbatched = class_input(input)
-    w = class_weight(weight, x.shape[1], x.dtype)
+    x, unbatched, w, ignore_index = class_args(input, weight, ignore_index)
     return x, unbatched, index_targets(x, unbatched, target, ignore_index), w, ignore_index
 
 
@@ -578,9 +574,7 @@ def nll_loss_backward(
 def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
     check_reduction(reduction)
     check_range("label_smoothing", label_smoothing, 0.0, 1.0)
-    ignore_index = check_ignore_index(ignore_index)
-    x, unbatched = class_input(input)
-    w = class_weight(weight, x.shape[1], x.dtype)
+    x, unbatched, w, ignore_index = class_args(input, weight, ignore_index)
     target = jnp.asarray(target)
     probs = target.shape == jnp.shape(input)
     if probs:
