@@ -1,18 +1,10 @@
 """Callbacks: code that runs between the epochs of ``fit`` and never recompiles the epoch.
 
 A callback subclasses ``Callback`` (Keras' and Lightning's shape, on fnn's explicit state)
-and overrides any of its hooks: ``on_train_begin``, ``on_epoch_end``, ``on_train_end``,
-and ``state_dict`` / ``load_state_dict`` for its own state, which every checkpoint holds so
-that a resumed run decides exactly as an uninterrupted one. Each hook gets the ``Run``: a
-callback may stop training (``run.stop_training = True``) or replace ``run.train_state``
-(e.g. a new learning-rate scale in its ``opt_state``); the epoch is a compiled function of
-the TrainState's *values*, so neither recompiles it.
-
-Example (also in the README)::
-
-    class PrintLR(fnn.train.Callback):
-        def on_epoch_end(self, run, record):
-            print(record["epoch"], record["lr"])
+and overrides any of its hooks. It may stop training or replace ``run.train_state`` (e.g.
+a new learning-rate scale in its ``opt_state``): the epoch is a compiled function of the
+TrainState's *values*, so neither recompiles it. Its ``state_dict`` is saved in every
+checkpoint, so a resumed run decides exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -63,8 +55,6 @@ class Callback:
         ...         self.n += 1
         ...     def state_dict(self):
         ...         return {"n": self.n}
-        ...     def load_state_dict(self, state):
-        ...         self.n = state["n"]
         >>> cb = CountEpochs()
         >>> cb.on_epoch_end(None, {"epoch": 1})
         >>> cb.state_dict()
@@ -156,7 +146,7 @@ def monitored(record: dict[str, Any], monitor: str, who: str) -> float:
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
-    """Whether ``value`` beats ``best`` by more than ``min_delta`` in the direction of ``mode``.
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` (absolute) in ``mode``'s direction.
 
     Args:
         value: the new value; NaN never improves.
@@ -181,18 +171,16 @@ def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved for ``patience`` epochs in a row (Keras' rule).
 
-    An epoch improves when its value beats the best so far by more than ``min_delta``
-    (absolute; NaN never improves). With ``restore_best=True``, ``fit`` returns the whole
-    TrainState of the best epoch (its optimizer state and epoch/step counts too, so going on
-    from it continues from that epoch); the history keeps every epoch run. After a
-    ``resume``, only a best reached since can be restored (the checkpoint holds the latest
-    state; ``keep_best=`` writes the best to ``best.npz``).
+    With ``restore_best=True``, ``fit`` returns the whole TrainState of the best epoch (its
+    optimizer state and counts too, so going on from it continues from that epoch); the
+    history keeps every epoch run. After a ``resume``, only a best reached since can be
+    restored (``keep_best=`` writes the best to ``best.npz``).
 
     Args:
         monitor: a history key, e.g. ``'test_loss'`` or ``'test_accuracy'``.
         mode: ``'min'`` or ``'max'``.
         patience: epochs without improvement before stopping (>= 0).
-        min_delta: the smallest change that counts as an improvement (>= 0).
+        min_delta: the smallest change that counts as an improvement (``improved``).
         restore_best: return the best epoch's TrainState instead of the last one.
 
     Attributes after ``fit``: ``best``, ``best_epoch``, ``stopped_epoch`` (None if it did
@@ -259,13 +247,12 @@ class EarlyStopping(Callback):
 
 
 class PlateauCallback(Callback):
-    """Drive an ``fnn.optim.ReduceLROnPlateau`` from a history metric, between epochs.
+    """Drive an ``fnn.optim.ReduceLROnPlateau`` (what ``fit`` makes of one in ``callbacks=``).
 
-    The plateau object owns the learning rate (``s.lr``, torch's sequence exactly); the
-    optimizer follows it through the ``lr_scale`` in its state: the rate in force is
-    ``lr(step) · s.lr / lr(0)``, which is ``s.lr`` itself for a constant lr and scales a
-    schedule (as torch does when two schedulers act on one optimizer). ``fit`` wraps a
-    bare ``ReduceLROnPlateau`` in ``callbacks=`` in this class.
+    The plateau owns the learning rate (``s.lr``, torch's sequence exactly); the optimizer
+    follows it through the ``lr_scale`` in its state: the rate in force is
+    ``lr(step) · s.lr / lr(0)``, ``s.lr`` itself for a constant lr, a scaled schedule
+    otherwise (as torch does when two schedulers act on one optimizer).
 
     Args:
         plateau: the ``fnn.optim.ReduceLROnPlateau``.
@@ -328,10 +315,7 @@ def as_callbacks(callbacks: Any) -> list[Callback]:
         callbacks: None or an iterable of Callback / ReduceLROnPlateau objects.
 
     Returns:
-        A list of Callback objects.
-
-    Raises:
-        TypeError: an element is neither.
+        A list of Callback objects (TypeError for anything else).
     """
     out = []
     for cb in callbacks or ():

@@ -109,7 +109,6 @@ def fingerprint(model: Any, loss: Any, optimizer: Any, batch_size: int, x: Any, 
         A dict of text descriptions: model, loss, optimizer, batch_size, data.
 
     Example:
-        >>> import numpy as np
         >>> from fnn import optim
         >>> x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int32)
         >>> fp = fingerprint(None, None, optim.sgd(lr=0.1), 32, x, y)

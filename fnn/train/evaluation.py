@@ -43,8 +43,6 @@ def default_loss(target: Any) -> nn.Loss:
         ``nn.CrossEntropyLoss()`` or ``nn.MSELoss()``.
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from fnn.train.evaluation import default_loss
         >>> default_loss(jnp.array([3]))
         CrossEntropyLoss(weight=None, ignore_index=-100, reduction='mean', label_smoothing=0.0)
         >>> default_loss(jnp.array([0.5]))
@@ -66,8 +64,6 @@ def check_data(name: str, x: Any, y: Any, batch_size: int = 1) -> None:
             NaN or inf value (named with its row and column).
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from fnn.train.evaluation import check_data
         >>> check_data("data", jnp.zeros((3, 2)), jnp.zeros(2))
         Traceback (most recent call last):
         ...
@@ -135,9 +131,6 @@ def check_labels(
         ValueError: naming the first bad label, its index and the valid range.
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> from fnn import nn
-        >>> from fnn.train.evaluation import check_labels
         >>> model, params = nn.Linear(2, 3), {"weight": jnp.zeros((3, 2)), "bias": jnp.zeros(3)}
         >>> check_labels(model, params, {}, jnp.zeros((2, 2)), jnp.array([0, 3]), name="y")
         Traceback (most recent call last):
@@ -222,7 +215,6 @@ def evaluate(
         ``{"loss": float, <metric>: float, ...}``.
 
     Example:
-        >>> import jax.numpy as jnp
         >>> from fnn import nn, train
         >>> model, params = nn.Linear(2, 1, bias=False), {"weight": jnp.array([[1.0, 1.0]])}
         >>> x, y = jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([[1.0], [3.0]])
@@ -296,7 +288,6 @@ def predict(
         The outputs, one row per row of ``x``; ``jnp.argmax(predict(...), 1)`` gives classes.
 
     Example:
-        >>> import jax.numpy as jnp
         >>> from fnn import nn, train
         >>> model, params = nn.Linear(2, 1, bias=False), {"weight": jnp.array([[1.0, 2.0]])}
         >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])

@@ -10,18 +10,15 @@
   epoch's last step's), ``test_loss`` / ``test_<metric>`` (exact means over ``eval_data``),
   ``train_seconds`` (training alone) and ``seconds`` (the first includes compiling).
 - **Never lose work on divergence.** At a non-finite loss or gradient the compiled epoch
-  keeps the state from before that step, and ``fit`` raises ``TrainingDiverged`` (a
-  ``FloatingPointError``) holding it in ``.result``; with ``checkpoint_dir`` also in
-  ``diverged.npz``, beside the last epoch's checkpoint, which stays as it was.
+  keeps the state from before that step, and ``fit`` raises ``TrainingDiverged`` holding it
+  (and what is known of the epoch, which gets no history record); with ``checkpoint_dir``
+  also in ``diverged.npz``, beside the last epoch's checkpoint, which stays as it was.
 - **Probe.** ``probe=True`` (``fnn.diagnostics.Probe()``, imported only then) or any
-  ``fnn.train.EpochProbe`` collects per-layer statistics inside the compiled epoch; each
-  record holds ``record["probe"] = {"every", "step", **probe.summarize(...)}``, plain floats
-  at global 1-based steps. A probe's ``diagnose(history)``, if it has one, runs after each
-  epoch into ``record["diagnoses"]`` (``Diagnosis._asdict()`` dicts, ``[]`` for none). A
-  diverged epoch has no history record: the error's ``record`` holds what is known of it,
-  with the points of the steps applied before the bad one. Off, the epoch is unchanged.
-- ``mesh=`` trains data parallel (``fnn.distributed``); under ``jax.distributed`` every
-  process passes its own shard of the data and only process 0 writes checkpoints.
+  ``fnn.train.EpochProbe`` collects per-layer statistics inside the compiled epoch into
+  ``record["probe"] = {"every", "step", **probe.summarize(...)}``, plain floats at global
+  1-based steps. A probe's ``diagnose(history)``, if it has one, runs after each epoch into
+  ``record["diagnoses"]`` (``Diagnosis._asdict()`` dicts, ``[]`` for none). Without a
+  probe the compiled epoch is unchanged.
 """
 
 from __future__ import annotations
@@ -96,11 +93,12 @@ def fit(
         progress: a progress bar on stderr during each epoch, when stderr is a terminal.
         checkpoint_dir: write ``checkpoint.npz`` there after every epoch
             (``fnn.train.checkpointing``).
-        resume: go on from ``checkpoint_dir``'s checkpoint when there is one (its config
-            fingerprint must match this run's).
+        resume: go on from ``checkpoint_dir``'s checkpoint, if any, of the same config.
         overwrite: allow replacing an existing checkpoint when not resuming.
         keep_best: a history key (e.g. ``'test_loss'``); keeps its best epoch in ``best.npz``.
-        mesh: a ``jax.sharding.Mesh`` with a ``'data'`` axis for data parallelism.
+        mesh: a ``jax.sharding.Mesh`` with a ``'data'`` axis: data parallel training
+            (``fnn.distributed``); under ``jax.distributed`` every process passes its own
+            shard of the data and only process 0 writes checkpoints.
         probe: True for ``fnn.diagnostics.Probe()``, a probe object (``Probe(every=...)`` or
             any ``fnn.train.EpochProbe``), or False (the default).
         compute_dtype: None (the params' dtype) or ``'bfloat16'`` / ``'float16'``: each step

@@ -1,16 +1,8 @@
 """Metrics that follow the task: accuracy for class targets, MAE for regression.
 
-A metric is a function ``(output, target) -> per-sample values`` of shape (N,); a batch
-or dataset value is the mean over samples. ``resolve_metrics(metrics, target)`` turns
-``fit``'s / ``evaluate``'s ``metrics=`` argument into a tuple of ``(name, fn)`` pairs
-(hashable, so compiled steps are shared):
-
-- ``None`` (the default): ``('accuracy',)`` for integer (class-index) targets, else
-  ``('mae',)``.
-- a name or a sequence of names from ``METRICS``;
-- a dict ``name -> fn`` for your own.
-
-The history records ``train_<name>`` and ``test_<name>``.
+A metric is a function ``(output, target) -> per-sample values`` of shape (N,); a batch or
+dataset value is the mean over samples, recorded in the history as ``train_<name>`` and
+``test_<name>``. ``resolve_metrics`` reads ``fit``'s and ``evaluate``'s ``metrics=``.
 """
 
 from __future__ import annotations
@@ -91,11 +83,12 @@ METRICS: dict[str, Metric] = {"accuracy": accuracy, "mae": mae, "mse": mse}
 def resolve_metrics(
     metrics: str | Sequence[str] | Mapping[str, Metric] | None, target: Any
 ) -> tuple[tuple[str, Metric], ...]:
-    """``fit``'s ``metrics=`` argument as ``((name, fn), ...)`` (see the module docstring).
+    """The ``metrics=`` argument as ``((name, fn), ...)``, hashable, so compiled steps are shared.
 
     Args:
-        metrics: None, a name, a sequence of names, a dict name -> fn, or the pairs this
-            function returned.
+        metrics: None (the default: ``'accuracy'`` for integer class-index targets, else
+            ``'mae'``), a name or a sequence of names from ``METRICS``, a dict name -> fn for
+            your own, or the pairs this function returned.
         target: the training targets (their dtype picks the default).
 
     Returns:

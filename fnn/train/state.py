@@ -76,8 +76,7 @@ def init_train_state(
 
 
 class FitResult(NamedTuple):
-    """What ``fit`` returns; ``params``, ``state`` and ``opt_state`` are shortcuts into
-    ``train_state``.
+    """What ``fit`` returns; ``params``, ``state`` and ``opt_state`` are ``train_state``'s.
 
     Attributes:
         train_state: the ``TrainState`` after the last epoch (or the best one, with
@@ -88,20 +87,9 @@ class FitResult(NamedTuple):
     train_state: TrainState
     history: list[dict[str, Any]]
 
-    @property
-    def params(self) -> Any:
-        """``train_state.params``."""
-        return self.train_state.params
-
-    @property
-    def state(self) -> Any:
-        """``train_state.state``."""
-        return self.train_state.state
-
-    @property
-    def opt_state(self) -> Any:
-        """``train_state.opt_state``."""
-        return self.train_state.opt_state
+    params = property(lambda self: self.train_state.params, doc="``train_state.params``.")
+    state = property(lambda self: self.train_state.state, doc="``train_state.state``.")
+    opt_state = property(lambda self: self.train_state.opt_state, doc="``train_state.opt_state``.")
 
 
 class TrainingDiverged(FloatingPointError):
