@@ -235,7 +235,7 @@ def _run_epochs(
             ts, record, done = _train_epoch(run, run_epoch, train, n_steps, probe)
             bar.done()
             if done < n_steps:
-                raise _diverged(run, ts, record, (done + 1, n_steps), checkpoints, diagnose)
+                raise _diverged(run, ts, record, done + 1, n_steps, checkpoints, diagnose)
             record["train_seconds"] = time.perf_counter() - t0
             if eval_data is not None:
                 scores = evaluate_checked(run.model, ts.params, ts.state, *eval_data, run.loss, metrics)
@@ -284,11 +284,10 @@ def _train_epoch(run: Run, run_epoch, train, n_steps: int, probe: EpochProbe | N
     return new, record, done
 
 
-def _diverged(run: Run, ts: TrainState, record: dict, at: tuple[int, int], checkpoints, diagnose):
-    """The ``TrainingDiverged`` for step ``at = (step, n_steps)``: ``ts``, the state from just
-    before it, is saved to ``diverged.npz``; ``record``, what is known of the epoch, diagnosed."""
-    (step, n_steps), epoch = at, record["epoch"]
-    loss, lr, grad_norm = record["train_loss"], record.get("lr"), record["grad_norm"]
+def _diverged(run: Run, ts: TrainState, record: dict, step: int, n_steps: int, checkpoints, diagnose):
+    """The ``TrainingDiverged`` for a bad step: ``ts``, the state from just before it, is saved
+    to ``diverged.npz``; ``record``, what is known of its epoch, gets the probe's diagnoses."""
+    epoch, loss, lr, grad_norm = record["epoch"], record["train_loss"], record.get("lr"), record["grad_norm"]
     info = {"epoch": epoch, "step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
     if "probe" in record:
         info["probe"] = record["probe"]
@@ -298,22 +297,15 @@ def _diverged(run: Run, ts: TrainState, record: dict, at: tuple[int, int], check
     what = f"loss {loss}" if not np.isfinite(loss) else f"gradient norm {grad_norm} (loss {loss:.4g})"
     rate = f" with learning rate {lr:.4g}" if lr is not None else ""
     kept = f" (also in {saved})" if saved else ""
-    # Under jit a class label outside [0, C) cannot raise; it makes the loss NaN.
-    labels = (
-        "; a NaN loss can also come from class labels outside [0, C) (or inputs outside the "
-        "loss's domain, such as BCE probabilities outside [0, 1])"
-        if np.isnan(loss)
-        else ""
-    )
-    error = TrainingDiverged(
+    # Under jit a class label outside [0, C) cannot raise: it makes the loss NaN.
+    nan = "; a NaN loss can also come from class labels outside [0, C) (or inputs outside the loss's "
+    nan += "domain, such as BCE probabilities outside [0, 1])"
+    message = (
         f"training diverged at epoch {epoch}, step {step}/{n_steps}: non-finite {what}{rate}. "
         f"The state from just before that step is kept in error.result.train_state{kept}; "
-        f"try a smaller learning rate{labels}",
-        epoch=epoch,
-        step=step,
-        loss=loss,
-        lr=lr,
-        result=FitResult(ts, run.history),
+        f"try a smaller learning rate{nan if np.isnan(loss) else ''}"
     )
+    result = FitResult(ts, run.history)
+    error = TrainingDiverged(message, epoch=epoch, step=step, loss=loss, lr=lr, result=result)
     error.record = record
     return error
