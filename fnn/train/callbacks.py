@@ -261,8 +261,6 @@ class PlateauCallback(Callback):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from fnn import optim
-        >>> from fnn.train import TrainState
         >>> opt, params = optim.sgd(lr=optim.step_lr(0.1, step_size=5)), jnp.zeros(1)
         >>> ts = TrainState(params, {}, opt.init(params), None, 0, 0)
         >>> run = Run(None, None, opt, ts, [], epochs=10, has_eval_data=False)
