@@ -115,6 +115,28 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
     return int(value)
 
 
+GRAD_MODES = ("autodiff", "manual")
+
+
+def check_grad_mode(grad: Any) -> str:
+    """The one check of ``grad=``: ``'autodiff'`` (``jax.grad`` of the forward) or ``'manual'``
+    (the hand-derived backward).
+
+    Args:
+        grad: the value to check.
+
+    Returns:
+        ``grad``, unchanged.
+
+    Example:
+        >>> check_grad_mode("manual")
+        'manual'
+    """
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be 'autodiff' or 'manual', got {grad!r}")
+    return grad
+
+
 def check_range(name: str, value: float, low: float, high: float) -> None:
     """Closed interval [low, high] on a Python number."""
     if not (low <= value <= high):

@@ -35,13 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import nn, optim
-from fnn._checks import check_batch_size
+from fnn._checks import check_batch_size, check_grad_mode
+from fnn.nn.precision import check_compute_dtype
 from fnn.optim.schedules import LRSchedule
 from fnn.train import init_train_state
 from fnn.train.epoch import epoch_batches, step_body
 from fnn.train.evaluation import check_data, check_labels
-from fnn.nn.precision import check_compute_dtype
-from fnn.train.step import check_grad_mode
 
 __all__ = ["LRFindResult", "lr_find", "range_schedule", "summarize"]
 

@@ -25,12 +25,10 @@ import jax
 import jax.numpy as jnp
 
 from fnn import distributed
-from fnn.nn import as_loss
-from fnn.nn import precision
 from fnn.train import progress as progress_bar
 from fnn.train.probe import EpochProbe, check_interval, check_probe
 from fnn.train.state import TrainState
-from fnn.train.step import bind, check_grad_mode, hashable_metrics, train_step
+from fnn.train.step import bind, static_options, train_step
 
 __all__ = ["epoch_batches", "make_train_epoch", "step_body"]
 
@@ -68,11 +66,9 @@ def step_body(model, loss, optimizer, x, y, *, grad="autodiff", metrics=None, co
     """The body of a scanned loop of ``train_step`` over batches of ``(x, y)`` gathered by index.
 
     Args:
-        model, loss, optimizer: as for ``train_step``.
+        model, loss, optimizer, grad, metrics, compute_dtype, probe: as for ``train_step``.
         x, y: the whole dataset, on the device.
-        grad, metrics, compute_dtype, probe: as for ``train_step``.
-        progress_every: when > 0, a host callback to ``fnn.train.progress`` every that many steps.
-        shard: applied to each batch's indices and arrays (a sharding constraint, with a mesh).
+        progress_every, shard: as for ``make_train_epoch``; ``shard`` constrains each batch.
 
     Returns:
         ``body((params, state, opt_state, ok), (idx, key, i)) -> (carry, record)``: ``ok`` is
@@ -152,24 +148,18 @@ def make_train_epoch(
     Args:
         model, loss, optimizer, grad, metrics, mesh, compute_dtype: as for ``make_train_step``.
         batch_size: samples per step; the epoch runs ``len(x) // batch_size`` steps.
-        progress_every: when > 0, report progress to ``fnn.train.progress`` every that many
-            steps through a host callback (a different compiled program; 0 adds nothing).
-        probe: an object implementing ``fnn.train.EpochProbe`` (``fnn.diagnostics.Probe()``),
-            or None (the default: nothing of a probe is compiled in).
+        progress_every: when > 0, a host callback to ``fnn.train.progress`` every that many steps.
+        probe: an ``fnn.train.EpochProbe`` (``fnn.diagnostics.Probe()``), or None (nothing of
+            a probe is compiled in).
 
     Returns:
-        The compiled epoch. ``x, y`` hold the whole training set; ``key`` is the epoch's key
-        (``fit`` uses ``fold_in(run_key, epoch)``). ``metrics`` holds per-step arrays of
-        length ``len(x) // batch_size``: those of ``train_step``, ``ok`` included (False from
-        the first non-finite step on: those steps were not applied). With a probe,
-        ``metrics["probe"]`` is ``{"every": () int32, "step": (P,) int32, "ok": (P,) bool,
-        "points": pytree}``: the points of the steps ``every, 2·every, ...`` (1-based within
-        the epoch, P = n_steps // every), each leaf of ``points`` stacked to shape (P,).
+        The compiled epoch; ``x, y`` are the whole training set and ``key`` the epoch's key.
+        ``metrics`` holds ``train_step``'s records stacked per step (``ok`` False from the first
+        non-finite step on) and, with a probe, ``metrics["probe"] = {"every", "step", "ok",
+        "points"}``: the points of steps ``every, 2·every, ...`` (1-based), leaves stacked.
 
-    The carry (params, state, opt_state) is donated to the compiled epoch, which updates
-    it in place: keep using the returned values, not the ones passed in. With ``mesh``, the
-    carry and key must be replicated on it and x, y placed by
-    ``fnn.distributed.put_dataset`` (``fit`` does both).
+    The carry is donated: keep using the returned arrays. With ``mesh``, the carry and key
+    must be replicated on it and x, y placed by ``fnn.distributed.put_dataset`` (as ``fit`` does).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -182,17 +172,9 @@ def make_train_epoch(
         >>> m["loss"].shape, m["ok"].tolist()  # one entry per step
         ((3,), [True, True, True])
     """
-    options = dict(
-        model=model,
-        loss=as_loss(loss),
-        optimizer=optimizer,
-        batch_size=batch_size,
-        grad=check_grad_mode(grad),
-        metrics=hashable_metrics(metrics),
-        compute_dtype=precision.check_compute_dtype(compute_dtype),
-        progress_every=progress_every,
-        probe=None if probe is None else check_probe(probe),
-    )
+    options = static_options(model, loss, optimizer, grad, metrics, compute_dtype)
+    probe = None if probe is None else check_probe(probe)
+    options.update(batch_size=batch_size, progress_every=progress_every, probe=probe)
     if mesh is None:
         return bind(_compiled_epoch, options, mesh=None)
     distributed.check_divisible_batch(batch_size, mesh)

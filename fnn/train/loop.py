@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import distributed, nn
-from fnn._checks import check_batch_size
+from fnn._checks import check_batch_size, check_grad_mode
 from fnn.nn.precision import check_compute_dtype
 from fnn.train import checkpointing
 from fnn.train.callbacks import Callback, Run, as_callbacks
@@ -41,7 +41,6 @@ from fnn.train.metrics import resolve_metrics
 from fnn.train.probe import EpochProbe
 from fnn.train.progress import ProgressBar, callback_interval
 from fnn.train.state import FitResult, TrainingDiverged, TrainState, init_train_state
-from fnn.train.step import check_grad_mode
 
 __all__ = ["fit"]
 
@@ -265,7 +264,7 @@ def _train_epoch(run: Run, run_epoch, train, n_steps: int, probe: EpochProbe | N
     record: dict[str, Any] = {"epoch": ts.epoch + 1}
     if done < n_steps:
         record.update(train_loss=float(m["loss"][done]), grad_norm=float(m["grad_norm"][done]))
-        if "lr" in m:
+        if "lr" in m and new.step > 0:  # the rate of the latest applied update; none yet: no rate
             record["lr"] = float(m["lr"][done])
         if points is not None:  # only the points of the steps that were applied
             kept = points["ok"]

@@ -1,19 +1,11 @@
 """The protocol of a probe: what the training step shows it, and what it must implement.
 
 A probe collects statistics of some training steps inside the compiled epoch
-(``fnn.diagnostics.Probe`` is the course's per-layer one; ``fit(probe=...)`` and
-``make_train_epoch(probe=...)`` take any object implementing ``EpochProbe``). ``fnn.train``
-calls it only through this protocol and never imports ``fnn.diagnostics``:
-
-- ``interval(n_steps) -> int``: steps between points in an epoch of ``n_steps`` steps
-  (>= 1, a Python int, called at trace time). Points fall on the epoch's steps
-  ``every, 2·every, ...`` (1-based, counted within the epoch).
-- ``collect(model, step: ProbeStep) -> pytree of scalar arrays``: called inside the
-  compiled step, traced, on the probed steps only; pure, the same structure every time.
-- ``summarize(model, points) -> dict``: on the host, the stacked points (numpy leaves of
-  length n_points) as plain JSON-able values (``fit`` puts them in ``record["probe"]``).
-- optionally ``diagnose(history) -> list[dict]``: ``fit`` stores what it returns for the
-  newest epoch in ``record["diagnoses"]``.
+(``fnn.diagnostics.Probe`` is the course's per-layer one). ``fit(probe=...)`` and
+``make_train_epoch(probe=...)`` take any object implementing ``EpochProbe``, so ``fnn.train``
+never imports ``fnn.diagnostics``. Points fall on the epoch's steps ``every, 2·every, ...``
+(1-based, counted within the epoch). A probe may also define ``diagnose(history) -> list[dict]``:
+``fit`` stores what it returns for the newest epoch in ``record["diagnoses"]``.
 """
 
 from __future__ import annotations
@@ -62,13 +54,14 @@ class EpochProbe(Protocol):
     """The protocol a probe implements (see the module docstring)."""
 
     def interval(self, n_steps: int) -> int:
-        """Steps between points in an epoch of ``n_steps`` steps (>= 1)."""
+        """Steps between points in an epoch of ``n_steps`` steps: a Python int >= 1 (trace time)."""
 
     def collect(self, model: Any, step: ProbeStep) -> Any:
-        """A pytree of scalar arrays describing one step (traced, pure)."""
+        """A pytree of scalar arrays describing one probed step (traced, pure, same structure)."""
 
     def summarize(self, model: Any, points: Any) -> dict:
-        """The stacked points (numpy leaves of length n_points) as plain JSON-able values."""
+        """On the host: the stacked points (numpy leaves of length n_points) as JSON-able values
+        (``fit`` puts them in ``record["probe"]``)."""
 
 
 def check_probe(probe: Any) -> Any:

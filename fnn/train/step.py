@@ -8,12 +8,10 @@ divergence guard and the optimizer update. Everything else that trains wraps it:
 step below, the scanned and the probed epoch (``fnn.train.epoch``), ``fit`` and ``lr_find``.
 
 - **Divergence never destroys the last good state.** When the loss or the global gradient
-  norm is non-finite (a squared norm that overflows float32 counts), the step returns
-  params, state and optimizer state as they were, ``metrics["ok"]`` False and ``step``
-  not advanced.
-- ``metrics``: ``loss``, ``grad_norm``, ``ok``, ``lr`` (the learning rate of the latest
-  applied update, when the optimizer ends in ``fnn.optim``'s learning-rate link) and the
-  task metrics (``fnn.train.metrics``); with a ``probe``, ``probe`` holds what it collected.
+  norm is non-finite, the step returns params, state and optimizer state as they were,
+  ``metrics["ok"]`` False and ``step`` not advanced.
+- ``metrics``: ``loss``, ``grad_norm``, ``ok``, ``lr`` (of the latest applied update, with an
+  ``fnn.optim`` learning-rate link), the task metrics and, with a probe, ``probe``.
 - **Mixed precision** (``compute_dtype='bfloat16'``) is a cast on the way in (params and
   inputs) and on the way out (the output, up to the params' dtype, before the loss);
   params, optimizer state and BatchNorm statistics stay the float32 master copy (DTYPE-4).
@@ -31,33 +29,14 @@ import jax
 import jax.numpy as jnp
 
 from fnn import distributed, optim
+from fnn._checks import check_grad_mode
 from fnn._fast.guard import keep_if
 from fnn.nn import as_loss, precision
 from fnn.train.metrics import resolve_metrics
 from fnn.train.probe import ProbeStep
 from fnn.train.state import TrainState
 
-__all__ = ["GRAD_MODES", "bind", "check_grad_mode", "hashable_metrics", "make_train_step", "train_step"]
-
-GRAD_MODES = ("autodiff", "manual")
-
-
-def check_grad_mode(grad: str) -> str:
-    """The one check of ``grad=``: 'autodiff' or 'manual'.
-
-    Args:
-        grad: the value to check.
-
-    Returns:
-        ``grad``, unchanged.
-
-    Example:
-        >>> check_grad_mode("manual")
-        'manual'
-    """
-    if grad not in GRAD_MODES:
-        raise ValueError(f"grad must be 'autodiff' or 'manual', got {grad!r}")
-    return grad
+__all__ = ["bind", "make_train_step", "static_options", "train_step"]
 
 
 def train_step(
@@ -213,22 +192,13 @@ def make_train_step(
     ``(params, state, opt_state, key, x, y) -> (params, state, opt_state, metrics)``.
 
     Args:
-        model: an ``fnn.nn`` layer.
-        loss: an ``fnn.nn`` loss spec or a plain loss function (``fnn.nn.as_loss``).
-        optimizer: an ``fnn.optim`` gradient transformation.
-        grad: ``'autodiff'`` (``jax.value_and_grad``) or ``'manual'`` (hand-derived backward).
-        metrics: task metrics, see ``fnn.train.metrics.resolve_metrics``.
-        mesh: a mesh with a ``'data'`` axis for data parallelism (``fnn.distributed``): the
-            batch is sharded along it, everything else replicated.
-        compute_dtype: None (compute in the params' dtype) or ``'bfloat16'``, ``'float16'``,
-            ``'float32'``: mixed precision with float32 master copies (``fnn.nn.precision``,
-            DTYPE-4); part of the compiled program.
+        model, loss, optimizer, grad, metrics, compute_dtype: as for ``train_step``.
+        mesh: a mesh with a ``'data'`` axis (``fnn.distributed``): each batch is sharded
+            along it, everything else replicated; a batch that does not divide raises.
 
     Returns:
-        The compiled step; ``key`` is the step's PRNG key; ``metrics`` holds ``loss``,
-        ``grad_norm``, ``lr`` and the task metrics as scalars. A non-finite step returns its
-        inputs unchanged (the divergence guard). A batch whose length does not divide by the
-        mesh's data-axis size raises before compiling.
+        The compiled step (``key`` is the step's PRNG key); ``metrics`` holds ``train_step``'s
+        scalars but ``ok``. A non-finite step returns its inputs unchanged.
 
     Example:
         >>> import jax.numpy as jnp
@@ -243,14 +213,7 @@ def make_train_step(
         >>> {name: round(float(v), 4) for name, v in sorted(m.items())}
         {'grad_norm': 2.2361, 'loss': 2.5, 'lr': 0.5, 'mae': 1.5}
     """
-    options = dict(
-        model=model,
-        loss=as_loss(loss),
-        optimizer=optimizer,
-        grad=check_grad_mode(grad),
-        metrics=hashable_metrics(metrics),
-        compute_dtype=precision.check_compute_dtype(compute_dtype),
-    )
+    options = static_options(model, loss, optimizer, grad, metrics, compute_dtype)
     if mesh is None:
         return bind(_compiled_step, options)
     distributed.data_axis_size(mesh)
@@ -271,10 +234,15 @@ def bind(jitted: Callable, options: dict, **more) -> Callable:
     return fn
 
 
-def hashable_metrics(metrics: Any) -> Any:
-    """``metrics`` in a form jit can key its cache on: a dict becomes its (name, fn) pairs."""
-    if isinstance(metrics, dict):
-        return tuple(metrics.items())
-    if isinstance(metrics, list):
-        return tuple(metrics)
-    return metrics
+def static_options(model, loss, optimizer, grad, metrics, compute_dtype) -> dict:
+    """The step's static arguments, checked and hashable, for jit to key its cache on."""
+    if isinstance(metrics, dict | list):  # a dict becomes its (name, fn) pairs
+        metrics = tuple(metrics.items() if isinstance(metrics, dict) else metrics)
+    return dict(
+        model=model,
+        loss=as_loss(loss),
+        optimizer=optimizer,
+        grad=check_grad_mode(grad),
+        metrics=metrics,
+        compute_dtype=precision.check_compute_dtype(compute_dtype),
+    )
