@@ -450,21 +450,21 @@ def _write_json(path: str, value: Any, indent: int | None = None) -> str:
     return path
 
 
-def write_diagnostics(out: str, history: list[dict], monitor: bool, extra: list[dict] = ()) -> str | None:
+def write_diagnostics(out: str, history: list[dict], probed: bool, extra: list[dict] = ()) -> str | None:
     """Write ``out/diagnostics.json``: the probe series of every epoch and the diagnoses found.
 
     Args:
         out: the run directory.
         history: fit's epoch records (``record["probe"]``, ``record["diagnoses"]``).
-        monitor: whether the run was probed; False writes nothing and removes the file an
+        probed: whether the run was probed; False writes nothing and removes the file an
             overwritten run may have left.
         extra: diagnoses of a diverged epoch, which has no record.
 
     Returns:
-        The file's path, or None when ``monitor`` is False.
+        The file's path, or None when ``probed`` is False.
     """
     path = os.path.join(out, "diagnostics.json")
-    if not monitor:
+    if not probed:
         if os.path.exists(path):
             os.unlink(path)
         return None

@@ -142,12 +142,12 @@ def test_start_run_refuses_a_directory_holding_a_run_and_writes_nothing(tmp_path
 def test_write_diagnostics_is_strict_json_and_without_probe_removes_the_file(tmp_path):
     probe = {"every": 2, "step": [2], "loss": [float("nan")]}
     history = [{"epoch": 1, "probe": probe, "diagnoses": [{"rule": "r", "value": float("inf")}]}]
-    path = runs.write_diagnostics(str(tmp_path), history, monitor=True)
+    path = runs.write_diagnostics(str(tmp_path), history, probed=True)
     found = json.loads((tmp_path / "diagnostics.json").read_text(), parse_constant=pytest.fail)
     assert path == str(tmp_path / "diagnostics.json") and found["every"] == 2
     assert found["epochs"] == [{"epoch": 1, "every": 2, "step": [2], "loss": [None]}]
     assert found["diagnoses"] == [{"rule": "r", "value": None}]
-    assert runs.write_diagnostics(str(tmp_path), history, monitor=False) is None
+    assert runs.write_diagnostics(str(tmp_path), history, probed=False) is None
     assert not (tmp_path / "diagnostics.json").exists()
 
 
