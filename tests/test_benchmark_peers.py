@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 
 # peer row -> (the library it needs, the builder's name in benchmark_peers)
 PEERS = {"flax-nnx": ("flax", "flax_nnx_epoch"), "equinox": ("equinox", "equinox_epoch")}
+pytestmark = pytest.mark.slow  # an epoch on MNIST per peer library
 
 
 @pytest.fixture(scope="module")

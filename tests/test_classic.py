@@ -208,6 +208,7 @@ def test_softmax_gradient_matches_jax(x64):  # SOFTREG-1: dL/dz = (softmax(z) - 
     )
 
 
+@pytest.mark.slow
 def test_softmax_regression_reaches_92_percent_on_mnist():  # SOFTREG-1
     from fnn.data import mnist
 

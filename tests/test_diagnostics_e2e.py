@@ -8,7 +8,8 @@ numbers experiments/README.md quotes, and that the default MLP run stays silent.
 states the value it expects and where it comes from: a closed form (a variance derivation,
 SGD's first step), the definition applied by hand to the record's own series, or the
 measured run in experiments/README.md. The thresholds are the constants
-of fnn/diagnostics/rules.py. Runs are small (at most 64 steps).
+of fnn/diagnostics/rules.py. Runs are small (at most 64 steps); the training runs are marked
+slow, the checks at init are the fast tier's.
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ def test_tanh_constant_init_saturates_the_deep_layers():
 # Training runs
 
 
+@pytest.mark.slow
 def test_dead_relu_fires_for_the_bias_minus_one_init():
     # The dead_relu experiment's setup: 784-256x6-10, Kaiming weights, every hidden bias -1,
     # plain SGD lr 0.1. Its README (the probe's definition, dead on a batch): layers 3-6 are
@@ -205,6 +207,7 @@ def test_dead_relu_fires_for_the_bias_minus_one_init():
     assert by_rule(found, "lr-too-small") == []
 
 
+@pytest.mark.slow
 def test_tanh_standard_normal_net_saturates_while_training():
     # The initialization experiment's tanh N(0, 1) net (6 hidden layers here) never leaves
     # saturation: 88% of every deeper layer's outputs stay saturated (the closed form above)
@@ -224,6 +227,7 @@ def test_tanh_standard_normal_net_saturates_while_training():
     assert found[0].value > deeper
 
 
+@pytest.mark.slow
 def test_lr_50_is_too_large():
     # `python -m fnn train --lr 50`: the default MLP, SGD momentum 0.9. Step 1 moves the Linear
     # weights by lr * ||g|| (the momentum buffer starts at g), 10x their norm, far above the
@@ -239,6 +243,7 @@ def test_lr_50_is_too_large():
     assert "learning rate" in d.message and "try 5" in d.message
 
 
+@pytest.mark.slow
 def test_lr_1e_4_is_too_small():
     # The learning_rates experiment's lr 1e-4 (plain SGD, MLP 784-512-512-10 without BN or
     # dropout): the loss barely moves (0.04% over these 32 steps; 0.76% over a full epoch) and
@@ -263,6 +268,7 @@ def test_lr_1e_4_is_too_small():
     assert "1000×" in d.message or "100×" in d.message
 
 
+@pytest.mark.slow
 def test_memorising_a_tiny_train_set_overfits():
     # 256 training images, a 1024-unit MLP without regularization, 16 epochs: the train loss
     # goes to ~0 while the held-out loss climbs (Prechelt's UP_3; the mlp_regularization experiment).
@@ -289,6 +295,7 @@ def test_memorising_a_tiny_train_set_overfits():
     assert "early stopping" in last.message
 
 
+@pytest.mark.slow
 def test_default_mlp_run_is_silent():
     # The CLI's defaults: models.mlp() (BatchNorm, Dropout 0.2), SGD lr 0.1 with cosine decay,
     # momentum 0.9, weight decay 5e-4, batch 128; 2 epochs of 4096 images (64 steps), 32 points

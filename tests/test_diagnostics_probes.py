@@ -420,6 +420,7 @@ def test_resume_with_a_probe_equals_an_uninterrupted_run_and_keeps_the_series(tm
     assert [h["probe"]["step"] for h in meta["history"]] == [[2, 4], [6, 8]]
 
 
+@pytest.mark.slow
 def test_mesh_gives_the_one_device_points():
     script = textwrap.dedent(
         """

@@ -245,6 +245,7 @@ def tiny_mnist(monkeypatch):
     monkeypatch.setattr(data, "mnist", lambda split: (images[split], labels[split]))
 
 
+@pytest.mark.slow
 def test_cli_prints_the_suggestion_last_and_writes_its_files(tmp_path, capsys, tiny_mnist):
     out = tmp_path / "find"
     args = [

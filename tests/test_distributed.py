@@ -71,6 +71,12 @@ def runs(tmp_path_factory):
     return out, logs
 
 
+def multi_device(test):
+    """A test that reads the subprocess runs: slow, and on one xdist worker so that the
+    runs start once per test session."""
+    return pytest.mark.slow(pytest.mark.xdist_group("distributed-runs")(test))
+
+
 def load(runs, name, *procs):
     out, logs = runs
     for p in procs:
@@ -92,6 +98,7 @@ def leaves(data, prefix):
 # -- 4 host devices in one process --------------------------------------------------------
 
 
+@multi_device
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_four_devices_steps_equal_one_device(runs, grad):
     data, info = load(runs, "devices", "devices")
@@ -105,6 +112,7 @@ def test_four_devices_steps_equal_one_device(runs, grad):
     assert info[f"step_{grad}_param_sharding"] == "P()"  # params come back replicated
 
 
+@multi_device
 def test_four_devices_fit_equals_one_device(runs):
     # BatchNorm (BN-*) statistics over the global batch and dropout masks from the global
     # key: any per-device difference would show in the running stats and the params.
@@ -115,6 +123,7 @@ def test_four_devices_fit_equals_one_device(runs):
     assert info["fit_one_param_devices"] == 1 and info["fit_mesh_param_devices"] == 4
 
 
+@multi_device
 def test_batch_is_really_sharded(runs):
     _, info = load(runs, "devices", "devices")
     assert info["step_in_specs"] == ["P('data',)", "P('data',)"]  # x and y of the compiled step
@@ -125,12 +134,14 @@ def test_batch_is_really_sharded(runs):
     assert info["epoch_collectives"] == ["all-reduce"]
 
 
+@multi_device
 def test_dropout_mask_is_the_same_sharded(runs):
     data, _ = load(runs, "devices", "devices")
     np.testing.assert_array_equal(data["dropout/mesh"], data["dropout/one"])
     assert 0.4 < np.mean(data["dropout/one"] == 0) < 0.6  # a real mask, p = 0.5
 
 
+@multi_device
 def test_four_devices_bad_input_names_the_sizes(runs):
     _, info = load(runs, "devices", "devices")
     errors = info["errors"]
@@ -145,6 +156,7 @@ def test_four_devices_bad_input_names_the_sizes(runs):
 # -- 2 processes under jax.distributed, each loading its own shard ---------------------------
 
 
+@multi_device
 def test_two_processes_reach_the_one_process_parameters(runs):
     # Reference: the devices worker's plain one-device fit, same data, key and optimizer.
     data, info = load(runs, "processes", "process0", "process1")

@@ -24,6 +24,7 @@ def test_there_are_experiments():
     assert len(SCRIPTS) >= 12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_quick_mode_runs_and_writes_results(script, tmp_path):
     result = subprocess.run(

@@ -1,5 +1,8 @@
 """The command line: `python -m fnn train | evaluate | gradcheck`, its files, its one-line
-errors and exit codes, and --resume equal to an uninterrupted run."""
+errors and exit codes, and --resume equal to an uninterrupted run.
+
+The runs on the bundled MNIST are marked slow; the fast tier keeps the argument errors and
+one small run (random 28x28 images) through train and evaluate."""
 
 import json
 import os
@@ -18,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOFTMAX = ["train", "--model", "softmax", "--batch-size", "256", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_train_softmax_writes_its_run_directory_and_prints_accuracy_last(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*SOFTMAX, "--epochs", "1", "--out", str(out)]) == 0
@@ -48,6 +52,7 @@ def test_train_softmax_writes_its_run_directory_and_prints_accuracy_last(tmp_pat
     assert last.startswith("test_loss=") and f"test_accuracy={accuracy:.4f}" in last
 
 
+@pytest.mark.slow
 def test_resume_through_the_cli_equals_an_uninterrupted_run(tmp_path, capsys):
     args = [*SOFTMAX, "--schedule", "constant", "--optimizer", "adam"]
     assert main([*args, "--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
@@ -65,6 +70,7 @@ def test_resume_through_the_cli_equals_an_uninterrupted_run(tmp_path, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_no_monitor_writes_no_diagnostics_and_evaluate_still_reads_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*SOFTMAX, "--epochs", "1", "--no-monitor", "--out", str(out)]) == 0
@@ -76,6 +82,7 @@ def test_no_monitor_writes_no_diagnostics_and_evaluate_still_reads_the_run(tmp_p
     assert accuracy in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_mlp_options_build_the_model_they_name(tmp_path, capsys):
     out = tmp_path / "run"
     assert (
@@ -183,6 +190,7 @@ def test_a_missing_data_directory_lists_where_it_looked(tmp_path, capsys, monkey
     assert str(tmp_path) in err[-1] and "/usr/share/datasets/fashion-mnist" in err[-1]
 
 
+@pytest.mark.slow
 def test_an_existing_run_directory_needs_resume_or_overwrite(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main([*SOFTMAX, "--epochs", "1", "--out", out]) == 0
@@ -208,6 +216,7 @@ def test_evaluate_of_a_directory_without_a_run_is_one_line(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_divergence_is_one_line_and_status_3(tmp_path):
     result = run_cli(
         "train",
@@ -234,6 +243,7 @@ def test_divergence_is_one_line_and_status_3(tmp_path):
     assert [d["rule"] for d in diagnoses] == ["lr-too-large"]
 
 
+@pytest.mark.slow
 def test_lr_50_is_diagnosed_as_a_learning_rate_too_large(tmp_path, capsys):
     # The default MLP at --lr 50. Within the first epoch the weights grow
     # to ~1e12 (loss ~1e18 at the first monitored step, 14) and a step's gradient norm
@@ -246,6 +256,7 @@ def test_lr_50_is_diagnosed_as_a_learning_rate_too_large(tmp_path, capsys):
     assert "the learning rate is too large" in lines[0] and "try 4.99" in lines[0]  # 49.9 / 10
 
 
+@pytest.mark.slow
 def test_gradcheck_command_prints_an_agreeing_table(capsys):
     assert main(["gradcheck", "--batch-size", "8"]) == 0
     out = capsys.readouterr().out
@@ -281,6 +292,7 @@ def test_dtype_float64_trains_evaluates_and_leaves_64_bit_mode_off(tmp_path, cap
     assert jnp.zeros(1, float).dtype == jnp.float32  # 64-bit mode did not outlive the commands
 
 
+@pytest.mark.slow
 def test_dtype_bfloat16_trains_with_float32_master_weights(tmp_path, capsys, monkeypatch):
     # DTYPE-4: --dtype bfloat16 is mixed precision: the config says so, the checkpoint's
     # params, BatchNorm statistics and optimizer state are float32, evaluate rebuilds the same.

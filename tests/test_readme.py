@@ -64,6 +64,7 @@ def test_newton_step_recipe(recipes):
     np.testing.assert_allclose(ns["theta_new"], theta - np.linalg.solve(hessian, gradient), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_diagnostics_recipe(capsys):
     """'Reading a run': a healthy run has no diagnosis, lr 50 is diagnosed as a learning rate
     too large, and the suggestion is the range test's rule recomputed here in numpy."""

@@ -677,6 +677,7 @@ CHILD = textwrap.dedent("""
 EPOCHS = 24
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_bit_identical(tmp_path):
     ckpt_dir = str(tmp_path / "ckpt")
     child = subprocess.Popen(
