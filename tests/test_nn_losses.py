@@ -252,26 +252,55 @@ def _as_target(t):
     return f64(t) if np.asarray(t).dtype.kind == "f" else i64(t)
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+REDUCTIONS = ("mean", "sum", "none")
+
+
+@functools.cache
+def _grad_results(case):
+    """Every reduction of one case in one compiled program (eagerly, each op of each check
+    compiled on its own, about 20 programs a case): the spec's jax.vjp and its backward with
+    the same cotangent, for 'mean' and 'sum' also backward(1) and jax.grad, and for BCE the
+    central difference of the forward along a random direction. Called under x64."""
+    make, output, target = GRAD_CASES[case]
+    specs = {r: make(r) for r in REDUCTIONS}
+    o, t = f64(output), _as_target(target)
+    # a cotangent that is not 1, so a backward that ignores grad_output is caught
+    shape = jax.eval_shape(lambda o: specs["none"](o, t), o).shape
+    gs = {
+        r: f64(0.7) if r != "none" else f64(np.random.default_rng(1).normal(size=shape)) for r in REDUCTIONS
+    }
+    u, eps = f64(np.random.default_rng(2).normal(size=o.shape)), 1e-6
+    fd = case.startswith("bce") and not case.startswith("bce_logits")
+
+    def run(o, t, gs, u):
+        out = {}
+        for r, spec in specs.items():
+            g = gs[r]
+            _, vjp = jax.vjp(lambda o, spec=spec: spec(o, t), o)
+            got = out[r] = {"backward": spec.backward(g, o, t), "vjp": vjp(g)[0]}
+            if r != "none":
+                got["backward_1"] = spec.backward(jnp.ones((), o.dtype), o, t)
+                got["grad"] = jax.grad(lambda o, spec=spec: spec(o, t))(o)
+            if fd:
+                # BCE's jax.grad reuses the manual backward's _bce_dx (custom_jvp): central
+                # differences along u are the independent reference, <backward, u> = d/dε L(o + εu).
+                objective = lambda o, spec=spec, g=g: jnp.sum(g * spec(o, t))  # noqa: E731
+                got["backward_u"] = jnp.vdot(got["backward"], u)
+                got["fd"] = (objective(o + eps * u) - objective(o - eps * u)) / (2 * eps)
+        return out
+
+    return jax.tree.map(np.asarray, jax.jit(run)(o, t, gs, u))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("case", list(GRAD_CASES))
 def test_backward_matches_jax_grad(x64, case, reduction):
-    make, output, target = GRAD_CASES[case]
-    spec = make(reduction)
-    o, t = f64(output), _as_target(target)
-    loss, vjp = jax.vjp(lambda o: spec(o, t), o)
-    # a cotangent that is not 1, so a backward that ignores grad_output is caught
-    g = f64(0.7) if reduction != "none" else f64(np.random.default_rng(1).normal(size=loss.shape))
-    (want,) = vjp(g)
-    close(spec.backward(g, o, t), want, rtol=1e-10, atol=1e-12)
+    got = _grad_results(case)[reduction]
+    close(got["backward"], got["vjp"], rtol=1e-10, atol=1e-12)
     if reduction != "none":
-        close(spec.backward(f64(1.0), o, t), jax.grad(lambda o: spec(o, t))(o), rtol=1e-10, atol=1e-12)
+        close(got["backward_1"], got["grad"], rtol=1e-10, atol=1e-12)
     if case.startswith("bce") and not case.startswith("bce_logits"):
-        # BCE's jax.grad reuses the manual backward's _bce_dx (custom_jvp): central differences
-        # along a random direction u are the independent reference, <backward, u> = d/dε L(o + εu).
-        u, eps = f64(np.random.default_rng(2).normal(size=o.shape)), 1e-6
-        objective = lambda o: float(jnp.sum(g * spec(o, t)))  # noqa: E731
-        fd = (objective(o + eps * u) - objective(o - eps * u)) / (2 * eps)
-        close(jnp.vdot(spec.backward(g, o, t), u), fd, rtol=1e-7, atol=1e-9)
+        close(got["backward_u"], got["fd"], rtol=1e-7, atol=1e-9)
 
 
 # ------------------------------------------------------------------ per_sample
@@ -393,38 +422,40 @@ def _agg_cases():
 AGG_CASES = _agg_cases()
 
 
-def _jitted_op_mean(op, kwargs):
-    """(output, target) -> op(..., reduction="mean") in float64, one program per shape."""
-    kwargs = {k: f64(v) if k in ("weight", "pos_weight") else v for k, v in kwargs.items()}
-    mean = jax.jit(lambda output, target: op(output, target, reduction="mean", **kwargs))
-    return lambda output, target: mean(f64(output), _as_target(target))
+BATCHES, SUBSET = [(0, 1), (1, 6), (6, 8), (8, 13)], np.array([0, 3, 4, 8, 9, 12])
 
 
 @pytest.mark.parametrize("case", list(AGG_CASES))
 def test_per_sample_aggregates_to_the_op_mean(x64, case):
     spec, op, kwargs, output, target = AGG_CASES[case]
-    n = len(output)
-    # Jitted, as evaluate runs it (one program per batch shape, not one per op and shape);
-    # test_per_sample_weights_are_torch_denominators and _under_jit cover the eager calls.
-    per_sample, op_mean = jax.jit(spec.per_sample), _jitted_op_mean(op, kwargs)
+    kwargs = {k: f64(v) if k in ("weight", "pos_weight") else v for k, v in kwargs.items()}
+    assert len(output) > SUBSET.max()
+
+    # Compiled, as evaluate runs it, and every batch of the case in one program (eagerly,
+    # each op at each batch shape would compile on its own); test_per_sample_weights_are_
+    # torch_denominators and _under_jit cover the eager calls.
+    @jax.jit
+    def run(output, target):
+        batches = [spec.per_sample(output[lo:hi], target[lo:hi]) for lo, hi in BATCHES]
+        mean = lambda o, t: op(o, t, reduction="mean", **kwargs)  # noqa: E731
+        return (
+            batches,
+            spec.per_sample(output, target),
+            mean(output, target),
+            mean(output[SUBSET], target[SUBSET]),
+        )
+
+    batches, (loss_sum, w), op_mean, subset_mean = run(f64(output), _as_target(target))
     # uneven batches, as evaluation sees them: Σ loss_sum / Σ weight over all of them
     total, weight = 0.0, 0.0
-    for lo, hi in [(0, 1), (1, 6), (6, 8), (8, 13)]:
-        loss_sum, w = per_sample(f64(output[lo:hi]), _as_target(target[lo:hi]))
-        assert loss_sum.shape == w.shape == (hi - lo,)
-        total, weight = total + float(np.sum(loss_sum)), weight + float(np.sum(w))
-    close(total / weight, op_mean(output, target), rtol=1e-10)
+    for (lo, hi), (batch_sum, batch_w) in zip(BATCHES, batches, strict=True):
+        assert batch_sum.shape == batch_w.shape == (hi - lo,)
+        total, weight = total + float(np.sum(batch_sum)), weight + float(np.sum(batch_w))
+    close(total / weight, op_mean, rtol=1e-10)
     # any subset of one batch
-    loss_sum, w = per_sample(f64(output), _as_target(target))
     assert loss_sum.dtype == w.dtype == jnp.float64
-    subset = np.array([0, 3, 4, 8, 9, 12])
-    assert n > subset.max()
     loss_sum, w = np.asarray(loss_sum), np.asarray(w)
-    close(
-        np.sum(loss_sum[subset]) / np.sum(w[subset]),
-        op_mean(output[subset], target[subset]),
-        rtol=1e-10,
-    )
+    close(np.sum(loss_sum[SUBSET]) / np.sum(w[SUBSET]), subset_mean, rtol=1e-10)
 
 
 def test_per_sample_weights_are_torch_denominators(x64):
