@@ -168,8 +168,8 @@ def time_epochs(samples: int, rounds: int, pairs: list[tuple[str, str]]) -> list
     for grad, name in pairs:
         params, state = model.init(jax.random.key(0))
         carry = (params, state, opt.init(params))
-        # __wrapped__: a fresh jit each time (make_train_epoch memoizes equal arguments)
-        epoch = train.make_train_epoch.__wrapped__(model, nn.CrossEntropyLoss(), opt, BATCH, grad)
+        jax.clear_caches()  # a fresh trace each time: the draw patched in below is traced into it
+        epoch = train.make_train_epoch(model, nn.CrossEntropyLoss(), opt, BATCH, grad)
         with drawing_with(draws()[name]):
             compiled = epoch.lower(*carry, jax.random.key(1), x, y).compile()
         *carry, _ = compiled(*carry, jax.random.key(1), x, y)  # warm-up, untimed
