@@ -147,10 +147,10 @@ def train_monitored(
     epochs: int,
     batch_size: int,
     key: Any,
-    monitor: Any = None,
+    probe: Any = None,
 ) -> tuple[Any, Any, list[float], list[dict], int | None]:
     """``fit(probe=...)`` for experiments that need what fit drops: every step's loss, and
-    the probe's points of a diverged epoch (fit raises and reports none). ``monitor`` is the
+    the probe's points of a diverged epoch (fit raises and reports none). ``probe`` is the
     ``fnn.diagnostics.Probe`` to run (default ``Probe()``).
 
     Returns ``(params, state, step_losses, history, diverged_at)``: the step losses up to and
@@ -169,7 +169,7 @@ def train_monitored(
 
     from fnn import diagnostics, train
 
-    monitor = monitor or diagnostics.Probe()
+    monitor = probe or diagnostics.Probe()
     run_epoch = train.make_train_epoch(model, loss, optimizer, batch_size, probe=monitor)
     opt_state = optimizer.init(params)
     losses: list[float] = []
