@@ -1,39 +1,63 @@
-"""Shared fixtures (x64 is switched on only inside tests that ask for it), and one
-compilation cache for the whole run.
+"""Shared fixtures (x64 is switched on only inside tests that ask for it), and the compiled
+programs shared between tests, workers and runs.
 
 Most of the suite's time is XLA compiling, and the same program (an eager op at a given
-shape, a toy model's epoch) is compiled by both pytest-xdist workers and by tests in
-different files. JAX's persistent cache, in a directory of this run, lets a worker load a
-program that either worker compiled before instead of compiling it again (the scripts that
-tests start as subprocesses compile on their own). A hit is the executable the miss
-compiled, so no result changes. The directory is new for each run and removed at its end:
-a run never reads programs from an earlier one. To keep compiled programs between runs of
-a working loop, set FNN_TEST_JAX_CACHE to a directory of your own (JAX's key holds the
-jax version, the XLA flags and the program, so an entry never serves another program).
+shape, a toy model's epoch) is compiled by both pytest-xdist workers, by tests in different
+files, and again by the next run of a working loop. JAX's persistent compilation cache lets
+a process load a program compiled before instead of compiling it again. A hit is the
+executable the miss compiled, and JAX's key holds the jax and jaxlib versions, the XLA
+flags and the whole program, so an entry never serves another program: no result changes.
+
+The cache lives in pytest's cache directory (.pytest_cache/d/jax-compilation-cache, kept
+between runs, emptied by ``pytest --cache-clear``; a fresh clone starts with none). Without
+pytest's cache (``-p no:cacheprovider``) the run gets a directory of its own, shared by its
+workers and removed at its end. FNN_TEST_JAX_CACHE=DIR puts it in DIR instead, and
+FNN_TEST_JAX_CACHE=off compiles everything in every process. The scripts that tests start
+as subprocesses compile on their own.
 """
 
 import os
 import shutil
 import tempfile
 
+import jax
+import pytest
+
 _CACHE_ENV = "FNN_TEST_JAX_CACHE"
-if _CACHE_ENV in os.environ:
-    _OWN_CACHE = None  # the user's directory, or this run's, made by the xdist controller
-else:  # the controller (or a run without xdist): its workers inherit the variable
-    _OWN_CACHE = os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="fnn-test-jax-cache-")
+_MAX_BYTES = 2 << 30  # a cache kept between runs is emptied when it grows past 2 GiB
+_own_cache = None  # the directory this process made for its run, removed at the end
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
 
-# Every program, however small: an eager op compiles in tens of milliseconds and loads in one.
-jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+def _cache_dir(config):
+    global _own_cache
+    chosen = os.environ.get(_CACHE_ENV)
+    if chosen:
+        return None if chosen == "off" else chosen
+    if getattr(config, "cache", None) is not None:
+        path = config.cache.mkdir("jax-compilation-cache")
+        if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller, before its workers start
+            size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+            if size > _MAX_BYTES:
+                shutil.rmtree(path, ignore_errors=True)
+                path.mkdir()
+        return str(path)
+    # No pytest cache: a directory for this run; the workers inherit the variable.
+    _own_cache = os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="fnn-test-jax-cache-")
+    return _own_cache
+
+
+def pytest_configure(config):
+    path = _cache_dir(config)
+    if path is not None:
+        jax.config.update("jax_compilation_cache_dir", path)
+        # Every program, however small: an eager op compiles in tens of milliseconds, loads in one.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
 def pytest_unconfigure(config):
-    if _OWN_CACHE is not None:
-        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+    if _own_cache is not None:
+        shutil.rmtree(_own_cache, ignore_errors=True)
 
 
 @pytest.fixture
