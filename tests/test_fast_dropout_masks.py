@@ -7,6 +7,8 @@ rank (0-d, empty, odd, a multiple of the 32-unit packing and not), p at the quan
 edges, typed and legacy keys, another key implementation, under jit and under vmap.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,13 +26,28 @@ def _fast(key, shape, p):
     return dropout_masks.keep_mask(key, shape, keep_threshold(p))
 
 
+@functools.cache
+def _masks(shape):
+    """{(p, key kind): (fast, definition)} for one shape: every p and both key kinds in one
+    compiled program (eagerly, each op at each shape and p would compile on its own)."""
+
+    @jax.jit
+    def both(keys):
+        return {
+            (p, kind): (_fast(key, shape, p), keep_mask(key, shape, p))
+            for kind, key in keys.items()
+            for p in PS
+        }
+
+    return jax.tree.map(np.asarray, both({"typed": jax.random.key(3), "legacy": jax.random.PRNGKey(3)}))
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("p", PS)
 def test_fast_mask_equals_the_definition(shape, p):
-    for key in (jax.random.key(3), jax.random.PRNGKey(3)):
-        want = np.asarray(keep_mask(key, shape, p))
-        got = np.asarray(_fast(key, shape, p))
-        assert got.dtype == np.bool_ and got.shape == shape
+    for kind in ("typed", "legacy"):
+        got, want = _masks(shape)[p, kind]
+        assert got.dtype == want.dtype == np.bool_ and got.shape == want.shape == shape
         np.testing.assert_array_equal(got, want)
 
 
