@@ -227,12 +227,13 @@ def test_batch_norm_backward_matches_vjp(x64, shape, training, affine, track):
     rm = jax.random.normal(ks[4], (c,), jnp.float64) if track else None
     rv = jax.random.uniform(ks[5], (c,), jnp.float64, 0.5, 2.0) if track else None
 
-    def f(x, w, b):
-        return batch_norm(x, rm, rv, w, b, training=training)[0]
+    # Both sides in one compiled program (eagerly, every op would compile on its own).
+    @jax.jit
+    def both(x, dy, w, b, rm, rv):
+        _, vjp = jax.vjp(lambda x, w, b: batch_norm(x, rm, rv, w, b, training=training)[0], x, w, b)
+        return vjp(dy), batch_norm_backward(dy, x, rm, rv, w, b, training=training)
 
-    _, vjp = jax.vjp(f, x, w, b)
-    expected = vjp(dy)
-    got = batch_norm_backward(dy, x, rm, rv, w, b, training=training)
+    expected, got = both(x, dy, w, b, rm, rv)
     for e, g in zip(expected, got, strict=True):
         if e is None:
             assert g is None
@@ -252,8 +253,13 @@ def test_layer_norm_backward_matches_vjp(x64, shape, normalized_shape, affine):
     dy = jax.random.normal(ks[1], shape, jnp.float64)
     w = jax.random.normal(ks[2], ns, jnp.float64) if affine else None
     b = jax.random.normal(ks[3], ns, jnp.float64) if affine else None
-    _, vjp = jax.vjp(lambda x, w, b: layer_norm(x, normalized_shape, w, b), x, w, b)
-    for e, g in zip(vjp(dy), layer_norm_backward(dy, x, normalized_shape, w, b), strict=True):
+
+    @jax.jit  # both sides in one program, as in the BatchNorm test above
+    def both(x, dy, w, b):
+        _, vjp = jax.vjp(lambda x, w, b: layer_norm(x, normalized_shape, w, b), x, w, b)
+        return vjp(dy), layer_norm_backward(dy, x, normalized_shape, w, b)
+
+    for e, g in zip(*both(x, dy, w, b), strict=True):
         if e is None:
             assert g is None
         else:
