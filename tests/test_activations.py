@@ -93,20 +93,27 @@ DIMS = [((5,), -1), ((3, 4), 0), ((3, 4), 1), ((2, 3, 4), 1), ((2, 3, 4), -3)]
 @pytest.mark.parametrize("f,f_backward", [(softmax, softmax_backward), (log_softmax, log_softmax_backward)])
 def test_softmax_backward_matches_vjp(x64, f, f_backward, shape, dim):
     x, g = _rand(0, shape, zeros=False), _rand(1, shape, zeros=False)
-    (expected,) = _vjp(lambda x: f(x, dim), (x,), g)
-    np.testing.assert_allclose(f_backward(g, x, dim), expected, rtol=1e-12, atol=1e-14)
+    # Both sides in one compiled program (eagerly, every op of each would compile on its own).
+    both = jax.jit(lambda x, g: (_vjp(lambda x: f(x, dim), (x,), g)[0], f_backward(g, x, dim)))
+    expected, got = both(x, g)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("keepdim", [False, True])
 @pytest.mark.parametrize("shape,dim", DIMS)
 def test_logsumexp_backward_matches_vjp(x64, shape, dim, keepdim):
     x = _rand(0, shape, zeros=False)
-    g = _rand(1, logsumexp(x, dim, keepdim).shape, zeros=False)
-    (expected,) = _vjp(lambda x: logsumexp(x, dim, keepdim), (x,), g)
-    np.testing.assert_allclose(logsumexp_backward(g, x, dim, keepdim), expected, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(
-        logsumexp(x, dim, keepdim), jax.scipy.special.logsumexp(x, dim, keepdims=keepdim), rtol=1e-12
-    )
+    g = _rand(1, jax.eval_shape(lambda x: logsumexp(x, dim, keepdim), x).shape, zeros=False)
+
+    @jax.jit  # every side in one compiled program, as in the softmax test above
+    def sides(x, g):
+        (expected,) = _vjp(lambda x: logsumexp(x, dim, keepdim), (x,), g)
+        lse, reference = logsumexp(x, dim, keepdim), jax.scipy.special.logsumexp(x, dim, keepdims=keepdim)
+        return expected, logsumexp_backward(g, x, dim, keepdim), lse, reference
+
+    expected, got, lse, reference = sides(x, g)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(lse, reference, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape,pieces", [((2, 6), 3), ((2, 6, 4), 2), ((3, 4, 2, 2), 4), ((2, 5), 1)])
@@ -114,11 +121,19 @@ def test_maxout_backward_matches_vjp(x64, shape, pieces):
     x = jnp.round(_rand(0, shape, zeros=False))  # rounding makes ties likely
     out_shape = (shape[0], shape[1] // pieces, *shape[2:])
     g = _rand(1, out_shape, zeros=False)
-    (expected,) = _vjp(lambda x: maxout(x, pieces), (x,), g)
-    np.testing.assert_allclose(maxout_backward(g, x, pieces), expected, rtol=1e-12)
+    # every side in one compiled program, as in the softmax test above
+    sides = jax.jit(
+        lambda x, g: (
+            _vjp(lambda x: maxout(x, pieces), (x,), g)[0],
+            maxout_backward(g, x, pieces),
+            maxout(x, pieces),
+        )
+    )
+    expected, got, y = sides(x, g)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
     # forward against a plain max over the contiguous groups of dim 1
     groups = np.asarray(x).reshape((shape[0], shape[1] // pieces, pieces, *shape[2:]))
-    np.testing.assert_array_equal(maxout(x, pieces), groups.max(axis=2))
+    np.testing.assert_array_equal(y, groups.max(axis=2))
 
 
 def test_maxout_tie_sends_gradient_to_first_piece():
