@@ -130,8 +130,9 @@ def test_grad_norm_and_lr_are_what_they_claim():
     params, state = model.init(jax.random.key(0))
     step = make_train_step(model, nn.CrossEntropyLoss(), opt)
     opt_state = opt.init(params)
+    grad = jax.jit(jax.grad(lambda p, s: F.cross_entropy(model.apply(p, s, x, train=True)[0], y)))
     for i in range(4):
-        grads = jax.grad(lambda p, s=state: F.cross_entropy(model.apply(p, s, x, train=True)[0], y))(params)
+        grads = grad(params, state)
         want = float(np.sqrt(sum(np.sum(np.square(np.asarray(g))) for g in jax.tree.leaves(grads))))
         params, state, opt_state, m = step(params, state, opt_state, jax.random.key(i), x, y)
         np.testing.assert_allclose(float(m["grad_norm"]), want, rtol=1e-5)
@@ -174,7 +175,7 @@ def test_fit_learns_and_records_history(capsys):
 
 
 def test_fit_is_deterministic_and_keeps_caller_arrays():
-    x, y = toy_data(256)
+    x, y = toy_data(128)
     model = toy_model()
     params, state = model.init(jax.random.key(3))
     runs = [
@@ -336,7 +337,7 @@ def test_metrics_argument_chooses_and_accepts_functions():
 
     result = fit(
         toy_model(),
-        nn.CrossEntropyLoss(),
+        F.cross_entropy,
         optim.sgd(lr=0.1),
         (x, y),
         epochs=1,
@@ -369,8 +370,14 @@ def test_evaluate_is_exact_at_the_dataset_level():
     y = y.copy()
     y[::7] = -100  # ignored samples
     loss = nn.CrossEntropyLoss(weight=[1.0, 2.0, 0.5, 1.5])
-    logits, _ = model.apply(params, state, jnp.asarray(x), train=False)
-    want = float(F.cross_entropy(logits, jnp.asarray(y), weight=jnp.array([1.0, 2.0, 0.5, 1.5])))
+
+    @jax.jit  # the reference, in one program
+    def reference(x, y):
+        logits, _ = model.apply(params, state, x, train=False)
+        return logits, F.cross_entropy(logits, y, weight=jnp.array([1.0, 2.0, 0.5, 1.5]))
+
+    logits, want = reference(jnp.asarray(x), jnp.asarray(y))
+    want = float(want)
     for batch_size in (10, 1000):
         got = evaluate(model, params, state, (x, np.where(y < 0, 0, y)), batch_size=batch_size)
         np.testing.assert_allclose(got["accuracy"], np.mean(np.argmax(logits, 1) == np.where(y < 0, 0, y)))
@@ -609,7 +616,8 @@ def test_an_existing_checkpoint_is_not_overwritten_silently(tmp_path):
     with pytest.raises(FileExistsError, match=r"resume=True.*overwrite=True"):
         fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.2), (x, y), **common)
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
-    fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.2), (x, y), overwrite=True, **common)
+    other_key = {**common, "key": jax.random.key(1)}  # another run, through the same compiled epoch
+    fit(toy_model(), F.cross_entropy, optim.sgd(lr=0.1), (x, y), overwrite=True, **other_key)
     assert (tmp_path / "checkpoint.npz").read_bytes() != before
 
 
@@ -634,13 +642,15 @@ def test_keep_best_keeps_the_epoch_with_the_lowest_monitored_value(tmp_path):
 
 
 def test_resume_with_the_same_config_equals_an_uninterrupted_run(tmp_path):
-    x, y = toy_data(256)
+    # The epoch program of the continuation test's Adam run (320 samples, batch 32).
+    x, y = toy_data(320)
     common = dict(batch_size=32, key=jax.random.key(0), progress=False)
-    whole = fit(toy_model(), F.cross_entropy, optim.adam(lr=1e-3), (x, y), epochs=3, **common)
+    adam = optim.adam(lr=1e-2, weight_decay=1e-4)
+    whole = fit(toy_model(), nn.CrossEntropyLoss(), adam, (x, y), epochs=3, **common)
     fit(
         toy_model(),
-        F.cross_entropy,
-        optim.adam(lr=1e-3),
+        nn.CrossEntropyLoss(),
+        adam,
         (x, y),
         epochs=1,
         checkpoint_dir=str(tmp_path),
@@ -648,8 +658,8 @@ def test_resume_with_the_same_config_equals_an_uninterrupted_run(tmp_path):
     )
     resumed = fit(
         toy_model(),
-        F.cross_entropy,
-        optim.adam(lr=1e-3),
+        nn.CrossEntropyLoss(),
+        adam,
         (x, y),
         epochs=3,
         checkpoint_dir=str(tmp_path),
@@ -763,7 +773,7 @@ def test_bad_input_fails_before_compiling(tmp_path):
 
 
 def test_checkpoint_from_a_different_model_names_the_field(tmp_path):
-    x, y = toy_data(64)
+    x, y = toy_data(128)
     common = dict(
         epochs=1, batch_size=32, key=jax.random.key(0), progress=False, checkpoint_dir=str(tmp_path)
     )
@@ -779,7 +789,7 @@ def test_predict_matches_apply_and_checks_input():
     model = toy_model()
     params, state = model.init(jax.random.key(0))
     x, _ = toy_data(37)
-    want, _ = model.apply(params, state, jnp.asarray(x), train=False)
+    want, _ = jax.jit(lambda x: model.apply(params, state, x, train=False))(jnp.asarray(x))
     np.testing.assert_allclose(predict(model, params, state, x, batch_size=8), want, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="batch_size must be > 0, got 0"):
         predict(model, params, state, x, batch_size=0)
@@ -861,8 +871,11 @@ def test_evaluate_accepts_the_loss_ignore_index():
     x, y = toy_data(40)
     y[::7] = 7
     loss = nn.CrossEntropyLoss(weight=[1.0, 2.0, 0.5, 1.5], ignore_index=7)
-    logits, _ = model.apply(params, state, jnp.asarray(x), train=False)
-    want = F.cross_entropy(logits, jnp.asarray(y), weight=jnp.array([1.0, 2.0, 0.5, 1.5]), ignore_index=7)
+    forward = jax.jit(lambda x: model.apply(params, state, x, train=False)[0])
+    weight = jnp.array([1.0, 2.0, 0.5, 1.5])
+    want = jax.jit(F.cross_entropy, static_argnames="ignore_index")(
+        forward(jnp.asarray(x)), jnp.asarray(y), weight=weight, ignore_index=7
+    )
     got = evaluate(model, params, state, (x, y), batch_size=16, loss=loss)
     np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
 
