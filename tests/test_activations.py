@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn.functional.activations import (
     abs,
@@ -94,7 +95,7 @@ DIMS = [((5,), -1), ((3, 4), 0), ((3, 4), 1), ((2, 3, 4), 1), ((2, 3, 4), -3)]
 def test_softmax_backward_matches_vjp(x64, f, f_backward, shape, dim):
     x, g = _rand(0, shape, zeros=False), _rand(1, shape, zeros=False)
     # Both sides in one compiled program (eagerly, every op of each would compile on its own).
-    both = jax.jit(lambda x, g: (_vjp(lambda x: f(x, dim), (x,), g)[0], f_backward(g, x, dim)))
+    both = fast_jit(lambda x, g: (_vjp(lambda x: f(x, dim), (x,), g)[0], f_backward(g, x, dim)))
     expected, got = both(x, g)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
 
@@ -105,7 +106,7 @@ def test_logsumexp_backward_matches_vjp(x64, shape, dim, keepdim):
     x = _rand(0, shape, zeros=False)
     g = _rand(1, jax.eval_shape(lambda x: logsumexp(x, dim, keepdim), x).shape, zeros=False)
 
-    @jax.jit  # every side in one compiled program, as in the softmax test above
+    @fast_jit  # every side in one compiled program, as in the softmax test above
     def sides(x, g):
         (expected,) = _vjp(lambda x: logsumexp(x, dim, keepdim), (x,), g)
         lse, reference = logsumexp(x, dim, keepdim), jax.scipy.special.logsumexp(x, dim, keepdims=keepdim)
@@ -122,7 +123,7 @@ def test_maxout_backward_matches_vjp(x64, shape, pieces):
     out_shape = (shape[0], shape[1] // pieces, *shape[2:])
     g = _rand(1, out_shape, zeros=False)
     # every side in one compiled program, as in the softmax test above
-    sides = jax.jit(
+    sides = fast_jit(
         lambda x, g: (
             _vjp(lambda x: maxout(x, pieces), (x,), g)[0],
             maxout_backward(g, x, pieces),

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn._fast import dropout_masks
 from fnn.functional import dropout_mask
@@ -31,7 +32,7 @@ def _masks(shape):
     """{(p, key kind): (fast, definition)} for one shape: every p and both key kinds in one
     compiled program (eagerly, each op at each shape and p would compile on its own)."""
 
-    @jax.jit
+    @fast_jit
     def both(keys):
         return {
             (p, kind): (_fast(key, shape, p), keep_mask(key, shape, p))

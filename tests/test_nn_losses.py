@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 # ------------------------------------------------------------------ golden fixtures (2.1)
 # The same inputs as the functional tests; the specs' array options must be float (an
@@ -289,7 +290,7 @@ def _grad_results(case):
                 got["fd"] = (objective(o + eps * u) - objective(o - eps * u)) / (2 * eps)
         return out
 
-    return jax.tree.map(np.asarray, jax.jit(run)(o, t, gs, u))
+    return jax.tree.map(np.asarray, fast_jit(run)(o, t, gs, u))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -434,7 +435,7 @@ def test_per_sample_aggregates_to_the_op_mean(x64, case):
     # Compiled, as evaluate runs it, and every batch of the case in one program (eagerly,
     # each op at each batch shape would compile on its own); test_per_sample_weights_are_
     # torch_denominators and _under_jit cover the eager calls.
-    @jax.jit
+    @fast_jit
     def run(output, target):
         batches = [spec.per_sample(output[lo:hi], target[lo:hi]) for lo, hi in BATCHES]
         mean = lambda o, t: op(o, t, reduction="mean", **kwargs)  # noqa: E731

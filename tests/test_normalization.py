@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn.functional.normalization import batch_norm, batch_norm_backward, layer_norm, layer_norm_backward
 
@@ -228,7 +229,7 @@ def test_batch_norm_backward_matches_vjp(x64, shape, training, affine, track):
     rv = jax.random.uniform(ks[5], (c,), jnp.float64, 0.5, 2.0) if track else None
 
     # Both sides in one compiled program (eagerly, every op would compile on its own).
-    @jax.jit
+    @fast_jit
     def both(x, dy, w, b, rm, rv):
         _, vjp = jax.vjp(lambda x, w, b: batch_norm(x, rm, rv, w, b, training=training)[0], x, w, b)
         return vjp(dy), batch_norm_backward(dy, x, rm, rv, w, b, training=training)
@@ -254,7 +255,7 @@ def test_layer_norm_backward_matches_vjp(x64, shape, normalized_shape, affine):
     w = jax.random.normal(ks[2], ns, jnp.float64) if affine else None
     b = jax.random.normal(ks[3], ns, jnp.float64) if affine else None
 
-    @jax.jit  # both sides in one program, as in the BatchNorm test above
+    @fast_jit  # both sides in one program, as in the BatchNorm test above
     def both(x, dy, w, b):
         _, vjp = jax.vjp(lambda x, w, b: layer_norm(x, normalized_shape, w, b), x, w, b)
         return vjp(dy), layer_norm_backward(dy, x, normalized_shape, w, b)

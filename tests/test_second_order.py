@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn import functional as F
 from fnn import nn
@@ -457,17 +458,6 @@ def _stack(trees):
     return jax.tree.map(stack, *trees)
 
 
-# XLA:CPU's default pipeline spends ~1 s compiling each of these small programs; without
-# the fusion emitters and the expensive LLVM passes it takes a fifth of that, and the
-# float64 results agree to rounding. (Running eagerly instead compiles every primitive
-# under every transformation separately: three times slower still.)
-_FAST_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_cpu_use_fusion_emitters": False,
-    "xla_llvm_disable_expensive_passes": True,
-}
-
-
 @functools.cache
 def _results(case: Case) -> dict[str, Any]:
     """Every quantity both tests compare, for one case, from one compiled program."""
@@ -493,9 +483,10 @@ def _results(case: Case) -> dict[str, Any]:
         out["hvp_fd"] = jax.tree.map(lambda a, b: (a - b) / (2 * _H), plus, minus)
         return out
 
-    options = _FAST_COMPILE if jax.default_backend() == "cpu" else None
-    run = jax.jit(compute, compiler_options=options)
-    return jax.device_get(run(diff_b, _stack(datas), np.stack(vs), diff, data, v, t))
+    # Compiled without XLA:CPU's slow passes (tests/fast_jit.py): ~1 s a case becomes a fifth
+    # of that. (Running eagerly instead compiles every primitive under every transformation
+    # separately: three times slower still.)
+    return jax.device_get(fast_jit(compute)(diff_b, _stack(datas), np.stack(vs), diff, data, v, t))
 
 
 # ----------------------------------------------------------------------------- tests
