@@ -12,6 +12,7 @@ HUB-1, SL1-1, BCE-1..3, BCEL-1, NLL-1..3, CE-1..6 (shared/SEMANTICS.md).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import pathlib
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn import functional as F
 from fnn import nn
@@ -175,17 +177,51 @@ def test_every_loss_has_each_reduction_and_the_edge_shapes():
 # ----------------------------------------------------------------------------- against torch
 
 
+# fnn's side of every check below, for a chunk of cases at a time, in one program compiled
+# without XLA:CPU's slow passes (tests/fast_jit.py): eagerly, every primitive of every case
+# would compile on its own, three times the time. The comparisons with torch stay per case.
+CHUNK = 16
+POSITION = {c["name"]: i for i, c in enumerate(CASES)}
+
+
+def _fnn_side(case):
+    fn, backward = forward_fn(case), backward_fn(case)
+
+    def run(x, t, g):
+        out = {
+            "output": fn(x, t),
+            "manual": backward(g, x, t),
+            "vjp": jax.vjp(lambda a: fn(a, t), x)[1](g)[0],
+        }
+        if "target" in case["grad"]:
+            out["vjp_target"] = jax.vjp(lambda b: fn(x, b), t)[1](g)[0]
+        if "per_sample" in case:
+            out["per_sample"] = fn.per_sample(x, t)
+        return out
+
+    return run
+
+
+@functools.cache
+def _chunk(start):
+    cases = CASES[start : start + CHUNK]
+    runs = [_fnn_side(c) for c in cases]
+    args = [(*inputs(c), jnp.asarray(arr(c, "cotangent"))) for c in cases]
+    outs = fast_jit(lambda args: [run(*a) for run, a in zip(runs, args, strict=True)])(args)
+    return {c["name"]: jax.tree.map(np.asarray, o) for c, o in zip(cases, outs, strict=True)}
+
+
+def fnn_side(case):
+    """{'output', 'manual', 'vjp' (wrt input), 'vjp_target', 'per_sample'} of one case (under x64)."""
+    return _chunk(POSITION[case["name"]] // CHUNK * CHUNK)[case["name"]]
+
+
 @pytest.mark.parametrize("case", params("input", CASES))
 def test_forward_manual_backward_and_vjp(x64, case):
-    # One test per case, not three: eager JAX compiles every primitive per shape, and the
-    # three checks share those compilations (the failure message says which check failed).
-    x, t = inputs(case)
-    g = jnp.asarray(arr(case, "cotangent"))
-    fn = forward_fn(case)
-    check(fn(x, t), case, "output", "forward")
-    check(backward_fn(case)(g, x, t), case, "grad_input", "manual backward")
-    _, pull = jax.vjp(lambda a: fn(a, t), x)
-    check(pull(g)[0], case, "grad_input", "jax.vjp wrt input")
+    got = fnn_side(case)
+    check(got["output"], case, "output", "forward")
+    check(got["manual"], case, "grad_input", "manual backward")
+    check(got["vjp"], case, "grad_input", "jax.vjp wrt input")
 
 
 TARGET_CASES = [c for c in CASES if "target" in c["grad"]]
@@ -195,10 +231,7 @@ TARGET_CASES = [c for c in CASES if "target" in c["grad"]]
 def test_vjp_wrt_target(x64, case):
     # torch differentiates float targets (MSE, L1, Huber, SmoothL1, BCE, BCE-with-logits,
     # CE's probabilities); fnn's hand-derived backwards do not, so jax.vjp is the check.
-    x, t = inputs(case)
-    fn = forward_fn(case)
-    _, pull = jax.vjp(lambda b: fn(x, b), t)
-    check(pull(jnp.asarray(arr(case, "cotangent")))[0], case, "grad_target", "jax.vjp wrt target")
+    check(fnn_side(case)["vjp_target"], case, "grad_target", "jax.vjp wrt target")
 
 
 PER_SAMPLE_CASES = [c for c in CASES if "per_sample" in c]
@@ -209,8 +242,7 @@ def test_spec_per_sample(x64, case):
     # (loss_sum, weight) per sample against torch's reduction='sum' of each sample alone and
     # the documented 'mean' denominator (BCE-3 elements, CE-3 positions, NLL-1/CE-2 Σ w_y);
     # their ratio of sums is torch's batch 'mean' (NaN when the denominator is 0).
-    x, t = inputs(case)
-    loss_sum, weight = forward_fn(case).per_sample(x, t)
+    loss_sum, weight = fnn_side(case)["per_sample"]
     want = case["per_sample"]
     np.testing.assert_allclose(loss_sum, want["loss_sum"], err_msg="loss_sum", **TOL)
     np.testing.assert_allclose(weight, want["weight"], err_msg="weight", **TOL)
