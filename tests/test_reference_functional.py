@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn import functional as F
 
@@ -116,11 +117,12 @@ def results_of(api):
     program fails, so each case then runs alone and a failure names its case). On CPU the
     XLA compilation is nearly all of these tests' time: one program per op compiles in about
     four fifths of the time of one per case, and eager evaluation is slower still (every
-    primitive, and jax.vjp's pullback, compiles on its own)."""
+    primitive, and jax.vjp's pullback, compiles on its own); fast_jit compiles it without
+    XLA:CPU's slow passes (tests/fast_jit.py)."""
     cases = [c for c in CASES if c["api"] == api and "mask" not in c]
     runs, args = zip(*(three_ways(c) for c in cases), strict=True)
     try:
-        results = jax.jit(lambda args: [run(*a) for run, a in zip(runs, args, strict=True)])(list(args))
+        results = fast_jit(lambda args: [run(*a) for run, a in zip(runs, args, strict=True)])(list(args))
     except Exception:
         return None
     return dict(zip([c["name"] for c in cases], results, strict=True))
@@ -133,7 +135,7 @@ def test_forward_manual_backward_and_vjp_equal_torch(x64, case):
     grouped = results_of(case["api"])
     if grouped is None:
         run, args = three_ways(case)
-        out, manual, auto = jax.jit(run)(*args)
+        out, manual, auto = fast_jit(run)(*args)
     else:
         out, manual, auto = grouped[case["name"]]
 
@@ -167,7 +169,7 @@ def test_dropout_equals_torch_for_fnn_mask(x64, case):
     x, g = jnp.asarray(case["input"], jnp.float64), jnp.asarray(case["cotangent"], jnp.float64)
     kw = fnn_kwargs(case)
 
-    @jax.jit
+    @fast_jit
     def run(x, g):
         _, pullback = jax.vjp(lambda a: F.dropout(a, **kw), x)
         mask = F.dropout_mask(kw["key"], x.shape, kw["p"], x.dtype)
