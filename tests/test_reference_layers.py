@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn import functional as F
 from fnn import nn
@@ -65,10 +66,11 @@ def close(got, want, msg="", rtol=RTOL):
 
 def run_steps(layer, params, state, steps):
     """Every step's forward, manual backward, jax.vjp (and Dropout's mask) in one compiled
-    program; the state runs through the steps as in training."""
+    program (compiled by fast_jit, tests/fast_jit.py); the state runs through the steps as in
+    training."""
     modes = [(s["train"], s["key"]) for s in steps]
 
-    @jax.jit
+    @fast_jit
     def run(params, state, xs, gs):
         results = []
         for (train, seed), x, g in zip(modes, xs, gs, strict=True):
