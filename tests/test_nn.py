@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn import nn
 
@@ -74,8 +75,9 @@ def test_manual_backward_matches_vjp(x64, layer, shape, train):
     key = jax.random.key(2)
 
     # Both sides in one compiled program: eagerly, every op of a Sequential's forward and
-    # backward compiled on its own (about 150 programs, 20 s on 2 cores) for the same numbers.
-    @jax.jit
+    # backward compiled on its own (about 150 programs, 20 s on 2 cores) for the same numbers;
+    # fast_jit compiles it without XLA:CPU's slow passes (tests/fast_jit.py).
+    @fast_jit
     def both(params, x):
         y, vjp = jax.vjp(lambda p, x: layer.apply(p, state, x, key=key, train=train)[0], params, x)
         v = _normal(3, y.shape)
