@@ -2,6 +2,7 @@
 load_state_dict in each dtype, the mixed-dtype error, float64 parity with torch through
 tests/torch_reference/dtype.json, and the manual backward in bfloat16 and float16."""
 
+import functools
 import importlib
 import json
 import pathlib
@@ -10,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn import checkpoint, models, nn
 
@@ -227,15 +229,19 @@ def test_float64_torch_state_dict_loads_and_matches_torch(x64, case):
     params, state = spec.load_state_dict({k: np.asarray(v) for k, v in case["state_dict"].items()})
     for leaf in jax.tree.leaves((params, state)):
         assert leaf.dtype in (jnp.float64, jnp.int32)
+
+    @functools.partial(fast_jit, static_argnames="train")  # one program a mode (tests/fast_jit.py)
+    def step_fn(params, state, x, g, train):
+        y, new_state = spec.apply(params, state, x, train=train)
+        grad_p, grad_x = spec.backward(params, state, x, g, train=train)
+        auto = jax.grad(lambda p, a: jnp.sum(spec.apply(p, state, a, train=train)[0] * g), argnums=(0, 1))
+        return y, new_state, (grad_p, grad_x), auto(params, x)
+
     for i, step in enumerate(case["steps"]):
         train, x, g = step["train"], jnp.asarray(step["input"]), jnp.asarray(step["grad_output"])
         assert x.dtype == jnp.float64
-        y, new_state = spec.apply(params, state, x, train=train)
+        y, new_state, (grad_p, grad_x), (auto_p, auto_x) = step_fn(params, state, x, g, train=train)
         _close(y, step["output"], f"output, step {i}")
-        grad_p, grad_x = spec.backward(params, state, x, g, train=train)
-        auto_p, auto_x = jax.grad(
-            lambda p, a, s=state, t=train, g=g: jnp.sum(spec.apply(p, s, a, train=t)[0] * g), argnums=(0, 1)
-        )(params, x)
         _close(grad_x, step["grad_input"], f"manual grad_input, step {i}")
         _close(auto_x, step["grad_input"], f"jax.grad grad_input, step {i}")
         manual, auto = _grads_by_name(spec, grad_p), _grads_by_name(spec, auto_p)
