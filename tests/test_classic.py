@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn.classic import (
     linear_regression_fit,
@@ -120,8 +121,13 @@ def test_linear_regression_gradient_matches_jax(x64):
     X, y = _regression_data(seed=1)
     X, y = jnp.asarray(X), jnp.asarray(y)
     params = {"weight": jnp.array([0.3, -0.1, 2.0]), "bias": jnp.array(-0.4)}
-    manual = linear_regression_loss_backward(2.5, params, X, y)
-    auto = jax.grad(lambda p: 2.5 * linear_regression_loss(p, X, y))(params)
+    # Both sides in one program compiled by fast_jit (tests/fast_jit.py), not op by op.
+    manual, auto = fast_jit(
+        lambda p: (
+            linear_regression_loss_backward(2.5, p, X, y),
+            jax.grad(lambda p: 2.5 * linear_regression_loss(p, X, y))(p),
+        )
+    )(params)
     for k in params:
         np.testing.assert_allclose(manual[k], auto[k], rtol=1e-12, atol=1e-14)
 
@@ -141,12 +147,17 @@ def test_logistic_gradient_matches_jax(x64):  # LOGREG-1: X^T (sigmoid(Xw + b) -
     X, y = jnp.asarray(X), jnp.asarray(y, jnp.float64)
     rng = np.random.default_rng(2)
     params = {"weight": jnp.asarray(rng.normal(size=4)), "bias": jnp.array(0.7)}
-    manual = logistic_regression_loss_backward(1.0, params, X, y)
-    auto = jax.grad(logistic_regression_loss)(params, X, y)
+    # Both sides in one program compiled by fast_jit (tests/fast_jit.py), not op by op.
+    manual, auto = fast_jit(
+        lambda p: (
+            logistic_regression_loss_backward(1.0, p, X, y),
+            jax.grad(logistic_regression_loss)(p, X, y),
+        )
+    )(params)
     for k in params:
         np.testing.assert_allclose(manual[k], auto[k], rtol=1e-12, atol=1e-15)
-    z = X @ params["weight"] + params["bias"]
-    s = 1 / (1 + jnp.exp(-z))
+    X, y, w, b = (np.asarray(a) for a in (X, y, params["weight"], params["bias"]))
+    s = 1 / (1 + np.exp(-(X @ w + b)))
     np.testing.assert_allclose(manual["weight"], X.T @ (s - y) / len(y), rtol=1e-12)
 
 
@@ -194,18 +205,23 @@ def test_softmax_gradient_matches_jax(x64):  # SOFTREG-1: dL/dz = (softmax(z) - 
     X = jnp.asarray(rng.normal(size=(50, 6)))
     y = jnp.asarray(rng.integers(0, 4, size=50))
     params = {"weight": jnp.asarray(rng.normal(size=(4, 6))), "bias": jnp.asarray(rng.normal(size=4))}
-    manual = softmax_regression_loss_backward(0.5, params, X, y)
-    auto = jax.grad(lambda p: 0.5 * softmax_regression_loss(p, X, y))(params)
+    # Both sides in one program compiled by fast_jit (tests/fast_jit.py), not op by op.
+    manual, auto = fast_jit(
+        lambda p: (
+            softmax_regression_loss_backward(0.5, p, X, y),
+            jax.grad(lambda p: 0.5 * softmax_regression_loss(p, X, y))(p),
+        )
+    )(params)
     for k in params:
         np.testing.assert_allclose(manual[k], auto[k], rtol=1e-12, atol=1e-15)
     # With X = I and b = 0 the logits are W^T, so dL/dW^T is the logits' gradient itself.
-    eye = jnp.eye(4)
-    W = {"weight": jnp.asarray(rng.normal(size=(3, 4))), "bias": jnp.zeros(3)}
-    t = jnp.array([0, 2, 1, 1])
-    expected = (jax.nn.softmax(W["weight"].T, axis=1) - jax.nn.one_hot(t, 3)) / 4
-    np.testing.assert_allclose(
-        softmax_regression_loss_backward(1.0, W, eye, t)["weight"].T, expected, rtol=1e-12, atol=1e-15
-    )
+    W = {"weight": rng.normal(size=(3, 4)), "bias": np.zeros(3)}
+    t = np.array([0, 2, 1, 1])
+    logits = W["weight"].T
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    expected = (softmax / softmax.sum(1, keepdims=True) - np.eye(3)[t]) / 4
+    got = fast_jit(lambda W: softmax_regression_loss_backward(1.0, W, jnp.eye(4), jnp.asarray(t)))(W)
+    np.testing.assert_allclose(got["weight"].T, expected, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.slow
