@@ -9,22 +9,25 @@ Per point: the step's batch-mean ``loss`` and ``grad_norm`` (global L2 norm of a
 gradients); per top-level layer of a ``Sequential`` (another model counts as one layer)
 that has statistics, by ``layer_kind``:
 
-- ``"linear"``: ``weight_norm`` ||W|| (Frobenius, before the update), ``grad_norm``
+- ``"linear"``, ``"conv"``: ``weight_norm`` ||W|| (Frobenius, before the update), ``grad_norm``
   ||dL/dW||, ``update_ratio`` ||W_new - W|| / ||W|| (0 when both are 0, inf when only ||W||
   is); biases are not included.
-- ``"batchnorm"``: ``running_var_min``, ``running_var_max`` after the step.
+- ``"batchnorm"`` (1d or 2d): ``running_var_min``, ``running_var_max`` after the step.
 - every activation kind: ``mean`` and ``std`` (ddof=0) over all entries of its output;
   ``"relu"`` adds ``dead_fraction`` (units 0 for every sample); ``"leaky_relu"``, ``"elu"``,
-  ``"prelu"`` the same on the pre-activation (units <= 0 for every sample); ``"sigmoid"`` and
-  ``"tanh"`` add ``saturated_fraction`` (sigmoid y < 0.01 or y > 0.99, tanh |y| > 0.98).
+  ``"prelu"`` the same on the pre-activation (units <= 0); ``"sigmoid"``, ``"tanh"`` (also
+  ScaledTanh) and ``"saturating"`` (other bounded elementwise layers) ``saturated_fraction``:
+  outputs within 1% of hi - lo of a limit (``saturation_limits``; tanh |y| > 0.98).
 
-A unit is one position past the batch axis. Statistics are float32 whatever the model's
-dtype, and come from the very forward the step trained on: ``collect`` reruns the model
-with the step's params, state and key (the same dropout masks) in train mode.
+A unit is one position past the batch axis; in a conv net's (N, C, *) feature maps
+(``channel_units``) it is a channel, dead when 0 for every sample and position. Statistics
+are float32, from the step's own forward: ``collect`` reruns it with the step's params,
+state and key.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,16 +42,20 @@ from fnn.train import ProbeStep
 
 __all__ = [
     "POINTS_PER_EPOCH",
+    "SATURATION_MARGIN",
     "SIGMOID_SATURATION",
     "TANH_SATURATION",
     "Probe",
+    "channel_units",
     "layer_kind",
     "layer_name",
+    "saturation_limits",
 ]
 
 POINTS_PER_EPOCH = 32
 TANH_SATURATION = 0.98
 SIGMOID_SATURATION = 0.01  # y < 0.01 or y > 0.99: the point where |tanh| = 0.98
+SATURATION_MARGIN = 0.01  # both of the above: within 1% of the output range of a limit
 
 _STAT_ORDER = (
     "weight_norm",
@@ -62,6 +69,7 @@ _STAT_ORDER = (
     "saturated_fraction",
 )
 _ACTIVATION_KINDS = (
+    *((cls, "tanh") for cls in (getattr(nn, "ScaledTanh", None),) if isinstance(cls, type)),
     (nn.ReLU, "relu"),
     (nn.LeakyReLU, "leaky_relu"),
     (nn.ELU, "elu"),
@@ -76,14 +84,33 @@ _ACTIVATION_KINDS = (
 )
 
 
+def _nn_classes(*names: str) -> tuple[type, ...]:
+    """The named ``fnn.nn`` classes that exist (the conv chapter's layers are looked up by name)."""
+    return tuple(c for c in (getattr(nn, name, None) for name in names) if isinstance(c, type))
+
+
+_CONV = _nn_classes("Conv1d", "Conv2d", "Conv3d")
+_BATCHNORM = _nn_classes("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+# Layers whose output is (N, C, *) feature maps, and those whose output is (N, features).
+_SPATIAL = _CONV + _nn_classes(
+    "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d", "BatchNorm2d", "BatchNorm3d", "Dropout1d", "Dropout2d", "Dropout3d",
+)  # fmt: skip
+_FLAT = (nn.Linear, nn.Flatten)
+_KNOWN_LIMITS = {nn.Tanh: (-1.0, 1.0), nn.Sigmoid: (0.0, 1.0)}
+_FAR = 1e3  # where a bounded activation has reached its limits in float32
+
+
 def layer_kind(layer: nn.Layer) -> str | None:
-    """The probe's kind of a layer: "linear", "batchnorm", an activation kind, or None.
+    """The probe's kind of a layer: "linear", "conv", "batchnorm", an activation kind, or None.
 
     Args:
-        layer: an ``fnn.nn`` layer (a BatchNorm1d without running statistics has none).
+        layer: an ``fnn.nn`` layer (a BatchNorm without running statistics has none).
 
     Returns:
-        The kind (see the module docstring), None for a layer without statistics.
+        The kind (see the module docstring), None for a layer without statistics. An
+        elementwise layer of no known kind is ``"saturating"`` when it is bounded on both
+        sides (``saturation_limits``), None otherwise.
 
     Example:
         >>> from fnn import nn
@@ -92,12 +119,78 @@ def layer_kind(layer: nn.Layer) -> str | None:
     """
     if isinstance(layer, nn.Linear):
         return "linear"
-    if isinstance(layer, nn.BatchNorm1d):
-        return "batchnorm" if layer.track_running_stats else None
+    if isinstance(layer, _CONV):
+        return "conv"
+    if isinstance(layer, _BATCHNORM):
+        return "batchnorm" if getattr(layer, "track_running_stats", True) else None
     for cls, kind in _ACTIVATION_KINDS:
         if isinstance(layer, cls):
             return kind
+    if isinstance(layer, nn.Elementwise) and not isinstance(layer, _FLAT) and saturation_limits(layer):
+        return "saturating"
     return None
+
+
+@functools.cache
+def saturation_limits(layer: nn.Layer) -> tuple[float, float] | None:
+    """An elementwise activation's limits (lo, hi) at -inf and +inf, when both are finite.
+
+    Tanh's are (-1, 1) and Sigmoid's (0, 1); another ``nn.Elementwise`` layer's are its
+    float32 outputs at -1e3 and +1e3, kept when they equal those at -500 and +500 (the
+    function has levelled off there) and differ. A unit saturates where its output lies
+    within ``SATURATION_MARGIN`` of hi - lo of either limit: there the slope is ~0.
+
+    Args:
+        layer: an ``fnn.nn`` layer.
+
+    Returns:
+        ``(lo, hi)`` as Python floats, or None (unbounded, not elementwise, or not
+        computable on a (2, 1) input).
+
+    Example:
+        >>> from fnn import nn
+        >>> saturation_limits(nn.Tanh()), saturation_limits(nn.ReLU())
+        ((-1.0, 1.0), None)
+    """
+    if type(layer) in _KNOWN_LIMITS:
+        return _KNOWN_LIMITS[type(layer)]
+    if not isinstance(layer, nn.Elementwise):
+        return None
+    try:
+        with jax.ensure_compile_time_eval():  # concrete numbers even inside a traced epoch
+            far = np.asarray(layer._forward(jnp.array([[-_FAR], [_FAR]], jnp.float32)), np.float64)
+            near = np.asarray(layer._forward(jnp.array([[-_FAR / 2], [_FAR / 2]], jnp.float32)), np.float64)
+    except Exception:  # a layer that is not elementwise on a (2, 1) batch has no limits here
+        return None
+    if far.shape != (2, 1) or not np.all(np.isfinite(far)) or not np.array_equal(far, near):
+        return None
+    lo, hi = float(far[0, 0]), float(far[1, 0])
+    return (lo, hi) if lo < hi else None
+
+
+def channel_units(layers: tuple, i: int) -> bool:
+    """Whether layer ``i``'s units are channels: its nearest earlier layer that is Linear,
+    Flatten or spatial (conv, pooling, BatchNorm2d, Dropout2d) is spatial.
+
+    Args:
+        layers: the model's top-level layers.
+        i: the position of the layer in ``layers``.
+
+    Returns:
+        True for a conv net's (N, C, *) feature maps, False otherwise (also with no such layer).
+
+    Example:
+        >>> from fnn import nn
+        >>> layers = (nn.Linear(4, 4), nn.ReLU())
+        >>> channel_units(layers, 1), channel_units(layers, 0)
+        (False, False)
+    """
+    for layer in reversed(layers[:i]):
+        if isinstance(layer, _FLAT):
+            return False
+        if isinstance(layer, _SPATIAL):
+            return True
+    return False
 
 
 def layer_name(layer: nn.Layer) -> str:
@@ -117,7 +210,7 @@ def layer_name(layer: nn.Layer) -> str:
     if isinstance(layer, nn.Linear):
         return f"Linear({layer.in_features}, {layer.out_features}{'' if layer.bias else ', bias=False'})"
     if isinstance(layer, nn.BatchNorm1d):
-        return f"BatchNorm1d({layer.num_features})"
+        return f"{type(layer).__name__}({layer.num_features})"  # BatchNorm1d or BatchNorm2d
     return repr(layer)
 
 
@@ -150,17 +243,34 @@ def _linear_stats(p: dict, g: dict, p_new: dict) -> dict:
     return {"weight_norm": w, "grad_norm": _norm(g["weight"]), "update_ratio": ratio}
 
 
-def _activation_stats(kind: str, inp: jax.Array, out: jax.Array) -> dict:
+def _channels(a: jax.Array) -> jax.Array:
+    """(C, N·positions): one row per channel of (N, C, *) feature maps."""
+    a = _f32(a)
+    return jnp.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+
+
+def _dead_fraction(a: jax.Array, dead: Any, channels: bool) -> jax.Array:
+    """The fraction of units (channels) where ``dead(a)`` holds for every sample (and position)."""
+    if channels and jnp.ndim(a) >= 3:
+        return jnp.mean(jnp.all(dead(_channels(a)), axis=1))
+    return jnp.mean(jnp.all(dead(_units(a)), axis=0))
+
+
+def _activation_stats(layer: nn.Layer, kind: str, inp: jax.Array, out: jax.Array, channels: bool) -> dict:
     y = _f32(out)
     stats = {"mean": jnp.mean(y), "std": jnp.std(y)}
     if kind == "relu":
-        stats["dead_fraction"] = jnp.mean(jnp.all(_units(out) == 0, axis=0))
+        stats["dead_fraction"] = _dead_fraction(out, lambda a: a == 0, channels)
     elif kind in ("leaky_relu", "elu", "prelu"):
-        stats["dead_fraction"] = jnp.mean(jnp.all(_units(inp) <= 0, axis=0))
-    elif kind == "tanh":
+        stats["dead_fraction"] = _dead_fraction(inp, lambda a: a <= 0, channels)
+    elif kind == "tanh" and type(layer) is nn.Tanh:
         stats["saturated_fraction"] = jnp.mean(jnp.abs(y) > TANH_SATURATION)
-    elif kind == "sigmoid":
+    elif kind == "sigmoid" and type(layer) is nn.Sigmoid:
         stats["saturated_fraction"] = jnp.mean((y < SIGMOID_SATURATION) | (y > 1 - SIGMOID_SATURATION))
+    elif kind in ("tanh", "sigmoid", "saturating") and saturation_limits(layer) is not None:
+        lo, hi = saturation_limits(layer)
+        margin = SATURATION_MARGIN * (hi - lo)
+        stats["saturated_fraction"] = jnp.mean((y < lo + margin) | (y > hi - margin))
     return stats
 
 
@@ -225,7 +335,7 @@ class Probe:
         new_params, new_state = _per_layer(model, step.new_params), _per_layer(model, step.new_state)
         kinds = [layer_kind(layer) for layer in layers]
         outputs = None
-        if any(k not in (None, "linear", "batchnorm") for k in kinds):
+        if any(k not in (None, "linear", "conv", "batchnorm") for k in kinds):
             # The step's own forward again: same params, state, key (dropout masks), train mode.
             if isinstance(model, nn.Sequential):
                 outputs = model.intermediates(step.params, step.state, step.x, key=step.key, train=True)
@@ -233,14 +343,14 @@ class Probe:
                 outputs = (model.apply(step.params, step.state, step.x, key=step.key, train=True)[0],)
         stats = []
         for i, kind in enumerate(kinds):
-            if kind == "linear":
+            if kind in ("linear", "conv"):
                 stats.append(_linear_stats(params[i], grads[i], new_params[i]))
             elif kind == "batchnorm":
                 var = _f32(new_state[i]["running_var"])
                 stats.append({"running_var_min": jnp.min(var), "running_var_max": jnp.max(var)})
             elif kind is not None:
                 inp = step.x if i == 0 else outputs[i - 1]
-                stats.append(_activation_stats(kind, inp, outputs[i]))
+                stats.append(_activation_stats(layers[i], kind, inp, outputs[i], channel_units(layers, i)))
         return {"loss": _f32(step.loss), "grad_norm": _f32(step.grad_norm), "layers": tuple(stats)}
 
     def summarize(self, model: Any, points: dict) -> dict:
@@ -258,12 +368,14 @@ class Probe:
         def floats(a) -> list[float]:
             return [float(v) for v in np.asarray(a)]
 
-        kinds = [(i, layer, layer_kind(layer)) for i, layer in enumerate(_layers(model))]
+        layers = _layers(model)
+        kinds = [(i, layer, layer_kind(layer)) for i, layer in enumerate(layers)]
         described = [
             {
                 "index": i,
                 "name": layer_name(layer),
                 "kind": kind,
+                **({"unit": "channel"} if "dead_fraction" in values and channel_units(layers, i) else {}),
                 # jit hands dicts back key-sorted: restore the contract's order
                 **{k: floats(values[k]) for k in sorted(values, key=_STAT_ORDER.index)},
             }

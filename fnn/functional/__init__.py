@@ -23,6 +23,8 @@ from fnn.functional.activations import (
     prelu_backward,
     relu,
     relu_backward,
+    scaled_tanh,
+    scaled_tanh_backward,
     sigmoid,
     sigmoid_backward,
     softmax,
@@ -32,7 +34,14 @@ from fnn.functional.activations import (
     tanh,
     tanh_backward,
 )
-from fnn.functional.affine import flatten, flatten_backward, linear, linear_backward
+from fnn.functional.affine import (
+    flatten,
+    flatten_backward,
+    linear,
+    linear_backward,
+    unflatten,
+    unflatten_backward,
+)
 from fnn.functional.backward import backward_of
 from fnn.functional.encoding import one_hot
 from fnn.functional.losses import (
@@ -54,7 +63,7 @@ from fnn.functional.losses import (
     smooth_l1_loss_backward,
 )
 from fnn.functional.normalization import batch_norm, batch_norm_backward, layer_norm, layer_norm_backward
-from fnn.functional.stochastic import dropout, dropout_backward, dropout_mask
+from fnn.functional.stochastic import dropout, dropout2d, dropout2d_backward, dropout_backward, dropout_mask
 
 __all__ = [
     "abs",
@@ -69,6 +78,8 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_backward",
     "dropout",
+    "dropout2d",
+    "dropout2d_backward",
     "dropout_backward",
     "dropout_mask",
     "elu",
@@ -100,6 +111,8 @@ __all__ = [
     "prelu_backward",
     "relu",
     "relu_backward",
+    "scaled_tanh",
+    "scaled_tanh_backward",
     "sigmoid",
     "sigmoid_backward",
     "smooth_l1_loss",
@@ -110,4 +123,6 @@ __all__ = [
     "softplus_backward",
     "tanh",
     "tanh_backward",
+    "unflatten",
+    "unflatten_backward",
 ]

@@ -1,10 +1,11 @@
-"""Batch normalization (BatchNorm1d semantics) and layer normalization, with manual backwards.
+"""Batch normalization (torch's F.batch_norm) and layer normalization, with manual backwards.
 
-Contract (docs/semantics.md, rules BN-1..BN-8):
+Contract (docs/semantics.md, rules BN-1..BN-8, BN2D-1..BN2D-2):
 
-- `batch_norm` takes input (N, C) or (N, C, L); statistics are per channel over N (and L),
-  n = N·L. It returns `(output, new_running_mean, new_running_var)`; the caller keeps the
-  buffers (and `num_batches_tracked`, which this function never increments).
+- `batch_norm` takes input (N, C, *): (N, C), (N, C, L), (N, C, H, W), ...; statistics are
+  per channel over N and every spatial position, n = N·prod(*) (BN2D-1). It returns
+  `(output, new_running_mean, new_running_var)`; the caller keeps the buffers (and
+  `num_batches_tracked`, which this function never increments).
 - Batch statistics are used when `training=True`, and also in eval when the buffers are
   None (track_running_stats=False, BN-5); then the returned buffers are None too.
   Normalization uses the biased variance (÷n); the running update uses the unbiased one
@@ -24,13 +25,14 @@ by `normalized_shape` (int or tuple) with the biased variance; weight/bias have 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from fnn._checks import check_floating, check_ndim, check_positive, check_range, check_same_shape, is_int
+from fnn._checks import check_floating, check_positive, check_range, check_same_shape, is_int
 
 __all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"]
 
@@ -55,8 +57,9 @@ def _bn_setup(
 ) -> tuple[tuple[int, ...], int, bool]:
     """Validate batch_norm arguments; return (reduction axes, n, use_batch_stats)."""
     check_floating("input", input)
-    check_ndim("input", input, (2, 3))
     shape = tuple(jnp.shape(input))
+    if len(shape) < 2:
+        raise ValueError(f"input must have ndim >= 2, (N, C, *), got shape {shape}")
     c = (shape[1],)
     why = f"one per channel of input {shape}"
     if (running_mean is None) != (running_var is None):
@@ -76,8 +79,8 @@ def _bn_setup(
     if momentum is not None:
         check_range("momentum", momentum, 0.0, 1.0)
     check_positive("eps", eps, strict=False)
-    axes = (0,) if len(shape) == 2 else (0, 2)
-    n = shape[0] * (1 if len(shape) == 2 else shape[2])
+    axes = (0, *range(2, len(shape)))  # N and every spatial dim (BN2D-1)
+    n = math.prod(shape[:1] + shape[2:])
     use_batch_stats = bool(training) or running_mean is None
     if use_batch_stats and n == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {shape}")
@@ -85,7 +88,7 @@ def _bn_setup(
 
 
 def _per_channel(v: jax.Array, ndim: int) -> jax.Array:
-    """Reshape a (C,) vector to broadcast against (N, C) or (N, C, L)."""
+    """Reshape a (C,) vector to broadcast against (N, C, *)."""
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
@@ -112,14 +115,14 @@ def batch_norm(
     eps: float = 1e-5,
     num_batches_tracked: jax.Array | int | None = None,
 ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
-    """BatchNorm1d forward (BN-1..BN-7); returns (output, new_running_mean, new_running_var).
+    """Batch normalization forward (BN-1..7, BN2D-1..2); returns (output, new_running_mean, new_running_var).
 
     `training` and the None-ness of the buffers are static (Python) choices. With
     `momentum=None`, `num_batches_tracked` is the number of batches seen before this one
     and the update uses m = 1/(num_batches_tracked + 1) (BN-3).
 
     Args:
-        input: a floating array (N, C) or (N, C, L).
+        input: a floating array (N, C, *): (N, C), (N, C, L), (N, C, H, W), ...
         running_mean: the running mean buffer (C,), or None (track_running_stats=False).
         running_var: the running variance buffer (C,), or None (together with running_mean).
         weight: the scale γ (C,), or None for 1 (affine=False, BN-6).
@@ -187,7 +190,7 @@ def batch_norm_backward(
 ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     """Gradients (grad_input, grad_weight, grad_bias) of `batch_norm`'s output (BN-8).
 
-    Sums Σ and means run over the statistics axes (N, and L for 3-D input), r = 1/√(σ² + eps),
+    Sums Σ and means run over the statistics axes (N and every spatial dim), r = 1/√(σ² + eps),
     x̂ = (x − μ)·r, y = γ·x̂ + β, dy = grad_output:
       dβ = Σ dy,   dγ = Σ dy·x̂.
     Batch statistics (training, or no buffers): μ and σ² depend on x, with
@@ -198,7 +201,7 @@ def batch_norm_backward(
 
     Args:
         grad_output: dL/dy, of the input's shape.
-        input: the forward's input x, (N, C) or (N, C, L).
+        input: the forward's input x, (N, C, *).
         running_mean: the forward's running_mean (C,), or None.
         running_var: the forward's running_var (C,), or None.
         weight: the forward's γ (C,), or None.

@@ -21,10 +21,15 @@ Contract (docs/semantics.md, rules DROP-1..DROP-3):
 computes the same bits through `fnn._fast.dropout_masks.keep_mask` (the hash unrolled so
 XLA fuses it, the decisions packed 32 to a word so the forward and the backward share one
 hash), which `tests/test_fast_dropout_masks.py` proves bit-identical to `keep_mask`.
+
+`dropout2d` (DROP2D-1..3) drops whole channels: its mask is `dropout_mask` of shape (N, C)
+broadcast over the spatial dims; a 3-D input is (N, C, L), as torch 2.13 reads it (with
+torch's warning), not an unbatched (C, H, W).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -33,7 +38,15 @@ import jax.numpy as jnp
 from fnn._checks import check_floating, check_key, check_same_shape, is_real
 from fnn._fast import dropout_masks
 
-__all__ = ["dropout", "dropout_backward", "dropout_mask", "keep_mask", "keep_threshold"]
+__all__ = [
+    "dropout",
+    "dropout2d",
+    "dropout2d_backward",
+    "dropout_backward",
+    "dropout_mask",
+    "keep_mask",
+    "keep_threshold",
+]
 
 
 def keep_threshold(p: float) -> int:
@@ -196,3 +209,103 @@ def dropout_backward(
     if training and 0 < p < 1:
         check_key("key", key, "dropout_backward")
     return dropout(grad_output, key, p, training)
+
+
+def _channel_mask_shape(input: Any, who: str) -> tuple[int, ...]:
+    """(N, C, 1, ..., 1): one draw per (sample, channel), as torch's feature dropout (DROP2D-1)."""
+    shape = tuple(jnp.shape(input))
+    if len(shape) < 2:
+        raise ValueError(
+            f"{who}: feature dropout requires at least 2 dimensions (N, C, *), got shape {shape}"
+        )
+    if len(shape) == 3:  # torch 2.13 reads 3-D as (N, C, L) and says so (DROP2D-3)
+        warnings.warn(
+            f"{who}: Received a 3D input {shape} and assuming that channel-wise 1D dropout behavior "
+            "is desired - input is interpreted as shape (N, C, L), where C is the channel dim "
+            "(as torch 2.13's F.dropout2d), not as an unbatched (C, H, W)",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif len(shape) != 4:
+        warnings.warn(
+            f"{who}: Received a {len(shape)}-D input, which torch deprecates (dropout2d is for "
+            "3-D or 4-D inputs); its channels (dim 1) are dropped whole as for 4-D",
+            UserWarning,
+            stacklevel=3,
+        )
+    return shape[:2] + (1,) * (len(shape) - 2)
+
+
+def dropout2d(input: jax.Array, key: jax.Array | None, p: float = 0.5, training: bool = True) -> jax.Array:
+    """Channel dropout: y[n, c] = x[n, c] * m[n, c], one mask entry per (sample, channel) (DROP2D-1).
+
+    m = dropout_mask(key, (N, C), p): 0 (the whole feature map dropped) or 1/(1 - p). Eval or
+    p = 0: identity; p = 1: zeros (DROP2D-2, as DROP-2). Input (N, C, H, W); a 3-D input is
+    read as (N, C, L) with a warning, and other ranks >= 2 drop dim 1 with a warning, as
+    torch 2.13 does (DROP2D-3).
+
+    Args:
+        input: a floating array (N, C, H, W) (or (N, C, L), (N, C, *), see above).
+        key: a PRNG key, required when training with 0 < p < 1; pass the same key to
+            `dropout2d_backward` to get the same mask.
+        p: the probability of zeroing a channel, in [0, 1] (default 0.5), a static number.
+        training: apply dropout (default True); False is the identity.
+
+    Returns:
+        An array of the input's shape and dtype: each channel all zeros or x/(1 - p).
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> y = F.dropout2d(jnp.ones((2, 4, 3, 3)), jax.random.key(0), p=0.5)
+        >>> sorted(set(y.reshape(8, 9).min(1).tolist())) == sorted(set(y.reshape(8, 9).max(1).tolist()))
+        True
+    """
+    check_floating("input", input)
+    _check_p(p)
+    mask_shape = _channel_mask_shape(input, "dropout2d")
+    if not training or p == 0:
+        return input
+    if p < 1:
+        check_key("key", key, "dropout2d")
+    mask = dropout_mask(key, mask_shape[:2], p, jnp.result_type(input))
+    return input * mask.reshape(mask_shape)
+
+
+def dropout2d_backward(
+    grad_output: jax.Array, input: jax.Array, key: jax.Array | None, p: float = 0.5, training: bool = True
+) -> jax.Array:
+    """Gradient of `dropout2d` with respect to its input.
+
+    y[n, c, ...] = x[n, c, ...] * m[n, c] with m independent of x  =>  dL/dx = g * m: the
+    same channel mask applied to g, regenerated from the same key. Eval or p = 0: dL/dx = g;
+    p = 1: dL/dx = 0 (DROP2D-2).
+
+    Args:
+        grad_output: dL/dy, of the input's shape.
+        input: the forward's input x.
+        key: the forward's key (the same one, so the mask is the same).
+        p: the forward's p (default 0.5).
+        training: the forward's training flag (default True).
+
+    Returns:
+        dL/dx, of the input's shape: zero in the channels the forward dropped, g/(1 - p) elsewhere.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> key, x = jax.random.key(0), jnp.ones((2, 4, 3, 3))
+        >>> g = F.dropout2d_backward(jnp.ones_like(x), x, key, p=0.5)
+        >>> bool((g == F.dropout2d(x, key, p=0.5)).all())
+        True
+    """
+    check_floating("input", input)
+    check_same_shape("grad_output", grad_output, "input", input)
+    _check_p(p)
+    if training and 0 < p < 1:
+        check_key("key", key, "dropout2d_backward")
+    with warnings.catch_warnings():  # the forward's check below warned already for input
+        warnings.simplefilter("ignore")
+        return dropout2d(grad_output, key, p, training)

@@ -11,15 +11,16 @@ from fnn.nn.activations import (
     Maxout,
     PReLU,
     ReLU,
+    ScaledTanh,
     Sigmoid,
     Softmax,
     Softplus,
     Tanh,
 )
 from fnn.nn.base import DTYPES, Elementwise, Layer
-from fnn.nn.dropout import Dropout
+from fnn.nn.dropout import Dropout, Dropout2d
 from fnn.nn.fold import fold_batchnorm
-from fnn.nn.linear import Flatten, Linear
+from fnn.nn.linear import Flatten, Linear, Unflatten
 from fnn.nn.losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -33,7 +34,7 @@ from fnn.nn.losses import (
     SmoothL1Loss,
     as_loss,
 )
-from fnn.nn.normalization import BatchNorm1d, LayerNorm
+from fnn.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from fnn.nn.sequential import Sequential, num_params
 
 __all__ = [
@@ -43,8 +44,10 @@ __all__ = [
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
+    "BatchNorm2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout2d",
     "Elementwise",
     "Flatten",
     "FunctionLoss",
@@ -61,12 +64,14 @@ __all__ = [
     "NLLLoss",
     "PReLU",
     "ReLU",
+    "ScaledTanh",
     "Sequential",
     "Sigmoid",
     "SmoothL1Loss",
     "Softmax",
     "Softplus",
     "Tanh",
+    "Unflatten",
     "as_loss",
     "fold_batchnorm",
     "num_params",

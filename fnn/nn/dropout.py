@@ -1,4 +1,4 @@
-"""Dropout layer (DROP-1..3): inverted dropout in training, identity in eval.
+"""Dropout (DROP-1..3) and Dropout2d (DROP2D-1..3): inverted dropout in training, identity in eval.
 
 One mask path: ``apply_vjp`` draws the mask once (``F.dropout_mask``) and its pullback
 multiplies by that same mask; the inherited ``backward`` runs ``apply_vjp`` and so draws
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from fnn import _checks
 from fnn import functional as F
-from fnn.functional.stochastic import _check_p
+from fnn.functional.stochastic import _channel_mask_shape, _check_p
 from fnn.nn.base import Layer
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "Dropout2d"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,59 @@ class Dropout(Layer):
 
         def pullback(grad_y):
             # as F.dropout_backward: a mis-shaped grad_y must not broadcast against the mask
+            _checks.check_same_shape("grad_y", grad_y, "x", x)
+            return {}, (grad_y if mask is None else grad_y * mask)
+
+        return (x if mask is None else x * mask), state, pullback
+
+
+@dataclass(frozen=True)
+class Dropout2d(Dropout):
+    """torch.nn.Dropout2d: zeroes whole channels in training, identity in eval (DROP2D-1..3).
+
+    Each channel x[n, c] of an (N, C, H, W) input is zeroed with probability p and the kept
+    ones are scaled by 1/(1−p) when ``train=True`` (``F.dropout2d``); needs ``key`` then
+    (unless p = 0). A 3-D input is read as (N, C, L) with a warning, as torch 2.13 does
+    (DROP2D-3). Forward and backward of one step must be given the same key.
+
+    Args:
+        p: the probability of zeroing a channel, in [0, 1] (default 0.5).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn
+        >>> x = jnp.ones((1, 8, 2, 2))
+        >>> y, _ = nn.Dropout2d(0.5).apply({}, {}, x, key=jax.random.key(0), train=True)
+        >>> y[0, :, 0, 0].tolist() == y[0, :, 1, 1].tolist(), sorted(set(y.ravel().tolist()))
+        (True, [0.0, 2.0])
+    """
+
+    def _needs_key(self, key, train):
+        if train and self.p > 0:
+            _checks.check_key("key", key, "Dropout2d")
+
+    def apply(self, params, state, x, *, key=None, train):
+        self._needs_key(key, train)
+        return F.dropout2d(x, key, self.p, training=train), state
+
+    def apply_vjp(self, params, state, x, *, key=None, train):
+        """Forward and pullback share one channel mask (drawn once, as ``Dropout.apply_vjp``).
+
+        Args:
+            params, state, x, key, train: as for ``apply``.
+
+        Returns:
+            ``(y, state, pullback)``, ``pullback(grad_y) -> ({}, grad_y * mask)``.
+        """
+        self._needs_key(key, train)
+        _checks.check_floating("input", x)
+        mask_shape = _channel_mask_shape(x, "Dropout2d")
+        if not train or self.p == 0:
+            mask = None  # identity, gradient ones (DROP2D-2)
+        else:
+            mask = F.dropout_mask(key, mask_shape[:2], self.p, x.dtype).reshape(mask_shape)
+
+        def pullback(grad_y):
             _checks.check_same_shape("grad_y", grad_y, "x", x)
             return {}, (grad_y if mask is None else grad_y * mask)
 

@@ -74,7 +74,7 @@ def _foldable(linear: Layer, bn: Layer) -> bool:
     """A pair whose eval forward is affine per output feature with fixed coefficients."""
     return (
         isinstance(linear, Linear)  # a FoldedLinear too: folding again is as exact
-        and isinstance(bn, BatchNorm1d)
+        and type(bn) is BatchNorm1d  # not BatchNorm2d: a Linear's features are not its channels
         and bn.track_running_stats  # BN-5: untracked BN uses batch statistics in eval too
         and bn.num_features == linear.out_features
         and bn.dtype == linear.dtype  # otherwise the unfolded model raises (DTYPE-2): keep that

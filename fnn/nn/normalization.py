@@ -1,4 +1,4 @@
-"""BatchNorm1d and LayerNorm layers (BN-1..8).
+"""BatchNorm1d, BatchNorm2d and LayerNorm layers (BN-1..8, BN2D-1..4).
 
 Both take torch's factory keyword ``dtype=`` (keyword-only; DTYPE-1): ``'float32'``
 (default), ``'float64'`` (needs JAX's 64-bit mode), ``'bfloat16'`` or ``'float16'``. The
@@ -24,7 +24,7 @@ from fnn._checks import check_int, is_int
 from fnn.functional.normalization import normalized_dims
 from fnn.nn.base import Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
-__all__ = ["BatchNorm1d", "LayerNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
 
 _LOW = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
@@ -79,12 +79,22 @@ class BatchNorm1d(Layer):
     track_running_stats: bool = True
     dtype: str = field(default="float32", kw_only=True)
 
+    _NDIMS = (2, 3)  # torch's _check_input_dim: the ranks this module accepts
+
     def __post_init__(self):
         object.__setattr__(self, "num_features", check_int("num_features", self.num_features, minimum=0))
-        object.__setattr__(self, "dtype", canonical_dtype(self.dtype, "BatchNorm1d"))
+        object.__setattr__(self, "dtype", canonical_dtype(self.dtype, type(self).__name__))
+
+    def _check_input_dim(self, x) -> None:
+        if jnp.ndim(x) not in self._NDIMS:
+            want = " or ".join(f"{d}D" for d in self._NDIMS)
+            raise ValueError(
+                f"{type(self).__name__}: expected {want} input "
+                f"(got {jnp.ndim(x)}D input of shape {jnp.shape(x)})"
+            )
 
     def init(self, key):
-        require_dtype_available(self.dtype, "BatchNorm1d")
+        require_dtype_available(self.dtype, type(self).__name__)
         c, dt = self.num_features, self.dtype
         params = {"weight": jnp.ones((c,), dt), "bias": jnp.zeros((c,), dt)} if self.affine else {}
         state = {}
@@ -111,8 +121,9 @@ class BatchNorm1d(Layer):
         )
 
     def apply(self, params, state, x, *, key=None, train):
+        self._check_input_dim(x)
         low = _mixed_input(x, params, state)
-        check_input_dtype("BatchNorm1d", x if low is None else x.astype(jnp.float32), params, state)
+        check_input_dtype(type(self).__name__, x if low is None else x.astype(jnp.float32), params, state)
         if low is not None:  # DTYPE-4: statistics in float32, the output in the input's dtype
             x = x.astype(jnp.float32)
         y, mean, var = F.batch_norm(x, **self._call_args(params, state, train))
@@ -144,6 +155,43 @@ class BatchNorm1d(Layer):
             return ({"weight": grad_w, "bias": grad_b} if self.affine else {}), grad_x
 
         return y, new_state, pullback
+
+
+@dataclass(frozen=True)
+class BatchNorm2d(BatchNorm1d):
+    """torch.nn.BatchNorm2d over the channels of (N, C, H, W) inputs (BN-1..8, BN2D-1..4).
+
+    BatchNorm1d's rules with statistics per channel over N, H and W (n = N·H·W, BN2D-1):
+    the batch mean and biased variance normalise in training, running_mean / running_var
+    are updated with the unbiased variance (÷(n − 1)), eval uses the running statistics.
+    Params, state, ``momentum=None``, ``track_running_stats``, dtypes and ``num_batches_tracked``
+    are BatchNorm1d's, so a torch BatchNorm2d's ``state_dict`` loads unchanged. Only a 4-D
+    input is accepted, as torch ("expected 4D input", BN2D-4).
+
+    Args:
+        num_features: C, the size of the input's dim 1.
+        eps: added to the variance before the square root (default 1e-5).
+        momentum: the running statistics' update factor (default 0.1); None for a
+            cumulative average over the batches seen (BN-3).
+        affine: learn a per-channel scale and shift (default True).
+        track_running_stats: keep running statistics (default True); False gives no state
+            and batch statistics in both modes (BN-5).
+        dtype: torch's factory keyword, keyword-only (DTYPE-1).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from fnn import nn
+        >>> bn = nn.BatchNorm2d(1)
+        >>> params, state = bn.init(jax.random.key(0))
+        >>> x = jnp.array([[[[1.0, 3.0]]], [[[1.0, 3.0]]]])  # (2, 1, 1, 2): n = 4
+        >>> y, state = bn.apply(params, state, x, train=True)
+        >>> y.round(4).reshape(-1).tolist()
+        [-1.0, 1.0, -1.0, 1.0]
+        >>> state["running_mean"].round(4).tolist(), state["running_var"].round(4).tolist()
+        ([0.2], [1.0333])
+    """
+
+    _NDIMS = (4,)
 
 
 @dataclass(frozen=True)
