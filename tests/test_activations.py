@@ -23,6 +23,8 @@ from fnn.functional.activations import (
     prelu_backward,
     relu,
     relu_backward,
+    scaled_tanh,
+    scaled_tanh_backward,
     sigmoid,
     sigmoid_backward,
     softmax,
@@ -45,6 +47,8 @@ ELEMENTWISE = [
     (softplus, softplus_backward, {}),
     (softplus, softplus_backward, {"beta": 2.0, "threshold": 1.0}),
     (abs, abs_backward, {}),
+    (scaled_tanh, scaled_tanh_backward, {}),
+    (scaled_tanh, scaled_tanh_backward, {"amplitude": 2.0, "slope": 0.25}),
 ]
 SHAPES = [(7,), (2, 3, 5)]
 # the golden input of docs/semantics.md's activation rules (ACT-1..ACT-5)
@@ -184,6 +188,7 @@ def test_prelu_weight_gradient_is_sum_of_negative_part():
             lambda v: softplus(v, beta=2, threshold=1),
             [0.009074963959, 0.1566308438, 0.3465735903, 0.6566308438, 2, 25],
         ),  # ACT-5
+        (scaled_tanh, [-1.492938805, -0.5516837063, 0, 0.5516837063, 1.492938805, 1.7159]),  # ACT-9
     ],
 )
 def test_golden_values(x64, f, expected):
@@ -403,3 +408,30 @@ def test_logsumexp_over_several_dims(x64):
         )
     with pytest.raises(ValueError, match="more than once"):
         F.logsumexp(x, dim=(0, -3))
+
+
+def test_scaled_tanh_is_lecuns_squashing_function(x64):
+    # ACT-9: f(x) = 1.7159 tanh(2x/3) maps ±1 to ±1 (to 3e-6: 1.7159 is rounded), has gain
+    # A·S = 1.1439 at 0 and saturates at ±A; its derivative A·S·(1 − tanh²(Sx)) in closed form
+    v = jnp.array(V, jnp.float64)
+    np.testing.assert_allclose(scaled_tanh(jnp.array([1.0, -1.0], jnp.float64)), [1, -1], atol=3e-6)
+    want = 1.7159 * (2 / 3) * (1 - np.tanh(2 / 3 * np.asarray(V)) ** 2)
+    np.testing.assert_allclose(scaled_tanh_backward(jnp.ones_like(v), v), want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jax.grad(lambda x: scaled_tanh(x).sum())(v), want, rtol=1e-12, atol=1e-14)
+    assert float(scaled_tanh_backward(jnp.float64(1.0), jnp.float64(0.0))) == pytest.approx(1.1439333333)
+    # the paper's constants are one argument away: A tanh(S x) for any finite A, S
+    np.testing.assert_allclose(scaled_tanh(v, 2.0, 0.25), 2.0 * np.tanh(0.25 * np.asarray(V)), rtol=1e-12)
+
+
+def test_scaled_tanh_bad_constants_rejected():
+    from fnn import nn
+
+    x = jnp.ones(3)
+    with pytest.raises(TypeError, match="amplitude must be a finite Python number, got nan"):
+        scaled_tanh(x, float("nan"))
+    with pytest.raises(TypeError, match=r"slope must be a finite Python number, got Array"):
+        scaled_tanh(x, 1.0, jnp.float32(0.5))
+    with pytest.raises(TypeError, match="slope must be a finite Python number, got 'x'"):
+        nn.ScaledTanh(slope="x")
+    with pytest.raises(TypeError, match="input must have a floating dtype, got int32"):
+        scaled_tanh(jnp.ones(3, jnp.int32))

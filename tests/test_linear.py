@@ -1,11 +1,18 @@
-"""fnn.functional.affine: linear and flatten, manual backward vs jax.vjp, shapes and errors."""
+"""fnn.functional.affine: linear, flatten and unflatten, manual backward vs jax.vjp, shapes and errors."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn.functional.affine import flatten, flatten_backward, linear, linear_backward
+from fnn.functional.affine import (
+    flatten,
+    flatten_backward,
+    linear,
+    linear_backward,
+    unflatten,
+    unflatten_backward,
+)
 
 
 def _rand(seed, shape):
@@ -118,3 +125,57 @@ def test_flatten_bad_dims_rejected():
         ValueError, match=r"grad_output must have the forward output's shape \(2, 12\), got \(24,\)"
     ):
         flatten_backward(jnp.ones(24), x)
+
+
+@pytest.mark.parametrize(
+    "shape, dim, sizes, expected",
+    [
+        ((2, 784), 1, (1, 28, 28), (2, 1, 28, 28)),
+        ((2, 12), -1, (1, 3, -1), (2, 1, 3, 4)),
+        ((6, 5), 0, [2, 3], (2, 3, 5)),
+    ],
+)
+def test_unflatten_shapes_and_backward(x64, shape, dim, sizes, expected):
+    # FLAT-2: torch.unflatten's shapes (a -1 inferred), the elements in place, and the
+    # backward against jax.vjp and against flatten, its inverse
+    x = _rand(0, shape)
+    y = unflatten(x, dim, sizes)
+    assert y.shape == expected
+    np.testing.assert_array_equal(np.asarray(y).reshape(-1), np.asarray(x).reshape(-1))
+    g = _rand(1, expected)
+    (e,) = jax.vjp(lambda x: unflatten(x, dim, sizes), x)[1](g)
+    np.testing.assert_array_equal(unflatten_backward(g, x, dim, sizes), e)
+    np.testing.assert_array_equal(np.asarray(e).reshape(-1), np.asarray(g).reshape(-1))
+
+
+def test_unflatten_bad_sizes_rejected():
+    x = jnp.ones((2, 6))
+    with pytest.raises(ValueError, match=r"sizes \(4, -1\) do not multiply up to the size of dim 1 \(6\)"):
+        unflatten(x, 1, (4, -1))
+    with pytest.raises(ValueError, match=r"sizes \(2, 2\) do not multiply up to the size of dim -1 \(6\)"):
+        unflatten(x, -1, (2, 2))
+    with pytest.raises(ValueError, match="sizes must be a non-empty tuple of ints >= 0 with at most one -1"):
+        unflatten(x, 1, (-1, -1))
+    with pytest.raises(ValueError, match=r"sizes must be a non-empty .* got \(\)"):
+        unflatten(x, 1, ())
+    with pytest.raises(ValueError, match=r"sizes must be a non-empty .* got \(2, -3\)"):
+        unflatten(x, 1, (2, -3))
+    with pytest.raises(TypeError, match="sizes must be a tuple of ints, got 6"):
+        unflatten(x, 1, 6)
+    with pytest.raises(ValueError, match=r"dim must be in \[-2, 1\] for input of shape \(2, 6\), got 2"):
+        unflatten(x, 2, (6,))
+    with pytest.raises(ValueError, match="at least 1 dimension, got a 0-d input"):
+        unflatten(jnp.float32(1.0), 0, (1,))
+    with pytest.raises(ValueError, match=r"grad_output must have the forward output's shape \(2, 2, 3\)"):
+        unflatten_backward(jnp.ones((2, 6)), x, 1, (2, 3))
+
+
+def test_unflatten_layer_stores_a_list_as_a_tuple_and_checks_it():
+    from fnn import nn
+
+    layer = nn.Unflatten(1, [1, 28, 28])
+    assert layer.unflattened_size == (1, 28, 28) and hash(layer) == hash(nn.Unflatten(1, (1, 28, 28)))
+    with pytest.raises(TypeError, match="unflattened_size must be a tuple of ints, got 784"):
+        nn.Unflatten(1, 784)
+    with pytest.raises(TypeError, match=r"dim must be an int, got 1\.0"):
+        nn.Unflatten(1.0, (1, 28, 28))

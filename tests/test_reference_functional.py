@@ -81,6 +81,8 @@ SMOOTH = (
     "abs",
     "linear",
     "flatten",
+    "unflatten",
+    "scaled_tanh",
     "maxout",
     "layer_norm",
     "batch_norm",

@@ -1,6 +1,6 @@
 """Activations with PyTorch semantics, each with a hand-derived backward.
 
-Contract (docs/semantics.md, rules ACT-1..ACT-8):
+Contract (docs/semantics.md, rules ACT-1..ACT-9):
 - Every forward is plain `jax.numpy`, written so that `jax.grad` returns PyTorch's value at
   the kinks: relu'(0) = 0 (ACT-1), leaky_relu'(0) = slope (ACT-2), prelu'(0) = alpha
   (ACT-3), elu'(0) = alpha, i.e. 1 by default (ACT-4; torch's kernel takes the x <= 0
@@ -16,6 +16,7 @@ Contract (docs/semantics.md, rules ACT-1..ACT-8):
 - `maxout(input, pieces)` splits channel dim 1 of size out * pieces into contiguous
   groups (out, pieces); ties send the gradient to the first maximal piece, like torch's
   `x.max(dim)` (ACT-8).
+- `scaled_tanh(input, amplitude=1.7159, slope=2/3)`: A·tanh(S·x), LeCun 1998's (ACT-9).
 - Inputs must be floating: these are differentiable ops. Hyper-parameters (slope, alpha,
   beta, threshold, dim, pieces) are static Python numbers.
 
@@ -24,6 +25,8 @@ or a tuple in argument order for several differentiable inputs (prelu).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +39,7 @@ from fnn._checks import (
     check_grad_shape,
     check_same_shape,
     is_int,
+    is_real,
 )
 
 __all__ = [
@@ -55,6 +59,8 @@ __all__ = [
     "prelu_backward",
     "relu",
     "relu_backward",
+    "scaled_tanh",
+    "scaled_tanh_backward",
     "sigmoid",
     "sigmoid_backward",
     "softmax",
@@ -427,6 +433,68 @@ def tanh_backward(grad_output: jax.Array, input: jax.Array) -> jax.Array:
     check_backward_input(grad_output, input)
     t = jnp.tanh(input)
     return grad_output * (1 - t * t)
+
+
+def check_scaled_tanh(amplitude: float, slope: float) -> None:
+    """The one check of scaled_tanh's A and S (finite Python numbers), for ``nn.ScaledTanh`` too."""
+    for name, value in (("amplitude", amplitude), ("slope", slope)):
+        if not is_real(value) or not math.isfinite(value):
+            raise TypeError(f"{name} must be a finite Python number, got {value!r}")
+
+
+def scaled_tanh(input: jax.Array, amplitude: float = 1.7159, slope: float = 2 / 3) -> jax.Array:
+    """A·tanh(S·x), elementwise: LeCun et al. 1998's squashing function (ACT-9).
+
+    With the defaults A = 1.7159 and S = 2/3 (the paper's Appendix A), f(±1) = ±1, the
+    gain A·S ≈ 1.14 at 0 keeps unit-variance inputs near unit variance, and the second
+    derivative peaks near ±1, where the targets lie.
+
+    Args:
+        input: a floating array of any shape.
+        amplitude: A, the output's bound (default 1.7159).
+        slope: S, the input's scale (default 2/3).
+
+    Returns:
+        A·tanh(S·input), of the input's shape and dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.scaled_tanh(jnp.array([0.0, 1.0, -1.0])).round(4).tolist()
+        [0.0, 1.0, -1.0]
+    """
+    check_floating("input", input)
+    check_scaled_tanh(amplitude, slope)
+    return amplitude * jnp.tanh(slope * input)
+
+
+def scaled_tanh_backward(
+    grad_output: jax.Array, input: jax.Array, amplitude: float = 1.7159, slope: float = 2 / 3
+) -> jax.Array:
+    """Gradient of `scaled_tanh` with respect to its input.
+
+    y = A·t with t = tanh(S·x)  =>  dy/dx = A·S·(1 − t²) (the chain rule through S·x and
+    tanh' = 1 − tanh²).
+
+    Args:
+        grad_output: dL/dy, of the input's shape.
+        input: the forward's input x.
+        amplitude: the forward's A (default 1.7159).
+        slope: the forward's S (default 2/3).
+
+    Returns:
+        dL/dx, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.scaled_tanh_backward(jnp.ones(1), jnp.zeros(1)).round(4).tolist()
+        [1.1439]
+    """
+    check_backward_input(grad_output, input)
+    check_scaled_tanh(amplitude, slope)
+    t = jnp.tanh(slope * input)
+    return grad_output * (amplitude * slope) * (1 - t * t)
 
 
 def softplus(input: jax.Array, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:

@@ -6,19 +6,22 @@ Contract (docs/semantics.md, rules LIN-1, LIN-2, FLAT-1):
 - `flatten(input, start_dim=1, end_dim=-1)` merges dims start_dim..end_dim (FLAT-1). The
   default start_dim=1 is that of `torch.nn.Flatten` (keep the batch dim), not of
   `torch.flatten` (0). Negative dims count from the end; a 0-d input counts as 1-d, as in torch.
+- `unflatten(input, dim, sizes)` splits dim into `sizes`, one of which may be -1 (FLAT-2),
+  as `torch.unflatten`; flatten's inverse.
 - Shapes are checked at trace time; errors name the arguments and both shapes.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from fnn._checks import check_dim, check_floating, check_grad_shape
+from fnn._checks import check_dim, check_floating, check_grad_shape, is_int
 
-__all__ = ["flatten", "flatten_backward", "linear", "linear_backward"]
+__all__ = ["flatten", "flatten_backward", "linear", "linear_backward", "unflatten", "unflatten_backward"]
 
 
 def _check_linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None) -> None:
@@ -162,4 +165,82 @@ def flatten_backward(
     """
     expected = _flat_shape(tuple(jnp.shape(input)), start_dim, end_dim)
     check_grad_shape(grad_output, expected)
+    return jnp.reshape(grad_output, jnp.shape(input))
+
+
+def check_sizes(sizes: Any, name: str = "sizes") -> tuple[int, ...]:
+    """``sizes`` of unflatten (a non-empty tuple or list of ints >= 0, at most one -1) as a
+    tuple; the one check of the argument, for ``unflatten`` and ``nn.Unflatten``.
+
+    >>> check_sizes([1, 28, -1])
+    (1, 28, -1)
+    """
+    if not isinstance(sizes, (tuple, list)) or not all(is_int(s) for s in sizes):
+        raise TypeError(f"{name} must be a tuple of ints, got {sizes!r}")
+    if not sizes or not all(s >= -1 for s in sizes) or list(sizes).count(-1) > 1:
+        raise ValueError(f"{name} must be a non-empty tuple of ints >= 0 with at most one -1, got {sizes!r}")
+    return tuple(int(s) for s in sizes)
+
+
+def _unflat_shape(shape: tuple[int, ...], dim: int, sizes: tuple[int, ...]) -> tuple[int, ...]:
+    if not shape:
+        raise ValueError("unflatten needs an input with at least 1 dimension, got a 0-d input")
+    d = check_dim("dim", dim, len(shape), shape)
+    sizes = check_sizes(sizes)
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes and known > 0 and shape[d] % known == 0:
+        sizes = tuple(shape[d] // known if s == -1 else s for s in sizes)
+    if -1 in sizes or math.prod(sizes) != shape[d]:
+        raise ValueError(
+            f"sizes {sizes} do not multiply up to the size of dim {dim} ({shape[d]}) "
+            f"of the input of shape {shape}"
+        )
+    return (*shape[:d], *sizes, *shape[d + 1 :])
+
+
+def unflatten(input: jax.Array, dim: int, sizes: tuple[int, ...]) -> jax.Array:
+    """Split dim ``dim`` into ``sizes`` (FLAT-2: torch.unflatten; flatten's inverse).
+
+    Args:
+        input: an array with at least one dimension.
+        dim: the dim to split (negative counts from the end).
+        sizes: the new dims' sizes, whose product is the size of ``dim``; one of them may
+            be -1, inferred from the others.
+
+    Returns:
+        The same elements, reshaped.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.unflatten(jnp.zeros((2, 784)), 1, (1, 28, -1)).shape
+        (2, 1, 28, 28)
+    """
+    return jnp.reshape(input, _unflat_shape(tuple(jnp.shape(input)), dim, sizes))
+
+
+def unflatten_backward(
+    grad_output: jax.Array, input: jax.Array, dim: int, sizes: tuple[int, ...]
+) -> jax.Array:
+    """Gradient of `unflatten` with respect to its input.
+
+    Like flatten, unflatten only relabels the elements of a row-major array, so its
+    Jacobian is the identity on the flat data: dL/dx = reshape(g, x.shape).
+
+    Args:
+        grad_output: dL/dy, of the forward output's shape.
+        input: the forward's input x.
+        dim: the forward's dim.
+        sizes: the forward's sizes.
+
+    Returns:
+        dL/dx, of the input's shape.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import fnn.functional as F
+        >>> F.unflatten_backward(jnp.ones((2, 1, 28, 28)), jnp.zeros((2, 784)), 1, (1, 28, 28)).shape
+        (2, 784)
+    """
+    check_grad_shape(grad_output, _unflat_shape(tuple(jnp.shape(input)), dim, sizes))
     return jnp.reshape(grad_output, jnp.shape(input))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from fnn import functional as F
 from fnn._checks import check_int
-from fnn.functional.activations import check_pieces
+from fnn.functional.activations import check_pieces, check_scaled_tanh
 from fnn.nn.base import Elementwise, Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Maxout",
     "PReLU",
     "ReLU",
+    "ScaledTanh",
     "Sigmoid",
     "Softmax",
     "Softplus",
@@ -142,6 +143,36 @@ class Tanh(Elementwise):
 
     def _backward(self, x, g):
         return F.tanh_backward(g, x)
+
+
+@dataclass(frozen=True)
+class ScaledTanh(Elementwise):
+    """A·tanh(S·x) elementwise, LeCun et al. 1998's squashing function (ACT-9); torch.nn has
+    none. The defaults A = 1.7159, S = 2/3 give f(±1) = ±1.
+
+    Args:
+        amplitude: A, the output's bound (default 1.7159).
+        slope: S, the input's scale (default 2/3).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> y, _ = nn.ScaledTanh().apply({}, {}, jnp.array([0.0, 1.0, 10.0]), train=False)
+        >>> y.round(4).tolist()
+        [0.0, 1.0, 1.7159]
+    """
+
+    amplitude: float = 1.7159
+    slope: float = 2 / 3
+
+    def __post_init__(self):
+        check_scaled_tanh(self.amplitude, self.slope)  # the same messages as F.scaled_tanh
+
+    def _forward(self, x):
+        return F.scaled_tanh(x, self.amplitude, self.slope)
+
+    def _backward(self, x, g):
+        return F.scaled_tanh_backward(g, x, self.amplitude, self.slope)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Linear and Flatten layers (LIN-1, LIN-2, FLAT-1)."""
+"""Linear, Flatten and Unflatten layers (LIN-1, LIN-2, FLAT-1, FLAT-2)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import jax
 from fnn import functional as F
 from fnn import init as initializers
 from fnn._checks import check_int
+from fnn.functional.affine import check_sizes
 from fnn.nn.base import Elementwise, Layer, canonical_dtype, check_input_dtype, require_dtype_available
 
-__all__ = ["Flatten", "Linear"]
+__all__ = ["Flatten", "Linear", "Unflatten"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,38 @@ class Flatten(Elementwise):
 
     def _backward(self, x, g):
         return F.flatten_backward(g, x, self.start_dim, self.end_dim)
+
+
+@dataclass(frozen=True)
+class Unflatten(Elementwise):
+    """torch.nn.Unflatten: splits dim ``dim`` into ``unflattened_size`` (FLAT-2).
+
+    ``Unflatten(1, (1, 28, 28))`` turns a batch of 784-pixel rows into (N, 1, 28, 28) images,
+    the input of a Conv2d.
+
+    Args:
+        dim: the dim to split (negative counts from the end).
+        unflattened_size: the new dims' sizes (a tuple, or a list stored as a tuple); one
+            may be -1, inferred from the others.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from fnn import nn
+        >>> y, _ = nn.Unflatten(1, (1, 28, 28)).apply({}, {}, jnp.zeros((2, 784)), train=False)
+        >>> y.shape
+        (2, 1, 28, 28)
+    """
+
+    dim: int
+    unflattened_size: tuple[int, ...]
+
+    def __post_init__(self):
+        check_int("dim", self.dim)  # its range is checked against the input's ndim in apply
+        # a list (as torch accepts) would make the spec unhashable: stored as a tuple
+        object.__setattr__(self, "unflattened_size", check_sizes(self.unflattened_size, "unflattened_size"))
+
+    def _forward(self, x):
+        return F.unflatten(x, self.dim, self.unflattened_size)
+
+    def _backward(self, x, g):
+        return F.unflatten_backward(g, x, self.dim, self.unflattened_size)

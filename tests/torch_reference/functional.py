@@ -33,6 +33,8 @@ The torch reference of each op is the torch function of the same name with the s
 arguments, except:
 - maxout: torch has none; the reference is `x.view(N, C // pieces, pieces, *rest).max(dim=2)
   .values`, whose gradient goes to the first maximal piece on ties (ACT-8).
+- scaled_tanh: torch has none; the reference is `amplitude * torch.tanh(slope * x)` (ACT-9).
+- unflatten: torch.unflatten with the same dim and sizes (FLAT-2).
 - logsumexp: torch.logsumexp with the same dim (fnn's default dim=-1 is written out).
 - batch_norm with momentum=None (cumulative average, BN-3): torch.nn.functional.batch_norm
   takes no None, so the reference is a torch.nn.BatchNorm1d(momentum=None) module whose
@@ -138,6 +140,10 @@ def add(api, name, x, kwargs, ref, rng, diff=(), extra=None):
 # ----------------------------------------------------------------------------- activations
 
 
+def scaled_tanh(x, kw):
+    return kw["amplitude"] * torch.tanh(kw["slope"] * x)  # ACT-9: LeCun 1998's A tanh(S x)
+
+
 def activations():
     # ACT-1..5, ACT-7: one elementwise input per case, with every special value planted.
     unary = [
@@ -155,6 +161,8 @@ def activations():
         ("softplus", {"beta": 2.0, "threshold": 20.0}, lambda x, kw: TF.softplus(x, **kw)),
         ("softplus", {"beta": 2.0, "threshold": 1.0}, lambda x, kw: TF.softplus(x, **kw)),
         ("softplus", {"beta": 0.5, "threshold": 0.0}, lambda x, kw: TF.softplus(x, **kw)),
+        ("scaled_tanh", {"amplitude": 1.7159, "slope": 2 / 3}, scaled_tanh),
+        ("scaled_tanh", {"amplitude": 2.0, "slope": 0.25}, scaled_tanh),
     ]
     for op, kw, ref in unary:
         name = op + "".join(f"-{k}={v}" for k, v in kw.items())
@@ -288,6 +296,18 @@ def linear_flatten():
             rng.normal(size=shape),
             {"start_dim": s, "end_dim": e},
             lambda x, kw: torch.flatten(x, kw["start_dim"], kw["end_dim"]),
+            rng,
+        )
+    # FLAT-2: torch.unflatten, sizes with and without an inferred -1, negative dims.
+    for shape, d, sizes in [((2, 6), 1, [2, 3]), ((2, 12), -1, [1, 3, -1]), ((3, 4, 2), 0, [3, 1])]:
+        name = f"unflatten-{shape}-dim={d}-sizes={sizes}"
+        rng = rng_for(name)
+        add(
+            "fnn.functional.unflatten",
+            name,
+            rng.normal(size=shape),
+            {"dim": d, "sizes": sizes},
+            lambda x, kw: torch.unflatten(x, kw["dim"], kw["sizes"]),
             rng,
         )
 

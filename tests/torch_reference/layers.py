@@ -35,6 +35,8 @@ Steps run in order on one module; parameters do not change between steps, buffer
 Torch counterparts: the torch.nn module of the same name with the same arguments, except
 - PReLU: fnn's init_value is torch's init.
 - Abs: torch.nn has none; the reference is torch.abs.
+- ScaledTanh(amplitude, slope): torch.nn has none; the reference is
+  `amplitude * torch.tanh(slope * x)` (ACT-9).
 - Maxout(pieces): torch.nn has none; the reference is `x.view(N, C // pieces, pieces, *rest)
   .max(dim=2).values` (the first maximal piece gets a tie's gradient, ACT-8).
 - Dropout in training with 0 < p < 1: torch's generator differs from JAX's, so the step
@@ -66,6 +68,15 @@ class Abs(T.Module):
         return torch.abs(x)
 
 
+class ScaledTanh(T.Module):
+    def __init__(self, amplitude, slope):
+        super().__init__()
+        self.amplitude, self.slope = amplitude, slope
+
+    def forward(self, x):
+        return self.amplitude * torch.tanh(self.slope * x)
+
+
 class Maxout(T.Module):
     def __init__(self, pieces):
         super().__init__()
@@ -85,6 +96,8 @@ def torch_module(api, kw):
         return Abs()
     if name == "Maxout":
         return Maxout(kw["pieces"])
+    if name == "ScaledTanh":
+        return ScaledTanh(kw["amplitude"], kw["slope"])
     if name == "PReLU":
         return T.PReLU(kw["num_parameters"], init=kw["init_value"])
     return getattr(T, name)(**kw)
@@ -259,6 +272,9 @@ def cases():
     add(layer("PReLU", num_parameters=3, init_value=0.1), "PReLU-3-3d", (2, 3, 4), TRAIN_EVAL)
     add(layer("Flatten", start_dim=1, end_dim=-1), "Flatten", (2, 3, 2), TRAIN_EVAL)
     add(layer("Flatten", start_dim=0, end_dim=-2), "Flatten-0-to-2", (2, 3, 2), TRAIN_EVAL)
+    # ACT-9, FLAT-2
+    add(layer("ScaledTanh", amplitude=1.7159, slope=2 / 3), "ScaledTanh", (3, 4), TRAIN_EVAL)
+    add(layer("Unflatten", dim=1, unflattened_size=[1, 2, -1]), "Unflatten", (2, 6, 2), TRAIN_EVAL)
 
     # Whole networks (layers with their default options), in training and eval.
     mlp = layer(
