@@ -63,11 +63,29 @@ from fnn.functional.losses import (
     smooth_l1_loss_backward,
 )
 from fnn.functional.normalization import batch_norm, batch_norm_backward, layer_norm, layer_norm_backward
+from fnn.functional.pooling import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    avg_pool1d,
+    avg_pool1d_backward,
+    avg_pool2d,
+    avg_pool2d_backward,
+    max_pool1d,
+    max_pool1d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 from fnn.functional.stochastic import dropout, dropout2d, dropout2d_backward, dropout_backward, dropout_mask
 
 __all__ = [
     "abs",
     "abs_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "avg_pool1d",
+    "avg_pool1d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
     "backward_of",
     "batch_norm",
     "batch_norm_backward",
@@ -100,6 +118,10 @@ __all__ = [
     "log_softmax_backward",
     "logsumexp",
     "logsumexp_backward",
+    "max_pool1d",
+    "max_pool1d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
     "maxout",
     "maxout_backward",
     "mse_loss",

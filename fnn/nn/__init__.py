@@ -35,12 +35,16 @@ from fnn.nn.losses import (
     as_loss,
 )
 from fnn.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from fnn.nn.pooling import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from fnn.nn.sequential import Sequential, num_params
 
 __all__ = [
     "DTYPES",
     "ELU",
     "Abs",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
@@ -60,6 +64,8 @@ __all__ = [
     "LogSoftmax",
     "Loss",
     "MSELoss",
+    "MaxPool1d",
+    "MaxPool2d",
     "Maxout",
     "NLLLoss",
     "PReLU",
