@@ -1,5 +1,5 @@
-"""batch_norm / layer_norm: torch golden values (docs/semantics.md), rules BN-1..BN-8,
-manual backward vs jax.vjp in float64, jit, and bad input."""
+"""batch_norm / layer_norm: torch golden values (docs/semantics.md), rules BN-1..BN-8 and
+BN2D-1..2 ((N, C, *) inputs), manual backward vs jax.vjp in float64, jit, and bad input."""
 
 import jax
 import jax.numpy as jnp
@@ -166,6 +166,69 @@ def test_three_dim_input_equals_flattened_two_dim(x64):
     np.testing.assert_allclose(jnp.transpose(y3e, (0, 2, 1)).reshape(15, 4), y2e, rtol=1e-12)
 
 
+def _np_bn_train(x, rm, rv, w, b, m):
+    """numpy closed form of BN2D-1 on (N, C, *): per-channel stats over every other axis."""
+    axes = (0, *range(2, x.ndim))
+    cshape = (1, -1) + (1,) * (x.ndim - 2)
+    n = x.size // x.shape[1]
+    mean, var = x.mean(axes), x.var(axes)
+    y = (x - mean.reshape(cshape)) / np.sqrt(var.reshape(cshape) + 1e-5) * w.reshape(cshape) + b.reshape(
+        cshape
+    )
+    return y, (1 - m) * rm + m * mean, (1 - m) * rv + m * var * n / (n - 1)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 2, 3), (2, 3, 2, 2, 2)])
+def test_nd_input_running_stats_and_eval_match_numpy(x64, shape):
+    # BN2D-1: statistics per channel over N and every spatial position, n = N·prod(*); the
+    # running variance is unbiased with that n (BN-2); momentum=None averages (BN-3); eval
+    # uses the buffers (BN-4).
+    rng = np.random.default_rng(len(shape))
+    c = shape[1]
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = np.zeros(c), np.ones(c)
+    frm, frv = jnp.asarray(rm), jnp.asarray(rv)
+    cm, cv = frm, frv
+    xs = [rng.standard_normal(shape) * (t + 1) + 3 * t for t in range(3)]
+    for t, x in enumerate(xs):
+        y, frm, frv = batch_norm(jnp.asarray(x), frm, frv, jnp.asarray(w), jnp.asarray(b), training=True)
+        want_y, rm, rv = _np_bn_train(x, rm, rv, w, b, 0.1)
+        np.testing.assert_allclose(y, want_y, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(frm, rm, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(frv, rv, rtol=1e-12)
+        _, cm, cv = batch_norm(jnp.asarray(x), cm, cv, training=True, momentum=None, num_batches_tracked=t)
+    axes = (0, *range(2, len(shape)))
+    np.testing.assert_allclose(cm, np.mean([x.mean(axes) for x in xs], 0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cv, np.mean([x.var(axes, ddof=1) for x in xs], 0), rtol=1e-12)
+    cshape = (1, -1) + (1,) * (len(shape) - 2)
+    y, erm, erv = batch_norm(jnp.asarray(xs[0]), frm, frv, jnp.asarray(w), jnp.asarray(b))
+    want = (xs[0] - rm.reshape(cshape)) / np.sqrt(rv.reshape(cshape) + 1e-5) * w.reshape(cshape) + b.reshape(
+        cshape
+    )
+    np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-12)
+    assert erm is frm and erv is frv
+
+
+def test_four_dim_input_equals_the_three_dim_input_it_flattens_to(x64):
+    # BN2D-1: (N, C, H, W) normalizes as (N, C, H·W) does (BN-1's (N, C, L) case), forward,
+    # running stats and backward, to rounding (4-D takes the one-pass sums, 3-D the two-pass).
+    rng = np.random.default_rng(3)
+    x, dy = (jnp.asarray(rng.standard_normal((3, 4, 2, 5)) + 2) for _ in "xd")
+    p = {k: v + 0.2 * jnp.asarray(rng.standard_normal(4)) for k, v in _fresh(4).items()}
+    p["running_var"] = jnp.abs(p["running_var"])
+    for training in (True, False):
+        four = batch_norm(x, **p, training=training)
+        three = batch_norm(x.reshape(3, 4, 10), **p, training=training)
+        np.testing.assert_allclose(four[0].reshape(3, 4, 10), three[0], rtol=1e-12, atol=1e-13)
+        for a, e in zip(four[1:], three[1:], strict=True):
+            np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-14)
+        g4 = batch_norm_backward(dy, x, **p, training=training)
+        g3 = batch_norm_backward(dy.reshape(3, 4, 10), x.reshape(3, 4, 10), **p, training=training)
+        np.testing.assert_allclose(g4[0].reshape(3, 4, 10), g3[0], rtol=1e-11, atol=1e-12)
+        for a, e in zip(g4[1:], g3[1:], strict=True):
+            np.testing.assert_allclose(a, e, rtol=1e-11, atol=1e-12)
+
+
 def test_running_update_carries_no_gradient(x64):
     p = _fresh()
 
@@ -195,6 +258,8 @@ def test_training_with_one_value_per_channel_raises():
         batch_norm(jnp.ones((1, 3)), **p, training=True)
     with pytest.raises(ValueError, match=msg):  # BN-7, n = N·L = 1
         batch_norm(jnp.ones((1, 3, 1)), **p, training=True)
+    with pytest.raises(ValueError, match=msg):  # BN2D-1, n = N·H·W = 1
+        batch_norm(jnp.ones((1, 3, 1, 1)), **p, training=True)
     with pytest.raises(ValueError, match=msg):
         batch_norm_backward(jnp.ones((1, 3)), jnp.ones((1, 3)), **p, training=True)
     # torch's module also normalizes with batch stats in eval when it has no buffers (BN-5)
@@ -229,6 +294,41 @@ def test_batch_norm_backward_matches_vjp(x64, shape, training, affine, track):
     rv = jax.random.uniform(ks[5], (c,), jnp.float64, 0.5, 2.0) if track else None
 
     # Both sides in one compiled program (eagerly, every op would compile on its own).
+    @fast_jit
+    def both(x, dy, w, b, rm, rv):
+        _, vjp = jax.vjp(lambda x, w, b: batch_norm(x, rm, rv, w, b, training=training)[0], x, w, b)
+        return vjp(dy), batch_norm_backward(dy, x, rm, rv, w, b, training=training)
+
+    expected, got = both(x, dy, w, b, rm, rv)
+    for e, g in zip(expected, got, strict=True):
+        if e is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "shape,training,affine,track",
+    [
+        ((3, 2, 3, 2), True, True, True),
+        ((3, 2, 3, 2), False, True, True),
+        ((3, 2, 3, 2), False, False, False),
+        ((2, 3, 2, 1, 2), True, False, True),
+        ((2, 3, 2, 1, 2), False, True, True),
+    ],
+)
+def test_batch_norm_backward_matches_vjp_on_4d_and_5d_input(x64, shape, training, affine, track):
+    # BN2D-2: the same derivation with sums over N and every spatial dim; 4-D and up take the
+    # one-pass sums of fnn/_fast/batch_norm.py, jax.vjp differentiates the forward's.
+    rng = np.random.default_rng(len(shape) * 8 + 4 * training + 2 * affine + track)
+    c = shape[1]
+    x = jnp.asarray(rng.standard_normal(shape) * 2 + 0.5)
+    dy = jnp.asarray(rng.standard_normal(shape))
+    w, b = (jnp.asarray(rng.standard_normal(c)) for _ in "wb") if affine else (None, None)
+    rm, rv = (
+        (jnp.asarray(rng.standard_normal(c)), jnp.asarray(rng.uniform(0.5, 2, c))) if track else (None, None)
+    )
+
     @fast_jit
     def both(x, dy, w, b, rm, rv):
         _, vjp = jax.vjp(lambda x, w, b: batch_norm(x, rm, rv, w, b, training=training)[0], x, w, b)

@@ -18,6 +18,9 @@ Contract (docs/semantics.md, rules BN-1..BN-8, BN2D-1..BN2D-2):
   torch's BatchNorm1d module this includes eval with track_running_stats=False, which also
   normalizes with batch statistics; eval with buffers and N = 1 is fine.
 - The running-statistics update is wrapped in `stop_gradient`: buffers carry no gradient.
+- Inputs of 4 or more dims take the per-channel sums of the forward and the backward in one
+  pass over the data (`fnn/_fast/batch_norm.py`, about a per-channel pivot): the same values
+  to rounding as the two-pass form written here, which (N, C) and (N, C, L) keep exactly.
 
 `layer_norm` follows torch.nn.functional.layer_norm: normalize over the trailing dims given
 by `normalized_shape` (int or tuple) with the biased variance; weight/bias have that shape.
@@ -33,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from fnn._checks import check_floating, check_positive, check_range, check_same_shape, is_int
+from fnn._fast import batch_norm as _fast_bn
 
 __all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"]
 
@@ -97,6 +101,8 @@ def _bn_stats(
 ) -> tuple[jax.Array, jax.Array]:
     """(mean, variance) per channel used to normalize: batch (biased var, BN-1) or running (BN-4)."""
     x = jnp.asarray(input)
+    if use_batch_stats and x.ndim >= 4:  # the same values, one pass over x (BN2D-1)
+        return _fast_bn.batch_stats(x, axes)
     if use_batch_stats:
         mean = jnp.mean(x, axis=axes)
         var = jnp.mean(jnp.square(x - _per_channel(mean, x.ndim)), axis=axes)
@@ -226,7 +232,7 @@ def batch_norm_backward(
         >>> dx.tolist(), dw.tolist(), db.tolist()
         ([[0.2041], [-0.4082], [0.2041]], [-1.2247], [1.0])
     """
-    axes, _, use_batch_stats = _bn_setup(
+    axes, n, use_batch_stats = _bn_setup(
         input, running_mean, running_var, weight, bias, training, momentum, eps
     )
     check_same_shape("grad_output", grad_output, "input", input)
@@ -235,14 +241,21 @@ def batch_norm_backward(
     r = _per_channel(jax.lax.rsqrt(var + eps), x.ndim)
     x_hat = (x - _per_channel(mean, x.ndim)) * r
     gamma = 1.0 if weight is None else _per_channel(jnp.asarray(weight), x.ndim)
+    if x.ndim >= 4:  # Σ dy and Σ dy·x̂ = r·Σ dy·(x − μ) in one pass over dy and x (BN2D-2)
+        s_dy, s_dyxc = _fast_bn.backward_sums(dy, x, axes, mean)
+        s_dyx = s_dyxc * jax.lax.rsqrt(var + eps)
+        dy_mean, dyx_mean = _per_channel(s_dy / n, x.ndim), _per_channel(s_dyx / n, x.ndim)
+    else:
+        s_dy, s_dyx = jnp.sum(dy, axis=axes), jnp.sum(dy * x_hat, axis=axes)
+        if use_batch_stats:
+            dy_mean = jnp.mean(dy, axis=axes, keepdims=True)
+            dyx_mean = jnp.mean(dy * x_hat, axis=axes, keepdims=True)
     if use_batch_stats:
-        dy_mean = jnp.mean(dy, axis=axes, keepdims=True)
-        dyx_mean = jnp.mean(dy * x_hat, axis=axes, keepdims=True)
         grad_input = gamma * r * (dy - dy_mean - x_hat * dyx_mean)
     else:
         grad_input = gamma * r * dy
-    grad_weight = None if weight is None else jnp.sum(dy * x_hat, axis=axes)
-    grad_bias = None if bias is None else jnp.sum(dy, axis=axes)
+    grad_weight = None if weight is None else s_dyx
+    grad_bias = None if bias is None else s_dy
     return grad_input, grad_weight, grad_bias
 
 
