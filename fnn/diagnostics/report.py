@@ -15,7 +15,10 @@ script and no external stylesheet, font or URL.
 - ``confusion-matrix``: test-set counts, true class by row, predicted class by column;
 - ``wrong-predictions``: the misclassified test images the model was surest of (softmax
   probability of the predicted class), most confident first, ties by lower test index;
-- ``weight-templates``: the first Linear layer's rows as 28×28 images when it has 784 inputs.
+- ``weight-templates``: the first Linear layer's rows as 28×28 images when it has 784 inputs;
+- ``conv-filters``: the first convolution's kernels, one image per output channel;
+- ``activation-maps``: test image 0 and its feature maps after the first conv block (the
+  first convolution and the BatchNorm and activation right after it), one per channel.
 
 A missing ``history.json`` or ``diagnostics.json`` makes its sections say so; a missing
 directory, config or checkpoint, or malformed JSON, raises ``fnn.runs.RunError``. Every text
@@ -37,7 +40,7 @@ import numpy as np
 
 from fnn import data, nn, runs
 from fnn._checks import is_int, is_real
-from fnn.diagnostics import rules, svg
+from fnn.diagnostics import probes, rules, svg
 from fnn.train import predict
 
 __all__ = ["SECTIONS", "write_report"]
@@ -50,6 +53,8 @@ SECTIONS = (
     "confusion-matrix",
     "wrong-predictions",
     "weight-templates",
+    "conv-filters",
+    "activation-maps",
 )
 CLASS_NAMES = {"mnist": data.MNIST_CLASSES, "fashion-mnist": data.FASHION_MNIST_CLASSES}
 
@@ -83,6 +88,7 @@ figure { margin: 0; text-align: center; font-size: 0.78em; }
 figure img { image-rendering: pixelated; border: 1px solid #ccc; display: block; margin: 0 auto; }
 figure.wrong { width: 115px; }
 figure.template { width: 90px; }
+figure.filter, figure.map { min-width: 64px; }
 .diagnosis-list td.message { max-width: 560px; }
 .rule { font-family: monospace; white-space: nowrap; }
 .missing { color: #8a4b00; background: #fff6e5; border: 1px solid #f0d9b0; padding: 8px 12px; }
@@ -465,6 +471,144 @@ def _templates(model, params, config: dict, count: int) -> str:
     )
 
 
+# --- convolutions --------------------------------------------------------------------
+
+
+class _Flat(NamedTuple):
+    """One leaf layer of a model, nested Sequentials opened: its path ("3" or "1.0"), spec,
+    params and state."""
+
+    path: str
+    layer: Any
+    params: Any
+    state: Any
+
+
+def _flat_layers(model, params, state, prefix: str = "") -> list[_Flat]:
+    if not isinstance(model, nn.Sequential):
+        return [_Flat(prefix.rstrip(".") or "0", model, params, state)]
+    out = []
+    for i, (layer, p, st) in enumerate(zip(model.layers, params, state, strict=True)):
+        out += (
+            _flat_layers(layer, p, st, f"{prefix}{i}.")
+            if isinstance(layer, nn.Sequential)
+            else [_Flat(f"{prefix}{i}", layer, p, st)]
+        )
+    return out
+
+
+def _first_conv(flat: list[_Flat]) -> int | None:
+    return next((i for i, f in enumerate(flat) if probes.layer_kind(f.layer) == "conv"), None)
+
+
+def _kernel_image(w: np.ndarray) -> np.ndarray:
+    """One output channel's kernels (in, kh, kw) side by side as RGB, 1-px grey gaps between
+    input channels, on one scale: ±max |w| of the channel."""
+    rgb = svg.diverging_rgb(w, float(np.max(np.abs(w))))
+    gap = np.full((w.shape[1], 1, 3), 200, np.uint8)
+    parts = [p for c in range(w.shape[0]) for p in ((gap,) if c else ()) + (rgb[c],)]
+    return np.concatenate(parts, axis=1)
+
+
+def _img(pixels: np.ndarray, height: int, alt: str) -> str:
+    """An inline PNG drawn ``height`` px high (pixelated), its width in proportion."""
+    h, w = pixels.shape[:2]
+    return (
+        f'<img src="{svg.png_data_uri(pixels)}" width="{max(1, round(height * w / h))}" '
+        f'height="{height}" alt="{_e(alt)}">'
+    )
+
+
+def _conv_filters(model, params, state, count: int) -> str:
+    """The first convolution's weight (out, in/groups, k...) as one image per output channel."""
+    flat = _flat_layers(model, params, state)
+    first = _first_conv(flat)
+    if first is None:
+        return '<p class="note">The model has no convolution layer: no filters to draw.</p>'
+    f = flat[first]
+    w = np.asarray(f.params["weight"], np.float64)
+    w = w.reshape(w.shape[:2] + (1,) * (4 - w.ndim) + w.shape[2:])  # Conv1d: 1×k kernels
+    shown = w[:count]
+    figures = []
+    for o, kernels in enumerate(shown):
+        scale = float(np.max(np.abs(kernels)))
+        figures.append(
+            f'<figure class="filter" data-channel="{o}">'
+            f"{_img(_kernel_image(kernels), 60, f'filter of output channel {o}')}"
+            f"<figcaption>channel {o}<br>±{scale:.2g}</figcaption></figure>"
+        )
+    n_in, kh, kw = w.shape[1:]
+    more = f"the first {len(shown)} of {w.shape[0]}" if w.shape[0] > len(shown) else f"all {w.shape[0]}"
+    per = "" if n_in == 1 else f", its {n_in} input channels' kernels side by side (grey gaps)"
+    return (
+        f'<p class="note">Layer {_e(f.path)} {_e(probes.layer_name(f.layer))}: {more} output '
+        f"channels' {kh}×{kw} kernels, one image per output channel{per}. Red: a bright input "
+        "pixel there raises the channel's output; blue: lowers it; white: 0. Each image has its own "
+        "scale, ±(largest |weight|) printed under it.</p>"
+        f'<div class="grid" id="filter-grid">{"".join(figures)}</div>'
+    )
+
+
+def _block_end(flat: list[_Flat], first: int) -> int:
+    """The last layer of the first conv block: the conv, then BatchNorm layers, up to and
+    including the first activation (or the conv itself when something else follows)."""
+    end = first
+    for j in range(first + 1, len(flat)):
+        kind = probes.layer_kind(flat[j].layer)
+        if kind == "batchnorm":
+            end = j
+        elif kind in rules.ACTIVATION_KINDS:
+            return j
+        else:
+            break
+    return end
+
+
+def _feature_maps(flat: list[_Flat], end: int, x: np.ndarray) -> np.ndarray:
+    """The eval-mode output of layers 0..end on a batch of one, as (C, H, W) maps."""
+    h = x
+    for f in flat[: end + 1]:
+        h, _ = f.layer.apply(f.params, f.state, h, train=False)
+    a = np.asarray(h, np.float64)[0]
+    return a.reshape(a.shape[0], 1, -1) if a.ndim == 2 else a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def _activation_maps(model, params, state, x: np.ndarray, y: np.ndarray, config: dict, count: int) -> str:
+    """Test image 0 and the first conv block's feature maps for it, one per channel."""
+    flat = _flat_layers(model, params, state)
+    first = _first_conv(flat)
+    if first is None:
+        return '<p class="note">The model has no convolution layer: no feature maps to draw.</p>'
+    end = _block_end(flat, first)
+    maps = _feature_maps(flat, end, np.asarray(x[:1]))
+    scale = float(np.max(np.abs(maps)))
+    names = CLASS_NAMES.get(config.get("dataset"), ())
+    label = _e(names[int(y[0])]) if int(y[0]) < len(names) else _e(int(y[0]))
+    image = _as_images(np.asarray(x[:1], np.float64), config.get("dataset", ""))
+    figures = (
+        [f'<figure class="map input">{_img(image[0], 84, "test image 0")}<figcaption>input<br>'
+         f"true <b>{label}</b></figcaption></figure>"]
+        if image is not None
+        else []
+    )  # fmt: skip
+    for c, m in enumerate(maps[:count]):
+        top = float(np.max(np.abs(m)))
+        size = "all 0" if top == 0 else f"max |a| {top:.2g}"
+        figures.append(
+            f'<figure class="map" data-channel="{c}">{_img(svg.diverging_rgb(m, scale), 84, f"channel {c}")}'
+            f"<figcaption>channel {c}<br>{size}</figcaption></figure>"
+        )
+    layers = ", ".join(f"{f.path} {probes.layer_name(f.layer)}" for f in flat[first : end + 1])
+    more = f"the first {min(count, len(maps))} of {len(maps)}" if len(maps) > count else f"all {len(maps)}"
+    return (
+        f'<p class="note">Test image 0 through the first conv block ({_e(layers)}) in eval mode: '
+        f"{more} channels' {maps.shape[1]}×{maps.shape[2]} maps. One scale for every map, "
+        f"±{scale:.3g}: red positive, blue negative, white 0 (an all-white map is a channel that does "
+        "not respond to this image).</p>"
+        f'<div class="grid" id="activation-grid">{"".join(figures)}</div>'
+    )
+
+
 # --- the report ----------------------------------------------------------------------
 
 
@@ -538,6 +682,7 @@ def write_report(
     data_dir: str | None = None,
     max_wrong: int = 24,
     max_templates: int = 60,
+    max_channels: int = 64,
 ) -> str:
     """Write the self-contained HTML report of a run directory (see the module docstring).
 
@@ -548,6 +693,7 @@ def write_report(
         data_dir: overrides the config's Fashion-MNIST directory.
         max_wrong: how many confidently wrong test images to show (>= 1).
         max_templates: how many first-layer weight templates to show (>= 1).
+        max_channels: how many first-conv filters and feature maps to show (>= 1).
 
     Returns:
         The path of the written file.
@@ -555,10 +701,14 @@ def write_report(
     Raises:
         fnn.runs.RunError: a missing directory, config or checkpoint, malformed JSON, or a
             diagnostics/history file of the wrong shape.
-        ValueError: ``max_wrong`` or ``max_templates`` below 1, or a checkpoint that does not
-            match the config's model.
+        ValueError: ``max_wrong``, ``max_templates`` or ``max_channels`` below 1, or a
+            checkpoint that does not match the config's model.
     """
-    for name, value in (("max_wrong", max_wrong), ("max_templates", max_templates)):
+    for name, value in (
+        ("max_wrong", max_wrong),
+        ("max_templates", max_templates),
+        ("max_channels", max_channels),
+    ):
         if not is_int(value) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     run_dir = os.fspath(run_dir)
@@ -569,7 +719,8 @@ def write_report(
         x, y = run.test_data
         ts = run.train_state
         logits = np.asarray(predict(run.model, ts.params, ts.state, x), np.float64)
-    y = np.asarray(y)
+        y = np.asarray(y)
+        maps = _activation_maps(run.model, ts.params, ts.state, np.asarray(x), y, config, max_channels)
     p = _predictions(logits, y)
     dataset = config["dataset"]
     names = _class_names(dataset, logits.shape[1])
@@ -593,6 +744,12 @@ def write_report(
             "First-layer weights as templates",
             _templates(run.model, ts.params, config, max_templates),
         ),
+        _section(
+            "conv-filters",
+            "First convolution's filters",
+            _conv_filters(run.model, ts.params, ts.state, max_channels),
+        ),
+        _section("activation-maps", "Feature maps of the first conv block (one test image)", maps),
     ]
     path = os.fspath(out) if out is not None else os.path.join(run_dir, "report.html")
     _write_atomic(path, _page(f"fnn run report: {config['model']} on {dataset}", run_dir, sections))

@@ -49,6 +49,7 @@ __all__ = [
     "SIGNAL_RATIO",
     "SMALL_FALL",
     "SMALL_UPDATE",
+    "WEIGHT_KINDS",
     "Diagnosis",
     "Rule",
     "diagnose",
@@ -69,12 +70,16 @@ HEALTHY_UPDATE = 1e-3
 OVERFIT_EPOCHS = 3
 
 # The probe's activation kinds, and the series of each kind that a rule reads.
-ACTIVATION_KINDS = ("relu", "leaky_relu", "elu", "prelu", "tanh", "sigmoid", "activation")
+ACTIVATION_KINDS = ("relu", "leaky_relu", "elu", "prelu", "tanh", "sigmoid", "saturating", "activation")
+# The kinds with a weight whose update ratio the learning-rate rules read.
+WEIGHT_KINDS = ("linear", "conv")
 _REQUIRED_SERIES = {
     "linear": ("weight_norm", "update_ratio"),
+    "conv": ("weight_norm", "update_ratio"),
     "relu": ("std", "dead_fraction"),
     "tanh": ("std", "saturated_fraction"),
     "sigmoid": ("std", "saturated_fraction"),
+    "saturating": ("std", "saturated_fraction"),
     "leaky_relu": ("std",),
     "elu": ("std",),
     "prelu": ("std",),
@@ -122,8 +127,10 @@ _INIT_REMEDY = (
 RULES: Mapping[str, Rule] = MappingProxyType(
     {
         "dead-relu": Rule(
-            "ReLU units that output 0 for every sample of a batch get no gradient and stop learning",
-            f"more than {DEAD_FRACTION:.0%} of a ReLU layer's units dead at most of an epoch's probed points",
+            "ReLU units (after a convolution: channels) that output 0 for every sample (and "
+            "position) of a batch get no gradient and stop learning",
+            f"more than {DEAD_FRACTION:.0%} of a ReLU layer's units (channels) dead at most of an "
+            "epoch's probed points",
             "lower the learning rate, use LeakyReLU or ELU, check the init (a negative bias shift "
             "or a constant weight init kills units)",
         ),
@@ -142,8 +149,8 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         ),
         "saturation": Rule(
             "sigmoid/tanh outputs stuck at their limits, where the derivative is nearly 0",
-            f"more than {SATURATED_FRACTION:.0%} of a sigmoid/tanh layer's outputs saturated at most "
-            "probed points",
+            f"more than {SATURATED_FRACTION:.0%} of a sigmoid/tanh (or other bounded activation) "
+            "layer's outputs within 1% of its output range of a limit at most probed points",
             "Xavier init (smaller weights), normalize the inputs, BatchNorm before the activation, "
             "or ReLU in hidden layers",
         ),
@@ -179,6 +186,7 @@ class _Layer(NamedTuple):
     label: str  # "<index> <name>"
     kind: str
     series: dict[str, list[float]]
+    unit: str = "unit"  # "channel" in a conv net's feature maps
 
 
 class _Probe(NamedTuple):
@@ -243,7 +251,10 @@ def _read_layer(entry: Any, at: str, n: int) -> _Layer:
     for key, values in entry.items():  # the other series must line up with 'step' too
         if key not in series and isinstance(values, list):
             series[key] = _series(entry, key, at, n)
-    return _Layer(int(entry["index"]), f"{entry['index']} {entry['name']}", entry["kind"], series)
+    unit = entry.get("unit", "unit")
+    if unit not in ("unit", "channel"):
+        raise ValueError(f"{at}['unit'] must be 'unit' or 'channel', got {unit!r}")
+    return _Layer(int(entry["index"]), f"{entry['index']} {entry['name']}", entry["kind"], series, unit)
 
 
 def _read_probe(probe: Any, where: str) -> _Probe:
@@ -334,10 +345,25 @@ def _probed(epochs: list[_Epoch]) -> Iterator[tuple[_Epoch, _Probe]]:
     return ((ep, ep.probe) for ep in epochs if ep.probe is not None)
 
 
-# (rule, layer kinds, series, threshold, what the fraction counts)
+# (rule, layer kinds, series, threshold, what the fraction counts, by the layer's unit)
 _FRACTION_RULES = (
-    ("dead-relu", ("relu",), "dead_fraction", DEAD_FRACTION, "of units dead (0 for every sample of a batch)"),
-    ("saturation", ("tanh", "sigmoid"), "saturated_fraction", SATURATED_FRACTION, "of outputs saturated"),
+    (
+        "dead-relu",
+        ("relu",),
+        "dead_fraction",
+        DEAD_FRACTION,
+        {
+            "unit": "of units dead (0 for every sample of a batch)",
+            "channel": "of channels dead (0 for every sample and position of a batch)",
+        },
+    ),
+    (
+        "saturation",
+        ("tanh", "sigmoid", "saturating"),
+        "saturated_fraction",
+        SATURATED_FRACTION,
+        {"unit": "of outputs saturated", "channel": "of outputs saturated"},
+    ),
 )
 
 
@@ -346,23 +372,25 @@ def _layer_fraction_rules(epochs: list[_Epoch]) -> list[Diagnosis]:
 
     dead-relu: an ``"relu"`` layer (nn.ReLU only: LeakyReLU, ELU and PReLU still pass
     gradient) has more than ``DEAD_FRACTION`` of its units dead (0 for every sample of the
-    batch) at most of the epoch's probed points. saturation: a ``"sigmoid"`` or ``"tanh"``
-    layer has more than ``SATURATED_FRACTION`` of its outputs saturated (tanh ``|y| > 0.98``,
-    sigmoid ``y < 0.01`` or ``y > 0.99``) at most points. ``value``: the lower median.
+    batch; a layer marked ``"unit": "channel"`` counts channels, dead when 0 for every sample
+    and position) at most of the epoch's probed points. saturation: a ``"sigmoid"``,
+    ``"tanh"`` or ``"saturating"`` layer has more than ``SATURATED_FRACTION`` of its outputs
+    saturated (within 1% of the output range of a limit: tanh ``|y| > 0.98``, sigmoid
+    ``y < 0.01`` or ``y > 0.99``) at most points. ``value``: the lower median.
     Sources: CS231n "Neural Networks Part 1"; Maas et al. 2013 (LeakyReLU), Clevert et al.
     2016 (ELU); LeCun et al. 1998 "Efficient BackProp", Glorot & Bengio 2010.
     """
     found = []
     for ep, probe in _probed(epochs):
         for layer in probe.layers:
-            for rule, kinds, key, threshold, what in _FRACTION_RULES:
+            for rule, kinds, key, threshold, whats in _FRACTION_RULES:
                 hit = _persistent(layer.series[key], threshold, above=True) if layer.kind in kinds else None
                 if hit is None:
                     continue
                 median, first = hit
                 k, n = _count(layer.series[key], threshold, above=True)
                 seen = (
-                    f"{_pct(median)} {what}; median of the epoch's {_steps(n)}, over "
+                    f"{_pct(median)} {whats[layer.unit]}; median of the epoch's {_steps(n)}, over "
                     f"{_pct(threshold)} at {k} of {n}"
                 )
                 step = probe.steps[first]
@@ -504,7 +532,8 @@ def _epoch_findings(epochs: list[_Epoch]) -> Iterator[tuple[int, _Finding]]:
             ratio = _model_update_ratio(ep.probe.layers, j)
             if math.isfinite(ratio) and ratio > MAX_UPDATE:  # moved the weights by more than their norm
                 what = (
-                    f"the update ratio ‖Δw‖/‖w‖ of the Linear weights was {_num(ratio)} at step {step}, "
+                    f"the update ratio ‖Δw‖/‖w‖ of the {_weights(ep.probe.layers)} weights was "
+                    f"{_num(ratio)} at step {step}, "
                     f"a step larger than the weights themselves (healthy is ~{HEALTHY_UPDATE:g})"
                 )
                 yield e, _Finding(step, 2, ratio, what)
@@ -551,10 +580,16 @@ def _lr_too_large(epochs: list[_Epoch]) -> list[Diagnosis]:
     return found
 
 
+def _weights(layers: list[_Layer]) -> str:
+    """Which weights the model update ratio covers: "Linear", "Conv" or "Linear and Conv"."""
+    kinds = [k for k in WEIGHT_KINDS if any(layer.kind == k for layer in layers)]
+    return " and ".join({"linear": "Linear", "conv": "Conv"}[k] for k in kinds) or "Linear"
+
+
 def _model_update_ratio(layers: list[_Layer], j: int) -> float:
-    """‖Δw‖/‖w‖ of all Linear weights together at point ``j`` (NaN without Linears):
+    """‖Δw‖/‖w‖ of all Linear and Conv weights together at point ``j`` (NaN without any):
     ``sqrt(sum((update_ratio * weight_norm) ** 2) / sum(weight_norm ** 2))``."""
-    linears = [layer for layer in layers if layer.kind == "linear"]
+    linears = [layer for layer in layers if layer.kind in WEIGHT_KINDS]
     delta = sum((layer.series["update_ratio"][j] * layer.series["weight_norm"][j]) ** 2 for layer in linears)
     norm = sum(layer.series["weight_norm"][j] ** 2 for layer in linears)
     return math.sqrt(delta / norm) if norm > 0 else math.nan
@@ -578,8 +613,8 @@ def _lr_too_small(epochs: list[_Epoch], stuck_epochs: set[int]) -> list[Diagnosi
     Over epoch 1 the loss falls by less than ``SMALL_FALL`` (the mean of its first
     ``RISE_WINDOW`` probed points against the mean of its last; with fewer than twice as
     many points, of its first and last halves) *and* the model's update ratio over all
-    Linear weights together (``_model_update_ratio``: one number for the model, as the last
-    Linear of an MLP moves several times faster than the others) stays below
+    Linear and Conv weights together (``_model_update_ratio``: one number for the model, as
+    the last Linear of an MLP moves several times faster than the others) stays below
     ``SMALL_UPDATE`` at every point; ``value`` is its largest point. Silent when dead-relu
     or vanishing-signal fires in epoch 1 (``stuck_epochs``): they stop the updates too, and
     a larger step revives neither. Sources: CS231n "Neural Networks Part 3" (an update
@@ -590,7 +625,7 @@ def _lr_too_small(epochs: list[_Epoch], stuck_epochs: set[int]) -> list[Diagnosi
         return []
     probe = ep.probe
     n = len(probe.steps)
-    if n < 2 or not any(layer.kind == "linear" for layer in probe.layers):
+    if n < 2 or not any(layer.kind in WEIGHT_KINDS for layer in probe.layers):
         return []
     w = min(RISE_WINDOW, n // 2)
     head, tail = sum(probe.loss[:w]) / w, sum(probe.loss[-w:]) / w
@@ -602,8 +637,8 @@ def _lr_too_small(epochs: list[_Epoch], stuck_epochs: set[int]) -> list[Diagnosi
         return []
     seen = (
         f"over epoch 1 the training loss fell only {_pct(fall)} ({w}-point means {_num(head)} → "
-        f"{_num(tail)}) and the update ratio ‖Δw‖/‖w‖ of the Linear weights stayed at or below "
-        f"{largest:.2g} (healthy is ~{HEALTHY_UPDATE:g}): the learning rate is too small"
+        f"{_num(tail)}) and the update ratio ‖Δw‖/‖w‖ of the {_weights(probe.layers)} weights stayed "
+        f"at or below {largest:.2g} (healthy is ~{HEALTHY_UPDATE:g}): the learning rate is too small"
     )
     message = f"{seen}. Try: {RULES['lr-too-small'].remedy}{_larger_lr_hint(largest, ep.lr)}."
     return [Diagnosis("lr-too-small", None, ep.epoch, None, largest, message)]
