@@ -1,11 +1,19 @@
-"""fnn.functional.stochastic: inverted dropout with explicit keys (DROP-1..DROP-3)."""
+"""fnn.functional.stochastic: inverted dropout with explicit keys (DROP-1..DROP-3), and
+channel dropout, dropout2d (DROP2D-1..3)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn.functional.stochastic import dropout, dropout_backward, dropout_mask
+from fnn.functional.stochastic import (
+    dropout,
+    dropout2d,
+    dropout2d_backward,
+    dropout_backward,
+    dropout_mask,
+    keep_mask,
+)
 
 jdropout = jax.jit(dropout, static_argnames=("p", "training"))
 
@@ -249,3 +257,95 @@ def test_forward_and_backward_share_one_hash_of_the_mask():
     hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w, jax.random.key(0)).compile().as_text()
     # An elementwise mask in this function compiles to 46 xors (the hash twice), measured.
     assert 20 <= hlo.count(" xor(") < 40
+
+
+# ---------------------------------------------------------------- dropout2d (DROP2D)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout2d_zeroes_whole_channels_scaled_and_rate_is_p(p):
+    # DROP2D-1: each (sample, channel) map is all zero or all x/(1 - p); 4000 channel draws
+    # put the drop rate within 4 sigma of p.
+    x = jax.random.normal(jax.random.key(10), (100, 40, 3, 4)) + 3.0  # never 0
+    y, xn = np.asarray(dropout2d(x, jax.random.key(1), p)), np.asarray(x)
+    dropped = (y == 0).reshape(100, 40, 12)
+    whole = dropped.all(-1)
+    assert (dropped.any(-1) == whole).all()  # no channel partly dropped
+    np.testing.assert_allclose(y[~whole], xn[~whole] / (1 - p), rtol=1e-6)
+    assert abs(whole.mean() - p) < _sigma_bound(p, whole.size)
+
+
+def test_dropout2d_mask_is_the_dropout_mask_of_the_channels():
+    # DROP2D-1: the per-channel mask is keep_mask's definition at shape (N, C), broadcast
+    # over H and W (one draw per channel, whatever the spatial size).
+    key = jax.random.key(4)
+    kept = np.asarray(keep_mask(key, (6, 5), 0.3))
+    for hw in [(1, 1), (2, 3), (7, 1)]:
+        y = np.asarray(dropout2d(jnp.ones((6, 5, *hw)), key, 0.3))
+        np.testing.assert_array_equal(
+            y, np.where(kept, np.float32(1 / 0.7), 0)[:, :, None, None] * np.ones(hw)
+        )
+
+
+def test_dropout2d_same_key_same_channels_different_keys_differ():
+    x = jnp.ones((16, 32, 2, 2))
+    np.testing.assert_array_equal(dropout2d(x, jax.random.key(3)), dropout2d(x, jax.random.key(3)))
+    k1, k2 = jax.random.split(jax.random.key(3))
+    assert not np.array_equal(dropout2d(x, k1), dropout2d(x, k2))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.4, 1.0])
+def test_dropout2d_backward_is_the_forward_mask_and_matches_vjp(x64, p):
+    # DROP2D-1/2: y = x·m with m per channel and independent of x, so dL/dx = g·m = g·y/x;
+    # the manual backward and jax.vjp of the forward both give it (p = 1: zeros, not NaN).
+    key = jax.random.key(12)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(0.5, 2.0, (3, 4, 2, 3)) * rng.choice([-1, 1], (3, 4, 2, 3)))
+    g = jnp.asarray(rng.normal(size=(3, 4, 2, 3)))
+    want = np.asarray(g) * np.asarray(dropout2d(x, key, p)) / np.asarray(x)
+    np.testing.assert_allclose(dropout2d_backward(g, x, key, p), want, rtol=1e-14)
+    (vjp,) = jax.vjp(lambda x: dropout2d(x, key, p), x)[1](g)
+    np.testing.assert_allclose(vjp, want, rtol=1e-14)
+    assert np.isfinite(np.asarray(vjp)).all()
+
+
+def test_dropout2d_eval_and_p0_are_the_identity_without_key():
+    # DROP2D-2
+    x = jnp.arange(24.0).reshape(1, 2, 3, 4)
+    assert dropout2d(x, None, 0.5, training=False) is x
+    assert dropout2d(x, None, 0.0) is x
+    np.testing.assert_array_equal(dropout2d_backward(jnp.ones_like(x), x, None, 0.5, False), np.ones(x.shape))
+    np.testing.assert_array_equal(dropout2d(x, None, 1.0), np.zeros(x.shape))
+
+
+def test_dropout2d_reads_a_3d_input_as_n_c_l_with_torchs_warning():
+    # DROP2D-3: torch 2.13 drops channels of (N, C, L) for a 3-D input (and warns), it does
+    # not treat it as an unbatched (C, H, W): the mask has one draw per (n, c).
+    key = jax.random.key(6)
+    with pytest.warns(UserWarning, match="Received a 3D input .* interpreted as shape \\(N, C, L\\)"):
+        y = np.asarray(dropout2d(jnp.ones((8, 6, 5)), key, 0.5))
+    np.testing.assert_array_equal(y, np.asarray(dropout2d(jnp.ones((8, 6, 5, 1)), key, 0.5))[..., 0])
+    with pytest.warns(UserWarning, match="Received a 5-D input"):
+        y5 = np.asarray(dropout2d(jnp.ones((8, 6, 2, 1, 2)), key, 0.5))
+    np.testing.assert_array_equal(y5.reshape(8, 6, 4), np.repeat(y[:, :, :1], 4, axis=2))
+    with pytest.warns(UserWarning, match="Received a 2-D input"):
+        y2 = np.asarray(dropout2d(jnp.ones((8, 6)), key, 0.5))
+    np.testing.assert_array_equal(y2, y[:, :, 0])
+
+
+def test_dropout2d_bad_arguments_rejected():
+    x = jnp.ones((2, 3, 4, 4))
+    with pytest.raises(
+        ValueError, match=r"feature dropout .* at least 2 dimensions \(N, C, \*\), got shape \(5,\)"
+    ):
+        dropout2d(jnp.ones(5), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"dropout probability has to be between 0 and 1, got 1\.5"):
+        dropout2d(x, jax.random.key(0), 1.5, training=False)
+    with pytest.raises(ValueError, match=r"dropout2d needs a PRNG key"):
+        dropout2d(x, None, 0.5)
+    with pytest.raises(ValueError, match=r"dropout2d_backward needs a PRNG key"):
+        dropout2d_backward(x, x, None, 0.5)
+    with pytest.raises(TypeError, match="input must have a floating dtype, got int32"):
+        dropout2d(jnp.ones((2, 3, 4, 4), jnp.int32), jax.random.key(0))
+    with pytest.raises(ValueError, match="grad_output and input must have the same shape"):
+        dropout2d_backward(jnp.ones((2, 3, 4, 1)), x, jax.random.key(0))

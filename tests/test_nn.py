@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fast_jit import fast_jit  # tests/fast_jit.py
 
+from fnn import functional as F
 from fnn import nn
 
 KEY = jax.random.key(0)
@@ -34,6 +35,9 @@ LAYERS = [
     (nn.BatchNorm1d(3, affine=False), (5, 3, 4)),
     (nn.BatchNorm1d(6, track_running_stats=False), (8, 6)),
     (nn.BatchNorm1d(6, momentum=None), (8, 6)),
+    (nn.BatchNorm2d(3), (4, 3, 2, 3)),
+    (nn.BatchNorm2d(2, affine=False, momentum=None), (3, 2, 2, 2)),
+    (nn.Dropout2d(0.4), (3, 4, 2, 2)),
     (nn.LayerNorm(6), (4, 6)),
     (nn.LayerNorm((3, 4), bias=False), (2, 3, 4)),
     (
@@ -213,6 +217,71 @@ def test_batchnorm_training_one_value_per_channel_BN7():
     y, _ = bn.apply(params, state, jnp.ones((1, 3)), train=False)  # eval with N = 1 is fine
     # BN-4 at init: running stats (0, 1), γ = 1, β = 0, so y = x / sqrt(1 + eps)
     np.testing.assert_allclose(y, np.full((1, 3), 1 / np.sqrt(1 + 1e-5)), rtol=1e-6)
+
+
+def test_batchnorm2d_running_stats_eval_and_counter_BN2D3():
+    # BN2D-3: BatchNorm1d's rules with per-channel statistics over N, H, W (n = N·H·W): the
+    # numpy closed form of two training steps, the counter, then eval with the buffers.
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((4, 3, 2, 5)).astype(np.float32) * s + s for s in (1, 3)]
+    bn = nn.BatchNorm2d(3)
+    params, state = bn.init(KEY)
+    assert {k: v.shape for k, v in state.items()} == {
+        "running_mean": (3,),
+        "running_var": (3,),
+        "num_batches_tracked": (),
+    }
+    rm, rv = np.zeros(3), np.ones(3)
+    for x in xs:
+        y, state = bn.apply(params, state, jnp.asarray(x), train=True)
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3))
+        np.testing.assert_allclose(
+            y, (x - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5), atol=1e-5
+        )
+        rm, rv = 0.9 * rm + 0.1 * mean, 0.9 * rv + 0.1 * var * 40 / 39  # unbiased, n = 40
+    np.testing.assert_allclose(state["running_mean"], rm, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state["running_var"], rv, rtol=1e-5)
+    assert int(state["num_batches_tracked"]) == 2 and state["num_batches_tracked"].dtype == jnp.int32
+    y, state_eval = bn.apply(params, state, jnp.asarray(xs[0]), train=False)
+    want = (xs[0] - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    assert state_eval is state
+    untracked = nn.BatchNorm2d(3, track_running_stats=False)  # BN-5: batch stats in eval too
+    assert untracked.init(KEY)[1] == {}
+    y, _ = untracked.apply(params, {}, jnp.asarray(xs[1]), train=False)
+    x = xs[1]
+    want = (x - x.mean((0, 2, 3))[:, None, None]) / np.sqrt(x.var((0, 2, 3))[:, None, None] + 1e-5)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm2d_takes_only_4d_input_and_batchnorm1d_no_4d_BN2D4():
+    params, state = nn.BatchNorm2d(3).init(KEY)
+    with pytest.raises(
+        ValueError, match=r"BatchNorm2d: expected 4D input \(got 3D input of shape \(3, 4, 5\)\)"
+    ):
+        nn.BatchNorm2d(3).apply(params, state, jnp.ones((3, 4, 5)), train=True)
+    with pytest.raises(ValueError, match=r"BatchNorm1d: expected 2D or 3D input \(got 4D input"):
+        nn.BatchNorm1d(3).apply(params, state, jnp.ones((2, 3, 4, 5)), train=True)
+    with pytest.raises(ValueError, match="BatchNorm2d: expected 4D input"):
+        nn.BatchNorm2d(3).apply_vjp(params, state, jnp.ones((2, 3, 4, 5, 1)), train=False)
+    assert nn.BatchNorm2d(3) != nn.BatchNorm1d(3)  # equal fields, different layers
+
+
+def test_dropout2d_layer_drops_channels_and_needs_key_in_training_only():
+    # DROP2D-1: the layer applies F.dropout2d's channel mask for its key; eval is the identity
+    layer = nn.Dropout2d(0.5)
+    x = jnp.asarray(np.random.default_rng(1).uniform(1, 2, (4, 6, 3, 3)), jnp.float32)
+    key = jax.random.key(3)
+    y, _ = layer.apply({}, {}, x, key=key, train=True)
+    np.testing.assert_array_equal(y, F.dropout2d(x, key, 0.5))
+    per_channel = np.asarray(y == 0).reshape(4, 6, 9)
+    assert (per_channel.all(-1) == per_channel.any(-1)).all() and 0 < per_channel.mean() < 1
+    with pytest.raises(ValueError, match="Dropout2d needs a PRNG key"):
+        layer.apply({}, {}, x, train=True)
+    assert layer.apply({}, {}, x, train=False)[0] is x
+    with pytest.raises(ValueError, match="between 0"):
+        nn.Dropout2d(-0.5)
+    assert nn.Dropout2d(0.5) != nn.Dropout(0.5)
 
 
 def test_dropout_layer_needs_key_in_training_only():
