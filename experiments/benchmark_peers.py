@@ -1,5 +1,9 @@
 """The benchmark's training epoch written with two peer libraries: Flax NNX and Equinox + optax.
 
+(The CNN of ``benchmark_cnn.py`` is at the end: the same two forms, built from its layer list
+and its shared weights; Flax in NHWC, its ``nnx.Conv``'s layout, with the head's input columns
+permuted to match torch's C, H, W flattening.)
+
 ``benchmark_training.py`` times these beside fnn, its hand-written pure-JAX scan
 (``reference_epoch``) and PyTorch eager, when the libraries are importable. They are never
 dependencies of fnn: the ``bench`` extra of pyproject.toml installs them. Measured with
@@ -65,14 +69,15 @@ def _torch_linear_init(fan_in: int):
     return init
 
 
-def _sgd():
-    """torch's SGD with momentum, weight decay on the weight matrices only, in optax."""
+def _sgd(mask=None):
+    """torch's SGD with momentum, weight decay on the weight matrices only (``mask``: the
+    leaves to decay, default those with ``ndim >= 2``), in optax."""
     import jax
     import optax
 
     return optax.chain(
         optax.add_decayed_weights(
-            bt.WEIGHT_DECAY, mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+            bt.WEIGHT_DECAY, mask=mask or (lambda params: jax.tree.map(lambda p: p.ndim >= 2, params))
         ),
         optax.sgd(bt.LR, momentum=bt.MOMENTUM),
     )
@@ -114,7 +119,6 @@ def flax_nnx_epoch(batch_size: int):
         ``jitted_epoch(state, key, x, y) -> (state, metrics)`` (state donated) and ``(state,)``.
     """
     import jax
-    import optax
     from flax import nnx
 
     class MLP(nnx.Module):
@@ -142,7 +146,15 @@ def flax_nnx_epoch(batch_size: int):
             h = self.drop1(nnx.relu(self.bn1(self.linear1(h))), rngs=k1)
             return self.linear2(h)
 
-    model = MLP(nnx.Rngs(0))
+    return _flax_epoch(MLP(nnx.Rngs(0)), batch_size)
+
+
+def _flax_epoch(model, batch_size: int):
+    """``(jitted_epoch, (state,))`` of an NNX ``model(x, key) -> logits`` trained with ``_sgd()``."""
+    import jax
+    import optax
+    from flax import nnx
+
     optimizer = nnx.Optimizer(model, _sgd(), wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
 
@@ -173,7 +185,6 @@ def equinox_epoch(batch_size: int):
     """
     import equinox as eqx
     import jax
-    import optax
 
     class MLP(eqx.Module):
         linear0: eqx.nn.Linear
@@ -214,8 +225,17 @@ def equinox_epoch(batch_size: int):
             return self.linear2(h), state
 
     model, bn_state = eqx.nn.make_with_state(MLP)(jax.random.key(0))
+    return _equinox_epoch(model, bn_state, _sgd(), batch_size)
+
+
+def _equinox_epoch(model, bn_state, tx, batch_size: int):
+    """``(jitted_epoch, (params, bn_state, opt_state))`` of a per-example Equinox
+    ``model(x, bn_state, key) -> (logits, bn_state)``, vmapped over the batch, trained by ``tx``."""
+    import equinox as eqx
+    import jax
+    import optax
+
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    tx = _sgd()
 
     def objective(params, bn_state, xb, yb, key):
         batched = jax.vmap(
@@ -239,3 +259,254 @@ def equinox_epoch(batch_size: int):
         return params, bn_state, opt_state, metrics
 
     return jax.jit(run, donate_argnums=(0, 1, 2)), (params, bn_state, tx.init(params))
+
+
+# ---------------------------------------------------------------- the CNN (benchmark_cnn.py)
+# ``arch`` is benchmark_cnn's layer list (dicts: op conv / bn / bn1d / relu / maxpool / gap /
+# dropout / dropout2d / flatten / linear) and ``weights`` a torch state_dict of numpy arrays
+# (keys "<index>.weight", ...): every row starts from the same values.
+
+
+def _flatten_perms(arch) -> dict[int, tuple[int, int, int]]:
+    """Linear layers fed by a Flatten of a (C, H, W) map with H·W > 1 -> that (C, H, W): the
+    NHWC rows must permute their input columns (torch flattens C, H, W; NHWC flattens H, W, C)."""
+    import benchmark_cnn
+
+    perms, pending = {}, None
+    for i, (spec, shape) in enumerate(zip(arch, benchmark_cnn.shapes(arch)[:-1], strict=True)):
+        if spec["op"] == "flatten" and len(shape) == 3 and shape[1] * shape[2] > 1:
+            pending = shape
+        elif spec["op"] == "unflatten":  # undoes the flatten, in either layout
+            pending = None
+        elif spec["op"] == "linear":
+            perms[i], pending = pending, None
+    return {i: s for i, s in perms.items() if s is not None}
+
+
+def _flax_cnn(arch, weights):
+    """An NNX module of ``arch`` for NHWC inputs, holding ``weights`` (conv kernels as HWIO),
+    called as ``model(x, key)`` (``key`` None in eval mode)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    perms = _flatten_perms(arch)
+
+    class CNN(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            layers = []
+            for spec in arch:
+                op = spec["op"]
+                if op == "conv":
+                    k, p = spec["k"], spec["padding"]
+                    layers.append(
+                        nnx.Conv(
+                            spec["in"],
+                            spec["out"],
+                            (k, k),
+                            strides=spec["stride"],
+                            padding=((p, p), (p, p)),
+                            use_bias=spec["bias"],
+                            rngs=rngs,
+                        )
+                    )
+                elif op == "linear":
+                    layers.append(nnx.Linear(spec["in"], spec["out"], use_bias=spec["bias"], rngs=rngs))
+                elif op in ("bn", "bn1d"):
+                    layers.append(
+                        nnx.BatchNorm(
+                            spec["c"],
+                            momentum=1.0 - bt.BN_MOMENTUM,
+                            epsilon=bt.BN_EPS,
+                            use_running_average=False,
+                            rngs=rngs,
+                        )
+                    )
+                elif op.startswith("dropout"):
+                    # dropout2d: one draw per (sample, channel), shared over H and W of NHWC
+                    layers.append(nnx.Dropout(spec["p"], broadcast_dims=(1, 2) if op == "dropout2d" else ()))
+            self.layers = nnx.List(layers)
+
+        def __call__(self, x, key):
+            n_random = sum(spec["op"].startswith("dropout") for spec in arch)
+            keys = iter(
+                jax.random.split(key, n_random) if key is not None and n_random else [None] * n_random
+            )
+            modules = iter(self.layers)
+            for spec in arch:
+                op = spec["op"]
+                if op in ("conv", "linear", "bn", "bn1d"):
+                    x = next(modules)(x)
+                elif op.startswith("dropout"):
+                    x = next(modules)(x, rngs=next(keys))
+                elif op == "relu":
+                    x = nnx.relu(x)
+                elif op == "maxpool":
+                    x = nnx.max_pool(x, (spec["k"],) * 2, strides=(spec["stride"],) * 2)
+                elif op == "gap":
+                    x = jnp.mean(x, axis=(1, 2), keepdims=True)
+                elif op == "flatten":
+                    x = x.reshape(x.shape[0], -1)
+                elif op == "unflatten":  # (C, H, W) in NHWC
+                    x = x.reshape(x.shape[0], *spec["shape"][1:], spec["shape"][0])
+            return x
+
+    model = CNN(nnx.Rngs(0))
+    modules = iter(model.layers)
+    for i, spec in enumerate(arch):
+        if spec["op"] not in ("conv", "linear", "bn", "bn1d", "dropout", "dropout2d"):
+            continue
+        layer, w = next(modules), weights.get(f"{i}.weight")
+        if spec["op"] == "conv":
+            layer.kernel.set_value(jnp.asarray(w.transpose(2, 3, 1, 0)))
+        elif spec["op"] == "linear":
+            if i in perms:
+                w = w.reshape(w.shape[0], *perms[i]).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+            layer.kernel.set_value(jnp.asarray(w.T))
+        elif spec["op"] in ("bn", "bn1d"):
+            layer.scale.set_value(jnp.asarray(w))
+            layer.mean.set_value(jnp.asarray(weights[f"{i}.running_mean"]))
+            layer.var.set_value(jnp.asarray(weights[f"{i}.running_var"]))
+        if f"{i}.bias" in weights:
+            layer.bias.set_value(jnp.asarray(weights[f"{i}.bias"]))
+    return model
+
+
+def flax_nnx_cnn_epoch(arch, weights, batch_size: int):
+    """benchmark_cnn's epoch in Flax NNX (NHWC inputs): ``(jitted_epoch, (state,))`` as
+    ``flax_nnx_epoch``'s."""
+    return _flax_epoch(_flax_cnn(arch, weights), batch_size)
+
+
+def flax_nnx_cnn_eval(arch, weights, batch_size: int):
+    """``(jitted_eval, state)`` for ``benchmark_cnn.scan_eval``'s run: the NNX CNN in eval mode."""
+    import benchmark_cnn
+    from flax import nnx
+
+    model = _flax_cnn(arch, weights)
+    model.eval()
+    graphdef, state = nnx.split(model)
+    return benchmark_cnn.scan_eval(lambda s, xb: nnx.merge(graphdef, s)(xb, None), batch_size), state
+
+
+def _equinox_cnn(arch, weights):
+    """``(model, bn_state)``: a per-example Equinox module of ``arch`` holding ``weights``,
+    called as ``model(x, bn_state, key) -> (logits, bn_state)`` on one (C, H, W) image under
+    ``jax.vmap(axis_name="batch")`` (``key`` None in inference mode)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    class Dropout2d(eqx.Module):
+        """One keep decision per channel of a (C, H, W) example (equinox has no Dropout2d)."""
+
+        p: float = eqx.field(static=True)
+        inference: bool = False
+
+        def __call__(self, x, *, key=None):
+            if self.inference:
+                return x
+            keep = jax.random.bernoulli(key, 1.0 - self.p, (x.shape[0],) + (1,) * (x.ndim - 1))
+            return jnp.where(keep, x / (1.0 - self.p), 0.0)
+
+    def layer(spec, key):
+        op = spec["op"]
+        if op == "conv":
+            return eqx.nn.Conv2d(
+                spec["in"],
+                spec["out"],
+                spec["k"],
+                spec["stride"],
+                spec["padding"],
+                use_bias=spec["bias"],
+                key=key,
+            )
+        if op == "linear":
+            return eqx.nn.Linear(spec["in"], spec["out"], use_bias=spec["bias"], key=key)
+        if op in ("bn", "bn1d"):
+            return eqx.nn.BatchNorm(
+                spec["c"], axis_name="batch", eps=bt.BN_EPS, momentum=1.0 - bt.BN_MOMENTUM, mode="batch"
+            )
+        if op == "maxpool":
+            return eqx.nn.MaxPool2d(spec["k"], spec["stride"])
+        return {"dropout": lambda: eqx.nn.Dropout(spec["p"]), "dropout2d": lambda: Dropout2d(spec["p"])}.get(
+            op, lambda: None
+        )()
+
+    class CNN(eqx.Module):
+        layers: tuple
+
+        def __init__(self, key):
+            self.layers = tuple(
+                layer(s, k) for s, k in zip(arch, jax.random.split(key, len(arch)), strict=True)
+            )
+
+        def __call__(self, x, state, key):
+            n_random = sum(spec["op"].startswith("dropout") for spec in arch)
+            keys = iter(
+                jax.random.split(key, n_random) if key is not None and n_random else [None] * n_random
+            )
+            for spec, module in zip(arch, self.layers, strict=True):
+                op = spec["op"]
+                if op in ("bn", "bn1d"):
+                    x, state = module(x, state)
+                elif op.startswith("dropout"):
+                    x = module(x, key=next(keys))
+                elif module is not None:  # conv, linear, maxpool
+                    x = module(x)
+                elif op == "relu":
+                    x = jax.nn.relu(x)
+                elif op == "gap":
+                    x = jnp.mean(x, axis=(1, 2), keepdims=True)
+                elif op == "flatten":
+                    x = x.reshape(-1)
+                elif op == "unflatten":
+                    x = x.reshape(spec["shape"])
+            return x, state
+
+    model, bn_state = eqx.nn.make_with_state(CNN)(jax.random.key(0))
+    for i, spec in enumerate(arch):
+        w, b = weights.get(f"{i}.weight"), weights.get(f"{i}.bias")
+        if spec["op"] in ("conv", "linear", "bn", "bn1d"):
+            model = eqx.tree_at(lambda m, i=i: m.layers[i].weight, model, jnp.asarray(w))
+        if b is not None and spec["op"] in ("conv", "linear", "bn", "bn1d"):
+            shape = (-1, 1, 1) if spec["op"] == "conv" else (-1,)
+            model = eqx.tree_at(lambda m, i=i: m.layers[i].bias, model, jnp.asarray(b).reshape(shape))
+        if spec["op"] in ("bn", "bn1d"):
+            stats = (jnp.asarray(weights[f"{i}.running_mean"]), jnp.asarray(weights[f"{i}.running_var"]))
+            bn_state = bn_state.set(model.layers[i].batch_state_index, stats)
+    return model, bn_state
+
+
+def equinox_cnn_epoch(arch, weights, batch_size: int):
+    """benchmark_cnn's epoch in Equinox + optax: ``(jitted_epoch, (params, bn_state, opt_state))``
+    as ``equinox_epoch``'s; weight decay on the conv and linear weights (not on equinox's
+    (C, 1, 1) conv biases, which an ``ndim >= 2`` mask would catch)."""
+    import equinox as eqx
+    import jax
+
+    model, bn_state = _equinox_cnn(arch, weights)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    mask = jax.tree.map(lambda _: False, params)
+    for i, spec in enumerate(arch):
+        if spec["op"] in ("conv", "linear"):
+            mask = eqx.tree_at(lambda m, i=i: m.layers[i].weight, mask, True)
+    return _equinox_epoch(model, bn_state, _sgd(lambda _: mask), batch_size)
+
+
+def equinox_cnn_eval(arch, weights, batch_size: int):
+    """``(jitted_eval, (params, bn_state))`` for ``benchmark_cnn.scan_eval``'s run: the
+    Equinox CNN in inference mode, vmapped over the batch."""
+    import benchmark_cnn
+    import equinox as eqx
+    import jax
+
+    model, bn_state = _equinox_cnn(arch, weights)
+    params, static = eqx.partition(eqx.nn.inference_mode(model), eqx.is_inexact_array)
+
+    def logits(carry, xb):
+        params, bn_state = carry
+        one = eqx.combine(params, static)
+        return jax.vmap(lambda x: one(x, bn_state, None)[0], axis_name="batch")(xb)
+
+    return benchmark_cnn.scan_eval(logits, batch_size), (params, bn_state)

@@ -295,10 +295,8 @@ def reference_epoch(batch_size: int):
 
 
 def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int) -> dict:
-    import jax
     import jax.numpy as jnp
 
-    _listen_for_compiles()
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     if impl == "pure-jax":
         run, carry = reference_epoch(batch_size)
@@ -320,6 +318,16 @@ def run_jax_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, 
         mesh = distributed.data_mesh(_devices(impl))
         run, carry = fnn_epoch(batch_size, impl.split("-")[1], mesh)
         x, y = distributed.put_dataset(x, y, mesh)
+    return time_epoch(run, carry, x, y, epochs)
+
+
+def time_epoch(run, carry: tuple, x, y, epochs: int) -> dict:
+    """Compile ``run`` ahead of time (timed), call it once (compile check), then time ``epochs``
+    calls: ``run(*carry, key, x, y) -> (*carry, metrics)`` with the carry donated and
+    ``metrics["loss"]`` per step (the calling convention of every JAX row's epoch)."""
+    import jax
+
+    _listen_for_compiles()
     keys = [jax.random.fold_in(jax.random.key(1), e) for e in range(epochs + 1)]
     jax.block_until_ready((x, y, carry, keys))
 
@@ -380,6 +388,14 @@ def run_jax_eval_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndar
         def run():
             return train.predict(model, params, state, x, batch_size=batch_size, **fold).block_until_ready()
 
+    out, row = time_eval(run, epochs)
+    return {**row, "final_loss": float(out) if impl.startswith("fnn-evaluate") else float("nan")}
+
+
+def time_eval(run, epochs: int) -> tuple:
+    """``run()`` once (compile and one pass, not timed), then ``epochs`` timed calls: the last
+    output and the row's timing fields. ``run`` must return its result on the host or blocked."""
+    _listen_for_compiles()
     before = _COMPILE["events"]
     t0 = time.perf_counter()
     out = run()  # compile and one pass: not timed
@@ -390,15 +406,13 @@ def run_jax_eval_row(impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndar
         out = run()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    loss = float(out) if impl.startswith("fnn-evaluate") else float("nan")
-    return {
+    return out, {
         "compile_s": None,  # inside the first call: evaluate/predict compile on first use
         "first_call_s": first_call,
         "compiles_in_first_call": compiles_first,
         "recompiles": _COMPILE["events"] - before - compiles_first,
         "epoch_s": times,
         "epoch_cpu_s": cpu,
-        "final_loss": loss,
         "loss_finite": True,
     }
 
@@ -426,11 +440,22 @@ def _torch_model(threads: int):
     )
 
 
-def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int, threads: int) -> dict:
+def run_torch_row(
+    batch_size: int,
+    x_np: np.ndarray,
+    y_np: np.ndarray,
+    epochs: int,
+    threads: int,
+    model=None,
+    memory_format=None,
+) -> dict:
+    """The torch training row: ``model`` (default: the benchmark's MLP, with ``threads``
+    threads; a given model's caller sets the threads) and each batch in ``memory_format``
+    (e.g. ``torch.channels_last``; default: as gathered)."""
     import torch
     from torch import nn
 
-    model = _torch_model(threads)
+    model = _torch_model(threads) if model is None else model
     model.train()
     params = list(model.parameters())
     opt = torch.optim.SGD(
@@ -452,6 +477,8 @@ def run_torch_row(batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: i
         losses, accs = torch.empty(steps), torch.empty(steps)
         for i in range(steps):
             xb, yb = x[order[i]], y[order[i]]
+            if memory_format is not None:
+                xb = xb.contiguous(memory_format=memory_format)
             out = model(xb)
             loss = nn.functional.cross_entropy(out, yb)
             opt.zero_grad(set_to_none=True)
@@ -493,15 +520,25 @@ def _timed_torch(warm_up, run, epochs: int, threads: int) -> tuple:
 
 
 def run_torch_eval_row(
-    impl: str, batch_size: int, x_np: np.ndarray, y_np: np.ndarray, epochs: int, threads: int
+    impl: str,
+    batch_size: int,
+    x_np: np.ndarray,
+    y_np: np.ndarray,
+    epochs: int,
+    threads: int,
+    model=None,
+    memory_format=None,
 ) -> dict:
-    """model.eval() under torch.no_grad(): loss sum and correct count (eval) or the logits (predict)."""
+    """model.eval() under torch.no_grad(): loss sum and correct count (eval) or the logits
+    (predict); ``model`` and ``memory_format`` as for ``run_torch_row``."""
     import torch
     from torch import nn
 
-    model = _torch_model(threads)
+    model = _torch_model(threads) if model is None else model
     model.eval()
     x, y = torch.from_numpy(np.ascontiguousarray(x_np)), torch.from_numpy(y_np.astype(np.int64))
+    if memory_format is not None:
+        x = x.contiguous(memory_format=memory_format)  # slices of it keep the format
     starts = range(0, x.shape[0], batch_size)
 
     @torch.no_grad()
@@ -579,14 +616,16 @@ def wait_rss(argv: list[str], env: dict | None = None, stdout=None) -> tuple[int
     return proc.returncode, usage.ru_maxrss / 1024, time.perf_counter() - t0
 
 
-def run_isolated(spec: dict, out: str, env: dict | None = None) -> dict:
+def run_isolated(spec: dict, out: str, env: dict | None = None, script: str = __file__) -> dict:
+    """``spec``'s row in a fresh ``python script --worker`` process: its result, with the
+    process's own peak RSS."""
     with tempfile.TemporaryDirectory() as tmp:
         spec = dict(spec, result=os.path.join(tmp, "row.json"))
         spec_path = os.path.join(tmp, "spec.json")
         with open(spec_path, "w") as f:
             json.dump(spec, f)
         code, rss, _ = wait_rss(
-            [sys.executable, os.path.abspath(__file__), "--worker", spec_path, "--out", out], env=env
+            [sys.executable, os.path.abspath(script), "--worker", spec_path, "--out", out], env=env
         )
         if code != 0:
             raise RuntimeError(f"benchmark row {spec['impl']} batch {spec.get('batch')} exited with {code}")

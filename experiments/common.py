@@ -22,6 +22,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+QUICK_XLA_FLAG = "--xla_backend_optimization_level=0"  # what --quick adds to XLA_FLAGS
+
+
 def parse_args(name: str, description: str, extra: Any = None) -> argparse.Namespace:
     """``--quick`` and ``--out``; ``extra(parser)`` may add script-specific options."""
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
@@ -39,11 +42,16 @@ def parse_args(name: str, description: str, extra: Any = None) -> argparse.Names
         # of: LLVM's optimizations cost about a third of that CPU time and buy nothing back.
         # XLA reads the flag when the backend starts, after this (the scripts compute nothing
         # before parsing their arguments); full runs keep the default optimized code.
-        os.environ["XLA_FLAGS"] = (
-            f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
-        )
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {QUICK_XLA_FLAG}".strip()
     os.makedirs(args.out, exist_ok=True)
     return args
+
+
+def optimized_compiles() -> None:
+    """Undo ``--quick``'s unoptimized compiles, before JAX starts its backend: XLA:CPU's
+    convolutions then stay naive loops (~100x slower), which costs a CNN script more than
+    the compile time saved."""
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "").replace(QUICK_XLA_FLAG, "").strip()
 
 
 def save_json(out: str, results: dict, name: str = "results.json") -> str:
