@@ -170,8 +170,11 @@ def test_every_layer_and_option_has_a_torch_case():
         for inner in spec["kwargs"].get("layers", []):
             visit(inner)
 
-    for case in CASES:
-        visit(case)
+    # the layers of issue 24 have fixtures of their own (norm2d.json, ...): every file counts
+    for path in sorted((pathlib.Path(__file__).parent / "torch_reference").glob("*.json")):
+        for case in json.loads(path.read_text()).get("cases", []):
+            if case.get("api", "").startswith("fnn.nn."):
+                visit(case)
     for name in nn.__all__:
         cls = getattr(nn, name)
         if not (isinstance(cls, type) and issubclass(cls, nn.Layer)) or cls in (nn.Layer, nn.Elementwise):
