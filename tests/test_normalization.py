@@ -166,6 +166,33 @@ def test_three_dim_input_equals_flattened_two_dim(x64):
     np.testing.assert_allclose(jnp.transpose(y3e, (0, 2, 1)).reshape(15, 4), y2e, rtol=1e-12)
 
 
+X4 = [[[[1, 2], [0, 3]], [[-1, 0], [2, 1]]], [[[4, 0], [2, 1]], [[0, 0], [1, 3]]]]  # (2, 2, 2, 2)
+
+
+def test_golden_4d_train_eval_and_backward(x64):
+    # BN2D-1/2: torch 2.13's BatchNorm2d(2) on X4 (docs/semantics.md's golden values)
+    p = _fresh(2)
+    y, rm, rv = batch_norm(_x(X4), **p, training=True)
+    np.testing.assert_allclose(y[0, 0], [[-0.4745776297, 0.2847465778], [-1.2339018373, 1.0440707854]], **TOL)
+    np.testing.assert_allclose(y[1, 1], [[-0.6255410664, -0.6255410664], [0.2085136888, 1.8766231991]], **TOL)
+    np.testing.assert_allclose(rm, [0.1625, 0.075], **TOL)  # m = 0.1 of the means 1.625, 0.75
+    np.testing.assert_allclose(rv, [1.098214286, 1.064285714], **TOL)  # unbiased, n = 8
+    y_eval, _, _ = batch_norm(_x(X4), rm, rv, p["weight"], p["bias"])
+    np.testing.assert_allclose(
+        y_eval[0, 0], [[0.7991702236, 1.7534033263], [-0.1550628792, 2.7076364291]], **TOL
+    )
+    dy = _x([[[[1, 0], [-1, 2]], [[0.5, 0], [0, -1]]], [[[0, 1], [1, 0]], [[2, -1], [0, 0.5]]]])
+    dx, dw, db = batch_norm_backward(dy, _x(X4), **p, training=True)
+    np.testing.assert_allclose(
+        dx[0, 0], [[0.4651710936, -0.4309674977], [-0.9166629378, 0.9508665338]], **TOL
+    )
+    np.testing.assert_allclose(
+        dx[1, 1], [[1.5230567932, -0.9791074723], [-0.0906582202, 0.4351581513]], **TOL
+    )
+    np.testing.assert_allclose(dw, [1.898310519, -0.6255410664], **TOL)
+    np.testing.assert_allclose(db, [4, 1], **TOL)
+
+
 def _np_bn_train(x, rm, rv, w, b, m):
     """numpy closed form of BN2D-1 on (N, C, *): per-channel stats over every other axis."""
     axes = (0, *range(2, x.ndim))
