@@ -19,8 +19,9 @@ Contract (docs/semantics.md, rules BN-1..BN-8, BN2D-1..BN2D-2):
   normalizes with batch statistics; eval with buffers and N = 1 is fine.
 - The running-statistics update is wrapped in `stop_gradient`: buffers carry no gradient.
 - Inputs of 4 or more dims take the per-channel sums of the forward and the backward in one
-  pass over the data (`fnn/_fast/batch_norm.py`, about a per-channel pivot): the same values
-  to rounding as the two-pass form written here, which (N, C) and (N, C, L) keep exactly.
+  pass over the data (`fnn/_fast/batch_norm.py`, about a per-channel pivot), and jax.grad
+  through the training forward BN-8's formula (a custom_jvp there): the same values to
+  rounding as the two-pass form written here, which (N, C) and (N, C, L) keep exactly.
 
 `layer_norm` follows torch.nn.functional.layer_norm: normalize over the trailing dims given
 by `normalized_shape` (int or tuple) with the biased variance; weight/bias have that shape.
@@ -156,11 +157,17 @@ def batch_norm(
     )
     x = jnp.asarray(input)
     mean, var = _bn_stats(x, running_mean, running_var, axes, use_batch_stats)
-    y = (x - _per_channel(mean, x.ndim)) * _per_channel(jax.lax.rsqrt(var + eps), x.ndim)
-    if weight is not None:
-        y = y * _per_channel(jnp.asarray(weight), x.ndim)
-    if bias is not None:
-        y = y + _per_channel(jnp.asarray(bias), x.ndim)
+    if use_batch_stats and x.ndim >= 4:  # the same values; jax.grad costs the manual backward
+        c = x.shape[1]
+        w = jnp.ones(c, x.dtype) if weight is None else jnp.asarray(weight)
+        b = jnp.zeros(c, x.dtype) if bias is None else jnp.asarray(bias)
+        y = _fast_bn.normalize(x, w, b, eps, axes)
+    else:
+        y = (x - _per_channel(mean, x.ndim)) * _per_channel(jax.lax.rsqrt(var + eps), x.ndim)
+        if weight is not None:
+            y = y * _per_channel(jnp.asarray(weight), x.ndim)
+        if bias is not None:
+            y = y + _per_channel(jnp.asarray(bias), x.ndim)
 
     if not training or running_mean is None:
         return y, running_mean, running_var  # BN-4 (unchanged) / BN-5 (no buffers)
