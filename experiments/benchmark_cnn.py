@@ -37,7 +37,7 @@ as a share of the float32 matmul peak (a jitted ``jnp.dot`` of two 2048² matric
 several, in the same run), compile seconds (JAX training rows: ``lower().compile()``; eval
 rows: the first call, compile plus one pass) and each process's peak RSS.
 Targets (issue 24): fnn ≥ 1.0× the hand-written JAX and ≥ 1.0× the fastest torch row, at every
-batch size, in training and in evaluation. ``--quick``: 512 samples, batch 128, one round.
+batch size, in training and in evaluation. ``--quick``: 256 samples, batch 128, one round.
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ def _options(parser) -> None:
     parser.add_argument(
         "--batch-sizes", type=int, nargs="+", default=None, help="default 128 512 (quick 128)"
     )
-    parser.add_argument("--samples", type=int, default=None, help="training images (default 8192, quick 512)")
+    parser.add_argument("--samples", type=int, default=None, help="training images (default 2048, quick 256)")
     parser.add_argument(
-        "--eval-samples", type=int, default=None, help="test images per eval pass (default 9728, quick 512)"
+        "--eval-samples", type=int, default=None, help="test images per eval pass (default 2048, quick 256)"
     )
     parser.add_argument("--rows", nargs="+", default=None, help="only these rows (names as in the table)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
@@ -667,8 +667,8 @@ def main() -> None:
         return
     epochs = args.epochs or (1 if args.quick else 2)
     rounds = args.rounds or (1 if args.quick else 3)
-    samples = args.samples or (512 if args.quick else 8192)
-    eval_samples = args.eval_samples or (512 if args.quick else 9728)
+    samples = args.samples or (256 if args.quick else 2048)
+    eval_samples = args.eval_samples or (256 if args.quick else 2048)
     batch_sizes = args.batch_sizes or ([128] if args.quick else [128, 512])
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     train_rows, eval_rows, skipped = available(args.quick, with_torch)
@@ -704,6 +704,14 @@ def main() -> None:
         env = torch_env if spec["impl"].startswith("torch") else None
         return bt.run_isolated(dict(spec, **paths), args.out, env, script=__file__)
 
+    unknown = sorted(set(args.rows or ()) - {*train_rows, *eval_rows})
+    if unknown:
+        print(
+            f"experiments/{NAME}.py: error: --rows {' '.join(unknown)}: not among this run's rows "
+            f"({' '.join(train_rows + eval_rows)}; skipped: {', '.join(skipped) or 'none'})",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     specs = _specs(train_rows, eval_rows, batch_sizes, epochs, args.rows)
     runs: dict[tuple, list[dict]] = {}
     matmuls = []
