@@ -19,7 +19,9 @@ Rows (each ``(row, batch)`` in its own process; ``--quick`` runs them in this on
   folds it).
 - ``pure-jax``: the hand-written epoch: NCHW ``lax.conv_general_dilated``, ``lax.reduce_window``
   max-pool, batch statistics over (N, H, W), ``jax.value_and_grad``, one ``lax.scan``;
-  ``pure-jax-eval``: its eval-mode forward scanned over the batches.
+  ``pure-jax-eval``: its eval-mode forward scanned over the batches. ``pure-jax-loop`` (+
+  ``-eval``): the same step (batch) jitted alone and called from a Python loop, because XLA:CPU
+  runs convolutions inside a loop body far slower (``LoopEpoch``).
 - ``flax-nnx``, ``equinox`` (+ ``-eval``): ``benchmark_peers``'s CNN epochs, written as that
   module's MLP rows are (Flax NNX split/merge around a scanned step, NHWC as flax's ``nnx.Conv``
   expects; Equinox's per-example modules under ``jax.vmap``), where the library imports (the
@@ -43,6 +45,7 @@ batch size, in training and in evaluation. ``--quick``: 256 samples, batch 128, 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -362,11 +365,10 @@ def _split_weights(weights):
     return params, state
 
 
-def reference_epoch(arch, weights, batch_size: int):
-    """The hand-written epoch: ``(jitted_epoch, carry)`` in ``bt.time_epoch``'s convention,
-    carry ``(params, state, momentum buffers)``; torch's SGD (``buf = 0.9 buf + g``, weight
-    decay on the ``.weight`` tensors of conv and linear layers)."""
-    import benchmark_peers
+def reference_step(arch):
+    """``step((params, state, buf), xb, yb, key) -> (carry, loss, logits)``: the hand-written
+    training step; torch's SGD (``buf = 0.9 buf + g``, weight decay on the ``.weight`` tensors
+    of conv and linear layers)."""
     import jax
     import jax.numpy as jnp
 
@@ -386,14 +388,72 @@ def reference_epoch(arch, weights, batch_size: int):
         params = {n: params[n] - bt.LR * buf[n] for n in params}
         return (params, state, buf), loss, logits
 
-    epoch = benchmark_peers._scan_epoch(step, batch_size)
+    return step
+
+
+def _initial_carry(weights):
+    import jax
+    import jax.numpy as jnp
+
+    params, state = _split_weights(weights)
+    return params, state, jax.tree.map(jnp.zeros_like, params)
+
+
+def reference_epoch(arch, weights, batch_size: int):
+    """The hand-written epoch: ``(jitted_epoch, carry)`` in ``bt.time_epoch``'s convention,
+    carry ``(params, state, momentum buffers)``: ``reference_step`` in one ``lax.scan``."""
+    import benchmark_peers
+    import jax
+
+    epoch = benchmark_peers._scan_epoch(reference_step(arch), batch_size)
 
     def run(params, state, buf, key, x, y):
         (params, state, buf), metrics = epoch((params, state, buf), key, x, y)
         return params, state, buf, metrics
 
-    params, state = _split_weights(weights)
-    return jax.jit(run, donate_argnums=(0, 1, 2)), (params, state, jax.tree.map(jnp.zeros_like, params))
+    return jax.jit(run, donate_argnums=(0, 1, 2)), _initial_carry(weights)
+
+
+class LoopEpoch:
+    """``reference_step`` jitted alone and called once per batch from Python: the same epoch
+    as ``reference_epoch`` (same shuffle, keys and batches) without the ``lax.scan``. XLA:CPU
+    leaves convolutions inside a loop body in their NCHW form, run by a generic loop emitter
+    (jax-ml/jax#12868); a step compiled alone gets them rewritten to its fast kernels.
+    ``lower(...).compile()`` compiles the step (``bt.time_epoch``'s compile time)."""
+
+    def __init__(self, arch, batch_size: int):
+        import jax
+
+        self.batch_size = batch_size
+        step = reference_step(arch)
+        self.step = jax.jit(lambda carry, xb, yb, key: step(carry, xb, yb, key)[:2], donate_argnums=0)
+
+    def _batches(self, key, n):
+        import jax
+
+        steps = n // self.batch_size
+        k_perm, k_steps = jax.random.split(key)
+        order = jax.random.permutation(k_perm, n)[: steps * self.batch_size]
+        return order.reshape(steps, self.batch_size), jax.random.split(k_steps, steps)
+
+    def lower(self, params, state, buf, key, x, y):
+        order, keys = self._batches(key, x.shape[0])
+        return self.step.lower((params, state, buf), x[order[0]], y[order[0]], keys[0])
+
+    def __call__(self, params, state, buf, key, x, y):
+        import jax.numpy as jnp
+
+        order, keys = self._batches(key, x.shape[0])
+        carry, losses = (params, state, buf), []
+        for idx, k in zip(order, keys, strict=True):
+            carry, loss = self.step(carry, x[idx], y[idx], k)
+            losses.append(loss)
+        return (*carry, {"loss": jnp.stack(losses)})
+
+
+def reference_loop_epoch(arch, weights, batch_size: int):
+    """``(LoopEpoch, carry)``: the hand-written step in a Python loop (row ``pure-jax-loop``)."""
+    return LoopEpoch(arch, batch_size), _initial_carry(weights)
 
 
 def scan_eval(logits_fn, batch_size: int):
@@ -420,7 +480,31 @@ def scan_eval(logits_fn, batch_size: int):
     return jax.jit(run)
 
 
-def reference_eval(arch, weights, batch_size: int):
+def loop_eval(logits_fn, batch_size: int):
+    """``scan_eval``'s pass as a Python loop over one jitted batch (row ``pure-jax-loop-eval``)."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def batch(model, xb, yb):
+        logp = jax.nn.log_softmax(logits_fn(model, xb))
+        loss = -jnp.sum(jnp.take_along_axis(logp, yb[:, None], axis=1))
+        return loss, jnp.sum(jnp.argmax(logp, axis=1) == yb)
+
+    def run(model, x, y):
+        n = x.shape[0] // batch_size
+        loss, correct = 0.0, 0
+        for i in range(n):
+            l, c = batch(
+                model, x[i * batch_size : (i + 1) * batch_size], y[i * batch_size : (i + 1) * batch_size]
+            )
+            loss, correct = loss + l, correct + c
+        return loss / (n * batch_size), correct
+
+    return run
+
+
+def reference_eval(arch, weights, batch_size: int, loop: bool = False):
     """``(jitted_eval, model)`` for ``scan_eval``'s run: the hand-written forward in eval mode."""
     import jax
 
@@ -429,7 +513,7 @@ def reference_eval(arch, weights, batch_size: int):
     def logits(model, xb):
         return forward(*model, jax.random.key(0), xb, False)[0]
 
-    return scan_eval(logits, batch_size), _split_weights(weights)
+    return (loop_eval if loop else scan_eval)(logits, batch_size), _split_weights(weights)
 
 
 # ---------------------------------------------------------------- fnn's rows
@@ -525,6 +609,8 @@ def _run_jax_row(kind, is_eval, arch, weights, batch, x_np, y_np, epochs) -> dic
         return bt.time_epoch(*fnn_epoch(model, weights, batch, kind.split("-")[1]), x, y, epochs)
     if kind == "pure-jax":
         build_train, build_eval = reference_epoch, reference_eval
+    elif kind == "pure-jax-loop":
+        build_train, build_eval = reference_loop_epoch, functools.partial(reference_eval, loop=True)
     else:
         import benchmark_peers
 
@@ -544,7 +630,7 @@ def _run_jax_row(kind, is_eval, arch, weights, batch, x_np, y_np, epochs) -> dic
 def available(quick: bool, with_torch: bool) -> tuple[list[str], list[str], dict[str, str]]:
     """``(training rows, eval rows, skipped row -> why)``."""
     skipped = {}
-    train_rows, eval_rows = ["pure-jax"], ["pure-jax-eval"]
+    train_rows, eval_rows = ["pure-jax", "pure-jax-loop"], ["pure-jax-eval", "pure-jax-loop-eval"]
     model, note = fnn_model()
     if model is None:
         skipped |= {impl: note for impl in (*FNN_TRAIN, *FNN_EVAL)}

@@ -60,6 +60,14 @@ def _reference_logits(arch, weights, x):
     return np.asarray(bc.reference_forward(arch)(params, state, jax.random.key(0), x, False)[0])
 
 
+def test_the_python_loop_eval_equals_the_scanned_one(data):
+    weights, x, y = _weights(ARCH), data["x_eval"], data["y_eval"]
+    model = bc._split_weights(weights)
+    scanned, looped = (bc.reference_eval(ARCH, weights, 32, loop)[0](model, x, y) for loop in (False, True))
+    np.testing.assert_allclose(looped[0], scanned[0], rtol=1e-5)
+    assert int(looped[1]) == int(scanned[1])
+
+
 def test_flops_of_the_default_network_is_the_closed_form():
     conv1, conv2, head = 16 * 1 * 9 * 28 * 28, 32 * 16 * 9 * 14 * 14, 1568 * 10
     assert bc.flops(bc.DEFAULT_ARCH) == 2 * (conv1 + conv2 + head)
@@ -101,7 +109,7 @@ def test_eval_logits_equal_the_hand_written_forward(peer, arch, data):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("peer", ["flax-nnx", "equinox", "fnn-autodiff", "fnn-manual"])
+@pytest.mark.parametrize("peer", ["pure-jax-loop", "flax-nnx", "equinox", "fnn-autodiff", "fnn-manual"])
 def test_an_epoch_gives_the_hand_written_epochs_losses(peer, data):
     # Same key -> same shuffle and batches; same weights, loss and SGD -> the same losses.
     weights, x, y = _weights(NO_DROPOUT), data["x"], data["y"]
@@ -112,6 +120,8 @@ def test_an_epoch_gives_the_hand_written_epochs_losses(peer, data):
         if bc.fnn_model()[0] is None:
             pytest.skip(bc.fnn_model()[1])
         run, carry = bc.fnn_epoch(bc.build_fnn(NO_DROPOUT), weights, 64, peer.split("-")[1])
+    elif peer == "pure-jax-loop":
+        run, carry = bc.reference_loop_epoch(NO_DROPOUT, weights, 64)
     else:
         for module in bc.bt.PEER_IMPLS[peer]:
             pytest.importorskip(module)
