@@ -16,7 +16,8 @@ test images (a multiple of every batch size, so every row does the same batches)
 Rows (each ``(row, batch)`` in its own process; ``--quick`` runs them in this one):
 - ``fnn-autodiff``, ``fnn-manual``: ``fnn.train.make_train_epoch`` (what ``fit`` compiles), one
   ``lax.scan`` per epoch; ``fnn-evaluate``: ``fnn.train.evaluate`` (BatchNorm folded where fnn
-  folds it).
+  folds it). ``fnn-autodiff-loop``, ``fnn-manual-loop``: fnn's jitted step
+  (``make_train_step``) called per batch from Python, not fit's path: what the scan costs.
 - ``pure-jax``: the hand-written epoch: NCHW ``lax.conv_general_dilated``, ``lax.reduce_window``
   max-pool, batch statistics over (N, H, W), ``jax.value_and_grad``, one ``lax.scan``;
   ``pure-jax-eval``: its eval-mode forward scanned over the batches. ``pure-jax-loop`` (+
@@ -74,6 +75,7 @@ DEFAULT_ARCH = (
     {"op": "linear", "in": 1568, "out": 10, "bias": True},
 )
 FNN_TRAIN, FNN_EVAL = ("fnn-autodiff", "fnn-manual"), ("fnn-evaluate",)
+FNN_LOOP = ("fnn-autodiff-loop", "fnn-manual-loop")  # not fit's path: what the scan costs
 PEERS = tuple(bt.PEER_IMPLS)  # flax-nnx, equinox: the libraries each needs are bt's
 TORCH_KINDS = ("torch", "torch-cl")
 
@@ -415,18 +417,18 @@ def reference_epoch(arch, weights, batch_size: int):
 
 
 class LoopEpoch:
-    """``reference_step`` jitted alone and called once per batch from Python: the same epoch
-    as ``reference_epoch`` (same shuffle, keys and batches) without the ``lax.scan``. XLA:CPU
+    """A training step jitted alone and called once per batch from Python: the epoch of
+    ``reference_epoch`` (same shuffle, keys and batches) without the ``lax.scan``. XLA:CPU
     leaves convolutions inside a loop body in their NCHW form, run by a generic loop emitter
     (jax-ml/jax#12868); a step compiled alone gets them rewritten to its fast kernels.
-    ``lower(...).compile()`` compiles the step (``bt.time_epoch``'s compile time)."""
+    ``step(carry, xb, yb, key) -> (carry, loss)``; ``lower(...).compile()`` compiles it
+    (``bt.time_epoch``'s compile time)."""
 
-    def __init__(self, arch, batch_size: int):
+    def __init__(self, step, batch_size: int):
         import jax
 
         self.batch_size = batch_size
-        step = reference_step(arch)
-        self.step = jax.jit(lambda carry, xb, yb, key: step(carry, xb, yb, key)[:2], donate_argnums=0)
+        self.step = jax.jit(step, donate_argnums=0)
 
     def _batches(self, key, n):
         import jax
@@ -453,7 +455,27 @@ class LoopEpoch:
 
 def reference_loop_epoch(arch, weights, batch_size: int):
     """``(LoopEpoch, carry)``: the hand-written step in a Python loop (row ``pure-jax-loop``)."""
-    return LoopEpoch(arch, batch_size), _initial_carry(weights)
+    step = reference_step(arch)
+    return LoopEpoch(lambda carry, xb, yb, key: step(carry, xb, yb, key)[:2], batch_size), _initial_carry(
+        weights
+    )
+
+
+def fnn_loop_epoch(model, weights, batch_size: int, grad: str):
+    """fnn's own jitted step (``fnn.train.make_train_step``) called per batch from Python
+    (rows ``fnn-autodiff-loop``, ``fnn-manual-loop``): what fnn's epoch would run at without
+    the ``lax.scan``."""
+    from fnn import nn, optim, train
+
+    opt = optim.sgd(lr=bt.LR, momentum=bt.MOMENTUM, weight_decay=bt.WEIGHT_DECAY)
+    params, state = model.load_state_dict(weights)
+    fnn_step = train.make_train_step(model, nn.CrossEntropyLoss(), opt, grad)
+
+    def step(carry, xb, yb, key):
+        *carry, metrics = fnn_step(*carry, key, xb, yb)
+        return tuple(carry), metrics["loss"]
+
+    return LoopEpoch(step, batch_size), (params, state, opt.init(params))
 
 
 def scan_eval(logits_fn, batch_size: int):
@@ -606,7 +628,8 @@ def _run_jax_row(kind, is_eval, arch, weights, batch, x_np, y_np, epochs) -> dic
                 lambda: train.evaluate(model, params, state, (x, y), batch_size=batch)["loss"], 3 * epochs
             )
             return {**row, "final_loss": out}
-        return bt.time_epoch(*fnn_epoch(model, weights, batch, kind.split("-")[1]), x, y, epochs)
+        build = fnn_loop_epoch if kind.endswith("-loop") else fnn_epoch
+        return bt.time_epoch(*build(model, weights, batch, kind.split("-")[1]), x, y, epochs)
     if kind == "pure-jax":
         build_train, build_eval = reference_epoch, reference_eval
     elif kind == "pure-jax-loop":
@@ -633,9 +656,9 @@ def available(quick: bool, with_torch: bool) -> tuple[list[str], list[str], dict
     train_rows, eval_rows = ["pure-jax", "pure-jax-loop"], ["pure-jax-eval", "pure-jax-loop-eval"]
     model, note = fnn_model()
     if model is None:
-        skipped |= {impl: note for impl in (*FNN_TRAIN, *FNN_EVAL)}
+        skipped |= {impl: note for impl in (*FNN_TRAIN, *FNN_LOOP, *FNN_EVAL)}
     else:
-        train_rows, eval_rows = [*FNN_TRAIN, *train_rows], [*FNN_EVAL, *eval_rows]
+        train_rows, eval_rows = [*FNN_TRAIN, *FNN_LOOP, *train_rows], [*FNN_EVAL, *eval_rows]
     for peer in PEERS:
         missing = bt.missing_modules(peer)
         if missing:
@@ -701,6 +724,13 @@ def check_targets(rows: list[dict]) -> list[dict]:
                         checks.append(
                             {"check": f"{impl} / {name} @{b}", "value": v, "target": target, "pass": v >= 1.0}
                         )
+        for loop, scanned in (("pure-jax-loop", "pure-jax"), *zip(FNN_LOOP, FNN_TRAIN, strict=True)):
+            by = {r["impl"]: r for r in rows if r["batch"] == b}
+            if loop in by and scanned in by:
+                v = by[loop]["samples_per_s"] / by[scanned]["samples_per_s"]
+                checks.append(
+                    {"check": f"{loop} / {scanned} @{b}", "value": v, "target": "(info)", "pass": True}
+                )
     return checks
 
 

@@ -109,7 +109,9 @@ def test_eval_logits_equal_the_hand_written_forward(peer, arch, data):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("peer", ["pure-jax-loop", "flax-nnx", "equinox", "fnn-autodiff", "fnn-manual"])
+@pytest.mark.parametrize(
+    "peer", ["pure-jax-loop", "flax-nnx", "equinox", "fnn-autodiff", "fnn-manual", "fnn-manual-loop"]
+)
 def test_an_epoch_gives_the_hand_written_epochs_losses(peer, data):
     # Same key -> same shuffle and batches; same weights, loss and SGD -> the same losses.
     weights, x, y = _weights(NO_DROPOUT), data["x"], data["y"]
@@ -119,7 +121,8 @@ def test_an_epoch_gives_the_hand_written_epochs_losses(peer, data):
     if peer.startswith("fnn"):
         if bc.fnn_model()[0] is None:
             pytest.skip(bc.fnn_model()[1])
-        run, carry = bc.fnn_epoch(bc.build_fnn(NO_DROPOUT), weights, 64, peer.split("-")[1])
+        build = bc.fnn_loop_epoch if peer.endswith("-loop") else bc.fnn_epoch
+        run, carry = build(bc.build_fnn(NO_DROPOUT), weights, 64, peer.split("-")[1])
     elif peer == "pure-jax-loop":
         run, carry = bc.reference_loop_epoch(NO_DROPOUT, weights, 64)
     else:
