@@ -43,6 +43,7 @@ from fnn.functional.affine import (
     unflatten_backward,
 )
 from fnn.functional.backward import backward_of
+from fnn.functional.conv import conv1d, conv1d_backward, conv2d, conv2d_backward
 from fnn.functional.encoding import one_hot
 from fnn.functional.losses import (
     binary_cross_entropy,
@@ -63,6 +64,7 @@ from fnn.functional.losses import (
     smooth_l1_loss_backward,
 )
 from fnn.functional.normalization import batch_norm, batch_norm_backward, layer_norm, layer_norm_backward
+from fnn.functional.padding import pad, pad_backward
 from fnn.functional.pooling import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -93,6 +95,10 @@ __all__ = [
     "binary_cross_entropy_backward",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
+    "conv1d",
+    "conv1d_backward",
+    "conv2d",
+    "conv2d_backward",
     "cross_entropy",
     "cross_entropy_backward",
     "dropout",
@@ -129,6 +135,8 @@ __all__ = [
     "nll_loss",
     "nll_loss_backward",
     "one_hot",
+    "pad",
+    "pad_backward",
     "prelu",
     "prelu_backward",
     "relu",

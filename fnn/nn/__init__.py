@@ -18,6 +18,7 @@ from fnn.nn.activations import (
     Tanh,
 )
 from fnn.nn.base import DTYPES, Elementwise, Layer
+from fnn.nn.conv import Conv1d, Conv2d
 from fnn.nn.dropout import Dropout, Dropout2d
 from fnn.nn.fold import fold_batchnorm
 from fnn.nn.linear import Flatten, Linear, Unflatten
@@ -49,6 +50,8 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Dropout2d",
