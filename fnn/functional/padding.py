@@ -68,7 +68,7 @@ def _check_sizes(mode: str, size: int, lo: int, hi: int, axis: int, input: jax.A
         kept = size - max(-lo, 0) - max(-hi, 0)
         if lo > min(size, kept) or hi > min(size, kept):
             raise ValueError(f"pad: circular padding may wrap around at most once, got {where}")
-    if size + lo + hi < 0:
+    if size + lo + hi < (0 if mode == "constant" else 1):  # torch: "input is too small"
         raise ValueError(f"pad: the padded size would be {size + lo + hi}, got {where}")
 
 
