@@ -1,5 +1,6 @@
 """fnn.nn.fold_batchnorm: the folded model against the unfolded one (BN-4, BN-5, BN-6), and the
-folded weights against the closed form W' = diag(γ/√(σ²+eps)) W, b' = (b − μ)·γ/√(σ²+eps) + β in numpy."""
+folded weights against the closed form W' = diag(γ/√(σ²+eps)) W, b' = (b − μ)·γ/√(σ²+eps) + β in numpy;
+Linear -> BatchNorm1d, Conv1d -> BatchNorm1d and Conv2d -> BatchNorm2d (BN2D-5)."""
 
 import jax
 import jax.numpy as jnp
@@ -189,3 +190,82 @@ def test_params_of_the_wrong_structure_are_named():
         nn.fold_batchnorm(model, params[:1], state)
     with pytest.raises(ValueError, match=r"Sequential state must be a tuple with one entry per layer \(2\)"):
         nn.fold_batchnorm(model, params, [state[0]])
+
+
+# ---------------------------------------------------------------- Conv -> BatchNorm (issue 24)
+
+
+def conv_model(dtype="float32"):
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False, dtype=dtype),
+        nn.BatchNorm2d(4, dtype=dtype),  # folded, a bias created
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 2, stride=2, groups=2, padding_mode="zeros", dtype=dtype),
+        nn.BatchNorm2d(6, affine=False, eps=1e-3, dtype=dtype),  # folded: no γ/β
+        nn.Conv2d(6, 6, 3, padding=1, padding_mode="reflect", dilation=1, dtype=dtype),
+        nn.BatchNorm2d(6, track_running_stats=False, dtype=dtype),  # kept (BN-5)
+        nn.Flatten(),
+    )
+
+
+def test_conv_batchnorm_pairs_fold_and_others_are_kept():
+    model = conv_model()
+    params, state = randomize(model, 7)
+    folded, fparams, fstate = nn.fold_batchnorm(model, params, state)
+    names = [type(layer).__name__ for layer in folded]
+    assert names == ["FoldedConv2d", "ReLU", "FoldedConv2d", "Conv2d", "BatchNorm2d", "Flatten"]
+    assert folded[0].bias and set(fparams[0]) == {"weight", "bias"} and fstate[0] == {}
+    assert (folded[2].stride, folded[2].groups) == (model[3].stride, model[3].groups)
+    # a conv's channels are not a Linear's features, nor BatchNorm1d's of 4-D input: not pairs
+    for pair in (
+        nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm1d(3)),
+        nn.Sequential(nn.Linear(2, 3), nn.BatchNorm2d(3)),
+        nn.Sequential(nn.Conv1d(2, 3, 1), nn.BatchNorm2d(3)),
+    ):
+        kept, _, _ = nn.fold_batchnorm(pair, *pair.init(jax.random.key(0)))
+        assert kept == pair
+
+
+def test_folded_conv_weights_match_the_closed_form_in_numpy():
+    # W'[o] = s_o·W[o], b' = (b − μ)·s + β with s = γ/√(σ² + eps); b = 0 without a bias
+    model = nn.Sequential(nn.Conv2d(2, 3, 2, bias=False), nn.BatchNorm2d(3, eps=1e-3))
+    params, state = randomize(model, 8)
+    _, fparams, _ = nn.fold_batchnorm(model, params, state)
+    w = np.asarray(params[0]["weight"], np.float64)
+    g, beta = (np.asarray(params[1][k], np.float64) for k in ("weight", "bias"))
+    mu, var = (np.asarray(state[1][k], np.float64) for k in ("running_mean", "running_var"))
+    s = g / np.sqrt(var + 1e-3)
+    np.testing.assert_allclose(fparams[0]["weight"], w * s[:, None, None, None], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fparams[0]["bias"], -mu * s + beta, rtol=1e-6, atol=1e-7)
+
+
+def test_float64_folded_conv_equals_conv_then_batchnorm_in_eval(x64):
+    # BN-4 in eval: the folded convolutions give the unfolded model's output to 1e-12
+    for model, shape in (
+        (conv_model("float64"), (2, 3, 6, 6)),
+        (
+            nn.Sequential(
+                nn.Conv1d(3, 4, 3, padding=2, dilation=2, dtype="float64"),
+                nn.BatchNorm1d(4, dtype="float64"),
+                nn.Tanh(),
+            ),
+            (2, 3, 7),
+        ),
+    ):
+        params, state = randomize(model, 9, np.float64)
+        folded, fparams, fstate = nn.fold_batchnorm(model, params, state)
+        assert type(folded[0]).__name__ in ("FoldedConv1d", "FoldedConv2d")
+        x = jnp.asarray(np.random.default_rng(10).standard_normal(shape) * 3)
+        np.testing.assert_allclose(
+            eval_apply(folded, fparams, fstate, x),
+            eval_apply(model, params, state, x),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+def test_folded_conv_refuses_training():
+    model = nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3))
+    folded, fparams, fstate = nn.fold_batchnorm(model, *model.init(jax.random.key(0)))
+    with pytest.raises(ValueError, match=r"FoldedConv2d is eval-only.*train=False"):
+        folded.apply(fparams, fstate, jnp.ones((1, 2, 3, 3)), train=True)

@@ -237,3 +237,31 @@ def test_dropout2d_layer_matches_the_module_in_each_mode(x64):
         y = np.asarray(layer.apply({}, {}, jnp.asarray(x), key=jax.random.key(2), train=True)[0])
     for out in (y, yt):
         assert abs(_channel_law(out, x, 0.3) - 0.3) < 5 * math.sqrt(0.21 / 1000)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fold_conv_batchnorm_equals_torch_fuse_conv_bn_eval(x64, bias):
+    # BN2D-5: fnn's folded Conv2d -> BatchNorm2d weights are torch's fuse_conv_bn_eval's
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    rng = rng_for("fold", bias)
+    conv, bn = (
+        torch.nn.Conv2d(4, 6, 3, padding=1, groups=2, bias=bias).double(),
+        torch.nn.BatchNorm2d(6).double(),
+    )
+    with torch.no_grad():
+        bn.weight.copy_(tt(rng.normal(size=6))), bn.bias.copy_(tt(rng.normal(size=6)))
+        bn.running_mean.copy_(tt(rng.normal(size=6))), bn.running_var.copy_(tt(rng.uniform(0.5, 2, 6)))
+    conv.eval(), bn.eval()
+    fused = fuse_conv_bn_eval(conv, bn)
+    model = nn.Sequential(
+        nn.Conv2d(4, 6, 3, padding=1, groups=2, bias=bias, dtype="float64"),
+        nn.BatchNorm2d(6, dtype="float64"),
+    )
+    flat = {f"0.{k}": v.numpy() for k, v in conv.state_dict().items()}
+    flat |= {f"1.{k}": v.numpy() for k, v in bn.state_dict().items()}
+    folded, fparams, fstate = nn.fold_batchnorm(model, *model.load_state_dict(flat))
+    close(fparams[0]["weight"], fused.weight, rtol=1e-12, atol=1e-14)
+    close(fparams[0]["bias"], fused.bias, rtol=1e-12, atol=1e-14)
+    x = rng.normal(size=(2, 4, 5, 5))
+    close(folded.apply(fparams, fstate, jnp.asarray(x), train=False)[0], fused(tt(x)), rtol=1e-10, atol=1e-12)

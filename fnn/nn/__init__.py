@@ -1,6 +1,6 @@
 """fnn.nn: immutable, hashable layer specs with pure init / apply / apply_vjp (and the
 backward derived from it), torch.nn's loss specs (CrossEntropyLoss, MSELoss, ...), and
-fold_batchnorm, which merges eval-mode Linear -> BatchNorm1d pairs."""
+fold_batchnorm, which merges eval-mode Linear/Conv -> BatchNorm pairs."""
 
 from fnn.nn import precision
 from fnn.nn.activations import (
