@@ -3,8 +3,8 @@
 Inside one ``jit``, a ``lax.scan`` runs the full batches, each sliced from the
 device-resident data (no padded copy), and the last partial batch runs at its true size.
 The model is first folded for eval (``fnn.nn.fold_batchnorm``, on by default: each
-``Linear -> BatchNorm1d`` pair becomes one Linear, the same function up to float32
-rounding), inside the program, so the current running statistics are always used.
+``Linear -> BatchNorm1d`` or ``Conv -> BatchNorm`` pair becomes one layer, the same
+function up to float32 rounding), inside the program, so the current running statistics are always used.
 
 ``evaluate``'s loss is exact at the dataset level: the sum of the loss spec's
 ``per_sample`` terms over the sum of their weights equals the loss with
@@ -208,7 +208,8 @@ def evaluate(
         batch_size: rows per compiled batch (memory only: the result does not depend on it).
         loss: an ``fnn.nn`` loss spec or function (default: ``default_loss(y)``).
         metrics: see ``fnn.train.metrics`` (default: accuracy for class labels, else MAE).
-        fold_batchnorm: fold each ``Linear -> BatchNorm1d`` pair into one Linear first
+        fold_batchnorm: fold each ``Linear -> BatchNorm1d`` and ``Conv -> BatchNorm``
+            pair into one layer first
             (default True); False runs the layers as they are.
 
     Returns:
