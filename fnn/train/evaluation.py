@@ -209,8 +209,7 @@ def evaluate(
         loss: an ``fnn.nn`` loss spec or function (default: ``default_loss(y)``).
         metrics: see ``fnn.train.metrics`` (default: accuracy for class labels, else MAE).
         fold_batchnorm: fold each ``Linear -> BatchNorm1d`` and ``Conv -> BatchNorm``
-            pair into one layer first
-            (default True); False runs the layers as they are.
+            pair into one layer first (default True); False runs the layers as they are.
 
     Returns:
         ``{"loss": float, <metric>: float, ...}``.
