@@ -180,6 +180,16 @@ def _batch_norm_case(id, training):
     )
 
 
+def _make_conv(x_shape, w_shape, bias=True):
+    def make(rng):
+        diff = {"input": _normal(rng, x_shape), "weight": _normal(rng, w_shape)}
+        if bias:
+            diff["bias"] = _normal(rng, (w_shape[0],))
+        return diff, {}
+
+    return make
+
+
 def _make_layer_norm(rng):
     return {
         "input": _normal(rng, (2, 2, 3)),
@@ -311,6 +321,43 @@ OP_CASES = [
     ),
     _op_case("cross_entropy_kdim_none", "cross_entropy", _make_classes((2, 3, 2), 3), reduction="none"),
     _op_case("cross_entropy_unbatched", "cross_entropy", _make_classes((3,), 3), reduction="sum"),
+    # conv is bilinear in (input, weight): its HVP is the cross terms conv(t_x, w) + conv(x, t_w)
+    _op_case(
+        "conv1d_stride_pad_dilation",
+        "conv1d",
+        _make_conv((2, 2, 9), (3, 2, 3)),
+        shared=("weight", "bias"),
+        stride=2,
+        padding=1,
+        dilation=2,
+    ),
+    _op_case(
+        "conv2d_groups_same_even_kernel_no_bias",
+        "conv2d",
+        _make_conv((1, 4, 5, 4), (2, 2, 2, 3), bias=False),
+        shared=("weight",),
+        padding="same",
+        groups=2,
+    ),
+    _op_case(
+        "conv2d_unbatched_stride_tuple",
+        "conv2d",
+        _make_conv((2, 5, 6), (3, 2, 2, 3)),
+        shared=("weight", "bias"),
+        stride=(2, 1),
+        padding=(1, 0),
+    ),
+    # the fill value is the forward's alone (pad_backward has no `value`)
+    Case(
+        "pad_constant_crop_value",
+        "pad",
+        _x((2, 3, 4)),
+        functools.partial(F.pad, pad=(1, -1, 2, 0), mode="constant", value=0.5),
+        functools.partial(F.pad_backward, pad=(1, -1, 2, 0), mode="constant"),
+    ),
+    _op_case("pad_reflect", "pad", _x((1, 2, 4, 3)), pad=(2, 1, 1, 2), mode="reflect"),
+    _op_case("pad_replicate", "pad", _x((1, 2, 3)), pad=(2, 3), mode="replicate"),
+    _op_case("pad_circular", "pad", _x((1, 1, 3, 4)), pad=(1, 2, 2, 1), mode="circular"),
 ]
 
 
@@ -379,6 +426,13 @@ LAYER_CASES = [
     _layer_case("BatchNorm1d_eval", nn.BatchNorm1d(3), (5, 3), train=False),
     _layer_case("LayerNorm", nn.LayerNorm(3), (4, 3)),
     _layer_case("Sequential_train", _MLP, (4, 2, 2), key_per_example=True),
+    _layer_case("Conv1d_reflect", nn.Conv1d(2, 3, 3, padding=2, padding_mode="reflect"), (2, 2, 5)),
+    _layer_case("Conv2d", nn.Conv2d(2, 3, 3, stride=2, padding=1), (1, 2, 5, 5)),
+    _layer_case(
+        "Conv2d_circular_same_groups",
+        nn.Conv2d(4, 2, (2, 3), padding="same", groups=2, bias=False, padding_mode="circular"),
+        (1, 4, 3, 4),
+    ),
 ]
 
 
