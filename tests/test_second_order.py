@@ -202,6 +202,10 @@ def _make_dropout(rng):
     return {"input": _normal(rng, (4, 3))}, {"key": jax.random.key(rng.integers(2**31))}
 
 
+def _make_dropout2d(rng):
+    return {"input": _normal(rng, (2, 3, 2, 2))}, {"key": jax.random.key(rng.integers(2**31))}
+
+
 def _make_pointwise(kinks=None, low=None, high=None, target_range=None, weight=False, pos_weight=False):
     """input and target of shape (2, 3). With `kinks`, the difference input − target keeps
     _MARGIN away from each kink of |d| (and lands on both sides of a Huber/SmoothL1 switch);
@@ -269,6 +273,9 @@ OP_CASES = [
     _op_case("maxout", "maxout", lambda rng: ({"input": _maxout_input(rng, 2, 2, 3)}, {}), pieces=3),
     _op_case("dropout", "dropout", _make_dropout, p=0.4),
     _op_case("dropout_eval", "dropout", _make_dropout, p=0.4, training=False),
+    _op_case("dropout2d", "dropout2d", _make_dropout2d, p=0.4),
+    _op_case("scaled_tanh", "scaled_tanh", _x((3, 4)), amplitude=1.5, slope=0.8),
+    _op_case("unflatten", "unflatten", _x((2, 6)), dim=1, sizes=(3, 2)),
     _op_case("linear", "linear", _make_linear(True), shared=("weight", "bias")),
     _op_case("linear_no_bias", "linear", _make_linear(False), shared=("weight",)),
     _op_case("flatten", "flatten", _x((2, 3, 2)), start_dim=1),
@@ -424,6 +431,10 @@ LAYER_CASES = [
     _layer_case("BatchNorm1d_train", nn.BatchNorm1d(3), (5, 3)),
     _layer_case("BatchNorm1d_train_3d", nn.BatchNorm1d(2), (3, 2, 2)),
     _layer_case("BatchNorm1d_eval", nn.BatchNorm1d(3), (5, 3), train=False),
+    _layer_case("BatchNorm2d_train", nn.BatchNorm2d(2), (3, 2, 2, 2)),
+    _layer_case("Dropout2d_train", nn.Dropout2d(0.4), (2, 3, 2, 2), key_per_example=True),
+    _layer_case("ScaledTanh", nn.ScaledTanh(), (3, 4)),
+    _layer_case("Unflatten", nn.Unflatten(1, (3, 2)), (2, 6)),
     _layer_case("LayerNorm", nn.LayerNorm(3), (4, 3)),
     _layer_case("Sequential_train", _MLP, (4, 2, 2), key_per_example=True),
     _layer_case("Conv1d_reflect", nn.Conv1d(2, 3, 3, padding=2, padding_mode="reflect"), (2, 2, 5)),
