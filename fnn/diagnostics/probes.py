@@ -69,7 +69,7 @@ _STAT_ORDER = (
     "saturated_fraction",
 )
 _ACTIVATION_KINDS = (
-    *((cls, "tanh") for cls in (getattr(nn, "ScaledTanh", None),) if isinstance(cls, type)),
+    (nn.ScaledTanh, "tanh"),
     (nn.ReLU, "relu"),
     (nn.LeakyReLU, "leaky_relu"),
     (nn.ELU, "elu"),
@@ -84,17 +84,12 @@ _ACTIVATION_KINDS = (
 )
 
 
-def _nn_classes(*names: str) -> tuple[type, ...]:
-    """The named ``fnn.nn`` classes that exist (the conv chapter's layers are looked up by name)."""
-    return tuple(c for c in (getattr(nn, name, None) for name in names) if isinstance(c, type))
-
-
-_CONV = _nn_classes("Conv1d", "Conv2d", "Conv3d")
-_BATCHNORM = _nn_classes("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+_CONV = (nn.Conv1d, nn.Conv2d)
+_BATCHNORM = (nn.BatchNorm1d,)  # BatchNorm2d is one
 # Layers whose output is (N, C, *) feature maps, and those whose output is (N, features).
-_SPATIAL = _CONV + _nn_classes(
-    "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
-    "AdaptiveMaxPool2d", "BatchNorm2d", "BatchNorm3d", "Dropout1d", "Dropout2d", "Dropout3d",
+_SPATIAL = (
+    *_CONV, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.BatchNorm2d,
+    nn.Dropout2d,
 )  # fmt: skip
 _FLAT = (nn.Linear, nn.Flatten)
 _KNOWN_LIMITS = {nn.Tanh: (-1.0, 1.0), nn.Sigmoid: (0.0, 1.0)}
@@ -122,7 +117,7 @@ def layer_kind(layer: nn.Layer) -> str | None:
     if isinstance(layer, _CONV):
         return "conv"
     if isinstance(layer, _BATCHNORM):
-        return "batchnorm" if getattr(layer, "track_running_stats", True) else None
+        return "batchnorm" if layer.track_running_stats else None
     for cls, kind in _ACTIVATION_KINDS:
         if isinstance(layer, cls):
             return kind
@@ -194,7 +189,9 @@ def channel_units(layers: tuple, i: int) -> bool:
 
 
 def layer_name(layer: nn.Layer) -> str:
-    """A short readable name: ``Linear(784, 512)``, ``BatchNorm1d(512)``, else the spec's repr.
+    """A short readable name: ``Linear(784, 512)``, ``BatchNorm1d(512)``,
+    ``Conv2d(1, 6, kernel_size=5, padding=2)`` (torch's style: what is not default), else the
+    spec's repr.
 
     Args:
         layer: an ``fnn.nn`` layer.
@@ -211,7 +208,35 @@ def layer_name(layer: nn.Layer) -> str:
         return f"Linear({layer.in_features}, {layer.out_features}{'' if layer.bias else ', bias=False'})"
     if isinstance(layer, nn.BatchNorm1d):
         return f"{type(layer).__name__}({layer.num_features})"  # BatchNorm1d or BatchNorm2d
+    if isinstance(layer, _CONV):
+        return _conv_name(layer)
+    if isinstance(layer, nn.ScaledTanh):  # the defaults' repr holds 2/3 to 16 digits
+        default = type(layer)()
+        if (layer.amplitude, layer.slope) == (default.amplitude, default.slope):
+            return f"{type(layer).__name__}()"
+        return f"{type(layer).__name__}(amplitude={layer.amplitude:.6g}, slope={layer.slope:.6g})"
     return repr(layer)
+
+
+def _short(v: Any) -> Any:
+    """(5, 5) -> 5: torch's tuples, shown once when every entry is equal."""
+    if isinstance(v, tuple | list) and v and all(e == v[0] for e in v):
+        return v[0]
+    return tuple(v) if isinstance(v, list) else v
+
+
+_CONV_DEFAULTS = (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1), ("bias", True))
+
+
+def _conv_name(layer: nn.Layer) -> str:
+    parts = [str(layer.in_channels), str(layer.out_channels), f"kernel_size={_short(layer.kernel_size)}"]
+    for name, default in _CONV_DEFAULTS:
+        value = _short(getattr(layer, name, default))
+        if value != default:
+            parts.append(f"{name}={value!r}")
+    if getattr(layer, "padding_mode", "zeros") != "zeros":
+        parts.append(f"padding_mode={layer.padding_mode!r}")
+    return f"{type(layer).__name__}({', '.join(parts)})"
 
 
 def _layers(model: Any) -> tuple:

@@ -65,7 +65,7 @@ _LAYER_STATS = (
     ("update_ratio", "Update-to-weight ratio", "‖ΔW‖ / ‖W‖ (log)", True, False, (1e-3, "1e-3: healthy")),
     ("mean", "Activation mean", "mean of the layer's outputs", False, False, None),
     ("std", "Activation std", "std of the layer's outputs (log)", True, False, None),
-    ("dead_fraction", "Dead units", "% of units never > 0 on the batch", False, True, (0.5, "half")),
+    ("dead_fraction", "Dead units", "% of units (conv: channels) never > 0", False, True, (0.5, "half")),
     ("saturated_fraction", "Saturated outputs", "% of outputs saturated", False, True, (0.5, "half")),
 )
 _CSS = """
@@ -438,6 +438,12 @@ def _templates(model, params, config: dict, count: int) -> str:
     if first is None:
         return '<p class="note">The model has no Linear layer: no weight templates.</p>'
     w = np.asarray(layer_params[first]["weight"], np.float64)
+    if any(probes.layer_kind(layer) == "conv" for layer in layers[:first]):
+        return (
+            f'<p class="note">The first Linear layer reads the convolutions\' {w.shape[1]} features, not '
+            "the pixels: its weights are not images, so there are no templates (the first convolution's "
+            "filters are drawn below).</p>"
+        )
     if w.shape[1] != 784:
         return (
             f'<p class="note">The first Linear layer has {w.shape[1]} inputs, not 784 (28×28): its weights '
