@@ -40,7 +40,8 @@ as a share of the float32 matmul peak (a jitted ``jnp.dot`` of two 2048² matric
 several, in the same run), compile seconds (JAX training rows: ``lower().compile()``; eval
 rows: the first call, compile plus one pass) and each process's peak RSS.
 Targets (issue 24): fnn ≥ 1.0× the hand-written JAX and ≥ 1.0× the fastest torch row, at every
-batch size, in training and in evaluation. ``--quick``: 256 samples, batch 128, one round.
+batch size, in training and in evaluation. ``--quick``: ``cnn(QUICK_CHANNELS)``, 128 samples,
+batch 64, one round.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ DEFAULT_ARCH = (
     {"op": "flatten"},
     {"op": "linear", "in": 1568, "out": 10, "bias": True},
 )
+QUICK_CHANNELS = (4, 8)  # --quick's widths: the test suite runs every row's code in seconds
 FNN_TRAIN, FNN_EVAL = ("fnn-autodiff", "fnn-manual"), ("fnn-evaluate",)
 FNN_LOOP = ("fnn-autodiff-loop", "fnn-manual-loop")  # not fit's path: what the scan costs
 PEERS = tuple(bt.PEER_IMPLS)  # flax-nnx, equinox: the libraries each needs are bt's
@@ -85,12 +87,10 @@ def _options(parser) -> None:
     parser.add_argument(
         "--rounds", type=int, default=None, help="interleaved sweeps over the rows (default 3)"
     )
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 512 (quick 64)")
+    parser.add_argument("--samples", type=int, default=None, help="training images (default 2048, quick 128)")
     parser.add_argument(
-        "--batch-sizes", type=int, nargs="+", default=None, help="default 128 512 (quick 128)"
-    )
-    parser.add_argument("--samples", type=int, default=None, help="training images (default 2048, quick 256)")
-    parser.add_argument(
-        "--eval-samples", type=int, default=None, help="test images per eval pass (default 2048, quick 256)"
+        "--eval-samples", type=int, default=None, help="test images per eval pass (default 2048, quick 128)"
     )
     parser.add_argument("--rows", nargs="+", default=None, help="only these rows (names as in the table)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
@@ -100,15 +100,18 @@ def _options(parser) -> None:
 # ---------------------------------------------------------------- the architecture
 
 
-def fnn_model():
-    """``(model, note)``: ``fnn.models.cnn()``; else ``DEFAULT_ARCH`` built from fnn's layers;
-    else ``(None, why)`` (fnn has no conv layers yet)."""
+def fnn_model(quick: bool = False):
+    """``(model, note)``: ``fnn.models.cnn()`` (``--quick``: ``cnn(QUICK_CHANNELS)``, the same
+    layers at 1/8 of the widths); else ``DEFAULT_ARCH`` built from fnn's layers; else
+    ``(None, why)`` (fnn has no conv layers yet)."""
     from fnn import models, nn
 
     missing = [n for n in ("Conv2d", "BatchNorm2d", "MaxPool2d") if not hasattr(nn, n)]
     if missing:
         return None, f"fnn.nn has no {', '.join(missing)} yet"
     if hasattr(models, "cnn"):
+        if quick:
+            return models.cnn(QUICK_CHANNELS), f"fnn.models.cnn({QUICK_CHANNELS}) (--quick)"
         return models.cnn(), "fnn.models.cnn()"
     return build_fnn(DEFAULT_ARCH), "DEFAULT_ARCH in fnn.nn layers (fnn.models has no cnn yet)"
 
@@ -609,17 +612,17 @@ def run_row(spec: dict, data: dict | None = None) -> dict:
         if is_eval:
             return bt.run_torch_eval_row("torch-eval", batch, x, y, 3 * epochs, threads, model, fmt)
         return bt.run_torch_row(batch, x, y, epochs, threads, model, fmt)
-    return _run_jax_row(kind, is_eval, arch, weights, batch, x, y, epochs)
+    return _run_jax_row(kind, is_eval, arch, weights, batch, x, y, epochs, spec.get("quick", False))
 
 
-def _run_jax_row(kind, is_eval, arch, weights, batch, x_np, y_np, epochs) -> dict:
+def _run_jax_row(kind, is_eval, arch, weights, batch, x_np, y_np, epochs, quick) -> dict:
     import jax.numpy as jnp
 
     if kind == "flax-nnx":
         x_np = np.ascontiguousarray(x_np.transpose(0, 2, 3, 1))  # NHWC: flax's layout, once, untimed
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     if kind.startswith("fnn"):
-        model, _ = fnn_model()
+        model, _ = fnn_model(quick)
         if is_eval:
             from fnn import train
 
@@ -654,7 +657,7 @@ def available(quick: bool, with_torch: bool) -> tuple[list[str], list[str], dict
     """``(training rows, eval rows, skipped row -> why)``."""
     skipped = {}
     train_rows, eval_rows = ["pure-jax", "pure-jax-loop"], ["pure-jax-eval", "pure-jax-loop-eval"]
-    model, note = fnn_model()
+    model, note = fnn_model(quick)
     if model is None:
         skipped |= {impl: note for impl in (*FNN_TRAIN, *FNN_LOOP, *FNN_EVAL)}
     else:
@@ -783,12 +786,12 @@ def main() -> None:
         return
     epochs = args.epochs or (1 if args.quick else 2)
     rounds = args.rounds or (1 if args.quick else 3)
-    samples = args.samples or (256 if args.quick else 2048)
-    eval_samples = args.eval_samples or (256 if args.quick else 2048)
-    batch_sizes = args.batch_sizes or ([128] if args.quick else [128, 512])
+    samples = args.samples or (128 if args.quick else 2048)
+    eval_samples = args.eval_samples or (128 if args.quick else 2048)
+    batch_sizes = args.batch_sizes or ([64] if args.quick else [128, 512])
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     train_rows, eval_rows, skipped = available(args.quick, with_torch)
-    model, model_note = fnn_model()
+    model, model_note = fnn_model(args.quick)
     arch = arch_of(model) if model is not None else DEFAULT_ARCH
     weights = initial_weights(model) if model is not None else torch_init_weights(arch)
     fwd = flops(arch)
@@ -811,7 +814,7 @@ def main() -> None:
     torch_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     def execute(spec: dict) -> dict:
-        spec = dict(spec, arch=list(arch))
+        spec = dict(spec, arch=list(arch), quick=args.quick)
         if args.quick:
             row = run_row(spec, {**data, "weights": weights})
             row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
