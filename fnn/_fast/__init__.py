@@ -11,6 +11,9 @@ equal to rounding, where another summation order is the point):
 - ``batch_norm``: ``F.batch_norm``'s per-channel sums for 4-D and larger inputs, in one pass
   over the data; equal to the two-pass definition to rounding (another summation order, so
   not bit for bit: ``tests/test_fast_batch_norm.py``).
+- ``conv``: ``F.conv1d``/``F.conv2d``'s three correlations (forward, grad_input,
+  grad_weight) in XLA:CPU's canonical NHWC/HWIO layout, fast inside ``lax.scan``; equal to
+  the NCHW definitions to rounding (``tests/test_fast_conv.py``).
 
 Nothing here defines behaviour: change the plain definition, and the test fails until the
 fast path follows.

@@ -13,8 +13,11 @@ Contract (docs/semantics.md, rules CONV-1..CONV-6):
 - Errors, at trace time, name the argument (CONV-5): input ndim, channels against
   weight·groups, groups dividing C_out, non-positive stride/dilation, negative padding,
   a bad padding string, 'same' with stride > 1, a kernel larger than the padded input.
-- `conv*_backward` returns (grad_input, grad_weight, grad_bias or None) (CONV-4); it calls
-  lax.conv_general_dilated for the correlations its derivation names, never jax.vjp.
+- `conv*_backward` returns (grad_input, grad_weight, grad_bias or None) (CONV-4), from the
+  correlations its derivation names, never jax.vjp.
+- The three correlations are defined here (`correlate`, `correlate_transposed`,
+  `correlate_weight`: lax.conv_general_dilated in torch's layout); the ops run them through
+  fnn/_fast/conv.py, the same values in XLA:CPU's canonical NHWC layout (fast in lax.scan).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnn._checks import check_floating, check_grad_shape, is_int
+from fnn._fast import conv as _fast_conv
 
 __all__ = ["conv1d", "conv1d_backward", "conv2d", "conv2d_backward"]
 
@@ -119,12 +123,55 @@ def _conv_args(input, weight, bias, stride, padding, dilation, groups, n: int):
     return x, stride_t, pads, dilation_t
 
 
+def _layout(n: int, lhs: str = "NC", rhs: str = "OI", out: str = "NC") -> tuple[str, str, str]:
+    return lhs + _SPATIAL[n], rhs + _SPATIAL[n], out + _SPATIAL[n]
+
+
+def correlate(x: jax.Array, w: jax.Array, stride, pads, dilation, groups: int) -> jax.Array:
+    """The forward's correlation (CONV-1), in torch's layout: for x (N, C_in, *L) and w
+    (C_out, C_in/groups, *k), y[n, o, p] = Σ_{c, j} x_pad[n, γ(o)·C_g + c, p·s + j·d] w[o, c, j].
+    The public ops compute it through ``fnn/_fast/conv.py`` (the same values)."""
+    n = jnp.ndim(x) - 2
+    return lax.conv_general_dilated(
+        x, w, stride, pads, rhs_dilation=dilation, dimension_numbers=_layout(n), feature_group_count=groups
+    )
+
+
+def correlate_transposed(g: jax.Array, w_t: jax.Array, stride, full, dilation, groups: int) -> jax.Array:
+    """grad_input's correlation (CONV-4): g with s − 1 zeros between its rows (lhs_dilation),
+    padded by `full`, against w_t, the flipped kernel with in/out swapped per group."""
+    n = jnp.ndim(g) - 2
+    return lax.conv_general_dilated(
+        g,
+        w_t,
+        (1,) * n,
+        full,
+        lhs_dilation=stride,
+        rhs_dilation=dilation,
+        dimension_numbers=_layout(n),
+        feature_group_count=groups,
+    )
+
+
+def correlate_weight(x: jax.Array, g: jax.Array, stride, reach, dilation, groups: int) -> jax.Array:
+    """grad_weight's correlation (CONV-4): x's channels as the batch and N as the summed
+    feature, g's taps s apart as the kernel, output step d; (C_in/groups, C_out, *k) comes out
+    with groups as batch groups, then (C_out, C_in/groups, *k)."""
+    n = jnp.ndim(x) - 2
+    return lax.conv_general_dilated(
+        x,
+        g,
+        dilation,
+        reach,
+        rhs_dilation=stride,
+        dimension_numbers=_layout(n, "CN", "IO", "NC"),
+        batch_group_count=groups,
+    ).swapaxes(0, 1)
+
+
 def _conv(input, weight, bias, stride, padding, dilation, groups, n: int) -> jax.Array:
     x, stride, pads, dilation = _conv_args(input, weight, bias, stride, padding, dilation, groups, n)
-    layout = ("NC" + _SPATIAL[n], "OI" + _SPATIAL[n], "NC" + _SPATIAL[n])
-    y = lax.conv_general_dilated(
-        x, weight, stride, pads, rhs_dilation=dilation, dimension_numbers=layout, feature_group_count=groups
-    )
+    y = _fast_conv.correlate(x, weight, stride, pads, dilation, groups)
     if bias is not None:
         y = y + bias.reshape((-1,) + (1,) * n)
     return y if jnp.ndim(input) == n + 2 else y[0]
@@ -206,7 +253,6 @@ def _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, 
     batched = jnp.ndim(input) == n + 2
     check_grad_shape(grad_output, (x.shape[0], c_out, *out) if batched else (c_out, *out))
     g = grad_output if batched else grad_output[None]
-    sp = _SPATIAL[n]
     # grad_input: g zero-inserted (lhs_dilation = s), padded to a full correlation, against
     # the flipped kernel with in/out channels swapped within each group.
     w_t = weight.reshape(groups, c_out // groups, c_in_g, *kernel).swapaxes(1, 2)
@@ -215,16 +261,7 @@ def _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, 
         (d * (k - 1) - lo, size + lo - 1 - (p - 1) * s)
         for size, (lo, _), d, k, s, p in zip(sizes, pads, dilation, kernel, stride, out, strict=True)
     ]
-    grad_input = lax.conv_general_dilated(
-        g,
-        w_t,
-        (1,) * n,
-        full,
-        lhs_dilation=stride,
-        rhs_dilation=dilation,
-        dimension_numbers=("NC" + sp, "OI" + sp, "NC" + sp),
-        feature_group_count=groups,
-    )
+    grad_input = _fast_conv.correlate_transposed(g, w_t, stride, full, dilation, groups)
     # grad_weight: correlate x (channels as the batch, N summed) with g dilated by s, taps
     # d apart; the right padding ends at the last row a window reaches (a negative one
     # drops the trailing rows stride > 1 leaves unused).
@@ -232,15 +269,7 @@ def _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, 
         (lo, (p - 1) * s + d * (k - 1) + 1 - size - lo)
         for size, (lo, _), d, k, s, p in zip(sizes, pads, dilation, kernel, stride, out, strict=True)
     ]
-    grad_weight = lax.conv_general_dilated(
-        x,
-        g,
-        dilation,
-        reach,
-        rhs_dilation=stride,
-        dimension_numbers=("CN" + sp, "IO" + sp, "NC" + sp),
-        batch_group_count=groups,
-    ).swapaxes(0, 1)
+    grad_weight = _fast_conv.correlate_weight(x, g, stride, reach, dilation, groups)
     grad_bias = None if bias is None else jnp.sum(g, axis=(0, *range(2, n + 2)))
     return (grad_input if batched else grad_input[0]), grad_weight, grad_bias
 
