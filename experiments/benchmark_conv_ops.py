@@ -10,18 +10,21 @@ fnn's public ops must, so its transposes are part of its cost. Variants:
   ``correlate_transposed``, ``correlate_weight``: ``lax.conv_general_dilated`` with
   NCHW/OIHW dimension numbers);
 - ``nhwc``: the same three correlations in XLA:CPU's canonical NHWC/HWIO form with
-  transposes in and out, ``fnn/_fast/conv.py`` (what ``F.conv2d`` / ``F.conv2d_backward`` run);
+  transposes in and out (``fnn/_fast/conv.py``'s convolutions);
 - ``im2col``: patches gathered by strided slices (NHWC), one GEMM; grad_input scatters the
   GEMM's patches back (col2im), grad_weight is patchesᵀ · g;
-- ``nchw-vjp`` / ``nhwc-vjp`` (gradients only): ``jax.vjp`` of the definition's forward
+- ``fnn``: ``fnn/_fast/conv.py``, what ``F.conv2d`` / ``F.conv2d_backward`` run: ``nhwc``,
+  except grad_weight with one input channel, which is ``im2col``'s GEMM;
+- ``nchw-vjp`` / ``fnn-vjp`` (gradients only): ``jax.vjp`` of the definition's forward
   (JAX's transposes of an NCHW conv) and of ``fnn/_fast/conv.py``'s (its custom_jvp, laid
-  out so that the transposes are canonical): what ``jax.grad`` of a model runs.
+  out so that the transposes are canonical, or the GEMM): what ``jax.grad`` of a model runs.
 
 Each (variant, op) runs in two contexts, each one jitted program: ``alone`` (the op by
 itself) and ``scan`` (the op inside a ``lax.scan`` over ``--steps`` stacked inputs, as in
 fnn's scanned epoch; XLA:CPU treats convolutions in a loop body differently:
 jax-ml/jax#12868). Per row the best and median wall ms per op over ``--repeats`` calls,
-interleaved so that load on shared cores hits all rows alike, GFLOP/s from the best time
+interleaved so that load on shared cores hits all rows alike, the median CPU ms per op
+(process time, all threads: steadier on shared cores), GFLOP/s from the best time
 (2·N·O·C·kh·kw·H_out·W_out per op), and the largest difference from ``nchw``'s values.
 ``--quick``: one tiny layer, batch 8, 3 calls (seconds, for the test suite).
 """
@@ -29,6 +32,7 @@ interleaved so that load on shared cores hits all rows alike, GFLOP/s from the b
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import time
 
@@ -75,6 +79,13 @@ def _variants():
 
         return (None, lambda g, x, w: vjp(g, x, w)[0], lambda g, x, w: vjp(g, x, w)[1])
 
+    def canonical_grad_weight(g, x, w):
+        # x (C, H, W, N): C the batch, N the summed feature; g (H, W, N, O) the kernel
+        gw = jax.lax.conv_general_dilated(
+            x.transpose(1, 2, 3, 0), g.transpose(2, 3, 0, 1), one, pads, dimension_numbers=fast.CANONICAL
+        )
+        return gw.transpose(3, 0, 1, 2)
+
     def patches(x, k):
         xh = jnp.pad(x.transpose(0, 2, 3, 1), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
         h, w_ = x.shape[2], x.shape[3]
@@ -104,10 +115,11 @@ def _variants():
 
     return {
         "nchw": correlations(definition),
-        "nhwc": correlations(fast),
+        "nhwc": (*correlations(fast)[:2], canonical_grad_weight),
         "im2col": (im2col_forward, im2col_grad_input, im2col_grad_weight),
+        "fnn": correlations(fast),
         "nchw-vjp": autodiff(definition),
-        "nhwc-vjp": autodiff(fast),
+        "fnn-vjp": autodiff(fast),
     }
 
 
@@ -147,6 +159,12 @@ def _programs(variants, steps):
     return progs
 
 
+def _cpu() -> float:
+    """This process's CPU seconds, every thread: the steadier measure of work on shared cores."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> None:
     args = common.parse_args(NAME, __doc__.splitlines()[0], _options)
     common.optimized_compiles()  # unoptimized XLA:CPU convolutions are naive loops
@@ -167,12 +185,14 @@ def main() -> None:
         w = jax.numpy.asarray((rng.normal(size=(c_out, c_in, 3, 3)) / (3 * c_in**0.5)).astype(np.float32))
         progs = _programs(variants, steps)
         outs = {key: jax.block_until_ready(f(xs, gs, w)) for key, f in progs.items()}
-        walls = {key: [] for key in progs}
+        walls, cpus = {key: [] for key in progs}, {key: [] for key in progs}
         for _ in range(repeats):
             for key, f in progs.items():
-                t0 = time.perf_counter()
+                per = steps if key[2] == "scan" else 1
+                c0, t0 = _cpu(), time.perf_counter()
                 jax.block_until_ready(f(xs, gs, w))
-                walls[key].append((time.perf_counter() - t0) / (steps if key[2] == "scan" else 1))
+                walls[key].append((time.perf_counter() - t0) / per)
+                cpus[key].append((_cpu() - c0) / per)
         flops = 2 * batch * c_out * c_in * 9 * size * size
         for (vname, op, context), times in walls.items():
             ref = outs[("nchw", op, context)]  # every variant's values against the definition's
@@ -186,6 +206,7 @@ def main() -> None:
                     "variant": vname,
                     "best_ms": round(1e3 * min(times), 3),
                     "median_ms": round(1e3 * statistics.median(times), 3),
+                    "cpu_median_ms": round(1e3 * statistics.median(cpus[(vname, op, context)]), 3),
                     "gflops": round(flops / min(times) / 1e9, 1),
                     "rel_diff_vs_nchw": rel,
                 }

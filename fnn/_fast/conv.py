@@ -15,7 +15,9 @@ not (jax-ml/jax#12868), and the NC* forms ran 8-20x slower there, forward and bo
 backward correlations alike. Written canonically with explicit transposes, a scanned
 convolution costs what it costs outside the loop, and outside it costs the same as before
 (experiments/README.md, "Convolution: lax.conv against im2col"). A 1-d convolution runs as
-a 2-d one of height 1.
+a 2-d one of height 1. With one input channel (an image net's first layer), grad_weight is an
+im2col GEMM instead, patchesᵀ · g, which XLA:CPU runs several times faster than that
+convolution.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
@@ -45,6 +48,34 @@ def _as_2d(fn):
         return out[:, :, 0]
 
     return wrapped
+
+
+def _gemm_weight(x, groups: int) -> bool:
+    """grad_weight as an im2col GEMM: for one input channel (an image net's first layer)
+    XLA:CPU's convolution of x with g is several times slower than patchesᵀ · g."""
+    return groups == 1 and x.shape[1] == 1
+
+
+def _patches(x, kernel, out, stride, pads, dilation):
+    """x (N, 1, H, W) padded, each kernel tap's strided window side by side: (N, *out, kh·kw),
+    tap (i, j) at column i·kw + j, as `_matrix`'s rows."""
+    xh = lax.pad(x[:, 0], jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads)])
+    taps = []
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            start = (0, i * dilation[0], j * dilation[1])
+            stop = (
+                xh.shape[0],
+                start[1] + stride[0] * (out[0] - 1) + 1,
+                start[2] + stride[1] * (out[1] - 1) + 1,
+            )
+            taps.append(lax.slice(xh, start, stop, (1, *stride)))
+    return jnp.stack(taps, axis=-1)
+
+
+def _matrix(w):
+    """A (O, 1, kh, kw) kernel as the (kh·kw, O) matrix that multiplies `_patches`."""
+    return w.reshape(w.shape[0], -1).T
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
@@ -81,12 +112,16 @@ def _correlate_jvp(stride, pads, dilation, groups, primals, tangents):
             dx.transpose(_NHWC), w.transpose(2, 3, 0, 1), dimension_numbers=("NHWC", "HWOI", "NHWC"), **common
         ).transpose(_NCHW)
     if not isinstance(dw, SymbolicZero):
-        term = lax.conv_general_dilated(
-            x.transpose(1, 2, 3, 0),
-            dw.transpose(1, 2, 3, 0),
-            dimension_numbers=("CHWN", "IHWO", "HWNC"),
-            **common,
-        ).transpose(2, 3, 0, 1)
+        if _gemm_weight(x, groups):  # its transpose is correlate_weight's im2col GEMM
+            term = _patches(x, w.shape[2:], y.shape[2:], stride, pads, dilation) @ _matrix(dw)
+            term = term.transpose(_NCHW)
+        else:
+            term = lax.conv_general_dilated(
+                x.transpose(1, 2, 3, 0),
+                dw.transpose(1, 2, 3, 0),
+                dimension_numbers=("CHWN", "IHWO", "HWNC"),
+                **common,
+            ).transpose(2, 3, 0, 1)
         dy = term if dy is None else dy + term
     return y, dy
 
@@ -112,6 +147,16 @@ def correlate_transposed(g, w_t, stride, full, dilation, groups):
 
 @_as_2d
 def correlate_weight(x, g, stride, reach, dilation, groups):
+    if _gemm_weight(x, groups):
+        sizes = [lo + size + hi for size, (lo, hi) in zip(x.shape[2:], reach, strict=True)]
+        out = g.shape[2:]
+        kernel = [
+            (size - (p - 1) * s - 1) // d + 1
+            for size, p, s, d in zip(sizes, out, stride, dilation, strict=True)
+        ]
+        patches = _patches(x, kernel, out, stride, reach, dilation).reshape(-1, kernel[0] * kernel[1])
+        gw = patches.T @ g.transpose(_NHWC).reshape(-1, g.shape[1])  # (kh·kw, O)
+        return gw.T.reshape(g.shape[1], 1, *kernel)
     # x (C, H, W, N): C the batch, N the summed feature; g (H, W, N, O) the kernel
     out = lax.conv_general_dilated(
         x.transpose(1, 2, 3, 0),
