@@ -190,6 +190,17 @@ def _make_conv(x_shape, w_shape, bias=True):
     return make
 
 
+def _distinct(rng, shape):
+    """Values 0.5 apart in random order: no window of a max-pool holds a tie or a near-tie,
+    so the finite differences never move its maximum (a max-pool is piecewise linear)."""
+    n = int(np.prod(shape))
+    return (0.5 * rng.permutation(n) - 0.25 * n).reshape(shape)
+
+
+def _pool_x(shape):
+    return lambda rng: ({"input": _distinct(rng, shape)}, {})
+
+
 def _make_layer_norm(rng):
     return {
         "input": _normal(rng, (2, 2, 3)),
@@ -365,6 +376,44 @@ OP_CASES = [
     _op_case("pad_reflect", "pad", _x((1, 2, 4, 3)), pad=(2, 1, 1, 2), mode="reflect"),
     _op_case("pad_replicate", "pad", _x((1, 2, 3)), pad=(2, 3), mode="replicate"),
     _op_case("pad_circular", "pad", _x((1, 1, 3, 4)), pad=(1, 2, 2, 1), mode="circular"),
+    # pooling is linear in its input (max-pool piecewise, away from ties): the HVP is zero
+    _op_case(
+        "max_pool1d_pad_dilation_ceil",
+        "max_pool1d",
+        _pool_x((2, 2, 9)),
+        kernel_size=3,
+        stride=2,
+        padding=1,
+        dilation=2,
+        ceil_mode=True,
+    ),
+    _op_case(
+        "max_pool2d_overlap_unbatched",
+        "max_pool2d",
+        _pool_x((2, 5, 5)),
+        kernel_size=(3, 2),
+        stride=1,
+        padding=(1, 0),
+    ),
+    _op_case(
+        "avg_pool1d_exclude_pad_ceil",
+        "avg_pool1d",
+        _x((2, 2, 8)),
+        kernel_size=3,
+        stride=2,
+        padding=1,
+        ceil_mode=True,
+        count_include_pad=False,
+    ),
+    _op_case(
+        "avg_pool2d_divisor_override",
+        "avg_pool2d",
+        _x((1, 2, 5, 6)),
+        kernel_size=2,
+        padding=1,
+        divisor_override=3,
+    ),
+    _op_case("adaptive_avg_pool2d_none", "adaptive_avg_pool2d", _x((1, 2, 7, 5)), output_size=(3, None)),
 ]
 
 
@@ -444,6 +493,15 @@ LAYER_CASES = [
         nn.Conv2d(4, 2, (2, 3), padding="same", groups=2, bias=False, padding_mode="circular"),
         (1, 4, 3, 4),
     ),
+    _layer_case(
+        "MaxPool1d", nn.MaxPool1d(3, stride=2, padding=1), None, make_x=lambda rng: _distinct(rng, (2, 2, 7))
+    ),
+    _layer_case(
+        "MaxPool2d", nn.MaxPool2d(2, stride=1), None, make_x=lambda rng: _distinct(rng, (1, 2, 4, 4))
+    ),
+    _layer_case("AvgPool1d", nn.AvgPool1d(3, stride=2, padding=1, ceil_mode=True), (2, 2, 8)),
+    _layer_case("AvgPool2d", nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), (1, 2, 5, 5)),
+    _layer_case("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d((2, 3)), (1, 2, 5, 4)),
 ]
 
 
