@@ -49,20 +49,43 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+# The options that configure a model, and the models each one configures.
+MODEL_OPTIONS = {
+    "hidden": ("mlp",),
+    "activation": ("mlp",),
+    "dropout": ("mlp", "cnn"),
+    "batch_norm": ("mlp", "cnn"),
+    "init": ("mlp",),
+    "channels": ("cnn",),
+}
+
+
 def _add_setup_options(p: argparse.ArgumentParser) -> None:
     """The model, data and optimizer options that ``train`` and ``lr-find`` share."""
-    p.add_argument("--model", choices=["softmax", "mlp"], default="mlp")
-    m = p.add_argument_group("MLP (--model mlp)")
-    m.add_argument("--hidden", type=_widths, help="hidden widths, default 512,512")
-    m.add_argument("--activation", choices=sorted(models.ACTIVATIONS), help="default relu")
+    p.add_argument("--model", choices=list(runs.MODELS), default="mlp", help="default mlp")
+    m = p.add_argument_group("MLP (--model mlp) and CNN (--model cnn)")
+    m.add_argument("--hidden", type=_widths, help="mlp: hidden widths, default 512,512")
+    m.add_argument("--activation", choices=sorted(models.ACTIVATIONS), help="mlp: default relu")
     probability = _number(float, "a probability in [0, 1)", lambda p: 0 <= p < 1)
-    m.add_argument("--dropout", type=probability, help="dropout p after each activation, default 0.2")
+    m.add_argument(
+        "--dropout",
+        type=probability,
+        help="mlp: dropout p after each activation, default 0.2; cnn: the head's dropout p, "
+        f"p/2 for Dropout2d after each pool, default {runs.CNN_DEFAULTS['dropout']}",
+    )
     m.add_argument(
         "--batch-norm",
         action=argparse.BooleanOptionalAction,
-        help="BatchNorm1d after each hidden Linear (default on)",
+        help="BatchNorm1d after each hidden Linear (mlp), BatchNorm2d after each conv (cnn); default on",
     )
-    m.add_argument("--init", choices=models.INITS, help="weight init, default torch's")
+    m.add_argument("--init", choices=models.INITS, help="mlp: weight init, default torch's")
+    default_channels = ",".join(map(str, runs.CNN_DEFAULTS["channels"]))
+    m.add_argument(
+        "--channels",
+        type=_widths,
+        help=f"cnn: the width of each stage of {runs.CNN_DEFAULTS['convs_per_stage']} 3x3 convs "
+        f"and a 2x2 max-pool, default {default_channels}",
+    )
     p.add_argument(
         "--dtype",
         choices=nn.DTYPES,
@@ -147,7 +170,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="rebuild DIR/report.html, the one-file HTML report of a run")
     r.add_argument("dir", help="a run directory written by `python -m fnn train`")
     r.add_argument("--data-dir", help="override the run's Fashion-MNIST directory")
-    g = sub.add_parser("gradcheck", help="print the gradient-check table of an MNIST-sized MLP")
+    g = sub.add_parser("gradcheck", help="print the gradient-check table of an MNIST-sized MLP or small CNN")
+    g.add_argument(
+        "--model",
+        choices=["mlp", "cnn"],
+        default="mlp",
+        help="mlp (default): Linear, BatchNorm1d, ReLU, Dropout; cnn: Conv2d, BatchNorm2d, "
+        "ReLU, MaxPool2d, AvgPool2d, Dropout2d, Linear",
+    )
     g.add_argument("--batch-size", type=_INT, default=32)
     g.add_argument("--seed", type=int, default=0)
     for sub_parser in sub.choices.values():
@@ -175,10 +205,18 @@ def check_combinations(args: argparse.Namespace) -> None:
         raise UsageError(
             "--reduce-lr-on-plateau sets the learning rate itself: use it with --schedule constant"
         )
-    mlp_options = ("hidden", "activation", "dropout", "batch_norm", "init")
-    given = [f"--{k.replace('_', '-')}" for k in mlp_options if getattr(args, k) is not None]
-    if args.model == "softmax" and given:
-        raise UsageError(f"{', '.join(given)} configure --model mlp, not softmax")
+    given = [k for k in MODEL_OPTIONS if getattr(args, k) is not None]
+    wrong = [k for k in given if args.model not in MODEL_OPTIONS[k]]
+    if wrong:
+        owners = [m for m in ("mlp", "cnn") if all(m in MODEL_OPTIONS[k] for k in wrong)]
+        given = ", ".join(f"--{k.replace('_', '-')}" for k in wrong)
+        what = f"configure --model {' or '.join(owners)}" if owners else "configure other models"
+        raise UsageError(f"{given} {what}, not {args.model}")
+    if args.channels is not None and len(args.channels) > 4:
+        raise UsageError(
+            f"--channels: at most 4 stages for 28x28 images (each 2x2 max-pool halves the side), "
+            f"got {len(args.channels)}"
+        )
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
     if (args.resume or args.overwrite) and args.out is None:

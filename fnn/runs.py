@@ -37,8 +37,10 @@ from fnn import checkpoint, data, models, nn, optim
 from fnn.train import checkpointing, init_train_state
 
 __all__ = [
+    "CNN_DEFAULTS",
     "DEFAULT_LR",
     "MIXED_DTYPES",
+    "MODELS",
     "MOMENTUM_OPTIMIZERS",
     "LoadedRun",
     "RunError",
@@ -63,6 +65,9 @@ __all__ = [
     "write_results",
 ]
 
+MODELS = ("softmax", "mlp", "lenet5", "cnn")
+# fnn.models.cnn's configuration as the command line's defaults fill it in (config.json).
+CNN_DEFAULTS = {"channels": (32, 64), "convs_per_stage": 2, "dropout": 0.25, "batch_norm": True}
 DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.01, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 MIXED_DTYPES = ("bfloat16", "float16")
@@ -125,7 +130,8 @@ def config_of(args: Any, command: str = "train") -> dict:
             itself (the lr, its schedule) or does not have (epochs, callbacks, probe).
 
     Returns:
-        The config dict; the MLP's keys only for ``--model mlp``.
+        The config dict; the MLP's keys only for ``--model mlp``, the CNN's (``CNN_DEFAULTS``)
+        only for ``--model cnn``.
     """
     default_momentum = 0.9 if args.optimizer in MOMENTUM_OPTIMIZERS else None
     config = {
@@ -155,13 +161,21 @@ def config_of(args: Any, command: str = "train") -> dict:
             batch_norm=True if args.batch_norm is None else args.batch_norm,
             init=args.init or "torch",
         )
+    if args.model == "cnn":
+        d = CNN_DEFAULTS
+        config.update(
+            channels=list(args.channels or d["channels"]),
+            convs_per_stage=d["convs_per_stage"],
+            dropout=d["dropout"] if args.dropout is None else args.dropout,
+            batch_norm=d["batch_norm"] if args.batch_norm is None else args.batch_norm,
+        )
     if command == "lr-find":
         return {k: v for k, v in config.items() if k not in _NOT_LR_FIND}
     return config
 
 
 def build_model(config: dict) -> nn.Sequential:
-    """The model ``config.json`` describes (``--model``, ``--hidden``, ...).
+    """The model ``config.json`` describes (``--model``, ``--hidden``, ``--channels``, ...).
 
     Args:
         config: a run's config (``config_of``).
@@ -178,6 +192,16 @@ def build_model(config: dict) -> nn.Sequential:
     dtype = param_dtype(config)
     if config["model"] == "softmax":
         return models.softmax_regression(dtype=dtype)
+    if config["model"] == "lenet5":
+        return models.lenet5(dtype=dtype)
+    if config["model"] == "cnn":
+        return models.cnn(
+            tuple(config["channels"]),
+            config["convs_per_stage"],
+            batch_norm=config["batch_norm"],
+            dropout=config["dropout"],
+            dtype=dtype,
+        )
     return models.mlp(
         hidden=tuple(config["hidden"]),
         activation=config["activation"],

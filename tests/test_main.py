@@ -153,6 +153,16 @@ BAD_ARGUMENTS = [
     (["--model", "softmax", "--hidden", "64"], "--hidden configure --model mlp, not softmax"),
     (["--resume"], "--resume needs --out DIR"),
     (["--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
+    (["--model", "vgg"], "argument --model: invalid choice: 'vgg'"),
+    (["--model", "lenet5", "--dropout", "0.1"], "--dropout configure --model mlp or cnn, not lenet5"),
+    (["--model", "cnn", "--hidden", "64"], "--hidden configure --model mlp, not cnn"),
+    (["--channels", "8,16"], "--channels configure --model cnn, not mlp"),
+    (
+        ["--model", "softmax", "--hidden", "8", "--channels", "8"],
+        "--hidden, --channels configure other models",
+    ),
+    (["--model", "cnn", "--channels", "8,0"], "argument --channels: must be comma-separated widths >= 1"),
+    (["--model", "cnn", "--channels", "4,4,4,4,4"], "--channels: at most 4 stages for 28x28 images"),
 ]
 
 
@@ -309,3 +319,64 @@ def test_dtype_bfloat16_trains_with_float32_master_weights(tmp_path, capsys, mon
     assert any(np.ndim(leaf) == 1 and leaf.shape == (8,) for leaf in jax.tree.leaves(saved["state"]))
     assert main(["evaluate", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("test_loss=")
+
+
+def test_cnn_trains_evaluates_and_reports_from_its_config(tmp_path, capsys, monkeypatch):
+    # --model cnn: the config records the model and its options, so evaluate and report
+    # rebuild the same network from the run directory
+    _small_random_mnist(monkeypatch)
+    out = tmp_path / "run"
+    args = ["train", "--model", "cnn", "--channels", "4", "--dropout", "0.1", "--batch-size", "64"]
+    assert main([*args, "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("fnn: cnn on mnist, ") and lines[-1].startswith("test_accuracy=")
+    config = json.loads((out / "config.json").read_text())
+    assert (config["model"], config["channels"], config["convs_per_stage"]) == ("cnn", [4], 2)
+    assert (config["dropout"], config["batch_norm"]) == (0.1, True)
+    saved, _ = checkpoint.load(out / "checkpoint.npz")
+    assert np.shape(saved["params"][2]["weight"]) == (4, 1, 3, 3) and "bias" not in saved["params"][2]
+    assert f"report: {out / 'report.html'}" in lines  # train wrote the report from the run's files
+    assert main(["evaluate", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(lines[-1])
+
+
+@pytest.mark.slow
+def test_lenet5_trains_reports_and_a_cnn_lr_find_runs(tmp_path, capsys, monkeypatch):
+    _small_random_mnist(monkeypatch)
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet5",
+                "--batch-size",
+                "64",
+                "--epochs",
+                "1",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "config.json").read_text())["model"] == "lenet5"
+    assert "61,706 params" in capsys.readouterr().out
+    assert main(["evaluate", str(out)]) == 0
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
+    find = ["lr-find", "--model", "cnn", "--channels", "4", "--batch-size", "32", "--steps", "4"]
+    assert main([*find, "--out", str(tmp_path / "find")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("suggested_lr=")
+    assert json.loads((tmp_path / "find" / "lr_find.json").read_text())["config"]["channels"] == [4]
+
+
+@pytest.mark.slow
+def test_gradcheck_cnn_prints_an_agreeing_table(capsys):
+    assert main(["gradcheck", "--model", "cnn"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gradient check of a small CNN on 32 MNIST images")
+    assert "all leaves agree" in out and "FAIL" not in out
+    for leaf in ("1.weight", "2.weight", "5.weight", "6.bias", "11.weight"):  # conv, BN2d, conv, BN2d, Linear
+        assert leaf in out
