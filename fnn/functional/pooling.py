@@ -23,6 +23,7 @@ Backward convention: `op_backward(grad_output, input, <op's arguments>)` -> dL/d
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from functools import partial
@@ -34,6 +35,7 @@ import numpy as np
 from jax import lax
 
 from fnn._checks import check_floating, check_grad_shape, is_int
+from fnn._fast import pooling as fast
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -72,38 +74,71 @@ class Geometry(NamedTuple):
         """The kernel's taps in row-major order: torch's order for ties (POOL-5)."""
         return list(itertools.product(*(range(k) for k in self.kernel)))
 
-    def tap(self, xp: jax.Array, offset: tuple[int, ...]) -> jax.Array:
-        """Tap `offset` of every window, from the input padded by `pad_input`: (N, C, *out)."""
-        starts = [o * d for o, d in zip(offset, self.dilation, strict=True)]
-        ends = [b + (n - 1) * s + 1 for b, n, s in zip(starts, self.out, self.stride, strict=True)]
-        return lax.slice(xp, (0, 0, *starts), (*xp.shape[:2], *ends), (1, 1, *self.stride))
-
-    def pad_input(self, x: jax.Array, value: float) -> jax.Array:
-        """x padded by p on the left and, on the right, by what the last window needs (ceil
-        mode may need more than p, a floor-mode output may need less: then it is cropped)."""
-        edges = [(p, (n - 1) * s + d * (k - 1) + 1 - size - p, 0) for size, k, s, p, d, n in self.dims()]
-        return lax.pad(x, jnp.asarray(value, x.dtype), [(0, 0, 0)] * 2 + edges)
-
-    def place(self, values: jax.Array, offset: tuple[int, ...]) -> jax.Array:
-        """The transpose of `tap` composed with cropping the padding: values (N, C, *out) put
-        at the input positions tap `offset` reads, zeros elsewhere (padding positions drop)."""
-        lows = [o * d - p for o, d, p in zip(offset, self.dilation, self.padding, strict=True)]
-        config = [
-            (lo, size - lo - ((n - 1) * s + 1), s - 1)
-            for lo, size, n, s in zip(lows, self.size, self.out, self.stride, strict=True)
+    def _phase(self, offset: tuple[int, ...]) -> list[tuple[int, int]]:
+        """Per dim, for tap `offset`: window i reads input position first + i·s, first = o·d - p,
+        which is element q0 + i of phase r of the input, with r = first mod s, q0 = first // s."""
+        return [
+            ((o * d - p) % s, (o * d - p) // s)
+            for (_, _, s, p, d, _), o in zip(self.dims(), offset, strict=True)
         ]
-        return lax.pad(values, jnp.zeros((), values.dtype), [(0, 0, 0)] * 2 + config)
+
+    def _phases(self) -> tuple[int, ...]:
+        """Per dim, the length of one phase: ceil(size / stride)."""
+        return tuple(-(-size // s) for size, s in zip(self.size, self.stride, strict=True))
+
+    def split(self, x: jax.Array, fill: float) -> jax.Array:
+        """(N, C, *size) -> (N, C, P1, s1, P2, s2, ...): element [q, r] along a dim is input
+        position q·s + r (the stride's phases side by side), `fill` past the input's end."""
+        edges = [
+            (0, n * s - size, 0) for n, s, size in zip(self._phases(), self.stride, self.size, strict=True)
+        ]
+        padded = lax.pad(x, jnp.asarray(fill, x.dtype), [(0, 0, 0)] * 2 + edges)
+        return padded.reshape(
+            *x.shape[:2], *(a for n, s in zip(self._phases(), self.stride, strict=True) for a in (n, s))
+        )
+
+    def tap(self, x: jax.Array, offset: tuple[int, ...], fill: float) -> jax.Array:
+        """Tap `offset` of every window, (N, C, *out): the input element that tap reads, or
+        `fill` where it reads padding. Its phase of the input, shifted by q0 (a contiguous
+        slice, padded by `fill`: strided slices transpose to slow interior padding)."""
+        phase = self._phase(offset)
+        grid = self.split(x, fill)[(slice(None),) * 2 + tuple(a for r, _ in phase for a in (slice(None), r))]
+        edges = [(-q0, q0 + n - m, 0) for (_, q0), n, m in zip(phase, self.out, self._phases(), strict=True)]
+        return lax.pad(grid, jnp.asarray(fill, x.dtype), [(0, 0, 0)] * 2 + edges)
+
+    def place(self, taps: list[jax.Array]) -> jax.Array:
+        """The transpose of `tap`, summed over taps: taps[t] (N, C, *out) put at the input
+        positions tap t reads; values at padding positions are dropped, overlaps add."""
+        grids: dict[tuple[int, ...], jax.Array] = {}
+        for values, offset in zip(taps, self.offsets(), strict=True):
+            phase = self._phase(offset)
+            edges = [
+                (q0, m - q0 - n, 0) for (_, q0), n, m in zip(phase, self.out, self._phases(), strict=True)
+            ]
+            shifted = lax.pad(values, jnp.zeros((), values.dtype), [(0, 0, 0)] * 2 + edges)
+            key = tuple(r for r, _ in phase)
+            grids[key] = shifted if key not in grids else grids[key] + shifted
+        zeros = jnp.zeros((*taps[0].shape[:2], *self._phases()), taps[0].dtype)
+
+        def interleave(prefix: tuple[int, ...]) -> jax.Array:  # dims from len(prefix) on, interleaved
+            j = len(prefix)
+            if j == len(self.size):
+                return grids.get(prefix, zeros)
+            return jnp.stack([interleave((*prefix, r)) for r in range(self.stride[j])], axis=3 + j)
+
+        merged = interleave(()).reshape(
+            *taps[0].shape[:2], *(n * s for n, s in zip(self._phases(), self.stride, strict=True))
+        )
+        return merged[(slice(None),) * 2 + tuple(slice(0, size) for size in self.size)]
 
     def valid(self, offset: tuple[int, ...]) -> np.ndarray | None:
         """Which windows' tap `offset` lies inside the input (not padding), as a static mask
         of shape out, or None when all do."""
-        starts = [
-            np.arange(n) * s + o * d - p for (_, _, s, p, d, n), o in zip(self.dims(), offset, strict=True)
-        ]
-        axes = [(i >= 0) & (i < size) for i, size in zip(starts, self.size, strict=True)]
         mask = np.ones(self.out, bool)
-        for i, a in enumerate(axes):
-            mask &= a.reshape([-1 if j == i else 1 for j in range(len(axes))])
+        for axis, ((size, _, s, p, d, n), o) in enumerate(zip(self.dims(), offset, strict=True)):
+            position = np.arange(n) * s + o * d - p
+            inside = (position >= 0) & (position < size)
+            mask &= inside.reshape([-1 if j == axis else 1 for j in range(len(self.out))])
         return None if mask.all() else mask
 
 
@@ -206,22 +241,37 @@ def window_choice(x: jax.Array, y: jax.Array, geom: Geometry) -> jax.Array:
     """Per window, the index (in `geom.offsets()` order) of the element the gradient goes to:
     the first tap equal to the window's max y, never a padding tap (POOL-5), or the last NaN
     when the window holds one (POOL-6; torch's kernel takes `val > max || isnan(val)`)."""
-    xp = geom.pad_input(x, -jnp.inf)
-    choice = jnp.full(y.shape, -1, jnp.int32)
+    dtype = fast.choice_dtype(len(geom.offsets()))
+    choice = jnp.full(y.shape, -1, dtype)
     for t, offset in enumerate(geom.offsets()):
-        v = geom.tap(xp, offset)
+        v = geom.tap(x, offset, -jnp.inf)
         hit = ((v == y) & (choice < 0)) | jnp.isnan(v)
         valid = geom.valid(offset)
         hit = hit if valid is None else hit & valid
-        choice = jnp.where(hit, t, choice)
+        choice = jnp.where(hit, jnp.asarray(t, dtype), choice)
     return choice
 
 
+def gather(dx: jax.Array, choice: jax.Array, geom: Geometry) -> jax.Array:
+    """dy_w = dx at window w's chosen tap: the sum over taps of dx's tap where it was chosen."""
+    zero = jnp.zeros((), dx.dtype)
+    return sum(jnp.where(choice == t, geom.tap(dx, o, 0.0), zero) for t, o in enumerate(geom.offsets()))
+
+
+def route(g: jax.Array, choice: jax.Array, geom: Geometry) -> jax.Array:
+    """dL/dx_i = sum_w g_w [c(w) = i]: each tap's chosen g put back where the tap reads."""
+    zero = jnp.zeros((), g.dtype)
+    return geom.place([jnp.where(choice == t, g, zero) for t in range(len(geom.offsets()))])
+
+
+def _tiles(geom: Geometry) -> bool:
+    return fast.tiles(geom.size, geom.kernel, geom.stride, geom.padding, geom.dilation)
+
+
 def _max_pool_definition(x: jax.Array, geom: Geometry) -> jax.Array:
-    """Each window's max over the -inf padded input (NaN propagates: XLA's max does)."""
-    xp = geom.pad_input(x, -jnp.inf)
-    window, strides, dilation = (1, 1, *geom.kernel), (1, 1, *geom.stride), (1, 1, *geom.dilation)
-    return lax.reduce_window(xp, -jnp.inf, lax.max, window, strides, "VALID", window_dilation=dilation)
+    """Each window's max: the elementwise max of its taps, padding read as -inf (NaN
+    propagates, as in torch: lax.max returns NaN when either side is NaN)."""
+    return functools.reduce(lax.max, (geom.tap(x, o, -jnp.inf) for o in geom.offsets()))
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -229,24 +279,29 @@ def _max_pool(x: jax.Array, geom: Geometry) -> jax.Array:
     return _max_pool_definition(x, geom)
 
 
+def _max_and_choice(x: jax.Array, geom: Geometry) -> tuple[jax.Array, jax.Array]:
+    """The windows' max and choice, through fnn._fast.pooling's faster paths (the same values).
+    y is `_max_pool` itself, so that differentiating the rule below (second order) applies
+    the same rule again, not lax.max's split of a tie."""
+    if _tiles(geom):
+        y = _max_pool(x, geom)
+        return y, fast.window_choice(x, y, geom.kernel)
+    y = fast.computed_once(lambda x: _max_pool(x, geom), x)
+    return y, fast.computed_once(lambda x, y: window_choice(x, y, geom), x, y)
+
+
 @_max_pool.defjvp
 def _max_pool_jvp(geom: Geometry, primals, tangents):
     # y = x[chosen element of each window], so dy = dx[chosen]: a masked gather of the
-    # tangent, linear in it, whose transpose (reverse mode) scatters g to the chosen element.
+    # tangent, linear in it, whose transpose (reverse mode) routes g to the chosen element.
     (x,), (dx,) = primals, tangents
-    y = _max_pool_definition(x, geom)
-    choice = window_choice(x, y, geom)
-    dxp = geom.pad_input(dx, 0.0)
-    zero = jnp.zeros((), dx.dtype)
-    dy = sum(jnp.where(choice == t, geom.tap(dxp, o), zero) for t, o in enumerate(geom.offsets()))
-    return y, dy
+    y, choice = _max_and_choice(x, geom)
+    return y, fast.gather(dx, choice, geom.kernel) if _tiles(geom) else gather(dx, choice, geom)
 
 
 def _max_pool_backward(g: jax.Array, x: jax.Array, geom: Geometry) -> jax.Array:
-    y = _max_pool_definition(x, geom)
-    choice = window_choice(x, y, geom)
-    zero = jnp.zeros((), g.dtype)
-    return sum(geom.place(jnp.where(choice == t, g, zero), o) for t, o in enumerate(geom.offsets()))
+    _, choice = _max_and_choice(x, geom)
+    return fast.route(g, choice, geom.kernel) if _tiles(geom) else route(g, choice, geom)
 
 
 def max_pool1d(
@@ -415,16 +470,13 @@ def check_avg_options(who, count_include_pad, divisor_override) -> None:
 
 
 def _avg_pool(x: jax.Array, geom: Geometry, div: np.ndarray) -> jax.Array:
-    window, strides = (1, 1, *geom.kernel), (1, 1, *geom.stride)
-    summed = lax.reduce_window(
-        geom.pad_input(x, 0.0), jnp.zeros((), x.dtype), lax.add, window, strides, "VALID"
-    )
+    summed = sum(geom.tap(x, o, 0.0) for o in geom.offsets())
     return summed / jnp.asarray(div, x.dtype)
 
 
 def _avg_pool_backward(g: jax.Array, geom: Geometry, div: np.ndarray) -> jax.Array:
     share = g / jnp.asarray(div, g.dtype)
-    return sum(geom.place(share, o) for o in geom.offsets())
+    return geom.place([share] * len(geom.offsets()))
 
 
 def _avg_geometry(
