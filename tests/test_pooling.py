@@ -191,3 +191,79 @@ def test_negative_adaptive_output_size_raises():
 def test_grad_output_of_the_wrong_shape_raises():
     with pytest.raises(ValueError):
         F.max_pool2d_backward(jnp.ones((1, 1, 3, 3)), jnp.ones((1, 1, 4, 4)), 2)
+
+
+def _loop_max_pool2d(x, g, k, s, p):
+    """(y, grad_x) of max_pool2d by torch's CPU kernel as a loop: start at the window's first
+    element inside the input and take `val > max || isnan(val)` in row-major order."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    y, gx = np.zeros((n, c, oh, ow)), np.zeros_like(x)
+    for b, ch, i, j in np.ndindex(n, c, oh, ow):
+        cells = [(i * s - p + a, j * s - p + e) for a in range(k) for e in range(k)]
+        cells = [(r, q) for r, q in cells if 0 <= r < h and 0 <= q < w]
+        best = cells[0]
+        for r, q in cells[1:]:
+            if x[b, ch, r, q] > x[b, ch][best] or np.isnan(x[b, ch, r, q]):
+                best = (r, q)
+        y[b, ch, i, j] = x[b, ch][best]
+        gx[b, ch][best] += g[b, ch, i, j]
+    return y, gx
+
+
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1)], ids=["tiling", "overlapping"])
+def test_second_order_through_max_pool_keeps_the_tie_rule(x64, k, s, p):
+    """f = sum(y³) on integer-valued (tied) inputs: H v = route(6 y · gather(v)), with route and
+    gather those of the loop above. Forward-over-reverse and reverse-over-reverse must both
+    give it: the second derivative differentiates the custom_jvp rule, whose primal must keep
+    the tie rule too (lax.max's own derivative would split a tie)."""
+    x = np.round(2 * np.random.default_rng(7).normal(size=(2, 2, 6, 6)))
+    v = np.random.default_rng(8).normal(size=x.shape)
+    out = (6 + 2 * p - k) // s + 1
+    y, _ = _loop_max_pool2d(x, np.zeros((2, 2, out, out)), k, s, p)
+    jv = np.zeros_like(y)  # gather(v): v at each window's chosen element
+    for idx in np.ndindex(*y.shape):
+        e = np.zeros_like(y)
+        e[idx] = 1.0
+        jv[idx] = (_loop_max_pool2d(x, e, k, s, p)[1] * v).sum()
+    hv = _loop_max_pool2d(x, 6 * y * jv, k, s, p)[1]
+
+    def f(z):
+        return jnp.sum(F.max_pool2d(z, k, s, p) ** 3)
+
+    @fast_jit
+    def sides(x, v):
+        tangent = jax.jvp(lambda z: F.max_pool2d(z, k, s, p), (x,), (v,))[1]
+        fwd_rev = jax.jvp(jax.grad(f), (x,), (v,))[1]
+        rev_rev = jax.grad(lambda z: jnp.vdot(jax.grad(f)(z), v))(x)
+        return tangent, fwd_rev, rev_rev
+
+    tangent, fwd_rev, rev_rev = sides(jnp.asarray(x), jnp.asarray(v))
+    np.testing.assert_allclose(tangent, jv, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(fwd_rev, hv, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rev_rev, hv, rtol=1e-12, atol=1e-12)
+
+
+def test_golden_padding_never_takes_the_gradient_even_at_minus_inf():
+    # torch: all -inf with k = 2, s = 1, p = 1: y = [-inf] * 3, grad [2, 1]; the -inf padding
+    # ties with every element and still loses, in the manual backward and in jax.grad
+    x = jnp.full((1, 1, 2), -jnp.inf)
+    assert F.max_pool1d(x, 2, 1, 1).tolist() == [[[-jnp.inf] * 3]]
+    assert F.max_pool1d_backward(jnp.ones((1, 1, 3)), x, 2, 1, 1).tolist() == [[[2.0, 1.0]]]
+    assert jax.grad(lambda z: F.max_pool1d(z, 2, 1, 1).sum())(x).tolist() == [[[2.0, 1.0]]]
+
+
+def test_golden_nan_rule_holds_for_jax_grad_too():
+    x = jnp.array([[[1.0, jnp.nan], [jnp.nan, 0.0]]])  # torch: the last NaN, (1, 0)
+    expected = [[[0.0, 0.0], [1.0, 0.0]]]
+    assert F.max_pool2d_backward(jnp.ones((1, 1, 1)), x, 2).tolist() == expected
+    assert jax.grad(lambda z: F.max_pool2d(z, 2).sum())(x).tolist() == expected
+
+
+def test_max_pool_under_vmap_equals_the_batched_call():
+    x = jnp.round(2 * jax.random.normal(jax.random.key(9), (3, 2, 5, 5)))
+    for kw in ({"kernel_size": 2, "stride": 1}, {"kernel_size": 3, "stride": 2, "padding": 1}):
+        f = lambda z, kw=kw: F.max_pool2d(z, **kw)  # noqa: E731
+        np.testing.assert_array_equal(jax.vmap(f)(x), f(x))
+        grad = jax.grad(lambda z, f=f: f(z).sum())
+        np.testing.assert_array_equal(jax.vmap(grad)(x), grad(x))

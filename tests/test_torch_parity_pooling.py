@@ -81,3 +81,31 @@ def test_adaptive_avg_pool2d_on_random_shapes(x64):
         shape = (int(rng.integers(1, 3)), *(int(s) for s in rng.integers(1, 8, size=2)))
         out = tuple(None if rng.random() < 0.2 else int(o) for o in rng.integers(1, 9, size=2))
         check("adaptive_avg_pool2d", rng.normal(size=shape), {"output_size": out})
+
+
+@pytest.mark.parametrize("name", ["max_pool1d", "max_pool2d"])
+def test_max_pool_second_order_on_random_shapes_and_options(x64, name):
+    """Hessian-vector products of sum(max_pool(x)³) on integer-valued (tied) inputs: torch's
+    double backward against fnn's forward-over-reverse and reverse-over-reverse."""
+    rng = np.random.default_rng(sum(map(ord, name)) + 1)
+    for _ in range(3):
+        shape, kw = random_pool(rng, name)
+        x = rng.integers(-2, 3, size=shape).astype(np.float64)
+        v = rng.normal(size=shape)
+        xt = torch.tensor(x, requires_grad=True)
+        (gt,) = torch.autograd.grad((getattr(TF, name)(xt, **kw) ** 3).sum(), [xt], create_graph=True)
+        (hvt,) = torch.autograd.grad(gt, [xt], torch.tensor(v))
+        op = getattr(F, name)
+
+        def f(z, op=op, kw=kw):
+            return jnp.sum(op(z, **kw) ** 3)
+
+        @fast_jit
+        def run(x, v, f=f):
+            fwd_rev = jax.jvp(jax.grad(f), (x,), (v,))[1]
+            rev_rev = jax.grad(lambda z: jnp.vdot(jax.grad(f)(z), v))(x)
+            return fwd_rev, rev_rev
+
+        msg = f"{name} {shape} {kw}"
+        for hv in run(jnp.asarray(x), jnp.asarray(v)):
+            np.testing.assert_allclose(hv, hvt.numpy(), **TOL, err_msg=msg)

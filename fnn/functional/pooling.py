@@ -19,6 +19,7 @@ Contract (docs/semantics.md, rules POOL-1..POOL-6, AVGPOOL-1..AVGPOOL-3, ADAPTIV
   a None entry of output_size keeps that input size (ADAPTIVE-2).
 
 Backward convention: `op_backward(grad_output, input, <op's arguments>)` -> dL/d(input).
+Max-pool's choice and routing run through fnn._fast.pooling (the same values, faster).
 """
 
 from __future__ import annotations
@@ -99,8 +100,10 @@ class Geometry(NamedTuple):
 
     def tap(self, x: jax.Array, offset: tuple[int, ...], fill: float) -> jax.Array:
         """Tap `offset` of every window, (N, C, *out): the input element that tap reads, or
-        `fill` where it reads padding. Its phase of the input, shifted by q0 (a contiguous
-        slice, padded by `fill`: strided slices transpose to slow interior padding)."""
+        `fill` where it reads padding: its phase of the input, shifted by q0 and padded by
+        `fill`. A contiguous slice of a phase, not a strided slice of x, so that its transpose
+        (`place`, and jax.grad's) is a plain pad, not an interior one (experiments/README.md,
+        "Pooling: routing max-pool's gradient")."""
         phase = self._phase(offset)
         grid = self.split(x, fill)[(slice(None),) * 2 + tuple(a for r, _ in phase for a in (slice(None), r))]
         edges = [(-q0, q0 + n - m, 0) for (_, q0), n, m in zip(phase, self.out, self._phases(), strict=True)]
