@@ -88,9 +88,9 @@ def _options(parser) -> None:
         "--rounds", type=int, default=None, help="interleaved sweeps over the rows (default 3)"
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 512 (quick 64)")
-    parser.add_argument("--samples", type=int, default=None, help="training images (default 1024, quick 128)")
+    parser.add_argument("--samples", type=int, default=None, help="training images (default 512, quick 128)")
     parser.add_argument(
-        "--eval-samples", type=int, default=None, help="test images per eval pass (default 1024, quick 128)"
+        "--eval-samples", type=int, default=None, help="test images per eval pass (default 512, quick 128)"
     )
     parser.add_argument("--rows", nargs="+", default=None, help="only these rows (names as in the table)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
@@ -786,8 +786,8 @@ def main() -> None:
         return
     epochs = args.epochs or 1
     rounds = args.rounds or (1 if args.quick else 3)
-    samples = args.samples or (128 if args.quick else 1024)
-    eval_samples = args.eval_samples or (128 if args.quick else 1024)
+    samples = args.samples or (128 if args.quick else 512)
+    eval_samples = args.eval_samples or (128 if args.quick else 512)
     batch_sizes = args.batch_sizes or ([64] if args.quick else [128, 512])
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     train_rows, eval_rows, skipped = available(args.quick, with_torch)

@@ -179,7 +179,8 @@ def thunk_parts(hlo_text: str, split: bool = False) -> dict[str, str]:
             seen.add(frame_id)
             if re.search(r"backward|pullback", frame(frame_id)[1]):
                 return True
-            frame_id = field(tables["StackFrames"][frame_id], "parent_frame_id")
+            # the text prints a frame's parent as its id + 1 (0: none), measured on jax 0.10.2
+            frame_id = field(tables["StackFrames"][frame_id], "parent_frame_id") - 1
         return "transpose(" in op_name
 
     for comp, name, line in raw_instrs:
