@@ -56,7 +56,7 @@ def run(seed: int, cfg: dict, n_train: int | None) -> dict:
         eval_data=test,
         progress=False,
     )
-    errors = [100 * (1 - h["test_acc"]) for h in result.history]
+    errors = [100 * (1 - h["test_accuracy"]) for h in result.history]
     print(f"seed {seed}: test error {errors[-1]:.2f}% after {len(errors)} epochs")
     return {"seed": seed, "test_error": errors[-1], "test_error_per_epoch": errors}
 
