@@ -60,6 +60,26 @@ def pytest_unconfigure(config):
         shutil.rmtree(_own_cache, ignore_errors=True)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """--dist loadgroup on pytest >= 9.2: keep each xdist_group on one worker.
+
+    xdist tells its scheduler a test's group by appending "@group" to the test's id, which it
+    does by setting ``item._nodeid``; pytest 9.2 keeps the id in ``item._id`` instead, so the
+    suffix is lost and a group's tests (and its module-scoped fixture, a CLI run or a training
+    run) are spread over every worker (pytest-dev/pytest-xdist#1386). This appends the suffix
+    the same way in the new field, on the workers only, and does nothing where xdist did it.
+    """
+    if not (hasattr(config, "workerinput") and config.getvalue("loadgroup")):
+        return
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})  # fmt: skip
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = type(item._id).parse(item.nodeid + suffix)
+
+
 @pytest.fixture
 def x64():
     """Run the test body with float64 enabled (jax.enable_x64 context)."""
