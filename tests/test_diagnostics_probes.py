@@ -2,7 +2,8 @@
 the same step (params and gradients by an independent jax.grad, activations from
 model.intermediates), closed forms on a model with known weights, the every/step
 bookkeeping, the probe-off program against a reference epoch without the hook, no
-retracing, divergence, resume, mesh, and the errors."""
+retracing, divergence, resume, mesh, and the errors. The tests that fit or run an epoch are
+marked slow (tests/README.md, "Tiers")."""
 
 import ast
 import json
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 from poison import PoisonAt  # tests/poison.py
 
 from fnn import checkpoint, nn, optim
@@ -65,6 +67,7 @@ def epoch_draws(key, n, batch_size):
 # ---------------------------------------------------------------- against numpy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_every_statistic_equals_numpy_on_the_same_step(grad):
     model, opt = every_kind_model(), optim.sgd(lr=0.5, momentum=0.9)
@@ -90,7 +93,7 @@ def test_every_statistic_equals_numpy_on_the_same_step(grad):
     p, s, o = params, state, opt.init(params)
     tol = dict(rtol=2e-5, atol=1e-6)
 
-    @jax.jit
+    @fast_jit  # the test's own reference program (tests/fast_jit.py)
     def reference(p, s, xb, yb, k):
         def objective(p):
             out, _ = model.apply(p, s, xb, key=k, train=True)
@@ -160,6 +163,7 @@ def known_model_and_params():
     return model, params, ({},) * 8
 
 
+@pytest.mark.slow
 def test_closed_forms_on_known_weights():
     model, params, state = known_model_and_params()
     x = np.random.default_rng(0).uniform(size=(8, 3)).astype(np.float32)
@@ -190,6 +194,7 @@ def test_closed_forms_on_known_weights():
     assert layer[6]["weight_norm"] == [0.0, 0.0] and layer[6]["update_ratio"] == [0.0, 0.0]
 
 
+@pytest.mark.slow
 def test_update_ratio_of_a_zero_weight_that_moves_is_inf():
     model = nn.Linear(2, 1)  # not a Sequential: one layer, index 0
     params = {"weight": jnp.zeros((1, 2)), "bias": jnp.zeros((1,))}
@@ -208,6 +213,7 @@ def test_update_ratio_of_a_zero_weight_that_moves_is_inf():
     assert m["loss"] == [1.0] and m["grad_norm"] == [pytest.approx(np.sqrt(8 + 4))]  # bias grad -2
 
 
+@pytest.mark.slow
 def test_a_model_without_probed_layers_has_only_model_statistics():
     model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5))
     x = np.ones((4, 1, 2), np.float32)
@@ -222,6 +228,7 @@ def test_a_model_without_probed_layers_has_only_model_statistics():
 # ---------------------------------------------------------------- every and steps
 
 
+@pytest.mark.slow
 def test_points_fall_every_k_steps_with_global_steps_and_the_steps_own_loss():
     x, y = toy_data(40, d=2, classes=2)
     model, opt = nn.Sequential(nn.Linear(2, 2), nn.ReLU()), optim.sgd(lr=0.05)
@@ -243,6 +250,7 @@ def test_points_fall_every_k_steps_with_global_steps_and_the_steps_own_loss():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("n_steps", "every", "points"), [(100, 3, 33), (20, 1, 20)])
 def test_default_every_gives_about_32_points_per_epoch(n_steps, every, points):
     assert Probe().interval(n_steps) == every == max(1, n_steps // 32)
@@ -254,6 +262,7 @@ def test_default_every_gives_about_32_points_per_epoch(n_steps, every, points):
     assert m["every"] == every and m["step"] == list(range(every, points * every + 1, every))
 
 
+@pytest.mark.slow
 def test_every_longer_than_an_epoch_gives_no_points():
     x, y = np.ones((8, 1), np.float32), np.ones((8, 1), np.float32)
     m = fit(
@@ -266,6 +275,7 @@ def test_every_longer_than_an_epoch_gives_no_points():
 # ---------------------------------------------------------------- the compiled program
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_a_probe_changes_nothing_the_epoch_computes(grad):
     # The probed epoch (chunks of plain steps, then a probed one) against the plain scan: the
@@ -292,6 +302,7 @@ def test_a_probe_changes_nothing_the_epoch_computes(grad):
     assert loops[1] > loops[0]
 
 
+@pytest.mark.slow
 def test_probed_fit_compiles_once_over_epochs():
     traces, seen = [], []
 
@@ -342,32 +353,43 @@ def test_loading_fnn_train_never_imports_diagnostics():
 # ---------------------------------------------------------------- divergence, resume, mesh
 
 
-def test_points_from_the_first_bad_step_on_are_marked_and_fit_still_raises(grad="manual"):
+POISONED_AT_12 = nn.Sequential(nn.Linear(6, 4), PoisonAt(12), nn.ReLU(), nn.Linear(4, 3))
+
+
+@pytest.fixture(scope="module")
+def diverged():
+    """The TrainingDiverged of one probed fit of POISONED_AT_12 (8 steps of 8 an epoch, every 1:
+    the NaN is global step 13, epoch 2's 5th), shared by the two tests that read it."""
+    x, y = toy_data(64)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(POISONED_AT_12, F.cross_entropy, optim.sgd(lr=0.1), (x, y), epochs=3, batch_size=8,
+            key=jax.random.key(0), probe=True, progress=False)  # fmt: skip
+    return info.value
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("probes-diverged")
+def test_points_from_the_first_bad_step_on_are_marked_and_fit_still_raises(diverged):
     # One gradient source: the marking is the epoch's, the same code for both.
-    model, opt = nn.Sequential(nn.Linear(6, 4), PoisonAt(12), nn.ReLU(), nn.Linear(4, 3)), optim.sgd(lr=0.1)
+    model, opt = POISONED_AT_12, optim.sgd(lr=0.1)
     x, y = toy_data(64)  # 8 steps of 8 an epoch: step 12 (0-based) is epoch 2, step 5 (1-based)
     # One epoch of a model poisoned at its 5th step: points at steps 2, 4, 6, 8.
     early = nn.Sequential(model.layers[0], PoisonAt(4), *model.layers[2:])
     params, state = early.init(jax.random.key(0))
-    epoch = make_train_epoch(early, F.cross_entropy, opt, 8, grad, probe=Probe(every=2))
+    epoch = make_train_epoch(early, F.cross_entropy, opt, 8, "manual", probe=Probe(every=2))
     *_, m = epoch(params, state, opt.init(params), jax.random.key(1), x, y)
     assert m["probe"]["step"].tolist() == [2, 4, 6, 8]
     assert m["probe"]["ok"].tolist() == [True, True, False, False] == m["ok"][1::2].tolist()
     assert np.isnan(m["probe"]["points"]["loss"][2]) and np.isfinite(m["probe"]["points"]["loss"][:2]).all()
-    with pytest.raises(TrainingDiverged) as info:
-        fit(model, F.cross_entropy, opt, (x, y), epochs=3, batch_size=8, key=jax.random.key(0),
-            grad=grad, probe=True, progress=False)  # fmt: skip
-    history = info.value.result.history
+    # fit of the model poisoned at step 12 still raises, after epoch 1's points.
+    history = diverged.result.history
     assert [h["epoch"] for h in history] == [1] and history[0]["probe"]["step"] == list(range(1, 9))
 
 
-def test_the_diverged_epoch_keeps_its_applied_points_and_its_diagnosis():
-    model, opt = nn.Sequential(nn.Linear(6, 4), PoisonAt(12), nn.ReLU(), nn.Linear(4, 3)), optim.sgd(lr=0.1)
-    x, y = toy_data(64)  # 8 steps an epoch, every 1: the NaN is global step 13, epoch 2's 5th
-    with pytest.raises(TrainingDiverged) as info:
-        fit(model, F.cross_entropy, opt, (x, y), epochs=3, batch_size=8, key=jax.random.key(0),
-            probe=True, progress=False)  # fmt: skip
-    record = info.value.record
+@pytest.mark.slow
+@pytest.mark.xdist_group("probes-diverged")
+def test_the_diverged_epoch_keeps_its_applied_points_and_its_diagnosis(diverged):
+    record = diverged.record
     assert record["epoch"] == 2 and np.isnan(record["train_loss"]) and record["lr"] == pytest.approx(0.1)
     # Global steps 9-12 were applied before the bad one; their points are finite.
     assert record["probe"]["step"] == [9, 10, 11, 12]
@@ -375,9 +397,10 @@ def test_the_diverged_epoch_keeps_its_applied_points_and_its_diagnosis():
     # A NaN loss is the lr-too-large rule's first trigger, and its message says so.
     rules = [(d["rule"], d["epoch"]) for d in record["diagnoses"]]
     assert rules == [("lr-too-large", 2)] and "learning rate" in record["diagnoses"][0]["message"]
-    assert info.value.result.history[-1]["epoch"] == 1  # the partial epoch is not in the history
+    assert diverged.result.history[-1]["epoch"] == 1  # the partial epoch is not in the history
 
 
+@pytest.mark.slow
 def test_fit_stores_each_epochs_diagnoses_in_its_record():
     # Closed form: bias -10 and weights 0.5 on inputs in [0, 1) give pre-activations below
     # -5.5 for every sample, so every ReLU unit is dead (value 1.0) and, with zero gradient
@@ -399,6 +422,7 @@ def test_fit_stores_each_epochs_diagnoses_in_its_record():
     assert "diagnoses" not in quiet.history[0]
 
 
+@pytest.mark.slow
 def test_resume_with_a_probe_equals_an_uninterrupted_run_and_keeps_the_series(tmp_path):
     x, y = toy_data(64)
     model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3))
