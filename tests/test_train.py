@@ -4,7 +4,8 @@ good state, losses as specs, task metrics, callbacks, safe checkpoints and progr
 References: another implementation of the same loop (a Python loop of single steps),
 closed forms (lr sequences, MAE, gradient norms by jax.grad), counters in the model's
 own state (BatchNorm's num_batches_tracked counts applied steps), and an uninterrupted
-run for every continuation."""
+run for every continuation. The tests that fit, run an epoch or evaluate a dataset are marked
+slow (tests/README.md, "Tiers"); single steps and refusals are the fast tier."""
 
 import io
 import os
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 from poison import PoisonAt  # tests/poison.py
 
 from fnn import checkpoint, nn, optim, train
@@ -106,6 +108,7 @@ def test_second_step_does_not_retrace(grad):
     assert len(traces) == 1
 
 
+@pytest.mark.slow
 def test_epoch_metrics_and_shapes():
     model = toy_model()
     params, state = model.init(jax.random.key(0))
@@ -130,7 +133,7 @@ def test_grad_norm_and_lr_are_what_they_claim():
     params, state = model.init(jax.random.key(0))
     step = make_train_step(model, nn.CrossEntropyLoss(), opt)
     opt_state = opt.init(params)
-    grad = jax.jit(jax.grad(lambda p, s: F.cross_entropy(model.apply(p, s, x, train=True)[0], y)))
+    grad = fast_jit(jax.grad(lambda p, s: F.cross_entropy(model.apply(p, s, x, train=True)[0], y)))
     for i in range(4):
         grads = grad(params, state)
         want = float(np.sqrt(sum(np.sum(np.square(np.asarray(g))) for g in jax.tree.leaves(grads))))
@@ -142,6 +145,7 @@ def test_grad_norm_and_lr_are_what_they_claim():
 # ---------------------------------------------------------------- fit and its history
 
 
+@pytest.mark.slow
 def test_fit_learns_and_records_history(capsys):
     x, y = toy_data(1024)
     result = fit(
@@ -174,6 +178,7 @@ def test_fit_learns_and_records_history(capsys):
     assert capsys.readouterr().err == ""  # progress=False (and not a TTY) prints nothing
 
 
+@pytest.mark.slow
 def test_fit_is_deterministic_and_keeps_caller_arrays():
     x, y = toy_data(128)
     model = toy_model()
@@ -197,6 +202,7 @@ def test_fit_is_deterministic_and_keeps_caller_arrays():
     assert np.isfinite(np.asarray(params[0]["weight"])).all()  # not donated away
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make_opt",
     [
@@ -240,6 +246,7 @@ def poisoned_model(at):
     return nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), PoisonAt(at), nn.Linear(16, 4))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_divergence_returns_the_state_from_just_before_the_bad_step(grad, tmp_path):
     x, y = toy_data(256)  # 8 steps of 32 per epoch; global step 13 (0-based) is epoch 2, step 6
@@ -271,9 +278,11 @@ def test_divergence_returns_the_state_from_just_before_the_bad_step(grad, tmp_pa
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves((ts.params, ts.opt_state)))
 
     # Another implementation of the same 13 steps: epoch 1 by fit, then 5 single steps in a
-    # Python loop over the documented draws of epoch 2 (fold_in(run key, 1)).
+    # Python loop over the documented draws of epoch 2 (fold_in(run key, 1)). The model is the
+    # one poisoned at step 13, which these 13 steps never reach: epoch 1 reuses the compiled
+    # epoch above instead of compiling another with a different poison constant.
     first = fit(
-        poisoned_model(10**6),
+        poisoned_model(13),
         nn.CrossEntropyLoss(),
         opt,
         (x, y),
@@ -285,7 +294,7 @@ def test_divergence_returns_the_state_from_just_before_the_bad_step(grad, tmp_pa
     ).train_state
     k_perm, k_steps = jax.random.split(jax.random.fold_in(first.key, 1))
     order = np.asarray(jax.random.permutation(k_perm, 256)).reshape(8, 32)
-    step = make_train_step(poisoned_model(10**6), nn.CrossEntropyLoss(), opt, grad)
+    step = make_train_step(poisoned_model(13), nn.CrossEntropyLoss(), opt, grad)
     carry = (first.params, first.state, first.opt_state)
     for i, k in zip(range(5), jax.random.split(k_steps, 8), strict=False):  # 5 of the 8 steps
         *carry, _ = step(*carry, k, x[order[i]], y[order[i]])
@@ -306,6 +315,7 @@ def test_divergence_returns_the_state_from_just_before_the_bad_step(grad, tmp_pa
 # ---------------------------------------------------------------- losses and metrics
 
 
+@pytest.mark.slow
 def test_regression_records_mae_not_accuracy():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 5)).astype(np.float32)
@@ -329,6 +339,7 @@ def test_regression_records_mae_not_accuracy():
     np.testing.assert_allclose(h["test_loss"], np.square(out - y).mean(), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_metrics_argument_chooses_and_accepts_functions():
     x, y = toy_data(128)
 
@@ -363,6 +374,7 @@ def test_metrics_argument_chooses_and_accepts_functions():
         )
 
 
+@pytest.mark.slow
 def test_evaluate_is_exact_at_the_dataset_level():
     model = toy_model()
     params, state = model.init(jax.random.key(0))
@@ -371,7 +383,7 @@ def test_evaluate_is_exact_at_the_dataset_level():
     y[::7] = -100  # ignored samples
     loss = nn.CrossEntropyLoss(weight=[1.0, 2.0, 0.5, 1.5])
 
-    @jax.jit  # the reference, in one program
+    @fast_jit  # the reference, in one program (tests/fast_jit.py)
     def reference(x, y):
         logits, _ = model.apply(params, state, x, train=False)
         return logits, F.cross_entropy(logits, y, weight=jnp.array([1.0, 2.0, 0.5, 1.5]))
@@ -392,6 +404,7 @@ def test_evaluate_is_exact_at_the_dataset_level():
         np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_manual_grad_with_a_loss_without_backward_says_what_is_missing():
     def my_loss(output, target):
         return jnp.mean((output - jax.nn.one_hot(target, 4)) ** 2)
@@ -422,6 +435,7 @@ def test_manual_grad_with_a_loss_without_backward_says_what_is_missing():
     assert np.isfinite(result.history[0]["train_loss"])
 
 
+@pytest.mark.slow
 def test_equal_optimizers_and_losses_share_one_compiled_epoch():
     # jit's own cache over hashable specs: equal arguments (however spelled) trace once.
     traces = []
@@ -467,6 +481,7 @@ def test_early_stopping_follows_keras_rule_on_a_known_sequence():
     np.testing.assert_array_equal(run.train_state.params["w"], [2.0, 2.0])
 
 
+@pytest.mark.slow
 def test_early_stopping_in_fit_restores_the_best_epoch_without_recompiling():
     traces = []
 
@@ -486,6 +501,7 @@ def test_early_stopping_in_fit_restores_the_best_epoch_without_recompiling():
     assert_trees_equal(result.train_state, one.train_state)
 
 
+@pytest.mark.slow
 def test_reduce_lr_on_plateau_changes_the_lr_between_epochs_without_recompiling():
     traces = []
 
@@ -511,6 +527,7 @@ def test_reduce_lr_on_plateau_changes_the_lr_between_epochs_without_recompiling(
     assert len(traces) == 1
 
 
+@pytest.mark.slow
 def test_a_custom_callback_sees_each_epoch_and_its_state_survives_resume(tmp_path):
     class CountEpochs(Callback):
         def __init__(self):
@@ -545,6 +562,7 @@ def test_a_custom_callback_sees_each_epoch_and_its_state_survives_resume(tmp_pat
     assert [h["seen"] for h in result.history] == [1, 2, 3] and counter.seen == 3
 
 
+@pytest.mark.slow
 def test_lambda_callback_sees_each_record_as_it_happens():
     seen = []
     x, y = toy_data(128)
@@ -565,6 +583,7 @@ def test_lambda_callback_sees_each_record_as_it_happens():
 # ---------------------------------------------------------------- checkpoints
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_config_and_names_the_field(tmp_path):
     x, y = toy_data(128)
     common = dict(epochs=1, key=jax.random.key(0), progress=False, checkpoint_dir=str(tmp_path))
@@ -606,6 +625,7 @@ def test_resume_refuses_another_config_and_names_the_field(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_an_existing_checkpoint_is_not_overwritten_silently(tmp_path):
     x, y = toy_data(128)
     common = dict(
@@ -621,6 +641,7 @@ def test_an_existing_checkpoint_is_not_overwritten_silently(tmp_path):
     assert (tmp_path / "checkpoint.npz").read_bytes() != before
 
 
+@pytest.mark.slow
 def test_keep_best_keeps_the_epoch_with_the_lowest_monitored_value(tmp_path):
     x, y = toy_data(256)
     result = fit(
@@ -641,6 +662,7 @@ def test_keep_best_keeps_the_epoch_with_the_lowest_monitored_value(tmp_path):
     assert meta["epoch"] == 1 + int(np.argmin(losses))
 
 
+@pytest.mark.slow
 def test_resume_with_the_same_config_equals_an_uninterrupted_run(tmp_path):
     # The epoch program of the continuation test's Adam run (320 samples, batch 32).
     x, y = toy_data(320)
@@ -772,6 +794,7 @@ def test_bad_input_fails_before_compiling(tmp_path):
         EarlyStopping(mode="best")
 
 
+@pytest.mark.slow
 def test_checkpoint_from_a_different_model_names_the_field(tmp_path):
     x, y = toy_data(128)
     common = dict(
@@ -785,11 +808,12 @@ def test_checkpoint_from_a_different_model_names_the_field(tmp_path):
         fit(other, F.cross_entropy, optim.sgd(lr=0.1), (x, y), resume=True, **{**common, "epochs": 2})
 
 
+@pytest.mark.slow
 def test_predict_matches_apply_and_checks_input():
     model = toy_model()
     params, state = model.init(jax.random.key(0))
     x, _ = toy_data(37)
-    want, _ = jax.jit(lambda x: model.apply(params, state, x, train=False))(jnp.asarray(x))
+    want, _ = fast_jit(lambda x: model.apply(params, state, x, train=False))(jnp.asarray(x))
     np.testing.assert_allclose(predict(model, params, state, x, batch_size=8), want, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="batch_size must be > 0, got 0"):
         predict(model, params, state, x, batch_size=0)
@@ -802,6 +826,7 @@ def test_predict_matches_apply_and_checks_input():
 # ---------------------------------------------------------------- bad labels (LBL-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_epoch_stops_at_the_step_with_a_bad_label(grad):
     # LBL-1: inside the compiled epoch a label outside [0, C) cannot raise; its step's loss
@@ -823,6 +848,7 @@ def test_epoch_stops_at_the_step_with_a_bad_label(grad):
     np.testing.assert_array_equal(ok, np.arange(4) < bad_step)
 
 
+@pytest.mark.slow
 def test_divergence_message_points_at_the_labels():
     # LBL-1: a loss that reads labels the host check cannot see (here it shifts them, so
     # label 0 becomes -1) diverges, and the message names labels as a possible cause.
@@ -863,6 +889,7 @@ def test_fit_and_evaluate_name_the_bad_label_before_compiling():
         fit(model, nn.CrossEntropyLoss(), optim.sgd(lr=0.1), (x, y), eval_data=(x, bad), **common)
 
 
+@pytest.mark.slow
 def test_evaluate_accepts_the_loss_ignore_index():
     # NLL-1 through evaluate: labels equal to ignore_index pass the host check and carry no
     # weight; the result equals F.cross_entropy over the whole set (golden-tested op).
@@ -871,11 +898,12 @@ def test_evaluate_accepts_the_loss_ignore_index():
     x, y = toy_data(40)
     y[::7] = 7
     loss = nn.CrossEntropyLoss(weight=[1.0, 2.0, 0.5, 1.5], ignore_index=7)
-    forward = jax.jit(lambda x: model.apply(params, state, x, train=False)[0])
     weight = jnp.array([1.0, 2.0, 0.5, 1.5])
-    want = jax.jit(F.cross_entropy, static_argnames="ignore_index")(
-        forward(jnp.asarray(x)), jnp.asarray(y), weight=weight, ignore_index=7
-    )
+    want = fast_jit(  # the reference in one program
+        lambda x, y: F.cross_entropy(
+            model.apply(params, state, x, train=False)[0], y, weight=weight, ignore_index=7
+        )
+    )(jnp.asarray(x), jnp.asarray(y))
     got = evaluate(model, params, state, (x, y), batch_size=16, loss=loss)
     np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
 
@@ -888,6 +916,7 @@ class FakeTerminal(io.StringIO):
         return True
 
 
+@pytest.mark.slow
 def test_progress_bar_moves_during_the_epoch_on_a_terminal(monkeypatch):
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
