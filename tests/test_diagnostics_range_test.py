@@ -57,6 +57,7 @@ def find(x, y, make_optimizer=lambda lr: optim.sgd(lr=lr), **kwargs):
     return lr_find(nn.Linear(3, 1), nn.MSELoss(), make_optimizer, (x, y), **kwargs)
 
 
+@pytest.mark.slow
 def test_lrs_follow_the_exponential_closed_form():
     x, y = regression()
     r = find(x, y, min_lr=1e-4, max_lr=0.1, steps=12)
@@ -65,6 +66,7 @@ def test_lrs_follow_the_exponential_closed_form():
     assert isinstance(r, LRFindResult) and r.losses.shape == r.smoothed.shape == r.valid.shape == (12,)
 
 
+@pytest.mark.slow
 def test_lrs_without_an_lr_link_are_the_schedule():
     # optim.scale has no learning-rate state: lrs come from the range's closed form itself
     x, y = regression()
@@ -72,12 +74,14 @@ def test_lrs_without_an_lr_link_are_the_schedule():
     np.testing.assert_allclose(r.lrs, [1e-3, 1e-2, 1e-1, 1.0], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_smoothing_is_a_bias_corrected_moving_average():
     x, y = regression()
     r = find(x, y, min_lr=1e-4, max_lr=0.5, steps=20, beta=0.9)
     np.testing.assert_allclose(r.smoothed, numpy_ema(r.losses, 0.9), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_quadratic_diverges_past_two_over_lambda_max_and_the_suggestion_lies_below():
     x, y = regression()
     stable = largest_stable_lr(x)
@@ -91,6 +95,7 @@ def test_quadratic_diverges_past_two_over_lambda_max_and_the_suggestion_lies_bel
     assert r.suggested_lr < stable
 
 
+@pytest.mark.slow
 def test_suggestion_and_divergence_match_the_rule_computed_in_numpy():
     x, y = regression()
     stable = largest_stable_lr(x)
@@ -118,6 +123,7 @@ def test_summarize_refuses_a_non_finite_first_loss():
         summarize([0.1, 1.0], [np.nan, 1.0])
 
 
+@pytest.mark.slow
 def test_batches_and_dropout_keys_are_those_of_the_train_epoch():
     # A constant-lr optimizer (it ignores the range), so lr_find's losses over 1.5 epochs must
     # be the compiled epoch's own per-step losses for the same init and run key.
@@ -137,6 +143,7 @@ def test_batches_and_dropout_keys_are_those_of_the_train_epoch():
     np.testing.assert_allclose(r.lrs, 0.05, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_manual_backward_gives_the_same_curve():
     x, y = regression()
     auto = find(x, y, min_lr=1e-3, max_lr=0.1, steps=8)
@@ -144,6 +151,7 @@ def test_manual_backward_gives_the_same_curve():
     np.testing.assert_allclose(manual.losses, auto.losses, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_callers_arrays_are_untouched():
     model = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
     params, state = model.init(jax.random.key(0))
@@ -159,6 +167,7 @@ def test_the_callers_arrays_are_untouched():
         np.testing.assert_array_equal(a, np.asarray(b))
 
 
+@pytest.mark.slow
 def test_the_whole_scan_is_traced_once_and_not_again():
     traces = []
 
@@ -174,6 +183,7 @@ def test_the_whole_scan_is_traced_once_and_not_again():
     assert len(traces) == 1  # equal arguments: the compiled scan is reused
 
 
+@pytest.mark.slow
 def test_mixed_precision_sweep_computes_in_bfloat16_from_float32_params():
     # DTYPE-4: the first step's loss is the init params' loss with x and params rounded to
     # bf16, the output cast up; computed here by hand from the same init.
