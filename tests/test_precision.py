@@ -56,6 +56,7 @@ def _reference_step(params, state, x, y):
     return value, new, grads, running
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_one_step_equals_the_hand_written_master_weights_step(grad):
     params, state = MODEL.init(KEY)
@@ -79,6 +80,7 @@ def test_one_step_equals_the_hand_written_master_weights_step(grad):
     np.testing.assert_allclose(new_state[1]["running_var"], rv, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_master_weights_opt_state_and_running_stats_stay_float32_and_it_traces_once(grad):
     params, state = MODEL.init(KEY)
@@ -119,6 +121,7 @@ def test_every_matmul_of_the_step_runs_in_bfloat16():
         assert "bf16" not in hlo32  # compute_dtype=None: the params' dtype, as before
 
 
+@pytest.mark.slow
 def test_manual_and_autodiff_agree_to_bfloat16_tolerance():
     params, state = MODEL.init(KEY)
     x, y = _data(32)
@@ -132,6 +135,7 @@ def test_manual_and_autodiff_agree_to_bfloat16_tolerance():
     np.testing.assert_allclose(out["autodiff"][3]["grad_norm"], out["manual"][3]["grad_norm"], rtol=2**-6)
 
 
+@pytest.mark.slow
 def test_bfloat16_step_is_close_to_the_float32_step_but_not_equal():
     # The compute really is reduced: bf16 grads differ from f32 ones by about bf16's epsilon.
     params, state = MODEL.init(KEY)
@@ -145,6 +149,7 @@ def test_bfloat16_step_is_close_to_the_float32_step_but_not_equal():
     assert 0 < gap < 0.05
 
 
+@pytest.mark.slow
 def test_fit_trains_in_mixed_precision_and_keeps_float32():
     x, y = _data(64)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
