@@ -84,6 +84,7 @@ def data(n, seed=0):
     return rng.normal(size=(n, D)).astype(np.float32) * 2, rng.integers(0, C, n).astype(np.int32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fold", [True, False])
 def test_evaluate_matches_numpy_with_a_partial_last_batch(fold):
     model = bn_model()
@@ -98,6 +99,7 @@ def test_evaluate_matches_numpy_with_a_partial_last_batch(fold):
         np.testing.assert_allclose(got["accuracy"], correct / len(y), rtol=1e-7)
 
 
+@pytest.mark.slow
 def test_evaluate_checked_keeps_class_weights_and_ignore_index():
     model = bn_model()
     params, state = random_arrays(model, 2)
@@ -114,6 +116,7 @@ def test_evaluate_checked_keeps_class_weights_and_ignore_index():
     np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fold", [True, False])
 def test_predict_matches_numpy_with_a_partial_last_batch(fold):
     model = bn_model()
@@ -126,6 +129,7 @@ def test_predict_matches_numpy_with_a_partial_last_batch(fold):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batch_statistics_batchnorm_sees_the_last_batch_at_its_true_size():
     # BN-5: track_running_stats=False normalizes each eval batch by its own statistics, so
     # the 5-row last batch must not be padded with zeros; that BatchNorm is not folded.
@@ -136,6 +140,7 @@ def test_batch_statistics_batchnorm_sees_the_last_batch_at_its_true_size():
     np.testing.assert_allclose(predict(model, params, state, x, batch_size=8), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_in_float64_is_exact_to_1e_12(x64):
     model = nn.Sequential(
         nn.Linear(D, 8, dtype="float64"), nn.BatchNorm1d(8, dtype="float64"), nn.Linear(8, C, dtype="float64")
