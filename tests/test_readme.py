@@ -32,6 +32,7 @@ def _run(code: str) -> dict:
     return namespace
 
 
+@pytest.mark.slow
 def test_per_example_gradient_norms_recipe(recipes):
     ns = _run(recipes[0])
     model, loss, params, state, x, y = (ns[k] for k in ("model", "loss", "params", "state", "x", "y"))
@@ -51,6 +52,7 @@ def test_per_example_gradient_norms_recipe(recipes):
     np.testing.assert_allclose(clipped_norms, np.minimum(np.asarray(ns["norms"]), 1.0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_newton_step_recipe(recipes):
     ns = _run(recipes[1])
     X, y, theta = (np.asarray(ns[k], np.float64) for k in ("X", "y", "theta"))
