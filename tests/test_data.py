@@ -127,6 +127,7 @@ def test_write_idx_rejects_unsupported_arrays(tmp_path):
 # ---------------------------------------------------------------- MNIST (bundled)
 
 
+@pytest.mark.slow
 def test_mnist_train_and_test_splits():
     x, y = D.mnist("train")
     assert x.shape == (60000, 28, 28) and x.dtype == np.uint8
@@ -139,6 +140,7 @@ def test_mnist_train_and_test_splits():
     assert set(np.unique(yt)) == set(range(10))
 
 
+@pytest.mark.slow
 def test_mnist_is_cached_and_read_only():
     x1, y1 = D.mnist("test")
     x2, y2 = D.mnist("test")
@@ -292,6 +294,7 @@ def test_fashion_mnist_rejects_labels_outside_the_ten_classes(tmp_path):
         D.fashion_mnist("train", root=root)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason=f"Fashion-MNIST not found at {FASHION_DIR}")
 def test_fashion_mnist_real_files_and_stats():
     x, y = D.fashion_mnist("train", root=FASHION_DIR)
@@ -309,6 +312,7 @@ def test_fashion_mnist_real_files_and_stats():
 # ---------------------------------------------------------------- normalize
 
 
+@pytest.mark.slow
 def test_normalize_mnist_statistics():
     x, _ = D.mnist("train")
     assert abs(x.mean(dtype=np.float64) / 255 - D.MNIST_MEAN) < 1e-4
