@@ -177,6 +177,7 @@ def test_logistic_loss_is_stable_when_saturated(x64):  # BCEL-1: logit 100 with 
     np.testing.assert_allclose(loss, 100.0, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_logistic_regression_fits_full_batch_and_minibatch():
     X, y = _logistic_data(n=400)
     params, history = logistic_regression_fit(X, y, lr=1.0, epochs=300)
