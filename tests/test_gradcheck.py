@@ -26,6 +26,7 @@ def mnist_mlp():
     )
 
 
+@pytest.mark.slow
 def test_mnist_sized_mlp_every_leaf_agrees():
     # An MNIST-sized MLP with BatchNorm and dropout: every parameter leaf agrees three ways.
     model = mnist_mlp()
@@ -57,6 +58,7 @@ def test_mnist_sized_mlp_every_leaf_agrees():
     assert all(leaf.hvp_autodiff_rel < 1e-12 and leaf.hvp_fd_rel < 1e-6 for leaf in report.leaves), table
 
 
+@pytest.mark.slow
 def test_cnn_with_every_conv_chapter_layer_agrees_to_second_order():
     # conv (with and without bias), BatchNorm2d (batch statistics), max- and avg-pool,
     # Dropout2d (a fixed mask), ScaledTanh, Unflatten: manual vs jax.grad vs central
