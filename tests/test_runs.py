@@ -106,6 +106,7 @@ def test_load_data_of_a_missing_fashion_mnist_names_where_it_looked(tmp_path):
         runs.load_data("fashion-mnist", str(tmp_path))
 
 
+@pytest.mark.slow
 def test_load_run_without_train_data_rebuilds_the_same_run(tmp_path):
     # evaluate and report read only the test set: train_data=False must leave out the
     # normalized training images and nothing else. The references are the saved state and
@@ -124,6 +125,7 @@ def test_load_run_without_train_data_rebuilds_the_same_run(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_load_data_without_train_images_keeps_the_labels():
     (x_train, y_train), (x_test, _) = runs.load_data("mnist", None, train_images=False)
     assert x_train is None and y_train.shape == (60000,) and x_test.shape == (10000, 28, 28)
