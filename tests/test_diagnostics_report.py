@@ -24,7 +24,8 @@ from fnn.train import predict
 
 TRAIN = ["train", "--hidden", "32", "--epochs", "1", "--batch-size", "512", "--no-progress"]
 # One worker runs every test of this file, so the CLI run of the `run` fixture happens once.
-pytestmark = pytest.mark.xdist_group("diagnostics-report")
+# The report of a real CLI run: slow (tests/README.md, "Tiers").
+pytestmark = [pytest.mark.xdist_group("diagnostics-report"), pytest.mark.slow]
 EVERY, STEPS_PER_EPOCH = 12, 60000 // 512
 MESSAGE = (
     'Layer 3 ReLU(): 71% of units dead for the whole batch <b>"bias -1"</b> & more. '
