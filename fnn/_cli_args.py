@@ -51,7 +51,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 # The options that configure a model, and the models each one configures.
 MODEL_OPTIONS = {
-    "hidden": ("mlp",),
+    "hidden": ("mlp", "cnn"),
     "activation": ("mlp",),
     "dropout": ("mlp", "cnn"),
     "batch_norm": ("mlp", "cnn"),
@@ -64,7 +64,12 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
     """The model, data and optimizer options that ``train`` and ``lr-find`` share."""
     p.add_argument("--model", choices=list(runs.MODELS), default="mlp", help="default mlp")
     m = p.add_argument_group("MLP (--model mlp) and CNN (--model cnn)")
-    m.add_argument("--hidden", type=_widths, help="mlp: hidden widths, default 512,512")
+    m.add_argument(
+        "--hidden",
+        type=_widths,
+        help="mlp: hidden widths, default 512,512; cnn: the head's one hidden width, default "
+        f"{runs.CNN_DEFAULTS['hidden'][0]}",
+    )
     m.add_argument("--activation", choices=sorted(models.ACTIVATIONS), help="mlp: default relu")
     probability = _number(float, "a probability in [0, 1)", lambda p: 0 <= p < 1)
     m.add_argument(
@@ -210,8 +215,11 @@ def check_combinations(args: argparse.Namespace) -> None:
     if wrong:
         owners = [m for m in ("mlp", "cnn") if all(m in MODEL_OPTIONS[k] for k in wrong)]
         given = ", ".join(f"--{k.replace('_', '-')}" for k in wrong)
-        what = f"configure --model {' or '.join(owners)}" if owners else "configure other models"
+        # the first model that takes them all (mlp, then cnn): the message softmax has always had
+        what = f"configure --model {owners[0]}" if owners else "configure other models"
         raise UsageError(f"{given} {what}, not {args.model}")
+    if args.model == "cnn" and args.hidden is not None and len(args.hidden) != 1:
+        raise UsageError(f"--hidden: the cnn's head has one hidden layer, got {len(args.hidden)} widths")
     if args.channels is not None and len(args.channels) > 4:
         raise UsageError(
             f"--channels: at most 4 stages for 28x28 images (each 2x2 max-pool halves the side), "

@@ -188,6 +188,7 @@ def cnn(
     convs_per_stage: int = 2,
     num_classes: int = 10,
     *,
+    hidden: int = 128,
     batch_norm: bool = True,
     dropout: float = 0.25,
     image_size: int = 28,
@@ -199,15 +200,23 @@ def cnn(
     Per stage of width c: ``convs_per_stage`` × [Conv2d(·, c, 3, padding=1, bias=not
     batch_norm), BatchNorm2d(c), ReLU()], then MaxPool2d(2) and, when ``dropout`` > 0,
     Dropout2d(dropout / 2) (whole channels, as a conv layer's features are correlated in
-    space). The head: Flatten, Dropout(dropout), Linear(c · s², num_classes), with s the
-    side after the pools (7 for 28×28 and two stages). A conv followed by BatchNorm has no
+    space). The head: Flatten, then with ``hidden`` > 0 Linear(c · s², hidden) [,
+    BatchNorm1d(hidden)], ReLU, and last Dropout(dropout), Linear(·, num_classes); s is the
+    side after the pools (7 for 28×28 and two stages). A layer followed by BatchNorm has no
     bias: BatchNorm's mean subtraction would cancel it, and its β takes its place.
+
+    The hidden layer is there for SGD at the command line's lr 0.1: a Linear straight from
+    the 3136 non-negative features of 32-32-pool-64-64-pool moves its logits by about
+    lr·Σf² ≈ lr·4700 a step, and so trained (torch too) to only 15% test accuracy in 80
+    steps, against 95% with BatchNorm1d on 128 hidden units between.
 
     Args:
         channels: the width of each stage (default (32, 64): 32-32-pool-64-64-pool).
         convs_per_stage: conv blocks per stage (default 2).
         num_classes: the number of logits (default 10).
-        batch_norm: a BatchNorm2d after each conv (default True).
+        hidden: the head's hidden width (default 128; 0: one Linear from the features).
+        batch_norm: a BatchNorm2d after each conv and a BatchNorm1d after the hidden Linear
+            (default True).
         dropout: the head's Dropout p, and half of it for the stages' Dropout2d
             (default 0.25; 0 leaves both out).
         image_size: the input's side (default 28); it must survive the pools.
@@ -218,7 +227,7 @@ def cnn(
 
     Example:
         >>> from fnn import models
-        >>> model = models.cnn((8,), convs_per_stage=1, dropout=0.0)
+        >>> model = models.cnn((8,), convs_per_stage=1, hidden=0, dropout=0.0)
         >>> [type(layer).__name__ for layer in model.layers]
         ['Flatten', 'Unflatten', 'Conv2d', 'BatchNorm2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear']
     """
@@ -226,6 +235,8 @@ def cnn(
         raise ValueError(f"channels must be a non-empty tuple of ints >= 1, got {channels!r}")
     if not (isinstance(convs_per_stage, int) and convs_per_stage >= 1):
         raise ValueError(f"convs_per_stage must be an int >= 1, got {convs_per_stage!r}")
+    if not (isinstance(hidden, int) and hidden >= 0):
+        raise ValueError(f"hidden must be an int >= 0, got {hidden!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     side = image_size // 2 ** len(channels)
@@ -241,6 +252,12 @@ def cnn(
         layers.append(nn.MaxPool2d(2))
         layers += [nn.Dropout2d(dropout / 2)] if dropout > 0 else []
     layers.append(nn.Flatten())
+    width *= side * side
+    if hidden:
+        layers.append(nn.Linear(width, hidden, bias=not batch_norm, dtype=dtype))
+        layers += [nn.BatchNorm1d(hidden, dtype=dtype)] if batch_norm else []
+        layers.append(nn.ReLU())
+        width = hidden
     layers += [nn.Dropout(dropout)] if dropout > 0 else []
-    layers.append(nn.Linear(width * side * side, num_classes, dtype=dtype))
+    layers.append(nn.Linear(width, num_classes, dtype=dtype))
     return nn.Sequential(*layers)

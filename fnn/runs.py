@@ -67,7 +67,13 @@ __all__ = [
 
 MODELS = ("softmax", "mlp", "lenet5", "cnn")
 # fnn.models.cnn's configuration as the command line's defaults fill it in (config.json).
-CNN_DEFAULTS = {"channels": (32, 64), "convs_per_stage": 2, "dropout": 0.25, "batch_norm": True}
+CNN_DEFAULTS = {
+    "channels": (32, 64),
+    "convs_per_stage": 2,
+    "hidden": (128,),
+    "dropout": 0.25,
+    "batch_norm": True,
+}
 DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.01, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 MIXED_DTYPES = ("bfloat16", "float16")
@@ -166,6 +172,7 @@ def config_of(args: Any, command: str = "train") -> dict:
         config.update(
             channels=list(args.channels or d["channels"]),
             convs_per_stage=d["convs_per_stage"],
+            hidden=list(args.hidden or d["hidden"]),
             dropout=d["dropout"] if args.dropout is None else args.dropout,
             batch_norm=d["batch_norm"] if args.batch_norm is None else args.batch_norm,
         )
@@ -198,6 +205,7 @@ def build_model(config: dict) -> nn.Sequential:
         return models.cnn(
             tuple(config["channels"]),
             config["convs_per_stage"],
+            hidden=config["hidden"][0],
             batch_norm=config["batch_norm"],
             dropout=config["dropout"],
             dtype=dtype,

@@ -154,12 +154,13 @@ BAD_ARGUMENTS = [
     (["--resume"], "--resume needs --out DIR"),
     (["--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
     (["--model", "vgg"], "argument --model: invalid choice: 'vgg'"),
-    (["--model", "lenet5", "--dropout", "0.1"], "--dropout configure --model mlp or cnn, not lenet5"),
-    (["--model", "cnn", "--hidden", "64"], "--hidden configure --model mlp, not cnn"),
+    (["--model", "lenet5", "--dropout", "0.1"], "--dropout configure --model mlp, not lenet5"),
+    (["--model", "cnn", "--init", "xavier"], "--init configure --model mlp, not cnn"),
+    (["--model", "cnn", "--hidden", "64,64"], "--hidden: the cnn's head has one hidden layer, got 2 widths"),
     (["--channels", "8,16"], "--channels configure --model cnn, not mlp"),
     (
-        ["--model", "softmax", "--hidden", "8", "--channels", "8"],
-        "--hidden, --channels configure other models",
+        ["--model", "softmax", "--init", "torch", "--channels", "8"],
+        "--init, --channels configure other models",
     ),
     (["--model", "cnn", "--channels", "8,0"], "argument --channels: must be comma-separated widths >= 1"),
     (["--model", "cnn", "--channels", "4,4,4,4,4"], "--channels: at most 4 stages for 28x28 images"),
@@ -326,13 +327,25 @@ def test_cnn_trains_evaluates_and_reports_from_its_config(tmp_path, capsys, monk
     # rebuild the same network from the run directory
     _small_random_mnist(monkeypatch)
     out = tmp_path / "run"
-    args = ["train", "--model", "cnn", "--channels", "4", "--dropout", "0.1", "--batch-size", "64"]
+    args = [
+        "train",
+        "--model",
+        "cnn",
+        "--channels",
+        "4",
+        "--hidden",
+        "8",
+        "--dropout",
+        "0.1",
+        "--batch-size",
+        "64",
+    ]
     assert main([*args, "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("fnn: cnn on mnist, ") and lines[-1].startswith("test_accuracy=")
     config = json.loads((out / "config.json").read_text())
     assert (config["model"], config["channels"], config["convs_per_stage"]) == ("cnn", [4], 2)
-    assert (config["dropout"], config["batch_norm"]) == (0.1, True)
+    assert (config["hidden"], config["dropout"], config["batch_norm"]) == ([8], 0.1, True)
     saved, _ = checkpoint.load(out / "checkpoint.npz")
     assert np.shape(saved["params"][2]["weight"]) == (4, 1, 3, 3) and "bias" not in saved["params"][2]
     assert f"report: {out / 'report.html'}" in lines  # train wrote the report from the run's files

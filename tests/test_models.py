@@ -131,15 +131,19 @@ def test_cnn_layout_and_switches():
         "MaxPool2d",
         "Dropout2d",
         "Flatten",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
         "Dropout",
         "Linear",
     ]
-    assert model[2].bias is False and model[-1].in_features == 64 * 7 * 7  # BN's β replaces the bias
-    assert model[9].p == 0.125 and model[-2].p == 0.25
+    assert model[2].bias is False and model[9].p == 0.125  # BN's β replaces a conv's bias
+    assert (model[-5].in_features, model[-5].out_features, model[-5].bias) == (64 * 7 * 7, 128, False)
+    assert model[-2].p == 0.25 and model[-1] == nn.Linear(128, 10)
     params, _ = jax.eval_shape(model.init, jax.random.key(0))
     convs = 1 * 32 * 9 + 32 * 32 * 9 + 32 * 64 * 9 + 64 * 64 * 9
-    assert nn.num_params(params) == convs + 2 * (32 + 32 + 64 + 64) + 64 * 49 * 10 + 10
-    plain = models.cnn((8, 16, 4), convs_per_stage=1, batch_norm=False, dropout=0.0)
+    assert nn.num_params(params) == convs + 2 * (32 + 32 + 64 + 64) + 3136 * 128 + 2 * 128 + 128 * 10 + 10
+    plain = models.cnn((8, 16, 4), convs_per_stage=1, hidden=0, batch_norm=False, dropout=0.0)
     assert plain == nn.Sequential(
         nn.Flatten(),
         nn.Unflatten(1, (1, 28, 28)),
@@ -168,6 +172,7 @@ def test_cnn_layout_and_switches():
         (dict(channels=()), ValueError, r"channels must be a non-empty tuple of ints >= 1, got \(\)"),
         (dict(channels=(8, 0)), ValueError, r"channels must be a non-empty tuple of ints >= 1, got \(8, 0\)"),
         (dict(convs_per_stage=0), ValueError, "convs_per_stage must be an int >= 1, got 0"),
+        (dict(hidden=-1), ValueError, "hidden must be an int >= 0, got -1"),
         (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\), got 1.0"),
         (dict(channels=(4,) * 5), ValueError, "image_size 28 is too small for 5 2x2 max-pools"),
     ],
@@ -194,7 +199,7 @@ def _small_lenet(dtype):
 @pytest.mark.parametrize(
     "build",
     [
-        lambda dtype: models.cnn((4, 6), convs_per_stage=1, dropout=0.2, image_size=8, dtype=dtype),
+        lambda dtype: models.cnn((4, 6), 1, hidden=8, dropout=0.2, image_size=8, dtype=dtype),
         _small_lenet,
     ],
     ids=["cnn", "lenet"],

@@ -87,7 +87,7 @@ def torch_lenet5():
     )
 
 
-def torch_cnn(channels, convs):
+def torch_cnn(channels, convs, hidden):
     T = torch.nn
     layers, width = [T.Flatten(), T.Unflatten(1, (1, 28, 28))], 1
     for c in channels:
@@ -96,7 +96,11 @@ def torch_cnn(channels, convs):
             width = c
         layers.append(T.MaxPool2d(2))
     side = 28 // 2 ** len(channels)
-    return T.Sequential(*layers, T.Flatten(), T.Linear(width * side * side, 10))
+    head = (
+        [T.Linear(width * side * side, hidden, bias=False), T.BatchNorm1d(hidden), T.ReLU()] if hidden else []
+    )
+    width = hidden or width * side * side
+    return T.Sequential(*layers, T.Flatten(), *head, T.Linear(width, 10))
 
 
 def _compare(model, module, x, labels, steps):
@@ -146,17 +150,17 @@ def test_lenet5_equals_torch_with_torch_weights(x64):
     )
 
 
-@pytest.mark.parametrize("channels, convs", [((4, 8), 2), ((6,), 1)])
-def test_cnn_equals_torch_with_torch_weights(x64, channels, convs):
+@pytest.mark.parametrize("channels, convs, hidden", [((4, 8), 2, 16), ((6,), 1, 0)])
+def test_cnn_equals_torch_with_torch_weights(x64, channels, convs, hidden):
     # dropout 0: torch's masks are not JAX's (the Dropout/Dropout2d tests compare masks given)
     from fnn import models
 
     torch.manual_seed(1)
     rng = rng_for("cnn", channels)
-    model = models.cnn(channels, convs, dropout=0.0, dtype="float64")
+    model = models.cnn(channels, convs, hidden=hidden, dropout=0.0, dtype="float64")
     _compare(
         model,
-        torch_cnn(channels, convs),
+        torch_cnn(channels, convs, hidden),
         rng.normal(size=(5, 784)),
         rng.integers(0, 10, 5),
         [True, True, False],
