@@ -2,23 +2,27 @@
 folded weights against the closed form W' = diag(γ/√(σ²+eps)) W, b' = (b − μ)·γ/√(σ²+eps) + β in numpy;
 Linear -> BatchNorm1d, Conv1d -> BatchNorm1d and Conv2d -> BatchNorm2d (BN2D-5)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn import nn
 
 
 def randomize(model, seed, dtype=np.float32):
-    """init, then random weights, γ, β and running statistics (var in [0.2, 3.2]) from numpy,
+    """Random weights, γ, β and running statistics (var in [0.2, 3.2]) from numpy in the
+    shapes and dtypes init gives (read by eval_shape, so no draw is compiled), counters 0,
     so that nothing is 0 or 1 and BatchNorm is no identity."""
-    params, state = model.init(jax.random.key(seed))
+    params, state = jax.eval_shape(model.init, jax.random.key(seed))
     rng = np.random.default_rng(seed)
 
     def draw(name, leaf):
         if jnp.issubdtype(leaf.dtype, jnp.integer):
-            return leaf
+            return jnp.zeros(leaf.shape, leaf.dtype)
         low = 0.2 if name == "running_var" else -1.5
         return jnp.asarray(rng.uniform(low, low + 3, leaf.shape).astype(dtype), leaf.dtype)
 
@@ -32,7 +36,31 @@ def randomize(model, seed, dtype=np.float32):
 
 def eval_apply(model, params, state, x):
     """The eval-mode output, the whole model compiled at once (faster to test than op by op)."""
-    return jax.jit(lambda p, s, x: model.apply(p, s, x, train=False)[0])(params, state, x)
+    return fast_jit(lambda p, s, x: model.apply(p, s, x, train=False)[0])(params, state, x)
+
+
+@functools.cache
+def fold_program(model):
+    """The fold and both eval-mode outputs in one program (the test's own, compiled by
+    fast_jit), the fold on traced arrays as ``evaluate`` folds it; and the folded spec, which
+    the fold decides from the specs alone while tracing."""
+    spec = []
+
+    @fast_jit
+    def program(params, state, x):
+        folded, fparams, fstate = nn.fold_batchnorm(model, params, state)
+        spec.append(folded)
+        got = folded.apply(fparams, fstate, x, train=False)[0]
+        return fparams, fstate, got, model.apply(params, state, x, train=False)[0]
+
+    return program, spec
+
+
+def fold_and_apply(model, params, state, x):
+    """(folded spec, folded params, folded state, folded output, unfolded output)."""
+    program, spec = fold_program(model)
+    fparams, fstate, got, want = program(params, state, x)
+    return spec[-1], fparams, fstate, got, want
 
 
 def mixed_model(dtype="float32"):
@@ -94,10 +122,8 @@ def test_float32_folded_equals_unfolded_to_rounding():
     model = mixed_model()
     for seed in range(2):
         params, state = randomize(model, seed)
-        folded, fparams, fstate = nn.fold_batchnorm(model, params, state)
         x = jax.random.normal(jax.random.key(100 + seed), (64, 8)) * 3
-        want = eval_apply(model, params, state, x)
-        got = eval_apply(folded, fparams, fstate, x)
+        _, _, _, got, want = fold_and_apply(model, params, state, x)
         assert got.dtype == jnp.float32
         # float32 rounding of a different summation order: outputs are O(1), eps32 = 1.2e-7
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -106,11 +132,9 @@ def test_float32_folded_equals_unfolded_to_rounding():
 def test_float64_folded_equals_unfolded_to_1e_12(x64):
     model = mixed_model("float64")
     params, state = randomize(model, 3, np.float64)
-    folded, fparams, fstate = nn.fold_batchnorm(model, params, state)
-    assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(fparams) if leaf.dtype != jnp.int32)
     x = jax.random.normal(jax.random.key(4), (50, 8), jnp.float64) * 3
-    want = eval_apply(model, params, state, x)
-    got = eval_apply(folded, fparams, fstate, x)
+    _, fparams, _, got, want = fold_and_apply(model, params, state, x)
+    assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(fparams) if leaf.dtype != jnp.int32)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -118,11 +142,9 @@ def test_float64_folded_equals_unfolded_to_1e_12(x64):
 def test_low_precision_dtypes_are_preserved(dtype):
     model = nn.Sequential(nn.Linear(6, 5, dtype=dtype), nn.BatchNorm1d(5, dtype=dtype), nn.ReLU())
     params, state = randomize(model, 5)
-    folded, fparams, fstate = nn.fold_batchnorm(model, params, state)
-    assert folded[0].dtype == dtype and {str(a.dtype) for a in fparams[0].values()} == {dtype}
     x = jax.random.normal(jax.random.key(6), (16, 6)).astype(dtype)
-    want = eval_apply(model, params, state, x)
-    got = eval_apply(folded, fparams, fstate, x)
+    folded, fparams, _, got, want = fold_and_apply(model, params, state, x)
+    assert folded[0].dtype == dtype and {str(a.dtype) for a in fparams[0].values()} == {dtype}
     assert got.dtype == want.dtype
     # bfloat16 has an 8-bit mantissa (eps 2⁻⁷): a few roundings either way
     np.testing.assert_allclose(np.float32(got), np.float32(want), rtol=5e-2, atol=5e-2)
@@ -132,13 +154,11 @@ def test_nested_sequentials_are_folded_recursively():
     inner = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU())
     model = nn.Sequential(inner, nn.Sequential(nn.Linear(6, 3)), nn.BatchNorm1d(3), nn.Linear(3, 2))
     params, state = randomize(model, 7)
-    folded, fparams, fstate = nn.fold_batchnorm(model, params, state)
+    x = jax.random.normal(jax.random.key(8), (10, 4))
+    folded, _, _, got, want = fold_and_apply(model, params, state, x)
     assert [type(layer).__name__ for layer in folded[0]] == ["FoldedLinear", "ReLU"]
     # a pair split across a Sequential boundary stays as it is
     assert [type(layer).__name__ for layer in folded][1:] == ["Sequential", "BatchNorm1d", "Linear"]
-    x = jax.random.normal(jax.random.key(8), (10, 4))
-    want = eval_apply(model, params, state, x)
-    got = eval_apply(folded, fparams, fstate, x)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -253,15 +273,10 @@ def test_float64_folded_conv_equals_conv_then_batchnorm_in_eval(x64):
         ),
     ):
         params, state = randomize(model, 9, np.float64)
-        folded, fparams, fstate = nn.fold_batchnorm(model, params, state)
-        assert type(folded[0]).__name__ in ("FoldedConv1d", "FoldedConv2d")
         x = jnp.asarray(np.random.default_rng(10).standard_normal(shape) * 3)
-        np.testing.assert_allclose(
-            eval_apply(folded, fparams, fstate, x),
-            eval_apply(model, params, state, x),
-            rtol=1e-12,
-            atol=1e-12,
-        )
+        folded, _, _, got, want = fold_and_apply(model, params, state, x)
+        assert type(folded[0]).__name__ in ("FoldedConv1d", "FoldedConv2d")
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_folded_conv_refuses_training():
