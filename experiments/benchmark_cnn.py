@@ -612,17 +612,17 @@ def run_row(spec: dict, data: dict | None = None) -> dict:
         if is_eval:
             return bt.run_torch_eval_row("torch-eval", batch, x, y, 3 * epochs, threads, model, fmt)
         return bt.run_torch_row(batch, x, y, epochs, threads, model, fmt)
-    return _run_jax_row(kind, is_eval, arch, weights, batch, x, y, epochs, spec.get("quick", False))
+    return _run_jax_row(kind, is_eval, arch, weights, batch, x, y, epochs)
 
 
-def _run_jax_row(kind, is_eval, arch, weights, batch, x_np, y_np, epochs, quick) -> dict:
+def _run_jax_row(kind, is_eval, arch, weights, batch, x_np, y_np, epochs) -> dict:
     import jax.numpy as jnp
 
     if kind == "flax-nnx":
         x_np = np.ascontiguousarray(x_np.transpose(0, 2, 3, 1))  # NHWC: flax's layout, once, untimed
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     if kind.startswith("fnn"):
-        model, _ = fnn_model(quick)
+        model = build_fnn(arch)  # the run's layers, even if fnn.models.cnn changes meanwhile
         if is_eval:
             from fnn import train
 
@@ -793,6 +793,8 @@ def main() -> None:
     train_rows, eval_rows, skipped = available(args.quick, with_torch)
     model, model_note = fnn_model(args.quick)
     arch = arch_of(model) if model is not None else DEFAULT_ARCH
+    if model is not None and arch_of(build_fnn(arch)) != arch:  # the fnn rows rebuild it so
+        raise RuntimeError(f"benchmark_cnn: build_fnn does not rebuild {model_note}'s layers")
     weights = initial_weights(model) if model is not None else torch_init_weights(arch)
     fwd = flops(arch)
     print(
@@ -814,7 +816,7 @@ def main() -> None:
     torch_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     def execute(spec: dict) -> dict:
-        spec = dict(spec, arch=list(arch), quick=args.quick)
+        spec = dict(spec, arch=list(arch))
         if args.quick:
             row = run_row(spec, {**data, "weights": weights})
             row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

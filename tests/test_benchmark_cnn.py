@@ -38,7 +38,15 @@ ARCH = (
     {"op": "linear", "in": 216, "out": 10, "bias": True},
 )
 NO_DROPOUT = tuple(s for s in ARCH if not s["op"].startswith("dropout"))
-GAP = (*ARCH[2:6], {"op": "gap"}, {"op": "flatten"}, {"op": "linear", "in": 4, "out": 10, "bias": True})
+GAP = (
+    *ARCH[2:6],
+    {"op": "gap"},
+    {"op": "flatten"},
+    {"op": "linear", "in": 4, "out": 16, "bias": True},
+    {"op": "bn1d", "c": 16},
+    {"op": "relu"},
+    {"op": "linear", "in": 16, "out": 10, "bias": True},
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +82,7 @@ def test_flops_of_the_default_network_is_the_closed_form():
     assert bc.shapes(ARCH)[-1] == (10,) and bc.shapes(ARCH)[10] == (6, 6, 6)
 
 
-@pytest.mark.parametrize("arch", [ARCH, GAP], ids=["convs", "gap"])
+@pytest.mark.parametrize("arch", [ARCH, GAP], ids=["convs", "gap-bn1d"])
 @pytest.mark.parametrize("peer", ["torch", "torch-cl", "flax-nnx", "equinox", "fnn"])
 def test_eval_logits_equal_the_hand_written_forward(peer, arch, data):
     weights, x = _weights(arch), data["x_eval"]
