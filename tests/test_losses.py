@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn.functional import losses as L
 
@@ -89,13 +90,19 @@ def test_cross_entropy_probability_golden(x64, kwargs, reduction, want):
 
 
 def test_cross_entropy_kdim_golden(x64):
+    @fast_jit  # the three losses in one program (tests/fast_jit.py)
+    def program(x, t, w):
+        ce = functools.partial(L.cross_entropy, x, t)
+        return ce(weight=w), ce(weight=w, reduction="none"), ce(label_smoothing=0.2)
+
+    mean, none, smoothed = program(f64(XK), i64(TK), f64(W))
     # NLL-3 / CE-1: (N, C, d) input, mean over all non-ignored positions, weighted
-    close(L.cross_entropy(f64(XK), i64(TK), weight=f64(W)), 0.9645838471)
+    close(mean, 0.9645838471)
     close(
-        L.cross_entropy(f64(XK), i64(TK), weight=f64(W), reduction="none"),
+        none,
         [[1.551250514, 2.302501027, 2.253751541, 0], [2.253751541, 2.253751541, 2.302501027, 1.551250514]],
     )
-    close(L.cross_entropy(f64(XK), i64(TK), label_smoothing=0.2), 1.105536228)  # CE-2, K-dim
+    close(smoothed, 1.105536228)  # CE-2, K-dim
 
 
 @pytest.mark.parametrize(
@@ -122,10 +129,16 @@ def test_bce_golden(x64):
 def test_bce_gradient_golden(x64):
     # BCE-2: w·(x − y)/max(x(1 − x), 1e-12), not the clamped loss's derivative (0 at x = 0);
     # torch's floor is float32(1e-12), so the first entry is -1.000000004e12.
-    p, y = f64(BCE_P), f64(BCE_Y)
     want = [-1.000000004e12, 1.25, -2, 6.666666667, 0]
-    close(jax.grad(lambda p: L.binary_cross_entropy(p, y, reduction="sum"))(p), want, rtol=1e-9)
-    close(L.binary_cross_entropy_backward(f64(1.0), p, y, reduction="sum"), want, rtol=1e-9)
+
+    @fast_jit  # jax.grad and the manual backward in one program (tests/fast_jit.py)
+    def program(p, y):
+        grad = jax.grad(lambda p: L.binary_cross_entropy(p, y, reduction="sum"))(p)
+        return grad, L.binary_cross_entropy_backward(f64(1.0), p, y, reduction="sum")
+
+    grad, manual = program(f64(BCE_P), f64(BCE_Y))
+    close(grad, want, rtol=1e-9)
+    close(manual, want, rtol=1e-9)
 
 
 def test_bce_with_logits_golden(x64):
@@ -175,13 +188,22 @@ def test_l1_gradient_zero_at_equality(x64):
     x = f64([1.0, 2.0, -3.0])
     t = f64([1.0, 0.0, -3.0])
     want = [0.0, 1.0 / 3, 0.0]  # d = [0, 2, 0], 'mean' over 3; Huber clips the 2 to δ = 1
-    for f, fb, kw in [
+    cases = [
         (L.l1_loss, L.l1_loss_backward, {}),
         (L.smooth_l1_loss, L.smooth_l1_loss_backward, dict(beta=0.0)),
         (L.huber_loss, L.huber_loss_backward, {}),
-    ]:
-        close(jax.grad(lambda x, f=f, kw=kw: f(x, t, **kw))(x), want)
-        close(fb(f64(1.0), x, t, **kw), want)
+    ]
+
+    @fast_jit  # each loss's jax.grad and manual backward in one program (tests/fast_jit.py)
+    def program(x, t):
+        return [
+            (jax.grad(lambda x, f=f, kw=kw: f(x, t, **kw))(x), fb(f64(1.0), x, t, **kw))
+            for f, fb, kw in cases
+        ]
+
+    for grad, manual in program(x, t):
+        close(grad, want)
+        close(manual, want)
 
 
 def test_smooth_l1_beta_zero_is_l1(x64):
@@ -248,27 +270,47 @@ def test_all_ignored_nan_loss_zero_gradient(x64, loss):
         "ce": (L.cross_entropy, L.cross_entropy_backward, {}),
         "ce_smooth": (L.cross_entropy, L.cross_entropy_backward, dict(label_smoothing=0.3)),
     }[loss]
-    x, t, w = f64(X), i64([-100] * 4), f64(W)
-    assert np.isnan(f(x, t, weight=w, **kw))
-    close(f(x, t, weight=w, reduction="sum", **kw), 0.0)
-    close(f(x, t, weight=w, reduction="none", **kw), np.zeros(4))
-    for r in ("mean", "sum"):
-        close(jax.grad(lambda x, r=r: f(x, t, weight=w, reduction=r, **kw))(x), np.zeros((4, 3)))
-        close(fb(f64(1.0), x, t, weight=w, reduction=r, **kw), np.zeros((4, 3)))
+
+    @fast_jit  # the three reductions and both gradients in one program (tests/fast_jit.py)
+    def program(x, t, w):
+        values = [f(x, t, weight=w, reduction=r, **kw) for r in ("mean", "sum", "none")]
+        grads = [
+            (
+                jax.grad(lambda x, r=r: f(x, t, weight=w, reduction=r, **kw))(x),
+                fb(f64(1.0), x, t, weight=w, reduction=r, **kw),
+            )
+            for r in ("mean", "sum")
+        ]
+        return values, grads
+
+    (mean, total, none), grads = program(f64(X), i64([-100] * 4), f64(W))
+    assert np.isnan(mean)
+    close(total, 0.0)
+    close(none, np.zeros(4))
+    for grad, manual in grads:
+        close(grad, np.zeros((4, 3)))
+        close(manual, np.zeros((4, 3)))
 
 
 def test_unbatched_matches_a_batch_of_one(x64):
     # NLL-3: input (C,) with a scalar target; the 'none' loss is a scalar
     x, t = f64(X[3]), i64(1)
-    for r in REDUCTIONS:
-        out = L.cross_entropy(x, t, weight=f64(W), label_smoothing=0.2, reduction=r)
+
+    @fast_jit  # every reduction, unbatched and as a batch of one, in one program (tests/fast_jit.py)
+    def program(x, t, w, p):
+        ce = functools.partial(L.cross_entropy, weight=w, label_smoothing=0.2)
+        cases = [
+            (ce(x, t, reduction=r), ce(x[None], t[None], reduction=r), L.nll_loss(x, t, reduction=r))
+            for r in REDUCTIONS
+        ]
+        return cases, L.cross_entropy(x, p), L.cross_entropy(x[None], p[None])
+
+    cases, probabilities, batch = program(x, t, f64(W), f64(P[1]))
+    for out, batched, nll in cases:
         assert out.shape == ()
-        close(
-            out,
-            L.cross_entropy(x[None], t[None], weight=f64(W), label_smoothing=0.2, reduction=r).reshape(()),
-        )
-        close(L.nll_loss(x, t, reduction=r), -x[1])
-    close(L.cross_entropy(x, f64(P[1])), L.cross_entropy(x[None], f64([P[1]])))  # probabilities, unbatched
+        close(out, batched.reshape(()))
+        close(nll, -x[1])
+    close(probabilities, batch)  # probabilities, unbatched
 
 
 @pytest.mark.parametrize("dtype", [jnp.int8, jnp.uint8, jnp.int16, jnp.int32, jnp.int64])
@@ -294,18 +336,25 @@ def test_stable_at_saturated_logits(x64):
             dict(pos_weight=f64(POS_WEIGHT)),
         ),
     ]
-    for f, fb, t, kw in cases:
-        loss = f(x, t, **kw)
+
+    @fast_jit  # every case's loss, jax.grad and manual backward in one program (tests/fast_jit.py)
+    def program(x, two, pm):
+        out = [
+            (f(x, t, **kw), jax.grad(lambda x, f=f, t=t, kw=kw: f(x, t, **kw))(x), fb(f64(1.0), x, t, **kw))
+            for f, fb, t, kw in cases
+        ]
+        gap = L.cross_entropy(two, i64([1]))
+        bcel = L.binary_cross_entropy_with_logits(pm, f64([0.0, 1.0]), reduction="none")
+        return out, gap, bcel
+
+    out, gap, bcel = program(x, f64([[1000, -1000]]), f64([1000.0, -1000.0]))
+    for loss, g, manual in out:
         assert np.isfinite(loss) and loss > 100
-        g = jax.grad(lambda x, f=f, t=t, kw=kw: f(x, t, **kw))(x)
         assert np.all(np.isfinite(g))
-        close(fb(f64(1.0), x, t, **kw), g)
+        close(manual, g)
     # CE-1 at ±1000: the wrong class costs exactly the logit gap
-    close(L.cross_entropy(f64([[1000, -1000]]), i64([1])), 2000.0)
-    close(
-        L.binary_cross_entropy_with_logits(f64([1000.0, -1000.0]), f64([0.0, 1.0]), reduction="none"),
-        [1000.0, 1000.0],
-    )
+    close(gap, 2000.0)
+    close(bcel, [1000.0, 1000.0])
 
 
 # ------------------------------------------------------------------ manual backward vs jax.vjp
