@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_jit import fast_jit  # tests/fast_jit.py
 
 from fnn.functional.stochastic import (
     dropout,
@@ -16,6 +17,13 @@ from fnn.functional.stochastic import (
 )
 
 jdropout = jax.jit(dropout, static_argnames=("p", "training"))
+# The statistical tests draw from whole compiled programs, one per shape and p (as a training
+# step draws), instead of op by op: the same bits (the hash is integer arithmetic), the same
+# scaled values, compiled by fast_jit (tests/fast_jit.py) in a fraction of the eager ops' time.
+cdropout = fast_jit(dropout, static_argnames=("p", "training"))
+cdropout_mask = fast_jit(dropout_mask, static_argnames=("shape", "p", "dtype"))
+cdropout2d = fast_jit(dropout2d, static_argnames=("p", "training"))
+ckeep_mask = fast_jit(keep_mask, static_argnames=("shape", "p"))
 
 
 # Nothing here relies on which bits a key produces: the masks are checked through properties
@@ -33,7 +41,7 @@ def _sigma_bound(p, n):
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
 def test_values_are_zero_or_scaled_input_and_rate_is_p(p):
     x = jax.random.normal(jax.random.key(10), (500, 400)) + 3.0  # non-constant, never 0
-    y, xn = np.asarray(dropout(x, jax.random.key(0), p)), np.asarray(x)
+    y, xn = np.asarray(cdropout(x, jax.random.key(0), p)), np.asarray(x)
     dropped = y == 0
     # DROP-1: every output is 0 or x/(1 - p) (inverted dropout scaling), for each element's own x
     np.testing.assert_allclose(y[~dropped], xn[~dropped] / (1 - p), rtol=1e-6)
@@ -42,7 +50,7 @@ def test_values_are_zero_or_scaled_input_and_rate_is_p(p):
 
 
 def _kept(key, shape=(400, 500), p=0.5):
-    return np.asarray(dropout(jnp.ones(shape), key, p)) != 0
+    return np.asarray(cdropout(jnp.ones(shape), key, p)) != 0
 
 
 def _corr(a, b):
@@ -87,7 +95,7 @@ def test_mask_is_16_bit_halves_of_random_words_below_the_threshold(p):
     threshold = {0.2: 52429, 0.5: 32768, 0.1234: 57449}[p]
     assert abs(threshold / 2**16 - (1 - p)) <= 2**-17
     halves = _halves(key, shape)
-    kept = np.asarray(dropout_mask(key, shape, p)) != 0
+    kept = np.asarray(cdropout_mask(key, shape, p)) != 0
     np.testing.assert_array_equal(kept, halves < threshold)
     # the sample holds the half-words at the boundary, so an off-by-one (<= T, < T - 1) would show
     assert (halves == threshold - 1).any() and (halves == threshold).any()
@@ -100,11 +108,11 @@ def test_quantized_threshold_edges():
     # 2^-17 of the requested p; the kept scale is torch's 1/(1 - p) regardless.
     key = jax.random.key(22)
     tiny, near_one = 1e-6, 1 - 1e-6
-    np.testing.assert_array_equal(dropout_mask(key, (300, 300), tiny), np.float32(1 / (1 - tiny)))
-    np.testing.assert_array_equal(dropout_mask(key, (300, 300), near_one), 0.0)
+    np.testing.assert_array_equal(cdropout_mask(key, (300, 300), tiny), np.float32(1 / (1 - tiny)))
+    np.testing.assert_array_equal(cdropout_mask(key, (300, 300), near_one), 0.0)
     # 0-d and empty masks draw too (a 0-d mask is the low half of one word)
-    assert dropout_mask(key, (), 0.5).shape == () and dropout_mask(key, (3, 0), 0.5).shape == (3, 0)
-    assert (np.asarray(dropout_mask(key, (), 0.5)) != 0) == (_halves(key, (1,))[0] < 2**15)
+    assert cdropout_mask(key, (), 0.5).shape == () and cdropout_mask(key, (3, 0), 0.5).shape == (3, 0)
+    assert (np.asarray(cdropout_mask(key, (), 0.5)) != 0) == (_halves(key, (1,))[0] < 2**15)
 
 
 @pytest.mark.parametrize("p", [0.1234, 0.5, 0.8])
@@ -113,7 +121,7 @@ def test_units_sharing_a_random_word_are_independent(p):
     # of their keep indicators: the chi-square statistic of the 2x2 table of the 5e5 pairs, with
     # 1 degree of freedom, stays below 15.14 (its 1e-4 upper quantile), and their correlation
     # below the 4-sigma bound 4/sqrt(n); a shared or complementary half gives correlation +-1.
-    kept = np.asarray(dropout_mask(jax.random.key(23), (1000, 1000), p)) != 0
+    kept = np.asarray(cdropout_mask(jax.random.key(23), (1000, 1000), p)) != 0
     low, high = kept[:, 0::2].reshape(-1), kept[:, 1::2].reshape(-1)
     table = np.array([[np.sum(~low & ~high), np.sum(~low & high)], [np.sum(low & ~high), np.sum(low & high)]])
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
@@ -154,16 +162,16 @@ def test_p1_zeros_with_zero_not_nan_gradient():
 
 def test_same_key_same_mask_different_keys_differ():
     x = jnp.ones((64, 64))
-    a, b = dropout(x, jax.random.key(3), 0.5), dropout(x, jax.random.key(3), 0.5)
+    a, b = cdropout(x, jax.random.key(3), 0.5), cdropout(x, jax.random.key(3), 0.5)
     np.testing.assert_array_equal(a, b)
     k1, k2 = jax.random.split(jax.random.key(3))
-    assert not np.array_equal(dropout(x, k1, 0.5), dropout(x, k2, 0.5))
+    assert not np.array_equal(cdropout(x, k1, 0.5), cdropout(x, k2, 0.5))
 
 
 def test_typed_and_legacy_keys_give_the_same_mask():
     x = jnp.ones((32, 32))
-    typed = dropout(x, jax.random.key(7), 0.3)
-    legacy = dropout(x, jax.random.PRNGKey(7), 0.3)
+    typed = cdropout(x, jax.random.key(7), 0.3)
+    legacy = cdropout(x, jax.random.PRNGKey(7), 0.3)
     np.testing.assert_array_equal(typed, legacy)
 
 
@@ -172,9 +180,9 @@ def test_dropout_mask_is_the_mask_dropout_applies(p):
     # dropout_mask's documented contract: its values are 0 or 1/(1 - p) (DROP-1) and it is the
     # mask dropout applies for the same key, read here off dropout's output on an all-ones input.
     key = jax.random.key(8)
-    m = np.asarray(dropout_mask(key, (40, 50), p))
+    m = np.asarray(cdropout_mask(key, (40, 50), p))
     assert set(np.unique(m)) <= {0.0, np.float32(1.0 / (1.0 - p)) if p < 1 else 0.0}
-    np.testing.assert_array_equal(m, dropout(jnp.ones((40, 50)), key, p))
+    np.testing.assert_array_equal(m, cdropout(jnp.ones((40, 50)), key, p))
 
 
 @pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 1.0])
@@ -186,9 +194,18 @@ def test_gradient_pattern_is_the_output_pattern(x64, p, make_key):
     key = make_key(11)
     x = jnp.asarray(np.random.default_rng(0).uniform(0.5, 2.0, size=(5, 7)) * [[1], [-1], [1], [-1], [1]])
     g = jnp.asarray(np.random.default_rng(1).normal(size=(5, 7)))
-    want = np.asarray(g) * np.asarray(dropout(x, key, p)) / np.asarray(x)
-    np.testing.assert_allclose(dropout_backward(g, x, key, p), want, rtol=1e-14)
-    (vjp,) = jax.vjp(lambda x: dropout(x, key, p), x)[1](g)
+
+    @fast_jit  # the forward, the manual backward and jax.vjp in one program (tests/fast_jit.py)
+    def program(x, g, key):
+        return (
+            dropout(x, key, p),
+            dropout_backward(g, x, key, p),
+            jax.vjp(lambda x: dropout(x, key, p), x)[1](g)[0],
+        )
+
+    y, manual, vjp = program(x, g, key)
+    want = np.asarray(g) * np.asarray(y) / np.asarray(x)
+    np.testing.assert_allclose(manual, want, rtol=1e-14)
     np.testing.assert_allclose(vjp, want, rtol=1e-14)
 
 
@@ -267,7 +284,7 @@ def test_dropout2d_zeroes_whole_channels_scaled_and_rate_is_p(p):
     # DROP2D-1: each (sample, channel) map is all zero or all x/(1 - p); 4000 channel draws
     # put the drop rate within 4 sigma of p.
     x = jax.random.normal(jax.random.key(10), (100, 40, 3, 4)) + 3.0  # never 0
-    y, xn = np.asarray(dropout2d(x, jax.random.key(1), p)), np.asarray(x)
+    y, xn = np.asarray(cdropout2d(x, jax.random.key(1), p)), np.asarray(x)
     dropped = (y == 0).reshape(100, 40, 12)
     whole = dropped.all(-1)
     assert (dropped.any(-1) == whole).all()  # no channel partly dropped
@@ -279,9 +296,9 @@ def test_dropout2d_mask_is_the_dropout_mask_of_the_channels():
     # DROP2D-1: the per-channel mask is keep_mask's definition at shape (N, C), broadcast
     # over H and W (one draw per channel, whatever the spatial size).
     key = jax.random.key(4)
-    kept = np.asarray(keep_mask(key, (6, 5), 0.3))
+    kept = np.asarray(ckeep_mask(key, (6, 5), 0.3))
     for hw in [(1, 1), (2, 3), (7, 1)]:
-        y = np.asarray(dropout2d(jnp.ones((6, 5, *hw)), key, 0.3))
+        y = np.asarray(cdropout2d(jnp.ones((6, 5, *hw)), key, 0.3))
         np.testing.assert_array_equal(
             y, np.where(kept, np.float32(1 / 0.7), 0)[:, :, None, None] * np.ones(hw)
         )
@@ -289,9 +306,9 @@ def test_dropout2d_mask_is_the_dropout_mask_of_the_channels():
 
 def test_dropout2d_same_key_same_channels_different_keys_differ():
     x = jnp.ones((16, 32, 2, 2))
-    np.testing.assert_array_equal(dropout2d(x, jax.random.key(3)), dropout2d(x, jax.random.key(3)))
+    np.testing.assert_array_equal(cdropout2d(x, jax.random.key(3)), cdropout2d(x, jax.random.key(3)))
     k1, k2 = jax.random.split(jax.random.key(3))
-    assert not np.array_equal(dropout2d(x, k1), dropout2d(x, k2))
+    assert not np.array_equal(cdropout2d(x, k1), cdropout2d(x, k2))
 
 
 @pytest.mark.parametrize("p", [0.0, 0.4, 1.0])
@@ -302,9 +319,15 @@ def test_dropout2d_backward_is_the_forward_mask_and_matches_vjp(x64, p):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(0.5, 2.0, (3, 4, 2, 3)) * rng.choice([-1, 1], (3, 4, 2, 3)))
     g = jnp.asarray(rng.normal(size=(3, 4, 2, 3)))
-    want = np.asarray(g) * np.asarray(dropout2d(x, key, p)) / np.asarray(x)
-    np.testing.assert_allclose(dropout2d_backward(g, x, key, p), want, rtol=1e-14)
-    (vjp,) = jax.vjp(lambda x: dropout2d(x, key, p), x)[1](g)
+
+    @fast_jit  # the forward, the manual backward and jax.vjp in one program (tests/fast_jit.py)
+    def program(x, g, key):
+        vjp = jax.vjp(lambda x: dropout2d(x, key, p), x)[1](g)[0]
+        return dropout2d(x, key, p), dropout2d_backward(g, x, key, p), vjp
+
+    y, manual, vjp = program(x, g, key)
+    want = np.asarray(g) * np.asarray(y) / np.asarray(x)
+    np.testing.assert_allclose(manual, want, rtol=1e-14)
     np.testing.assert_allclose(vjp, want, rtol=1e-14)
     assert np.isfinite(np.asarray(vjp)).all()
 
